@@ -1,0 +1,139 @@
+#include "strongbox/backend.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace strongbox {
+
+absl::Status ValidateKey(absl::string_view key, const BackendLimits& limits) {
+  if (key.empty()) return absl::InvalidArgumentError("path is empty");
+  if (key.size() > limits.max_key_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("path is ", key.size(), " bytes; the limit is ",
+                     limits.max_key_bytes));
+  }
+  for (char c : key) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      return absl::InvalidArgumentError(
+          "path contains a NUL or control byte");
+    }
+  }
+  if (key.front() == '/') {
+    return absl::InvalidArgumentError("path starts with '/'");
+  }
+  if (key.back() == '/') {
+    return absl::InvalidArgumentError("path ends with '/'");
+  }
+  for (absl::string_view segment : absl::StrSplit(key, '/')) {
+    if (segment.empty()) {
+      return absl::InvalidArgumentError("path has an empty segment ('//')");
+    }
+    if (segment == "." || segment == "..") {
+      return absl::InvalidArgumentError("path has a '.' or '..' segment");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePrefix(absl::string_view prefix,
+                            const BackendLimits& limits) {
+  if (prefix.empty()) return absl::OkStatus();
+  if (prefix.back() != '/') {
+    return absl::InvalidArgumentError(
+        "list prefix must be empty or end with '/'");
+  }
+  return ValidateKey(prefix.substr(0, prefix.size() - 1), limits);
+}
+
+WriteOp WriteOp::Put(absl::string_view key, absl::string_view value) {
+  WriteOp op;
+  op.kind = Kind::kPut;
+  op.key = std::string(key);
+  op.value = std::string(value);
+  return op;
+}
+
+WriteOp WriteOp::Delete(absl::string_view key) {
+  WriteOp op;
+  op.kind = Kind::kDelete;
+  op.key = std::string(key);
+  return op;
+}
+
+WriteOp WriteOp::Check(absl::string_view key) {
+  WriteOp op;
+  op.kind = Kind::kCheck;
+  op.key = std::string(key);
+  return op;
+}
+
+WriteOp& WriteOp::IfVersion(uint64_t version) {
+  expect = Expect::kVersion;
+  expected_version = version;
+  return *this;
+}
+
+WriteOp& WriteOp::IfAbsent() {
+  expect = Expect::kAbsent;
+  expected_version = 0;
+  return *this;
+}
+
+absl::StatusOr<uint64_t> Backend::Put(absl::string_view key,
+                                      absl::string_view value,
+                                      FenceToken fence) {
+  WriteOp op = WriteOp::Put(key, value);
+  return Commit(absl::MakeConstSpan(&op, 1), fence);
+}
+
+absl::StatusOr<uint64_t> Backend::Delete(absl::string_view key,
+                                         FenceToken fence) {
+  WriteOp op = WriteOp::Delete(key);
+  return Commit(absl::MakeConstSpan(&op, 1), fence);
+}
+
+absl::StatusOr<Entry> BackendWrapper::Get(absl::string_view key) {
+  return target_->Get(key);
+}
+
+absl::StatusOr<std::vector<std::string>> BackendWrapper::List(
+    absl::string_view prefix) {
+  return target_->List(prefix);
+}
+
+absl::StatusOr<uint64_t> BackendWrapper::Commit(absl::Span<const WriteOp> ops,
+                                                FenceToken fence) {
+  return target_->Commit(ops, fence);
+}
+
+absl::StatusOr<uint64_t> BackendWrapper::Revision() {
+  return target_->Revision();
+}
+
+HaBackend* BackendWrapper::ha() {
+  return target_->ha() == nullptr ? nullptr : this;
+}
+
+BackendLimits BackendWrapper::limits() const { return target_->limits(); }
+
+absl::StatusOr<std::unique_ptr<LeadershipGrant>> BackendWrapper::Acquire(
+    const AcquireOptions& options) {
+  HaBackend* ha = target_->ha();
+  if (ha == nullptr) return absl::UnimplementedError("backend has no HA lease");
+  return ha->Acquire(options);
+}
+
+absl::StatusOr<std::optional<LeaseHolder>> BackendWrapper::CurrentHolder() {
+  HaBackend* ha = target_->ha();
+  if (ha == nullptr) return absl::UnimplementedError("backend has no HA lease");
+  return ha->CurrentHolder();
+}
+
+absl::Status BackendWrapper::BreakLease(FenceToken fence) {
+  HaBackend* ha = target_->ha();
+  if (ha == nullptr) return absl::UnimplementedError("backend has no HA lease");
+  return ha->BreakLease(fence);
+}
+
+}  // namespace strongbox

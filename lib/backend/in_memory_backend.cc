@@ -1,0 +1,290 @@
+#include "strongbox/in_memory_backend.h"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "lib/backend/batch.h"
+#include "lib/util/mutex.h"
+
+namespace strongbox {
+namespace {
+
+// The lease as the backend sees it; shared with the grants it hands out.
+struct LeaseCore {
+  explicit LeaseCore(Clock* c, absl::Duration poll) : clock(c), poll(poll) {}
+
+  Clock* const clock;
+  const absl::Duration poll;
+
+  Mutex mu;
+  std::optional<LeaseHolder> current ABSL_GUARDED_BY(mu);
+  absl::Duration current_ttl ABSL_GUARDED_BY(mu);
+  FenceToken last_fence ABSL_GUARDED_BY(mu) = kNoFence;
+
+  // True when `fence` is the current, unexpired grant.
+  bool IsCurrent(FenceToken fence, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return current.has_value() && current->fence == fence &&
+           now < current->expiry;
+  }
+  // Drops an expired grant so the lease reads as free.
+  void Expire(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (current.has_value() && now >= current->expiry) current.reset();
+  }
+};
+
+class InMemoryGrant final : public LeadershipGrant {
+ public:
+  InMemoryGrant(std::shared_ptr<LeaseCore> core, LeaseHolder granted,
+                absl::Duration ttl)
+      : core_(std::move(core)),
+        granted_(std::move(granted)),
+        ttl_(ttl),
+        expiry_(granted_.expiry) {}
+
+  ~InMemoryGrant() override { Release().IgnoreError(); }
+
+  FenceToken fence() const override { return granted_.fence; }
+  std::string holder() const override { return granted_.holder; }
+
+  absl::Status Renew() override {
+    MutexLock lock(&core_->mu);
+    const absl::Time now = core_->clock->Now();
+    if (lost_ || !core_->IsCurrent(granted_.fence, now)) {
+      lost_ = true;
+      return absl::FailedPreconditionError(
+          absl::StrCat("lease grant ", granted_.fence, " is lost"));
+    }
+    core_->current->expiry = now + ttl_;
+    expiry_ = core_->current->expiry;
+    return absl::OkStatus();
+  }
+
+  absl::Status Release() override {
+    {
+      MutexLock lock(&core_->mu);
+      if (core_->current.has_value() &&
+          core_->current->fence == granted_.fence) {
+        core_->current.reset();
+      }
+      lost_ = true;
+    }
+    core_->mu.SignalAll();
+    return absl::OkStatus();
+  }
+
+  absl::Time expiry() const override {
+    MutexLock lock(&core_->mu);
+    return expiry_;
+  }
+
+  bool Lost() override {
+    MutexLock lock(&core_->mu);
+    return CheckLost();
+  }
+
+  bool WaitLost(absl::Time deadline) override {
+    MutexLock lock(&core_->mu);
+    while (!CheckLost()) {
+      if (core_->clock->Now() >= deadline) return false;
+      core_->mu.AwaitWithTimeout(
+          [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) { return lost_; },
+          core_->poll);
+    }
+    return true;
+  }
+
+ private:
+  bool CheckLost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+    if (!lost_ && !core_->IsCurrent(granted_.fence, core_->clock->Now())) {
+      lost_ = true;
+    }
+    return lost_;
+  }
+
+  const std::shared_ptr<LeaseCore> core_;
+  const LeaseHolder granted_;
+  const absl::Duration ttl_;
+  bool lost_ ABSL_GUARDED_BY(core_->mu) = false;
+  absl::Time expiry_ ABSL_GUARDED_BY(core_->mu);
+};
+
+class InMemoryBackend final : public Backend, public HaBackend {
+ public:
+  explicit InMemoryBackend(const InMemoryBackendOptions& options)
+      : clock_(options.clock != nullptr ? options.clock : RealClock()),
+        limits_(options.limits),
+        lease_(std::make_shared<LeaseCore>(clock_, options.poll_interval)) {}
+
+  absl::StatusOr<Entry> Get(absl::string_view key) override {
+    absl::Status valid = ValidateKey(key, limits_);
+    if (!valid.ok()) return valid;
+    ReaderLock lock(&mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) {
+      return absl::NotFoundError(absl::StrCat("no entry at ", key));
+    }
+    return it->second;
+  }
+
+  absl::StatusOr<std::vector<std::string>> List(
+      absl::string_view prefix) override {
+    absl::Status valid = ValidatePrefix(prefix, limits_);
+    if (!valid.ok()) return valid;
+    std::vector<std::string> children;
+    ReaderLock lock(&mu_);
+    auto it = entries_.lower_bound(prefix);
+    while (it != entries_.end() && absl::StartsWith(it->first, prefix)) {
+      absl::string_view rest = absl::string_view(it->first).substr(prefix.size());
+      size_t slash = rest.find('/');
+      if (slash == absl::string_view::npos) {
+        children.emplace_back(rest);
+        ++it;
+      } else {
+        std::string folder(rest.substr(0, slash + 1));
+        // Skip every key under this folder: '0' is the byte after '/'.
+        std::string next = absl::StrCat(prefix, rest.substr(0, slash), "0");
+        children.push_back(std::move(folder));
+        it = entries_.lower_bound(next);
+      }
+    }
+    std::sort(children.begin(), children.end());
+    return children;
+  }
+
+  absl::StatusOr<uint64_t> Commit(absl::Span<const WriteOp> ops,
+                                  FenceToken fence) override {
+    absl::Status valid = ValidateBatch(ops, limits_);
+    if (!valid.ok()) return valid;
+    // Lock order: lease, then entries. The fence check and the write happen
+    // under both, so a grant cannot change between them.
+    MutexLock lease_lock(&lease_->mu);
+    if (fence != kNoFence && !lease_->IsCurrent(fence, clock_->Now())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "fence ", fence, " is not the current lease grant; write refused"));
+    }
+    WriterLock lock(&mu_);
+    for (const WriteOp& op : ops) {
+      auto it = entries_.find(op.key);
+      absl::Status met = CheckPrecondition(
+          op, it == entries_.end() ? std::nullopt
+                                   : std::optional<uint64_t>(it->second.version));
+      if (!met.ok()) return met;
+    }
+    if (!HasWrites(ops)) return revision_;
+    const uint64_t revision = ++revision_;
+    for (const WriteOp& op : ops) {
+      switch (op.kind) {
+        case WriteOp::Kind::kPut: {
+          Entry& e = entries_[op.key];
+          e.value = op.value;
+          e.version = revision;
+          break;
+        }
+        case WriteOp::Kind::kDelete: {
+          auto it = entries_.find(op.key);
+          if (it != entries_.end()) entries_.erase(it);
+          break;
+        }
+        case WriteOp::Kind::kCheck:
+          break;
+      }
+    }
+    return revision;
+  }
+
+  absl::StatusOr<uint64_t> Revision() override {
+    ReaderLock lock(&mu_);
+    return revision_;
+  }
+
+  HaBackend* ha() override { return this; }
+  BackendLimits limits() const override { return limits_; }
+
+  absl::StatusOr<std::unique_ptr<LeadershipGrant>> Acquire(
+      const AcquireOptions& options) override {
+    if (options.holder.empty()) {
+      return absl::InvalidArgumentError("lease holder value is empty");
+    }
+    if (options.ttl <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("lease TTL must be positive");
+    }
+    LeaseCore& core = *lease_;
+    MutexLock lock(&core.mu);
+    while (true) {
+      if (options.cancel != nullptr && options.cancel->cancelled()) {
+        return absl::CancelledError("lease acquire cancelled");
+      }
+      const absl::Time now = clock_->Now();
+      core.Expire(now);
+      if (!core.current.has_value()) {
+        LeaseHolder granted{options.holder, ++core.last_fence,
+                            now + options.ttl};
+        core.current = granted;
+        core.current_ttl = options.ttl;
+        return std::unique_ptr<LeadershipGrant>(
+            new InMemoryGrant(lease_, std::move(granted), options.ttl));
+      }
+      if (now >= options.deadline) {
+        return absl::DeadlineExceededError(
+            "lease is held by another node past the acquire deadline");
+      }
+      // Wake on release, or re-read the clock after one poll interval (a
+      // fake clock may have moved, the holder may have expired).
+      absl::Duration wait = core.poll;
+      if (clock_ == RealClock()) {
+        wait = std::min({core.current->expiry - now, options.deadline - now,
+                         absl::Milliseconds(50)});
+        if (options.cancel != nullptr) wait = std::min(wait, core.poll);
+      }
+      const FenceToken seen = core.current->fence;
+      core.mu.AwaitWithTimeout(
+          [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core.mu) {
+            return !core.current.has_value() || core.current->fence != seen;
+          },
+          std::max(wait, absl::Microseconds(50)));
+    }
+  }
+
+  absl::StatusOr<std::optional<LeaseHolder>> CurrentHolder() override {
+    MutexLock lock(&lease_->mu);
+    lease_->Expire(clock_->Now());
+    return lease_->current;
+  }
+
+  absl::Status BreakLease(FenceToken fence) override {
+    {
+      MutexLock lock(&lease_->mu);
+      if (lease_->current.has_value() && lease_->current->fence == fence) {
+        lease_->current.reset();
+      }
+    }
+    lease_->mu.SignalAll();
+    return absl::OkStatus();
+  }
+
+ private:
+  Clock* const clock_;
+  const BackendLimits limits_;
+  const std::shared_ptr<LeaseCore> lease_;
+
+  SharedMutex mu_;
+  std::map<std::string, Entry, std::less<>> entries_ ABSL_GUARDED_BY(mu_);
+  uint64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> NewInMemoryBackend(
+    const InMemoryBackendOptions& options) {
+  return std::make_unique<InMemoryBackend>(options);
+}
+
+}  // namespace strongbox
