@@ -1,0 +1,174 @@
+// Barrier::Impl — the implementation behind strongbox/barrier.h, visible to
+// lib/seal, its tests (BarrierTestPeer) and benchmarks for the seams below.
+#ifndef STRONGBOX_LIB_SEAL_BARRIER_IMPL_H_
+#define STRONGBOX_LIB_SEAL_BARRIER_IMPL_H_
+
+#include <openssl/aead.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "lib/seal/nonce_pool.h"
+#include "lib/seal/records.h"
+#include "lib/util/mutex.h"
+#include "strongbox/barrier.h"
+#include "strongbox/secret_bytes.h"
+
+namespace strongbox {
+namespace seal {
+
+// Stored value layout (see barrier.h).
+inline constexpr size_t kTermBytes = 4;
+inline constexpr uint8_t kValueFormat = 1;
+inline constexpr size_t kValueHeaderBytes = kTermBytes + 1 + kNonceBytes;
+inline constexpr size_t kValueOverhead = kValueHeaderBytes + kTagBytes;
+
+// One data-encryption key and its reusable AEAD context. Both live in
+// SecretBytes (the context holds the expanded AES key schedule, which
+// EVP_AEAD_CTX_cleanup does not wipe). Immutable after Create; its
+// EVP_AEAD_CTX may be used for seal/open from many threads at once.
+class TermCipher {
+ public:
+  static absl::StatusOr<std::unique_ptr<TermCipher>> Create(
+      uint32_t term, SecretBytes key, int64_t created_unix_micros);
+  ~TermCipher();
+  TermCipher(const TermCipher&) = delete;
+  TermCipher& operator=(const TermCipher&) = delete;
+
+  uint32_t term() const { return term_; }
+  const SecretBytes& key() const { return key_; }
+  int64_t created_unix_micros() const { return created_unix_micros_; }
+  const EVP_AEAD_CTX* ctx() const {
+    return reinterpret_cast<const EVP_AEAD_CTX*>(ctx_storage_.data());
+  }
+  // (data, size) of every buffer holding key material, for the wipe test.
+  void AppendBuffers(std::vector<std::pair<const void*, size_t>>* out) const;
+
+ private:
+  TermCipher(uint32_t term, SecretBytes key, int64_t created);
+  const uint32_t term_;
+  SecretBytes key_;
+  const int64_t created_unix_micros_;
+  SecretBytes ctx_storage_;  // an EVP_AEAD_CTX
+};
+
+}  // namespace seal
+
+class Barrier::Impl {
+ public:
+  explicit Impl(const BarrierOptions& options);
+  ~Impl();
+
+  absl::StatusOr<std::vector<std::string>> Initialize(int shares, int threshold,
+                                                      FenceToken fence);
+  absl::StatusOr<SealStatus> Unseal(absl::string_view share);
+  void ResetUnsealProgress();
+  void Seal();
+  bool sealed() const { return sealed_.load(std::memory_order_acquire); }
+  absl::StatusOr<SealStatus> Status();
+  absl::StatusOr<std::vector<std::string>> Rekey(
+      absl::Span<const std::string> current_shares, int new_shares,
+      int new_threshold, FenceToken fence);
+  absl::StatusOr<uint32_t> Rotate(FenceToken fence);
+  absl::Status ReloadKeyring();
+
+  absl::StatusOr<Entry> Get(absl::string_view path);
+  absl::StatusOr<uint64_t> Put(absl::string_view path,
+                               absl::string_view plaintext, FenceToken fence);
+  absl::StatusOr<uint64_t> Delete(absl::string_view path, FenceToken fence);
+  absl::StatusOr<std::vector<std::string>> List(absl::string_view prefix);
+  absl::StatusOr<uint64_t> Commit(absl::Span<const WriteOp> ops,
+                                  FenceToken fence);
+  Backend* backend() const { return backend_; }
+
+  // ---- Seams: the data path's crypto without the backend (benchmarks,
+  // tests). SealValue gives the stored bytes for `path`; OpenValue opens
+  // them with the keys in memory (no keyring reload).
+  absl::StatusOr<std::string> SealValue(absl::string_view path,
+                                        absl::string_view plaintext);
+  absl::StatusOr<std::string> OpenValue(absl::string_view path,
+                                        absl::string_view stored);
+  // Every live buffer holding key material (root key, term keys, AEAD
+  // contexts, presented shares), for the wipe-on-seal test.
+  std::vector<std::pair<const void*, size_t>> KeyBuffersForTesting();
+
+ private:
+  struct Keys {
+    SecretBytes root_key;
+    absl::flat_hash_map<uint32_t, std::unique_ptr<seal::TermCipher>> terms;
+    const seal::TermCipher* active = nullptr;
+    uint32_t max_term = 0;
+    uint64_t keyring_version = 0;  // backend version of the keyring record
+  };
+
+  absl::Status CheckDataPath(absl::string_view path) const;
+  // Opens `stored`; sets *unknown_term when it names a term newer than any
+  // this barrier has (worth one keyring reload).
+  absl::StatusOr<std::string> Open(absl::string_view path,
+                                   absl::string_view stored,
+                                   bool* unknown_term);
+  // Reads and validates the seal config. FAILED_PRECONDITION if absent.
+  absl::StatusOr<seal::SealConfigRecord> ReadConfig();
+  // Commits; if the backend's answer leaves the outcome unknown, reads
+  // `probe_key` back and counts the commit as applied if it holds
+  // `probe_value` (so shares are never lost to a dropped acknowledgement).
+  absl::StatusOr<uint64_t> CommitConfirmed(absl::Span<const WriteOp> ops,
+                                           FenceToken fence,
+                                           absl::string_view probe_key,
+                                           absl::string_view probe_value);
+  // Opens the stored root key with `unseal_key`; then the keyring with it.
+  absl::StatusOr<SecretBytes> OpenRootKey(const SecretBytes& unseal_key,
+                                          uint64_t* version);
+  absl::StatusOr<std::unique_ptr<Keys>> LoadKeyring(SecretBytes root_key);
+  absl::Status ReloadKeyringLocked(uint32_t wanted_term)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
+  SealStatus StatusLocked(const seal::SealConfigRecord* config);
+  // Shares presented so far -> the unseal key. Length/threshold checked.
+  absl::StatusOr<SecretBytes> CombineShares(
+      absl::Span<const std::string> shares, int threshold);
+  absl::StatusOr<std::vector<std::string>> MakeShares(
+      const SecretBytes& unseal_key, int shares, int threshold);
+  void WipeProgress();
+
+  // Constant after construction.
+  Backend* const backend_;
+  const std::string core_prefix_;
+  const std::string config_path_;
+  const std::string root_key_path_;
+  const std::string keyring_path_;
+  seal::NoncePool nonces_;
+
+  // Serializes the seal operations (Initialize, Unseal, Rekey, Rotate,
+  // ReloadKeyring). Seal() does not take it, so it is never stuck behind a
+  // slow backend. Acquired before keys_mu_ and progress_mu_.
+  Mutex op_mu_;
+
+  // The keys. Readers (the data path) share it; installs and Seal take it
+  // exclusively, and never across backend I/O.
+  mutable SharedMutex keys_mu_;
+  std::unique_ptr<Keys> keys_ ABSL_GUARDED_BY(keys_mu_);  // null: sealed
+  uint64_t seal_epoch_ ABSL_GUARDED_BY(keys_mu_) = 0;     // ++ on every Seal
+  std::atomic<bool> sealed_{true};  // mirrors keys_ == nullptr
+
+  Mutex progress_mu_;
+  std::vector<SecretBytes> progress_ ABSL_GUARDED_BY(progress_mu_);
+};
+
+// Test access to a Barrier's implementation.
+class BarrierTestPeer {
+ public:
+  static Barrier::Impl* impl(Barrier& barrier) { return barrier.impl_.get(); }
+};
+
+}  // namespace strongbox
+
+#endif  // STRONGBOX_LIB_SEAL_BARRIER_IMPL_H_

@@ -1,0 +1,210 @@
+#include "lib/seal/records.h"
+
+#include <openssl/aead.h>
+#include <openssl/mem.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "lib/seal/records.pb.h"
+
+namespace strongbox::seal {
+
+absl::Status ValidateSealParameters(int shares, int threshold) {
+  if (shares < 1) {
+    return absl::InvalidArgumentError("shares must be at least 1");
+  }
+  if (shares > 255) {
+    return absl::InvalidArgumentError("shares cannot exceed 255");
+  }
+  if (threshold < 1 || threshold > shares) {
+    return absl::InvalidArgumentError(
+        "threshold must be between 1 and the number of shares");
+  }
+  if (shares > 1 && threshold < 2) {
+    return absl::InvalidArgumentError(
+        "threshold must be at least 2 when there is more than one share");
+  }
+  return absl::OkStatus();
+}
+
+std::string SerializeSealConfig(const SealConfigRecord& config) {
+  SealConfig msg;
+  msg.set_format(kRecordFormat);
+  msg.set_shares(static_cast<uint32_t>(config.shares));
+  msg.set_threshold(static_cast<uint32_t>(config.threshold));
+  return msg.SerializeAsString();
+}
+
+absl::StatusOr<SealConfigRecord> ParseSealConfig(absl::string_view bytes) {
+  SealConfig msg;
+  if (!msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError("seal config record does not parse");
+  }
+  if (msg.format() != kRecordFormat) {
+    return absl::DataLossError("seal config record has an unknown format");
+  }
+  if (msg.shares() > 255 || msg.threshold() > 255 ||
+      !ValidateSealParameters(static_cast<int>(msg.shares()),
+                              static_cast<int>(msg.threshold()))
+           .ok()) {
+    return absl::DataLossError("seal config record has invalid parameters");
+  }
+  return SealConfigRecord{static_cast<int>(msg.shares()),
+                          static_cast<int>(msg.threshold())};
+}
+
+absl::StatusOr<SealedRecordParts> ParseSealedRecord(absl::string_view bytes) {
+  SealedRecord msg;
+  if (!msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError("sealed record does not parse");
+  }
+  if (msg.format() != kRecordFormat) {
+    return absl::DataLossError("sealed record has an unknown format");
+  }
+  if (msg.nonce().size() != kNonceBytes) {
+    return absl::DataLossError("sealed record has a bad nonce length");
+  }
+  if (msg.ciphertext().size() < kTagBytes) {
+    return absl::DataLossError("sealed record is truncated");
+  }
+  SealedRecordParts parts;
+  parts.nonce = std::move(*msg.mutable_nonce());
+  parts.ciphertext = std::move(*msg.mutable_ciphertext());
+  return parts;
+}
+
+absl::StatusOr<std::string> SealRecord(const SecretBytes& key,
+                                       absl::string_view ad,
+                                       absl::string_view plaintext) {
+  if (key.size() != kKeyBytes) {
+    return absl::InternalError("record key has the wrong length");
+  }
+  EVP_AEAD_CTX ctx;
+  if (!EVP_AEAD_CTX_init(&ctx, EVP_aead_aes_256_gcm(), key.data(), key.size(),
+                         kTagBytes, nullptr)) {
+    return absl::InternalError("AEAD init failed");
+  }
+  SealedRecord msg;
+  msg.set_format(kRecordFormat);
+  std::string* nonce = msg.mutable_nonce();
+  nonce->resize(kNonceBytes);
+  RAND_bytes(reinterpret_cast<uint8_t*>(&(*nonce)[0]), kNonceBytes);
+  std::string* out = msg.mutable_ciphertext();
+  out->resize(plaintext.size() + kTagBytes);
+  size_t out_len = 0;
+  const int ok = EVP_AEAD_CTX_seal(
+      &ctx, reinterpret_cast<uint8_t*>(&(*out)[0]), &out_len, out->size(),
+      reinterpret_cast<const uint8_t*>(nonce->data()), kNonceBytes,
+      reinterpret_cast<const uint8_t*>(plaintext.data()), plaintext.size(),
+      reinterpret_cast<const uint8_t*>(ad.data()), ad.size());
+  EVP_AEAD_CTX_cleanup(&ctx);
+  OPENSSL_cleanse(&ctx, sizeof(ctx));
+  if (!ok) return absl::InternalError("AEAD seal failed");
+  out->resize(out_len);
+  return msg.SerializeAsString();
+}
+
+absl::StatusOr<SecretBytes> OpenRecord(const SecretBytes& key,
+                                       absl::string_view ad,
+                                       const SealedRecordParts& record) {
+  if (key.size() != kKeyBytes) {
+    return absl::InternalError("record key has the wrong length");
+  }
+  if (record.nonce.size() != kNonceBytes ||
+      record.ciphertext.size() < kTagBytes) {
+    return absl::DataLossError("sealed record is malformed");
+  }
+  EVP_AEAD_CTX ctx;
+  if (!EVP_AEAD_CTX_init(&ctx, EVP_aead_aes_256_gcm(), key.data(), key.size(),
+                         kTagBytes, nullptr)) {
+    return absl::InternalError("AEAD init failed");
+  }
+  SecretBytes plaintext(record.ciphertext.size() - kTagBytes);
+  // SecretBytes(0) has no buffer; give BoringSSL a valid pointer anyway.
+  uint8_t empty_out[1];
+  size_t out_len = 0;
+  const int ok = EVP_AEAD_CTX_open(
+      &ctx, plaintext.empty() ? empty_out : plaintext.data(), &out_len,
+      plaintext.size(), reinterpret_cast<const uint8_t*>(record.nonce.data()),
+      kNonceBytes, reinterpret_cast<const uint8_t*>(record.ciphertext.data()),
+      record.ciphertext.size(), reinterpret_cast<const uint8_t*>(ad.data()),
+      ad.size());
+  EVP_AEAD_CTX_cleanup(&ctx);
+  OPENSSL_cleanse(&ctx, sizeof(ctx));
+  if (!ok || out_len != plaintext.size()) {
+    return absl::DataLossError("sealed record failed authentication");
+  }
+  return plaintext;
+}
+
+SecretBytes SerializeKeyring(const KeyringContents& keyring) {
+  Keyring msg;
+  msg.set_format(kRecordFormat);
+  msg.set_active_term(keyring.active_term);
+  for (const TermKey& t : keyring.terms) {
+    KeyTerm* term = msg.add_terms();
+    term->set_term(t.term);
+    term->set_key(t.key.data(), t.key.size());
+    term->set_created_unix_micros(t.created_unix_micros);
+  }
+  SecretBytes out(msg.ByteSizeLong());
+  if (!out.empty()) {
+    msg.SerializeWithCachedSizesToArray(out.data());
+  }
+  for (KeyTerm& term : *msg.mutable_terms()) WipeString(*term.mutable_key());
+  return out;
+}
+
+absl::StatusOr<KeyringContents> ParseKeyring(absl::string_view plaintext) {
+  Keyring msg;
+  const bool parsed =
+      msg.ParseFromArray(plaintext.data(), static_cast<int>(plaintext.size()));
+  struct Wipe {
+    Keyring* msg;
+    ~Wipe() {
+      for (KeyTerm& term : *msg->mutable_terms()) {
+        WipeString(*term.mutable_key());
+      }
+    }
+  } wipe{&msg};
+  if (!parsed) return absl::DataLossError("keyring does not parse");
+  if (msg.format() != kRecordFormat) {
+    return absl::DataLossError("keyring has an unknown format");
+  }
+  if (msg.terms_size() == 0) {
+    return absl::DataLossError("keyring has no terms");
+  }
+  KeyringContents out;
+  out.active_term = msg.active_term();
+  bool active_present = false;
+  for (const KeyTerm& term : msg.terms()) {
+    if (term.term() == 0) {
+      return absl::DataLossError("keyring has a term numbered 0");
+    }
+    if (term.key().size() != kKeyBytes) {
+      return absl::DataLossError("keyring has a key of the wrong length");
+    }
+    if (term.term() == msg.active_term()) active_present = true;
+    TermKey t;
+    t.term = term.term();
+    t.key = SecretBytes::Copy(term.key());
+    t.created_unix_micros = term.created_unix_micros();
+    out.terms.push_back(std::move(t));
+  }
+  if (!active_present) {
+    return absl::DataLossError("keyring lacks its active term");
+  }
+  std::sort(out.terms.begin(), out.terms.end(),
+            [](const TermKey& a, const TermKey& b) { return a.term < b.term; });
+  for (size_t i = 1; i < out.terms.size(); ++i) {
+    if (out.terms[i].term == out.terms[i - 1].term) {
+      return absl::DataLossError("keyring has a duplicate term");
+    }
+  }
+  return out;
+}
+
+}  // namespace strongbox::seal
