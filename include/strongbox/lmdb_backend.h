@@ -1,0 +1,139 @@
+// LmdbBackend: the embedded default Backend — a durable store in one
+// directory on local disk, built on LMDB, with an HA lease that works across
+// the processes sharing that directory.
+//
+// Storage. The directory holds LMDB's `data.mdb` and `lock.mdb` plus one
+// small `lease-<fence>.lock` file per live grant. Every Commit() is one LMDB
+// write transaction: the fence check, the preconditions, the entries and the
+// backend-wide revision counter change together or not at all. Reads use
+// LMDB read transactions, which never block on writers (in this process or
+// any other). By default each commit is synced to disk before it returns.
+//
+// Many processes. Any number of processes may open the same directory at
+// once; LMDB serializes their writers. Opening the same directory twice in
+// one process is fine too: the backends share one LMDB environment (LMDB
+// forbids two in a process) but keep separate leases, so they behave as two
+// processes would.
+//
+// The HA lease. The grant (holder value, fence, wall-clock expiry, TTL, the
+// holder's machine boot id and pid) is a record in the same LMDB
+// environment, so a fenced write checks it atomically with the write. The
+// holder of grant F also keeps an OS lock (an open-file-description lock)
+// on `lease-F.lock`, which the kernel drops when the process dies. A
+// contender therefore treats the lease as free when any of these holds:
+//   * the record says released (Release(), BreakLease()),
+//   * the record's expiry has passed by this process's clock (a hung holder
+//     loses its grant after the TTL even though it still holds its file
+//     lock: the next grant uses a new lock file),
+//   * nobody holds `lease-F.lock` (the holder crashed: takeover at once),
+//   * the record was written during another boot of the machine.
+// A deposed holder's later fenced writes fail with FAILED_PRECONDITION, and
+// its Lost()/WaitLost() report the loss. The lease assumes the processes
+// share one machine and its clock (the directory must be on a local file
+// system; LMDB does not support network file systems either).
+//
+// Errors. A directory holding something other than a strongbox LMDB store
+// fails Open(): FAILED_PRECONDITION for a foreign LMDB environment or an
+// unsupported format version, DATA_LOSS for files that are not LMDB at all
+// or a corrupt format record.
+//
+// Thread-safety: every method is safe to call concurrently from any thread.
+// Do not fork() a process that has a backend open and use it in the child.
+#ifndef STRONGBOX_LMDB_BACKEND_H_
+#define STRONGBOX_LMDB_BACKEND_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "strongbox/backend.h"
+#include "strongbox/clock.h"
+
+namespace strongbox {
+
+struct LmdbBackendOptions {
+  // How much a commit waits for the disk before it returns.
+  enum class Durability {
+    // fsync data and metadata on every commit: an acknowledged write
+    // survives kill -9 and power loss.
+    kSynced,
+    // Sync the data but not the metadata page (MDB_NOMETASYNC): a power
+    // loss may roll back the last commit, never corrupt the store. kill -9
+    // loses nothing.
+    kNoMetaSync,
+    // No sync at all (MDB_NOSYNC): a power loss or OS crash may lose the
+    // commits since the last Sync(), never corrupt the store. kill -9 loses
+    // nothing (the data is in the OS page cache). Roughly 25x faster
+    // commits; call LmdbBackend::Sync() at checkpoints you need durable.
+    kNoSync,
+  };
+
+  // Default: kSynced. The setting is per directory per process: a second
+  // backend opened on the same directory in one process must ask for the
+  // same durability (else FAILED_PRECONDITION).
+  Durability durability = Durability::kSynced;
+
+  // Creates the directory (not its parents) if it does not exist.
+  // Default: true.
+  bool create_if_missing = true;
+
+  // Time source for lease expiry. Not owned; must outlive the backend.
+  // Every process sharing a directory must see the same time, so only tests
+  // inject another clock. Default: RealClock().
+  Clock* clock = nullptr;
+
+  // Key and value limits. LMDB keys are at most 511 bytes, so
+  // REQUIRES: limits.max_key_bytes <= 511. Default: 511-byte paths, 2 MiB
+  // values.
+  BackendLimits limits = {511, 2 << 20};
+
+  // Initial size of the memory map (address space, not disk: the file
+  // grows only as data is written). The map doubles whenever it fills up,
+  // up to max_map_bytes. Default: 64 MiB.
+  size_t initial_map_bytes = size_t{64} << 20;
+  // Past this size a commit fails with RESOURCE_EXHAUSTED. Default: 1 TiB.
+  size_t max_map_bytes = size_t{1} << 40;
+
+  // Reader slots in the lock file, shared by every process on the
+  // directory. Only the first process to open the directory sets it.
+  // Default: 510.
+  unsigned int max_readers = 510;
+
+  // How often a blocked Acquire() or WaitLost() looks at the lease record
+  // again (it changes in other processes, which cannot wake us). Bounds the
+  // crash takeover time. Default: 2 ms.
+  absl::Duration poll_interval = absl::Milliseconds(2);
+
+  // This machine's boot identity, recorded with every grant so that a
+  // grant written before a reboot never blocks anyone after it. Default
+  // (empty): read /proc/sys/kernel/random/boot_id. Tests set it to
+  // simulate a reboot.
+  std::string boot_id;
+};
+
+class LmdbBackend : public Backend {
+ public:
+  // Opens (creating if allowed and needed) the store in directory `dir`.
+  // INVALID_ARGUMENT for bad options; FAILED_PRECONDITION or DATA_LOSS for
+  // a directory that is not a strongbox store (see above); an errno-derived
+  // code (PERMISSION_DENIED, NOT_FOUND, ...) when the directory cannot be
+  // used.
+  static absl::StatusOr<std::unique_ptr<LmdbBackend>> Open(
+      const std::string& dir, const LmdbBackendOptions& options = {});
+
+  // Flushes every commit to disk; useful with kNoSync or kNoMetaSync.
+  virtual absl::Status Sync() = 0;
+
+  // The directory this backend was opened on.
+  virtual const std::string& dir() const = 0;
+
+ protected:
+  LmdbBackend() = default;
+};
+
+}  // namespace strongbox
+
+#endif  // STRONGBOX_LMDB_BACKEND_H_

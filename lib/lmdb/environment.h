@@ -1,0 +1,184 @@
+// Environment: one open LMDB environment (a directory), shared by every
+// LmdbBackend in the process that opened the same directory, because LMDB
+// forbids opening one environment twice in a process.
+//
+// It owns the MDB_env, the two database handles, a pool of reusable read
+// transactions (MDB_NOTLS, reset/renew), and the map-size bookkeeping:
+// growing the map on MDB_MAP_FULL and adopting another process's growth on
+// MDB_MAP_RESIZED both remap, which LMDB allows only while no transaction
+// of this process is running, so every transaction runs under `remap_mu_`
+// shared and a remap takes it exclusively.
+//
+// Thread-safe.
+#ifndef STRONGBOX_LIB_LMDB_ENVIRONMENT_H_
+#define STRONGBOX_LIB_LMDB_ENVIRONMENT_H_
+
+#include <lmdb.h>
+#include <sys/types.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "lib/util/mutex.h"
+#include "strongbox/lmdb_backend.h"
+
+namespace strongbox {
+namespace lmdb_internal {
+
+// An LMDB return code as a Status: `what` says what was being done.
+absl::Status LmdbError(int rc, absl::string_view what);
+
+inline MDB_val ToVal(absl::string_view s) {
+  return MDB_val{s.size(), const_cast<char*>(s.data())};
+}
+inline absl::string_view FromVal(const MDB_val& v) {
+  return absl::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
+}
+
+// Reads inside a read or write transaction. nullopt if the key is absent.
+absl::StatusOr<std::optional<absl::string_view>> TxnGet(MDB_txn* txn,
+                                                        MDB_dbi dbi,
+                                                        absl::string_view key);
+
+// A write transaction handed to Environment::Write's callback. Records
+// MDB_MAP_FULL so the runner can grow the map and run the callback again.
+class WriteTxn {
+ public:
+  explicit WriteTxn(MDB_txn* txn) : txn_(txn) {}
+
+  MDB_txn* txn() const { return txn_; }
+  absl::Status Put(MDB_dbi dbi, absl::string_view key, absl::string_view value);
+  // Reserves `size` bytes for `key` and returns where to write them.
+  absl::StatusOr<char*> Reserve(MDB_dbi dbi, absl::string_view key,
+                                size_t size);
+  // Deleting an absent key is fine.
+  absl::Status Delete(MDB_dbi dbi, absl::string_view key);
+
+  bool map_full() const { return map_full_; }
+
+ private:
+  absl::Status Check(int rc, absl::string_view what);
+
+  MDB_txn* const txn_;
+  bool map_full_ = false;
+};
+
+class Environment {
+ public:
+  // The environment for `dir`: the one this process already has open
+  // (whose durability must match `options`), or a newly opened one.
+  static absl::StatusOr<std::shared_ptr<Environment>> OpenShared(
+      const std::string& dir, const LmdbBackendOptions& options);
+
+  Environment(const Environment&) = delete;
+  Environment& operator=(const Environment&) = delete;
+
+  MDB_dbi meta() const { return meta_; }
+  MDB_dbi entries() const { return entries_; }
+  MDB_env* env() const { return env_; }
+
+  // Runs `fn(txn)` in a read transaction and returns what it returns.
+  // `fn` must copy out anything it needs: the transaction is reset after.
+  template <typename Fn>
+  absl::Status Read(Fn&& fn);
+
+  // Runs `fn` in a write transaction. `fn` returns true to commit, false
+  // to abort (nothing to write), or an error (abort; returned as is). If
+  // the map fills up, it is grown and `fn` runs again from scratch.
+  absl::Status Write(absl::FunctionRef<absl::StatusOr<bool>(WriteTxn&)> fn);
+
+  absl::Status Sync();
+
+  // Current map size (for tests and the benchmark).
+  size_t map_bytes();
+
+  // Lease waiters in this process park here; anything that frees the
+  // lease from this process calls Wake() so they look again at once.
+  // Waiting ends after `timeout` of real time at the latest (other
+  // processes cannot wake us).
+  void WaitForWake(absl::Duration timeout);
+  void Wake();
+
+  ~Environment();
+
+ private:
+  static constexpr int kPoolSlots = 32;
+
+  Environment() = default;
+
+  absl::Status OpenEnv(const std::string& dir,
+                       const LmdbBackendOptions& options);
+  absl::Status InitOrCheckStore(const std::string& dir);
+
+  // Ends a txn that `Read` used: reset and keep it for reuse if a slot is
+  // free, else abort it.
+  MDB_txn* TakePooledReader();
+  void ReturnReader(MDB_txn* txn);
+
+  // Adopts a bigger map written by another process (MDB_MAP_RESIZED).
+  absl::Status AdoptMapSize();
+  // Doubles the map if it is still `seen` bytes.
+  absl::Status GrowMap(size_t seen);
+
+  // Constant after OpenShared.
+  MDB_env* env_ = nullptr;
+  MDB_dbi meta_ = 0;
+  MDB_dbi entries_ = 0;
+  std::pair<dev_t, ino_t> id_{};
+  LmdbBackendOptions::Durability durability_ =
+      LmdbBackendOptions::Durability::kSynced;
+  size_t max_map_bytes_ = 0;
+
+  // Held shared by every transaction, exclusively by a remap.
+  SharedMutex remap_mu_;
+  size_t map_bytes_ ABSL_GUARDED_BY(remap_mu_) = 0;
+
+  // Reset read transactions ready for mdb_txn_renew; nullptr = empty slot.
+  std::array<std::atomic<MDB_txn*>, kPoolSlots> pool_{};
+
+  Mutex wake_mu_;
+  uint64_t wake_epoch_ ABSL_GUARDED_BY(wake_mu_) = 0;
+
+  friend struct EnvironmentDeleter;
+};
+
+template <typename Fn>
+absl::Status Environment::Read(Fn&& fn) {
+  while (true) {
+    int rc;
+    {
+      ReaderLock remap(&remap_mu_);
+      MDB_txn* txn = TakePooledReader();
+      if (txn != nullptr) {
+        rc = mdb_txn_renew(txn);
+        if (rc != MDB_SUCCESS) mdb_txn_abort(txn);
+      } else {
+        rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+      }
+      if (rc == MDB_SUCCESS) {
+        absl::Status status = fn(txn);
+        ReturnReader(txn);
+        return status;
+      }
+    }
+    if (rc != MDB_MAP_RESIZED) {
+      return LmdbError(rc, "starting a read transaction");
+    }
+    absl::Status adopted = AdoptMapSize();
+    if (!adopted.ok()) return adopted;
+  }
+}
+
+}  // namespace lmdb_internal
+}  // namespace strongbox
+
+#endif  // STRONGBOX_LIB_LMDB_ENVIRONMENT_H_

@@ -1,0 +1,63 @@
+// The byte layouts LmdbBackend stores in LMDB: the format record that marks
+// a directory as a strongbox store, one record per entry, and the lease
+// record. All integers are little-endian. Stateless; thread-safe.
+#ifndef STRONGBOX_LIB_LMDB_RECORDS_H_
+#define STRONGBOX_LIB_LMDB_RECORDS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace strongbox {
+namespace lmdb_internal {
+
+// Names of the two LMDB databases and of the keys in the meta database.
+inline constexpr char kMetaDb[] = "strongbox.meta";
+inline constexpr char kEntriesDb[] = "strongbox.entries";
+inline constexpr absl::string_view kFormatKey = "format";
+inline constexpr absl::string_view kRevisionKey = "revision";
+inline constexpr absl::string_view kLeaseKey = "lease";
+
+// The format record: a magic string and a format version.
+inline constexpr absl::string_view kFormatMagic = "strongbox-lmdb";
+inline constexpr uint32_t kFormatVersion = 1;
+std::string EncodeFormat();
+// OK for a record this code reads; FAILED_PRECONDITION for another format
+// version; DATA_LOSS for bytes that are not a format record.
+absl::Status CheckFormat(absl::string_view bytes);
+
+void PutFixed64(std::string* out, uint64_t v);
+uint64_t DecodeFixed64(const char* p);
+
+// An entry record: the version (8 bytes) followed by the value.
+inline constexpr size_t kEntryHeaderBytes = 8;
+void EncodeEntryHeader(uint64_t version, char* out);
+
+// The revision record: 8 bytes. DATA_LOSS if malformed.
+absl::StatusOr<uint64_t> DecodeRevision(absl::string_view bytes);
+
+// The lease record. After the first grant it always exists; `active` says
+// whether the grant numbered `fence` is still in force (it may also have
+// expired or died, which readers judge for themselves). `fence` is the
+// highest fence ever granted, so the next grant is fence + 1.
+struct LeaseRecord {
+  bool active = false;
+  uint64_t fence = 0;
+  absl::Time expiry = absl::InfinitePast();
+  absl::Duration ttl = absl::ZeroDuration();
+  uint32_t pid = 0;
+  std::string boot_id;
+  std::string holder;
+};
+std::string EncodeLease(const LeaseRecord& record);
+// DATA_LOSS if malformed.
+absl::StatusOr<LeaseRecord> DecodeLease(absl::string_view bytes);
+
+}  // namespace lmdb_internal
+}  // namespace strongbox
+
+#endif  // STRONGBOX_LIB_LMDB_RECORDS_H_
