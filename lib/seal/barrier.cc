@@ -288,12 +288,13 @@ absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
   }
 
   std::vector<std::string> presented;  // wiped below
+  bool duplicate = false;
   {
     MutexLock lock(&progress_mu_);
     for (const SecretBytes& p : progress_) {
-      if (p.Equals(share)) return StatusLocked(&*config);  // duplicate
+      if (p.Equals(share)) duplicate = true;
     }
-    if (config->threshold > 1) {
+    if (!duplicate && config->threshold > 1) {
       for (const SecretBytes& p : progress_) {
         if (p.size() == share.size() &&
             p.data()[p.size() - 1] == static_cast<uint8_t>(share.back())) {
@@ -303,16 +304,17 @@ absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
         }
       }
     }
-    progress_.push_back(SecretBytes::Copy(share));
-    if (static_cast<int>(progress_.size()) < config->threshold) {
-      // Fall through to the status below, outside this lock.
-    } else {
-      for (const SecretBytes& p : progress_) {
-        presented.emplace_back(p.view());
+    if (!duplicate) {
+      progress_.push_back(SecretBytes::Copy(share));
+      if (static_cast<int>(progress_.size()) >= config->threshold) {
+        for (const SecretBytes& p : progress_) {
+          presented.emplace_back(p.view());
+        }
+        progress_.clear();  // wipes; any failure below leaves progress reset
       }
-      progress_.clear();  // wipes; any failure below leaves progress reset
     }
   }
+  // Below the threshold (or a duplicate, which is ignored): report progress.
   if (presented.empty()) return StatusLocked(&*config);
 
   uint64_t epoch;

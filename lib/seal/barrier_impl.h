@@ -131,13 +131,15 @@ class Barrier::Impl {
   absl::StatusOr<std::unique_ptr<Keys>> LoadKeyring(SecretBytes root_key);
   absl::Status ReloadKeyringLocked(uint32_t wanted_term)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
-  SealStatus StatusLocked(const seal::SealConfigRecord* config);
+  // Named for the callers that hold op_mu_; takes keys_mu_ and progress_mu_.
+  SealStatus StatusLocked(const seal::SealConfigRecord* config)
+      ABSL_LOCKS_EXCLUDED(keys_mu_, progress_mu_);
   // Shares presented so far -> the unseal key. Length/threshold checked.
   absl::StatusOr<SecretBytes> CombineShares(
       absl::Span<const std::string> shares, int threshold);
   absl::StatusOr<std::vector<std::string>> MakeShares(
       const SecretBytes& unseal_key, int shares, int threshold);
-  void WipeProgress();
+  void WipeProgress() ABSL_LOCKS_EXCLUDED(progress_mu_);
 
   // Constant after construction.
   Backend* const backend_;
