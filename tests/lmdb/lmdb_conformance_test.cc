@@ -3,7 +3,7 @@
 #include "gtest/gtest.h"
 #include "strongbox/lmdb_backend.h"
 #include "strongbox/testing/backend_conformance.h"
-#include "tests/lmdb/test_dirs.h"
+#include "tests/lmdb/test_support.h"
 
 namespace strongbox {
 namespace {

@@ -1,0 +1,133 @@
+// A helper process for lmdb_process_test: opens an LmdbBackend on a
+// directory and does one job, reporting on stdout one line per event so the
+// parent can kill or stop it at chosen moments.
+//
+//   lmdb_child writer DIR ROUND SEED
+//       Puts r<ROUND>/k<i> for i = 0, 1, ... forever; after each
+//       acknowledged (synced) commit prints "ACK <i> <version>".
+//   lmdb_child contender DIR NAME TTL_MS
+//       Acquires the lease (prints "GRANTED <fence>"), then every 30 ms
+//       renews if due and writes w/<NAME>/<seq> with its fence, printing
+//       "WRITE_OK <seq> <version>" or "WRITE_REFUSED <seq> <code>"; once
+//       the grant is lost prints "LOST <fence>" and contends again.
+//   lmdb_child fill DIR COUNT BYTES
+//       Opens with a 1 MiB initial map, writes COUNT values of BYTES under
+//       fill/<i>, prints "DONE <revision>".
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "strongbox/lmdb_backend.h"
+#include "tests/lmdb/test_support.h"
+
+namespace strongbox {
+namespace {
+
+void Say(const std::string& line) {
+  std::fputs((line + "\n").c_str(), stdout);
+  std::fflush(stdout);
+}
+
+int Fail(const absl::Status& status) {
+  Say(absl::StrCat("ERROR ", status.ToString()));
+  return 2;
+}
+
+int Writer(const std::string& dir, int round) {
+  auto backend = LmdbBackend::Open(dir);
+  if (!backend.ok()) return Fail(backend.status());
+  for (int i = 0;; ++i) {
+    absl::StatusOr<uint64_t> version = (*backend)->Put(
+        absl::StrCat("r", round, "/k", i), WriterValue(round, i));
+    if (!version.ok()) return Fail(version.status());
+    Say(absl::StrCat("ACK ", i, " ", *version));
+  }
+}
+
+int Contender(const std::string& dir, const std::string& name, int ttl_ms) {
+  auto backend = LmdbBackend::Open(dir);
+  if (!backend.ok()) return Fail(backend.status());
+  const absl::Duration ttl = absl::Milliseconds(ttl_ms);
+  int seq = 0;
+  while (true) {
+    AcquireOptions options;
+    options.holder = name;
+    options.ttl = ttl;
+    auto grant = (*backend)->ha()->Acquire(options);
+    if (!grant.ok()) return Fail(grant.status());
+    const FenceToken fence = (*grant)->fence();
+    Say(absl::StrCat("GRANTED ", fence));
+    absl::Time renewed = absl::Now();
+    while (true) {
+      // Renew (if due) right before the write, so a stop that lands in
+      // the sleep below finds the holder outside any LMDB transaction.
+      if (absl::Now() - renewed > ttl / 3) {
+        absl::Status r = (*grant)->Renew();
+        if (r.ok()) renewed = absl::Now();
+      }
+      ++seq;
+      absl::StatusOr<uint64_t> version = (*backend)->Put(
+          absl::StrCat("w/", name, "/", seq), absl::StrCat(fence), fence);
+      if (version.ok()) {
+        Say(absl::StrCat("WRITE_OK ", seq, " ", *version));
+      } else {
+        Say(absl::StrCat("WRITE_REFUSED ", seq, " ",
+                         absl::StatusCodeToString(version.status().code())));
+      }
+      if ((*grant)->Lost()) {
+        Say(absl::StrCat("LOST ", fence));
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(30));
+    }
+  }
+}
+
+int Fill(const std::string& dir, int count, int bytes) {
+  LmdbBackendOptions options;
+  options.initial_map_bytes = 1 << 20;
+  options.durability = LmdbBackendOptions::Durability::kNoSync;
+  auto backend = LmdbBackend::Open(dir, options);
+  if (!backend.ok()) return Fail(backend.status());
+  for (int i = 0; i < count; ++i) {
+    auto v =
+        (*backend)->Put(absl::StrCat("fill/", i),
+                        std::string(bytes, static_cast<char>('a' + i % 26)));
+    if (!v.ok()) return Fail(v.status());
+  }
+  absl::Status synced = (*backend)->Sync();
+  if (!synced.ok()) return Fail(synced);
+  Say(absl::StrCat("DONE ", *(*backend)->Revision()));
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: lmdb_child writer|contender|fill DIR A B\n");
+    return 1;
+  }
+  const std::string mode = argv[1];
+  const std::string dir = argv[2];
+  int a = 0, b = 0;
+  if (mode == "writer" && absl::SimpleAtoi(argv[3], &a)) return Writer(dir, a);
+  if (mode == "contender" && absl::SimpleAtoi(argv[4], &b)) {
+    return Contender(dir, argv[3], b);
+  }
+  if (mode == "fill" && absl::SimpleAtoi(argv[3], &a) &&
+      absl::SimpleAtoi(argv[4], &b)) {
+    return Fill(dir, a, b);
+  }
+  std::fprintf(stderr, "bad arguments\n");
+  return 1;
+}
+
+}  // namespace
+}  // namespace strongbox
+
+int main(int argc, char** argv) { return strongbox::Main(argc, argv); }
