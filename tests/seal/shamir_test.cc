@@ -157,7 +157,6 @@ TEST(ShamirPropertyTest, RandomParametersEveryThresholdSubsetRecombines) {
 TEST(ShamirPropertyTest, FewerThanThresholdIsUniform) {
   // With threshold 3, two shares reveal nothing: over many splits of the
   // same secret, the combination of two shares is uniform on 0..255.
-  const std::string secret = "\x00";
   std::vector<int> counts(256, 0);
   const int kSplits = 256 * 40;
   for (int i = 0; i < kSplits; ++i) {

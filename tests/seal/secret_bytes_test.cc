@@ -1,0 +1,130 @@
+#include "strongbox/secret_bytes.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "lib/seal/nonce_pool.h"
+
+namespace strongbox {
+namespace {
+
+struct Log {
+  std::vector<const void*> wiped;
+  bool all_zero = true;
+};
+void Observe(const uint8_t* data, size_t size, void* arg) {
+  auto* log = static_cast<Log*>(arg);
+  log->wiped.push_back(data);
+  for (size_t i = 0; i < size; ++i) log->all_zero &= data[i] == 0;
+}
+
+TEST(SecretBytesTest, CopyRandomEqualsAndClear) {
+  SecretBytes empty;
+  EXPECT_TRUE(empty.empty());
+  SecretBytes a = SecretBytes::Copy("key material");
+  EXPECT_EQ(a.view(), "key material");
+  EXPECT_TRUE(a.Equals(std::string("key material")));
+  EXPECT_FALSE(a.Equals(std::string("key materiaL")));
+  EXPECT_FALSE(a.Equals(std::string("key")));
+  SecretBytes r1 = SecretBytes::Random(32), r2 = SecretBytes::Random(32);
+  EXPECT_EQ(r1.size(), 32u);
+  EXPECT_FALSE(r1.Equals(r2));
+  a.Clear();
+  EXPECT_TRUE(a.empty());
+  EXPECT_EQ(a.data(), nullptr);
+}
+
+TEST(SecretBytesTest, WipedBeforeFreeOnClearMoveAndDestruction) {
+  Log log;
+  SecretBytes::SetWipeObserverForTesting(&Observe, &log);
+  const void* p1;
+  const void* p2;
+  {
+    SecretBytes a = SecretBytes::Copy(std::string(40, 'x'));
+    SecretBytes b = SecretBytes::Copy(std::string(10, 'y'));
+    p1 = a.data();
+    p2 = b.data();
+    b = std::move(a);  // b's old buffer is wiped now
+    ASSERT_EQ(log.wiped.size(), 1u);
+    EXPECT_EQ(log.wiped[0], p2);
+    EXPECT_EQ(b.data(), p1);
+    EXPECT_TRUE(a.empty());  // NOLINT(bugprone-use-after-move)
+  }
+  SecretBytes::SetWipeObserverForTesting(nullptr, nullptr);
+  ASSERT_EQ(log.wiped.size(), 2u);
+  EXPECT_EQ(log.wiped[1], p1);
+  EXPECT_TRUE(log.all_zero);
+}
+
+TEST(SecretBytesTest, MlockIsAttemptedAndFailureTolerated) {
+  SecretBytes a = SecretBytes::Random(32);
+  // Either outcome is fine; the buffer works regardless.
+  SUCCEED() << "locked=" << a.locked();
+  EXPECT_EQ(a.size(), 32u);
+}
+
+TEST(SecretBytesTest, WipeString) {
+  std::string s = "share bytes";
+  WipeString(s);
+  EXPECT_TRUE(s.empty());
+}
+
+TEST(NoncePoolTest, NoRepeatsAcrossManyRefills) {
+  seal::NoncePool pool;
+  std::set<std::string> seen;
+  for (int i = 0; i < 20000; ++i) {
+    uint8_t n[12];
+    pool.Draw(n);
+    EXPECT_TRUE(
+        seen.insert(std::string(reinterpret_cast<char*>(n), 12)).second);
+  }
+}
+
+TEST(NoncePoolTest, ForkedChildNeverReusesParentNonces) {
+  seal::NoncePool pool;
+  uint8_t first[12];
+  pool.Draw(first);  // the pool now holds buffered nonces
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  constexpr int kCount = 200;
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(fds[0]);
+    for (int i = 0; i < kCount; ++i) {
+      uint8_t n[12];
+      pool.Draw(n);
+      if (write(fds[1], n, 12) != 12) _exit(2);
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  std::set<std::string> parent;
+  for (int i = 0; i < kCount; ++i) {
+    uint8_t n[12];
+    pool.Draw(n);
+    parent.insert(std::string(reinterpret_cast<char*>(n), 12));
+  }
+  int overlaps = 0, received = 0;
+  char buf[12];
+  while (read(fds[0], buf, 12) == 12) {
+    ++received;
+    overlaps += parent.count(std::string(buf, 12));
+  }
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(received, kCount);
+  EXPECT_EQ(overlaps, 0) << "child reused the parent's buffered nonces"
+                         << " (wipe_on_fork=" << pool.wipe_on_fork() << ")";
+}
+
+}  // namespace
+}  // namespace strongbox
