@@ -107,9 +107,9 @@ class Cancellation {
 
 // Who holds the lease now.
 struct LeaseHolder {
-  std::string holder;        // the holder value given to Acquire
+  std::string holder;  // the holder value given to Acquire
   FenceToken fence = kNoFence;
-  absl::Time expiry;         // when the grant lapses unless renewed
+  absl::Time expiry;  // when the grant lapses unless renewed
 };
 
 // One grant of the HA lease, owned by the node that acquired it. Destroying

@@ -8,15 +8,13 @@ namespace strongbox {
 absl::Status ValidateKey(absl::string_view key, const BackendLimits& limits) {
   if (key.empty()) return absl::InvalidArgumentError("path is empty");
   if (key.size() > limits.max_key_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("path is ", key.size(), " bytes; the limit is ",
-                     limits.max_key_bytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "path is ", key.size(), " bytes; the limit is ", limits.max_key_bytes));
   }
   for (char c : key) {
     unsigned char u = static_cast<unsigned char>(c);
     if (u < 0x20 || u == 0x7f) {
-      return absl::InvalidArgumentError(
-          "path contains a NUL or control byte");
+      return absl::InvalidArgumentError("path contains a NUL or control byte");
     }
   }
   if (key.front() == '/') {

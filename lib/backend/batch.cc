@@ -11,7 +11,8 @@ absl::Status ValidateBatch(absl::Span<const WriteOp> ops,
   for (const WriteOp& op : ops) {
     absl::Status valid = ValidateKey(op.key, limits);
     if (!valid.ok()) return valid;
-    if (op.kind == WriteOp::Kind::kPut && op.value.size() > limits.max_value_bytes) {
+    if (op.kind == WriteOp::Kind::kPut &&
+        op.value.size() > limits.max_value_bytes) {
       return absl::InvalidArgumentError(
           absl::StrCat("value for ", op.key, " is ", op.value.size(),
                        " bytes; the limit is ", limits.max_value_bytes));
@@ -36,18 +37,17 @@ absl::Status CheckPrecondition(const WriteOp& op,
       return absl::OkStatus();
     case WriteOp::Expect::kAbsent:
       if (!version.has_value()) return absl::OkStatus();
-      return absl::AbortedError(
-          absl::StrCat(op.key, " exists (version ", *version,
-                       "); expected absent"));
+      return absl::AbortedError(absl::StrCat(op.key, " exists (version ",
+                                             *version, "); expected absent"));
     case WriteOp::Expect::kVersion:
       if (version.has_value() && *version == op.expected_version) {
         return absl::OkStatus();
       }
-      return absl::AbortedError(absl::StrCat(
-          op.key, " is at ",
-          version.has_value() ? absl::StrCat("version ", *version)
-                              : std::string("no version (absent)"),
-          "; expected version ", op.expected_version));
+      return absl::AbortedError(
+          absl::StrCat(op.key, " is at ",
+                       version.has_value() ? absl::StrCat("version ", *version)
+                                           : std::string("no version (absent)"),
+                       "; expected version ", op.expected_version));
   }
   return absl::OkStatus();
 }

@@ -142,7 +142,8 @@ class InMemoryBackend final : public Backend, public HaBackend {
     ReaderLock lock(&mu_);
     auto it = entries_.lower_bound(prefix);
     while (it != entries_.end() && absl::StartsWith(it->first, prefix)) {
-      absl::string_view rest = absl::string_view(it->first).substr(prefix.size());
+      absl::string_view rest =
+          absl::string_view(it->first).substr(prefix.size());
       size_t slash = rest.find('/');
       if (slash == absl::string_view::npos) {
         children.emplace_back(rest);
@@ -174,8 +175,9 @@ class InMemoryBackend final : public Backend, public HaBackend {
     for (const WriteOp& op : ops) {
       auto it = entries_.find(op.key);
       absl::Status met = CheckPrecondition(
-          op, it == entries_.end() ? std::nullopt
-                                   : std::optional<uint64_t>(it->second.version));
+          op, it == entries_.end()
+                  ? std::nullopt
+                  : std::optional<uint64_t>(it->second.version));
       if (!met.ok()) return met;
     }
     if (!HasWrites(ops)) return revision_;

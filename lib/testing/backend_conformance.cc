@@ -40,10 +40,10 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-#define SB_ASSERT_OK(expr)                                  \
-  do {                                                      \
+#define SB_ASSERT_OK(expr)                                       \
+  do {                                                           \
     const absl::Status sb_status_ = ::strongbox::AsStatus(expr); \
-    ASSERT_TRUE(sb_status_.ok()) << sb_status_;              \
+    ASSERT_TRUE(sb_status_.ok()) << sb_status_;                  \
   } while (0)
 
 }  // namespace
@@ -161,10 +161,21 @@ TEST_P(BackendConformanceTest, OversizeValueRejectedAndNothingStored) {
 
 TEST_P(BackendConformanceTest, InvalidKeysRejectedAndNothingTouched) {
   const std::vector<std::string> bad = {
-      "",         "/lead",     "trail/",  "a//b",   ".",
-      "..",       "a/./b",     "a/../b",  "a/..",   "./a",
-      std::string("nul\0byte", 8),        "tab\there", "del\x7f",
-      "new\nline", std::string(backend_->limits().max_key_bytes + 1, 'k')};
+      "",
+      "/lead",
+      "trail/",
+      "a//b",
+      ".",
+      "..",
+      "a/./b",
+      "a/../b",
+      "a/..",
+      "./a",
+      std::string("nul\0byte", 8),
+      "tab\there",
+      "del\x7f",
+      "new\nline",
+      std::string(backend_->limits().max_key_bytes + 1, 'k')};
   for (const std::string& key : bad) {
     SCOPED_TRACE(absl::StrCat("key of ", key.size(), " bytes"));
     EXPECT_EQ(backend_->Put(key, "v").status().code(),
@@ -190,7 +201,11 @@ TEST_P(BackendConformanceTest, InvalidKeysRejectedAndNothingTouched) {
 
 TEST_P(BackendConformanceTest, UnusualButValidKeysWork) {
   const std::vector<std::string> good = {
-      "a", "a.b", "...", "a/.hidden", "k\xc3\xa9y/\xe2\x9c\x93",
+      "a",
+      "a.b",
+      "...",
+      "a/.hidden",
+      "k\xc3\xa9y/\xe2\x9c\x93",
       std::string(backend_->limits().max_key_bytes, 'k')};
   for (const std::string& key : good) {
     SB_ASSERT_OK(backend_->Put(key, key));
@@ -209,9 +224,8 @@ TEST_P(BackendConformanceTest, DeleteRemovesAndMissingDeleteIsOk) {
 // ------------------------------------------------------------------- List
 
 TEST_P(BackendConformanceTest, ListShowsImmediateChildrenSorted) {
-  for (absl::string_view key :
-       {"zeta", "b/d/e", "a", "b/c", "foo/bar", "foo", "b/d/f/g", "b-x",
-        "b0"}) {
+  for (absl::string_view key : {"zeta", "b/d/e", "a", "b/c", "foo/bar", "foo",
+                                "b/d/f/g", "b-x", "b0"}) {
     SB_ASSERT_OK(backend_->Put(key, "v"));
   }
   EXPECT_THAT(ListOrDie(backend_.get(), ""),
@@ -365,8 +379,8 @@ TEST_P(BackendConformanceTest, CheckAndSetCounterLosesNoUpdate) {
 
 // ------------------------------------------------------------------ Lease
 
-#define SB_REQUIRE_HA()                                              \
-  HaBackend* ha = backend_->ha();                                    \
+#define SB_REQUIRE_HA()           \
+  HaBackend* ha = backend_->ha(); \
   if (ha == nullptr) GTEST_SKIP() << "backend has no HA capability"
 
 TEST_P(BackendConformanceTest, GrantIsVisibleToEveryone) {
@@ -538,7 +552,8 @@ TEST_P(BackendConformanceTest, ExpiredGrantIsFencedOutAndSuccessorWrites) {
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(backend_->Delete("data", old->fence()).status().code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(backend_->Get("other").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(backend_->Get("other").status().code(),
+            absl::StatusCode::kNotFound);
   SB_ASSERT_OK(backend_->Put("data", "from-next", next->fence()));
   EXPECT_EQ(backend_->Get("data")->value, "from-next");
   EXPECT_EQ(old->Renew().code(), absl::StatusCode::kFailedPrecondition);
@@ -601,13 +616,12 @@ TEST_P(BackendConformanceTest, LossIsReportedToTheOldHolder) {
   ASSERT_NE(grant, nullptr);
   // Not lost: a wait with a deadline already passed returns false.
   EXPECT_FALSE(grant->WaitLost(absl::InfinitePast()));
-  EXPECT_LE(grant->expiry(),
-            (GetParam().real_time_lease ? absl::Now() : clock_.Now()) +
-                LeaseTtl());
+  EXPECT_LE(
+      grant->expiry(),
+      (GetParam().real_time_lease ? absl::Now() : clock_.Now()) + LeaseTtl());
   std::atomic<bool> saw_loss{false};
-  std::thread watcher([&] {
-    saw_loss = grant->WaitLost(absl::InfiniteFuture());
-  });
+  std::thread watcher(
+      [&] { saw_loss = grant->WaitLost(absl::InfiniteFuture()); });
   SB_ASSERT_OK(ha->BreakLease(grant->fence()));
   watcher.join();
   EXPECT_TRUE(saw_loss.load());
@@ -619,9 +633,8 @@ TEST_P(BackendConformanceTest, LossByExpiryWakesAWaiter) {
   std::unique_ptr<LeadershipGrant> grant = AcquireOrDie(ha, "a", LeaseTtl());
   ASSERT_NE(grant, nullptr);
   std::atomic<bool> saw_loss{false};
-  std::thread watcher([&] {
-    saw_loss = grant->WaitLost(absl::InfiniteFuture());
-  });
+  std::thread watcher(
+      [&] { saw_loss = grant->WaitLost(absl::InfiniteFuture()); });
   AdvanceLeaseTime(LeaseTtl() + absl::Milliseconds(50));
   watcher.join();
   EXPECT_TRUE(saw_loss.load());

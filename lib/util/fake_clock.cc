@@ -27,7 +27,8 @@ void FakeClock::SleepFor(absl::Duration d) const {
   MutexLock lock(&s.mu);
   const absl::Time wake = s.now + d;
   ++s.sleepers;
-  s.mu.Await([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) { return s.now >= wake; });
+  s.mu.Await([&]()
+                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) { return s.now >= wake; });
   --s.sleepers;
 }
 

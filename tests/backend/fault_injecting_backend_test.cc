@@ -21,22 +21,22 @@ class OwningFaultBackend : public FaultInjectingBackend {
   std::unique_ptr<Backend> owned_;
 };
 
-INSTANTIATE_TEST_SUITE_P(
-    FaultWrapperNoFaults, BackendConformanceTest,
-    testing::Values(BackendFactory{
-        "FaultWrapperNoFaults",
-        [](Clock* clock) -> std::unique_ptr<Backend> {
-          InMemoryBackendOptions options;
-          options.clock = clock;
-          return std::make_unique<OwningFaultBackend>(
-              NewInMemoryBackend(options));
-        }}),
-    BackendFactoryName);
+INSTANTIATE_TEST_SUITE_P(FaultWrapperNoFaults, BackendConformanceTest,
+                         testing::Values(BackendFactory{
+                             "FaultWrapperNoFaults",
+                             [](Clock* clock) -> std::unique_ptr<Backend> {
+                               InMemoryBackendOptions options;
+                               options.clock = clock;
+                               return std::make_unique<OwningFaultBackend>(
+                                   NewInMemoryBackend(options));
+                             }}),
+                         BackendFactoryName);
 
 class FaultInjectingBackendTest : public testing::Test {
  protected:
   FaultInjectingBackendTest()
-      : target_(NewInMemoryBackend({&clock_})), faulty_(target_.get(), &clock_) {}
+      : target_(NewInMemoryBackend({&clock_})),
+        faulty_(target_.get(), &clock_) {}
 
   FakeClock clock_;
   std::unique_ptr<Backend> target_;

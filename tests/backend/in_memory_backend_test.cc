@@ -6,15 +6,15 @@
 namespace strongbox {
 namespace {
 
-INSTANTIATE_TEST_SUITE_P(
-    InMemory, BackendConformanceTest,
-    testing::Values(BackendFactory{"InMemory",
-                                   [](Clock* clock) {
-                                     InMemoryBackendOptions options;
-                                     options.clock = clock;
-                                     return NewInMemoryBackend(options);
-                                   }}),
-    BackendFactoryName);
+INSTANTIATE_TEST_SUITE_P(InMemory, BackendConformanceTest,
+                         testing::Values(BackendFactory{
+                             "InMemory",
+                             [](Clock* clock) {
+                               InMemoryBackendOptions options;
+                               options.clock = clock;
+                               return NewInMemoryBackend(options);
+                             }}),
+                         BackendFactoryName);
 
 TEST(InMemoryBackendTest, ConfiguredValueLimitIsEnforced) {
   InMemoryBackendOptions options;

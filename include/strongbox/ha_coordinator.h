@@ -1,0 +1,271 @@
+// HaCoordinator: one node's place in a strongbox cluster — its seal state,
+// its part in the leader election, and the answer to "may I serve this
+// operation here, and if not, where?".
+//
+// Several nodes (copies of the host service) share one Backend with the HA
+// capability. Exactly one unsealed node is *active*: it holds the backend's
+// lease and stamps every write with the lease's fence token, so a deposed
+// active can never overwrite its successor. The other unsealed nodes are hot
+// *standbys* (plain or performance) waiting for the lease. The coordinator
+// never opens a socket: Route() tells the host where an operation must run.
+//
+// States and events (state × event → state; "—" = no change):
+//
+//   state \ event   Initialize  Unseal ok  Seal     Granted+ready  Lost*
+//   StepDown kUninitialized  kSealed     —          —        —              — —
+//   kSealed         —           standby†   —        —              —        —
+//   kStandby        —           —          kSealed  kActive        —        —
+//   kPerfStandby    —           —          kSealed  kActive        —        —
+//   kActive         —           —          kSealed  —              standby†
+//   standby†
+//
+//   † kStandby or kPerfStandby, by Options::standby_mode.
+//   * Lost: the grant was released, broken or taken over; renewal failed
+//     until the grant's own expiry; the backend refused a renewal.
+//   An uninitialized node also moves to kSealed when it notices that another
+//   node initialized the shared backend.
+//
+// Invariants (tests cite these numbers):
+//   I1. Only an unsealed node contends for the lease; a sealed node holds no
+//       key material (the Barrier wipes it) and no grant.
+//   I2. A node is kActive only while it holds a grant it has not seen lost
+//       and whose expiry (by its own clock) has not passed; Route() checks
+//       the expiry on every call, so a node that hung past its TTL refuses
+//       writes the moment it resumes, before its loop notices.
+//   I3. Leaving kActive for any reason stops writes first (the state
+//       changes under the lock, so Route() and WriteFence() refuse at once),
+//       then releases the grant (so a standby is granted without waiting
+//       out the TTL), then notifies observers, then contends again — after
+//       step_down_pause if it stepped down.
+//   I4. Promotion: on a grant, the node re-checks it is still unsealed,
+//       reloads the keyring, runs the activation hook, and only then becomes
+//       kActive. If any step fails it releases the grant, backs off with
+//       jitter and stays standby; the reason goes to observers.
+//   I5. Every write an active node issues carries its fence (WriteFence()),
+//       and the backend applies it only if that fence is still current.
+//
+// Driving: by default the coordinator runs one background thread that
+// waits for the lease, renews it and watches for loss. With
+// `Options::background_thread = false` nothing runs by itself: the caller
+// drives the node with Poll(), one non-blocking step at a time, which with a
+// FakeClock makes election and failover tests deterministic.
+//
+// Ownership: the caller owns the Backend (it must outlive the coordinator);
+// the coordinator owns its Barrier. Observers are not owned and must
+// outlive the coordinator or be removed first.
+// Thread-safety: every method may be called from any thread, concurrently.
+// Observers are called one at a time, in order, never under the
+// coordinator's lock, so they may call back into the coordinator.
+#ifndef STRONGBOX_HA_COORDINATOR_H_
+#define STRONGBOX_HA_COORDINATOR_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "strongbox/backend.h"
+#include "strongbox/barrier.h"
+#include "strongbox/clock.h"
+
+namespace strongbox {
+
+enum class HaState { kUninitialized, kSealed, kStandby, kPerfStandby, kActive };
+
+// "uninitialized", "sealed", "standby", "perf_standby", "active".
+absl::string_view HaStateName(HaState state);
+
+enum class StandbyMode {
+  kStandby,      // serves nothing; redirects every operation to the active
+  kPerfStandby,  // serves reads locally; forwards writes to the active
+};
+
+// Whether an operation changes storage. SecretStore's operation table maps
+// each request to one of these.
+enum class OperationKind { kRead, kWrite };
+
+// Where an operation must run, as Route() answers it.
+struct RouteDecision {
+  enum class Action {
+    kServeLocally,      // run it here (writes: carry `fence`)
+    kForwardToActive,   // perf standby, write: hand it to the active
+    kRedirectToActive,  // plain standby: the client should go to the active
+    kUnavailable,       // sealed, uninitialized, or no leader known yet
+  };
+  Action action = Action::kUnavailable;
+  // The active node's advertise address; empty when unknown.
+  std::string leader_address;
+  // The active node's fence when known (this node's own when active).
+  FenceToken fence = kNoFence;
+  // Why, for kUnavailable (never contains secrets).
+  std::string reason;
+};
+
+absl::string_view RouteActionName(RouteDecision::Action action);
+
+// The active node as this node knows it.
+struct LeaderInfo {
+  std::string address;
+  FenceToken fence = kNoFence;
+  // When this node first saw that grant (its own activation time if self).
+  absl::Time since;
+  bool is_self = false;
+};
+
+// A snapshot in the spirit of `vault status`.
+struct HaStatus {
+  std::string node_id;
+  bool initialized = false;
+  bool sealed = true;
+  int threshold = 0;
+  int shares = 0;
+  int progress = 0;
+  uint32_t term = 0;
+  HaState state = HaState::kUninitialized;
+  StandbyMode standby_mode = StandbyMode::kStandby;
+  std::string leader_address;   // empty when no leader is known
+  FenceToken fence = kNoFence;  // the leader's fence
+  absl::Time active_since = absl::InfinitePast();  // this node, if active
+  std::string last_error;  // the last failed promotion/renewal, if any
+};
+
+struct StateChange {
+  HaState from;
+  HaState to;
+  std::string reason;
+  FenceToken fence = kNoFence;  // the grant gained or lost, if any
+  absl::Time at;
+};
+
+// Gets every state change of a node, for the host's logs and metrics.
+class HaObserver {
+ public:
+  virtual ~HaObserver() = default;
+  virtual void OnStateChange(const StateChange& change) = 0;
+};
+
+class HaCoordinator {
+ public:
+  struct Options {
+    // Shared storage with the HA capability. Not owned. REQUIRED.
+    Backend* backend = nullptr;
+    // This node's name in logs and status. REQUIRED, non-empty.
+    std::string node_id;
+    // Where other nodes' clients reach this node; stored as the lease's
+    // holder value, so the leader's address and fence travel together.
+    // REQUIRED, non-empty, opaque to strongbox.
+    std::string advertise_address;
+    // What an unsealed node that is not active does. Default: kStandby.
+    StandbyMode standby_mode = StandbyMode::kStandby;
+    // Lease time-to-live: how long a hung or cut-off active keeps the lease
+    // before a standby may take over. Default: 5 s. REQUIRES: > 0.
+    absl::Duration lease_ttl = absl::Seconds(5);
+    // How often the active renews. REQUIRES: 0 < renew_interval < lease_ttl.
+    // Default: 1 s.
+    absl::Duration renew_interval = absl::Seconds(1);
+    // Wait after a failed promotion or a backend error before contending
+    // again; doubles on each consecutive failure up to retry_backoff_max,
+    // plus up to `retry_jitter` × the wait at random. Defaults: 100 ms,
+    // 5 s, 0.5.
+    absl::Duration retry_backoff = absl::Milliseconds(100);
+    absl::Duration retry_backoff_max = absl::Seconds(5);
+    double retry_jitter = 0.5;
+    // After StepDown(), wait this long before contending again, so another
+    // node takes the lease. Default: 1 s (0 allowed).
+    absl::Duration step_down_pause = absl::Seconds(1);
+    // How often a standby re-reads who the leader is. Default: 500 ms.
+    absl::Duration leader_refresh = absl::Milliseconds(500);
+    // Time source. Not owned. Default: RealClock().
+    Clock* clock = nullptr;
+    // Run the election loop on a thread of the coordinator's own (true), or
+    // only when the caller calls Poll() (false; deterministic tests).
+    bool background_thread = true;
+    // Seeds the backoff jitter.
+    uint64_t seed = 0x5eed;
+    // Called after the grant is won and the keyring reloaded, before the
+    // node becomes active (post-unseal setup). A non-OK status aborts the
+    // promotion (I4). Must not call back into the coordinator. Optional.
+    std::function<absl::Status(FenceToken fence)> on_activate;
+    // Passed to the Barrier (see BarrierOptions).
+    std::string core_prefix = "core/";
+  };
+
+  // Validates the options and reads the seal configuration (so the node
+  // starts kUninitialized or kSealed). INVALID_ARGUMENT for bad options,
+  // FAILED_PRECONDITION for a backend without HA, backend errors pass.
+  static absl::StatusOr<std::unique_ptr<HaCoordinator>> Create(Options options);
+
+  // Stops the loop (joining its thread), releases any grant, seals. Clean
+  // and safe from any thread except an observer callback.
+  virtual ~HaCoordinator() = default;
+  HaCoordinator(const HaCoordinator&) = delete;
+  HaCoordinator& operator=(const HaCoordinator&) = delete;
+
+  // ---- Seal operations (Barrier semantics; the coordinator keeps the
+  // state right).
+
+  // FAILED_PRECONDITION unless kUninitialized. Leaves the node kSealed.
+  virtual absl::StatusOr<std::vector<std::string>> Initialize(
+      int shares, int threshold) = 0;
+  // At the threshold the node becomes a standby and starts contending.
+  virtual absl::StatusOr<SealStatus> Unseal(absl::string_view share) = 0;
+  virtual void ResetUnsealProgress() = 0;
+  // Seals; if active, stops writes, then releases the lease at once. OK
+  // when already sealed (idempotent).
+  virtual absl::Status Seal() = 0;
+  // Active only (UNAVAILABLE with the leader's address otherwise).
+  virtual absl::StatusOr<std::vector<std::string>> Rekey(
+      absl::Span<const std::string> current_shares, int new_shares,
+      int new_threshold) = 0;
+  virtual absl::StatusOr<uint32_t> Rotate() = 0;
+
+  // ---- HA.
+
+  // Gives up leadership if active (no-op otherwise) and waits
+  // step_down_pause before contending again.
+  virtual absl::Status StepDown() = 0;
+
+  // Where an operation of `kind` must run. Cheap; never touches storage.
+  virtual RouteDecision Route(OperationKind kind) = 0;
+
+  // The fence for a write on this node: OK only while kActive and the
+  // grant is unexpired (I2); UNAVAILABLE (with the leader's address in the
+  // message when known) otherwise.
+  virtual absl::StatusOr<FenceToken> WriteFence() = 0;
+
+  // The active node, as last seen; NOT_FOUND when none is known.
+  virtual absl::StatusOr<LeaderInfo> Leader() = 0;
+
+  virtual HaState state() = 0;
+  virtual HaStatus Status() = 0;
+
+  // Data access through this node's barrier. Writes must carry
+  // WriteFence(); the coordinator does not stop a caller from bypassing
+  // Route(), but the backend refuses a stale fence (I5).
+  virtual Barrier* barrier() = 0;
+
+  virtual void AddObserver(HaObserver* observer) = 0;
+  virtual void RemoveObserver(HaObserver* observer) = 0;
+
+  // One non-blocking step of the election loop: try for the lease once if
+  // standby and due, renew if active and due, notice a lost or expired
+  // grant, notice initialization by another node. Only meaningful with
+  // background_thread = false (with a thread it is allowed but redundant).
+  virtual void Poll() = 0;
+
+  // The earliest time at which Poll() has something to do (for tests that
+  // step a fake clock from event to event).
+  virtual absl::Time NextPollTime() = 0;
+
+ protected:
+  HaCoordinator() = default;
+};
+
+}  // namespace strongbox
+
+#endif  // STRONGBOX_HA_COORDINATOR_H_

@@ -1,0 +1,781 @@
+#include "strongbox/ha_coordinator.h"
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "lib/util/mutex.h"
+
+namespace strongbox {
+
+absl::string_view HaStateName(HaState state) {
+  switch (state) {
+    case HaState::kUninitialized:
+      return "uninitialized";
+    case HaState::kSealed:
+      return "sealed";
+    case HaState::kStandby:
+      return "standby";
+    case HaState::kPerfStandby:
+      return "perf_standby";
+    case HaState::kActive:
+      return "active";
+  }
+  return "unknown";
+}
+
+absl::string_view RouteActionName(RouteDecision::Action action) {
+  switch (action) {
+    case RouteDecision::Action::kServeLocally:
+      return "serve_locally";
+    case RouteDecision::Action::kForwardToActive:
+      return "forward_to_active";
+    case RouteDecision::Action::kRedirectToActive:
+      return "redirect_to_active";
+    case RouteDecision::Action::kUnavailable:
+      return "unavailable";
+  }
+  return "unknown";
+}
+
+namespace {
+
+bool IsStandby(HaState s) {
+  return s == HaState::kStandby || s == HaState::kPerfStandby;
+}
+
+absl::Status ValidateOptions(const HaCoordinator::Options& o) {
+  if (o.backend == nullptr) {
+    return absl::InvalidArgumentError("options.backend is required");
+  }
+  if (o.node_id.empty()) {
+    return absl::InvalidArgumentError("options.node_id is empty");
+  }
+  if (o.advertise_address.empty()) {
+    return absl::InvalidArgumentError("options.advertise_address is empty");
+  }
+  if (o.lease_ttl <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("options.lease_ttl must be positive");
+  }
+  if (o.renew_interval <= absl::ZeroDuration() ||
+      o.renew_interval >= o.lease_ttl) {
+    return absl::InvalidArgumentError(
+        "options.renew_interval must be positive and less than lease_ttl");
+  }
+  if (o.retry_backoff <= absl::ZeroDuration() ||
+      o.retry_backoff_max < o.retry_backoff) {
+    return absl::InvalidArgumentError(
+        "options.retry_backoff must be positive and <= retry_backoff_max");
+  }
+  if (o.retry_jitter < 0 || o.retry_jitter > 10) {
+    return absl::InvalidArgumentError(
+        "options.retry_jitter must be within [0, 10]");
+  }
+  if (o.step_down_pause < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "options.step_down_pause must not be negative");
+  }
+  if (o.leader_refresh <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "options.leader_refresh must be positive");
+  }
+  return absl::OkStatus();
+}
+
+class HaCoordinatorImpl final : public HaCoordinator {
+ public:
+  HaCoordinatorImpl(Options options, std::unique_ptr<Barrier> barrier,
+                    bool initialized)
+      : options_(std::move(options)),
+        clock_(options_.clock != nullptr ? options_.clock : RealClock()),
+        ha_(options_.backend->ha()),
+        barrier_(std::move(barrier)),
+        state_(initialized ? HaState::kSealed : HaState::kUninitialized),
+        rng_(options_.seed) {
+    if (options_.background_thread) {
+      thread_ = std::thread([this] { Loop(); });
+    }
+  }
+
+  ~HaCoordinatorImpl() override {
+    {
+      MutexLock lock(&loop_mu_);
+      stopping_ = true;
+    }
+    CancelAcquire();
+    loop_mu_.SignalAll();
+    if (thread_.joinable()) thread_.join();
+    std::shared_ptr<LeadershipGrant> grant;
+    {
+      WriterLock lock(&mu_);
+      if (state_ == HaState::kActive) {
+        grant = LeaveActiveLocked(HaState::kSealed, "coordinator shut down",
+                                  absl::ZeroDuration());
+      } else if (IsStandby(state_)) {
+        SetStateLocked(HaState::kSealed, "coordinator shut down", kNoFence);
+      }
+    }
+    barrier_->Seal();
+    if (grant != nullptr) grant->Release().IgnoreError();
+    DeliverEvents();
+  }
+
+  // ------------------------------------------------------ seal operations
+
+  absl::StatusOr<std::vector<std::string>> Initialize(int shares,
+                                                      int threshold) override {
+    MutexLock seal_lock(&seal_mu_);
+    {
+      ReaderLock lock(&mu_);
+      if (state_ != HaState::kUninitialized) {
+        return absl::FailedPreconditionError("already initialized");
+      }
+    }
+    absl::StatusOr<std::vector<std::string>> result =
+        barrier_->Initialize(shares, threshold);
+    if (!result.ok()) {
+      if (absl::IsFailedPrecondition(result.status())) {
+        // Another node initialized the backend first.
+        MarkInitialized("initialized by another node");
+      }
+      return result.status();
+    }
+    MarkInitialized("initialized");
+    return result;
+  }
+
+  absl::StatusOr<SealStatus> Unseal(absl::string_view share) override {
+    MutexLock seal_lock(&seal_mu_);
+    RefreshInitialized();
+    {
+      ReaderLock lock(&mu_);
+      if (state_ == HaState::kUninitialized) {
+        return absl::FailedPreconditionError("not initialized");
+      }
+    }
+    absl::StatusOr<SealStatus> result = barrier_->Unseal(share);
+    if (!result.ok()) return result;
+    if (!result->sealed) {
+      bool changed = false;
+      {
+        WriterLock lock(&mu_);
+        if (state_ == HaState::kSealed) {
+          SetStateLocked(StandbyState(), "unsealed", kNoFence);
+          next_attempt_ = clock_->Now();
+          failures_ = 0;
+          changed = true;
+        }
+      }
+      if (changed) {
+        Kick();
+        DeliverEvents();
+      }
+    }
+    return result;
+  }
+
+  void ResetUnsealProgress() override {
+    MutexLock seal_lock(&seal_mu_);
+    barrier_->ResetUnsealProgress();
+  }
+
+  absl::Status Seal() override {
+    MutexLock seal_lock(&seal_mu_);
+    std::shared_ptr<LeadershipGrant> grant;
+    {
+      WriterLock lock(&mu_);
+      if (state_ == HaState::kActive) {
+        // I3: stop writes first.
+        grant =
+            LeaveActiveLocked(HaState::kSealed, "sealed", absl::ZeroDuration());
+      } else if (IsStandby(state_)) {
+        SetStateLocked(HaState::kSealed, "sealed", kNoFence);
+      }
+    }
+    CancelAcquire();
+    // I1: no key material once sealed.
+    barrier_->Seal();
+    if (grant != nullptr) grant->Release().IgnoreError();
+    DeliverEvents();
+    Kick();
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::string>> Rekey(
+      absl::Span<const std::string> current_shares, int new_shares,
+      int new_threshold) override {
+    MutexLock seal_lock(&seal_mu_);
+    absl::StatusOr<FenceToken> fence = WriteFence();
+    if (!fence.ok()) return fence.status();
+    return barrier_->Rekey(current_shares, new_shares, new_threshold, *fence);
+  }
+
+  absl::StatusOr<uint32_t> Rotate() override {
+    MutexLock seal_lock(&seal_mu_);
+    absl::StatusOr<FenceToken> fence = WriteFence();
+    if (!fence.ok()) return fence.status();
+    return barrier_->Rotate(*fence);
+  }
+
+  // ------------------------------------------------------------------ HA
+
+  absl::Status StepDown() override {
+    std::shared_ptr<LeadershipGrant> grant;
+    {
+      WriterLock lock(&mu_);
+      if (state_ != HaState::kActive) return absl::OkStatus();
+      grant = LeaveActiveLocked(StandbyState(), "stepped down",
+                                options_.step_down_pause);
+    }
+    if (grant != nullptr) grant->Release().IgnoreError();
+    DeliverEvents();
+    Kick();
+    return absl::OkStatus();
+  }
+
+  RouteDecision Route(OperationKind kind) override {
+    RouteDecision d;
+    const absl::Time now = clock_->Now();
+    ReaderLock lock(&mu_);
+    if (leader_known_) {
+      d.leader_address = leader_.address;
+      d.fence = leader_.fence;
+    }
+    switch (state_) {
+      case HaState::kUninitialized:
+        d.reason = "not initialized";
+        return d;
+      case HaState::kSealed:
+        d.reason = "sealed";
+        return d;
+      case HaState::kActive:
+        if (now >= lease_expiry_) {
+          // I2: a node that hung past its TTL refuses at once.
+          d.leader_address.clear();
+          d.fence = kNoFence;
+          d.reason = "leadership lapsed: lease not renewed in time";
+          return d;
+        }
+        d.action = RouteDecision::Action::kServeLocally;
+        d.leader_address = options_.advertise_address;
+        d.fence = fence_;
+        return d;
+      case HaState::kPerfStandby:
+        if (kind == OperationKind::kRead) {
+          d.action = RouteDecision::Action::kServeLocally;
+          return d;
+        }
+        if (!leader_known_) {
+          d.reason = "no active node yet";
+          return d;
+        }
+        d.action = RouteDecision::Action::kForwardToActive;
+        return d;
+      case HaState::kStandby:
+        if (!leader_known_) {
+          d.reason = "no active node yet";
+          return d;
+        }
+        d.action = RouteDecision::Action::kRedirectToActive;
+        return d;
+    }
+    return d;
+  }
+
+  absl::StatusOr<FenceToken> WriteFence() override {
+    const absl::Time now = clock_->Now();
+    ReaderLock lock(&mu_);
+    if (state_ == HaState::kActive && now < lease_expiry_) return fence_;
+    if (leader_known_ && state_ != HaState::kActive) {
+      return absl::UnavailableError(absl::StrCat(
+          "this node is not active; the active node is at ", leader_.address));
+    }
+    return absl::UnavailableError(
+        absl::StrCat("this node is not active (", HaStateName(state_),
+                     state_ == HaState::kActive ? ", lease lapsed" : "",
+                     ") and no active node is known"));
+  }
+
+  absl::StatusOr<LeaderInfo> Leader() override {
+    ReaderLock lock(&mu_);
+    if (!leader_known_) return absl::NotFoundError("no active node is known");
+    return leader_;
+  }
+
+  HaState state() override {
+    ReaderLock lock(&mu_);
+    return state_;
+  }
+
+  HaStatus Status() override {
+    HaStatus s;
+    absl::StatusOr<SealStatus> seal = barrier_->Status();
+    ReaderLock lock(&mu_);
+    s.node_id = options_.node_id;
+    s.state = state_;
+    s.standby_mode = options_.standby_mode;
+    if (seal.ok()) {
+      s.initialized = seal->initialized;
+      s.sealed = seal->sealed;
+      s.threshold = seal->threshold;
+      s.shares = seal->shares;
+      s.progress = seal->progress;
+      s.term = seal->term;
+    } else {
+      s.initialized = state_ != HaState::kUninitialized;
+      s.sealed = barrier_->sealed();
+      s.last_error = seal.status().ToString();
+    }
+    if (leader_known_) {
+      s.leader_address = leader_.address;
+      s.fence = leader_.fence;
+    }
+    if (state_ == HaState::kActive) s.active_since = active_since_;
+    if (s.last_error.empty()) s.last_error = last_error_;
+    return s;
+  }
+
+  Barrier* barrier() override { return barrier_.get(); }
+
+  void AddObserver(HaObserver* observer) override {
+    MutexLock lock(&observers_mu_);
+    observers_.push_back(observer);
+  }
+
+  void RemoveObserver(HaObserver* observer) override {
+    MutexLock lock(&observers_mu_);
+    observers_.erase(
+        std::remove(observers_.begin(), observers_.end(), observer),
+        observers_.end());
+  }
+
+  void Poll() override { Step(/*may_block=*/false); }
+
+  absl::Time NextPollTime() override {
+    const absl::Time now = clock_->Now();
+    ReaderLock lock(&mu_);
+    switch (state_) {
+      case HaState::kUninitialized:
+        return next_leader_refresh_;
+      case HaState::kSealed:
+        return absl::InfiniteFuture();
+      case HaState::kStandby:
+      case HaState::kPerfStandby:
+        return next_attempt_ > now ? next_attempt_ : now;
+      case HaState::kActive:
+        return std::min(next_renew_, lease_expiry_);
+    }
+    return now;
+  }
+
+ private:
+  HaState StandbyState() const {
+    return options_.standby_mode == StandbyMode::kPerfStandby
+               ? HaState::kPerfStandby
+               : HaState::kStandby;
+  }
+
+  // Records a state change and queues the observer event.
+  void SetStateLocked(HaState to, std::string reason, FenceToken fence)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    StateChange change{state_, to, std::move(reason), fence, clock_->Now()};
+    state_ = to;
+    pending_events_.push_back(std::move(change));
+  }
+
+  // I3: the state changes first (writes stop), the caller then releases the
+  // returned grant outside the lock and delivers the events.
+  std::shared_ptr<LeadershipGrant> LeaveActiveLocked(HaState to,
+                                                     std::string reason,
+                                                     absl::Duration pause)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const FenceToken lost = fence_;
+    SetStateLocked(to, std::move(reason), lost);
+    fence_ = kNoFence;
+    lease_expiry_ = absl::InfinitePast();
+    active_since_ = absl::InfinitePast();
+    renew_failing_ = false;
+    leader_known_ = false;
+    const absl::Time now = clock_->Now();
+    next_attempt_ = now + pause;
+    next_leader_refresh_ = now;
+    return std::move(grant_);
+  }
+
+  void MarkInitialized(absl::string_view reason) {
+    {
+      WriterLock lock(&mu_);
+      if (state_ != HaState::kUninitialized) return;
+      SetStateLocked(HaState::kSealed, std::string(reason), kNoFence);
+    }
+    DeliverEvents();
+  }
+
+  // An uninitialized node checks whether another node initialized.
+  void RefreshInitialized() {
+    {
+      ReaderLock lock(&mu_);
+      if (state_ != HaState::kUninitialized) return;
+    }
+    absl::StatusOr<SealStatus> seal = barrier_->Status();
+    if (seal.ok() && seal->initialized) {
+      MarkInitialized("initialized by another node");
+    }
+  }
+
+  absl::Duration NextBackoffLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++failures_;
+    absl::Duration wait = options_.retry_backoff;
+    for (int i = 1; i < failures_ && wait < options_.retry_backoff_max; ++i) {
+      wait *= 2;
+    }
+    wait = std::min(wait, options_.retry_backoff_max);
+    std::uniform_real_distribution<double> jitter(0.0, options_.retry_jitter);
+    return wait * (1.0 + jitter(rng_));
+  }
+
+  void RefreshLeader() {
+    absl::StatusOr<std::optional<LeaseHolder>> holder = ha_->CurrentHolder();
+    const absl::Time now = clock_->Now();
+    WriterLock lock(&mu_);
+    next_leader_refresh_ = now + options_.leader_refresh;
+    if (!holder.ok()) {
+      last_error_ =
+          absl::StrCat("reading the leader: ", holder.status().ToString());
+      return;
+    }
+    if (state_ == HaState::kActive) return;
+    if (!holder->has_value()) {
+      leader_known_ = false;
+      return;
+    }
+    if (!leader_known_ || leader_.fence != (*holder)->fence) {
+      leader_.since = now;
+    }
+    leader_known_ = true;
+    leader_.address = (*holder)->holder;
+    leader_.fence = (*holder)->fence;
+    leader_.is_self = false;
+  }
+
+  // One step of the election loop. With `may_block`, a standby waits in
+  // Acquire (bounded by leader_refresh) instead of trying once.
+  void Step(bool may_block) {
+    const absl::Time now = clock_->Now();
+    HaState state;
+    bool refresh_due;
+    absl::Time next_attempt;
+    std::shared_ptr<LeadershipGrant> grant;
+    {
+      ReaderLock lock(&mu_);
+      state = state_;
+      refresh_due = now >= next_leader_refresh_;
+      next_attempt = next_attempt_;
+      grant = grant_;
+    }
+    switch (state) {
+      case HaState::kUninitialized:
+        if (refresh_due) {
+          {
+            WriterLock lock(&mu_);
+            next_leader_refresh_ = now + options_.leader_refresh;
+          }
+          RefreshInitialized();
+        }
+        return;
+      case HaState::kSealed:
+        return;
+      case HaState::kStandby:
+      case HaState::kPerfStandby:
+        if (now < next_attempt) {
+          if (refresh_due) RefreshLeader();
+          return;
+        }
+        Contend(may_block);
+        return;
+      case HaState::kActive:
+        KeepLease(std::move(grant), now);
+        return;
+    }
+  }
+
+  void Contend(bool may_block) {
+    auto cancel = std::make_shared<Cancellation>();
+    uint64_t epoch;
+    {
+      WriterLock lock(&mu_);
+      if (!IsStandby(state_)) return;
+      epoch = epoch_;
+      current_cancel_ = cancel;
+    }
+    {
+      MutexLock lock(&loop_mu_);
+      if (stopping_) return;
+    }
+    AcquireOptions acquire;
+    acquire.holder = options_.advertise_address;
+    acquire.ttl = options_.lease_ttl;
+    acquire.deadline = may_block ? clock_->Now() + options_.leader_refresh
+                                 : absl::InfinitePast();
+    acquire.cancel = cancel.get();
+    absl::StatusOr<std::unique_ptr<LeadershipGrant>> acquired =
+        ha_->Acquire(acquire);
+    {
+      WriterLock lock(&mu_);
+      if (current_cancel_ == cancel) current_cancel_.reset();
+    }
+    if (!acquired.ok()) {
+      if (absl::IsDeadlineExceeded(acquired.status()) ||
+          absl::IsCancelled(acquired.status())) {
+        RefreshLeader();
+        return;
+      }
+      WriterLock lock(&mu_);
+      last_error_ =
+          absl::StrCat("acquiring the lease: ", acquired.status().ToString());
+      next_attempt_ = clock_->Now() + NextBackoffLocked();
+      return;
+    }
+    std::shared_ptr<LeadershipGrant> grant(std::move(*acquired));
+    Promote(std::move(grant), epoch);
+  }
+
+  // I4: every check and step happens before the node serves as active.
+  void Promote(std::shared_ptr<LeadershipGrant> grant, uint64_t epoch) {
+    const FenceToken fence = grant->fence();
+    auto still_ours = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return epoch_ == epoch && IsStandby(state_) && !barrier_->sealed();
+    };
+    {
+      ReaderLock lock(&mu_);
+      if (!still_ours()) {
+        grant->Release().IgnoreError();
+        return;
+      }
+    }
+    absl::Status ready = barrier_->ReloadKeyring();
+    if (ready.ok() && options_.on_activate) ready = options_.on_activate(fence);
+    const absl::Time now = clock_->Now();
+    if (ready.ok() && (grant->Lost() || now >= grant->expiry())) {
+      ready = absl::UnavailableError("lease lost during promotion");
+    }
+    {
+      WriterLock lock(&mu_);
+      if (!still_ours()) {
+        ready = absl::AbortedError("sealed during promotion");
+      } else if (!ready.ok()) {
+        last_error_ = absl::StrCat("promotion failed: ", ready.ToString());
+        next_attempt_ = now + NextBackoffLocked();
+        // A self-transition, so observers learn why it stayed standby.
+        SetStateLocked(state_, last_error_, fence);
+      } else {
+        SetStateLocked(HaState::kActive, "won the lease", fence);
+        grant_ = grant;
+        fence_ = fence;
+        lease_expiry_ = grant->expiry();
+        active_since_ = now;
+        next_renew_ = now + options_.renew_interval;
+        failures_ = 0;
+        last_error_.clear();
+        leader_known_ = true;
+        leader_ = LeaderInfo{options_.advertise_address, fence, now, true};
+      }
+    }
+    if (!ready.ok()) grant->Release().IgnoreError();
+    DeliverEvents();
+  }
+
+  void KeepLease(std::shared_ptr<LeadershipGrant> grant, absl::Time now) {
+    if (grant == nullptr) return;
+    bool renew_due;
+    bool renew_failing;
+    {
+      ReaderLock lock(&mu_);
+      renew_due = now >= next_renew_;
+      renew_failing = renew_failing_;
+    }
+    if (grant->Lost() || now >= grant->expiry()) {
+      DemoteIfCurrent(grant, renew_failing
+                                 ? "lease renewal failed until the TTL passed"
+                                 : "lease lost");
+      return;
+    }
+    if (!renew_due) return;
+    absl::Status renewed = grant->Renew();
+    const absl::Time after = clock_->Now();
+    if (absl::IsFailedPrecondition(renewed)) {
+      DemoteIfCurrent(grant, absl::StrCat("lease lost: ", renewed.message()));
+      return;
+    }
+    {
+      WriterLock lock(&mu_);
+      if (grant_ != grant) return;
+      renew_failing_ = !renewed.ok();
+      if (renewed.ok()) {
+        lease_expiry_ = grant->expiry();
+        next_renew_ = after + options_.renew_interval;
+        return;
+      }
+      last_error_ = absl::StrCat("renewing the lease: ", renewed.ToString());
+      // Retry soon; give up at the grant's own expiry.
+      next_renew_ =
+          after + std::min(options_.retry_backoff, options_.renew_interval);
+      if (after < lease_expiry_) return;
+    }
+    DemoteIfCurrent(grant, "lease renewal failed until the TTL passed");
+  }
+
+  void DemoteIfCurrent(const std::shared_ptr<LeadershipGrant>& grant,
+                       std::string reason) {
+    std::shared_ptr<LeadershipGrant> released;
+    {
+      WriterLock lock(&mu_);
+      if (grant_ != grant || state_ != HaState::kActive) return;
+      released = LeaveActiveLocked(StandbyState(), std::move(reason),
+                                   absl::ZeroDuration());
+    }
+    if (released != nullptr) released->Release().IgnoreError();
+    DeliverEvents();
+  }
+
+  void CancelAcquire() {
+    std::shared_ptr<Cancellation> cancel;
+    {
+      WriterLock lock(&mu_);
+      ++epoch_;
+      cancel = current_cancel_;
+    }
+    if (cancel != nullptr) cancel->Cancel();
+  }
+
+  void Kick() {
+    {
+      MutexLock lock(&loop_mu_);
+      kicked_ = true;
+    }
+    loop_mu_.SignalAll();
+  }
+
+  void Loop() {
+    while (true) {
+      {
+        MutexLock lock(&loop_mu_);
+        if (stopping_) return;
+        kicked_ = false;
+      }
+      Step(/*may_block=*/true);
+      const absl::Time now = clock_->Now();
+      absl::Duration wait = NextPollTime() - now;
+      // Re-check at least every 50 ms (cheap) so a fake clock or a missed
+      // wake-up never stalls the loop.
+      wait = std::clamp(wait, absl::ZeroDuration(), absl::Milliseconds(50));
+      if (wait <= absl::ZeroDuration()) continue;
+      MutexLock lock(&loop_mu_);
+      loop_mu_.AwaitWithTimeout([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                    loop_mu_) { return stopping_ || kicked_; },
+                                wait);
+    }
+  }
+
+  // Calls observers with queued events, one at a time and in order, never
+  // under mu_. Re-entrant calls (an observer calling Seal()) leave their
+  // events for the outer delivery loop.
+  void DeliverEvents() {
+    if (deliverer_.load() == std::this_thread::get_id()) return;
+    while (true) {
+      std::unique_lock<std::mutex> delivering(deliver_mu_, std::try_to_lock);
+      if (!delivering.owns_lock()) return;
+      deliverer_.store(std::this_thread::get_id());
+      while (true) {
+        StateChange change;
+        {
+          WriterLock lock(&mu_);
+          if (pending_events_.empty()) break;
+          change = std::move(pending_events_.front());
+          pending_events_.pop_front();
+        }
+        std::vector<HaObserver*> observers;
+        {
+          MutexLock lock(&observers_mu_);
+          observers = observers_;
+        }
+        for (HaObserver* o : observers) o->OnStateChange(change);
+      }
+      deliverer_.store(std::thread::id());
+      delivering.unlock();
+      ReaderLock lock(&mu_);
+      if (pending_events_.empty()) return;
+    }
+  }
+
+  // Constant after construction.
+  const Options options_;
+  Clock* const clock_;
+  HaBackend* const ha_;
+  const std::unique_ptr<Barrier> barrier_;
+
+  // Serializes seal operations so the barrier's seal state and state_
+  // always agree (taken before mu_).
+  Mutex seal_mu_;
+
+  SharedMutex mu_;
+  HaState state_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<LeadershipGrant> grant_ ABSL_GUARDED_BY(mu_);
+  FenceToken fence_ ABSL_GUARDED_BY(mu_) = kNoFence;
+  absl::Time lease_expiry_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time active_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time next_renew_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time next_attempt_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time next_leader_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  int failures_ ABSL_GUARDED_BY(mu_) = 0;
+  bool renew_failing_ ABSL_GUARDED_BY(mu_) = false;
+  bool leader_known_ ABSL_GUARDED_BY(mu_) = false;
+  LeaderInfo leader_ ABSL_GUARDED_BY(mu_);
+  std::string last_error_ ABSL_GUARDED_BY(mu_);
+  // Bumped by Seal (and shutdown) so a promotion in flight notices.
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<Cancellation> current_cancel_ ABSL_GUARDED_BY(mu_);
+  std::deque<StateChange> pending_events_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+
+  Mutex observers_mu_;
+  std::vector<HaObserver*> observers_ ABSL_GUARDED_BY(observers_mu_);
+  std::mutex deliver_mu_;
+  std::atomic<std::thread::id> deliverer_{};
+
+  Mutex loop_mu_;
+  bool stopping_ ABSL_GUARDED_BY(loop_mu_) = false;
+  bool kicked_ ABSL_GUARDED_BY(loop_mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HaCoordinator>> HaCoordinator::Create(
+    Options options) {
+  absl::Status valid = ValidateOptions(options);
+  if (!valid.ok()) return valid;
+  if (options.backend->ha() == nullptr) {
+    return absl::FailedPreconditionError(
+        "backend has no HA lease; a coordinator needs one");
+  }
+  BarrierOptions barrier_options;
+  barrier_options.backend = options.backend;
+  barrier_options.core_prefix = options.core_prefix;
+  absl::StatusOr<std::unique_ptr<Barrier>> barrier =
+      Barrier::Create(barrier_options);
+  if (!barrier.ok()) return barrier.status();
+  absl::StatusOr<SealStatus> seal = (*barrier)->Status();
+  if (!seal.ok()) return seal.status();
+  return std::unique_ptr<HaCoordinator>(new HaCoordinatorImpl(
+      std::move(options), *std::move(barrier), seal->initialized));
+}
+
+}  // namespace strongbox

@@ -1,0 +1,634 @@
+#include "strongbox/ha_coordinator.h"
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/ha/cluster.h"
+
+namespace strongbox {
+namespace {
+
+using ::strongbox::testing_cluster::Cluster;
+using ::strongbox::testing_cluster::ClusterOptions;
+using ::testing::HasSubstr;
+
+using Action = RouteDecision::Action;
+
+// ------------------------------------------------------------- creation
+
+TEST(HaCoordinatorCreateTest, RejectsBadOptions) {
+  std::unique_ptr<Backend> backend = NewInMemoryBackend();
+  HaCoordinator::Options good;
+  good.backend = backend.get();
+  good.node_id = "n";
+  good.advertise_address = "a:1";
+  good.background_thread = false;
+  ASSERT_TRUE(HaCoordinator::Create(good).ok());
+
+  auto expect_invalid = [&](auto mutate, absl::string_view what) {
+    HaCoordinator::Options o = good;
+    mutate(o);
+    absl::StatusOr<std::unique_ptr<HaCoordinator>> c = HaCoordinator::Create(o);
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << what;
+    if (!c.ok())
+      EXPECT_THAT(std::string(c.status().message()), HasSubstr(what));
+  };
+  expect_invalid([](auto& o) { o.backend = nullptr; }, "backend");
+  expect_invalid([](auto& o) { o.node_id.clear(); }, "node_id");
+  expect_invalid([](auto& o) { o.advertise_address.clear(); },
+                 "advertise_address");
+  expect_invalid([](auto& o) { o.lease_ttl = absl::ZeroDuration(); },
+                 "lease_ttl");
+  expect_invalid([](auto& o) { o.renew_interval = o.lease_ttl; },
+                 "renew_interval");
+  expect_invalid([](auto& o) { o.retry_backoff = absl::ZeroDuration(); },
+                 "retry_backoff");
+  expect_invalid([](auto& o) { o.step_down_pause = absl::Seconds(-1); },
+                 "step_down_pause");
+}
+
+class NoHaBackend : public BackendWrapper {
+ public:
+  using BackendWrapper::BackendWrapper;
+  HaBackend* ha() override { return nullptr; }
+};
+
+TEST(HaCoordinatorCreateTest, BackendWithoutHaIsRefused) {
+  std::unique_ptr<Backend> backend = NewInMemoryBackend();
+  NoHaBackend no_ha(backend.get());
+  HaCoordinator::Options o;
+  o.backend = &no_ha;
+  o.node_id = "n";
+  o.advertise_address = "a:1";
+  o.background_thread = false;
+  EXPECT_EQ(HaCoordinator::Create(o).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(HaCoordinatorCreateTest, BackendDownAtCreateIsReported) {
+  std::unique_ptr<Backend> backend = NewInMemoryBackend();
+  FaultInjectingBackend faulty(backend.get());
+  faulty.FailNext(1, absl::UnavailableError("down"));
+  HaCoordinator::Options o;
+  o.backend = &faulty;
+  o.node_id = "n";
+  o.advertise_address = "a:1";
+  o.background_thread = false;
+  EXPECT_EQ(HaCoordinator::Create(o).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+// ------------------------------------------------------- seal lifecycle
+
+TEST(HaCoordinatorTest, UninitializedThenInitializedIsSealed) {
+  Cluster c;
+  EXPECT_EQ(c.nodes[0]->state(), HaState::kUninitialized);
+  RouteDecision r = c.nodes[0]->Route(OperationKind::kRead);
+  EXPECT_EQ(r.action, Action::kUnavailable);
+  EXPECT_EQ(r.reason, "not initialized");
+  c.Initialize();
+  EXPECT_EQ(c.shares.size(), 5u);
+  EXPECT_EQ(c.nodes[0]->state(), HaState::kSealed);
+  EXPECT_EQ(c.nodes[0]->Initialize(5, 3).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Node 1 learns of the initialization by polling.
+  EXPECT_EQ(c.nodes[1]->state(), HaState::kUninitialized);
+  c.Run(absl::Seconds(1));
+  EXPECT_EQ(c.nodes[1]->state(), HaState::kSealed);
+  EXPECT_EQ(c.nodes[1]->Initialize(5, 3).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  HaStatus s = c.nodes[1]->Status();
+  EXPECT_TRUE(s.initialized);
+  EXPECT_TRUE(s.sealed);
+  EXPECT_EQ(s.threshold, 3);
+  EXPECT_EQ(s.shares, 5);
+}
+
+TEST(HaCoordinatorTest, UnsealWithProgressThenContend) {
+  Cluster c;
+  c.Initialize();
+  absl::StatusOr<SealStatus> p = c.nodes[0]->Unseal(c.shares[0]);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_TRUE(p->sealed);
+  EXPECT_EQ(p->progress, 1);
+  p = c.nodes[0]->Unseal(c.shares[0]);  // Duplicate: ignored.
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->progress, 1);
+  p = c.nodes[0]->Unseal(c.shares[1]);
+  EXPECT_EQ(p->progress, 2);
+  EXPECT_EQ(c.nodes[0]->Status().progress, 2);
+  EXPECT_EQ(c.nodes[0]->state(), HaState::kSealed);
+  p = c.nodes[0]->Unseal(c.shares[2]);
+  ASSERT_TRUE(p.ok());
+  EXPECT_FALSE(p->sealed);
+  EXPECT_EQ(c.nodes[0]->state(), HaState::kStandby);
+  c.nodes[0]->Poll();
+  EXPECT_EQ(c.nodes[0]->state(), HaState::kActive);
+  RouteDecision w = c.nodes[0]->Route(OperationKind::kWrite);
+  EXPECT_EQ(w.action, Action::kServeLocally);
+  EXPECT_EQ(w.leader_address, Cluster::Address(0));
+  EXPECT_NE(w.fence, kNoFence);
+  EXPECT_EQ(*c.nodes[0]->WriteFence(), w.fence);
+  HaStatus s = c.nodes[0]->Status();
+  EXPECT_EQ(s.state, HaState::kActive);
+  EXPECT_FALSE(s.sealed);
+  EXPECT_EQ(s.leader_address, Cluster::Address(0));
+  EXPECT_EQ(s.fence, w.fence);
+  EXPECT_EQ(s.active_since, c.clock.Now());
+  // The holder value is the advertise address (leader and fence together).
+  auto holder = c.shared->ha()->CurrentHolder();
+  ASSERT_TRUE(holder.ok() && holder->has_value());
+  EXPECT_EQ((*holder)->holder, Cluster::Address(0));
+  EXPECT_EQ((*holder)->fence, w.fence);
+}
+
+TEST(HaCoordinatorTest, WrongSharesLeaveTheNodeSealed) {
+  Cluster c;
+  c.Initialize();
+  Cluster other;
+  other.Initialize();
+  for (int k = 0; k < 3; ++k) (void)c.nodes[0]->Unseal(other.shares[k]);
+  EXPECT_EQ(c.nodes[0]->state(), HaState::kSealed);
+  EXPECT_TRUE(c.nodes[0]->barrier()->sealed());
+  c.Run(absl::Seconds(10));
+  EXPECT_FALSE(c.shared->ha()->CurrentHolder()->has_value());
+}
+
+// I1: a sealed node never contends.
+TEST(HaCoordinatorTest, SealedNodesNeverContend) {
+  Cluster c;
+  c.Initialize();
+  c.Run(absl::Seconds(30));
+  EXPECT_FALSE(c.shared->ha()->CurrentHolder()->has_value());
+  for (auto& node : c.nodes) EXPECT_EQ(node->state(), HaState::kSealed);
+  c.Unseal(2);
+  c.Run(absl::Milliseconds(100));
+  EXPECT_EQ(c.Active(), 2);
+  // Sealing the only unsealed node leaves nobody holding the lease.
+  ASSERT_TRUE(c.nodes[2]->Seal().ok());
+  c.Run(absl::Seconds(30));
+  EXPECT_FALSE(c.shared->ha()->CurrentHolder()->has_value());
+  EXPECT_TRUE(c.Actives().empty());
+}
+
+// ---------------------------------------------------- election, routing
+
+TEST(HaCoordinatorTest, ExactlyOneActiveAndStandbysRedirect) {
+  Cluster c;
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int active = c.Active();
+  ASSERT_GE(active, 0);
+  for (int i = 0; i < 3; ++i) {
+    if (i == active) continue;
+    EXPECT_EQ(c.nodes[i]->state(), HaState::kStandby);
+    for (OperationKind kind : {OperationKind::kRead, OperationKind::kWrite}) {
+      RouteDecision r = c.nodes[i]->Route(kind);
+      EXPECT_EQ(r.action, Action::kRedirectToActive);
+      EXPECT_EQ(r.leader_address, Cluster::Address(active));
+    }
+    absl::StatusOr<LeaderInfo> leader = c.nodes[i]->Leader();
+    ASSERT_TRUE(leader.ok());
+    EXPECT_EQ(leader->address, Cluster::Address(active));
+    EXPECT_FALSE(leader->is_self);
+    absl::StatusOr<FenceToken> fence = c.nodes[i]->WriteFence();
+    EXPECT_EQ(fence.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(std::string(fence.status().message()),
+                HasSubstr(Cluster::Address(active)));
+  }
+  EXPECT_TRUE(c.nodes[active]->Leader()->is_self);
+}
+
+TEST(HaCoordinatorTest, PerfStandbyServesReadsAndForwardsWrites) {
+  ClusterOptions o;
+  o.mode = StandbyMode::kPerfStandby;
+  Cluster c(o);
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int active = c.Active();
+  const int standby = (active + 1) % 3;
+  EXPECT_EQ(c.nodes[standby]->state(), HaState::kPerfStandby);
+  RouteDecision read = c.nodes[standby]->Route(OperationKind::kRead);
+  EXPECT_EQ(read.action, Action::kServeLocally);
+  RouteDecision write = c.nodes[standby]->Route(OperationKind::kWrite);
+  EXPECT_EQ(write.action, Action::kForwardToActive);
+  EXPECT_EQ(write.leader_address, Cluster::Address(active));
+  EXPECT_EQ(write.fence, *c.nodes[active]->WriteFence());
+}
+
+TEST(HaCoordinatorTest, StandbyWithNoLeaderIsUnavailable) {
+  Cluster c;
+  c.Initialize();
+  c.Unseal(0);
+  // Node 0 unsealed but has not polled: no leader yet.
+  RouteDecision r = c.nodes[0]->Route(OperationKind::kRead);
+  EXPECT_EQ(r.action, Action::kUnavailable);
+  EXPECT_EQ(r.reason, "no active node yet");
+  EXPECT_EQ(c.nodes[0]->Leader().status().code(), absl::StatusCode::kNotFound);
+  c.nodes[1]->Poll();  // Notices the initialization.
+  RouteDecision sealed = c.nodes[1]->Route(OperationKind::kRead);
+  EXPECT_EQ(sealed.action, Action::kUnavailable);
+  EXPECT_EQ(sealed.reason, "sealed");
+}
+
+// -------------------------------------------------------------- failover
+
+TEST(HaCoordinatorTest, CrashedActiveIsReplacedAfterTheTtl) {
+  Cluster c;
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int old = c.Active();
+  const FenceToken old_fence = *c.nodes[old]->WriteFence();
+  c.Freeze(old);  // Crashed: stops renewing, never releases.
+  c.Run(absl::Seconds(4));
+  EXPECT_TRUE(c.WritableActives() == std::vector<int>{old});
+  c.Run(absl::Seconds(2));
+  std::vector<int> writable = c.WritableActives();
+  ASSERT_EQ(writable.size(), 1u);
+  EXPECT_NE(writable[0], old);
+  EXPECT_GT(*c.nodes[writable[0]]->WriteFence(), old_fence);
+  // I2: the crashed node's own view refuses writes, even without polling.
+  EXPECT_EQ(c.nodes[old]->WriteFence().status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(c.nodes[old]->Route(OperationKind::kWrite).action,
+            Action::kUnavailable);
+}
+
+TEST(HaCoordinatorTest, HungActiveResumesDeposedAndItsWriteIsRejected) {
+  Cluster c;
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int old = c.Active();
+  Barrier* old_barrier = c.nodes[old]->barrier();
+  const FenceToken old_fence = *c.nodes[old]->WriteFence();
+  ASSERT_TRUE(old_barrier->Put("app/config", "v1", old_fence).ok());
+
+  c.Freeze(old);  // Hangs: alive, but its loop does not run.
+  c.Run(absl::Seconds(7));
+  const int next = c.WritableActives().at(0);
+  ASSERT_NE(next, old);
+  const FenceToken next_fence = *c.nodes[next]->WriteFence();
+  ASSERT_TRUE(
+      c.nodes[next]->barrier()->Put("app/config", "v2", next_fence).ok());
+
+  // The hung node resumes: it still believes it is active, but refuses
+  // writes at once (I2) ...
+  EXPECT_EQ(c.nodes[old]->state(), HaState::kActive);
+  EXPECT_EQ(c.nodes[old]->Route(OperationKind::kWrite).action,
+            Action::kUnavailable);
+  // ... and a write it had in flight with its old fence is rejected by the
+  // backend with nothing applied (I5).
+  const uint64_t revision = *c.shared->Revision();
+  EXPECT_EQ(old_barrier->Put("app/config", "stale", old_fence).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(*c.shared->Revision(), revision);
+  EXPECT_EQ(c.nodes[next]->barrier()->Get("app/config")->value, "v2");
+  // Its loop runs again: it notices and becomes a standby.
+  c.Thaw(old);
+  c.Run(absl::Milliseconds(100));
+  EXPECT_EQ(c.nodes[old]->state(), HaState::kStandby);
+  const auto& changes = c.observers[old]->changes;
+  ASSERT_FALSE(changes.empty());
+  EXPECT_EQ(changes.back().from, HaState::kActive);
+  EXPECT_EQ(changes.back().to, HaState::kStandby);
+  EXPECT_THAT(changes.back().reason, HasSubstr("lease lost"));
+  EXPECT_EQ(changes.back().fence, old_fence);
+  EXPECT_EQ(c.WritableActives(), std::vector<int>{next});
+}
+
+TEST(HaCoordinatorTest, SealingTheActiveHandsOverWithoutWaitingForTheTtl) {
+  Cluster c;
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int old = c.Active();
+  ASSERT_TRUE(c.nodes[old]->Seal().ok());
+  EXPECT_EQ(c.nodes[old]->state(), HaState::kSealed);
+  EXPECT_TRUE(c.nodes[old]->barrier()->sealed());
+  EXPECT_EQ(c.nodes[old]->barrier()->Get("anything").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // The lease was released: the next poll, at the same instant, promotes.
+  EXPECT_FALSE(c.shared->ha()->CurrentHolder()->has_value());
+  c.PollAll();
+  std::vector<int> actives = c.Actives();
+  ASSERT_EQ(actives.size(), 1u);
+  EXPECT_NE(actives[0], old);
+  EXPECT_TRUE(c.nodes[old]->Seal().ok());  // Idempotent.
+  const auto& changes = c.observers[old]->changes;
+  EXPECT_EQ(changes.back().from, HaState::kActive);
+  EXPECT_EQ(changes.back().to, HaState::kSealed);
+  EXPECT_EQ(changes.back().reason, "sealed");
+}
+
+TEST(HaCoordinatorTest, StepDownHandsOverAndPausesBeforeContending) {
+  Cluster c;
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int old = c.Active();
+  ASSERT_TRUE(c.nodes[old]->StepDown().ok());
+  EXPECT_EQ(c.nodes[old]->state(), HaState::kStandby);
+  c.PollAll();
+  const int next = c.Active();
+  EXPECT_NE(next, old);
+  // The next one steps down too, inside the old one's pause: the third
+  // node wins, not the one that just stepped down.
+  ASSERT_TRUE(c.nodes[next]->StepDown().ok());
+  c.PollAll();
+  const int third = c.Active();
+  EXPECT_NE(third, old);
+  EXPECT_NE(third, next);
+  EXPECT_TRUE(c.nodes[old]->StepDown().ok());  // Not active: no-op.
+  // After the pause everyone may contend again.
+  ASSERT_TRUE(c.nodes[third]->StepDown().ok());
+  c.Run(absl::Seconds(2));
+  EXPECT_EQ(c.Actives().size(), 1u);
+}
+
+TEST(HaCoordinatorTest, TransientRenewalFailuresAreRidden) {
+  Cluster c;
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int active = c.Active();
+  const FenceToken fence = *c.nodes[active]->WriteFence();
+  c.links[active]->FailNext(2, absl::UnavailableError("blip"),
+                            FaultInjectingBackend::kRenew);
+  c.Run(absl::Seconds(10));
+  EXPECT_EQ(c.Active(), active);
+  EXPECT_EQ(*c.nodes[active]->WriteFence(), fence);
+  EXPECT_EQ(c.links[active]->injected_failures(), 2);
+}
+
+TEST(HaCoordinatorTest, RenewalFailingPastTheTtlDemotes) {
+  Cluster c;
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int old = c.Active();
+  c.links[old]->FailRenewals(true);  // Cut off from the backend's lease.
+  c.Run(absl::Seconds(3));
+  EXPECT_EQ(c.nodes[old]->state(), HaState::kActive);
+  c.Run(absl::Seconds(3));
+  EXPECT_EQ(c.nodes[old]->state(), HaState::kStandby);
+  EXPECT_THAT(c.observers[old]->changes.back().reason,
+              HasSubstr("renewal failed"));
+  c.links[old]->FailRenewals(false);
+  c.Run(absl::Seconds(1));
+  std::vector<int> writable = c.WritableActives();
+  ASSERT_EQ(writable.size(), 1u);
+  EXPECT_THAT(c.nodes[old]->Status().last_error, HasSubstr("renew"));
+}
+
+TEST(HaCoordinatorTest, BackendErrorDuringPromotionReleasesAndRetries) {
+  Cluster c;
+  c.Initialize();
+  c.Unseal(1);
+  // Reloading the keyring fails on node 1's first promotion.
+  c.links[1]->FailNext(1, absl::UnavailableError("disk hiccup"),
+                       FaultInjectingBackend::kGet);
+  c.nodes[1]->Poll();
+  EXPECT_EQ(c.nodes[1]->state(), HaState::kStandby);
+  EXPECT_FALSE(c.shared->ha()->CurrentHolder()->has_value())
+      << "a failed promotion must release the lease";
+  EXPECT_THAT(c.nodes[1]->Status().last_error, HasSubstr("promotion failed"));
+  const auto& changes = c.observers[1]->changes;
+  ASSERT_FALSE(changes.empty());
+  EXPECT_EQ(changes.back().from, HaState::kStandby);
+  EXPECT_EQ(changes.back().to, HaState::kStandby);
+  EXPECT_THAT(changes.back().reason, HasSubstr("disk hiccup"));
+  // Backoff: no retry at once ...
+  c.nodes[1]->Poll();
+  EXPECT_EQ(c.nodes[1]->state(), HaState::kStandby);
+  // ... but after it.
+  c.Run(absl::Seconds(1));
+  EXPECT_EQ(c.Active(), 1);
+}
+
+TEST(HaCoordinatorTest, AcquireErrorsBackOffWithJitter) {
+  Cluster c;
+  c.Initialize();
+  c.Unseal(0);
+  c.links[0]->FailNext(3, absl::UnavailableError("backend down"),
+                       FaultInjectingBackend::kAcquire);
+  c.nodes[0]->Poll();
+  const absl::Time first_retry = c.nodes[0]->NextPollTime();
+  EXPECT_GT(first_retry, c.clock.Now());
+  EXPECT_LE(first_retry, c.clock.Now() + absl::Milliseconds(150));
+  c.Run(absl::Seconds(3));
+  EXPECT_EQ(c.Active(), 0);
+  EXPECT_EQ(c.links[0]->injected_failures(), 3);
+}
+
+TEST(HaCoordinatorTest, FailingActivationHookAbortsPromotion) {
+  Cluster c;
+  c.Initialize();
+  int calls = 0;
+  HaCoordinator::Options o = c.NodeOptions(0);
+  o.on_activate = [&](FenceToken fence) {
+    ++calls;
+    EXPECT_NE(fence, kNoFence);
+    return calls == 1 ? absl::InternalError("warm-up failed")
+                      : absl::OkStatus();
+  };
+  c.nodes[0] = *HaCoordinator::Create(o);
+  c.Unseal(0);
+  c.nodes[0]->Poll();
+  EXPECT_EQ(c.nodes[0]->state(), HaState::kStandby);
+  EXPECT_FALSE(c.shared->ha()->CurrentHolder()->has_value());
+  c.Run(absl::Seconds(1));
+  EXPECT_EQ(c.nodes[0]->state(), HaState::kActive);
+  EXPECT_EQ(calls, 2);
+}
+
+TEST(HaCoordinatorTest, RapidRepeatedFailovers) {
+  Cluster c;
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  FenceToken last = *c.nodes[c.Active()]->WriteFence();
+  for (int round = 0; round < 60; ++round) {
+    const int active = c.Active();
+    ASSERT_GE(active, 0) << "round " << round;
+    switch (round % 3) {
+      case 0:
+        ASSERT_TRUE(c.nodes[active]->StepDown().ok());
+        break;
+      case 1:
+        ASSERT_TRUE(c.nodes[active]->Seal().ok());
+        c.Unseal(active);
+        break;
+      case 2:
+        ASSERT_TRUE(c.links[active]->ExpireCurrentGrant().ok());
+        break;
+    }
+    c.Run(absl::Milliseconds(200));
+    ASSERT_LE(c.WritableActives().size(), 1u);
+    c.Run(absl::Seconds(2));
+    std::vector<int> writable = c.WritableActives();
+    ASSERT_EQ(writable.size(), 1u) << "round " << round;
+    const FenceToken fence = *c.nodes[writable[0]]->WriteFence();
+    EXPECT_GT(fence, last);
+    last = fence;
+  }
+}
+
+TEST(HaCoordinatorTest, DestroyingTheActiveReleasesTheLease) {
+  Cluster c;
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int old = c.Active();
+  c.Restart(old);  // Clean shutdown and a fresh, sealed process.
+  EXPECT_FALSE(c.shared->ha()->CurrentHolder()->has_value());
+  c.PollAll();
+  std::vector<int> actives = c.Actives();
+  ASSERT_EQ(actives.size(), 1u);
+  EXPECT_NE(actives[0], old);
+  EXPECT_EQ(c.nodes[old]->state(), HaState::kSealed);
+}
+
+// ----------------------------------------------- seal ops via the active
+
+TEST(HaCoordinatorTest, RotateOnActiveIsFollowedByStandbys) {
+  ClusterOptions o;
+  o.mode = StandbyMode::kPerfStandby;
+  Cluster c(o);
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int active = c.Active();
+  const int standby = (active + 1) % 3;
+  Barrier* b = c.nodes[active]->barrier();
+  ASSERT_TRUE(b->Put("kv/old", "before", *c.nodes[active]->WriteFence()).ok());
+  EXPECT_EQ(c.nodes[standby]->Rotate().status().code(),
+            absl::StatusCode::kUnavailable);
+  absl::StatusOr<uint32_t> term = c.nodes[active]->Rotate();
+  ASSERT_TRUE(term.ok()) << term.status();
+  EXPECT_EQ(*term, 2u);
+  ASSERT_TRUE(b->Put("kv/new", "after", *c.nodes[active]->WriteFence()).ok());
+  EXPECT_EQ(c.nodes[standby]->barrier()->Get("kv/old")->value, "before");
+  EXPECT_EQ(c.nodes[standby]->barrier()->Get("kv/new")->value, "after");
+  // Failover to the standby: it writes with the new term.
+  ASSERT_TRUE(c.nodes[active]->StepDown().ok());
+  c.Run(absl::Milliseconds(100));
+  EXPECT_EQ(c.nodes[c.Active()]->Status().term, 2u);
+}
+
+TEST(HaCoordinatorTest, RekeyOnlyOnTheActive) {
+  Cluster c;
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int active = c.Active();
+  const int standby = (active + 1) % 3;
+  EXPECT_EQ(c.nodes[standby]->Rekey(c.shares, 3, 2).status().code(),
+            absl::StatusCode::kUnavailable);
+  absl::StatusOr<std::vector<std::string>> fresh =
+      c.nodes[active]->Rekey(c.shares, 3, 2);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  ASSERT_EQ(fresh->size(), 3u);
+  ASSERT_TRUE(c.nodes[standby]->Seal().ok());
+  ASSERT_TRUE(c.nodes[standby]->Unseal((*fresh)[0]).ok());
+  absl::StatusOr<SealStatus> done = c.nodes[standby]->Unseal((*fresh)[2]);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_FALSE(done->sealed);
+}
+
+// ------------------------------------------------------------- observers
+
+class ReentrantObserver : public HaObserver {
+ public:
+  explicit ReentrantObserver(HaCoordinator** node) : node_(node) {}
+  void OnStateChange(const StateChange& change) override {
+    seen.push_back(change.to);
+    // Observers may call back in: seal as soon as we become active.
+    if (change.to == HaState::kActive) (void)(*node_)->Seal();
+  }
+  std::vector<HaState> seen;
+
+ private:
+  HaCoordinator** node_;
+};
+
+TEST(HaCoordinatorTest, ObserversSeeEveryChangeInOrderAndMayCallBack) {
+  Cluster c;
+  HaCoordinator* node = c.nodes[0].get();
+  ReentrantObserver observer(&node);
+  c.nodes[0]->AddObserver(&observer);
+  c.Initialize();
+  c.Unseal(0);
+  c.nodes[0]->Poll();
+  EXPECT_EQ(c.nodes[0]->state(), HaState::kSealed);
+  EXPECT_EQ(observer.seen,
+            (std::vector<HaState>{HaState::kSealed, HaState::kStandby,
+                                  HaState::kActive, HaState::kSealed}));
+  const auto& recorded = c.observers[0]->changes;
+  ASSERT_EQ(recorded.size(), 4u);
+  EXPECT_EQ(recorded[0].from, HaState::kUninitialized);
+  EXPECT_EQ(recorded[2].reason, "won the lease");
+  EXPECT_NE(recorded[2].fence, kNoFence);
+  c.nodes[0]->RemoveObserver(&observer);
+}
+
+// ---------------------------------------------------- background thread
+
+TEST(HaCoordinatorThreadTest, RealClockFailoverAndCleanShutdown) {
+  std::unique_ptr<Backend> backend = NewInMemoryBackend();
+  std::vector<std::unique_ptr<HaCoordinator>> nodes;
+  for (int i = 0; i < 3; ++i) {
+    HaCoordinator::Options o;
+    o.backend = backend.get();
+    o.node_id = absl::StrCat("t", i);
+    o.advertise_address = absl::StrCat("t", i, ":1");
+    o.lease_ttl = absl::Milliseconds(500);
+    o.renew_interval = absl::Milliseconds(100);
+    o.step_down_pause = absl::Milliseconds(50);
+    o.leader_refresh = absl::Milliseconds(20);
+    nodes.push_back(*HaCoordinator::Create(o));
+  }
+  std::vector<std::string> shares = *nodes[0]->Initialize(1, 1);
+  for (auto& n : nodes) ASSERT_TRUE(n->Unseal(shares[0]).ok());
+  auto wait_for_active = [&](int not_this) {
+    for (int tries = 0; tries < 2000; ++tries) {
+      for (int i = 0; i < 3; ++i) {
+        if (i != not_this && nodes[i]->state() == HaState::kActive) return i;
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return -1;
+  };
+  int active = wait_for_active(-1);
+  ASSERT_GE(active, 0);
+  ASSERT_TRUE(nodes[active]->Seal().ok());
+  int next = wait_for_active(active);
+  ASSERT_GE(next, 0);
+  ASSERT_TRUE(nodes[next]->StepDown().ok());
+  int third = wait_for_active(next);
+  ASSERT_GE(third, 0);
+  // Concurrent calls from many threads while the loops run.
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&, t] {
+      for (int k = 0; k < 200; ++k) {
+        HaCoordinator* n = nodes[(t + k) % 3].get();
+        (void)n->Route(k % 2 ? OperationKind::kRead : OperationKind::kWrite);
+        (void)n->Status();
+        if (k % 50 == 49) (void)n->StepDown();
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  nodes.clear();  // Joins every loop; no thread or grant left behind.
+  EXPECT_FALSE(backend->ha()->CurrentHolder()->has_value());
+}
+
+}  // namespace
+}  // namespace strongbox
