@@ -6,10 +6,11 @@
 //       Puts r<ROUND>/k<i> for i = 0, 1, ... forever; after each
 //       acknowledged (synced) commit prints "ACK <i> <version>".
 //   lmdb_child contender DIR NAME TTL_MS
-//       Acquires the lease (prints "GRANTED <fence>"), then every 30 ms
-//       renews if due and writes w/<NAME>/<seq> with its fence, printing
-//       "WRITE_OK <seq> <version>" or "WRITE_REFUSED <seq> <code>"; once
-//       the grant is lost prints "LOST <fence>" and contends again.
+//       Acquires the lease (prints "GRANTED <fence>"), then loops: prints
+//       "IDLE", sleeps 30 ms, renews if due, writes w/<NAME>/<seq> with its
+//       fence, printing "WRITE_OK <seq> <version>" or
+//       "WRITE_REFUSED <seq> <code>"; once the grant is lost prints
+//       "LOST <fence>" and contends again.
 //   lmdb_child fill DIR COUNT BYTES
 //       Opens with a 1 MiB initial map, writes COUNT values of BYTES under
 //       fill/<i>, prints "DONE <revision>".
@@ -65,8 +66,11 @@ int Contender(const std::string& dir, const std::string& name, int ttl_ms) {
     Say(absl::StrCat("GRANTED ", fence));
     absl::Time renewed = absl::Now();
     while (true) {
-      // Renew (if due) right before the write, so a stop that lands in
-      // the sleep below finds the holder outside any LMDB transaction.
+      // "IDLE" marks the sleep: a stop that lands after it finds the holder
+      // outside any LMDB transaction, and on waking it writes before it
+      // looks at its grant, as a hung leader would.
+      Say("IDLE");
+      absl::SleepFor(absl::Milliseconds(30));
       if (absl::Now() - renewed > ttl / 3) {
         absl::Status r = (*grant)->Renew();
         if (r.ok()) renewed = absl::Now();
@@ -84,7 +88,6 @@ int Contender(const std::string& dir, const std::string& name, int ttl_ms) {
         Say(absl::StrCat("LOST ", fence));
         break;
       }
-      absl::SleepFor(absl::Milliseconds(30));
     }
   }
 }
