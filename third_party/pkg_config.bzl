@@ -1,7 +1,7 @@
 """A repository rule that turns Debian pkg-config modules into a cc_library.
 
-Nothing is downloaded: the rule runs pkg-config on the host and writes the
-link flags it prints into `linkopts`.
+Nothing is fetched from the network: the rule runs pkg-config on the host
+and writes the link flags it prints into `linkopts`.
 """
 
 def _pkg_config_library_impl(ctx):
