@@ -108,8 +108,13 @@ class Barrier {
   // Presents one share. Below the threshold, records it (duplicates are
   // ignored) and returns the progress. At the threshold, combines the
   // shares, opens the root key and keyring and unseals; on failure the
-  // progress is reset and the barrier stays sealed. OK with sealed = false
-  // if already unsealed. FAILED_PRECONDITION if not initialized.
+  // progress is reset and the barrier stays sealed (INVALID_ARGUMENT for
+  // shares that do not open the root key, the backend's code for a backend
+  // failure, DATA_LOSS for a corrupt keyring). A malformed share (wrong
+  // length, or an x coordinate already presented with other bytes) is
+  // refused with INVALID_ARGUMENT and the progress kept. OK with sealed =
+  // false if already unsealed. FAILED_PRECONDITION if not initialized.
+  // ABORTED if Seal() ran concurrently with the final share.
   absl::StatusOr<SealStatus> Unseal(absl::string_view share);
   // Discards the shares presented so far (wiping them).
   void ResetUnsealProgress();
