@@ -184,8 +184,7 @@ absl::Status Environment::OpenEnv(const std::string& dir,
   max_map_bytes_ = options.max_map_bytes;
   int rc = mdb_env_create(&env_);
   if (rc != MDB_SUCCESS) return LmdbError(rc, "creating an environment");
-  if ((rc = mdb_env_set_maxdbs(env_, 4)) != MDB_SUCCESS ||
-      (rc = mdb_env_set_maxreaders(env_, options.max_readers)) != MDB_SUCCESS ||
+  if ((rc = mdb_env_set_maxreaders(env_, options.max_readers)) != MDB_SUCCESS ||
       (rc = mdb_env_set_mapsize(env_, options.initial_map_bytes)) !=
           MDB_SUCCESS) {
     return LmdbError(rc, "configuring the environment");
@@ -232,52 +231,34 @@ absl::Status Environment::InitOrCheckStore(const std::string& dir) {
     mdb_txn_abort(txn);
     return status;
   };
-  const absl::Status foreign = absl::FailedPreconditionError(absl::StrCat(
-      dir, " holds an LMDB environment that is not a strongbox store"));
-  rc = mdb_dbi_open(txn, kMetaDb, 0, &meta_);
-  if (rc == MDB_INCOMPATIBLE) return fail(foreign);
-  if (rc == MDB_NOTFOUND) {
-    // A new store, or someone else's: only an empty environment is ours
-    // to initialize.
-    MDB_dbi main;
-    MDB_stat stat;
-    rc = mdb_dbi_open(txn, nullptr, 0, &main);
-    if (rc == MDB_SUCCESS) rc = mdb_stat(txn, main, &stat);
-    if (rc != MDB_SUCCESS) return fail(LmdbError(rc, "reading the store"));
-    if (stat.ms_entries != 0) return fail(foreign);
-    if ((rc = mdb_dbi_open(txn, kMetaDb, MDB_CREATE, &meta_)) != MDB_SUCCESS ||
-        (rc = mdb_dbi_open(txn, kEntriesDb, MDB_CREATE, &entries_)) !=
-            MDB_SUCCESS) {
-      return fail(LmdbError(rc, "creating the store"));
-    }
-    WriteTxn w(txn);
-    std::string zero;
-    PutFixed64(&zero, 0);
-    absl::Status s = w.Put(meta_, kFormatKey, EncodeFormat());
-    if (s.ok()) s = w.Put(meta_, kRevisionKey, zero);
-    if (!s.ok()) return fail(s);
-  } else if (rc != MDB_SUCCESS) {
-    return fail(LmdbError(rc, "reading the store"));
-  } else {
-    absl::StatusOr<std::optional<absl::string_view>> format =
-        TxnGet(txn, meta_, kFormatKey);
-    if (!format.ok()) return fail(format.status());
-    if (!format->has_value()) {
-      return fail(absl::DataLossError(
-          absl::StrCat(dir, ": the strongbox format record is missing")));
-    }
+  rc = mdb_dbi_open(txn, nullptr, 0, &dbi_);
+  if (rc != MDB_SUCCESS) return fail(LmdbError(rc, "opening the database"));
+  absl::StatusOr<std::optional<absl::string_view>> format =
+      TxnGet(txn, dbi_, kFormatKey);
+  if (!format.ok()) return fail(format.status());
+  if (format->has_value()) {
     absl::Status s = CheckFormat(**format);
     if (!s.ok()) {
       return fail(absl::Status(s.code(), absl::StrCat(dir, ": ", s.message())));
     }
-    rc = mdb_dbi_open(txn, kEntriesDb, 0, &entries_);
-    if (rc == MDB_NOTFOUND) {
-      return fail(absl::DataLossError(
-          absl::StrCat(dir, ": the entries database is missing")));
-    }
-    if (rc != MDB_SUCCESS) return fail(LmdbError(rc, "reading the store"));
+    mdb_txn_abort(txn);  // the unnamed database's handle stays valid
+    return absl::OkStatus();
   }
-  // Commit even when nothing changed: aborting would close the handles.
+  // A new store, or someone else's: only an empty environment is ours to
+  // initialize.
+  MDB_stat stat;
+  rc = mdb_stat(txn, dbi_, &stat);
+  if (rc != MDB_SUCCESS) return fail(LmdbError(rc, "reading the store"));
+  if (stat.ms_entries != 0) {
+    return fail(absl::FailedPreconditionError(absl::StrCat(
+        dir, " holds an LMDB environment that is not a strongbox store")));
+  }
+  WriteTxn w(txn);
+  std::string zero;
+  PutFixed64(&zero, 0);
+  absl::Status s = w.Put(dbi_, kFormatKey, EncodeFormat());
+  if (s.ok()) s = w.Put(dbi_, kRevisionKey, zero);
+  if (!s.ok()) return fail(s);
   rc = mdb_txn_commit(txn);
   if (rc != MDB_SUCCESS) return LmdbError(rc, "initializing the store");
   return absl::OkStatus();

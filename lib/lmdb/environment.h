@@ -2,7 +2,7 @@
 // LmdbBackend in the process that opened the same directory, because LMDB
 // forbids opening one environment twice in a process.
 //
-// It owns the MDB_env, the two database handles, a pool of reusable read
+// It owns the MDB_env, the database handle, a pool of reusable read
 // transactions (MDB_NOTLS, reset/renew), and the map-size bookkeeping:
 // growing the map on MDB_MAP_FULL and adopting another process's growth on
 // MDB_MAP_RESIZED both remap, which LMDB allows only while no transaction
@@ -82,8 +82,8 @@ class Environment {
   Environment(const Environment&) = delete;
   Environment& operator=(const Environment&) = delete;
 
-  MDB_dbi meta() const { return meta_; }
-  MDB_dbi entries() const { return entries_; }
+  // LMDB's unnamed database, which holds everything (records.h).
+  MDB_dbi dbi() const { return dbi_; }
   MDB_env* env() const { return env_; }
 
   // Runs `fn(txn)` in a read transaction and returns what it returns.
@@ -131,8 +131,7 @@ class Environment {
 
   // Constant after OpenShared.
   MDB_env* env_ = nullptr;
-  MDB_dbi meta_ = 0;
-  MDB_dbi entries_ = 0;
+  MDB_dbi dbi_ = 0;
   std::pair<dev_t, ino_t> id_{};
   LmdbBackendOptions::Durability durability_ =
       LmdbBackendOptions::Durability::kSynced;

@@ -18,6 +18,7 @@
 #include "absl/strings/strip.h"
 #include "lib/backend/batch.h"
 #include "lib/lmdb/environment.h"
+#include "lib/lmdb/key_check.h"
 #include "lib/lmdb/records.h"
 #include "lib/util/mutex.h"
 
@@ -198,13 +199,13 @@ class LmdbGrant final : public LeadershipGrant {
     Environment& env = *ctx_->env;
     absl::Status s = env.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
       absl::StatusOr<std::optional<LeaseRecord>> record =
-          ReadLease(txn.txn(), env.meta());
+          ReadLease(txn.txn(), env.dbi());
       if (!record.ok()) return record.status();
       const absl::Time now = ctx_->clock->Now();
       current = ctx_->MayWrite(*record, fence_, now);
       if (!current) return false;
       (*record)->expiry = renewed = now + ttl_;
-      absl::Status put = txn.Put(env.meta(), kLeaseKey, EncodeLease(**record));
+      absl::Status put = txn.Put(env.dbi(), kLeaseKey, EncodeLease(**record));
       if (!put.ok()) return put;
       return true;
     });
@@ -228,15 +229,14 @@ class LmdbGrant final : public LeadershipGrant {
       Environment& env = *ctx_->env;
       s = env.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
         absl::StatusOr<std::optional<LeaseRecord>> record =
-            ReadLease(txn.txn(), env.meta());
+            ReadLease(txn.txn(), env.dbi());
         if (!record.ok()) return record.status();
         if (!record->has_value() || (*record)->fence != fence_ ||
             !(*record)->active) {
           return false;
         }
         (*record)->active = false;
-        absl::Status put =
-            txn.Put(env.meta(), kLeaseKey, EncodeLease(**record));
+        absl::Status put = txn.Put(env.dbi(), kLeaseKey, EncodeLease(**record));
         if (!put.ok()) return put;
         return true;
       });
@@ -290,7 +290,7 @@ class LmdbGrant final : public LeadershipGrant {
     std::optional<LeaseRecord> seen;
     absl::Status s = env.Read([&](MDB_txn* txn) -> absl::Status {
       absl::StatusOr<std::optional<LeaseRecord>> record =
-          ReadLease(txn, env.meta());
+          ReadLease(txn, env.dbi());
       if (!record.ok()) return record.status();
       seen = *std::move(record);
       return absl::OkStatus();
@@ -323,13 +323,13 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
         limits_(limits) {}
 
   absl::StatusOr<Entry> Get(absl::string_view key) override {
-    absl::Status valid = ValidateKey(key, limits_);
+    absl::Status valid = lmdb_internal::CheckKey(key, limits_);
     if (!valid.ok()) return valid;
     Entry entry;
     absl::Status s = env_.Read([&](MDB_txn* txn) -> absl::Status {
       MDB_val k = ToVal(key);
       MDB_val v;
-      int rc = mdb_get(txn, env_.entries(), &k, &v);
+      int rc = mdb_get(txn, env_.dbi(), &k, &v);
       if (rc == MDB_NOTFOUND) {
         return absl::NotFoundError(absl::StrCat("no entry at ", key));
       }
@@ -355,13 +355,13 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     std::vector<std::string> children;
     absl::Status s = env_.Read([&](MDB_txn* txn) -> absl::Status {
       MDB_cursor* cursor = nullptr;
-      int rc = mdb_cursor_open(txn, env_.entries(), &cursor);
+      int rc = mdb_cursor_open(txn, env_.dbi(), &cursor);
       if (rc != MDB_SUCCESS) return LmdbError(rc, "listing");
-      std::string seek(prefix);
+      // The store's own records sort before every entry: seek past them.
+      std::string seek(prefix.empty() ? lmdb_internal::kFirstEntryKey : prefix);
       MDB_val k = ToVal(seek);
       MDB_val v;
-      rc = prefix.empty() ? mdb_cursor_get(cursor, &k, &v, MDB_FIRST)
-                          : mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+      rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
       while (rc == MDB_SUCCESS) {
         absl::string_view key = FromVal(k);
         if (!absl::StartsWith(key, prefix)) break;
@@ -398,7 +398,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     absl::Status s = env_.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
       if (fence != kNoFence) {
         absl::StatusOr<std::optional<LeaseRecord>> record =
-            ReadLease(txn.txn(), env_.meta());
+            ReadLease(txn.txn(), env_.dbi());
         if (!record.ok()) return record.status();
         if (!ctx_->MayWrite(*record, fence, clock_->Now())) {
           return absl::FailedPreconditionError(
@@ -409,7 +409,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
       for (const WriteOp& op : ops) {
         if (op.expect == WriteOp::Expect::kAnything) continue;
         absl::StatusOr<std::optional<absl::string_view>> bytes =
-            TxnGet(txn.txn(), env_.entries(), op.key);
+            TxnGet(txn.txn(), env_.dbi(), op.key);
         if (!bytes.ok()) return bytes.status();
         std::optional<uint64_t> version;
         if (bytes->has_value()) {
@@ -422,7 +422,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
         absl::Status met = CheckPrecondition(op, version);
         if (!met.ok()) return met;
       }
-      absl::StatusOr<uint64_t> current = ReadRevision(txn.txn(), env_.meta());
+      absl::StatusOr<uint64_t> current = ReadRevision(txn.txn(), env_.dbi());
       if (!current.ok()) return current.status();
       revision = *current;
       if (!HasWrites(ops)) return false;
@@ -430,19 +430,19 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
       for (const WriteOp& op : ops) {
         if (op.kind == WriteOp::Kind::kPut) {
           absl::StatusOr<char*> out = txn.Reserve(
-              env_.entries(), op.key, kEntryHeaderBytes + op.value.size());
+              env_.dbi(), op.key, kEntryHeaderBytes + op.value.size());
           if (!out.ok()) return out.status();
           EncodeEntryHeader(revision, *out);
           std::memcpy(*out + kEntryHeaderBytes, op.value.data(),
                       op.value.size());
         } else if (op.kind == WriteOp::Kind::kDelete) {
-          absl::Status del = txn.Delete(env_.entries(), op.key);
+          absl::Status del = txn.Delete(env_.dbi(), op.key);
           if (!del.ok()) return del;
         }
       }
       std::string bytes;
       PutFixed64(&bytes, revision);
-      absl::Status put = txn.Put(env_.meta(), kRevisionKey, bytes);
+      absl::Status put = txn.Put(env_.dbi(), kRevisionKey, bytes);
       if (!put.ok()) return put;
       return true;
     });
@@ -453,7 +453,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   absl::StatusOr<uint64_t> Revision() override {
     uint64_t revision = 0;
     absl::Status s = env_.Read([&](MDB_txn* txn) -> absl::Status {
-      absl::StatusOr<uint64_t> r = ReadRevision(txn, env_.meta());
+      absl::StatusOr<uint64_t> r = ReadRevision(txn, env_.dbi());
       if (!r.ok()) return r.status();
       revision = *r;
       return absl::OkStatus();
@@ -510,14 +510,14 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   absl::Status BreakLease(FenceToken fence) override {
     absl::Status s = env_.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
       absl::StatusOr<std::optional<LeaseRecord>> record =
-          ReadLease(txn.txn(), env_.meta());
+          ReadLease(txn.txn(), env_.dbi());
       if (!record.ok()) return record.status();
       if (!record->has_value() || !(*record)->active ||
           (*record)->fence != fence) {
         return false;
       }
       (*record)->active = false;
-      absl::Status put = txn.Put(env_.meta(), kLeaseKey, EncodeLease(**record));
+      absl::Status put = txn.Put(env_.dbi(), kLeaseKey, EncodeLease(**record));
       if (!put.ok()) return put;
       return true;
     });
@@ -530,7 +530,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     std::optional<LeaseRecord> seen;
     absl::Status s = env_.Read([&](MDB_txn* txn) -> absl::Status {
       absl::StatusOr<std::optional<LeaseRecord>> record =
-          ReadLease(txn, env_.meta());
+          ReadLease(txn, env_.dbi());
       if (!record.ok()) return record.status();
       seen = *std::move(record);
       return absl::OkStatus();
@@ -551,7 +551,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     bool free = false;
     absl::Status s = env_.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
       absl::StatusOr<std::optional<LeaseRecord>> record =
-          ReadLease(txn.txn(), env_.meta());
+          ReadLease(txn.txn(), env_.dbi());
       if (!record.ok()) return record.status();
       const absl::Time now = clock_->Now();
       free = !record->has_value() || !ctx_->InForce(**record, now);
@@ -566,7 +566,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
       granted.holder = options.holder;
       absl::Status locked = lock_file->Create(ctx_->LockPath(granted.fence));
       if (!locked.ok()) return locked;
-      absl::Status put = txn.Put(env_.meta(), kLeaseKey, EncodeLease(granted));
+      absl::Status put = txn.Put(env_.dbi(), kLeaseKey, EncodeLease(granted));
       if (!put.ok()) return put;
       return true;
     });

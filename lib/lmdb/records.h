@@ -15,12 +15,15 @@
 namespace strongbox {
 namespace lmdb_internal {
 
-// Names of the two LMDB databases and of the keys in the meta database.
-inline constexpr char kMetaDb[] = "strongbox.meta";
-inline constexpr char kEntriesDb[] = "strongbox.entries";
-inline constexpr absl::string_view kFormatKey = "format";
-inline constexpr absl::string_view kRevisionKey = "revision";
-inline constexpr absl::string_view kLeaseKey = "lease";
+// Everything lives in LMDB's one unnamed database, so a commit dirties one
+// B-tree. Entries are keyed by their path; the store's own records by keys
+// starting with a NUL byte, which no valid path contains (paths start at
+// 0x20), so they sort before every entry and List() skips them by seeking.
+inline constexpr absl::string_view kFormatKey("\0format", 7);
+inline constexpr absl::string_view kRevisionKey("\0revision", 9);
+inline constexpr absl::string_view kLeaseKey("\0lease", 6);
+// The smallest key an entry can have.
+inline constexpr absl::string_view kFirstEntryKey(" ", 1);
 
 // The format record: a magic string and a format version.
 inline constexpr absl::string_view kFormatMagic = "strongbox-lmdb";
