@@ -238,6 +238,12 @@ class HaCoordinator {
   // message when known) otherwise.
   virtual absl::StatusOr<FenceToken> WriteFence() = 0;
 
+  // Tells the coordinator that the backend refused a write carrying
+  // `fence` because it is no longer the current grant. If this node is
+  // still active under that fence it steps down at once (without waiting
+  // for its loop to notice) and contends again. No-op otherwise.
+  virtual void ReportStaleFence(FenceToken fence) = 0;
+
   // The active node, as last seen; NOT_FOUND when none is known.
   virtual absl::StatusOr<LeaderInfo> Leader() = 0;
 

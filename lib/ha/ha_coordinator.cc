@@ -303,6 +303,20 @@ class HaCoordinatorImpl final : public HaCoordinator {
                      ") and no active node is known"));
   }
 
+  void ReportStaleFence(FenceToken fence) override {
+    std::shared_ptr<LeadershipGrant> grant;
+    {
+      WriterLock lock(&mu_);
+      if (state_ != HaState::kActive || fence_ != fence) return;
+      grant = LeaveActiveLocked(StandbyState(),
+                                "the backend refused this node's fence",
+                                absl::ZeroDuration());
+    }
+    if (grant != nullptr) grant->Release().IgnoreError();
+    DeliverEvents();
+    Kick();
+  }
+
   absl::StatusOr<LeaderInfo> Leader() override {
     ReaderLock lock(&mu_);
     if (!leader_known_) return absl::NotFoundError("no active node is known");

@@ -1,0 +1,169 @@
+// SecretStore: what a host calls — versioned KV secrets and Transit
+// encryption, on top of one node's HaCoordinator.
+//
+// Every operation is a protobuf store::Request with a matching
+// store::Response (lib/store/requests.proto). One table classifies each
+// operation as a read (changes no storage) or a write (ClassifyRequest).
+// Handle() executes a request on this node, or, when this node must not
+// serve it:
+//   - a performance standby forwards a write through the host's Forwarder
+//     (if one is registered) to the active node and returns its answer;
+//   - otherwise the answer is UNAVAILABLE with the active node's advertise
+//     address and the route ("forward_to_active" / "redirect_to_active"),
+//     readable from a Status with GetRouteHint();
+//   - sealed or uninitialized: FAILED_PRECONDITION.
+// A forwarded request (Request.forwarded) is executed only if this node is
+// the active; it is never forwarded again, so there are no loops. The
+// library never touches the network: the host's Forwarder moves the bytes
+// and the receiving host passes them to its node's HandleSerialized().
+//
+// Consistency model:
+//   - Every write is applied by the active node, in one atomic backend
+//     commit carrying its fence; a deposed active's write is refused by the
+//     backend. A write returns an index (Response.index: the backend
+//     revision it was applied at, monotonic across the cluster).
+//   - A read may carry min_index: a node that has not seen the backend at
+//     that index waits up to Options::max_index_wait, then forwards the read
+//     to the active (Request.forward_if_behind) or fails UNAVAILABLE.
+//   - Nodes read the shared backend directly, so with a linearizable
+//     backend (in-memory, LMDB, etcd) a read that follows an acknowledged
+//     write, on any node, sees it. Caches (Transit keys on standbys) are
+//     re-validated against storage before use unless this node is the
+//     active that wrote them.
+//   - A write interrupted by failover is either applied once and
+//     acknowledged, or reported failed (UNAVAILABLE: retry at the new
+//     active). If the acknowledgement itself is lost after the commit, the
+//     write may have been applied; a check-and-set retry (cas) tells.
+//
+// Ownership: the caller owns the coordinator and the forwarder; both must
+// outlive the store. Thread-safe: every method may be called concurrently.
+#ifndef STRONGBOX_SECRET_STORE_H_
+#define STRONGBOX_SECRET_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "lib/store/requests.pb.h"
+#include "strongbox/ha_coordinator.h"
+
+namespace strongbox {
+
+// Moves a serialized request to the active node and returns its serialized
+// response. Implemented by the host with its own transport. Must be
+// thread-safe. A transport failure is returned as a non-OK status (it
+// becomes UNAVAILABLE for the caller).
+class Forwarder {
+ public:
+  virtual ~Forwarder() = default;
+  virtual absl::StatusOr<std::string> Forward(absl::string_view leader_address,
+                                              absl::string_view request) = 0;
+};
+
+// Read or write, from the one classification table. INVALID_ARGUMENT for a
+// request with no operation set.
+absl::StatusOr<OperationKind> ClassifyRequest(const store::Request& request);
+// The operation's name ("kv_put", "transit_encrypt", ...), "" if none.
+absl::string_view OperationName(const store::Request& request);
+
+// Where to go instead, attached to an UNAVAILABLE status.
+struct RouteHint {
+  RouteDecision::Action action = RouteDecision::Action::kUnavailable;
+  std::string leader_address;  // empty when unknown
+};
+std::optional<RouteHint> GetRouteHint(const absl::Status& status);
+
+// The status a Response carries (code, message, route hint).
+absl::Status ResponseStatus(const store::Response& response);
+
+// The result of a KV write.
+struct KvWriteResult {
+  uint64_t version = 0;
+  uint64_t index = 0;  // pass as min_index for read-after-write elsewhere
+};
+
+class SecretStore {
+ public:
+  struct Options {
+    // This node. Not owned. REQUIRED.
+    HaCoordinator* coordinator = nullptr;
+    // The host's transport to the active node. Not owned. Optional: without
+    // one, writes on a perf standby answer UNAVAILABLE + the route.
+    Forwarder* forwarder = nullptr;
+    // How long a read waits for this node to reach its min_index.
+    // Default: 500 ms.
+    absl::Duration max_index_wait = absl::Milliseconds(500);
+    // Time source for metadata. Not owned. Default: RealClock().
+    Clock* clock = nullptr;
+    // KV limits. Defaults: see each field.
+    size_t max_path_bytes = 512;
+    size_t max_fields = 256;
+    size_t max_secret_bytes = 512 << 10;
+    uint32_t default_max_versions = 10;
+  };
+
+  static absl::StatusOr<std::unique_ptr<SecretStore>> Create(
+      const Options& options);
+  virtual ~SecretStore() = default;
+  SecretStore(const SecretStore&) = delete;
+  SecretStore& operator=(const SecretStore&) = delete;
+
+  // Executes (or forwards, or routes) one request. Failures are in
+  // Response.code / error / leader_address / route; never throws or
+  // crashes on any input.
+  virtual store::Response Handle(const store::Request& request) = 0;
+  // The same on bytes: what a host's server calls with forwarded bytes.
+  // Unparseable input gives a serialized INVALID_ARGUMENT response.
+  virtual std::string HandleSerialized(absl::string_view request) = 0;
+
+  // ---- KV conveniences (thin wrappers over Handle).
+  virtual absl::StatusOr<KvWriteResult> KvPut(
+      absl::string_view path, const std::map<std::string, std::string>& data,
+      std::optional<uint64_t> cas = std::nullopt) = 0;
+  virtual absl::StatusOr<store::KvSecret> KvGet(absl::string_view path,
+                                                uint64_t version = 0,
+                                                uint64_t min_index = 0) = 0;
+  virtual absl::Status KvDelete(absl::string_view path,
+                                std::vector<uint64_t> versions = {}) = 0;
+  virtual absl::Status KvUndelete(absl::string_view path,
+                                  std::vector<uint64_t> versions) = 0;
+  virtual absl::Status KvDestroy(absl::string_view path,
+                                 std::vector<uint64_t> versions) = 0;
+  virtual absl::StatusOr<store::KvMetadata> KvMetadata(
+      absl::string_view path) = 0;
+  virtual absl::Status KvSetMetadata(absl::string_view path,
+                                     uint32_t max_versions,
+                                     bool cas_required) = 0;
+  virtual absl::Status KvDeleteAll(absl::string_view path) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> KvList(
+      absl::string_view prefix) = 0;
+
+  // ---- Transit conveniences.
+  virtual absl::Status TransitCreateKey(absl::string_view name) = 0;
+  virtual absl::Status TransitRotateKey(absl::string_view name) = 0;
+  virtual absl::StatusOr<store::TransitKeyInfo> TransitReadKey(
+      absl::string_view name) = 0;
+  virtual absl::StatusOr<std::string> TransitEncrypt(
+      absl::string_view name, absl::string_view plaintext,
+      absl::string_view context = "") = 0;
+  virtual absl::StatusOr<std::string> TransitDecrypt(
+      absl::string_view name, absl::string_view ciphertext,
+      absl::string_view context = "") = 0;
+  virtual absl::StatusOr<std::string> TransitRewrap(
+      absl::string_view name, absl::string_view ciphertext,
+      absl::string_view context = "") = 0;
+
+ protected:
+  SecretStore() = default;
+};
+
+}  // namespace strongbox
+
+#endif  // STRONGBOX_SECRET_STORE_H_

@@ -1,0 +1,457 @@
+#include "lib/store/kv_engine.h"
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "lib/store/kv_records.pb.h"
+
+namespace strongbox {
+namespace {
+
+using store::KvDataRecord;
+using store::KvMetadataRecord;
+using store::KvVersionRecord;
+
+constexpr absl::string_view kMetaPrefix = "kv/meta/";
+constexpr absl::string_view kDataPrefix = "kv/data/";
+// Read-modify-write attempts before a conflicting writer wins for good.
+constexpr int kMaxAttempts = 8;
+
+std::string MetaPath(absl::string_view path) {
+  return absl::StrCat(kMetaPrefix, path);
+}
+
+std::string DataPath(absl::string_view path, uint64_t version) {
+  return absl::StrCat(kDataPrefix, path, "/", version);
+}
+
+int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
+
+// Field names and paths are protobuf strings, which must be UTF-8.
+bool IsValidUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    int extra;
+    uint32_t min;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      extra = 1;
+      min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+      extra = 2;
+      min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+      extra = 3;
+      min = 0x10000;
+    } else {
+      return false;
+    }
+    if (i + extra >= s.size()) return false;
+    uint32_t cp = c & (0x3f >> extra);
+    for (int k = 1; k <= extra; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
+// The metadata as stored, with the backend version it was read at.
+struct Meta {
+  KvMetadataRecord record;
+  std::optional<uint64_t> backend_version;  // nullopt: absent
+};
+
+absl::StatusOr<Meta> ReadMeta(Barrier* barrier, absl::string_view path) {
+  Meta meta;
+  absl::StatusOr<Entry> entry = barrier->Get(MetaPath(path));
+  if (absl::IsNotFound(entry.status())) return meta;
+  if (!entry.ok()) return entry.status();
+  if (!meta.record.ParseFromString(entry->value)) {
+    return absl::DataLossError(
+        absl::StrCat("metadata of ", path, " does not parse"));
+  }
+  meta.backend_version = entry->version;
+  return meta;
+}
+
+WriteOp MetaWrite(absl::string_view path, const Meta& meta) {
+  WriteOp op = WriteOp::Put(MetaPath(path), meta.record.SerializeAsString());
+  if (meta.backend_version.has_value()) {
+    op.IfVersion(*meta.backend_version);
+  } else {
+    op.IfAbsent();
+  }
+  return op;
+}
+
+KvVersionRecord* FindVersion(KvMetadataRecord& record, uint64_t version) {
+  for (KvVersionRecord& v : *record.mutable_versions()) {
+    if (v.version() == version) return &v;
+  }
+  return nullptr;
+}
+
+void FillVersionMetadata(const KvVersionRecord& v,
+                         store::KvVersionMetadata* out) {
+  out->set_version(v.version());
+  out->set_created_unix_micros(v.created_unix_micros());
+  out->set_deletion_unix_micros(v.deletion_unix_micros());
+  out->set_destroyed(v.destroyed());
+}
+
+}  // namespace
+
+class KvEngineOps {
+ public:
+  KvEngineOps(const KvOptions& options, const EngineCall& call,
+              store::Response* response)
+      : options_(options), call_(call), response_(response) {}
+
+  absl::Status ValidatePath(absl::string_view path) const {
+    if (path.size() > options_.max_path_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "secret path is ", path.size(),
+          " bytes; the limit (max_path_bytes) is ", options_.max_path_bytes));
+    }
+    if (!IsValidUtf8(path)) {
+      return absl::InvalidArgumentError("secret path is not valid UTF-8");
+    }
+    BackendLimits limits;
+    absl::Status valid = ValidateKey(path, limits);
+    if (!valid.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("secret path: ", valid.message()));
+    }
+    return absl::OkStatus();
+  }
+
+  uint32_t MaxVersions(const KvMetadataRecord& record) const {
+    return record.max_versions() == 0 ? options_.default_max_versions
+                                      : record.max_versions();
+  }
+
+  // Drops the oldest versions beyond max_versions (data and metadata).
+  void Prune(absl::string_view path, KvMetadataRecord& record,
+             std::vector<WriteOp>& ops) const {
+    const uint32_t keep = MaxVersions(record);
+    auto* versions = record.mutable_versions();
+    while (static_cast<uint32_t>(versions->size()) > keep) {
+      const KvVersionRecord& oldest = versions->Get(0);
+      if (!oldest.destroyed()) {
+        ops.push_back(WriteOp::Delete(DataPath(path, oldest.version())));
+      }
+      versions->erase(versions->begin());
+    }
+  }
+
+  // Commits `ops` (with the metadata write) under the call's fence.
+  absl::Status Commit(std::vector<WriteOp>& ops) {
+    absl::StatusOr<uint64_t> index =
+        call_.barrier->Commit(ops, call_.write_fence);
+    if (!index.ok()) return index.status();
+    response_->set_index(*index);
+    return absl::OkStatus();
+  }
+
+  absl::Status Put(const store::KvPutRequest& req) {
+    absl::Status valid = ValidatePath(req.path());
+    if (!valid.ok()) return valid;
+    if (static_cast<size_t>(req.data_size()) > options_.max_fields) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "secret has ", req.data_size(), " fields; the limit (max_fields) is ",
+          options_.max_fields));
+    }
+    size_t bytes = 0;
+    for (const auto& [k, v] : req.data()) {
+      if (!IsValidUtf8(k)) {
+        return absl::InvalidArgumentError("a field name is not valid UTF-8");
+      }
+      bytes += k.size() + v.size();
+    }
+    if (bytes > options_.max_secret_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "secret is ", bytes, " bytes; the limit (max_secret_bytes) is ",
+          options_.max_secret_bytes));
+    }
+    for (int attempt = 0;; ++attempt) {
+      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
+      if (!meta.ok()) return meta.status();
+      KvMetadataRecord& record = meta->record;
+      if (record.cas_required() && !req.has_cas()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "check-and-set is required for ", req.path(), "; pass cas"));
+      }
+      if (req.has_cas() && req.cas() != record.current_version()) {
+        return absl::AbortedError(absl::StrCat(
+            "check-and-set mismatch for ", req.path(), ": current version is ",
+            record.current_version(), ", cas was ", req.cas()));
+      }
+      const uint64_t version = record.current_version() + 1;
+      const int64_t now = Micros(call_.now);
+      if (!meta->backend_version.has_value())
+        record.set_created_unix_micros(now);
+      record.set_updated_unix_micros(now);
+      record.set_current_version(version);
+      KvVersionRecord* v = record.add_versions();
+      v->set_version(version);
+      v->set_created_unix_micros(now);
+      *record.mutable_current_data() = req.data();
+      KvDataRecord data;
+      *data.mutable_data() = req.data();
+      std::vector<WriteOp> ops;
+      ops.push_back(
+          WriteOp::Put(DataPath(req.path(), version), data.SerializeAsString())
+              .IfAbsent());
+      Prune(req.path(), record, ops);
+      ops.push_back(MetaWrite(req.path(), *meta));
+      absl::Status done = Commit(ops);
+      if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
+      if (!done.ok()) return done;
+      response_->mutable_kv_write()->set_version(version);
+      return absl::OkStatus();
+    }
+  }
+
+  absl::Status Get(const store::KvGetRequest& req) {
+    absl::Status valid = ValidatePath(req.path());
+    if (!valid.ok()) return valid;
+    absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
+    if (!meta.ok()) return meta.status();
+    KvMetadataRecord& record = meta->record;
+    const uint64_t wanted =
+        req.version() == 0 ? record.current_version() : req.version();
+    if (!meta->backend_version.has_value() || wanted == 0) {
+      return absl::NotFoundError(absl::StrCat("no secret at ", req.path()));
+    }
+    const KvVersionRecord* v = FindVersion(record, wanted);
+    if (v == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("version ", wanted, " of ", req.path(),
+                       " does not exist (never written or pruned)"));
+    }
+    if (v->destroyed()) {
+      return absl::NotFoundError(absl::StrCat("version ", wanted, " of ",
+                                              req.path(), " is destroyed"));
+    }
+    if (v->deletion_unix_micros() != 0) {
+      return absl::NotFoundError(
+          absl::StrCat("version ", wanted, " of ", req.path(), " is deleted"));
+    }
+    store::KvSecret* secret = response_->mutable_kv_secret();
+    FillVersionMetadata(*v, secret->mutable_metadata());
+    if (wanted == record.current_version()) {
+      secret->mutable_data()->swap(*record.mutable_current_data());
+      return absl::OkStatus();
+    }
+    absl::StatusOr<Entry> entry =
+        call_.barrier->Get(DataPath(req.path(), wanted));
+    if (!entry.ok()) {
+      if (absl::IsNotFound(entry.status())) {
+        return absl::DataLossError(
+            absl::StrCat("version ", wanted, " of ", req.path(),
+                         " is in the metadata but its data is missing"));
+      }
+      return entry.status();
+    }
+    KvDataRecord data;
+    if (!data.ParseFromString(entry->value)) {
+      return absl::DataLossError(absl::StrCat("version ", wanted, " of ",
+                                              req.path(), " does not parse"));
+    }
+    secret->mutable_data()->swap(*data.mutable_data());
+    return absl::OkStatus();
+  }
+
+  enum class VersionOp { kDelete, kUndelete, kDestroy };
+
+  absl::Status Versions(const store::KvVersionsRequest& req, VersionOp op) {
+    absl::Status valid = ValidatePath(req.path());
+    if (!valid.ok()) return valid;
+    for (int attempt = 0;; ++attempt) {
+      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
+      if (!meta.ok()) return meta.status();
+      KvMetadataRecord& record = meta->record;
+      if (!meta->backend_version.has_value()) {
+        return absl::NotFoundError(absl::StrCat("no secret at ", req.path()));
+      }
+      std::vector<uint64_t> versions(req.versions().begin(),
+                                     req.versions().end());
+      if (versions.empty()) {
+        if (op != VersionOp::kDelete) {
+          return absl::InvalidArgumentError(
+              "name the versions to undelete or destroy");
+        }
+        versions.push_back(record.current_version());
+      }
+      std::vector<WriteOp> ops;
+      const int64_t now = Micros(call_.now);
+      for (uint64_t n : versions) {
+        KvVersionRecord* v = FindVersion(record, n);
+        if (v == nullptr) continue;  // Pruned or never written: nothing to do.
+        switch (op) {
+          case VersionOp::kDelete:
+            if (!v->destroyed() && v->deletion_unix_micros() == 0) {
+              v->set_deletion_unix_micros(now);
+            }
+            break;
+          case VersionOp::kUndelete:
+            if (!v->destroyed()) v->set_deletion_unix_micros(0);
+            break;
+          case VersionOp::kDestroy:
+            if (!v->destroyed()) {
+              v->set_destroyed(true);
+              ops.push_back(WriteOp::Delete(DataPath(req.path(), n)));
+              if (n == record.current_version()) record.clear_current_data();
+            }
+            break;
+        }
+      }
+      record.set_updated_unix_micros(now);
+      ops.push_back(MetaWrite(req.path(), *meta));
+      absl::Status done = Commit(ops);
+      if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
+      return done;
+    }
+  }
+
+  absl::Status MetadataGet(const store::KvPathRequest& req) {
+    absl::Status valid = ValidatePath(req.path());
+    if (!valid.ok()) return valid;
+    absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
+    if (!meta.ok()) return meta.status();
+    if (!meta->backend_version.has_value()) {
+      return absl::NotFoundError(absl::StrCat("no secret at ", req.path()));
+    }
+    const KvMetadataRecord& record = meta->record;
+    store::KvMetadata* out = response_->mutable_kv_metadata();
+    out->set_path(req.path());
+    out->set_created_unix_micros(record.created_unix_micros());
+    out->set_updated_unix_micros(record.updated_unix_micros());
+    out->set_current_version(record.current_version());
+    out->set_oldest_version(
+        record.versions().empty() ? 0 : record.versions(0).version());
+    out->set_max_versions(MaxVersions(record));
+    out->set_cas_required(record.cas_required());
+    for (const KvVersionRecord& v : record.versions()) {
+      FillVersionMetadata(v, out->add_versions());
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status MetadataPut(const store::KvMetadataPutRequest& req) {
+    absl::Status valid = ValidatePath(req.path());
+    if (!valid.ok()) return valid;
+    if (req.max_versions() > options_.max_max_versions) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_versions ", req.max_versions(),
+                       " is above the limit (max_max_versions) of ",
+                       options_.max_max_versions));
+    }
+    for (int attempt = 0;; ++attempt) {
+      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
+      if (!meta.ok()) return meta.status();
+      KvMetadataRecord& record = meta->record;
+      const int64_t now = Micros(call_.now);
+      if (!meta->backend_version.has_value())
+        record.set_created_unix_micros(now);
+      record.set_updated_unix_micros(now);
+      record.set_max_versions(req.max_versions());
+      record.set_cas_required(req.cas_required());
+      std::vector<WriteOp> ops;
+      Prune(req.path(), record, ops);
+      ops.push_back(MetaWrite(req.path(), *meta));
+      absl::Status done = Commit(ops);
+      if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
+      return done;
+    }
+  }
+
+  absl::Status DeleteAll(const store::KvPathRequest& req) {
+    absl::Status valid = ValidatePath(req.path());
+    if (!valid.ok()) return valid;
+    for (int attempt = 0;; ++attempt) {
+      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
+      if (!meta.ok()) return meta.status();
+      if (!meta->backend_version.has_value()) return absl::OkStatus();
+      std::vector<WriteOp> ops;
+      for (const KvVersionRecord& v : meta->record.versions()) {
+        if (!v.destroyed()) {
+          ops.push_back(WriteOp::Delete(DataPath(req.path(), v.version())));
+        }
+      }
+      ops.push_back(WriteOp::Delete(MetaPath(req.path()))
+                        .IfVersion(*meta->backend_version));
+      absl::Status done = Commit(ops);
+      if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
+      return done;
+    }
+  }
+
+  absl::Status List(const store::KvListRequest& req) {
+    const std::string& prefix = req.prefix();
+    if (!prefix.empty()) {
+      if (prefix.back() != '/') {
+        return absl::InvalidArgumentError(
+            "list prefix must be empty or end with '/'");
+      }
+      absl::Status valid = ValidatePath(prefix.substr(0, prefix.size() - 1));
+      if (!valid.ok()) return valid;
+    }
+    absl::StatusOr<std::vector<std::string>> keys =
+        call_.barrier->List(absl::StrCat(kMetaPrefix, prefix));
+    if (!keys.ok()) return keys.status();
+    store::KvListResult* out = response_->mutable_kv_list();
+    for (std::string& key : *keys) out->add_keys(std::move(key));
+    return absl::OkStatus();
+  }
+
+ private:
+  const KvOptions& options_;
+  const EngineCall& call_;
+  store::Response* const response_;
+};
+
+absl::Status KvEngine::Execute(const store::Request& request,
+                               const EngineCall& call,
+                               store::Response* response) const {
+  KvEngineOps ops(options_, call, response);
+  switch (request.op_case()) {
+    case store::Request::kKvPut:
+      return ops.Put(request.kv_put());
+    case store::Request::kKvGet:
+      return ops.Get(request.kv_get());
+    case store::Request::kKvDelete:
+      return ops.Versions(request.kv_delete(), KvEngineOps::VersionOp::kDelete);
+    case store::Request::kKvUndelete:
+      return ops.Versions(request.kv_undelete(),
+                          KvEngineOps::VersionOp::kUndelete);
+    case store::Request::kKvDestroy:
+      return ops.Versions(request.kv_destroy(),
+                          KvEngineOps::VersionOp::kDestroy);
+    case store::Request::kKvMetadataGet:
+      return ops.MetadataGet(request.kv_metadata_get());
+    case store::Request::kKvMetadataPut:
+      return ops.MetadataPut(request.kv_metadata_put());
+    case store::Request::kKvDeleteAll:
+      return ops.DeleteAll(request.kv_delete_all());
+    case store::Request::kKvList:
+      return ops.List(request.kv_list());
+    default:
+      return absl::InvalidArgumentError("not a KV request");
+  }
+}
+
+}  // namespace strongbox

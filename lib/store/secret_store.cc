@@ -1,0 +1,509 @@
+#include "strongbox/secret_store.h"
+
+#include <chrono>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "lib/store/kv_engine.h"
+#include "lib/store/transit_engine.h"
+
+namespace strongbox {
+namespace {
+
+using store::Request;
+using store::Response;
+
+constexpr absl::string_view kRoutePayload = "type.strongbox.dev/route";
+
+// The one classification table: every operation, read or write.
+struct Operation {
+  Request::OpCase op;
+  absl::string_view name;
+  OperationKind kind;
+};
+constexpr Operation kOperations[] = {
+    {Request::kKvPut, "kv_put", OperationKind::kWrite},
+    {Request::kKvGet, "kv_get", OperationKind::kRead},
+    {Request::kKvDelete, "kv_delete", OperationKind::kWrite},
+    {Request::kKvUndelete, "kv_undelete", OperationKind::kWrite},
+    {Request::kKvDestroy, "kv_destroy", OperationKind::kWrite},
+    {Request::kKvMetadataGet, "kv_metadata_get", OperationKind::kRead},
+    {Request::kKvMetadataPut, "kv_metadata_put", OperationKind::kWrite},
+    {Request::kKvDeleteAll, "kv_delete_all", OperationKind::kWrite},
+    {Request::kKvList, "kv_list", OperationKind::kRead},
+    {Request::kTransitCreateKey, "transit_create_key", OperationKind::kWrite},
+    {Request::kTransitRotateKey, "transit_rotate_key", OperationKind::kWrite},
+    {Request::kTransitReadKey, "transit_read_key", OperationKind::kRead},
+    {Request::kTransitConfigKey, "transit_config_key", OperationKind::kWrite},
+    {Request::kTransitDeleteKey, "transit_delete_key", OperationKind::kWrite},
+    // Encrypt, decrypt and rewrap change no storage: perf standbys serve
+    // them.
+    {Request::kTransitEncrypt, "transit_encrypt", OperationKind::kRead},
+    {Request::kTransitDecrypt, "transit_decrypt", OperationKind::kRead},
+    {Request::kTransitRewrap, "transit_rewrap", OperationKind::kRead},
+};
+
+const Operation* FindOperation(const Request& request) {
+  for (const Operation& op : kOperations) {
+    if (op.op == request.op_case()) return &op;
+  }
+  return nullptr;
+}
+
+bool IsTransit(Request::OpCase op) {
+  return op >= Request::kTransitCreateKey && op <= Request::kTransitRewrap;
+}
+
+void SetStatus(const absl::Status& status, Response* response) {
+  response->set_code(static_cast<int32_t>(status.code()));
+  response->set_error(std::string(status.message()));
+}
+
+void SetRoute(RouteDecision::Action action, absl::string_view leader,
+              Response* response) {
+  response->set_route(std::string(RouteActionName(action)));
+  response->set_leader_address(std::string(leader));
+}
+
+}  // namespace
+
+absl::StatusOr<OperationKind> ClassifyRequest(const Request& request) {
+  const Operation* op = FindOperation(request);
+  if (op == nullptr) {
+    return absl::InvalidArgumentError("request names no operation");
+  }
+  return op->kind;
+}
+
+absl::string_view OperationName(const Request& request) {
+  const Operation* op = FindOperation(request);
+  return op == nullptr ? absl::string_view() : op->name;
+}
+
+std::optional<RouteHint> GetRouteHint(const absl::Status& status) {
+  auto payload = status.GetPayload(kRoutePayload);
+  if (!payload.has_value()) return std::nullopt;
+  std::vector<std::string> parts =
+      absl::StrSplit(std::string(*payload), absl::MaxSplits('\n', 1));
+  RouteHint hint;
+  for (RouteDecision::Action a : {RouteDecision::Action::kServeLocally,
+                                  RouteDecision::Action::kForwardToActive,
+                                  RouteDecision::Action::kRedirectToActive,
+                                  RouteDecision::Action::kUnavailable}) {
+    if (RouteActionName(a) == parts[0]) hint.action = a;
+  }
+  if (parts.size() > 1) hint.leader_address = parts[1];
+  return hint;
+}
+
+absl::Status ResponseStatus(const Response& response) {
+  if (response.code() == 0) return absl::OkStatus();
+  const int code = response.code();
+  absl::Status status(
+      code > 0 && code <= static_cast<int>(absl::StatusCode::kUnauthenticated)
+          ? static_cast<absl::StatusCode>(code)
+          : absl::StatusCode::kUnknown,
+      response.error());
+  if (!response.route().empty() || !response.leader_address().empty()) {
+    status.SetPayload(kRoutePayload,
+                      absl::Cord(absl::StrCat(response.route(), "\n",
+                                              response.leader_address())));
+  }
+  return status;
+}
+
+namespace {
+
+class SecretStoreImpl final : public SecretStore, public HaObserver {
+ public:
+  explicit SecretStoreImpl(const Options& options)
+      : options_(options),
+        coordinator_(options.coordinator),
+        clock_(options.clock != nullptr ? options.clock : RealClock()),
+        kv_(KvOptions{options.max_path_bytes, options.max_fields,
+                      options.max_secret_bytes, options.default_max_versions}) {
+    coordinator_->AddObserver(this);
+  }
+
+  ~SecretStoreImpl() override {
+    coordinator_->RemoveObserver(this);
+    transit_.ClearCache();
+  }
+
+  // HaObserver: keys cached by the Transit engine go with the seal (I1)
+  // and with leadership.
+  void OnStateChange(const StateChange& change) override {
+    if (change.to != HaState::kActive) transit_.ClearCache();
+  }
+
+  Response Handle(const Request& request) override {
+    Response response;
+    absl::StatusOr<OperationKind> kind = ClassifyRequest(request);
+    if (!kind.ok()) {
+      SetStatus(kind.status(), &response);
+      return response;
+    }
+    if (request.forwarded() && coordinator_->state() != HaState::kActive) {
+      // Forwarded requests run only on the active: never forward again.
+      RouteDecision d = coordinator_->Route(*kind);
+      SetStatus(absl::UnavailableError(
+                    "a forwarded request reached a node that is not active"),
+                &response);
+      SetRoute(RouteDecision::Action::kUnavailable, d.leader_address,
+               &response);
+      return response;
+    }
+    RouteDecision d = coordinator_->Route(*kind);
+    switch (d.action) {
+      case RouteDecision::Action::kServeLocally:
+        Execute(request, *kind, &response);
+        return response;
+      case RouteDecision::Action::kForwardToActive:
+        if (options_.forwarder != nullptr && !request.forwarded()) {
+          return Forward(request, d.leader_address);
+        }
+        SetStatus(absl::UnavailableError(absl::StrCat(
+                      "this node is a performance standby; send writes to "
+                      "the active node at ",
+                      d.leader_address)),
+                  &response);
+        SetRoute(d.action, d.leader_address, &response);
+        return response;
+      case RouteDecision::Action::kRedirectToActive:
+        SetStatus(absl::UnavailableError(absl::StrCat(
+                      "this node is a standby; the active node is at ",
+                      d.leader_address)),
+                  &response);
+        SetRoute(d.action, d.leader_address, &response);
+        return response;
+      case RouteDecision::Action::kUnavailable: {
+        const HaState state = coordinator_->state();
+        if (state == HaState::kSealed || state == HaState::kUninitialized) {
+          SetStatus(absl::FailedPreconditionError(
+                        absl::StrCat("this node is ", HaStateName(state))),
+                    &response);
+        } else {
+          SetStatus(absl::UnavailableError(d.reason), &response);
+        }
+        SetRoute(d.action, d.leader_address, &response);
+        return response;
+      }
+    }
+    return response;
+  }
+
+  std::string HandleSerialized(absl::string_view bytes) override {
+    Request request;
+    if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      Response response;
+      SetStatus(absl::InvalidArgumentError("request bytes do not parse"),
+                &response);
+      return response.SerializeAsString();
+    }
+    return Handle(request).SerializeAsString();
+  }
+
+  // ------------------------------------------------------------------ KV
+
+  absl::StatusOr<KvWriteResult> KvPut(
+      absl::string_view path, const std::map<std::string, std::string>& data,
+      std::optional<uint64_t> cas) override {
+    Request r;
+    store::KvPutRequest* put = r.mutable_kv_put();
+    put->set_path(std::string(path));
+    for (const auto& [k, v] : data) (*put->mutable_data())[k] = v;
+    if (cas.has_value()) {
+      put->set_has_cas(true);
+      put->set_cas(*cas);
+    }
+    Response response = Handle(r);
+    absl::Status status = ResponseStatus(response);
+    if (!status.ok()) return status;
+    return KvWriteResult{response.kv_write().version(), response.index()};
+  }
+
+  absl::StatusOr<store::KvSecret> KvGet(absl::string_view path,
+                                        uint64_t version,
+                                        uint64_t min_index) override {
+    Request r;
+    r.mutable_kv_get()->set_path(std::string(path));
+    r.mutable_kv_get()->set_version(version);
+    r.set_min_index(min_index);
+    Response response = Handle(r);
+    absl::Status status = ResponseStatus(response);
+    if (!status.ok()) return status;
+    return std::move(*response.mutable_kv_secret());
+  }
+
+  absl::Status KvVersions(absl::string_view path,
+                          const std::vector<uint64_t>& versions,
+                          store::KvVersionsRequest* req, Request& r) {
+    req->set_path(std::string(path));
+    for (uint64_t v : versions) req->add_versions(v);
+    return ResponseStatus(Handle(r));
+  }
+
+  absl::Status KvDelete(absl::string_view path,
+                        std::vector<uint64_t> versions) override {
+    Request r;
+    return KvVersions(path, versions, r.mutable_kv_delete(), r);
+  }
+  absl::Status KvUndelete(absl::string_view path,
+                          std::vector<uint64_t> versions) override {
+    Request r;
+    return KvVersions(path, versions, r.mutable_kv_undelete(), r);
+  }
+  absl::Status KvDestroy(absl::string_view path,
+                         std::vector<uint64_t> versions) override {
+    Request r;
+    return KvVersions(path, versions, r.mutable_kv_destroy(), r);
+  }
+
+  absl::StatusOr<store::KvMetadata> KvMetadata(
+      absl::string_view path) override {
+    Request r;
+    r.mutable_kv_metadata_get()->set_path(std::string(path));
+    Response response = Handle(r);
+    absl::Status status = ResponseStatus(response);
+    if (!status.ok()) return status;
+    return std::move(*response.mutable_kv_metadata());
+  }
+
+  absl::Status KvSetMetadata(absl::string_view path, uint32_t max_versions,
+                             bool cas_required) override {
+    Request r;
+    r.mutable_kv_metadata_put()->set_path(std::string(path));
+    r.mutable_kv_metadata_put()->set_max_versions(max_versions);
+    r.mutable_kv_metadata_put()->set_cas_required(cas_required);
+    return ResponseStatus(Handle(r));
+  }
+
+  absl::Status KvDeleteAll(absl::string_view path) override {
+    Request r;
+    r.mutable_kv_delete_all()->set_path(std::string(path));
+    return ResponseStatus(Handle(r));
+  }
+
+  absl::StatusOr<std::vector<std::string>> KvList(
+      absl::string_view prefix) override {
+    Request r;
+    r.mutable_kv_list()->set_prefix(std::string(prefix));
+    Response response = Handle(r);
+    absl::Status status = ResponseStatus(response);
+    if (!status.ok()) return status;
+    return std::vector<std::string>(response.kv_list().keys().begin(),
+                                    response.kv_list().keys().end());
+  }
+
+  // ------------------------------------------------------------- Transit
+
+  absl::Status TransitCreateKey(absl::string_view name) override {
+    Request r;
+    r.mutable_transit_create_key()->set_name(std::string(name));
+    return ResponseStatus(Handle(r));
+  }
+
+  absl::Status TransitRotateKey(absl::string_view name) override {
+    Request r;
+    r.mutable_transit_rotate_key()->set_name(std::string(name));
+    return ResponseStatus(Handle(r));
+  }
+
+  absl::StatusOr<store::TransitKeyInfo> TransitReadKey(
+      absl::string_view name) override {
+    Request r;
+    r.mutable_transit_read_key()->set_name(std::string(name));
+    Response response = Handle(r);
+    absl::Status status = ResponseStatus(response);
+    if (!status.ok()) return status;
+    return std::move(*response.mutable_transit_key());
+  }
+
+  // One-item batch helper for encrypt / decrypt / rewrap.
+  absl::StatusOr<store::TransitResultItem> TransitOne(
+      store::TransitBatchRequest* batch, Request& r, absl::string_view name,
+      absl::string_view plaintext, absl::string_view ciphertext,
+      absl::string_view context) {
+    batch->set_name(std::string(name));
+    store::TransitItem* item = batch->add_items();
+    item->set_plaintext(std::string(plaintext));
+    item->set_ciphertext(std::string(ciphertext));
+    item->set_context(std::string(context));
+    Response response = Handle(r);
+    absl::Status status = ResponseStatus(response);
+    if (!status.ok()) return status;
+    if (response.transit_batch().items_size() != 1) {
+      return absl::InternalError("transit answered no item");
+    }
+    store::TransitResultItem result = response.transit_batch().items(0);
+    if (result.code() != 0) {
+      Response item_status;
+      item_status.set_code(result.code());
+      item_status.set_error(result.error());
+      return ResponseStatus(item_status);
+    }
+    return result;
+  }
+
+  absl::StatusOr<std::string> TransitEncrypt(
+      absl::string_view name, absl::string_view plaintext,
+      absl::string_view context) override {
+    Request r;
+    absl::StatusOr<store::TransitResultItem> item = TransitOne(
+        r.mutable_transit_encrypt(), r, name, plaintext, "", context);
+    if (!item.ok()) return item.status();
+    return std::move(*item->mutable_ciphertext());
+  }
+
+  absl::StatusOr<std::string> TransitDecrypt(
+      absl::string_view name, absl::string_view ciphertext,
+      absl::string_view context) override {
+    Request r;
+    absl::StatusOr<store::TransitResultItem> item = TransitOne(
+        r.mutable_transit_decrypt(), r, name, "", ciphertext, context);
+    if (!item.ok()) return item.status();
+    return std::move(*item->mutable_plaintext());
+  }
+
+  absl::StatusOr<std::string> TransitRewrap(
+      absl::string_view name, absl::string_view ciphertext,
+      absl::string_view context) override {
+    Request r;
+    absl::StatusOr<store::TransitResultItem> item = TransitOne(
+        r.mutable_transit_rewrap(), r, name, "", ciphertext, context);
+    if (!item.ok()) return item.status();
+    return std::move(*item->mutable_ciphertext());
+  }
+
+ private:
+  Response Forward(const Request& request, const std::string& leader) {
+    Request forwarded = request;
+    forwarded.set_forwarded(true);
+    Response response;
+    absl::StatusOr<std::string> bytes =
+        options_.forwarder->Forward(leader, forwarded.SerializeAsString());
+    if (!bytes.ok()) {
+      SetStatus(absl::UnavailableError(
+                    absl::StrCat("forwarding to the active node at ", leader,
+                                 " failed: ", bytes.status().message())),
+                &response);
+      SetRoute(RouteDecision::Action::kForwardToActive, leader, &response);
+      return response;
+    }
+    if (!response.ParseFromString(*bytes)) {
+      response.Clear();
+      SetStatus(absl::UnavailableError(
+                    absl::StrCat("the active node at ", leader,
+                                 " answered bytes that do not parse")),
+                &response);
+      SetRoute(RouteDecision::Action::kForwardToActive, leader, &response);
+    }
+    return response;
+  }
+
+  // After a refused write: true if `fence` is no longer the backend's
+  // current grant (leadership moved on mid-write), in which case the
+  // coordinator is told so it stops serving writes at once.
+  bool FenceMovedOn(FenceToken fence) {
+    HaBackend* ha = coordinator_->barrier()->backend()->ha();
+    absl::StatusOr<std::optional<LeaseHolder>> holder = ha->CurrentHolder();
+    if (!holder.ok()) return !coordinator_->WriteFence().ok();
+    if (holder->has_value() && (*holder)->fence == fence) return false;
+    coordinator_->ReportStaleFence(fence);
+    return true;
+  }
+
+  // Waits (bounded) until the backend has reached `min_index`.
+  bool CaughtUp(uint64_t min_index) {
+    const auto give_up = std::chrono::steady_clock::now() +
+                         absl::ToChronoNanoseconds(options_.max_index_wait);
+    while (true) {
+      absl::StatusOr<uint64_t> revision =
+          coordinator_->barrier()->backend()->Revision();
+      if (revision.ok() && *revision >= min_index) return true;
+      if (std::chrono::steady_clock::now() >= give_up) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+  void Execute(const Request& request, OperationKind kind, Response* response) {
+    EngineCall call;
+    call.barrier = coordinator_->barrier();
+    call.now = clock_->Now();
+    call.min_index = request.min_index();
+    absl::StatusOr<FenceToken> fence = coordinator_->WriteFence();
+    if (kind == OperationKind::kWrite) {
+      if (!fence.ok()) {
+        // Lost leadership between Route() and here.
+        SetStatus(fence.status(), response);
+        SetRoute(RouteDecision::Action::kUnavailable, "", response);
+        return;
+      }
+      call.write_fence = *fence;
+    } else if (request.min_index() > 0 && !CaughtUp(request.min_index())) {
+      RouteDecision d = coordinator_->Route(OperationKind::kWrite);
+      if (request.forward_if_behind() && options_.forwarder != nullptr &&
+          !request.forwarded() && !d.leader_address.empty() &&
+          d.action != RouteDecision::Action::kServeLocally) {
+        *response = Forward(request, d.leader_address);
+        return;
+      }
+      SetStatus(absl::UnavailableError(absl::StrCat(
+                    "this node has not reached index ", request.min_index(),
+                    " within ", absl::FormatDuration(options_.max_index_wait))),
+                response);
+      SetRoute(RouteDecision::Action::kUnavailable, d.leader_address, response);
+      return;
+    }
+    if (fence.ok()) call.active_fence = *fence;
+    absl::Status status = IsTransit(request.op_case())
+                              ? transit_.Execute(request, call, response)
+                              : kv_.Execute(request, call, response);
+    if (!status.ok() && kind == OperationKind::kWrite &&
+        absl::IsFailedPrecondition(status) && FenceMovedOn(call.write_fence)) {
+      // The backend refused our fence: leadership moved mid-write. Nothing
+      // was applied; the caller retries at the new active.
+      RouteDecision d = coordinator_->Route(OperationKind::kWrite);
+      status = absl::UnavailableError(absl::StrCat(
+          "leadership was lost during the write; nothing was applied (",
+          status.message(), ")"));
+      SetRoute(RouteDecision::Action::kUnavailable, d.leader_address, response);
+    }
+    if (!status.ok()) {
+      // No partial results next to an error.
+      response->clear_result();
+      SetStatus(status, response);
+    }
+  }
+
+  const Options options_;
+  HaCoordinator* const coordinator_;
+  Clock* const clock_;
+  const KvEngine kv_;
+  TransitEngine transit_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SecretStore>> SecretStore::Create(
+    const Options& options) {
+  if (options.coordinator == nullptr) {
+    return absl::InvalidArgumentError("options.coordinator is required");
+  }
+  if (options.max_index_wait < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "options.max_index_wait must not be negative");
+  }
+  if (options.default_max_versions == 0 || options.max_fields == 0 ||
+      options.max_path_bytes == 0 || options.max_secret_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "options: KV limits (max_path_bytes, max_fields, max_secret_bytes, "
+        "default_max_versions) must be positive");
+  }
+  return std::unique_ptr<SecretStore>(new SecretStoreImpl(options));
+}
+
+}  // namespace strongbox

@@ -1,0 +1,970 @@
+#include "lib/store/transit_engine.h"
+
+#include <openssl/aead.h>
+#include <openssl/mem.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "lib/seal/nonce_pool.h"
+#include "lib/store/transit_records.pb.h"
+#include "lib/util/mutex.h"
+#include "strongbox/secret_bytes.h"
+
+namespace strongbox {
+namespace {
+
+constexpr absl::string_view kPathPrefix = "transit/keys/";
+constexpr absl::string_view kCiphertextPrefix = "strongbox:v";
+constexpr uint32_t kRecordFormat = 1;
+constexpr size_t kKeyBytes = 32;
+constexpr size_t kNonceBytes = seal::NoncePool::kNonceBytes;
+constexpr size_t kTagBytes = 16;
+// A write retries its read-modify-write this often on ABORTED (another
+// write to the same key won the race) before handing ABORTED back.
+constexpr int kWriteAttempts = 5;
+
+int CodeOf(absl::StatusCode code) { return static_cast<int>(code); }
+
+std::string KeyPath(absl::string_view name) {
+  return absl::StrCat(kPathPrefix, name);
+}
+
+// ------------------------------------------------------------- base64
+// Standard alphabet with padding. The decoder is strict: only canonical
+// encodings (length a multiple of 4, padding only at the end, zero unused
+// bits) are accepted, so every ciphertext has exactly one string form.
+
+constexpr char kBase64Chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t Base64Size(size_t n) { return (n + 2) / 3 * 4; }
+
+void Base64EncodeTo(const uint8_t* in, size_t n, char* out) {
+  size_t i = 0;
+  for (; i + 3 <= n; i += 3) {
+    const uint32_t v = (uint32_t{in[i]} << 16) | (uint32_t{in[i + 1]} << 8) |
+                       uint32_t{in[i + 2]};
+    *out++ = kBase64Chars[(v >> 18) & 63];
+    *out++ = kBase64Chars[(v >> 12) & 63];
+    *out++ = kBase64Chars[(v >> 6) & 63];
+    *out++ = kBase64Chars[v & 63];
+  }
+  if (n - i == 1) {
+    const uint32_t v = uint32_t{in[i]} << 16;
+    *out++ = kBase64Chars[(v >> 18) & 63];
+    *out++ = kBase64Chars[(v >> 12) & 63];
+    *out++ = '=';
+    *out++ = '=';
+  } else if (n - i == 2) {
+    const uint32_t v = (uint32_t{in[i]} << 16) | (uint32_t{in[i + 1]} << 8);
+    *out++ = kBase64Chars[(v >> 18) & 63];
+    *out++ = kBase64Chars[(v >> 12) & 63];
+    *out++ = kBase64Chars[(v >> 6) & 63];
+    *out++ = '=';
+  }
+}
+
+struct Base64Table {
+  int8_t value[256];
+  constexpr Base64Table() : value() {
+    for (int i = 0; i < 256; ++i) value[i] = -1;
+    for (int i = 0; i < 64; ++i) {
+      value[static_cast<uint8_t>(kBase64Chars[i])] = static_cast<int8_t>(i);
+    }
+  }
+};
+constexpr Base64Table kBase64Table;
+
+bool Base64Decode(absl::string_view in, std::string* out) {
+  if (in.size() % 4 != 0) return false;
+  size_t pad = 0;
+  if (!in.empty() && in.back() == '=') pad = (in[in.size() - 2] == '=') ? 2 : 1;
+  out->resize(in.size() / 4 * 3 - pad);
+  char* dst = out->data();
+  const size_t body = in.size() - pad;
+  uint32_t acc = 0;
+  size_t bits = 0;
+  for (size_t i = 0; i < body; ++i) {
+    const int8_t v = kBase64Table.value[static_cast<uint8_t>(in[i])];
+    if (v < 0) return false;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      *dst++ = static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  // Canonical: the bits left over by padding must be zero.
+  return (acc & ((1u << bits) - 1)) == 0;
+}
+
+// ------------------------------------------------------------- ciphertext
+
+// Parses "strongbox:v<N>:<base64>" strictly: N is 1..2^32-1 in decimal with
+// no sign or leading zero. On success *raw is nonce || ciphertext || tag.
+absl::Status ParseCiphertext(absl::string_view text, size_t max_raw_bytes,
+                             uint32_t* version, std::string* raw) {
+  if (text.empty()) return absl::InvalidArgumentError("ciphertext is empty");
+  if (text.substr(0, kCiphertextPrefix.size()) != kCiphertextPrefix) {
+    return absl::InvalidArgumentError(
+        "ciphertext does not start with \"strongbox:v\"");
+  }
+  text.remove_prefix(kCiphertextPrefix.size());
+  const size_t colon = text.find(':');
+  if (colon == absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        "ciphertext lacks the ':' after the key version");
+  }
+  absl::string_view digits = text.substr(0, colon);
+  uint64_t v = 0;
+  if (digits.empty() || digits.size() > 10 || digits[0] == '0') {
+    return absl::InvalidArgumentError(
+        "ciphertext key version must be a decimal number from 1 to "
+        "4294967295");
+  }
+  for (char c : digits) {
+    if (c < '0' || c > '9') {
+      return absl::InvalidArgumentError(
+          "ciphertext key version must be a decimal number from 1 to "
+          "4294967295");
+    }
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (v > UINT32_MAX) {
+    return absl::InvalidArgumentError(
+        "ciphertext key version must be a decimal number from 1 to "
+        "4294967295");
+  }
+  absl::string_view b64 = text.substr(colon + 1);
+  if (b64.size() > Base64Size(max_raw_bytes)) {
+    return absl::InvalidArgumentError("ciphertext is too long");
+  }
+  if (!Base64Decode(b64, raw)) {
+    return absl::InvalidArgumentError("ciphertext is not canonical base64");
+  }
+  if (raw->size() < kNonceBytes + kTagBytes) {
+    return absl::InvalidArgumentError("ciphertext is too short");
+  }
+  *version = static_cast<uint32_t>(v);
+  return absl::OkStatus();
+}
+
+// Additional data: a label, the key name, the key version and the caller's
+// context, so a ciphertext opens only under the key, version and context it
+// was made with. The name holds no NUL and the context comes last, so the
+// encoding is unambiguous.
+std::string AadPrefix(absl::string_view name, uint32_t version) {
+  std::string out =
+      absl::StrCat("strongbox-transit", absl::string_view("\0", 1), name,
+                   absl::string_view("\0", 1));
+  const char be[4] = {
+      static_cast<char>(version >> 24), static_cast<char>(version >> 16),
+      static_cast<char>(version >> 8), static_cast<char>(version)};
+  out.append(be, 4);
+  return out;
+}
+
+// ------------------------------------------------------------- key records
+
+// Wipes the key bytes a parsed record holds (protobuf owns them as
+// std::string), on every path out of a scope.
+class RecordWiper {
+ public:
+  explicit RecordWiper(store::TransitKeyRecord* record) : record_(record) {}
+  ~RecordWiper() {
+    for (store::TransitKeyVersionRecord& v : *record_->mutable_versions()) {
+      WipeString(*v.mutable_key());
+    }
+  }
+  RecordWiper(const RecordWiper&) = delete;
+  RecordWiper& operator=(const RecordWiper&) = delete;
+
+ private:
+  store::TransitKeyRecord* const record_;
+};
+
+// Parses and checks a stored record (DATA_LOSS when it is not a valid
+// record for `name`). The caller wipes `record` (RecordWiper).
+absl::Status ParseRecord(absl::string_view name, absl::string_view bytes,
+                         store::TransitKeyRecord* record) {
+  if (!record->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError("transit key record does not parse");
+  }
+  if (record->format() != kRecordFormat) {
+    return absl::DataLossError(absl::StrCat(
+        "transit key record has unknown format ", record->format()));
+  }
+  if (record->name() != name) {
+    return absl::DataLossError("transit key record names another key");
+  }
+  const uint32_t latest = record->latest_version();
+  if (latest == 0 || static_cast<uint64_t>(record->versions_size()) != latest) {
+    return absl::DataLossError("transit key record has inconsistent versions");
+  }
+  for (int i = 0; i < record->versions_size(); ++i) {
+    const auto& v = record->versions(i);
+    if (v.version() != static_cast<uint32_t>(i) + 1 ||
+        v.key().size() != kKeyBytes) {
+      return absl::DataLossError("transit key record has a malformed version");
+    }
+  }
+  const uint32_t min_dec = record->min_decryption_version();
+  const uint32_t min_enc = record->min_encryption_version();
+  if (min_dec < 1 || min_dec > latest || min_enc > latest ||
+      (min_enc != 0 && min_enc < min_dec)) {
+    return absl::DataLossError("transit key record has inconsistent minimums");
+  }
+  return absl::OkStatus();
+}
+
+// A put of the serialized record (key material: the caller wipes
+// op.value once the commit is done).
+WriteOp PutRecord(const std::string& path,
+                  const store::TransitKeyRecord& record) {
+  WriteOp op;
+  op.kind = WriteOp::Kind::kPut;
+  op.key = path;
+  record.SerializeToString(&op.value);
+  return op;
+}
+
+void AddVersion(store::TransitKeyRecord* record, absl::Time now) {
+  const uint32_t version = record->latest_version() + 1;
+  store::TransitKeyVersionRecord* v = record->add_versions();
+  v->set_version(version);
+  SecretBytes key = SecretBytes::Random(kKeyBytes);
+  v->set_key(key.data(), key.size());
+  v->set_created_unix_micros(absl::ToUnixMicros(now));
+  record->set_latest_version(version);
+}
+
+// ------------------------------------------------------------- cache
+
+// One usable key version: its AEAD context (in SecretBytes: the context
+// holds the expanded AES key schedule, which EVP_AEAD_CTX_cleanup does not
+// wipe) and its additional-data prefix. Immutable after Init; the context
+// may be used by many threads at once (BoringSSL's seal/open take it const).
+class VersionCipher {
+ public:
+  VersionCipher() : ctx_storage_(sizeof(EVP_AEAD_CTX)) {
+    EVP_AEAD_CTX_zero(mutable_ctx());
+  }
+  ~VersionCipher() {
+    if (initialized_) EVP_AEAD_CTX_cleanup(mutable_ctx());
+  }
+  VersionCipher(const VersionCipher&) = delete;
+  VersionCipher& operator=(const VersionCipher&) = delete;
+
+  absl::Status Init(absl::string_view key, std::string aad_prefix) {
+    if (!EVP_AEAD_CTX_init(mutable_ctx(), EVP_aead_aes_256_gcm(),
+                           reinterpret_cast<const uint8_t*>(key.data()),
+                           key.size(), kTagBytes, nullptr)) {
+      return absl::InternalError("AEAD init failed");
+    }
+    initialized_ = true;
+    aad_prefix_ = std::move(aad_prefix);
+    return absl::OkStatus();
+  }
+  const EVP_AEAD_CTX* ctx() const {
+    return reinterpret_cast<const EVP_AEAD_CTX*>(ctx_storage_.data());
+  }
+  const std::string& aad_prefix() const { return aad_prefix_; }
+
+ private:
+  EVP_AEAD_CTX* mutable_ctx() {
+    return reinterpret_cast<EVP_AEAD_CTX*>(ctx_storage_.data());
+  }
+  SecretBytes ctx_storage_;
+  bool initialized_ = false;
+  std::string aad_prefix_;
+};
+
+// A decoded key record. Everything but `trusted_fence` is constant after
+// construction; a changed record is a new CachedKey, never an edit.
+struct CachedKey {
+  std::string name;
+  uint64_t record_version = 0;  // backend version of the record
+  uint32_t latest_version = 0;
+  uint32_t min_decryption_version = 0;
+  uint32_t min_encryption_version = 0;
+  bool deletion_allowed = false;
+  std::vector<int64_t> created_unix_micros;  // [v - 1]
+  // [v - min_decryption_version] for v in min_decryption..latest: versions
+  // below the minimum can open nothing, so they get no context.
+  std::vector<std::unique_ptr<VersionCipher>> ciphers;
+  // The active fence under which this entry is known current (kNoFence:
+  // not trusted; re-validate). Set without the exclusive lock.
+  std::atomic<FenceToken> trusted_fence{kNoFence};
+
+  const VersionCipher* cipher(uint32_t version) const {
+    if (version < min_decryption_version || version > latest_version) {
+      return nullptr;
+    }
+    return ciphers[version - min_decryption_version].get();
+  }
+};
+
+absl::StatusOr<std::shared_ptr<CachedKey>> DecodeKey(
+    const store::TransitKeyRecord& record, uint64_t record_version) {
+  auto key = std::make_shared<CachedKey>();
+  key->name = record.name();
+  key->record_version = record_version;
+  key->latest_version = record.latest_version();
+  key->min_decryption_version = record.min_decryption_version();
+  key->min_encryption_version = record.min_encryption_version();
+  key->deletion_allowed = record.deletion_allowed();
+  key->created_unix_micros.reserve(record.versions_size());
+  for (const auto& v : record.versions()) {
+    key->created_unix_micros.push_back(v.created_unix_micros());
+  }
+  for (uint32_t v = key->min_decryption_version; v <= key->latest_version;
+       ++v) {
+    auto cipher = std::make_unique<VersionCipher>();
+    absl::Status s =
+        cipher->Init(record.versions(v - 1).key(), AadPrefix(record.name(), v));
+    if (!s.ok()) return s;
+    key->ciphers.push_back(std::move(cipher));
+  }
+  return key;
+}
+
+void FillInfo(const CachedKey& key, store::TransitKeyInfo* info) {
+  info->set_name(key.name);
+  info->set_latest_version(key.latest_version);
+  info->set_min_decryption_version(key.min_decryption_version);
+  info->set_min_encryption_version(key.min_encryption_version);
+  info->set_deletion_allowed(key.deletion_allowed);
+  auto* created = info->mutable_version_created_unix_micros();
+  for (size_t i = 0; i < key.created_unix_micros.size(); ++i) {
+    (*created)[static_cast<uint32_t>(i + 1)] = key.created_unix_micros[i];
+  }
+}
+
+void FillInfo(const store::TransitKeyRecord& record,
+              store::TransitKeyInfo* info) {
+  info->set_name(record.name());
+  info->set_latest_version(record.latest_version());
+  info->set_min_decryption_version(record.min_decryption_version());
+  info->set_min_encryption_version(record.min_encryption_version());
+  info->set_deletion_allowed(record.deletion_allowed());
+  auto* created = info->mutable_version_created_unix_micros();
+  for (const auto& v : record.versions()) {
+    (*created)[v.version()] = v.created_unix_micros();
+  }
+}
+
+void SetItemError(const absl::Status& s, store::TransitResultItem* item) {
+  item->set_code(CodeOf(s.code()));
+  item->set_error(std::string(s.message()));
+}
+
+}  // namespace
+
+// ------------------------------------------------------------- Impl
+
+class TransitEngine::Impl {
+ public:
+  explicit Impl(const TransitOptions& options) : options_(options) {}
+
+  absl::Status Execute(const store::Request& request, const EngineCall& call,
+                       store::Response* response);
+  void ClearCache() {
+    absl::flat_hash_map<std::string, std::shared_ptr<CachedKey>> dropped;
+    {
+      WriterLock lock(&mu_);
+      dropped.swap(cache_);
+      ++write_epoch_;  // loads in flight must not install as trusted
+    }
+    // `dropped` wipes the contexts (SecretBytes) outside the lock.
+  }
+
+ private:
+  enum class WriteKind { kCreate, kRotate, kConfig, kDelete };
+
+  absl::Status ValidateName(absl::string_view name) const;
+
+  // The current key `name` for this call: from the cache when it is trusted
+  // under call.active_fence, else re-validated against storage.
+  absl::StatusOr<std::shared_ptr<const CachedKey>> Lookup(
+      const std::string& name, const EngineCall& call);
+
+  absl::Status Write(WriteKind kind, const store::Request& request,
+                     const EngineCall& call, store::Response* response);
+
+  absl::Status Encrypt(const store::TransitBatchRequest& batch,
+                       const EngineCall& call, store::Response* response);
+  absl::Status Decrypt(const store::TransitBatchRequest& batch,
+                       const EngineCall& call, bool rewrap,
+                       store::Response* response);
+
+  // Seals `plaintext` with the latest version into `out`.
+  absl::Status SealOne(const CachedKey& key, absl::string_view plaintext,
+                       absl::string_view context, std::string* out);
+  // Opens `ciphertext` into `out` (which is left empty on failure);
+  // *version gets the version named by the ciphertext.
+  absl::Status OpenOne(const CachedKey& key, absl::string_view ciphertext,
+                       absl::string_view context, std::string* out,
+                       uint32_t* version);
+
+  // Write bookkeeping, so a load that overlaps a write on this engine is
+  // never trusted (the write may change the record after the load read
+  // it). BeginWrite before the write's first read; EndWrite after its
+  // commit, installing the written entry (or erasing the cached one when
+  // the outcome is unknown or the key was deleted).
+  void BeginWrite();
+  void EndWrite(const std::string& name, std::shared_ptr<CachedKey> installed,
+                bool erase);
+  // Installs `key` unless the cache holds a newer record version.
+  void InstallLocked(std::shared_ptr<CachedKey> key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  const TransitOptions options_;
+  seal::NoncePool nonces_;
+
+  // Readers (every encrypt/decrypt) take it shared; installs take it
+  // exclusively, never across backend I/O or AEAD work.
+  SharedMutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<CachedKey>> cache_
+      ABSL_GUARDED_BY(mu_);
+  // ++ at the start and the end of every write, and on ClearCache.
+  uint64_t write_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  int writes_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+absl::Status TransitEngine::Impl::ValidateName(absl::string_view name) const {
+  bool ok = !name.empty() && name.size() <= options_.max_name_bytes &&
+            name != "." && name != "..";
+  for (char c : name) {
+    if (!ok) break;
+    ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+  }
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("transit key name must be 1 to ", options_.max_name_bytes,
+                   " bytes of [A-Za-z0-9_.-], and not \".\" or \"..\""));
+}
+
+void TransitEngine::Impl::BeginWrite() {
+  WriterLock lock(&mu_);
+  ++write_epoch_;
+  ++writes_in_flight_;
+}
+
+void TransitEngine::Impl::EndWrite(const std::string& name,
+                                   std::shared_ptr<CachedKey> installed,
+                                   bool erase) {
+  std::shared_ptr<CachedKey> dropped;  // freed outside the lock
+  WriterLock lock(&mu_);
+  ++write_epoch_;
+  --writes_in_flight_;
+  if (erase) {
+    auto it = cache_.find(name);
+    if (it != cache_.end()) {
+      dropped = std::move(it->second);
+      cache_.erase(it);
+    }
+  }
+  if (installed != nullptr) InstallLocked(std::move(installed));
+}
+
+void TransitEngine::Impl::InstallLocked(std::shared_ptr<CachedKey> key) {
+  std::shared_ptr<CachedKey>& slot = cache_[key->name];
+  if (slot == nullptr || slot->record_version < key->record_version) {
+    slot.swap(key);  // the old entry (if any) is freed with `key`
+  } else if (slot->record_version == key->record_version) {
+    // Same record: keep the entry readers hold, take the stronger trust.
+    const FenceToken f = key->trusted_fence.load(std::memory_order_relaxed);
+    if (f != kNoFence) slot->trusted_fence.store(f, std::memory_order_release);
+  }
+}
+
+absl::StatusOr<std::shared_ptr<const CachedKey>> TransitEngine::Impl::Lookup(
+    const std::string& name, const EngineCall& call) {
+  std::shared_ptr<CachedKey> cached;
+  uint64_t epoch = 0;
+  bool quiet = false;  // no write in flight on this engine at `epoch`
+  {
+    ReaderLock lock(&mu_);
+    auto it = cache_.find(name);
+    if (it != cache_.end()) cached = it->second;
+    epoch = write_epoch_;
+    quiet = writes_in_flight_ == 0;
+  }
+  // The active is the only writer in the cluster and every write goes
+  // through this engine, which updates the cache: an entry known current
+  // under this fence stays current while the fence does.
+  if (cached != nullptr && call.active_fence != kNoFence &&
+      cached->trusted_fence.load(std::memory_order_acquire) ==
+          call.active_fence) {
+    return std::shared_ptr<const CachedKey>(std::move(cached));
+  }
+
+  // Re-validate: compare the record's backend version, read without
+  // decrypting. Every such read is fresh, so it also satisfies
+  // call.min_index (the write that produced the index completed before
+  // this request was made).
+  const std::string path = KeyPath(name);
+  absl::StatusOr<Entry> raw = call.barrier->backend()->Get(path);
+  if (raw.status().code() == absl::StatusCode::kNotFound) {
+    if (cached != nullptr) {
+      std::shared_ptr<CachedKey> dropped;
+      WriterLock lock(&mu_);
+      auto it = cache_.find(name);
+      if (it != cache_.end() && it->second == cached) {
+        dropped = std::move(it->second);
+        cache_.erase(it);
+      }
+    }
+    return absl::NotFoundError(
+        absl::StrCat("transit key \"", name, "\" does not exist"));
+  }
+  if (!raw.ok()) return raw.status();
+
+  const bool may_trust = call.active_fence != kNoFence && quiet;
+  if (cached != nullptr && raw->version == cached->record_version) {
+    if (may_trust) {
+      ReaderLock lock(&mu_);  // excludes EndWrite while we check and mark
+      if (write_epoch_ == epoch) {
+        cached->trusted_fence.store(call.active_fence,
+                                    std::memory_order_release);
+      }
+    }
+    return std::shared_ptr<const CachedKey>(std::move(cached));
+  }
+
+  // Changed (or never loaded): read it through the barrier and decode.
+  absl::StatusOr<Entry> entry = call.barrier->Get(path);
+  if (entry.status().code() == absl::StatusCode::kNotFound) {
+    return absl::NotFoundError(
+        absl::StrCat("transit key \"", name, "\" does not exist"));
+  }
+  if (!entry.ok()) return entry.status();
+  store::TransitKeyRecord record;
+  RecordWiper wipe_record(&record);
+  absl::Status parsed = ParseRecord(name, entry->value, &record);
+  WipeString(entry->value);
+  if (!parsed.ok()) return parsed;
+  absl::StatusOr<std::shared_ptr<CachedKey>> decoded =
+      DecodeKey(record, entry->version);
+  if (!decoded.ok()) return decoded.status();
+  std::shared_ptr<CachedKey> key = *std::move(decoded);
+  {
+    WriterLock lock(&mu_);
+    if (may_trust && write_epoch_ == epoch) {
+      key->trusted_fence.store(call.active_fence, std::memory_order_relaxed);
+    }
+    InstallLocked(key);
+  }
+  return std::shared_ptr<const CachedKey>(std::move(key));
+}
+
+// ------------------------------------------------------------- writes
+
+absl::Status TransitEngine::Impl::Write(WriteKind kind,
+                                        const store::Request& request,
+                                        const EngineCall& call,
+                                        store::Response* response) {
+  const std::string& name =
+      kind == WriteKind::kConfig   ? request.transit_config_key().name()
+      : kind == WriteKind::kCreate ? request.transit_create_key().name()
+      : kind == WriteKind::kRotate ? request.transit_rotate_key().name()
+                                   : request.transit_delete_key().name();
+  if (absl::Status s = ValidateName(name); !s.ok()) return s;
+  const std::string path = KeyPath(name);
+
+  BeginWrite();
+  std::shared_ptr<CachedKey> installed;
+  bool erase = false;
+  absl::Status status;
+  for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+    absl::StatusOr<Entry> entry = call.barrier->Get(path);
+    const bool exists = entry.ok();
+    if (!exists && entry.status().code() != absl::StatusCode::kNotFound) {
+      status = entry.status();
+      break;
+    }
+    store::TransitKeyRecord record;
+    RecordWiper wipe_record(&record);
+    if (exists) {
+      absl::Status parsed = ParseRecord(name, entry->value, &record);
+      WipeString(entry->value);
+      if (!parsed.ok()) {
+        status = parsed;
+        break;
+      }
+    } else if (kind != WriteKind::kCreate) {
+      status = absl::NotFoundError(
+          absl::StrCat("transit key \"", name, "\" does not exist"));
+      break;
+    }
+
+    WriteOp op;
+    switch (kind) {
+      case WriteKind::kCreate:
+        if (exists) {
+          // As in Vault: creating an existing key changes nothing.
+          FillInfo(record, response->mutable_transit_key());
+          response->set_index(entry->version);
+          status = absl::OkStatus();
+          break;
+        }
+        record.set_format(kRecordFormat);
+        record.set_name(name);
+        AddVersion(&record, call.now);
+        record.set_min_decryption_version(1);
+        op = PutRecord(path, record);
+        op.IfAbsent();
+        break;
+      case WriteKind::kRotate:
+        if (record.latest_version() == UINT32_MAX) {
+          status = absl::FailedPreconditionError(
+              "transit key has reached the maximum number of versions");
+          break;
+        }
+        AddVersion(&record, call.now);
+        op = PutRecord(path, record);
+        op.IfVersion(entry->version);
+        break;
+      case WriteKind::kConfig: {
+        const store::TransitConfigRequest& config =
+            request.transit_config_key();
+        const uint32_t latest = record.latest_version();
+        const uint32_t min_dec = config.min_decryption_version() != 0
+                                     ? config.min_decryption_version()
+                                     : record.min_decryption_version();
+        const uint32_t min_enc = config.min_encryption_version() != 0
+                                     ? config.min_encryption_version()
+                                     : record.min_encryption_version();
+        if (min_dec > latest) {
+          status = absl::InvalidArgumentError(
+              absl::StrCat("min_decryption_version ", min_dec,
+                           " is above the key's latest version ", latest));
+          break;
+        }
+        if (min_enc > latest) {
+          status = absl::InvalidArgumentError(
+              absl::StrCat("min_encryption_version ", min_enc,
+                           " is above the key's latest version ", latest));
+          break;
+        }
+        if (min_enc != 0 && min_enc < min_dec) {
+          status = absl::InvalidArgumentError(
+              absl::StrCat("min_encryption_version ", min_enc,
+                           " is below min_decryption_version ", min_dec));
+          break;
+        }
+        const bool deletion_allowed = config.set_deletion_allowed()
+                                          ? config.deletion_allowed()
+                                          : record.deletion_allowed();
+        if (min_dec == record.min_decryption_version() &&
+            min_enc == record.min_encryption_version() &&
+            deletion_allowed == record.deletion_allowed()) {
+          FillInfo(record, response->mutable_transit_key());
+          response->set_index(entry->version);
+          status = absl::OkStatus();
+          break;
+        }
+        record.set_min_decryption_version(min_dec);
+        record.set_min_encryption_version(min_enc);
+        record.set_deletion_allowed(deletion_allowed);
+        op = PutRecord(path, record);
+        op.IfVersion(entry->version);
+        break;
+      }
+      case WriteKind::kDelete:
+        if (!record.deletion_allowed()) {
+          status = absl::FailedPreconditionError(
+              "deletion is not allowed for this key");
+          break;
+        }
+        op = WriteOp::Delete(path).IfVersion(entry->version);
+        break;
+    }
+    if (op.key.empty()) break;  // decided without writing (status is set)
+
+    absl::StatusOr<uint64_t> revision =
+        call.barrier->Commit(absl::MakeConstSpan(&op, 1), call.write_fence);
+    WipeString(op.value);
+    if (revision.status().code() == absl::StatusCode::kAborted) {
+      status = revision.status();
+      continue;  // another write won: re-read and re-apply
+    }
+    if (!revision.ok()) {
+      status = revision.status();
+      // The commit may have been applied with its answer lost: forget
+      // the cached record so the next call reads storage.
+      erase = true;
+      break;
+    }
+    response->set_index(*revision);
+    if (kind == WriteKind::kDelete) {
+      erase = true;
+    } else {
+      absl::StatusOr<std::shared_ptr<CachedKey>> key =
+          DecodeKey(record, *revision);
+      if (!key.ok()) {
+        status = key.status();
+        erase = true;
+        break;
+      }
+      FillInfo(**key, response->mutable_transit_key());
+      (*key)->trusted_fence.store(call.active_fence, std::memory_order_relaxed);
+      installed = *std::move(key);
+    }
+    status = absl::OkStatus();
+    break;
+  }
+  if (status.code() == absl::StatusCode::kAborted) {
+    status = absl::AbortedError(absl::StrCat(
+        "transit key \"", name, "\" kept changing during the write (",
+        kWriteAttempts, " attempts); retry"));
+  }
+  EndWrite(name, std::move(installed), erase);
+  return status;
+}
+
+// ------------------------------------------------------------- data path
+
+absl::Status TransitEngine::Impl::SealOne(const CachedKey& key,
+                                          absl::string_view plaintext,
+                                          absl::string_view context,
+                                          std::string* out) {
+  const uint32_t version = key.latest_version;
+  const VersionCipher* cipher = key.cipher(version);
+  if (cipher == nullptr || version < key.min_encryption_version) {
+    return absl::InternalError("transit key has no usable latest version");
+  }
+  // Raw: nonce || ciphertext || tag, built on the stack when small.
+  const size_t raw_size = kNonceBytes + plaintext.size() + kTagBytes;
+  uint8_t stack_raw[kNonceBytes + 1024 + kTagBytes];
+  std::unique_ptr<uint8_t[]> heap_raw;
+  uint8_t* raw = stack_raw;
+  if (raw_size > sizeof(stack_raw)) {
+    heap_raw.reset(new uint8_t[raw_size]);
+    raw = heap_raw.get();
+  }
+  nonces_.Draw(raw);
+
+  const std::string& prefix = cipher->aad_prefix();
+  std::string aad_heap;
+  absl::string_view aad = prefix;
+  if (!context.empty()) {
+    aad_heap.reserve(prefix.size() + context.size());
+    aad_heap.append(prefix).append(context.data(), context.size());
+    aad = aad_heap;
+  }
+  size_t out_len = 0;
+  if (!EVP_AEAD_CTX_seal(
+          cipher->ctx(), raw + kNonceBytes, &out_len, raw_size - kNonceBytes,
+          raw, kNonceBytes, reinterpret_cast<const uint8_t*>(plaintext.data()),
+          plaintext.size(), reinterpret_cast<const uint8_t*>(aad.data()),
+          aad.size())) {
+    return absl::InternalError("AEAD seal failed");
+  }
+
+  char digits[10];
+  size_t n_digits = 0;
+  for (uint32_t v = version; v != 0; v /= 10) {
+    digits[sizeof(digits) - ++n_digits] = static_cast<char>('0' + v % 10);
+  }
+  const size_t head = kCiphertextPrefix.size() + n_digits + 1;
+  out->resize(head + Base64Size(raw_size));
+  char* p = out->data();
+  std::memcpy(p, kCiphertextPrefix.data(), kCiphertextPrefix.size());
+  p += kCiphertextPrefix.size();
+  std::memcpy(p, digits + sizeof(digits) - n_digits, n_digits);
+  p += n_digits;
+  *p++ = ':';
+  Base64EncodeTo(raw, raw_size, p);
+  return absl::OkStatus();
+}
+
+absl::Status TransitEngine::Impl::OpenOne(const CachedKey& key,
+                                          absl::string_view ciphertext,
+                                          absl::string_view context,
+                                          std::string* out, uint32_t* version) {
+  std::string raw;
+  absl::Status parsed = ParseCiphertext(
+      ciphertext, options_.max_plaintext_bytes + kNonceBytes + kTagBytes,
+      version, &raw);
+  if (!parsed.ok()) return parsed;
+  if (*version > key.latest_version) {
+    return absl::NotFoundError(absl::StrCat("key version ", *version,
+                                            " does not exist (latest is ",
+                                            key.latest_version, ")"));
+  }
+  if (*version < key.min_decryption_version) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("key version ", *version,
+                     " is below the key's minimum decryption version ",
+                     key.min_decryption_version));
+  }
+  const VersionCipher* cipher = key.cipher(*version);
+  const std::string& prefix = cipher->aad_prefix();
+  std::string aad_heap;
+  absl::string_view aad = prefix;
+  if (!context.empty()) {
+    aad_heap.reserve(prefix.size() + context.size());
+    aad_heap.append(prefix).append(context.data(), context.size());
+    aad = aad_heap;
+  }
+  const uint8_t* in = reinterpret_cast<const uint8_t*>(raw.data());
+  out->resize(raw.size() - kNonceBytes - kTagBytes);
+  size_t out_len = 0;
+  if (!EVP_AEAD_CTX_open(cipher->ctx(), reinterpret_cast<uint8_t*>(out->data()),
+                         &out_len, out->size(), in, kNonceBytes,
+                         in + kNonceBytes, raw.size() - kNonceBytes,
+                         reinterpret_cast<const uint8_t*>(aad.data()),
+                         aad.size())) {
+    // BoringSSL leaves no plaintext behind on failure; be sure anyway.
+    WipeString(*out);
+    return absl::InvalidArgumentError(
+        "ciphertext does not authenticate under this key and context");
+  }
+  out->resize(out_len);
+  return absl::OkStatus();
+}
+
+absl::Status TransitEngine::Impl::Encrypt(
+    const store::TransitBatchRequest& batch, const EngineCall& call,
+    store::Response* response) {
+  absl::StatusOr<std::shared_ptr<const CachedKey>> key =
+      Lookup(batch.name(), call);
+  if (!key.ok()) return key.status();
+  store::TransitBatchResult* result = response->mutable_transit_batch();
+  result->mutable_items()->Reserve(batch.items_size());
+  for (const store::TransitItem& item : batch.items()) {
+    store::TransitResultItem* out = result->add_items();
+    if (item.plaintext().size() > options_.max_plaintext_bytes) {
+      SetItemError(absl::InvalidArgumentError(
+                       absl::StrCat("plaintext is larger than the limit of ",
+                                    options_.max_plaintext_bytes, " bytes")),
+                   out);
+      continue;
+    }
+    absl::Status s = SealOne(**key, item.plaintext(), item.context(),
+                             out->mutable_ciphertext());
+    if (!s.ok()) {
+      out->clear_ciphertext();
+      SetItemError(s, out);
+      continue;
+    }
+    out->set_key_version((*key)->latest_version);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TransitEngine::Impl::Decrypt(
+    const store::TransitBatchRequest& batch, const EngineCall& call,
+    bool rewrap, store::Response* response) {
+  absl::StatusOr<std::shared_ptr<const CachedKey>> key =
+      Lookup(batch.name(), call);
+  if (!key.ok()) return key.status();
+  store::TransitBatchResult* result = response->mutable_transit_batch();
+  result->mutable_items()->Reserve(batch.items_size());
+  std::string plaintext;
+  for (const store::TransitItem& item : batch.items()) {
+    store::TransitResultItem* out = result->add_items();
+    uint32_t version = 0;
+    absl::Status s =
+        OpenOne(**key, item.ciphertext(), item.context(),
+                rewrap ? &plaintext : out->mutable_plaintext(), &version);
+    if (s.ok() && rewrap) {
+      s = SealOne(**key, plaintext, item.context(), out->mutable_ciphertext());
+      WipeString(plaintext);
+      version = (*key)->latest_version;
+    }
+    if (!s.ok()) {
+      out->clear_plaintext();
+      out->clear_ciphertext();
+      SetItemError(s, out);
+      continue;
+    }
+    out->set_key_version(version);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TransitEngine::Impl::Execute(const store::Request& request,
+                                          const EngineCall& call,
+                                          store::Response* response) {
+  if (call.barrier == nullptr) {
+    return absl::InvalidArgumentError("engine call has no barrier");
+  }
+  if (call.barrier->sealed()) {
+    return absl::FailedPreconditionError("barrier is sealed");
+  }
+  const store::TransitBatchRequest* batch = nullptr;
+  switch (request.op_case()) {
+    case store::Request::kTransitCreateKey:
+      return Write(WriteKind::kCreate, request, call, response);
+    case store::Request::kTransitRotateKey:
+      return Write(WriteKind::kRotate, request, call, response);
+    case store::Request::kTransitConfigKey:
+      return Write(WriteKind::kConfig, request, call, response);
+    case store::Request::kTransitDeleteKey:
+      return Write(WriteKind::kDelete, request, call, response);
+    case store::Request::kTransitReadKey: {
+      const std::string& name = request.transit_read_key().name();
+      if (absl::Status s = ValidateName(name); !s.ok()) return s;
+      absl::StatusOr<std::shared_ptr<const CachedKey>> key = Lookup(name, call);
+      if (!key.ok()) return key.status();
+      FillInfo(**key, response->mutable_transit_key());
+      return absl::OkStatus();
+    }
+    case store::Request::kTransitEncrypt:
+      batch = &request.transit_encrypt();
+      break;
+    case store::Request::kTransitDecrypt:
+      batch = &request.transit_decrypt();
+      break;
+    case store::Request::kTransitRewrap:
+      batch = &request.transit_rewrap();
+      break;
+    default:
+      return absl::InvalidArgumentError("not a transit request");
+  }
+  if (absl::Status s = ValidateName(batch->name()); !s.ok()) return s;
+  if (batch->items_size() == 0) {
+    return absl::InvalidArgumentError("batch has no items");
+  }
+  if (static_cast<size_t>(batch->items_size()) > options_.max_batch_items) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch has ", batch->items_size(), " items; the limit is ",
+                     options_.max_batch_items));
+  }
+  if (request.op_case() == store::Request::kTransitEncrypt) {
+    return Encrypt(*batch, call, response);
+  }
+  return Decrypt(*batch, call,
+                 request.op_case() == store::Request::kTransitRewrap, response);
+}
+
+// ------------------------------------------------------------- TransitEngine
+
+TransitEngine::TransitEngine(const TransitOptions& options)
+    : impl_(std::make_unique<Impl>(options)) {}
+TransitEngine::~TransitEngine() = default;
+
+absl::Status TransitEngine::Execute(const store::Request& request,
+                                    const EngineCall& call,
+                                    store::Response* response) {
+  return impl_->Execute(request, call, response);
+}
+
+void TransitEngine::ClearCache() { impl_->ClearCache(); }
+
+}  // namespace strongbox

@@ -1,0 +1,471 @@
+#include "strongbox/secret_store.h"
+
+#include <atomic>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/ha/cluster.h"
+
+namespace strongbox {
+namespace {
+
+using ::strongbox::testing_cluster::Cluster;
+using ::strongbox::testing_cluster::ClusterOptions;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Pair;
+using ::testing::UnorderedElementsAre;
+
+using Fields = std::map<std::string, std::string>;
+
+// Moves bytes between in-process nodes, as a host's transport would.
+class TestForwarder : public Forwarder {
+ public:
+  absl::StatusOr<std::string> Forward(absl::string_view leader,
+                                      absl::string_view request) override {
+    ++calls;
+    auto it = stores.find(std::string(leader));
+    if (it == stores.end() || down) {
+      return absl::UnavailableError("no route to host");
+    }
+    return it->second->HandleSerialized(request);
+  }
+  std::map<std::string, SecretStore*> stores;
+  std::atomic<int> calls{0};
+  bool down = false;
+};
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUpCluster(StandbyMode mode, bool with_forwarder) {
+    ClusterOptions o;
+    o.mode = mode;
+    cluster_ = std::make_unique<Cluster>(o);
+    cluster_->Initialize();
+    cluster_->UnsealAll();
+    cluster_->Run(absl::Seconds(1));
+    for (int i = 0; i < 3; ++i) {
+      SecretStore::Options so;
+      so.coordinator = cluster_->nodes[i].get();
+      so.forwarder = with_forwarder ? &forwarder_ : nullptr;
+      so.clock = &cluster_->clock;
+      so.max_index_wait = absl::Milliseconds(20);
+      stores_.push_back(*SecretStore::Create(so));
+      forwarder_.stores[Cluster::Address(i)] = stores_.back().get();
+    }
+    active_ = cluster_->Active();
+    standby_ = (active_ + 1) % 3;
+  }
+
+  void SetUp() override { SetUpCluster(StandbyMode::kPerfStandby, true); }
+
+  SecretStore* active() { return stores_[active_].get(); }
+  SecretStore* standby() { return stores_[standby_].get(); }
+
+  // Keys under `prefix` in the raw backend (ciphertext, but paths are
+  // plain).
+  std::vector<std::string> RawList(absl::string_view prefix) {
+    return *cluster_->shared->List(prefix);
+  }
+
+  TestForwarder forwarder_;
+  std::unique_ptr<Cluster> cluster_;
+  std::vector<std::unique_ptr<SecretStore>> stores_;
+  int active_ = -1;
+  int standby_ = -1;
+};
+
+// --------------------------------------------------------------- classify
+
+TEST(ClassifyTest, EveryOperationHasOneKind) {
+  store::Request r;
+  EXPECT_EQ(ClassifyRequest(r).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  r.mutable_kv_get();
+  EXPECT_EQ(*ClassifyRequest(r), OperationKind::kRead);
+  EXPECT_EQ(OperationName(r), "kv_get");
+  r.mutable_kv_put();
+  EXPECT_EQ(*ClassifyRequest(r), OperationKind::kWrite);
+  r.mutable_transit_encrypt();
+  EXPECT_EQ(*ClassifyRequest(r), OperationKind::kRead);
+  r.mutable_transit_rotate_key();
+  EXPECT_EQ(*ClassifyRequest(r), OperationKind::kWrite);
+  // Every oneof member is in the table.
+  const auto* oneof = store::Request::descriptor()->FindOneofByName("op");
+  for (int i = 0; i < oneof->field_count(); ++i) {
+    store::Request each;
+    each.GetReflection()->MutableMessage(&each, oneof->field(i));
+    EXPECT_TRUE(ClassifyRequest(each).ok()) << oneof->field(i)->name();
+    EXPECT_EQ(OperationName(each), oneof->field(i)->name());
+  }
+}
+
+// --------------------------------------------------------------------- KV
+
+TEST_F(StoreTest, PutCreatesVersionsAndGetReadsThem) {
+  absl::StatusOr<KvWriteResult> v1 = active()->KvPut("app/db", {{"pw", "a"}});
+  ASSERT_TRUE(v1.ok()) << v1.status();
+  EXPECT_EQ(v1->version, 1u);
+  cluster_->clock.Advance(absl::Seconds(3));
+  absl::StatusOr<KvWriteResult> v2 =
+      active()->KvPut("app/db", {{"pw", "b"}, {"user", "app"}});
+  ASSERT_TRUE(v2.ok());
+  EXPECT_EQ(v2->version, 2u);
+  EXPECT_GT(v2->index, v1->index);
+
+  absl::StatusOr<store::KvSecret> latest = active()->KvGet("app/db");
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_THAT(latest->data(),
+              UnorderedElementsAre(Pair("pw", "b"), Pair("user", "app")));
+  EXPECT_EQ(latest->metadata().version(), 2u);
+  absl::StatusOr<store::KvSecret> first = active()->KvGet("app/db", 1);
+  ASSERT_TRUE(first.ok());
+  EXPECT_THAT(first->data(), UnorderedElementsAre(Pair("pw", "a")));
+  EXPECT_EQ(active()->KvGet("app/db", 3).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(active()->KvGet("nothing").status().code(),
+            absl::StatusCode::kNotFound);
+
+  absl::StatusOr<store::KvMetadata> meta = active()->KvMetadata("app/db");
+  ASSERT_TRUE(meta.ok());
+  EXPECT_EQ(meta->current_version(), 2u);
+  EXPECT_EQ(meta->oldest_version(), 1u);
+  EXPECT_EQ(meta->max_versions(), 10u);
+  EXPECT_EQ(meta->updated_unix_micros() - meta->created_unix_micros(),
+            3'000'000);
+  ASSERT_EQ(meta->versions_size(), 2);
+  // Empty fields and odd bytes survive.
+  ASSERT_TRUE(
+      active()->KvPut("bin", {{"", std::string("\0\xff", 2)}, {"e", ""}}).ok());
+  EXPECT_THAT(
+      active()->KvGet("bin")->data(),
+      UnorderedElementsAre(Pair("", std::string("\0\xff", 2)), Pair("e", "")));
+}
+
+TEST_F(StoreTest, CheckAndSet) {
+  EXPECT_TRUE(active()->KvPut("c", {{"k", "1"}}, 0).ok());
+  EXPECT_EQ(active()->KvPut("c", {{"k", "x"}}, 0).status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(active()->KvPut("c", {{"k", "x"}}, 2).status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(active()->KvGet("c")->data().at("k"), "1");
+  absl::StatusOr<KvWriteResult> ok = active()->KvPut("c", {{"k", "2"}}, 1);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->version, 2u);
+
+  ASSERT_TRUE(active()->KvSetMetadata("c", 0, /*cas_required=*/true).ok());
+  absl::StatusOr<KvWriteResult> no_cas = active()->KvPut("c", {{"k", "3"}});
+  EXPECT_EQ(no_cas.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(no_cas.status().message()), HasSubstr("required"));
+  EXPECT_TRUE(active()->KvPut("c", {{"k", "3"}}, 2).ok());
+}
+
+TEST_F(StoreTest, SoftDeleteUndeleteDestroy) {
+  ASSERT_TRUE(active()->KvPut("s", {{"v", "1"}}).ok());
+  ASSERT_TRUE(active()->KvPut("s", {{"v", "2"}}).ok());
+  ASSERT_TRUE(active()->KvDelete("s").ok());  // The latest.
+  absl::StatusOr<store::KvSecret> gone = active()->KvGet("s");
+  EXPECT_EQ(gone.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(gone.status().message()), HasSubstr("deleted"));
+  EXPECT_EQ(active()->KvGet("s", 1)->data().at("v"), "1");
+  EXPECT_NE(active()->KvMetadata("s")->versions(1).deletion_unix_micros(), 0);
+
+  ASSERT_TRUE(active()->KvUndelete("s", {2}).ok());
+  EXPECT_EQ(active()->KvGet("s")->data().at("v"), "2");
+
+  ASSERT_TRUE(active()->KvDestroy("s", {1}).ok());
+  absl::StatusOr<store::KvSecret> destroyed = active()->KvGet("s", 1);
+  EXPECT_EQ(destroyed.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(destroyed.status().message()),
+              HasSubstr("destroyed"));
+  ASSERT_TRUE(active()->KvUndelete("s", {1}).ok());  // Cannot revive.
+  EXPECT_EQ(active()->KvGet("s", 1).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(active()->KvMetadata("s")->versions(0).destroyed());
+  // The data is erased from storage, not just marked.
+  EXPECT_THAT(RawList("kv/data/s/"), ElementsAre("2"));
+  EXPECT_EQ(active()->KvDelete("missing").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(active()->KvUndelete("s", {}).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StoreTest, MaxVersionsPrunesTheOldest) {
+  ASSERT_TRUE(active()->KvSetMetadata("p", 3, false).ok());
+  for (int i = 1; i <= 5; ++i) {
+    ASSERT_TRUE(active()->KvPut("p", {{"i", std::to_string(i)}}).ok());
+  }
+  absl::StatusOr<store::KvMetadata> meta = active()->KvMetadata("p");
+  ASSERT_TRUE(meta.ok());
+  EXPECT_EQ(meta->current_version(), 5u);
+  EXPECT_EQ(meta->oldest_version(), 3u);
+  EXPECT_EQ(meta->versions_size(), 3);
+  EXPECT_EQ(active()->KvGet("p", 2).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(active()->KvGet("p", 3)->data().at("i"), "3");
+  EXPECT_THAT(RawList("kv/data/p/"), UnorderedElementsAre("3", "4", "5"));
+  // Lowering max_versions prunes at once.
+  ASSERT_TRUE(active()->KvSetMetadata("p", 1, false).ok());
+  EXPECT_THAT(RawList("kv/data/p/"), ElementsAre("5"));
+  EXPECT_EQ(active()->KvMetadata("p")->oldest_version(), 5u);
+}
+
+TEST_F(StoreTest, ListAndDeleteAll) {
+  for (absl::string_view path : {"a/b", "a/c/d", "e", "a"}) {
+    ASSERT_TRUE(active()->KvPut(path, {{"x", "y"}}).ok());
+  }
+  EXPECT_THAT(*active()->KvList(""), ElementsAre("a", "a/", "e"));
+  EXPECT_THAT(*active()->KvList("a/"), ElementsAre("b", "c/"));
+  EXPECT_EQ(active()->KvList("a").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(active()->KvDeleteAll("a/c/d").ok());
+  EXPECT_THAT(*active()->KvList("a/"), ElementsAre("b"));
+  EXPECT_EQ(active()->KvGet("a/c/d").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_THAT(RawList("kv/data/a/c/"), IsEmpty());
+  EXPECT_TRUE(active()->KvDeleteAll("never").ok());
+}
+
+TEST_F(StoreTest, LimitsNameTheLimit) {
+  auto expect_limit = [](absl::Status s, absl::string_view limit) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(limit));
+  };
+  expect_limit(active()->KvPut(std::string(513, 'p'), {{"a", "b"}}).status(),
+               "max_path_bytes");
+  Fields many;
+  for (int i = 0; i < 257; ++i) many[std::to_string(i)] = "v";
+  expect_limit(active()->KvPut("f", many).status(), "max_fields");
+  expect_limit(
+      active()->KvPut("big", {{"v", std::string(512 << 10, 'x')}}).status(),
+      "max_secret_bytes");
+  expect_limit(active()->KvPut("/lead", {{"a", "b"}}).status(), "path");
+  expect_limit(active()->KvPut("a/../b", {{"a", "b"}}).status(), "path");
+  expect_limit(active()->KvSetMetadata("m", 5000, false), "max_max_versions");
+  EXPECT_THAT(*active()->KvList(""), IsEmpty());  // Nothing was written.
+}
+
+TEST_F(StoreTest, ConcurrentPutsLoseNoUpdate) {
+  ASSERT_TRUE(active()->KvSetMetadata("hot", 1000, false).ok());
+  constexpr int kThreads = 4, kEach = 25;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        if (!active()->KvPut("hot", {{"t", std::to_string(t)}}).ok()) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(active()->KvMetadata("hot")->current_version(),
+            static_cast<uint64_t>(kThreads * kEach));
+}
+
+TEST_F(StoreTest, GarbageInputNeverCrashes) {
+  store::Response r;
+  ASSERT_TRUE(r.ParseFromString(active()->HandleSerialized("\xff\xff\xff")));
+  EXPECT_EQ(r.code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  ASSERT_TRUE(r.ParseFromString(active()->HandleSerialized("")));
+  EXPECT_EQ(r.code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 2000; ++i) {
+    std::string bytes(rng() % 64, '\0');
+    for (char& c : bytes) c = static_cast<char>(rng());
+    store::Response any;
+    ASSERT_TRUE(any.ParseFromString(active()->HandleSerialized(bytes)));
+  }
+}
+
+// ---------------------------------------------------------------- routing
+
+TEST_F(StoreTest, PerfStandbyServesReadsLocally) {
+  ASSERT_TRUE(active()->KvPut("r", {{"k", "v"}}).ok());
+  forwarder_.calls = 0;
+  // Node-local reads: the standby's own link must serve them.
+  absl::StatusOr<store::KvSecret> got = standby()->KvGet("r");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->data().at("k"), "v");
+  EXPECT_THAT(*standby()->KvList(""), ElementsAre("r"));
+  EXPECT_EQ(forwarder_.calls.load(), 0);
+}
+
+TEST_F(StoreTest, PerfStandbyForwardsWritesAndNeverAppliesThem) {
+  // If the standby tried to commit anything itself, this would fail it.
+  cluster_->links[standby_]->FailNext(1000,
+                                      absl::InternalError("standby wrote"),
+                                      FaultInjectingBackend::kCommit);
+  absl::StatusOr<KvWriteResult> put = standby()->KvPut("fw", {{"k", "v"}});
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->version, 1u);
+  EXPECT_EQ(forwarder_.calls.load(), 1);
+  EXPECT_EQ(cluster_->links[standby_]->injected_failures(), 0);
+  EXPECT_EQ(standby()->KvGet("fw", 0, put->index)->data().at("k"), "v");
+  // CAS through forwarding keeps its code.
+  EXPECT_EQ(standby()->KvPut("fw", {{"k", "w"}}, 0).status().code(),
+            absl::StatusCode::kAborted);
+  // Transport failure: UNAVAILABLE with the route.
+  forwarder_.down = true;
+  absl::Status down = standby()->KvPut("fw", {{"k", "x"}}).status();
+  EXPECT_EQ(down.code(), absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(GetRouteHint(down).has_value());
+  EXPECT_EQ(GetRouteHint(down)->leader_address, Cluster::Address(active_));
+}
+
+TEST_F(StoreTest, ForwardedRequestsRunOnlyOnTheActive) {
+  store::Request r;
+  r.mutable_kv_put()->set_path("loop");
+  (*r.mutable_kv_put()->mutable_data())["k"] = "v";
+  r.set_forwarded(true);
+  forwarder_.calls = 0;
+  store::Response resp;
+  ASSERT_TRUE(
+      resp.ParseFromString(standby()->HandleSerialized(r.SerializeAsString())));
+  EXPECT_EQ(resp.code(), static_cast<int>(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(forwarder_.calls.load(), 0) << "a forwarded request was forwarded";
+  EXPECT_EQ(active()->KvGet("loop").status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(
+      resp.ParseFromString(active()->HandleSerialized(r.SerializeAsString())));
+  EXPECT_EQ(resp.code(), 0) << resp.error();
+}
+
+TEST_F(StoreTest, SealedNodeIsFailedPrecondition) {
+  ASSERT_TRUE(cluster_->nodes[standby_]->Seal().ok());
+  EXPECT_EQ(standby()->KvGet("x").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(standby()->KvPut("x", {{"a", "b"}}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(StoreTest, NoForwarderMeansUnavailableWithTheRoute) {
+  stores_.clear();
+  SetUpCluster(StandbyMode::kPerfStandby, /*with_forwarder=*/false);
+  absl::Status s = standby()->KvPut("x", {{"a", "b"}}).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  std::optional<RouteHint> hint = GetRouteHint(s);
+  ASSERT_TRUE(hint.has_value());
+  EXPECT_EQ(hint->action, RouteDecision::Action::kForwardToActive);
+  EXPECT_EQ(hint->leader_address, Cluster::Address(active_));
+}
+
+TEST_F(StoreTest, PlainStandbyRedirectsEverything) {
+  stores_.clear();
+  SetUpCluster(StandbyMode::kStandby, /*with_forwarder=*/true);
+  ASSERT_TRUE(active()->KvPut("x", {{"a", "b"}}).ok());
+  for (absl::Status s : {standby()->KvGet("x").status(),
+                         standby()->KvPut("x", {{"a", "c"}}).status()}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+    std::optional<RouteHint> hint = GetRouteHint(s);
+    ASSERT_TRUE(hint.has_value());
+    EXPECT_EQ(hint->action, RouteDecision::Action::kRedirectToActive);
+    EXPECT_EQ(hint->leader_address, Cluster::Address(active_));
+  }
+  EXPECT_EQ(active()->KvGet("x")->data().at("a"), "b");
+}
+
+// ------------------------------------------------------------ consistency
+
+TEST_F(StoreTest, ReadAfterWriteOnAnyNodeWithTheIndex) {
+  absl::StatusOr<KvWriteResult> put = active()->KvPut("raw", {{"k", "1"}});
+  ASSERT_TRUE(put.ok());
+  for (int i = 0; i < 3; ++i) {
+    if (i == active_) continue;
+    absl::StatusOr<store::KvSecret> got =
+        stores_[i]->KvGet("raw", 0, put->index);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->data().at("k"), "1");
+  }
+  // A node that cannot reach the index in time fails (or forwards).
+  absl::StatusOr<store::KvSecret> behind =
+      standby()->KvGet("raw", 0, put->index + 1000);
+  EXPECT_EQ(behind.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(behind.status().message()),
+              HasSubstr("has not reached index"));
+  store::Request r;
+  r.mutable_kv_get()->set_path("raw");
+  r.set_min_index(put->index + 1000);
+  r.set_forward_if_behind(true);
+  forwarder_.calls = 0;
+  store::Response resp = standby()->Handle(r);
+  EXPECT_EQ(forwarder_.calls.load(), 1);
+  EXPECT_EQ(resp.code(), static_cast<int>(absl::StatusCode::kUnavailable));
+}
+
+TEST_F(StoreTest, WriteInterruptedByFailoverIsReportedAndNotApplied) {
+  ASSERT_TRUE(active()->KvPut("w", {{"v", "1"}}).ok());
+  // The lease moves on behind the active's back (it has not noticed yet).
+  ASSERT_TRUE(cluster_->links[active_]->ExpireCurrentGrant().ok());
+  absl::StatusOr<KvWriteResult> put = active()->KvPut("w", {{"v", "2"}});
+  EXPECT_EQ(put.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(put.status().message()),
+              HasSubstr("nothing was applied"));
+  cluster_->Run(absl::Milliseconds(200));
+  const int next = cluster_->Active();
+  EXPECT_EQ(stores_[next]->KvGet("w")->data().at("v"), "1");
+  EXPECT_EQ(stores_[next]->KvMetadata("w")->current_version(), 1u);
+}
+
+TEST_F(StoreTest, LostAcknowledgementIsAppliedExactlyOnce) {
+  ASSERT_TRUE(active()->KvPut("ack", {{"v", "1"}}).ok());
+  cluster_->links[active_]->LoseNextCommitAcks(1);
+  absl::StatusOr<KvWriteResult> put = active()->KvPut("ack", {{"v", "2"}}, 1);
+  EXPECT_EQ(put.status().code(), absl::StatusCode::kUnavailable);
+  // A check-and-set retry tells the client it was applied — once.
+  absl::StatusOr<KvWriteResult> retry = active()->KvPut("ack", {{"v", "2"}}, 1);
+  EXPECT_EQ(retry.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(active()->KvMetadata("ack")->current_version(), 2u);
+  EXPECT_EQ(active()->KvGet("ack")->data().at("v"), "2");
+}
+
+TEST_F(StoreTest, AcknowledgedWritesSurviveFailover) {
+  std::vector<std::string> written;
+  for (int i = 0; i < 20; ++i) {
+    const std::string path = "surv/" + std::to_string(i);
+    ASSERT_TRUE(stores_[(active_ + i) % 3]->KvPut(path, {{"i", path}}).ok());
+    written.push_back(path);
+  }
+  ASSERT_TRUE(cluster_->nodes[active_]->Seal().ok());
+  cluster_->Run(absl::Milliseconds(100));
+  const int next = cluster_->Active();
+  ASSERT_NE(next, active_);
+  for (const std::string& path : written) {
+    EXPECT_EQ(stores_[next]->KvGet(path)->data().at("i"), path);
+  }
+}
+
+// ---------------------------------------------------------------- transit
+
+TEST_F(StoreTest, TransitOnStandbysAndRotationHonoured) {
+  ASSERT_TRUE(standby()->TransitCreateKey("payments").ok());  // Forwarded.
+  forwarder_.calls = 0;
+  absl::StatusOr<std::string> ct =
+      standby()->TransitEncrypt("payments", "4111");
+  ASSERT_TRUE(ct.ok()) << ct.status();
+  EXPECT_TRUE(absl::StartsWith(*ct, "strongbox:v1:")) << *ct;
+  EXPECT_EQ(forwarder_.calls.load(), 0) << "encrypt must be served locally";
+  EXPECT_EQ(*active()->TransitDecrypt("payments", *ct), "4111");
+  ASSERT_TRUE(active()->TransitRotateKey("payments").ok());
+  absl::StatusOr<std::string> ct2 =
+      standby()->TransitEncrypt("payments", "4111");
+  ASSERT_TRUE(ct2.ok());
+  EXPECT_TRUE(absl::StartsWith(*ct2, "strongbox:v2:")) << *ct2;
+  const int other = (active_ + 2) % 3;
+  EXPECT_EQ(*stores_[other]->TransitDecrypt("payments", *ct2), "4111");
+  EXPECT_EQ(*stores_[other]->TransitDecrypt("payments", *ct), "4111");
+  absl::StatusOr<std::string> rewrapped =
+      standby()->TransitRewrap("payments", *ct);
+  ASSERT_TRUE(rewrapped.ok());
+  EXPECT_TRUE(absl::StartsWith(*rewrapped, "strongbox:v2:"));
+  EXPECT_EQ(forwarder_.calls.load(), 0);  // All served where they ran.
+}
+
+}  // namespace
+}  // namespace strongbox
