@@ -384,7 +384,8 @@ class TransitEngine::Impl {
     {
       WriterLock lock(&mu_);
       dropped.swap(cache_);
-      ++write_epoch_;  // loads in flight must not install as trusted
+      ++write_epoch_;  // loads in flight must not install as trusted...
+      ++generation_;   // ...nor at all (the node may be sealing)
     }
     // `dropped` wipes the contexts (SecretBytes) outside the lock.
   }
@@ -422,11 +423,13 @@ class TransitEngine::Impl {
   // it). BeginWrite before the write's first read; EndWrite after its
   // commit, installing the written entry (or erasing the cached one when
   // the outcome is unknown or the key was deleted).
-  void BeginWrite();
+  // BeginWrite returns the cache generation to hand to EndWrite.
+  uint64_t BeginWrite();
   void EndWrite(const std::string& name, std::shared_ptr<CachedKey> installed,
-                bool erase);
-  // Installs `key` unless the cache holds a newer record version.
-  void InstallLocked(std::shared_ptr<CachedKey> key)
+                bool erase, uint64_t generation);
+  // Installs `key` unless the cache holds a newer record version, or was
+  // cleared since `generation` was read.
+  void InstallLocked(std::shared_ptr<CachedKey> key, uint64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
@@ -441,6 +444,8 @@ class TransitEngine::Impl {
   // ++ at the start and the end of every write, and on ClearCache.
   uint64_t write_epoch_ ABSL_GUARDED_BY(mu_) = 0;
   int writes_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // ++ on ClearCache: nothing loaded before it may be installed after it.
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 absl::Status TransitEngine::Impl::ValidateName(absl::string_view name) const {
@@ -457,15 +462,16 @@ absl::Status TransitEngine::Impl::ValidateName(absl::string_view name) const {
                    " bytes of [A-Za-z0-9_.-], and not \".\" or \"..\""));
 }
 
-void TransitEngine::Impl::BeginWrite() {
+uint64_t TransitEngine::Impl::BeginWrite() {
   WriterLock lock(&mu_);
   ++write_epoch_;
   ++writes_in_flight_;
+  return generation_;
 }
 
 void TransitEngine::Impl::EndWrite(const std::string& name,
                                    std::shared_ptr<CachedKey> installed,
-                                   bool erase) {
+                                   bool erase, uint64_t generation) {
   std::shared_ptr<CachedKey> dropped;  // freed outside the lock
   WriterLock lock(&mu_);
   ++write_epoch_;
@@ -477,10 +483,12 @@ void TransitEngine::Impl::EndWrite(const std::string& name,
       cache_.erase(it);
     }
   }
-  if (installed != nullptr) InstallLocked(std::move(installed));
+  if (installed != nullptr) InstallLocked(std::move(installed), generation);
 }
 
-void TransitEngine::Impl::InstallLocked(std::shared_ptr<CachedKey> key) {
+void TransitEngine::Impl::InstallLocked(std::shared_ptr<CachedKey> key,
+                                        uint64_t generation) {
+  if (generation != generation_) return;  // cleared meanwhile
   std::shared_ptr<CachedKey>& slot = cache_[key->name];
   if (slot == nullptr || slot->record_version < key->record_version) {
     slot.swap(key);  // the old entry (if any) is freed with `key`
@@ -495,12 +503,14 @@ absl::StatusOr<std::shared_ptr<const CachedKey>> TransitEngine::Impl::Lookup(
     const std::string& name, const EngineCall& call) {
   std::shared_ptr<CachedKey> cached;
   uint64_t epoch = 0;
+  uint64_t generation = 0;
   bool quiet = false;  // no write in flight on this engine at `epoch`
   {
     ReaderLock lock(&mu_);
     auto it = cache_.find(name);
     if (it != cache_.end()) cached = it->second;
     epoch = write_epoch_;
+    generation = generation_;
     quiet = writes_in_flight_ == 0;
   }
   // The active is the only writer in the cluster and every write goes
@@ -566,7 +576,7 @@ absl::StatusOr<std::shared_ptr<const CachedKey>> TransitEngine::Impl::Lookup(
     if (may_trust && write_epoch_ == epoch) {
       key->trusted_fence.store(call.active_fence, std::memory_order_relaxed);
     }
-    InstallLocked(key);
+    InstallLocked(key, generation);
   }
   return std::shared_ptr<const CachedKey>(std::move(key));
 }
@@ -585,7 +595,7 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind,
   if (absl::Status s = ValidateName(name); !s.ok()) return s;
   const std::string path = KeyPath(name);
 
-  BeginWrite();
+  const uint64_t generation = BeginWrite();
   std::shared_ptr<CachedKey> installed;
   bool erase = false;
   absl::Status status;
@@ -732,7 +742,7 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind,
         "transit key \"", name, "\" kept changing during the write (",
         kWriteAttempts, " attempts); retry"));
   }
-  EndWrite(name, std::move(installed), erase);
+  EndWrite(name, std::move(installed), erase, generation);
   return status;
 }
 

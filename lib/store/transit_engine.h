@@ -7,6 +7,35 @@
 // never encrypts with a version below the minimum, nor fails to decrypt a
 // version newer than its cache).
 //
+// Cache rule: an entry is trusted without touching storage only when
+// call.active_fence != kNoFence and the entry was written, loaded or
+// re-validated under that same fence with no write on this engine in flight
+// meanwhile. Any other call (a standby; an earlier term) reads the record's
+// backend version (no decryption) and re-decodes only if it changed, so
+// every such call is as fresh as the backend (which also satisfies
+// min_index). A write whose outcome is unknown drops the cached entry.
+//
+// Ciphertext: "strongbox:v<N>:" + base64(nonce(12) || ciphertext || tag(16)),
+// canonical standard base64; the additional data binds the key name, N and
+// the item's context. Encryption always uses the latest version.
+//
+// Codes. Request level (the whole call fails, no items): INVALID_ARGUMENT
+// for a bad name (1..max_name_bytes of [A-Za-z0-9_.-], not "." or ".."), an
+// empty batch or more than max_batch_items, a non-transit request;
+// NOT_FOUND for a missing key; FAILED_PRECONDITION for a sealed barrier, a
+// stale fence at the backend, or delete without deletion_allowed;
+// INVALID_ARGUMENT for config minimums outside 1..latest or
+// min_encryption < min_decryption; ABORTED when a write lost the race five
+// times; DATA_LOSS for a stored record that fails authentication or
+// parsing; UNAVAILABLE and others pass through from the backend. Create of
+// an existing key is OK and changes nothing (as in Vault). Per item
+// (TransitResultItem.code): INVALID_ARGUMENT for a plaintext over
+// max_plaintext_bytes, a malformed ciphertext, or one that does not
+// authenticate (wrong key, version, context, or tampered; never partial
+// plaintext); NOT_FOUND for a version above the key's latest;
+// PERMISSION_DENIED for a version below min_decryption_version (refused by
+// the key's policy).
+//
 // Thread-safe. Key bytes never leave the engine: not in responses, logs or
 // error messages.
 #ifndef STRONGBOX_LIB_STORE_TRANSIT_ENGINE_H_
