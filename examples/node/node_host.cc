@@ -1,0 +1,353 @@
+#include "examples/node/node_host.h"
+
+#include <openssl/mem.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "examples/node/json.h"
+#include "lib/store/requests.pb.h"
+
+namespace strongbox {
+namespace node {
+namespace {
+
+constexpr int64_t kMinTtlMs = 40;
+constexpr int64_t kMaxTtlMs = 600000;
+
+// Overwrites a string that held a share before it is freed (DESIGN I5).
+void Wipe(std::string* s) {
+  if (!s->empty()) OPENSSL_cleanse(&(*s)[0], s->size());
+  s->clear();
+}
+
+absl::StatusOr<std::string> DecodeHex(absl::string_view hex) {
+  if (hex.empty() || hex.size() % 2 != 0) {
+    return absl::InvalidArgumentError(
+        "share must be a non-empty even-length hex string");
+  }
+  for (char c : hex) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
+      return absl::InvalidArgumentError("share is not hex");
+    }
+  }
+  return absl::HexStringToBytes(hex);
+}
+
+absl::StatusOr<int> ParseCount(absl::string_view word, const char* what) {
+  int value;
+  if (!absl::SimpleAtoi(word, &value) || value < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " must be a non-negative integer"));
+  }
+  return value;
+}
+
+std::string Ok() { return JsonObjectWriter().Bool("ok", true).Finish(); }
+
+}  // namespace
+
+// Logs every state change to stderr (stdout carries only the protocol).
+class NodeHost::StateLogger : public HaObserver {
+ public:
+  explicit StateLogger(std::string node_id) : node_id_(std::move(node_id)) {}
+  void OnStateChange(const StateChange& change) override {
+    std::string line = absl::StrCat("strongbox_node[", node_id_,
+                                    "]: ", HaStateName(change.from), " -> ",
+                                    HaStateName(change.to));
+    if (!change.reason.empty())
+      absl::StrAppend(&line, " (", change.reason, ")");
+    if (change.fence != kNoFence)
+      absl::StrAppend(&line, " fence ", change.fence);
+    line.push_back('\n');
+    std::fputs(line.c_str(), stderr);
+  }
+
+ private:
+  const std::string node_id_;
+};
+
+std::string NodeUsage() {
+  return "usage: strongbox_node --dir=DIR --node-id=ID --advertise=ADDR "
+         "[--perf-standby] [--lease-ttl-ms=N]";
+}
+
+absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
+  NodeConfig config;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    absl::string_view value;
+    const auto take = [&](absl::string_view name) {
+      if (!absl::StartsWith(arg, name)) return false;
+      value = arg.substr(name.size());
+      return true;
+    };
+    if (take("--dir=")) {
+      config.dir = std::string(value);
+    } else if (take("--node-id=")) {
+      config.node_id = std::string(value);
+    } else if (take("--advertise=")) {
+      config.advertise = std::string(value);
+    } else if (arg == "--perf-standby") {
+      config.perf_standby = true;
+    } else if (take("--lease-ttl-ms=")) {
+      int64_t ms;
+      if (!absl::SimpleAtoi(value, &ms) || ms < kMinTtlMs || ms > kMaxTtlMs) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--lease-ttl-ms must be an integer in [", kMinTtlMs,
+                         ", ", kMaxTtlMs, "]"));
+      }
+      config.lease_ttl = absl::Milliseconds(ms);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown argument '", arg, "'"));
+    }
+  }
+  if (config.dir.empty())
+    return absl::InvalidArgumentError("--dir is required");
+  if (config.node_id.empty()) {
+    return absl::InvalidArgumentError("--node-id is required");
+  }
+  if (config.advertise.empty()) {
+    return absl::InvalidArgumentError("--advertise is required");
+  }
+  return config;
+}
+
+NodeHost::NodeHost(const NodeConfig& config) : config_(config) {}
+
+NodeHost::~NodeHost() {
+  store_.reset();
+  coordinator_.reset();
+  if (logger_ != nullptr) logger_.reset();
+  backend_.reset();
+}
+
+absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Open(
+    const NodeConfig& config) {
+  std::unique_ptr<NodeHost> host(new NodeHost(config));
+  absl::StatusOr<std::unique_ptr<LmdbBackend>> backend =
+      LmdbBackend::Open(config.dir);
+  if (!backend.ok()) return backend.status();
+  host->backend_ = std::move(*backend);
+  host->logger_ = std::make_unique<StateLogger>(config.node_id);
+
+  HaCoordinator::Options options;
+  options.backend = host->backend_.get();
+  options.node_id = config.node_id;
+  options.advertise_address = config.advertise;
+  options.standby_mode =
+      config.perf_standby ? StandbyMode::kPerfStandby : StandbyMode::kStandby;
+  options.lease_ttl = config.lease_ttl;
+  options.renew_interval = config.lease_ttl / 4;
+  options.leader_refresh =
+      std::min(config.lease_ttl / 4, absl::Milliseconds(500));
+  options.step_down_pause = config.lease_ttl / 2;
+  absl::StatusOr<std::unique_ptr<HaCoordinator>> coordinator =
+      HaCoordinator::Create(std::move(options));
+  if (!coordinator.ok()) return coordinator.status();
+  host->coordinator_ = std::move(*coordinator);
+  host->coordinator_->AddObserver(host->logger_.get());
+
+  SecretStore::Options store_options;
+  store_options.coordinator = host->coordinator_.get();
+  absl::StatusOr<std::unique_ptr<SecretStore>> store =
+      SecretStore::Create(store_options);
+  if (!store.ok()) return store.status();
+  host->store_ = std::move(*store);
+  return host;
+}
+
+std::string NodeHost::Failure(const absl::Status& status,
+                              absl::string_view leader_hint) {
+  JsonObjectWriter out;
+  out.Bool("ok", false)
+      .String("code", absl::StatusCodeToString(status.code()))
+      .String("error", status.message());
+  std::string leader(leader_hint);
+  if (leader.empty()) {
+    if (std::optional<RouteHint> hint = GetRouteHint(status)) {
+      leader = hint->leader_address;
+    }
+  }
+  if (coordinator_ != nullptr) {
+    if (leader.empty()) {
+      absl::StatusOr<LeaderInfo> info = coordinator_->Leader();
+      if (info.ok() && !info->is_self) leader = info->address;
+    }
+    // "leader" tells a client where to go instead; the active node (one
+    // that may still serve writes) never sends it elsewhere.
+    if (coordinator_->Route(OperationKind::kWrite).action ==
+        RouteDecision::Action::kServeLocally) {
+      leader.clear();
+    }
+  }
+  if (leader == config_.advertise) leader.clear();
+  if (!leader.empty()) out.String("leader", leader);
+  return out.Finish();
+}
+
+std::string NodeHost::HandleLine(absl::string_view line) {
+  absl::ConsumeSuffix(&line, "\r");
+  if (line.size() > kMaxLineBytes) {
+    return Failure(absl::InvalidArgumentError(
+        absl::StrCat("line longer than ", kMaxLineBytes, " bytes")));
+  }
+  if (!IsValidUtf8(line) || line.find('\0') != absl::string_view::npos) {
+    return Failure(absl::InvalidArgumentError("line is not valid UTF-8 text"));
+  }
+  std::vector<absl::string_view> words =
+      absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+  if (words.empty()) return Failure(absl::InvalidArgumentError("empty line"));
+  const absl::string_view command = words[0];
+  const auto arity = [&](size_t n, const char* usage) -> absl::Status {
+    if (words.size() == n + 1) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat("usage: ", usage));
+  };
+  absl::Status bad;
+  if (command == "init") {
+    if (!(bad = arity(2, "init SHARES THRESHOLD")).ok()) return Failure(bad);
+    return Init(words[1], words[2]);
+  }
+  if (command == "unseal") {
+    if (!(bad = arity(1, "unseal HEX_SHARE")).ok()) return Failure(bad);
+    return Unseal(words[1]);
+  }
+  if (command == "status") {
+    if (!(bad = arity(0, "status")).ok()) return Failure(bad);
+    return Status();
+  }
+  if (command == "put") {
+    if (words.size() < 3) {
+      return Failure(
+          absl::InvalidArgumentError("usage: put PATH K=V [K=V...]"));
+    }
+    return Put(words);
+  }
+  if (command == "get") {
+    if (!(bad = arity(1, "get PATH")).ok()) return Failure(bad);
+    return Get(words[1]);
+  }
+  if (command == "step-down") {
+    if (!(bad = arity(0, "step-down")).ok()) return Failure(bad);
+    absl::Status s = coordinator_->StepDown();
+    return s.ok() ? Ok() : Failure(s);
+  }
+  if (command == "seal") {
+    if (!(bad = arity(0, "seal")).ok()) return Failure(bad);
+    absl::Status s = coordinator_->Seal();
+    return s.ok() ? Ok() : Failure(s);
+  }
+  // The command is echoed only if short (it is valid UTF-8 by now).
+  std::string shown(command.substr(0, 64));
+  return Failure(absl::InvalidArgumentError(absl::StrCat(
+      "unknown command '", shown, command.size() > 64 ? "...'" : "'",
+      "; commands: init, unseal, status, put, get, step-down, seal, quit")));
+}
+
+std::string NodeHost::Init(absl::string_view shares_word,
+                           absl::string_view threshold_word) {
+  absl::StatusOr<int> shares = ParseCount(shares_word, "SHARES");
+  if (!shares.ok()) return Failure(shares.status());
+  absl::StatusOr<int> threshold = ParseCount(threshold_word, "THRESHOLD");
+  if (!threshold.ok()) return Failure(threshold.status());
+  absl::StatusOr<std::vector<std::string>> result =
+      coordinator_->Initialize(*shares, *threshold);
+  if (!result.ok()) return Failure(result.status());
+  std::vector<std::string> hex;
+  hex.reserve(result->size());
+  for (std::string& share : *result) {
+    hex.push_back(absl::BytesToHexString(share));
+    Wipe(&share);
+  }
+  std::string answer =
+      JsonObjectWriter().Bool("ok", true).StringArray("shares", hex).Finish();
+  for (std::string& h : hex) Wipe(&h);
+  return answer;
+}
+
+std::string NodeHost::Unseal(absl::string_view hex) {
+  absl::StatusOr<std::string> share = DecodeHex(hex);
+  if (!share.ok()) return Failure(share.status());
+  absl::StatusOr<SealStatus> result = coordinator_->Unseal(*share);
+  Wipe(&*share);
+  if (!result.ok()) return Failure(result.status());
+  return JsonObjectWriter()
+      .Bool("ok", true)
+      .Bool("sealed", result->sealed)
+      .Int("progress", result->progress)
+      .Int("threshold", result->threshold)
+      .Finish();
+}
+
+std::string NodeHost::Status() {
+  HaStatus s = coordinator_->Status();
+  JsonObjectWriter out;
+  out.Bool("ok", true)
+      .Bool("initialized", s.initialized)
+      .Bool("sealed", s.sealed)
+      .String("state", HaStateName(s.state));
+  if (!s.leader_address.empty()) {
+    out.String("leader", s.leader_address)
+        .String("fence", absl::StrCat(s.fence));
+  }
+  return out.Finish();
+}
+
+std::string NodeHost::Put(const std::vector<absl::string_view>& words) {
+  store::Request request;
+  store::KvPutRequest* put = request.mutable_kv_put();
+  put->set_path(std::string(words[1]));
+  std::set<absl::string_view> seen;
+  for (size_t i = 2; i < words.size(); ++i) {
+    const size_t eq = words[i].find('=');
+    if (eq == absl::string_view::npos || eq == 0) {
+      return Failure(absl::InvalidArgumentError(
+          absl::StrCat("field ", i - 1, " is not K=V with a non-empty K")));
+    }
+    const absl::string_view key = words[i].substr(0, eq);
+    if (!seen.insert(key).second) {
+      return Failure(absl::InvalidArgumentError(
+          absl::StrCat("field '", key, "' is given twice")));
+    }
+    (*put->mutable_data())[std::string(key)] =
+        std::string(words[i].substr(eq + 1));
+  }
+  store::Response response = store_->Handle(request);
+  absl::Status status = ResponseStatus(response);
+  if (!status.ok()) return Failure(status, response.leader_address());
+  return JsonObjectWriter()
+      .Bool("ok", true)
+      .Int("version", static_cast<int64_t>(response.kv_write().version()))
+      .Finish();
+}
+
+std::string NodeHost::Get(absl::string_view path) {
+  store::Request request;
+  request.mutable_kv_get()->set_path(std::string(path));
+  store::Response response = store_->Handle(request);
+  absl::Status status = ResponseStatus(response);
+  if (!status.ok()) return Failure(status, response.leader_address());
+  const store::KvSecret& secret = response.kv_secret();
+  std::vector<std::pair<std::string, std::string>> fields(secret.data().begin(),
+                                                          secret.data().end());
+  std::sort(fields.begin(), fields.end());
+  return JsonObjectWriter()
+      .Bool("ok", true)
+      .Int("version", static_cast<int64_t>(secret.metadata().version()))
+      .StringObject("data", fields)
+      .Finish();
+}
+
+}  // namespace node
+}  // namespace strongbox

@@ -1,0 +1,115 @@
+// NodeHost: the host side of the strongbox_node example — one strongbox
+// node (LmdbBackend + HaCoordinator + SecretStore) driven by a line
+// protocol, one command in, one JSON object out:
+//
+//   init SHARES THRESHOLD   {"ok":true,"shares":["<hex>",...]}
+//   unseal <hex share> {"ok":true,"sealed":false,"progress":0,"threshold":3}
+//   status                  {"ok":true,"initialized":true,"sealed":false,
+//                            "state":"active","leader":"ADDR","fence":"7"}
+//   put PATH K=V [K=V...]   {"ok":true,"version":1}
+//   get PATH                {"ok":true,"version":1,"data":{"K":"V"}}
+//   step-down | seal        {"ok":true}
+//   quit                    (handled by the I/O loop; see strongbox_node.cc)
+//
+// `state` is uninitialized, sealed, standby, perf_standby or active. In
+// `status`, "leader" and "fence" (a decimal string) are present only while an
+// active node is known. Every failure is
+//   {"ok":false,"code":"<absl code name>","error":"<message>"}
+// plus "leader":"ADDR" when this node is not the active one and knows who
+// is. Malformed lines (unknown command, wrong arity, bad numbers or hex,
+// K=V without '=', duplicate fields, lines that are too long or not UTF-8)
+// answer INVALID_ARGUMENT and change nothing.
+//
+// The host moves no bytes between nodes (no Forwarder): a write on a
+// standby answers UNAVAILABLE with the leader's address; a read on a
+// performance standby is served locally, on a plain standby it is
+// redirected the same way.
+//
+// Thread-compatible: one thread calls HandleLine(); the coordinator runs its
+// own election thread inside.
+#ifndef STRONGBOX_EXAMPLES_NODE_NODE_HOST_H_
+#define STRONGBOX_EXAMPLES_NODE_NODE_HOST_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "strongbox/ha_coordinator.h"
+#include "strongbox/lmdb_backend.h"
+#include "strongbox/secret_store.h"
+
+namespace strongbox {
+namespace node {
+
+// Longest command line accepted, in bytes (without the newline).
+inline constexpr size_t kMaxLineBytes = 64 << 10;
+
+struct NodeConfig {
+  std::string dir;            // --dir: the shared LMDB directory. REQUIRED.
+  std::string node_id;        // --node-id. REQUIRED.
+  std::string advertise;      // --advertise: this node's address. REQUIRED.
+  bool perf_standby = false;  // --perf-standby: serve reads as a standby.
+  // --lease-ttl-ms: the lease TTL. The active renews every TTL/4; standbys
+  // re-read the leader every TTL/4 (at most 500 ms); a node that steps down
+  // waits TTL/2 before contending again. Default: 2000 ms. REQUIRES:
+  // 40 <= TTL <= 600000 ms.
+  absl::Duration lease_ttl = absl::Milliseconds(2000);
+};
+
+// Parses the command line (argv[0] is the program). INVALID_ARGUMENT with a
+// usage-style message for anything unknown, missing or out of range.
+absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv);
+
+// One line of usage text for error messages.
+std::string NodeUsage();
+
+class NodeHost {
+ public:
+  // Opens the backend and builds the node (it starts uninitialized or
+  // sealed). State changes are logged to stderr.
+  static absl::StatusOr<std::unique_ptr<NodeHost>> Open(
+      const NodeConfig& config);
+
+  // Destroys the node: the coordinator stops, releases its lease and
+  // seals, then the backend closes.
+  ~NodeHost();
+  NodeHost(const NodeHost&) = delete;
+  NodeHost& operator=(const NodeHost&) = delete;
+
+  // Runs one command line (without its newline; a trailing '\r' is
+  // ignored) and returns the JSON answer (without a newline). `quit` is not
+  // a command here: the I/O loop handles it.
+  std::string HandleLine(absl::string_view line);
+
+  HaCoordinator* coordinator() { return coordinator_.get(); }
+
+ private:
+  class StateLogger;
+  explicit NodeHost(const NodeConfig& config);
+
+  std::string Init(absl::string_view shares, absl::string_view threshold);
+  std::string Unseal(absl::string_view hex);
+  std::string Status();
+  std::string Put(const std::vector<absl::string_view>& words);
+  std::string Get(absl::string_view path);
+  // {"ok":false,...} for `status`, with the leader when this node is not
+  // active (from `leader_hint`, else from the coordinator).
+  std::string Failure(const absl::Status& status,
+                      absl::string_view leader_hint = "");
+
+  const NodeConfig config_;
+  // Destroyed in reverse order: store, coordinator (releases the lease),
+  // logger, backend.
+  std::unique_ptr<LmdbBackend> backend_;
+  std::unique_ptr<StateLogger> logger_;
+  std::unique_ptr<HaCoordinator> coordinator_;
+  std::unique_ptr<SecretStore> store_;
+};
+
+}  // namespace node
+}  // namespace strongbox
+
+#endif  // STRONGBOX_EXAMPLES_NODE_NODE_HOST_H_
