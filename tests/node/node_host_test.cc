@@ -1,0 +1,292 @@
+// NodeHost in one process: the command table, every kind of malformed line,
+// flag parsing, and two nodes on one directory (the LMDB backend keeps a
+// separate lease per backend, so they behave as two processes would).
+#include "examples/node/node_host.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "examples/node/json.h"
+#include "gtest/gtest.h"
+
+namespace strongbox {
+namespace node {
+namespace {
+
+std::string NewDir(const std::string& name) {
+  static std::atomic<int> counter{0};
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  return absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/", name, "-", getpid(),
+                      "-", counter.fetch_add(1));
+}
+
+NodeConfig Config(const std::string& dir, const std::string& id,
+                  bool perf = false) {
+  NodeConfig c;
+  c.dir = dir;
+  c.node_id = id;
+  c.advertise = id + ":8200";
+  c.perf_standby = perf;
+  c.lease_ttl = absl::Milliseconds(1000);
+  return c;
+}
+
+JsonValue Parse(const std::string& line) {
+  absl::StatusOr<JsonValue> v = ParseJson(line);
+  EXPECT_TRUE(v.ok()) << line << ": " << v.status();
+  return v.ok() ? *v : JsonValue();
+}
+
+// Polls `status` until the state is `state` (bounded).
+bool AwaitState(NodeHost* host, const std::string& state) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    if (Parse(host->HandleLine("status")).GetString("state") == state) {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return false;
+}
+
+// Initializes with 3/2 and unseals every host.
+std::vector<std::string> InitAndUnseal(std::vector<NodeHost*> hosts) {
+  JsonValue init = Parse(hosts[0]->HandleLine("init 3 2"));
+  EXPECT_TRUE(init.GetBool("ok")) << hosts[0]->HandleLine("status");
+  std::vector<std::string> shares;
+  for (const JsonValue& s : init.Find("shares")->array) {
+    shares.push_back(s.string);
+  }
+  for (NodeHost* host : hosts) {
+    EXPECT_EQ(host->HandleLine("unseal " + shares[0]),
+              R"({"ok":true,"sealed":true,"progress":1,"threshold":2})");
+    EXPECT_EQ(host->HandleLine("unseal " + shares[2]),
+              R"({"ok":true,"sealed":false,"progress":0,"threshold":2})");
+  }
+  return shares;
+}
+
+TEST(NodeFlagsTest, ParsesAndRejects) {
+  std::vector<std::string> good = {"node",           "--dir=/d",
+                                   "--node-id=n1",   "--advertise=a:1",
+                                   "--perf-standby", "--lease-ttl-ms=750"};
+  std::vector<char*> argv;
+  for (std::string& s : good) argv.push_back(s.data());
+  absl::StatusOr<NodeConfig> c = ParseNodeFlags(argv.size(), argv.data());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->dir, "/d");
+  EXPECT_EQ(c->node_id, "n1");
+  EXPECT_EQ(c->advertise, "a:1");
+  EXPECT_TRUE(c->perf_standby);
+  EXPECT_EQ(c->lease_ttl, absl::Milliseconds(750));
+
+  for (std::vector<std::string> bad : std::vector<std::vector<std::string>>{
+           {"node"},
+           {"node", "--dir=/d", "--node-id=n"},
+           {"node", "--dir=/d", "--advertise=a"},
+           {"node", "--node-id=n", "--advertise=a"},
+           {"node", "--dir=/d", "--node-id=n", "--advertise=a", "--bogus"},
+           {"node", "--dir=/d", "--node-id=n", "--advertise=a", "extra"},
+           {"node", "--dir=/d", "--node-id=n", "--advertise=a",
+            "--lease-ttl-ms=abc"},
+           {"node", "--dir=/d", "--node-id=n", "--advertise=a",
+            "--lease-ttl-ms=0"},
+           {"node", "--dir=/d", "--node-id=n", "--advertise=a",
+            "--lease-ttl-ms=99999999999"},
+       }) {
+    std::vector<char*> v;
+    for (std::string& s : bad) v.push_back(s.data());
+    EXPECT_EQ(ParseNodeFlags(v.size(), v.data()).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad.back();
+  }
+}
+
+TEST(NodeHostTest, MalformedLinesAreRefusedAndChangeNothing) {
+  absl::StatusOr<std::unique_ptr<NodeHost>> host =
+      NodeHost::Open(Config(NewDir("bad"), "n1"));
+  ASSERT_TRUE(host.ok()) << host.status();
+  NodeHost& h = **host;
+  const std::string uninitialized =
+      R"({"ok":true,"initialized":false,"sealed":true,"state":"uninitialized"})";
+  EXPECT_EQ(h.HandleLine("status"), uninitialized);
+  const std::vector<std::string> bad_lines = {
+      "",
+      "   ",
+      "frobnicate",
+      "STATUS",
+      "status now",
+      "init",
+      "init 5",
+      "init 5 3 1",
+      "init five 3",
+      "init 5 -3",
+      "init 99999999999999999999 3",
+      "unseal",
+      "unseal zz",
+      "unseal abc",
+      "unseal 0x12",
+      "unseal ab cd",
+      "put",
+      "put a",
+      "put a b",
+      "put a =v",
+      "put a k=v k=w",
+      "get",
+      "get a b",
+      "step-down now",
+      "seal x",
+      std::string("st\0tus", 6),
+      "\xff\xfe\xfd",
+      "put a k=\xc3",
+      std::string(kMaxLineBytes + 1, 'a'),
+      "unseal " + std::string(kMaxLineBytes, 'a'),
+  };
+  for (const std::string& line : bad_lines) {
+    JsonValue v = Parse(h.HandleLine(line));
+    EXPECT_FALSE(v.GetBool("ok", true)) << line.substr(0, 40);
+    EXPECT_EQ(v.GetString("code"), "INVALID_ARGUMENT") << line.substr(0, 40);
+    EXPECT_FALSE(v.GetString("error").empty());
+    EXPECT_EQ(v.Keys(), (std::vector<std::string>{"ok", "code", "error"}));
+  }
+  // A binary line answers with valid JSON that does not echo raw bytes.
+  EXPECT_TRUE(IsValidUtf8(h.HandleLine("\x80\x81 status")));
+  EXPECT_EQ(h.HandleLine("status"), uninitialized);
+  // Out-of-range share counts are the library's to refuse.
+  JsonValue v = Parse(h.HandleLine("init 300 3"));
+  EXPECT_EQ(v.GetString("code"), "INVALID_ARGUMENT");
+  v = Parse(h.HandleLine("init 2 3"));
+  EXPECT_EQ(v.GetString("code"), "INVALID_ARGUMENT");
+  EXPECT_EQ(h.HandleLine("status"), uninitialized);
+  // Operations in the wrong state.
+  v = Parse(h.HandleLine("unseal abcd"));
+  EXPECT_EQ(v.GetString("code"), "FAILED_PRECONDITION");
+  v = Parse(h.HandleLine("put a k=v"));
+  EXPECT_EQ(v.GetString("code"), "FAILED_PRECONDITION");
+  EXPECT_EQ(h.HandleLine("step-down"), R"({"ok":true})");
+  EXPECT_EQ(h.HandleLine("seal"), R"({"ok":true})");
+  // A trailing CR (a client on CRLF) is ignored.
+  EXPECT_EQ(h.HandleLine("status\r"), uninitialized);
+}
+
+TEST(NodeHostTest, OneNodeInitUnsealPutGet) {
+  absl::StatusOr<std::unique_ptr<NodeHost>> host =
+      NodeHost::Open(Config(NewDir("one"), "n1"));
+  ASSERT_TRUE(host.ok()) << host.status();
+  NodeHost& h = **host;
+  std::vector<std::string> shares = InitAndUnseal({&h});
+  EXPECT_EQ(shares.size(), 3u);
+  EXPECT_EQ(Parse(h.HandleLine("init 3 2")).GetString("code"),
+            "FAILED_PRECONDITION");
+  ASSERT_TRUE(AwaitState(&h, "active"));
+  JsonValue status = Parse(h.HandleLine("status"));
+  EXPECT_EQ(status.Keys(),
+            (std::vector<std::string>{"ok", "initialized", "sealed", "state",
+                                      "leader", "fence"}));
+  EXPECT_EQ(status.GetString("leader"), "n1:8200");
+  EXPECT_GT(status.GetInt("fence"), 0);
+  EXPECT_TRUE(status.Find("fence")->is_string());
+
+  EXPECT_EQ(h.HandleLine("put app/db user=app pw=s3cr\"t"),
+            R"({"ok":true,"version":1})");
+  EXPECT_EQ(h.HandleLine("put app/db pw=two empty="),
+            R"({"ok":true,"version":2})");
+  EXPECT_EQ(h.HandleLine("get app/db"),
+            R"({"ok":true,"version":2,"data":{"empty":"","pw":"two"}})");
+  JsonValue missing = Parse(h.HandleLine("get app/none"));
+  EXPECT_EQ(missing.GetString("code"), "NOT_FOUND");
+  EXPECT_EQ(missing.Find("leader"), nullptr);  // the active sends nobody away
+  EXPECT_EQ(Parse(h.HandleLine("put /bad//path k=v")).GetString("code"),
+            "INVALID_ARGUMENT");
+
+  EXPECT_EQ(h.HandleLine("seal"), R"({"ok":true})");
+  EXPECT_EQ(h.HandleLine("status"),
+            R"({"ok":true,"initialized":true,"sealed":true,"state":"sealed"})");
+  EXPECT_EQ(Parse(h.HandleLine("get app/db")).GetString("code"),
+            "FAILED_PRECONDITION");
+  EXPECT_EQ(Parse(h.HandleLine("unseal " + shares[1])).GetInt("progress"), 1);
+  EXPECT_FALSE(
+      Parse(h.HandleLine("unseal " + shares[0])).GetBool("sealed", true));
+  ASSERT_TRUE(AwaitState(&h, "active"));
+  EXPECT_EQ(h.HandleLine("get app/db"),
+            R"({"ok":true,"version":2,"data":{"empty":"","pw":"two"}})");
+}
+
+TEST(NodeHostTest, StandbysRouteToTheActive) {
+  const std::string dir = NewDir("two");
+  absl::StatusOr<std::unique_ptr<NodeHost>> a =
+      NodeHost::Open(Config(dir, "a"));
+  ASSERT_TRUE(a.ok()) << a.status();
+  std::vector<std::string> shares = InitAndUnseal({a->get()});
+  ASSERT_TRUE(AwaitState(a->get(), "active"));
+  // Opened after the active exists: both become standbys.
+  absl::StatusOr<std::unique_ptr<NodeHost>> plain =
+      NodeHost::Open(Config(dir, "plain"));
+  absl::StatusOr<std::unique_ptr<NodeHost>> perf =
+      NodeHost::Open(Config(dir, "perf", /*perf=*/true));
+  ASSERT_TRUE(plain.ok() && perf.ok());
+  EXPECT_EQ((*plain)->HandleLine("status"),
+            R"({"ok":true,"initialized":true,"sealed":true,"state":"sealed"})");
+  for (NodeHost* h : {plain->get(), perf->get()}) {
+    h->HandleLine("unseal " + shares[0]);
+    EXPECT_FALSE(Parse(h->HandleLine("unseal " + shares[1])).GetBool("sealed"));
+  }
+  ASSERT_TRUE(AwaitState(plain->get(), "standby"));
+  ASSERT_TRUE(AwaitState(perf->get(), "perf_standby"));
+  // A standby learns the leader's address within its leader refresh.
+  for (NodeHost* h : {plain->get(), perf->get()}) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (Parse(h->HandleLine("status")).Find("leader") == nullptr &&
+           absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+  }
+  EXPECT_EQ((*a)->HandleLine("put k v=1"), R"({"ok":true,"version":1})");
+
+  // A read: served by the perf standby, redirected by the plain one.
+  EXPECT_EQ((*perf)->HandleLine("get k"),
+            R"({"ok":true,"version":1,"data":{"v":"1"}})");
+  JsonValue redirected = Parse((*plain)->HandleLine("get k"));
+  EXPECT_EQ(redirected.Keys(),
+            (std::vector<std::string>{"ok", "code", "error", "leader"}));
+  EXPECT_EQ(redirected.GetString("code"), "UNAVAILABLE");
+  EXPECT_EQ(redirected.GetString("leader"), "a:8200");
+  // A write on either standby: refused, with the leader's address.
+  for (NodeHost* h : {plain->get(), perf->get()}) {
+    JsonValue v = Parse(h->HandleLine("put k v=2"));
+    EXPECT_EQ(v.GetString("code"), "UNAVAILABLE");
+    EXPECT_EQ(v.GetString("leader"), "a:8200");
+    // Even a malformed line on a standby says where the active is.
+    EXPECT_EQ(Parse(h->HandleLine("nonsense")).GetString("leader"), "a:8200");
+    JsonValue status = Parse(h->HandleLine("status"));
+    EXPECT_EQ(status.GetString("leader"), "a:8200");
+  }
+  EXPECT_EQ((*a)->HandleLine("get k"),
+            R"({"ok":true,"version":1,"data":{"v":"1"}})");
+
+  // Step-down hands over to a standby; the old active becomes a standby.
+  EXPECT_EQ((*a)->HandleLine("step-down"), R"({"ok":true})");
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  NodeHost* next = nullptr;
+  while (next == nullptr && absl::Now() < until) {
+    for (NodeHost* h : {plain->get(), perf->get()}) {
+      if (Parse(h->HandleLine("status")).GetString("state") == "active") {
+        next = h;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_NE(next, nullptr) << "no takeover after step-down";
+  EXPECT_EQ(Parse((*a)->HandleLine("status")).GetString("state"), "standby");
+  EXPECT_EQ(next->HandleLine("put k v=3"), R"({"ok":true,"version":2})");
+}
+
+}  // namespace
+}  // namespace node
+}  // namespace strongbox
