@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -210,6 +211,103 @@ BENCHMARK(BM_BackendPut)
     ->Arg(static_cast<int>(LmdbBackendOptions::Durability::kSynced))
     ->Arg(static_cast<int>(LmdbBackendOptions::Durability::kNoSync))
     ->MinTime(2);
+
+// ------------------------------------------------- paired measurements
+
+// On a shared, loaded machine two separate benchmarks can run minutes apart
+// under different load. These alternate short blocks of the raw call and
+// the backend call and report both means and their ratio, measured under
+// the same conditions (wall and thread-CPU time).
+double ThreadCpuNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+double WallNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+template <typename Raw, typename Ours>
+void Paired(benchmark::State& state, int block, int rounds, Raw raw,
+            Ours ours) {
+  for (auto _ : state) {
+    double raw_wall = 0, raw_cpu = 0, our_wall = 0, our_cpu = 0;
+    for (int r = 0; r < rounds; ++r) {
+      double w = WallNs(), c = ThreadCpuNs();
+      for (int i = 0; i < block; ++i) raw();
+      raw_wall += WallNs() - w;
+      raw_cpu += ThreadCpuNs() - c;
+      w = WallNs();
+      c = ThreadCpuNs();
+      for (int i = 0; i < block; ++i) ours();
+      our_wall += WallNs() - w;
+      our_cpu += ThreadCpuNs() - c;
+    }
+    const double n = static_cast<double>(block) * rounds;
+    state.counters["raw_ns"] = raw_wall / n;
+    state.counters["backend_ns"] = our_wall / n;
+    state.counters["ratio_wall"] = our_wall / raw_wall;
+    state.counters["ratio_cpu"] = our_cpu / raw_cpu;
+  }
+}
+
+// kFresh false: the raw side reuses one string buffer (the strict floor).
+// kFresh true: it returns a fresh string per call, as Backend::Get's Entry
+// does.
+template <bool kFresh>
+void BM_PairedGet(benchmark::State& state) {
+  RawStore& raw = RawFor(LmdbBackendOptions::Durability::kSynced);
+  LmdbBackend& backend = BackendFor(LmdbBackendOptions::Durability::kSynced);
+  const std::vector<std::string> keys = ShuffledKeys();
+  std::string value;
+  uint64_t version;
+  size_t i = 0, j = 0;
+  Paired(
+      state, 1000, 400,
+      [&] {
+        if constexpr (kFresh) {
+          std::string out;
+          if (!raw.Get(keys[i++ % kKeys], &out, &version)) std::abort();
+          benchmark::DoNotOptimize(out);
+        } else {
+          if (!raw.Get(keys[i++ % kKeys], &value, &version)) std::abort();
+          benchmark::DoNotOptimize(value);
+        }
+      },
+      [&] {
+        absl::StatusOr<Entry> e = backend.Get(keys[j++ % kKeys]);
+        if (!e.ok()) std::abort();
+        benchmark::DoNotOptimize(e);
+      });
+}
+BENCHMARK_TEMPLATE(BM_PairedGet, false)->Iterations(1)->Repetitions(3);
+BENCHMARK_TEMPLATE(BM_PairedGet, true)->Iterations(1)->Repetitions(3);
+
+void BM_PairedPut(benchmark::State& state) {
+  const auto d = static_cast<LmdbBackendOptions::Durability>(state.range(0));
+  RawStore& raw = RawFor(d);
+  LmdbBackend& backend = BackendFor(d);
+  const bool synced = d == LmdbBackendOptions::Durability::kSynced;
+  uint64_t v = 1u << 30;
+  int i = 0, j = 0;
+  Paired(
+      state, synced ? 10 : 500, synced ? 40 : 20,
+      [&] {
+        raw.Put(Key(i % kKeys), Value(i), v++);
+        ++i;
+      },
+      [&] {
+        if (!backend.Put(Key(j % kKeys), Value(j)).ok()) std::abort();
+        ++j;
+      });
+}
+BENCHMARK(BM_PairedPut)
+    ->Arg(static_cast<int>(LmdbBackendOptions::Durability::kSynced))
+    ->Arg(static_cast<int>(LmdbBackendOptions::Durability::kNoSync))
+    ->Iterations(1)
+    ->Repetitions(3);
 
 // ------------------------------------------------------- crash takeover
 

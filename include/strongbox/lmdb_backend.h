@@ -28,7 +28,11 @@
 //   * nobody holds `lease-F.lock` (the holder crashed: takeover at once),
 //   * the record was written during another boot of the machine.
 // A deposed holder's later fenced writes fail with FAILED_PRECONDITION, and
-// its Lost()/WaitLost() report the loss. The lease assumes the processes
+// its Lost()/WaitLost() report the loss. One limit comes from LMDB itself:
+// it has a single writer lock, so a process stopped *inside* a write
+// transaction (a commit, a renewal) blocks every writer until it resumes
+// or dies; the TTL cannot cut that short. A dead one is harmless (LMDB's
+// robust mutex passes the lock on). The lease assumes the processes
 // share one machine and its clock (the directory must be on a local file
 // system; LMDB does not support network file systems either).
 //

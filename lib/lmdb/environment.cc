@@ -272,9 +272,22 @@ Environment::~Environment() {
   if (env_ != nullptr) mdb_env_close(env_);
 }
 
+namespace {
+
+// Where this thread starts looking in the reader pool, so threads tend to
+// use different slots. Constant-initialized: no TLS guard on the hot path.
+size_t PoolStart() {
+  static thread_local size_t start = ~size_t{0};
+  if (start == ~size_t{0}) {
+    start = std::hash<std::thread::id>()(std::this_thread::get_id()) >> 4;
+  }
+  return start;
+}
+
+}  // namespace
+
 MDB_txn* Environment::TakePooledReader() {
-  static thread_local const size_t start =
-      std::hash<std::thread::id>()(std::this_thread::get_id());
+  const size_t start = PoolStart();
   for (int i = 0; i < kPoolSlots; ++i) {
     std::atomic<MDB_txn*>& slot = pool_[(start + i) % kPoolSlots];
     if (slot.load(std::memory_order_relaxed) == nullptr) continue;
@@ -286,8 +299,7 @@ MDB_txn* Environment::TakePooledReader() {
 
 void Environment::ReturnReader(MDB_txn* txn) {
   mdb_txn_reset(txn);
-  static thread_local const size_t start =
-      std::hash<std::thread::id>()(std::this_thread::get_id());
+  const size_t start = PoolStart();
   for (int i = 0; i < kPoolSlots; ++i) {
     std::atomic<MDB_txn*>& slot = pool_[(start + i) % kPoolSlots];
     MDB_txn* expected = nullptr;
