@@ -88,25 +88,43 @@ constexpr Base64Table kBase64Table;
 
 bool Base64Decode(absl::string_view in, std::string* out) {
   if (in.size() % 4 != 0) return false;
-  size_t pad = 0;
-  if (!in.empty() && in.back() == '=') pad = (in[in.size() - 2] == '=') ? 2 : 1;
-  out->resize(in.size() / 4 * 3 - pad);
-  char* dst = out->data();
-  const size_t body = in.size() - pad;
-  uint32_t acc = 0;
-  size_t bits = 0;
-  for (size_t i = 0; i < body; ++i) {
-    const int8_t v = kBase64Table.value[static_cast<uint8_t>(in[i])];
-    if (v < 0) return false;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      *dst++ = static_cast<char>((acc >> bits) & 0xff);
-    }
+  if (in.empty()) {
+    out->clear();
+    return true;
   }
-  // Canonical: the bits left over by padding must be zero.
-  return (acc & ((1u << bits) - 1)) == 0;
+  const size_t pad = in[in.size() - 1] != '='   ? 0
+                     : in[in.size() - 2] != '=' ? 1
+                                                : 2;
+  out->resize(in.size() / 4 * 3 - pad);
+  const uint8_t* src = reinterpret_cast<const uint8_t*>(in.data());
+  uint8_t* dst = reinterpret_cast<uint8_t*>(&(*out)[0]);
+  const int8_t* table = kBase64Table.value;
+  // Every quad but the last: four symbols, no padding.
+  const size_t full = in.size() / 4 - 1;
+  for (size_t q = 0; q < full; ++q, src += 4, dst += 3) {
+    const int32_t a = table[src[0]], b = table[src[1]], c = table[src[2]],
+                  d = table[src[3]];
+    if ((a | b | c | d) < 0) return false;
+    const uint32_t v = (uint32_t(a) << 18) | (uint32_t(b) << 12) |
+                       (uint32_t(c) << 6) | uint32_t(d);
+    dst[0] = static_cast<uint8_t>(v >> 16);
+    dst[1] = static_cast<uint8_t>(v >> 8);
+    dst[2] = static_cast<uint8_t>(v);
+  }
+  // The last quad: "xxxx", "xxx=" or "xx==", with the unused bits zero
+  // (canonical form).
+  const int32_t a = table[src[0]], b = table[src[1]];
+  const int32_t c = pad == 2 ? 0 : table[src[2]];
+  const int32_t d = pad >= 1 ? 0 : table[src[3]];
+  if ((a | b | c | d) < 0) return false;
+  const uint32_t v = (uint32_t(a) << 18) | (uint32_t(b) << 12) |
+                     (uint32_t(c) << 6) | uint32_t(d);
+  dst[0] = static_cast<uint8_t>(v >> 16);
+  if (pad == 2) return (v & 0xffff) == 0;
+  dst[1] = static_cast<uint8_t>(v >> 8);
+  if (pad == 1) return (v & 0xff) == 0;
+  dst[2] = static_cast<uint8_t>(v);
+  return true;
 }
 
 // ------------------------------------------------------------- ciphertext

@@ -416,8 +416,8 @@ TEST_F(TransitTest, RoundTrip) {
   std::string big(1 << 20, '\0');
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7);
   for (const std::string& pt :
-       {std::string(), std::string("a"), std::string(64, 'x'),
-        std::string("nul\0inside", 10), big}) {
+       {std::string(), std::string("a"), std::string("ab"), std::string("abc"),
+        std::string(64, 'x'), std::string("nul\0inside", 10), big}) {
     const std::string ct = Encrypt("rt", pt);
     EXPECT_THAT(ct, StartsWith("strongbox:v1:"));
     if (pt.size() < 100) {
