@@ -203,6 +203,26 @@ void BM_KvGet_PerfStandby(benchmark::State& state) {
 }
 BENCHMARK(BM_KvGet_PerfStandby)->Threads(1)->Threads(2)->UseRealTime();
 
+// The floor's own scaling on this machine: what two threads can reach when
+// nothing is shared but a read-only AEAD context and a read-only map.
+void BM_Floor_KvGet_Scaling(benchmark::State& state) {
+  static RawAead* aead = new RawAead();
+  static auto* map = [] {
+    auto* m = new absl::flat_hash_map<std::string, std::string>();
+    (*m)["kv/meta/bench/secret"] =
+        aead->Seal(std::string(kSecretBytes, 's'), "kv/meta/bench/secret");
+    return m;
+  }();
+  const std::string path = "kv/meta/bench/secret";
+  for (auto _ : state) {
+    auto it = map->find(path);
+    std::string plain = aead->Open(it->second, path);
+    benchmark::DoNotOptimize(plain);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Floor_KvGet_Scaling)->Threads(1)->Threads(2)->UseRealTime();
+
 }  // namespace
 }  // namespace strongbox
 

@@ -432,9 +432,16 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   void Execute(const Request& request, OperationKind kind, Response* response) {
     EngineCall call;
     call.barrier = coordinator_->barrier();
-    call.now = clock_->Now();
     call.min_index = request.min_index();
-    absl::StatusOr<FenceToken> fence = coordinator_->WriteFence();
+    const bool transit = IsTransit(request.op_case());
+    // KV reads need neither the time nor the fence; skip both on the hot
+    // read path.
+    if (kind == OperationKind::kWrite || transit) call.now = clock_->Now();
+    absl::StatusOr<FenceToken> fence =
+        kind == OperationKind::kWrite || transit
+            ? coordinator_->WriteFence()
+            : absl::StatusOr<FenceToken>(
+                  absl::UnavailableError("not needed for this read"));
     if (kind == OperationKind::kWrite) {
       if (!fence.ok()) {
         // Lost leadership between Route() and here.
@@ -459,9 +466,8 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       return;
     }
     if (fence.ok()) call.active_fence = *fence;
-    absl::Status status = IsTransit(request.op_case())
-                              ? transit_.Execute(request, call, response)
-                              : kv_.Execute(request, call, response);
+    absl::Status status = transit ? transit_.Execute(request, call, response)
+                                  : kv_.Execute(request, call, response);
     if (!status.ok() && kind == OperationKind::kWrite &&
         absl::IsFailedPrecondition(status) && FenceMovedOn(call.write_fence)) {
       // The backend refused our fence: leadership moved mid-write. Nothing
