@@ -313,6 +313,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
                                 absl::ZeroDuration());
     }
     if (grant != nullptr) grant->Release().IgnoreError();
+    RefreshLeader();
     DeliverEvents();
     Kick();
   }
@@ -656,6 +657,9 @@ class HaCoordinatorImpl final : public HaCoordinator {
                                    absl::ZeroDuration());
     }
     if (released != nullptr) released->Release().IgnoreError();
+    // Learn the successor now, so a request arriving before the next loop
+    // step is routed to it rather than answered "no active node yet".
+    RefreshLeader();
     DeliverEvents();
   }
 

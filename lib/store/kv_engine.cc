@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "lib/store/kv_records.pb.h"
@@ -424,10 +425,46 @@ class KvEngineOps {
   store::Response* const response_;
 };
 
+Mutex& KvEngine::WriteStripe(absl::string_view path) const {
+  return write_stripes_[absl::Hash<absl::string_view>()(path) % kWriteStripes];
+}
+
 absl::Status KvEngine::Execute(const store::Request& request,
                                const EngineCall& call,
                                store::Response* response) const {
   KvEngineOps ops(options_, call, response);
+  if (call.write_fence != kNoFence) {
+    absl::string_view path;
+    switch (request.op_case()) {
+      case store::Request::kKvPut:
+        path = request.kv_put().path();
+        break;
+      case store::Request::kKvDelete:
+        path = request.kv_delete().path();
+        break;
+      case store::Request::kKvUndelete:
+        path = request.kv_undelete().path();
+        break;
+      case store::Request::kKvDestroy:
+        path = request.kv_destroy().path();
+        break;
+      case store::Request::kKvMetadataPut:
+        path = request.kv_metadata_put().path();
+        break;
+      case store::Request::kKvDeleteAll:
+        path = request.kv_delete_all().path();
+        break;
+      default:
+        break;
+    }
+    MutexLock lock(&WriteStripe(path));
+    return Dispatch(ops, request);
+  }
+  return Dispatch(ops, request);
+}
+
+absl::Status KvEngine::Dispatch(KvEngineOps& ops,
+                                const store::Request& request) {
   switch (request.op_case()) {
     case store::Request::kKvPut:
       return ops.Put(request.kv_put());

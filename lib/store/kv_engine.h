@@ -20,8 +20,11 @@
 #include "absl/status/status.h"
 #include "lib/store/engine.h"
 #include "lib/store/requests.pb.h"
+#include "lib/util/mutex.h"
 
 namespace strongbox {
+
+class KvEngineOps;
 
 struct KvOptions {
   // Longest secret path, bytes. Default: 512.
@@ -45,7 +48,15 @@ class KvEngine {
                        store::Response* response) const;
 
  private:
+  // Writes to one path on this node run one at a time (a stripe per hash
+  // of the path), so local writers never burn their retries against each
+  // other; the version precondition still guards against any other writer.
+  static constexpr size_t kWriteStripes = 64;
+  Mutex& WriteStripe(absl::string_view path) const;
+  static absl::Status Dispatch(KvEngineOps& ops, const store::Request& request);
+
   const KvOptions options_;
+  mutable Mutex write_stripes_[kWriteStripes];
 };
 
 }  // namespace strongbox
