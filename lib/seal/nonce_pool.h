@@ -14,7 +14,7 @@
 //     MADV_WIPEONFORK (Linux < 4.14) the pool records the pid at every
 //     refill and compares getpid() on every draw instead (slower, equally
 //     safe).
-// Thread-safe (one internal lock, held for a 12-byte copy).
+// Thread-safe (a lock per shard of threads, held for a 12-byte copy).
 #ifndef STRONGBOX_LIB_SEAL_NONCE_POOL_H_
 #define STRONGBOX_LIB_SEAL_NONCE_POOL_H_
 
@@ -43,21 +43,28 @@ class NoncePool {
   bool wipe_on_fork() const { return wipe_on_fork_; }
 
  private:
-  // Laid out at the start of the page; the rest holds nonces.
+  // Laid out at the start of each shard's page; the rest holds nonces.
   struct Header {
     uint32_t remaining;  // nonces left; zero after a fork (WIPEONFORK)
     uint32_t next;       // index of the next nonce to hand out
   };
-  void Refill() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Threads draw from the shard of their thread index, so two threads on
+  // two cores do not contend for one lock. Each shard is one page.
+  static constexpr int kShards = 8;
+  struct alignas(64) Shard {
+    Mutex mu;
+    uint8_t* page = nullptr;                   // constant after construction
+    pid_t refill_pid ABSL_GUARDED_BY(mu) = 0;  // fallback fork detection
+  };
+  void Refill(Shard& shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
 
   // Constant after construction.
-  uint8_t* page_ = nullptr;
+  uint8_t* pages_ = nullptr;  // kShards pages, one mapping
   size_t page_size_ = 0;
   size_t capacity_ = 0;  // nonces per page
   bool wipe_on_fork_ = false;
 
-  Mutex mu_;
-  pid_t refill_pid_ ABSL_GUARDED_BY(mu_) = 0;  // fallback fork detection
+  Shard shards_[kShards];
 };
 
 }  // namespace strongbox::seal

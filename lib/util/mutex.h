@@ -75,6 +75,17 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
   Mutex* const mu_;
 };
 
+// A small number fixed for the life of the calling thread, different for
+// threads started one after another: for spreading threads over shards of
+// per-thread state (lock shards, nonce pools) so that two threads on two
+// cores do not write the same cache line.
+inline int ThisThreadIndex() {
+  static std::atomic<unsigned> next{0};
+  thread_local const int index = static_cast<int>(
+      next.fetch_add(1, std::memory_order_relaxed) & 0x7fffffff);
+  return index;
+}
+
 // A reader/writer lock for read-mostly state on hot paths (the perf-standby
 // read path takes several per request).
 //
@@ -110,12 +121,7 @@ class ABSL_LOCKABLE SharedMutex {
   };
 
   // A thread keeps its shard for life, so it unlocks the shard it locked.
-  static int ThreadShard() {
-    static std::atomic<unsigned> next{0};
-    thread_local const int shard = static_cast<int>(
-        next.fetch_add(1, std::memory_order_relaxed) % kShards);
-    return shard;
-  }
+  static int ThreadShard() { return ThisThreadIndex() % kShards; }
 
   Shard shards_[kShards];
 };
