@@ -55,6 +55,15 @@ struct BackendLimits {
   size_t max_value_bytes = 2 << 20;
 };
 
+// What a backend returns for a write whose fence is not the current,
+// unexpired grant: FAILED_PRECONDITION, marked (a status payload) so that a
+// caller can tell "leadership moved on" from other FAILED_PRECONDITION
+// answers. Every HA backend must use it for that refusal.
+absl::Status StaleFenceError(FenceToken fence);
+// True for a status made by StaleFenceError (also after it passed through
+// other layers unchanged).
+bool IsStaleFence(const absl::Status& status);
+
 // Checks a path against the rules above. OK or INVALID_ARGUMENT.
 absl::Status ValidateKey(absl::string_view key, const BackendLimits& limits);
 // Checks a List() prefix: "" (the root) or a valid path followed by `/`.

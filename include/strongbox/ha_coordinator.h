@@ -9,19 +9,24 @@
 // *standbys* (plain or performance) waiting for the lease. The coordinator
 // never opens a socket: Route() tells the host where an operation must run.
 //
-// States and events (state × event → state; "—" = no change):
+// States and events (state x event -> state; "-" = no change):
 //
-//   state \ event   Initialize  Unseal ok  Seal     Granted+ready  Lost*
-//   StepDown kUninitialized  kSealed     —          —        —              — —
-//   kSealed         —           standby†   —        —              —        —
-//   kStandby        —           —          kSealed  kActive        —        —
-//   kPerfStandby    —           —          kSealed  kActive        —        —
-//   kActive         —           —          kSealed  —              standby†
-//   standby†
+// clang-format off
+//   state \ event  Initialize Unseal ok Seal    Granted+ready Lost*    StepDown
+//   kUninitialized kSealed    -         -       -             -        -
+//   kSealed        -          standby+  -       -             -        -
+//   kStandby       -          -         kSealed kActive       -        -
+//   kPerfStandby   -          -         kSealed kActive       -        -
+//   kActive        -          -         kSealed -             standby+ standby+
+// clang-format on
 //
-//   † kStandby or kPerfStandby, by Options::standby_mode.
-//   * Lost: the grant was released, broken or taken over; renewal failed
-//     until the grant's own expiry; the backend refused a renewal.
+//   standby+: kStandby or kPerfStandby, by Options::standby_mode.
+//   Lost*: the grant was released, broken or taken over; renewal failed
+//     until the grant's own expiry; the backend refused a renewal or
+//     refused a write with this node's fence (ReportStaleFence()).
+//   Granted+ready: won the lease and finished promotion (I4). A promotion
+//     that fails leaves the node where it was (an observer event with the
+//     same from and to states carries the reason).
 //   An uninitialized node also moves to kSealed when it notices that another
 //   node initialized the shared backend.
 //
@@ -234,8 +239,9 @@ class HaCoordinator {
   virtual RouteDecision Route(OperationKind kind) = 0;
 
   // The fence for a write on this node: OK only while kActive and the
-  // grant is unexpired (I2); UNAVAILABLE (with the leader's address in the
-  // message when known) otherwise.
+  // grant is unexpired (I2). FAILED_PRECONDITION when sealed or
+  // uninitialized; UNAVAILABLE (with the leader's address in the message
+  // when known) for a standby or a lapsed active.
   virtual absl::StatusOr<FenceToken> WriteFence() = 0;
 
   // Tells the coordinator that the backend refused a write carrying

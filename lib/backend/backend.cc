@@ -1,9 +1,29 @@
 #include "strongbox/backend.h"
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
 namespace strongbox {
+
+namespace {
+
+constexpr absl::string_view kStaleFencePayload =
+    "type.strongbox.dev/stale-fence";
+
+}  // namespace
+
+absl::Status StaleFenceError(FenceToken fence) {
+  absl::Status status = absl::FailedPreconditionError(absl::StrCat(
+      "fence ", fence, " is not the current lease grant; write refused"));
+  status.SetPayload(kStaleFencePayload, absl::Cord(absl::StrCat(fence)));
+  return status;
+}
+
+bool IsStaleFence(const absl::Status& status) {
+  return absl::IsFailedPrecondition(status) &&
+         status.GetPayload(kStaleFencePayload).has_value();
+}
 
 namespace {
 

@@ -168,8 +168,7 @@ class InMemoryBackend final : public Backend, public HaBackend {
     // under both, so a grant cannot change between them.
     MutexLock lease_lock(&lease_->mu);
     if (fence != kNoFence && !lease_->IsCurrent(fence, clock_->Now())) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "fence ", fence, " is not the current lease grant; write refused"));
+      return StaleFenceError(fence);
     }
     WriterLock lock(&mu_);
     for (const WriteOp& op : ops) {

@@ -129,8 +129,32 @@ class HaCoordinatorImpl final : public HaCoordinator {
 
   // ------------------------------------------------------ seal operations
 
+  // Seal operations run under seal_mu_ and deliver their observer events
+  // after releasing it, so an observer may call any of them.
   absl::StatusOr<std::vector<std::string>> Initialize(int shares,
                                                       int threshold) override {
+    absl::StatusOr<std::vector<std::string>> result =
+        InitializeUnderSealLock(shares, threshold);
+    DeliverEvents();
+    return result;
+  }
+
+  absl::StatusOr<SealStatus> Unseal(absl::string_view share) override {
+    absl::StatusOr<SealStatus> result = UnsealUnderSealLock(share);
+    DeliverEvents();
+    Kick();
+    return result;
+  }
+
+  absl::Status Seal() override {
+    SealUnderSealLock();
+    DeliverEvents();
+    Kick();
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::string>> InitializeUnderSealLock(
+      int shares, int threshold) {
     MutexLock seal_lock(&seal_mu_);
     {
       ReaderLock lock(&mu_);
@@ -151,7 +175,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
     return result;
   }
 
-  absl::StatusOr<SealStatus> Unseal(absl::string_view share) override {
+  absl::StatusOr<SealStatus> UnsealUnderSealLock(absl::string_view share) {
     MutexLock seal_lock(&seal_mu_);
     RefreshInitialized();
     {
@@ -163,19 +187,11 @@ class HaCoordinatorImpl final : public HaCoordinator {
     absl::StatusOr<SealStatus> result = barrier_->Unseal(share);
     if (!result.ok()) return result;
     if (!result->sealed) {
-      bool changed = false;
-      {
-        WriterLock lock(&mu_);
-        if (state_ == HaState::kSealed) {
-          SetStateLocked(StandbyState(), "unsealed", kNoFence);
-          next_attempt_ = clock_->Now();
-          failures_ = 0;
-          changed = true;
-        }
-      }
-      if (changed) {
-        Kick();
-        DeliverEvents();
+      WriterLock lock(&mu_);
+      if (state_ == HaState::kSealed) {
+        SetStateLocked(StandbyState(), "unsealed", kNoFence);
+        next_attempt_ = clock_->Now();
+        failures_ = 0;
       }
     }
     return result;
@@ -186,7 +202,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
     barrier_->ResetUnsealProgress();
   }
 
-  absl::Status Seal() override {
+  void SealUnderSealLock() {
     MutexLock seal_lock(&seal_mu_);
     std::shared_ptr<LeadershipGrant> grant;
     {
@@ -203,9 +219,6 @@ class HaCoordinatorImpl final : public HaCoordinator {
     // I1: no key material once sealed.
     barrier_->Seal();
     if (grant != nullptr) grant->Release().IgnoreError();
-    DeliverEvents();
-    Kick();
-    return absl::OkStatus();
   }
 
   absl::StatusOr<std::vector<std::string>> Rekey(
@@ -293,6 +306,11 @@ class HaCoordinatorImpl final : public HaCoordinator {
     const absl::Time now = clock_->Now();
     ReaderLock lock(&mu_);
     if (state_ == HaState::kActive && now < lease_expiry_) return fence_;
+    if (state_ == HaState::kSealed || state_ == HaState::kUninitialized) {
+      // Do not retry until the state changes (DESIGN.md status codes).
+      return absl::FailedPreconditionError(
+          absl::StrCat("this node is ", HaStateName(state_)));
+    }
     if (leader_known_ && state_ != HaState::kActive) {
       return absl::UnavailableError(absl::StrCat(
           "this node is not active; the active node is at ", leader_.address));
@@ -365,10 +383,19 @@ class HaCoordinatorImpl final : public HaCoordinator {
   }
 
   void RemoveObserver(HaObserver* observer) override {
-    MutexLock lock(&observers_mu_);
-    observers_.erase(
-        std::remove(observers_.begin(), observers_.end(), observer),
-        observers_.end());
+    {
+      MutexLock lock(&observers_mu_);
+      observers_.erase(
+          std::remove(observers_.begin(), observers_.end(), observer),
+          observers_.end());
+    }
+    // A delivery in progress on another thread may still hold `observer`
+    // in its copy of the list: wait for it, so the caller may destroy the
+    // observer on return. (From inside a callback there is nothing to wait
+    // for: the caller is the deliverer.)
+    if (deliverer_.load() != std::this_thread::get_id()) {
+      std::lock_guard<std::mutex> wait(deliver_mu_);
+    }
   }
 
   void Poll() override { Step(/*may_block=*/false); }
@@ -430,7 +457,6 @@ class HaCoordinatorImpl final : public HaCoordinator {
       if (state_ != HaState::kUninitialized) return;
       SetStateLocked(HaState::kSealed, std::string(reason), kNoFence);
     }
-    DeliverEvents();
   }
 
   // An uninitialized node checks whether another node initialized.
@@ -503,6 +529,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
             next_leader_refresh_ = now + options_.leader_refresh;
           }
           RefreshInitialized();
+          DeliverEvents();
         }
         return;
       case HaState::kSealed:

@@ -401,9 +401,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
             ReadLease(txn.txn(), env_.dbi());
         if (!record.ok()) return record.status();
         if (!ctx_->MayWrite(*record, fence, clock_->Now())) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("fence ", fence,
-                           " is not the current lease grant; write refused"));
+          return StaleFenceError(fence);
         }
       }
       for (const WriteOp& op : ops) {

@@ -404,18 +404,6 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     return response;
   }
 
-  // After a refused write: true if `fence` is no longer the backend's
-  // current grant (leadership moved on mid-write), in which case the
-  // coordinator is told so it stops serving writes at once.
-  bool FenceMovedOn(FenceToken fence) {
-    HaBackend* ha = coordinator_->barrier()->backend()->ha();
-    absl::StatusOr<std::optional<LeaseHolder>> holder = ha->CurrentHolder();
-    if (!holder.ok()) return !coordinator_->WriteFence().ok();
-    if (holder->has_value() && (*holder)->fence == fence) return false;
-    coordinator_->ReportStaleFence(fence);
-    return true;
-  }
-
   // Waits (bounded) until the backend has reached `min_index`.
   bool CaughtUp(uint64_t min_index) {
     const auto give_up = std::chrono::steady_clock::now() +
@@ -444,9 +432,11 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                   absl::UnavailableError("not needed for this read"));
     if (kind == OperationKind::kWrite) {
       if (!fence.ok()) {
-        // Lost leadership between Route() and here.
+        // Lost leadership (or sealed) between Route() and here.
         SetStatus(fence.status(), response);
-        SetRoute(RouteDecision::Action::kUnavailable, "", response);
+        SetRoute(RouteDecision::Action::kUnavailable,
+                 coordinator_->Route(OperationKind::kWrite).leader_address,
+                 response);
         return;
       }
       call.write_fence = *fence;
@@ -468,8 +458,8 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     if (fence.ok()) call.active_fence = *fence;
     absl::Status status = transit ? transit_.Execute(request, call, response)
                                   : kv_.Execute(request, call, response);
-    if (!status.ok() && kind == OperationKind::kWrite &&
-        absl::IsFailedPrecondition(status) && FenceMovedOn(call.write_fence)) {
+    if (!status.ok() && kind == OperationKind::kWrite && IsStaleFence(status)) {
+      coordinator_->ReportStaleFence(call.write_fence);
       // The backend refused our fence: leadership moved mid-write. Nothing
       // was applied; the caller retries at the new active.
       RouteDecision d = coordinator_->Route(OperationKind::kWrite);

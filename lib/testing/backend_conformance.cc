@@ -538,8 +538,10 @@ TEST_P(BackendConformanceTest, ExpiredGrantIsFencedOutAndSuccessorWrites) {
   EXPECT_FALSE(ha->CurrentHolder()->has_value());
   // The old holder's write is refused with nothing applied.
   const uint64_t rev = *backend_->Revision();
-  EXPECT_EQ(backend_->Put("data", "stale", old->fence()).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  absl::Status stale = backend_->Put("data", "stale", old->fence()).status();
+  EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(IsStaleFence(stale)) << stale;
+  EXPECT_FALSE(IsStaleFence(absl::FailedPreconditionError("sealed")));
   EXPECT_EQ(backend_->Get("data")->value, "from-old");
   EXPECT_EQ(*backend_->Revision(), rev);
 
@@ -576,8 +578,10 @@ TEST_P(BackendConformanceTest, ReleasedGrantIsFencedOut) {
 
 TEST_P(BackendConformanceTest, FenceNeverGrantedIsRefused) {
   SB_REQUIRE_HA();
-  EXPECT_EQ(backend_->Put("k", "v", 12345).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  absl::Status refused = backend_->Put("k", "v", 12345).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  // Marked, so callers can tell "leadership moved on" from other refusals.
+  EXPECT_TRUE(IsStaleFence(refused)) << refused;
   std::unique_ptr<LeadershipGrant> grant = AcquireOrDie(ha, "a", LeaseTtl());
   EXPECT_EQ(backend_->Put("k", "v", grant->fence() + 1).status().code(),
             absl::StatusCode::kFailedPrecondition);

@@ -578,6 +578,70 @@ TEST(HaCoordinatorTest, ObserversSeeEveryChangeInOrderAndMayCallBack) {
   c.nodes[0]->RemoveObserver(&observer);
 }
 
+// An observer may call any seal operation, including from the events that
+// seal operations themselves raise (no self-deadlock on the seal lock).
+class SealWhenStandby : public HaObserver {
+ public:
+  explicit SealWhenStandby(HaCoordinator** node) : node_(node) {}
+  void OnStateChange(const StateChange& change) override {
+    if (change.to == HaState::kStandby) {
+      sealed_from_callback = (*node_)->Seal().ok();
+    }
+  }
+  bool sealed_from_callback = false;
+
+ private:
+  HaCoordinator** node_;
+};
+
+TEST(HaCoordinatorTest, ObserverMaySealFromTheUnsealEvent) {
+  Cluster c;
+  HaCoordinator* node = c.nodes[0].get();
+  SealWhenStandby observer(&node);
+  c.nodes[0]->AddObserver(&observer);
+  c.Initialize();
+  for (int k = 0; k < 3; ++k) ASSERT_TRUE(c.nodes[0]->Unseal(c.shares[k]).ok());
+  EXPECT_TRUE(observer.sealed_from_callback);
+  EXPECT_EQ(c.nodes[0]->state(), HaState::kSealed);
+  EXPECT_TRUE(c.nodes[0]->barrier()->sealed());
+  c.nodes[0]->RemoveObserver(&observer);  // From outside a callback: fine.
+}
+
+// RemoveObserver waits for a delivery in progress on another thread, so the
+// observer can be destroyed right after it returns.
+class SlowObserver : public HaObserver {
+ public:
+  void OnStateChange(const StateChange&) override {
+    entered = true;
+    while (!release.load()) std::this_thread::yield();
+    calls++;
+  }
+  std::atomic<bool> entered{false};
+  std::atomic<bool> release{false};
+  std::atomic<int> calls{0};
+};
+
+TEST(HaCoordinatorTest, RemoveObserverWaitsForADeliveryInProgress) {
+  Cluster c;
+  auto observer = std::make_unique<SlowObserver>();
+  c.nodes[0]->AddObserver(observer.get());
+  std::thread initializer([&] { c.Initialize(); });
+  while (!observer->entered.load()) std::this_thread::yield();
+  std::atomic<bool> removed{false};
+  std::thread remover([&] {
+    c.nodes[0]->RemoveObserver(observer.get());
+    removed = true;
+  });
+  absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_FALSE(removed.load()) << "returned while the observer was running";
+  observer->release = true;
+  remover.join();
+  initializer.join();
+  EXPECT_EQ(observer->calls.load(), 1);
+  observer.reset();  // Safe: no delivery can reach it now.
+  c.Unseal(0);
+}
+
 // ---------------------------------------------------- background thread
 
 TEST(HaCoordinatorThreadTest, RealClockFailoverAndCleanShutdown) {

@@ -183,7 +183,13 @@ class Schedule {
     } else {
       absl::StatusOr<FenceToken> f = n->WriteFence();
       if (!f.ok()) {
-        EXPECT_EQ(f.status().code(), absl::StatusCode::kUnavailable) << Where();
+        // Sealed: do not retry until the state changes; otherwise retry at
+        // the leader (DESIGN.md status codes).
+        const HaState state = n->state();
+        EXPECT_EQ(f.status().code(), state == HaState::kSealed
+                                         ? absl::StatusCode::kFailedPrecondition
+                                         : absl::StatusCode::kUnavailable)
+            << HaStateName(state) << "; " << Where();
         return;
       }
       fence = *f;
