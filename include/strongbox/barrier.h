@@ -51,6 +51,7 @@
 #define STRONGBOX_BARRIER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -119,9 +120,19 @@ class Barrier {
   // Discards the shares presented so far (wiping them).
   void ResetUnsealProgress();
 
-  // Wipes every key and the unseal progress. Idempotent.
+  // Wipes every key and the unseal progress, then calls every seal
+  // listener. Idempotent.
   void Seal();
   bool sealed() const;
+
+  // Registers `listener` to be called on the sealing thread each time
+  // Seal() runs, after the barrier's own keys are wiped and before Seal()
+  // returns: layers that cache key material derived through the barrier
+  // (the Transit engine) drop it at the same moment (invariant 2). The
+  // listener must not call Seal(). Returns an id for RemoveSealListener.
+  int AddSealListener(std::function<void()> listener);
+  // After it returns, the listener is not running and will not be called.
+  void RemoveSealListener(int id);
 
   // Reads the seal config from the backend for initialized / threshold /
   // shares; the rest is this barrier's state.

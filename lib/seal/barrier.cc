@@ -736,7 +736,14 @@ absl::StatusOr<SealStatus> Barrier::Unseal(absl::string_view share) {
   return impl_->Unseal(share);
 }
 void Barrier::ResetUnsealProgress() { impl_->ResetUnsealProgress(); }
-void Barrier::Seal() { impl_->Seal(); }
+void Barrier::Seal() {
+  impl_->Seal();
+  impl_->NotifySealed();
+}
+int Barrier::AddSealListener(std::function<void()> listener) {
+  return impl_->AddSealListener(std::move(listener));
+}
+void Barrier::RemoveSealListener(int id) { impl_->RemoveSealListener(id); }
 bool Barrier::sealed() const { return impl_->sealed(); }
 absl::StatusOr<SealStatus> Barrier::Status() { return impl_->Status(); }
 absl::StatusOr<std::vector<std::string>> Barrier::Rekey(

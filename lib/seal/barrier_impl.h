@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -153,7 +155,29 @@ class Barrier::Impl {
   // ReloadKeyring). Seal() does not take it, so it is never stuck behind a
   // slow backend. Acquired before keys_mu_ and progress_mu_.
   Mutex op_mu_;
+  // Seal listeners (Barrier::AddSealListener); called under listeners_mu_,
+  // so RemoveSealListener waits out a call in progress.
+  Mutex listeners_mu_;
+  std::map<int, std::function<void()>> listeners_
+      ABSL_GUARDED_BY(listeners_mu_);
+  int next_listener_ ABSL_GUARDED_BY(listeners_mu_) = 0;
 
+ public:
+  int AddSealListener(std::function<void()> listener) {
+    MutexLock lock(&listeners_mu_);
+    listeners_[++next_listener_] = std::move(listener);
+    return next_listener_;
+  }
+  void RemoveSealListener(int id) {
+    MutexLock lock(&listeners_mu_);
+    listeners_.erase(id);
+  }
+  void NotifySealed() {
+    MutexLock lock(&listeners_mu_);
+    for (auto& [id, listener] : listeners_) listener();
+  }
+
+ private:
   // The keys. Readers (the data path) share it; installs and Seal take it
   // exclusively, and never across backend I/O.
   mutable SharedMutex keys_mu_;

@@ -126,15 +126,19 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
         kv_(KvOptions{options.max_path_bytes, options.max_fields,
                       options.max_secret_bytes, options.default_max_versions}) {
     coordinator_->AddObserver(this);
+    // Transit keys go with the seal, synchronously (invariant 2), however
+    // the barrier is sealed.
+    seal_listener_ = coordinator_->barrier()->AddSealListener(
+        [this] { transit_.ClearCache(); });
   }
 
   ~SecretStoreImpl() override {
+    coordinator_->barrier()->RemoveSealListener(seal_listener_);
     coordinator_->RemoveObserver(this);
     transit_.ClearCache();
   }
 
-  // HaObserver: keys cached by the Transit engine go with the seal (I1)
-  // and with leadership.
+  // HaObserver: keys cached by the Transit engine also go with leadership.
   void OnStateChange(const StateChange& change) override {
     if (change.to != HaState::kActive) transit_.ClearCache();
   }
@@ -480,6 +484,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   Clock* const clock_;
   const KvEngine kv_;
   TransitEngine transit_;
+  int seal_listener_ = 0;
 };
 
 }  // namespace

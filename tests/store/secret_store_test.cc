@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "strongbox/secret_bytes.h"
 #include "tests/ha/cluster.h"
 
 namespace strongbox {
@@ -465,6 +466,52 @@ TEST_F(StoreTest, TransitOnStandbysAndRotationHonoured) {
   ASSERT_TRUE(rewrapped.ok());
   EXPECT_TRUE(absl::StartsWith(*rewrapped, "strongbox:v2:"));
   EXPECT_EQ(forwarder_.calls.load(), 0);  // All served where they ran.
+}
+
+struct WipeCount {
+  int wiped = 0;
+  bool all_zero = true;
+};
+
+void CountWipe(const uint8_t* data, size_t size, void* arg) {
+  auto* count = static_cast<WipeCount*>(arg);
+  ++count->wiped;
+  for (size_t i = 0; i < size; ++i) {
+    if (data[i] != 0) count->all_zero = false;
+  }
+}
+
+// Invariant 2: sealing wipes the Transit engine's cached keys too, before
+// Seal() returns.
+TEST_F(StoreTest, SealWipesCachedTransitKeys) {
+  ASSERT_TRUE(active()->TransitCreateKey("wiped").ok());
+  ASSERT_TRUE(active()->TransitRotateKey("wiped").ok());
+  auto seal_and_count = [&] {
+    // Warm the standby's cache (two key versions) or not, then seal it.
+    WipeCount count;
+    SecretBytes::SetWipeObserverForTesting(&CountWipe, &count);
+    EXPECT_TRUE(cluster_->nodes[standby_]->Seal().ok());
+    SecretBytes::SetWipeObserverForTesting(nullptr, nullptr);
+    EXPECT_TRUE(count.all_zero);
+    return count.wiped;
+  };
+  ASSERT_TRUE(standby()->TransitEncrypt("wiped", "x").ok());
+  const int warm = seal_and_count();
+  cluster_->Unseal(standby_);
+  const int cold = seal_and_count();
+  EXPECT_GE(warm - cold, 2) << "the two cached key versions were not wiped";
+
+  // Sealing the barrier directly (no coordinator event) wipes them too.
+  cluster_->Unseal(standby_);
+  ASSERT_TRUE(standby()->TransitEncrypt("wiped", "x").ok());
+  WipeCount direct;
+  SecretBytes::SetWipeObserverForTesting(&CountWipe, &direct);
+  cluster_->nodes[standby_]->barrier()->Seal();
+  SecretBytes::SetWipeObserverForTesting(nullptr, nullptr);
+  EXPECT_TRUE(direct.all_zero);
+  EXPECT_GE(direct.wiped - cold, 2)
+      << "a direct barrier seal left Transit keys in memory";
+  EXPECT_TRUE(cluster_->nodes[standby_]->Seal().ok());
 }
 
 }  // namespace
