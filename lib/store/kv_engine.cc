@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "lib/store/kv_records.pb.h"
+#include "strongbox/secret_bytes.h"
 
 namespace strongbox {
 namespace {
@@ -70,9 +71,29 @@ bool IsValidUtf8(absl::string_view s) {
 }
 
 // The metadata as stored, with the backend version it was read at.
+// Secret values pass through this engine in protobuf maps and serialized
+// buffers; each is wiped before its memory is freed (invariant 5).
+void WipeFields(google::protobuf::Map<std::string, std::string>* fields) {
+  for (auto& [name, value] : *fields) WipeString(value);
+}
+
 struct Meta {
+  Meta() = default;
+  Meta(Meta&&) = default;
+  Meta& operator=(Meta&&) = default;
+  ~Meta() { WipeFields(record.mutable_current_data()); }
+
   KvMetadataRecord record;
   std::optional<uint64_t> backend_version;  // nullopt: absent
+};
+
+// Wipes the plaintext values of a batch once it has been committed (or
+// failed): the barrier sealed copies of them.
+struct WipeOpsOnExit {
+  ~WipeOpsOnExit() {
+    for (WriteOp& op : *ops) WipeString(op.value);
+  }
+  std::vector<WriteOp>* ops;
 };
 
 absl::StatusOr<Meta> ReadMeta(Barrier* barrier, absl::string_view path) {
@@ -80,7 +101,9 @@ absl::StatusOr<Meta> ReadMeta(Barrier* barrier, absl::string_view path) {
   absl::StatusOr<Entry> entry = barrier->Get(MetaPath(path));
   if (absl::IsNotFound(entry.status())) return meta;
   if (!entry.ok()) return entry.status();
-  if (!meta.record.ParseFromString(entry->value)) {
+  const bool parsed = meta.record.ParseFromString(entry->value);
+  WipeString(entry->value);
+  if (!parsed) {
     return absl::DataLossError(
         absl::StrCat("metadata of ", path, " does not parse"));
   }
@@ -160,6 +183,7 @@ class KvEngineOps {
 
   // Commits `ops` (with the metadata write) under the call's fence.
   absl::Status Commit(std::vector<WriteOp>& ops) {
+    WipeOpsOnExit wipe{&ops};
     absl::StatusOr<uint64_t> index =
         call_.barrier->Commit(ops, call_.write_fence);
     if (!index.ok()) return index.status();
@@ -213,6 +237,10 @@ class KvEngineOps {
       KvDataRecord data;
       *data.mutable_data() = req.data();
       std::vector<WriteOp> ops;
+      struct WipeData {
+        ~WipeData() { WipeFields(d->mutable_data()); }
+        KvDataRecord* d;
+      } wipe_data{&data};
       ops.push_back(
           WriteOp::Put(DataPath(req.path(), version), data.SerializeAsString())
               .IfAbsent());
@@ -268,7 +296,10 @@ class KvEngineOps {
       return entry.status();
     }
     KvDataRecord data;
-    if (!data.ParseFromString(entry->value)) {
+    const bool parsed = data.ParseFromString(entry->value);
+    WipeString(entry->value);
+    if (!parsed) {
+      WipeFields(data.mutable_data());
       return absl::DataLossError(absl::StrCat("version ", wanted, " of ",
                                               req.path(), " does not parse"));
     }

@@ -1,6 +1,8 @@
 #include "strongbox/secret_store.h"
 
+#include <algorithm>
 #include <chrono>
+#include <limits>
 #include <thread>
 #include <utility>
 
@@ -9,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "lib/store/kv_engine.h"
 #include "lib/store/transit_engine.h"
+#include "strongbox/secret_bytes.h"
 
 namespace strongbox {
 namespace {
@@ -117,13 +120,24 @@ absl::Status ResponseStatus(const Response& response) {
 
 namespace {
 
+// The longest KV path the backend can hold: its data keys are
+// "kv/data/<path>/<version>" (8 + 1 + up to 20 bytes around the path).
+size_t EffectiveMaxPath(const SecretStore::Options& options) {
+  constexpr size_t kDataKeyOverhead = 8 + 1 + 20;
+  const size_t backend_max =
+      options.coordinator->barrier()->backend()->limits().max_key_bytes;
+  const size_t fits =
+      backend_max > kDataKeyOverhead ? backend_max - kDataKeyOverhead : 0;
+  return std::min(options.max_path_bytes, fits);
+}
+
 class SecretStoreImpl final : public SecretStore, public HaObserver {
  public:
   explicit SecretStoreImpl(const Options& options)
       : options_(options),
         coordinator_(options.coordinator),
         clock_(options.clock != nullptr ? options.clock : RealClock()),
-        kv_(KvOptions{options.max_path_bytes, options.max_fields,
+        kv_(KvOptions{EffectiveMaxPath(options), options.max_fields,
                       options.max_secret_bytes, options.default_max_versions}) {
     coordinator_->AddObserver(this);
     // Transit keys go with the seal, synchronously (invariant 2), however
@@ -201,7 +215,8 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
 
   std::string HandleSerialized(absl::string_view bytes) override {
     Request request;
-    if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()) ||
+        !request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
       Response response;
       SetStatus(absl::InvalidArgumentError("request bytes do not parse"),
                 &response);
@@ -387,8 +402,15 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     Request forwarded = request;
     forwarded.set_forwarded(true);
     Response response;
+    std::string request_bytes = forwarded.SerializeAsString();
     absl::StatusOr<std::string> bytes =
-        options_.forwarder->Forward(leader, forwarded.SerializeAsString());
+        options_.forwarder->Forward(leader, request_bytes);
+    WipeString(request_bytes);
+    if (forwarded.has_kv_put()) {
+      for (auto& [name, value] : *forwarded.mutable_kv_put()->mutable_data()) {
+        WipeString(value);
+      }
+    }
     if (!bytes.ok()) {
       SetStatus(absl::UnavailableError(
                     absl::StrCat("forwarding to the active node at ", leader,
@@ -397,7 +419,9 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       SetRoute(RouteDecision::Action::kForwardToActive, leader, &response);
       return response;
     }
-    if (!response.ParseFromString(*bytes)) {
+    const bool parsed = response.ParseFromString(*bytes);
+    WipeString(*bytes);
+    if (!parsed) {
       response.Clear();
       SetStatus(absl::UnavailableError(
                     absl::StrCat("the active node at ", leader,

@@ -468,6 +468,37 @@ TEST_F(StoreTest, TransitOnStandbysAndRotationHonoured) {
   EXPECT_EQ(forwarder_.calls.load(), 0);  // All served where they ran.
 }
 
+// A KV path must leave room for its data keys within the backend's key
+// limit (LMDB: 511 bytes), at every version.
+TEST(StoreLimitsTest, PathLimitFollowsTheBackendKeyLimit) {
+  InMemoryBackendOptions bo;
+  bo.limits.max_key_bytes = 100;
+  std::unique_ptr<Backend> backend = NewInMemoryBackend(bo);
+  HaCoordinator::Options o;
+  o.backend = backend.get();
+  o.node_id = "n";
+  o.advertise_address = "n:1";
+  o.background_thread = false;
+  o.lease_ttl = absl::Hours(1);
+  o.renew_interval = absl::Minutes(1);
+  std::unique_ptr<HaCoordinator> node = *HaCoordinator::Create(o);
+  std::vector<std::string> shares = *node->Initialize(1, 1);
+  ASSERT_TRUE(node->Unseal(shares[0]).ok());
+  node->Poll();
+  ASSERT_EQ(node->state(), HaState::kActive);
+  SecretStore::Options so;
+  so.coordinator = node.get();
+  std::unique_ptr<SecretStore> store = *SecretStore::Create(so);
+  const std::string longest(100 - 29, 'p');
+  for (int v = 1; v <= 12; ++v) {
+    absl::StatusOr<KvWriteResult> put = store->KvPut(longest, {{"v", "x"}});
+    ASSERT_TRUE(put.ok()) << "version " << v << ": " << put.status();
+  }
+  absl::Status too_long = store->KvPut(longest + "p", {{"v", "x"}}).status();
+  EXPECT_EQ(too_long.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(too_long.message()), HasSubstr("max_path_bytes"));
+}
+
 struct WipeCount {
   int wiped = 0;
   bool all_zero = true;
