@@ -148,6 +148,9 @@ struct StateChange {
 };
 
 // Gets every state change of a node, for the host's logs and metrics.
+// Called on the thread that caused the change (a caller of Seal(),
+// Unseal(), StepDown(), or the coordinator's loop thread), after the
+// coordinator's locks are released.
 class HaObserver {
  public:
   virtual ~HaObserver() = default;
@@ -190,7 +193,7 @@ class HaCoordinator {
     // Run the election loop on a thread of the coordinator's own (true), or
     // only when the caller calls Poll() (false; deterministic tests).
     bool background_thread = true;
-    // Seeds the backoff jitter.
+    // Seeds the backoff jitter (tests fix it). Default: 0x5eed.
     uint64_t seed = 0x5eed;
     // Called after the grant is won and the keyring reloaded, before the
     // node becomes active (post-unseal setup). A non-OK status aborts the
@@ -207,6 +210,11 @@ class HaCoordinator {
 
   // Stops the loop (joining its thread), releases any grant, seals. Clean
   // and safe from any thread except an observer callback.
+  // Lease times: the coordinator compares the grant's expiry with its own
+  // clock, so the backend's clock and Options::clock must agree (they are
+  // the same machine's for the in-memory and LMDB backends). With the LMDB
+  // backend, a peer process stopped inside an LMDB write transaction holds
+  // LMDB's single writer lock, and shutdown waits for it (lmdb_backend.h).
   virtual ~HaCoordinator() = default;
   HaCoordinator(const HaCoordinator&) = delete;
   HaCoordinator& operator=(const HaCoordinator&) = delete;
@@ -227,6 +235,8 @@ class HaCoordinator {
   virtual absl::StatusOr<std::vector<std::string>> Rekey(
       absl::Span<const std::string> current_shares, int new_shares,
       int new_threshold) = 0;
+  // Adds a barrier key term used for all new writes (active only);
+  // returns the new term. Standbys follow when they meet it.
   virtual absl::StatusOr<uint32_t> Rotate() = 0;
 
   // ---- HA.

@@ -36,7 +36,9 @@
 //     write may have been applied; a check-and-set retry (cas) tells.
 //
 // Ownership: the caller owns the coordinator and the forwarder; both must
-// outlive the store. Thread-safe: every method may be called concurrently.
+// outlive the store. Create one SecretStore per coordinator: the Transit
+// key cache trusts that every write on the active goes through it.
+// Thread-safe: every method may be called concurrently.
 #ifndef STRONGBOX_SECRET_STORE_H_
 #define STRONGBOX_SECRET_STORE_H_
 
@@ -102,10 +104,15 @@ class SecretStore {
     absl::Duration max_index_wait = absl::Milliseconds(500);
     // Time source for metadata. Not owned. Default: RealClock().
     Clock* clock = nullptr;
-    // KV limits. Defaults: see each field.
+    // Longest KV secret path, bytes; lowered automatically to what the
+    // backend's key limit leaves room for (LMDB: 482). Default: 512.
     size_t max_path_bytes = 512;
+    // Most fields in one secret. Default: 256.
     size_t max_fields = 256;
+    // Largest secret (field names plus values), bytes. Default: 512 KiB.
     size_t max_secret_bytes = 512 << 10;
+    // Versions kept per secret unless its metadata says otherwise.
+    // Default: 10.
     uint32_t default_max_versions = 10;
   };
 
