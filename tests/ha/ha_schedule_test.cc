@@ -14,7 +14,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "lib/store/kv_records.pb.h"
 #include "strongbox/barrier.h"
+#include "strongbox/secret_store.h"
 #include "tests/ha/cluster.h"
 
 namespace strongbox {
@@ -26,10 +28,29 @@ using ::strongbox::testing_cluster::ClusterOptions;
 constexpr int kSchedules = 200;
 constexpr int kStepsPerSchedule = 250;
 
+// Moves request bytes to the named node's store, as a host's transport would.
+class Transport : public Forwarder {
+ public:
+  absl::StatusOr<std::string> Forward(absl::string_view leader,
+                                      absl::string_view request) override {
+    for (size_t i = 0; i < addresses.size(); ++i) {
+      if (addresses[i] == leader && stores[i] != nullptr) {
+        return stores[i]->HandleSerialized(request);
+      }
+    }
+    return absl::UnavailableError("no route to the leader");
+  }
+  std::vector<std::string> addresses;
+  std::vector<SecretStore*> stores;
+};
+
 struct Stats {
-  int acknowledged = 0;  // writes applied and acknowledged
-  int fenced_out = 0;    // writes refused for a stale fence
-  int leaders = 0;       // distinct grants seen writing
+  int acknowledged = 0;   // writes applied and acknowledged
+  int fenced_out = 0;     // writes refused for a stale fence
+  int leaders = 0;        // distinct grants seen writing
+  int store_writes = 0;   // KvPut acknowledged through SecretStore
+  int store_refused = 0;  // KvPut refused with nothing applied
+  int store_unknown = 0;  // KvPut failed after an injected fault
 };
 
 class Schedule {
@@ -54,6 +75,12 @@ class Schedule {
       ASSERT_TRUE(auditor_->Unseal(cluster_->shares[k]).ok());
     }
     crashed_at_.assign(3, absl::InfinitePast());
+    stores_.resize(3);
+    transport_.stores.assign(3, nullptr);
+    for (int i = 0; i < 3; ++i) {
+      transport_.addresses.push_back(Cluster::Address(i));
+      MakeStore(i);
+    }
     for (step_ = 0; step_ < kStepsPerSchedule; ++step_) {
       DoRandomAction();
       if (::testing::Test::HasFatalFailure()) return;
@@ -75,6 +102,7 @@ class Schedule {
     Write(cluster_->WritableActives().empty() ? 0
                                               : cluster_->WritableActives()[0],
           /*stale=*/false);
+    StoreWrite((step_ + 1) % 3);  // Through any node: forwarded if needed.
     CheckAcknowledgedWrites();
   }
 
@@ -106,11 +134,71 @@ class Schedule {
     ASSERT_NE(n->state(), HaState::kSealed) << Where();
   }
 
+  void MakeStore(int i) {
+    SecretStore::Options so;
+    so.coordinator = cluster_->nodes[i].get();
+    so.forwarder = &transport_;
+    so.clock = &cluster_->clock;
+    so.max_index_wait = absl::ZeroDuration();
+    stores_[i] = *SecretStore::Create(so);
+    transport_.stores[i] = stores_[i].get();
+  }
+
+  int64_t InjectedSoFar() const {
+    int64_t n = 0;
+    for (const auto& link : cluster_->links) n += link->injected_failures();
+    return n;
+  }
+
+  // The KV secret at `path` as stored (through the auditor barrier).
+  std::optional<std::string> StoredKv(const std::string& path) {
+    absl::StatusOr<Entry> meta = auditor_->Get("kv/meta/" + path);
+    if (absl::IsNotFound(meta.status())) return std::nullopt;
+    EXPECT_TRUE(meta.ok()) << meta.status() << "; " << Where();
+    store::KvMetadataRecord record;
+    EXPECT_TRUE(record.ParseFromString(meta->value)) << Where();
+    EXPECT_EQ(record.current_version(), 1u) << path << " applied twice";
+    return record.current_data().at("v");
+  }
+
+  // A KvPut through node `node`'s SecretStore: routed, forwarded from a
+  // perf standby, fenced on the active — the whole request path.
+  void StoreWrite(int node) {
+    const std::string path = absl::StrCat("s/", writes_);
+    const std::string value = absl::StrCat("sv", writes_);
+    ++writes_;
+    const int64_t injected_before = InjectedSoFar();
+    absl::StatusOr<KvWriteResult> put =
+        stores_[node]->KvPut(path, {{"v", value}});
+    if (put.ok()) {
+      ++stats.store_writes;
+      store_acknowledged_[path] = value;
+      return;
+    }
+    const absl::StatusCode code = put.status().code();
+    ASSERT_TRUE(code == absl::StatusCode::kUnavailable ||
+                code == absl::StatusCode::kFailedPrecondition)
+        << put.status() << "; " << Where();
+    if (InjectedSoFar() != injected_before) {
+      // A fault hit this request: it may have been applied (a lost
+      // acknowledgement) — but at most once, checked at the end.
+      ++stats.store_unknown;
+      store_maybe_[path] = value;
+      return;
+    }
+    ++stats.store_refused;
+    ASSERT_FALSE(StoredKv(path).has_value())
+        << "a refused KvPut was applied: " << put.status() << "; " << Where();
+  }
+
   void Restart(int i) {
+    transport_.stores[i] = nullptr;
+    stores_[i].reset();           // The store goes with its process.
     cluster_->links[i]->Clear();  // A new process, a new connection.
     cluster_->Restart(i);
     cluster_->Thaw(i);
     crashed_at_[i] = absl::InfinitePast();
+    MakeStore(i);
   }
 
   void DoRandomAction() {
@@ -121,8 +209,10 @@ class Schedule {
       // Time passes.
       const int ms = std::uniform_int_distribution<int>(1, 1500)(rng_);
       cluster_->Run(absl::Milliseconds(ms), absl::Milliseconds(100));
-    } else if (action < 50) {
+    } else if (action < 40) {
       Write(node, /*stale=*/false);
+    } else if (action < 50) {
+      if (!crashed(node) && !cluster_->frozen(node)) StoreWrite(node);
     } else if (action < 58) {
       // A write issued with whatever fence the node last held — what a
       // paused or deposed active has in flight.
@@ -159,10 +249,14 @@ class Schedule {
           FaultInjectingBackend::kRenew, FaultInjectingBackend::kAcquire,
           FaultInjectingBackend::kGet, FaultInjectingBackend::kCommit,
           FaultInjectingBackend::kCurrentHolder};
-      cluster_->links[node]->FailNext(
-          std::uniform_int_distribution<int>(1, 3)(rng_),
-          absl::UnavailableError("injected"),
-          ops[std::uniform_int_distribution<int>(0, 4)(rng_)]);
+      if (std::uniform_int_distribution<int>(0, 3)(rng_) == 0) {
+        cluster_->links[node]->LoseNextCommitAcks(1);
+      } else {
+        cluster_->links[node]->FailNext(
+            std::uniform_int_distribution<int>(1, 3)(rng_),
+            absl::UnavailableError("injected"),
+            ops[std::uniform_int_distribution<int>(0, 4)(rng_)]);
+      }
     } else {
       cluster_->links[node]->FailRenewals(
           !cluster_->links[node]->renewals_failing());
@@ -201,6 +295,7 @@ class Schedule {
     const std::string path = absl::StrCat("w/", writes_);
     const std::string value = absl::StrCat("v", writes_, "@", fence);
     ++writes_;
+    const int64_t injected_before = InjectedSoFar();
     absl::StatusOr<uint64_t> done = n->barrier()->Put(path, value, fence);
     if (done.ok()) {
       ASSERT_TRUE(current) << "a write with a stale fence " << fence
@@ -217,13 +312,22 @@ class Schedule {
                 absl::StatusCode::kNotFound)
           << Where();
     } else {
-      // An injected backend error: the write failed before reaching the
-      // backend, so nothing may be there either.
+      // An injected backend error: either the write never reached the
+      // backend (nothing there), or it was applied and its acknowledgement
+      // lost (then it is there, exactly as written).
       ASSERT_EQ(done.status().code(), absl::StatusCode::kUnavailable)
           << done.status() << "; " << Where();
-      ASSERT_EQ(auditor_->Get(path).status().code(),
-                absl::StatusCode::kNotFound)
-          << Where();
+      ASSERT_NE(InjectedSoFar(), injected_before) << Where();
+      absl::StatusOr<Entry> there = auditor_->Get(path);
+      if (there.ok()) {
+        ASSERT_EQ(there->value, value) << Where();
+        ASSERT_TRUE(current) << "a lost-ack write with a stale fence was "
+                                "applied; "
+                             << Where();
+      } else {
+        ASSERT_EQ(there.status().code(), absl::StatusCode::kNotFound)
+            << Where();
+      }
     }
   }
 
@@ -248,6 +352,16 @@ class Schedule {
   }
 
   void CheckAcknowledgedWrites() {
+    for (const auto& [path, value] : store_acknowledged_) {
+      std::optional<std::string> got = StoredKv(path);
+      ASSERT_TRUE(got.has_value())
+          << "acknowledged KvPut lost: " << path << "; " << Where();
+      ASSERT_EQ(*got, value) << path << "; " << Where();
+    }
+    for (const auto& [path, value] : store_maybe_) {
+      std::optional<std::string> got = StoredKv(path);
+      if (got.has_value()) ASSERT_EQ(*got, value) << path << "; " << Where();
+    }
     for (const auto& [path, value] : acknowledged_) {
       absl::StatusOr<Entry> got = auditor_->Get(path);
       ASSERT_TRUE(got.ok()) << path << ": " << got.status() << "; " << Where();
@@ -263,6 +377,10 @@ class Schedule {
   std::vector<absl::Time> crashed_at_;
   FenceToken last_fence_[3] = {kNoFence, kNoFence, kNoFence};
   std::map<std::string, std::string> acknowledged_;
+  std::map<std::string, std::string> store_acknowledged_;
+  std::map<std::string, std::string> store_maybe_;
+  Transport transport_;
+  std::vector<std::unique_ptr<SecretStore>> stores_;
   int writes_ = 0;
   int step_ = 0;
 };
@@ -283,6 +401,9 @@ TEST(HaScheduleTest, RandomizedCrashesPausesSealsStepDownsAndWrites) {
     total.acknowledged += schedule.stats.acknowledged;
     total.fenced_out += schedule.stats.fenced_out;
     total.leaders += schedule.stats.leaders;
+    total.store_writes += schedule.stats.store_writes;
+    total.store_refused += schedule.stats.store_refused;
+    total.store_unknown += schedule.stats.store_unknown;
     if (::testing::Test::HasFailure()) {
       ADD_FAILURE() << "failing seed: " << seed;
       return;
@@ -293,6 +414,12 @@ TEST(HaScheduleTest, RandomizedCrashesPausesSealsStepDownsAndWrites) {
       "out, %d leaderships\n",
       count, kStepsPerSchedule, total.acknowledged, total.fenced_out,
       total.leaders);
+  std::printf(
+      "SecretStore KvPut: %d acknowledged, %d refused with nothing "
+      "applied, %d hit by an injected fault\n",
+      total.store_writes, total.store_refused, total.store_unknown);
+  EXPECT_GT(total.store_writes, 0);
+  EXPECT_GT(total.store_refused, 0);
   // The schedules must actually exercise failover and fencing.
   EXPECT_GT(total.fenced_out, 0);
   EXPECT_GT(total.leaders, count);
