@@ -18,7 +18,6 @@
 #include "absl/strings/strip.h"
 #include "lib/backend/batch.h"
 #include "lib/lmdb/environment.h"
-#include "lib/lmdb/key_check.h"
 #include "lib/lmdb/records.h"
 #include "lib/util/mutex.h"
 
@@ -323,7 +322,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
         limits_(limits) {}
 
   absl::StatusOr<Entry> Get(absl::string_view key) override {
-    absl::Status valid = lmdb_internal::CheckKey(key, limits_);
+    absl::Status valid = ValidateKey(key, limits_);
     if (!valid.ok()) return valid;
     Entry entry;
     absl::Status s = env_.Read([&](MDB_txn* txn) -> absl::Status {

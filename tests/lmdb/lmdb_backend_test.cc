@@ -19,7 +19,6 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "lib/lmdb/key_check.h"
 #include "strongbox/testing/fake_clock.h"
 #include "tests/lmdb/test_support.h"
 
@@ -401,27 +400,6 @@ TEST(LmdbLeaseTest, ExpiryIsWallClockAndSurvivesReopen) {
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_TRUE((*grant)->Lost());
   EXPECT_EQ((*grant)->Renew().code(), absl::StatusCode::kFailedPrecondition);
-}
-
-// ------------------------------------------------------ fast key check
-
-TEST(LmdbKeyCheckTest, FastPathNeverAcceptsWhatValidateKeyRejects) {
-  const uint64_t seed = std::random_device()();
-  SCOPED_TRACE(absl::StrCat("seed ", seed));
-  std::mt19937_64 rng(seed);
-  const char alphabet[] = {'a', 'b', '/', '.', '\0', '\x1f', '\x7f', ' ', 'z'};
-  BackendLimits limits;
-  limits.max_key_bytes = 12;
-  int valid = 0;
-  for (int n = 0; n < 200000; ++n) {
-    std::string key(rng() % 15, 'x');
-    for (char& c : key) c = alphabet[rng() % sizeof(alphabet)];
-    const bool slow = ValidateKey(key, limits).ok();
-    ASSERT_EQ(lmdb_internal::IsPlainValidKey(key, limits.max_key_bytes), slow)
-        << "key \"" << absl::CEscape(key) << "\"";
-    valid += slow;
-  }
-  EXPECT_GT(valid, 1000);  // the alphabet reaches both verdicts
 }
 
 }  // namespace
