@@ -10,8 +10,9 @@
 // stdout carries only answers, one JSON object per line, flushed after each.
 // Logs (state changes) go to stderr. `quit`, end of input, SIGTERM or SIGINT
 // shut the node down cleanly: the coordinator is destroyed, which releases
-// the lease (a standby takes over at once) and seals. `quit` is answered
-// with {"ok":true} once that shutdown is done. Bad arguments: a message on
+// the lease (a standby takes over at once) and seals; `quit` has no answer
+// line (the protocol lists none): the process exits 0 once that shutdown is
+// done, which is the caller's signal. Bad arguments: a message on
 // stderr and exit status 2; a directory that cannot be opened: exit 1.
 #include <errno.h>
 #include <poll.h>
@@ -155,7 +156,6 @@ int Run(int argc, char** argv) {
   }
   LineReader reader;
   std::string line;
-  bool answer_quit = false;
   while (reader.Next(&line, &wait_mask)) {
     absl::string_view command = line;
     while (!command.empty() &&
@@ -167,14 +167,10 @@ int Run(int argc, char** argv) {
            (command.front() == ' ' || command.front() == '\t')) {
       command.remove_prefix(1);
     }
-    if (command == "quit") {
-      answer_quit = true;
-      break;
-    }
+    if (command == "quit") break;
     if (!WriteLine((*host)->HandleLine(line))) break;
   }
   host->reset();  // releases the lease and seals
-  if (answer_quit) WriteLine(JsonObjectWriter().Bool("ok", true).Finish());
   return 0;
 }
 
