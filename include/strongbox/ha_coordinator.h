@@ -210,10 +210,11 @@ class HaCoordinator {
 
   // Stops the loop (joining its thread), releases any grant, seals. Clean
   // and safe from any thread except an observer callback.
-  // Lease times: the coordinator compares the grant's expiry with its own
-  // clock, so the backend's clock and Options::clock must agree (they are
-  // the same machine's for the in-memory and LMDB backends). With the LMDB
-  // backend, a peer process stopped inside an LMDB write transaction holds
+  // Lease times: the node's own deadline is its clock before the grant
+  // (or renewal) began plus the TTL, or the backend's expiry if earlier, so
+  // a backend clock running ahead cannot stretch I2; a node clock running
+  // slow relative to the backend's still can (keep clocks in sync). With the
+  // LMDB backend, a peer process stopped inside an LMDB write transaction holds
   // LMDB's single writer lock, and shutdown waits for it (lmdb_backend.h).
   virtual ~HaCoordinator() = default;
   HaCoordinator(const HaCoordinator&) = delete;

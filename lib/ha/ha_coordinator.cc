@@ -567,8 +567,13 @@ class HaCoordinatorImpl final : public HaCoordinator {
     acquire.deadline = may_block ? clock_->Now() + options_.leader_refresh
                                  : absl::InfinitePast();
     acquire.cancel = cancel.get();
+    const absl::Time acquire_started = clock_->Now();
     absl::StatusOr<std::unique_ptr<LeadershipGrant>> acquired =
         ha_->Acquire(acquire);
+    // The grant's expiry comes from the backend's clock; this node's own
+    // deadline is its clock before the grant began plus the TTL, whichever
+    // is earlier (a backend with a slower clock must not stretch I2).
+    const absl::Time local_deadline = acquire_started + options_.lease_ttl;
     {
       WriterLock lock(&mu_);
       if (current_cancel_ == cancel) current_cancel_.reset();
@@ -586,11 +591,12 @@ class HaCoordinatorImpl final : public HaCoordinator {
       return;
     }
     std::shared_ptr<LeadershipGrant> grant(std::move(*acquired));
-    Promote(std::move(grant), epoch);
+    Promote(std::move(grant), epoch, local_deadline);
   }
 
   // I4: every check and step happens before the node serves as active.
-  void Promote(std::shared_ptr<LeadershipGrant> grant, uint64_t epoch) {
+  void Promote(std::shared_ptr<LeadershipGrant> grant, uint64_t epoch,
+               absl::Time local_deadline) {
     const FenceToken fence = grant->fence();
     auto still_ours = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
       return epoch_ == epoch && IsStandby(state_) && !barrier_->sealed();
@@ -600,6 +606,16 @@ class HaCoordinatorImpl final : public HaCoordinator {
       if (!still_ours()) {
         grant->Release().IgnoreError();
         return;
+      }
+    }
+    // A blocking acquire may have waited: the local deadline counts from
+    // before the wait. If that leaves less than a renew interval's worth of
+    // lease, renew now so the new active does not start out lapsed.
+    if (local_deadline - clock_->Now() <
+        options_.lease_ttl - options_.renew_interval) {
+      const absl::Time renew_started = clock_->Now();
+      if (grant->Renew().ok()) {
+        local_deadline = renew_started + options_.lease_ttl;
       }
     }
     absl::Status ready = barrier_->ReloadKeyring();
@@ -621,7 +637,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
         SetStateLocked(HaState::kActive, "won the lease", fence);
         grant_ = grant;
         fence_ = fence;
-        lease_expiry_ = grant->expiry();
+        lease_expiry_ = std::min(grant->expiry(), local_deadline);
         active_since_ = now;
         next_renew_ = now + options_.renew_interval;
         failures_ = 0;
@@ -650,6 +666,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       return;
     }
     if (!renew_due) return;
+    const absl::Time renew_started = clock_->Now();
     absl::Status renewed = grant->Renew();
     const absl::Time after = clock_->Now();
     if (absl::IsFailedPrecondition(renewed)) {
@@ -661,7 +678,8 @@ class HaCoordinatorImpl final : public HaCoordinator {
       if (grant_ != grant) return;
       renew_failing_ = !renewed.ok();
       if (renewed.ok()) {
-        lease_expiry_ = grant->expiry();
+        lease_expiry_ =
+            std::min(grant->expiry(), renew_started + options_.lease_ttl);
         next_renew_ = after + options_.renew_interval;
         return;
       }

@@ -642,6 +642,33 @@ TEST(HaCoordinatorTest, RemoveObserverWaitsForADeliveryInProgress) {
   c.Unseal(0);
 }
 
+// I2 does not trust the backend's clock: a backend whose clock runs ahead
+// of the node's reports a later expiry, but the node stops writing at its
+// own deadline (its clock before the grant + TTL).
+TEST(HaCoordinatorTest, BackendClockAheadDoesNotStretchTheLease) {
+  FakeClock node_clock;
+  FakeClock backend_clock(node_clock.Now() + absl::Seconds(3));
+  InMemoryBackendOptions bo;
+  bo.clock = &backend_clock;
+  std::unique_ptr<Backend> backend = NewInMemoryBackend(bo);
+  HaCoordinator::Options o;
+  o.backend = backend.get();
+  o.node_id = "n";
+  o.advertise_address = "n:1";
+  o.background_thread = false;
+  o.clock = &node_clock;
+  std::unique_ptr<HaCoordinator> node = *HaCoordinator::Create(o);
+  std::vector<std::string> shares = *node->Initialize(1, 1);
+  ASSERT_TRUE(node->Unseal(shares[0]).ok());
+  node->Poll();
+  ASSERT_EQ(node->state(), HaState::kActive);
+  // The backend's expiry reads 3 s later than the node's own deadline.
+  node_clock.Advance(absl::Seconds(5) + absl::Milliseconds(1));
+  backend_clock.Advance(absl::Seconds(5) + absl::Milliseconds(1));
+  EXPECT_EQ(node->WriteFence().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(node->Route(OperationKind::kWrite).action, Action::kUnavailable);
+}
+
 // ---------------------------------------------------- background thread
 
 TEST(HaCoordinatorThreadTest, RealClockFailoverAndCleanShutdown) {
