@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "bench/floors.h"
 #include "benchmark/benchmark.h"
 #include "lib/seal/barrier_impl.h"
 #include "strongbox/barrier.h"
@@ -24,30 +25,14 @@ namespace {
 
 constexpr char kPath[] = "kv/data/app/database";
 
-struct RawAead {
-  RawAead() {
-    uint8_t key[32];
-    RAND_bytes(key, sizeof(key));
-    EVP_AEAD_CTX_init(&ctx, EVP_aead_aes_256_gcm(), key, sizeof(key), 16,
-                      nullptr);
-  }
-  ~RawAead() { EVP_AEAD_CTX_cleanup(&ctx); }
-  EVP_AEAD_CTX ctx;
-};
+using bench::RawAead;
 
 void BM_RawSeal(benchmark::State& state) {
   RawAead aead;
   const std::string plaintext(state.range(0), 'p');
-  std::string out(plaintext.size() + 16, '\0');
-  uint8_t nonce[12];
+  std::string out;
   for (auto _ : state) {
-    RAND_bytes(nonce, sizeof(nonce));
-    size_t out_len;
-    EVP_AEAD_CTX_seal(&aead.ctx, reinterpret_cast<uint8_t*>(&out[0]), &out_len,
-                      out.size(), nonce, sizeof(nonce),
-                      reinterpret_cast<const uint8_t*>(plaintext.data()),
-                      plaintext.size(), reinterpret_cast<const uint8_t*>(kPath),
-                      sizeof(kPath) - 1);
+    aead.SealInto(plaintext, kPath, &out);
     benchmark::DoNotOptimize(out.data());
   }
   state.SetBytesProcessed(state.iterations() * state.range(0));
@@ -55,26 +40,10 @@ void BM_RawSeal(benchmark::State& state) {
 
 void BM_RawOpen(benchmark::State& state) {
   RawAead aead;
-  const std::string plaintext(state.range(0), 'p');
-  std::string sealed(plaintext.size() + 16, '\0');
-  uint8_t nonce[12];
-  RAND_bytes(nonce, sizeof(nonce));
-  size_t len;
-  EVP_AEAD_CTX_seal(&aead.ctx, reinterpret_cast<uint8_t*>(&sealed[0]), &len,
-                    sealed.size(), nonce, sizeof(nonce),
-                    reinterpret_cast<const uint8_t*>(plaintext.data()),
-                    plaintext.size(), reinterpret_cast<const uint8_t*>(kPath),
-                    sizeof(kPath) - 1);
-  std::string out(plaintext.size(), '\0');
+  const std::string sealed = aead.Seal(std::string(state.range(0), 'p'), kPath);
+  std::string out;
   for (auto _ : state) {
-    size_t out_len;
-    if (!EVP_AEAD_CTX_open(
-            &aead.ctx, reinterpret_cast<uint8_t*>(&out[0]), &out_len,
-            out.size(), nonce, sizeof(nonce),
-            reinterpret_cast<const uint8_t*>(sealed.data()), sealed.size(),
-            reinterpret_cast<const uint8_t*>(kPath), sizeof(kPath) - 1)) {
-      state.SkipWithError("open failed");
-    }
+    if (!aead.OpenInto(sealed, kPath, &out)) state.SkipWithError("open failed");
     benchmark::DoNotOptimize(out.data());
   }
   state.SetBytesProcessed(state.iterations() * state.range(0));

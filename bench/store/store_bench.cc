@@ -18,6 +18,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "bench/floors.h"
 #include "benchmark/benchmark.h"
 #include "strongbox/ha_coordinator.h"
 #include "strongbox/in_memory_backend.h"
@@ -74,42 +75,7 @@ class Fixture {
   int active_ = 0;
 };
 
-// A raw AEAD context on a fixed key, reused like the barrier's.
-struct RawAead {
-  RawAead() {
-    uint8_t key[32];
-    RAND_bytes(key, sizeof(key));
-    EVP_AEAD_CTX_init(&ctx, EVP_aead_aes_256_gcm(), key, sizeof(key),
-                      EVP_AEAD_DEFAULT_TAG_LENGTH, nullptr);
-  }
-  ~RawAead() { EVP_AEAD_CTX_cleanup(&ctx); }
-
-  std::string Seal(const std::string& plaintext, absl::string_view ad) {
-    std::string out(12 + plaintext.size() + 16, '\0');
-    uint8_t* p = reinterpret_cast<uint8_t*>(&out[0]);
-    RAND_bytes(p, 12);
-    size_t len = 0;
-    EVP_AEAD_CTX_seal(&ctx, p + 12, &len, out.size() - 12, p, 12,
-                      reinterpret_cast<const uint8_t*>(plaintext.data()),
-                      plaintext.size(),
-                      reinterpret_cast<const uint8_t*>(ad.data()), ad.size());
-    out.resize(12 + len);
-    return out;
-  }
-
-  std::string Open(const std::string& sealed, absl::string_view ad) {
-    std::string out(sealed.size(), '\0');
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(sealed.data());
-    size_t len = 0;
-    EVP_AEAD_CTX_open(&ctx, reinterpret_cast<uint8_t*>(&out[0]), &len,
-                      out.size(), p, 12, p + 12, sealed.size() - 12,
-                      reinterpret_cast<const uint8_t*>(ad.data()), ad.size());
-    out.resize(len);
-    return out;
-  }
-
-  EVP_AEAD_CTX ctx;
-};
+using bench::RawAead;
 
 // ------------------------------------------------------------------ KvGet
 

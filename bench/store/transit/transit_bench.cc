@@ -19,6 +19,7 @@
 #include <string>
 
 #include "absl/strings/escaping.h"
+#include "bench/floors.h"
 #include "benchmark/benchmark.h"
 #include "lib/store/transit_engine.h"
 #include "strongbox/barrier.h"
@@ -29,29 +30,14 @@ namespace {
 
 constexpr char kAad[] = "strongbox-transit\0bench\0\0\0\0\1";
 
-struct RawAead {
-  RawAead() {
-    uint8_t key[32];
-    RAND_bytes(key, sizeof(key));
-    EVP_AEAD_CTX_init(&ctx, EVP_aead_aes_256_gcm(), key, sizeof(key), 16,
-                      nullptr);
-  }
-  ~RawAead() { EVP_AEAD_CTX_cleanup(&ctx); }
-  EVP_AEAD_CTX ctx;
-};
+using bench::RawAead;
 
 void BM_FloorSeal(benchmark::State& state) {
   RawAead aead;
   const std::string plaintext(state.range(0), 'p');
-  std::string out(12 + plaintext.size() + 16, '\0');
-  uint8_t* raw = reinterpret_cast<uint8_t*>(&out[0]);
+  std::string out;
   for (auto _ : state) {
-    RAND_bytes(raw, 12);
-    size_t out_len;
-    EVP_AEAD_CTX_seal(&aead.ctx, raw + 12, &out_len, out.size() - 12, raw, 12,
-                      reinterpret_cast<const uint8_t*>(plaintext.data()),
-                      plaintext.size(), reinterpret_cast<const uint8_t*>(kAad),
-                      sizeof(kAad) - 1);
+    aead.SealInto(plaintext, absl::string_view(kAad, sizeof(kAad) - 1), &out);
     benchmark::DoNotOptimize(out.data());
   }
   state.SetBytesProcessed(state.iterations() * state.range(0));
@@ -60,15 +46,9 @@ void BM_FloorSeal(benchmark::State& state) {
 void BM_FloorSealBase64(benchmark::State& state) {
   RawAead aead;
   const std::string plaintext(state.range(0), 'p');
-  std::string out(12 + plaintext.size() + 16, '\0');
-  uint8_t* raw = reinterpret_cast<uint8_t*>(&out[0]);
+  std::string out;
   for (auto _ : state) {
-    RAND_bytes(raw, 12);
-    size_t out_len;
-    EVP_AEAD_CTX_seal(&aead.ctx, raw + 12, &out_len, out.size() - 12, raw, 12,
-                      reinterpret_cast<const uint8_t*>(plaintext.data()),
-                      plaintext.size(), reinterpret_cast<const uint8_t*>(kAad),
-                      sizeof(kAad) - 1);
+    aead.SealInto(plaintext, absl::string_view(kAad, sizeof(kAad) - 1), &out);
     std::string text = absl::Base64Escape(out);
     benchmark::DoNotOptimize(text.data());
   }
