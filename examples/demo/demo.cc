@@ -9,9 +9,9 @@
 // leads. In both hand-overs the deposed leader's late write is refused with
 // FAILED_PRECONDITION and changes nothing: that is what fencing buys.
 //
-// Later work grows this into the full HA demo (seal, barrier, coordinator):
-// each act is one function, and the Node class is where a coordinator will
-// slot in.
+// It stays at the Backend level on purpose; the full HA story (seal,
+// barrier, coordinator, store) is examples/ha_demo (processes on LMDB) and
+// examples/cluster_demo (in one process), which tools/demo runs.
 //
 // The program checks every promise the story makes and exits non-zero if
 // one fails, so it also runs as a test (//examples/demo:demo_test).
