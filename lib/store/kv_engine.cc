@@ -140,9 +140,12 @@ void FillVersionMetadata(const KvVersionRecord& v,
 
 class KvEngineOps {
  public:
-  KvEngineOps(const KvOptions& options, const EngineCall& call,
+  KvEngineOps(const KvEngine& engine, const EngineCall& call,
               store::Response* response)
-      : options_(options), call_(call), response_(response) {}
+      : options_(engine.options_),
+        engine_(engine),
+        call_(call),
+        response_(response) {}
 
   absl::Status ValidatePath(absl::string_view path) const {
     if (path.size() > options_.max_path_bytes) {
@@ -194,6 +197,7 @@ class KvEngineOps {
   absl::Status Put(const store::KvPutRequest& req) {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
+    MutexLock stripe(&engine_.WriteStripe(req.path()));
     if (static_cast<size_t>(req.data_size()) > options_.max_fields) {
       return absl::InvalidArgumentError(absl::StrCat(
           "secret has ", req.data_size(), " fields; the limit (max_fields) is ",
@@ -312,6 +316,7 @@ class KvEngineOps {
   absl::Status Versions(const store::KvVersionsRequest& req, VersionOp op) {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
+    MutexLock stripe(&engine_.WriteStripe(req.path()));
     for (int attempt = 0;; ++attempt) {
       absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
       if (!meta.ok()) return meta.status();
@@ -386,6 +391,7 @@ class KvEngineOps {
   absl::Status MetadataPut(const store::KvMetadataPutRequest& req) {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
+    MutexLock stripe(&engine_.WriteStripe(req.path()));
     if (req.max_versions() > options_.max_max_versions) {
       return absl::InvalidArgumentError(
           absl::StrCat("max_versions ", req.max_versions(),
@@ -414,6 +420,7 @@ class KvEngineOps {
   absl::Status DeleteAll(const store::KvPathRequest& req) {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
+    MutexLock stripe(&engine_.WriteStripe(req.path()));
     for (int attempt = 0;; ++attempt) {
       absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
       if (!meta.ok()) return meta.status();
@@ -452,6 +459,7 @@ class KvEngineOps {
 
  private:
   const KvOptions& options_;
+  const KvEngine& engine_;
   const EngineCall& call_;
   store::Response* const response_;
 };
@@ -463,39 +471,7 @@ Mutex& KvEngine::WriteStripe(absl::string_view path) const {
 absl::Status KvEngine::Execute(const store::Request& request,
                                const EngineCall& call,
                                store::Response* response) const {
-  KvEngineOps ops(options_, call, response);
-  if (call.write_fence != kNoFence) {
-    absl::string_view path;
-    switch (request.op_case()) {
-      case store::Request::kKvPut:
-        path = request.kv_put().path();
-        break;
-      case store::Request::kKvDelete:
-        path = request.kv_delete().path();
-        break;
-      case store::Request::kKvUndelete:
-        path = request.kv_undelete().path();
-        break;
-      case store::Request::kKvDestroy:
-        path = request.kv_destroy().path();
-        break;
-      case store::Request::kKvMetadataPut:
-        path = request.kv_metadata_put().path();
-        break;
-      case store::Request::kKvDeleteAll:
-        path = request.kv_delete_all().path();
-        break;
-      default:
-        break;
-    }
-    MutexLock lock(&WriteStripe(path));
-    return Dispatch(ops, request);
-  }
-  return Dispatch(ops, request);
-}
-
-absl::Status KvEngine::Dispatch(KvEngineOps& ops,
-                                const store::Request& request) {
+  KvEngineOps ops(*this, call, response);
   switch (request.op_case()) {
     case store::Request::kKvPut:
       return ops.Put(request.kv_put());

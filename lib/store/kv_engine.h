@@ -53,7 +53,7 @@ class KvEngine {
   // other; the version precondition still guards against any other writer.
   static constexpr size_t kWriteStripes = 64;
   Mutex& WriteStripe(absl::string_view path) const;
-  static absl::Status Dispatch(KvEngineOps& ops, const store::Request& request);
+  friend class KvEngineOps;
 
   const KvOptions options_;
   mutable Mutex write_stripes_[kWriteStripes];
