@@ -382,6 +382,16 @@ void FillInfo(const store::TransitKeyRecord& record,
   }
 }
 
+// A write that changes nothing (create of an existing key, a config equal
+// to the stored one): answers the key as it is, at its current index.
+absl::Status AnswerUnchanged(const store::TransitKeyRecord& record,
+                             uint64_t record_version,
+                             store::Response* response) {
+  FillInfo(record, response->mutable_transit_key());
+  response->set_index(record_version);
+  return absl::OkStatus();
+}
+
 void SetItemError(const absl::Status& s, store::TransitResultItem* item) {
   item->set_code(CodeOf(s.code()));
   item->set_error(std::string(s.message()));
@@ -644,9 +654,7 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind,
       case WriteKind::kCreate:
         if (exists) {
           // As in Vault: creating an existing key changes nothing.
-          FillInfo(record, response->mutable_transit_key());
-          response->set_index(entry->version);
-          status = absl::OkStatus();
+          status = AnswerUnchanged(record, entry->version, response);
           break;
         }
         record.set_format(kRecordFormat);
@@ -700,9 +708,7 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind,
         if (min_dec == record.min_decryption_version() &&
             min_enc == record.min_encryption_version() &&
             deletion_allowed == record.deletion_allowed()) {
-          FillInfo(record, response->mutable_transit_key());
-          response->set_index(entry->version);
-          status = absl::OkStatus();
+          status = AnswerUnchanged(record, entry->version, response);
           break;
         }
         record.set_min_decryption_version(min_dec);
