@@ -260,6 +260,10 @@ class BackendWrapper : public Backend, public HaBackend {
 
   Backend* target() const { return target_; }
 
+ protected:
+  // The target's HA capability; UNIMPLEMENTED when it has none.
+  absl::StatusOr<HaBackend*> TargetHa() const;
+
  private:
   Backend* const target_;
 };

@@ -163,23 +163,32 @@ HaBackend* BackendWrapper::ha() {
 
 BackendLimits BackendWrapper::limits() const { return target_->limits(); }
 
-absl::StatusOr<std::unique_ptr<LeadershipGrant>> BackendWrapper::Acquire(
-    const AcquireOptions& options) {
+// The wrapper always implements HaBackend, but ha() hides it when the
+// target has none; a caller that reaches these anyway gets UNIMPLEMENTED
+// (the capability does not exist), not a crash.
+absl::StatusOr<HaBackend*> BackendWrapper::TargetHa() const {
   HaBackend* ha = target_->ha();
   if (ha == nullptr) return absl::UnimplementedError("backend has no HA lease");
-  return ha->Acquire(options);
+  return ha;
+}
+
+absl::StatusOr<std::unique_ptr<LeadershipGrant>> BackendWrapper::Acquire(
+    const AcquireOptions& options) {
+  absl::StatusOr<HaBackend*> ha = TargetHa();
+  if (!ha.ok()) return ha.status();
+  return (*ha)->Acquire(options);
 }
 
 absl::StatusOr<std::optional<LeaseHolder>> BackendWrapper::CurrentHolder() {
-  HaBackend* ha = target_->ha();
-  if (ha == nullptr) return absl::UnimplementedError("backend has no HA lease");
-  return ha->CurrentHolder();
+  absl::StatusOr<HaBackend*> ha = TargetHa();
+  if (!ha.ok()) return ha.status();
+  return (*ha)->CurrentHolder();
 }
 
 absl::Status BackendWrapper::BreakLease(FenceToken fence) {
-  HaBackend* ha = target_->ha();
-  if (ha == nullptr) return absl::UnimplementedError("backend has no HA lease");
-  return ha->BreakLease(fence);
+  absl::StatusOr<HaBackend*> ha = TargetHa();
+  if (!ha.ok()) return ha.status();
+  return (*ha)->BreakLease(fence);
 }
 
 }  // namespace strongbox
