@@ -43,8 +43,8 @@ namespace {
 using strongbox::Backend;
 using strongbox::FenceToken;
 using strongbox::HaBackend;
-using strongbox::LeadershipGrant;
 using strongbox::kNoFence;
+using strongbox::LeadershipGrant;
 
 // Short, so the "hung leader" act takes well under a second of real time.
 constexpr absl::Duration kLeaseTtl = absl::Milliseconds(600);
@@ -165,7 +165,9 @@ class Node {
   const std::string& address() const { return address_; }
 
   // Starts campaigning for the lease in the background.
-  void Start() { thread_ = std::thread([this] { Run(); }); }
+  void Start() {
+    thread_ = std::thread([this] { Run(); });
+  }
 
   // The fence of the grant this node holds, or last held.
   FenceToken fence() const {
@@ -303,13 +305,13 @@ void ShowHolder(Story& story) {
 bool LeaderWrites(Story& story, Node* node, absl::string_view value) {
   absl::StatusOr<uint64_t> revision = node->Write(kMotdKey, value);
   if (revision.ok()) {
-    story.narrator.Say("%s writes %s = \"%s\" with fence %d: applied at "
-                       "revision %d",
-                       node->name(), kMotdKey, value, node->fence(),
-                       *revision);
+    story.narrator.Say(
+        "%s writes %s = \"%s\" with fence %d: applied at "
+        "revision %d",
+        node->name(), kMotdKey, value, node->fence(), *revision);
   } else {
-    story.narrator.Say("%s writes %s with fence %d: %s", node->name(),
-                       kMotdKey, node->fence(), Describe(revision.status()));
+    story.narrator.Say("%s writes %s with fence %d: %s", node->name(), kMotdKey,
+                       node->fence(), Describe(revision.status()));
   }
   return revision.ok();
 }
@@ -317,8 +319,8 @@ bool LeaderWrites(Story& story, Node* node, absl::string_view value) {
 // A deposed leader's late write: it must be refused and change nothing.
 void StaleWriteIsRefused(Story& story, Node* deposed) {
   absl::StatusOr<strongbox::Entry> before = story.backend->Get(kMotdKey);
-  absl::StatusOr<uint64_t> revision =
-      deposed->Write(kMotdKey, absl::StrCat("stale write from ", deposed->name()));
+  absl::StatusOr<uint64_t> revision = deposed->Write(
+      kMotdKey, absl::StrCat("stale write from ", deposed->name()));
   story.narrator.Say("%s (deposed) writes %s with its old fence %d: %s",
                      deposed->name(), kMotdKey, deposed->fence(),
                      Describe(revision.status()));
@@ -354,8 +356,8 @@ Node* AwaitNextLeader(Story& story) {
 Node* ActElection(Story& story) {
   story.narrator.Act(1, "Three nodes campaign for the lease");
   for (const auto& node : story.nodes) {
-    story.narrator.Say("%s starts and campaigns, advertising %s",
-                       node->name(), node->address());
+    story.narrator.Say("%s starts and campaigns, advertising %s", node->name(),
+                       node->address());
     node->Start();
   }
   Node* leader = AwaitNextLeader(story);
@@ -374,8 +376,7 @@ Node* ActElection(Story& story) {
                            (*holder)->fence == leader->fence(),
                        "exactly one holder, and everyone sees who it is");
   story.narrator.Check(
-      LeaderWrites(story, leader,
-                   absl::StrCat("hello from ", leader->name())),
+      LeaderWrites(story, leader, absl::StrCat("hello from ", leader->name())),
       "the leader's fenced write is applied");
   return leader;
 }
@@ -390,16 +391,14 @@ Node* ActHandOver(Story& story, Node* old_leader) {
   old_leader->StepDown();
   Node* leader = AwaitNextLeader(story);
   if (leader == nullptr) return nullptr;
-  story.narrator.Say("%s took over %d ms after the release: fence %d",
-                     leader->name(),
-                     absl::ToInt64Milliseconds(absl::Now() - released),
-                     leader->fence());
+  story.narrator.Say(
+      "%s took over %d ms after the release: fence %d", leader->name(),
+      absl::ToInt64Milliseconds(absl::Now() - released), leader->fence());
   story.narrator.Check(leader->fence() > old_leader->fence(),
                        "the new fence is greater than the old one");
   ShowHolder(story);
   story.narrator.Check(
-      LeaderWrites(story, leader,
-                   absl::StrCat("hello from ", leader->name())),
+      LeaderWrites(story, leader, absl::StrCat("hello from ", leader->name())),
       "the new leader's fenced write is applied");
   StaleWriteIsRefused(story, old_leader);
   return leader;
@@ -409,33 +408,34 @@ Node* ActHandOver(Story& story, Node* old_leader) {
 // standby takes over; the hung leader wakes and its write is refused.
 Node* ActHungLeader(Story& story, Node* hung) {
   story.narrator.Act(3, "A leader hangs and its lease expires");
-  story.narrator.Say("%s freezes: no more renewals (a long GC pause, a "
-                     "stuck disk, a stopped VM)",
-                     hung->name());
+  story.narrator.Say(
+      "%s freezes: no more renewals (a long GC pause, a "
+      "stuck disk, a stopped VM)",
+      hung->name());
   const absl::Time frozen = absl::Now();
   hung->Freeze();
   Node* leader = AwaitNextLeader(story);
   if (leader == nullptr) return nullptr;
-  story.narrator.Say("%s took over %d ms later, once the lease expired: "
-                     "fence %d",
-                     leader->name(),
-                     absl::ToInt64Milliseconds(absl::Now() - frozen),
-                     leader->fence());
+  story.narrator.Say(
+      "%s took over %d ms later, once the lease expired: "
+      "fence %d",
+      leader->name(), absl::ToInt64Milliseconds(absl::Now() - frozen),
+      leader->fence());
   story.narrator.Check(leader->fence() > hung->fence(),
                        "the new fence is greater than the hung leader's");
   ShowHolder(story);
   story.narrator.Check(
-      LeaderWrites(story, leader,
-                   absl::StrCat("hello from ", leader->name())),
+      LeaderWrites(story, leader, absl::StrCat("hello from ", leader->name())),
       "the new leader's fenced write is applied");
-  story.narrator.Say("%s wakes up, still believing it leads, and finishes "
-                     "the write it had started",
-                     hung->name());
+  story.narrator.Say(
+      "%s wakes up, still believing it leads, and finishes "
+      "the write it had started",
+      hung->name());
   StaleWriteIsRefused(story, hung);
   const bool lost = hung->GrantLost();
-  story.narrator.Say("%s checks its grant: %s", hung->name(),
-                     lost ? "lost, so it stops acting as leader"
-                          : "still held?");
+  story.narrator.Say(
+      "%s checks its grant: %s", hung->name(),
+      lost ? "lost, so it stops acting as leader" : "still held?");
   story.narrator.Check(lost, "the hung leader learns that its grant is lost");
   return leader;
 }
@@ -455,9 +455,10 @@ void Epilogue(Story& story) {
   }
   absl::StatusOr<strongbox::Entry> motd = story.backend->Get(kMotdKey);
   if (motd.ok()) {
-    story.narrator.Say("%s = \"%s\": only leaders holding the current fence "
-                       "ever wrote it",
-                       kMotdKey, motd->value);
+    story.narrator.Say(
+        "%s = \"%s\": only leaders holding the current fence "
+        "ever wrote it",
+        kMotdKey, motd->value);
   }
 }
 
