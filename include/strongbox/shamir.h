@@ -37,9 +37,10 @@ absl::StatusOr<std::vector<std::string>> Split(absl::string_view secret,
 
 // Recombines a secret from shares. INVALID_ARGUMENT unless there are at
 // least 2 shares, each at least 2 bytes, all of one length, with distinct
-// x bytes. Fewer than the threshold (or shares of different splits) give a
-// wrong secret, not an error: Shamir cannot tell; the caller authenticates
-// the result (the barrier does, by opening the stored root key).
+// non-zero x bytes (a share with x = 0 would alone decide the result). Fewer
+// than the threshold (or shares of different splits) give a wrong secret, not
+// an error: Shamir cannot tell; the caller authenticates the result (the
+// barrier does, by opening the stored root key).
 absl::StatusOr<std::string> Combine(absl::Span<const std::string> shares);
 
 }  // namespace strongbox::shamir

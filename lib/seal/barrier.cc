@@ -287,6 +287,13 @@ absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
                                : "unseal share has the wrong length");
   }
 
+  if (config->threshold > 1 && share.back() == '\0') {
+    // x = 0 is the secret's own coordinate: no split hands it out, and in
+    // a combination it alone would decide the unseal key.
+    return absl::InvalidArgumentError(
+        "unseal share has x coordinate 0, which no split produces");
+  }
+
   std::vector<std::string> presented;  // wiped below
   bool duplicate = false;
   {

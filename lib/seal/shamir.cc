@@ -156,6 +156,13 @@ absl::StatusOr<std::string> Combine(absl::Span<const std::string> shares) {
   bool seen[256] = {};
   for (const std::string& share : shares) {
     const uint8_t x = static_cast<uint8_t>(share[share_len - 1]);
+    if (x == 0) {
+      // The polynomial's value at 0 is the secret: a share claiming x = 0
+      // zeroes every other share's Lagrange basis and alone decides the
+      // result (a forged share would pick the unseal key).
+      return absl::InvalidArgumentError(
+          "shamir: a share has x coordinate 0, which no split produces");
+    }
     if (seen[x]) {
       return absl::InvalidArgumentError(
           "shamir: shares must have distinct x coordinates");

@@ -281,6 +281,25 @@ TEST_F(BarrierTest, MalformedSharesAreRefusedWithoutLosingProgress) {
   EXPECT_FALSE(s->sealed);
 }
 
+// A share claiming x = 0 would alone decide the combined unseal key; it is
+// refused when presented (progress kept) and by Rekey.
+TEST_F(BarrierTest, ShareWithXZeroIsRefused) {
+  auto shares = barrier_->Initialize(5, 3);
+  ASSERT_OK(shares);
+  ASSERT_OK(barrier_->Unseal((*shares)[0]));
+  ASSERT_OK(barrier_->Unseal((*shares)[1]));
+  std::string x_zero = (*shares)[2];
+  x_zero.back() = '\0';
+  auto s = barrier_->Unseal(x_zero);
+  EXPECT_CODE(s, Code::kInvalidArgument);
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("x coordinate 0"));
+  EXPECT_TRUE(barrier_->sealed());
+  EXPECT_EQ(barrier_->Status()->progress, 2);
+  EXPECT_CODE(barrier_->Rekey({(*shares)[0], (*shares)[1], x_zero}, 3, 2),
+              Code::kInvalidArgument);
+  ASSERT_FALSE(barrier_->Unseal((*shares)[2])->sealed);
+}
+
 TEST_F(BarrierTest, WrongSharesFailResetAndStaySealed) {
   auto shares = barrier_->Initialize(5, 3);
   ASSERT_OK(shares);

@@ -218,5 +218,18 @@ TEST(ShamirValidationTest, CombineRules) {
   }
 }
 
+// A share with x = 0 zeroes the other shares' Lagrange basis, so it alone
+// decides the combined secret: an attacker presenting one forged share next
+// to honest ones would choose the unseal key. Combine refuses it.
+TEST(ShamirValidationTest, CombineRefusesXZero) {
+  auto shares = Split("secret bytes", 5, 3);
+  ASSERT_TRUE(shares.ok());
+  const std::vector<std::string>& s = *shares;
+  std::string forged = "chosen bytes";
+  forged.push_back('\0');
+  ExpectInvalid(Combine({forged, s[0], s[1]}).status(), "x coordinate 0");
+  ExpectInvalid(Combine({s[0], s[1], forged}).status(), "x coordinate 0");
+}
+
 }  // namespace
 }  // namespace strongbox::shamir
