@@ -20,6 +20,7 @@ namespace {
 struct Fixture {
   std::unique_ptr<strongbox::Backend> backend;
   std::unique_ptr<strongbox::Barrier> barrier;
+  std::unique_ptr<strongbox::LeadershipGrant> grant;
   std::string genuine;  // a sealed value stored at kPath
 };
 
@@ -34,8 +35,15 @@ Fixture* MakeFixture() {
   f->barrier = *strongbox::Barrier::Create(options);
   auto shares = f->barrier->Initialize(1, 1);
   if (!shares.ok() || !f->barrier->Unseal((*shares)[0]).ok()) std::abort();
-  if (!f->barrier->Rotate().ok()) std::abort();
-  if (!f->barrier->Put(kPath, kPlaintext).ok()) std::abort();
+  // The in-memory backend has HA: writes carry the lease's fence.
+  strongbox::AcquireOptions acquire;
+  acquire.holder = "fuzzer";
+  auto grant = f->backend->ha()->Acquire(acquire);
+  if (!grant.ok()) std::abort();
+  const strongbox::FenceToken fence = (*grant)->fence();
+  if (!f->barrier->Rotate(fence).ok()) std::abort();
+  if (!f->barrier->Put(kPath, kPlaintext, fence).ok()) std::abort();
+  f->grant = *std::move(grant);
   f->genuine = f->backend->Get(kPath)->value;
   return f;
 }

@@ -58,9 +58,16 @@ struct Unsealed {
     auto shares = barrier->Initialize(1, 1);
     (void)barrier->Unseal((*shares)[0]);
     impl = BarrierTestPeer::impl(*barrier);
+    // The in-memory backend has HA: writes carry the lease's fence.
+    AcquireOptions acquire;
+    acquire.holder = "bench";
+    grant = *backend->ha()->Acquire(acquire);
+    fence = grant->fence();
   }
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Barrier> barrier;
+  std::unique_ptr<LeadershipGrant> grant;
+  FenceToken fence = kNoFence;
   Barrier::Impl* impl;
 };
 
@@ -90,7 +97,7 @@ void BM_BarrierPut(benchmark::State& state) {
   Unsealed u;
   const std::string plaintext(state.range(0), 'p');
   for (auto _ : state) {
-    auto rev = u.barrier->Put(kPath, plaintext);
+    auto rev = u.barrier->Put(kPath, plaintext, u.fence);
     benchmark::DoNotOptimize(rev);
   }
   state.SetBytesProcessed(state.iterations() * state.range(0));
@@ -99,7 +106,7 @@ void BM_BarrierPut(benchmark::State& state) {
 void BM_BarrierGet(benchmark::State& state) {
   static Unsealed* const u = new Unsealed;
   if (state.thread_index() == 0) {
-    (void)u->barrier->Put(kPath, std::string(state.range(0), 'p'));
+    (void)u->barrier->Put(kPath, std::string(state.range(0), 'p'), u->fence);
   }
   for (auto _ : state) {
     auto entry = u->barrier->Get(kPath);

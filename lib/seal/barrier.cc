@@ -68,6 +68,12 @@ absl::Status SealedError() {
   return absl::FailedPreconditionError("barrier is sealed");
 }
 
+absl::Status UnfencedError() {
+  return absl::FailedPreconditionError(
+      "the backend has HA: a write needs the writer's fence (its leadership "
+      "grant); only Initialize may write without one");
+}
+
 // Outcomes after which a commit certainly wrote nothing.
 bool CommitDefinitelyFailed(const absl::Status& s) {
   return s.code() == absl::StatusCode::kAborted ||
@@ -84,7 +90,13 @@ Barrier::Impl::Impl(const BarrierOptions& options)
       core_prefix_(options.core_prefix),
       config_path_(absl::StrCat(options.core_prefix, "seal-config")),
       root_key_path_(absl::StrCat(options.core_prefix, "root-key")),
-      keyring_path_(absl::StrCat(options.core_prefix, "keyring")) {}
+      keyring_path_(absl::StrCat(options.core_prefix, "keyring")),
+      fence_required_(options.backend->ha() != nullptr) {}
+
+absl::Status Barrier::Impl::CheckFence(FenceToken fence) const {
+  if (fence_required_ && fence == kNoFence) return UnfencedError();
+  return absl::OkStatus();
+}
 
 Barrier::Impl::~Impl() { Seal(); }
 
@@ -400,6 +412,7 @@ absl::StatusOr<SealStatus> Barrier::Impl::Status() {
 absl::StatusOr<std::vector<std::string>> Barrier::Impl::Rekey(
     absl::Span<const std::string> current_shares, int new_shares,
     int new_threshold, FenceToken fence) {
+  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
   MutexLock op(&op_mu_);
   if (absl::Status s = seal::ValidateSealParameters(new_shares, new_threshold);
       !s.ok()) {
@@ -456,6 +469,7 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Rekey(
 }
 
 absl::StatusOr<uint32_t> Barrier::Impl::Rotate(FenceToken fence) {
+  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
   MutexLock op(&op_mu_);
   seal::KeyringContents keyring;
   SecretBytes root;
@@ -643,6 +657,7 @@ absl::StatusOr<uint64_t> Barrier::Impl::Put(absl::string_view path,
                                             absl::string_view plaintext,
                                             FenceToken fence) {
   if (absl::Status s = CheckDataPath(path); !s.ok()) return s;
+  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
   absl::StatusOr<std::string> stored = SealValue(path, plaintext);
   if (!stored.ok()) return stored.status();
   return backend_->Put(path, *stored, fence);
@@ -652,6 +667,7 @@ absl::StatusOr<uint64_t> Barrier::Impl::Delete(absl::string_view path,
                                                FenceToken fence) {
   if (absl::Status s = CheckDataPath(path); !s.ok()) return s;
   if (sealed()) return SealedError();
+  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
   return backend_->Delete(path, fence);
 }
 
@@ -678,6 +694,7 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::List(
 absl::StatusOr<uint64_t> Barrier::Impl::Commit(absl::Span<const WriteOp> ops,
                                                FenceToken fence) {
   if (sealed()) return SealedError();
+  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
   std::vector<WriteOp> sealed_ops;
   sealed_ops.reserve(ops.size());
   for (const WriteOp& op : ops) {

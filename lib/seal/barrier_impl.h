@@ -113,6 +113,8 @@ class Barrier::Impl {
   };
 
   absl::Status CheckDataPath(absl::string_view path) const;
+  // FAILED_PRECONDITION for an unfenced write to a backend with HA.
+  absl::Status CheckFence(FenceToken fence) const;
   // Opens `stored`; sets *unknown_term when it names a term newer than any
   // this barrier has (worth one keyring reload).
   absl::StatusOr<std::string> Open(absl::string_view path,
@@ -149,6 +151,8 @@ class Barrier::Impl {
   const std::string config_path_;
   const std::string root_key_path_;
   const std::string keyring_path_;
+  // The backend has HA: every write but Initialize's must carry a fence.
+  const bool fence_required_;
   seal::NoncePool nonces_;
 
   // Serializes the seal operations (Initialize, Unseal, Rekey, Rotate,

@@ -35,6 +35,23 @@ absl::StatusCode CodeOf(const absl::StatusOr<T>& s) {
 #define EXPECT_CODE(expr, want) EXPECT_EQ(CodeOf(expr), want)
 #define ASSERT_OK(expr) ASSERT_TRUE((expr).ok()) << (expr).status()
 
+// The in-memory backend without its HA capability. On a backend with HA the
+// barrier refuses unfenced writes (HaBackendRequiresAFence below), so tests
+// that are not about fencing use this one and write without a fence.
+class NoHaBackend : public BackendWrapper {
+ public:
+  explicit NoHaBackend(std::unique_ptr<Backend> target)
+      : BackendWrapper(target.get()), owned_(std::move(target)) {}
+  HaBackend* ha() override { return nullptr; }
+
+ private:
+  std::unique_ptr<Backend> owned_;
+};
+
+std::unique_ptr<Backend> NewTestBackend() {
+  return std::make_unique<NoHaBackend>(NewInMemoryBackend());
+}
+
 std::unique_ptr<Barrier> MakeBarrier(Backend* backend) {
   BarrierOptions options;
   options.backend = backend;
@@ -47,7 +64,7 @@ std::unique_ptr<Barrier> MakeBarrier(Backend* backend) {
 class BarrierTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    backend_ = NewInMemoryBackend();
+    backend_ = NewTestBackend();
     barrier_ = MakeBarrier(backend_.get());
   }
 
@@ -322,7 +339,7 @@ TEST_F(BarrierTest, WrongSharesFailResetAndStaySealed) {
 TEST_F(BarrierTest, SharesFromAnotherInitializationFail) {
   auto shares = barrier_->Initialize(3, 2);
   ASSERT_OK(shares);
-  auto other_backend = NewInMemoryBackend();
+  auto other_backend = NewTestBackend();
   auto other = MakeBarrier(other_backend.get());
   auto foreign = other->Initialize(3, 2);
   ASSERT_OK(foreign);
@@ -522,7 +539,7 @@ TEST_F(BarrierTest, CorePrefixIsReserved) {
 }
 
 TEST(BarrierNestedPrefixTest, ListHidesNestedCoreFolder) {
-  auto backend = NewInMemoryBackend();
+  auto backend = NewTestBackend();
   BarrierOptions options;
   options.backend = backend.get();
   options.core_prefix = "sys/core/";
@@ -599,7 +616,7 @@ TEST_F(BarrierTest, RekeyValidatesAndRefusesWrongShares) {
               Code::kInvalidArgument);
   EXPECT_CODE(barrier_->Rekey({"short", (*shares)[1]}, 3, 2),
               Code::kInvalidArgument);
-  auto fresh = NewInMemoryBackend();
+  auto fresh = NewTestBackend();
   auto uninit = MakeBarrier(fresh.get());
   EXPECT_CODE(uninit->Rekey(*shares, 3, 2), Code::kFailedPrecondition);
   // To a single key and back.
@@ -688,7 +705,7 @@ class FailGetAt : public BackendWrapper {
 class BarrierFaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    target_ = NewInMemoryBackend();
+    target_ = NewTestBackend();
     faults_ = std::make_unique<FaultInjectingBackend>(target_.get());
     barrier_ = MakeBarrier(faults_.get());
   }
@@ -793,6 +810,8 @@ TEST_F(BarrierFaultTest, BackendErrorsPassThroughTheDataPath) {
 // ---------------------------------------------------------------- fences
 
 TEST_F(BarrierTest, FencedWritesAreRefusedWhenStale) {
+  backend_ = NewInMemoryBackend();
+  barrier_ = MakeBarrier(backend_.get());
   HaBackend* ha = backend_->ha();
   ASSERT_NE(ha, nullptr);
   AcquireOptions acquire;
@@ -819,6 +838,40 @@ TEST_F(BarrierTest, FencedWritesAreRefusedWhenStale) {
   ASSERT_TRUE((*grant)->Release().ok());
   EXPECT_CODE(barrier_->Put("a", "4", fence), Code::kFailedPrecondition);
   EXPECT_EQ(barrier_->Get("a")->value, "1");
+}
+
+// On a backend with HA, a write without a fence is misuse (a node that is
+// not the leader could overwrite the leader's data): refused, nothing
+// written. Initialize is the one exception (it runs before any leader).
+TEST_F(BarrierTest, HaBackendRequiresAFence) {
+  backend_ = NewInMemoryBackend();
+  barrier_ = MakeBarrier(backend_.get());
+  auto shares = barrier_->Initialize(3, 2);  // unfenced: allowed
+  ASSERT_OK(shares);
+  Unseal(barrier_.get(), *shares, 2);
+  AcquireOptions acquire;
+  acquire.holder = "node-a";
+  auto grant = backend_->ha()->Acquire(acquire);
+  ASSERT_OK(grant);
+  const FenceToken fence = (*grant)->fence();
+  ASSERT_OK(barrier_->Put("a", "1", fence));
+  auto put = barrier_->Put("a", "2");
+  EXPECT_CODE(put, Code::kFailedPrecondition);
+  EXPECT_THAT(std::string(put.status().message()), HasSubstr("fence"));
+  EXPECT_FALSE(IsStaleFence(put.status()));
+  EXPECT_CODE(barrier_->Delete("a"), Code::kFailedPrecondition);
+  EXPECT_CODE(barrier_->Commit({WriteOp::Put("a", "3")}),
+              Code::kFailedPrecondition);
+  EXPECT_CODE(barrier_->Commit({WriteOp::Delete("a")}),
+              Code::kFailedPrecondition);
+  EXPECT_CODE(barrier_->Rotate(), Code::kFailedPrecondition);
+  EXPECT_CODE(barrier_->Rekey(*shares, 3, 2), Code::kFailedPrecondition);
+  EXPECT_EQ(barrier_->Get("a")->value, "1");
+  EXPECT_EQ(barrier_->Status()->term, 1u);
+  auto rev = backend_->Revision();
+  ASSERT_OK(rev);
+  EXPECT_CODE(barrier_->Put("b", "x"), Code::kFailedPrecondition);
+  EXPECT_EQ(*backend_->Revision(), *rev);  // nothing written
 }
 
 // ------------------------------------------------- no secrets in messages
