@@ -13,6 +13,9 @@
 //                 Rotate adds a term; new writes use the newest term, old
 //                 terms keep opening old entries.
 //   seal config — shares, threshold, at <core_prefix>seal-config (plain).
+//   pending rekey — at <core_prefix>rekey-pending while a rekey waits for
+//                 CompleteRekey: the new config and the root key sealed
+//                 under the new unseal key.
 //
 // Stored value format (data path):
 //   term (4 bytes, big-endian) | version byte (1) | nonce (12) |
@@ -27,8 +30,16 @@
 // three 64-byte seals). The buffer is discarded whenever the process id
 // changes (a fork()ed child never reuses its parent's bytes) and every byte
 // handed out is overwritten, so no nonce is issued twice by one process.
-// With random 96-bit nonces a term stays far below the 2^-32 collision bound
-// for 2^32 writes; Rotate before that (the term counter is per key).
+// With random 96-bit nonces a term stays below the 2^-32 collision bound
+// only for about 2^32 encryptions, so the barrier counts them per term and
+// rotates by itself at BarrierOptions::max_encryptions_per_term (Vault's
+// 3,865,470,566 by default). The count is persisted in the keyring record
+// in blocks: before sealing the next values the barrier stores a larger
+// reservation (one keyring write per block), so a crash or restart loses at
+// most the unused rest of a block and never under-counts. The write that
+// needs a new block or a rotation carries that write's fence, and fails
+// with the keyring write's error (ABORTED after repeated races with
+// another node, UNAVAILABLE, a stale fence) without storing the value.
 //
 // Codes: FAILED_PRECONDITION — sealed, not initialized, already initialized,
 // or a fenced write refused by the backend; INVALID_ARGUMENT — bad
@@ -42,6 +53,17 @@
 // Sealed means no key material in memory: Seal() wipes every key
 // (OPENSSL_cleanse) and destroys the AEAD contexts. Key bytes live in
 // SecretBytes (strongbox/secret_bytes.h), mlock()ed when the OS allows.
+// No operation holds a copy of a key across backend I/O (records are read
+// before keys are derived, and written after the copies are wiped), so a
+// Seal() while the backend hangs leaves no key behind, and an operation
+// that resumes afterwards finds the barrier sealed and installs nothing.
+//
+// Fencing: on a backend with HA (Backend::ha() non-null) every write but
+// Initialize's — Put, Delete, Commit, Rekey, CompleteRekey, CancelRekey,
+// Rotate — must carry a fence (the writer's leadership grant); without one
+// it is refused with FAILED_PRECONDITION and nothing is written (a node
+// that is not the leader must never write, D4). A backend without HA takes
+// kNoFence.
 //
 // Ownership: the caller owns the Backend, which must outlive the Barrier.
 // Thread-safety: every method is safe to call concurrently. The data path
@@ -71,6 +93,10 @@ struct SealStatus {
   int shares = 0;
   int progress = 0;   // distinct shares presented toward the next unseal
   uint32_t term = 0;  // the newest key term (0 while sealed or uninitialized)
+  // A rekey is waiting for CompleteRekey (Status() only), and its config.
+  bool rekey_pending = false;
+  int rekey_shares = 0;
+  int rekey_threshold = 0;
 };
 
 struct BarrierOptions {
@@ -81,6 +107,14 @@ struct BarrierOptions {
   // INVALID_ARGUMENT. Must be a valid List() prefix (ends with '/').
   // Default: "core/".
   std::string core_prefix = "core/";
+  // Values sealed under one key term before the barrier rotates by itself
+  // (AES-GCM with random nonces). REQUIRES: >= 1. Small values are for
+  // tests. Default: 3,865,470,566 (Vault's limit).
+  uint64_t max_encryptions_per_term = 3865470566u;
+  // Encryptions reserved in storage per keyring write: the most a crash
+  // can skip, and how often a writer pays one keyring write. REQUIRES:
+  // >= 1 (capped at max_encryptions_per_term). Default: 1,048,576.
+  uint64_t encryption_reservation = uint64_t{1} << 20;
 };
 
 class Barrier {
@@ -103,6 +137,16 @@ class Barrier {
   // Requires 1 <= threshold <= shares <= 255 and threshold >= 2 unless
   // shares == 1. FAILED_PRECONDITION if already initialized. A failed
   // commit writes nothing, so the call can simply be retried.
+  // Unknown outcome (the commit may have applied, and neither its answer
+  // nor the read-back arrived; the error says "could not be confirmed"):
+  // the shares are not returned, and the records may be stored under an
+  // unseal key nobody holds. Nothing can have been stored under it, and
+  // this barrier remembers the attempt (by its root key record, which is
+  // ciphertext): calling Initialize again on the same barrier replaces
+  // exactly that attempt and returns new shares. Any other initialization
+  // is never replaced ("already initialized"). If the process dies in that
+  // window, the backend holds an initialization nobody can unseal and no
+  // data; delete the records under core_prefix by hand to start over.
   absl::StatusOr<std::vector<std::string>> Initialize(
       int shares, int threshold, FenceToken fence = kNoFence);
 
@@ -138,19 +182,44 @@ class Barrier {
   // shares; the rest is this barrier's state.
   absl::StatusOr<SealStatus> Status();
 
-  // Replaces the unseal key: `current_shares` (at least the threshold of
-  // them) must open the stored root key; the root key is re-wrapped under
-  // a fresh unseal key split into `new_shares` / `new_threshold` (same rules
-  // as Initialize). Old shares stop working; no data is rewritten. Works
-  // sealed or unsealed and leaves the seal state unchanged.
+  // Rekey is two-phase (Vault's require_verification), so no lost answer
+  // can leave the root key under shares nobody holds (D7):
+  //   1. Rekey: `current_shares` (at least the threshold of them) must open
+  //      the stored root key; it is wrapped under a fresh unseal key split
+  //      into `new_shares` / `new_threshold` (same rules as Initialize) and
+  //      stored as the *pending* rekey; the new shares are returned. The
+  //      current shares keep working; the new ones do not yet. A second
+  //      Rekey replaces a pending one. Any failure (an unknown outcome
+  //      included) leaves the current shares valid: retry Rekey.
+  //   2. CompleteRekey: a threshold of the *new* shares must open the
+  //      pending root key (proof they reached their holders), and that key
+  //      must open the keyring; then the new config and root key replace the
+  //      old in one commit and the pending record is removed. From then on
+  //      only the new shares work. Unknown outcome: call it again with the
+  //      same shares; once applied it answers OK (idempotent), so the
+  //      caller, who holds the new shares, can always find out.
+  //   CancelRekey drops the pending rekey (OK if none); the current shares
+  //   stay. Status() reports rekey_pending and the pending config.
+  // No data is rewritten. All three work sealed or unsealed and leave the
+  // seal state unchanged. Rekey: INVALID_ARGUMENT for bad parameters or
+  // shares that do not open the root key, ABORTED if the seal config
+  // changed meanwhile. CompleteRekey: INVALID_ARGUMENT for shares that do
+  // not open the pending key, FAILED_PRECONDITION if no rekey is pending
+  // (and the shares do not open the stored root key), DATA_LOSS if the
+  // pending key does not open the keyring.
   absl::StatusOr<std::vector<std::string>> Rekey(
       absl::Span<const std::string> current_shares, int new_shares,
       int new_threshold, FenceToken fence = kNoFence);
+  absl::Status CompleteRekey(absl::Span<const std::string> new_shares,
+                             FenceToken fence = kNoFence);
+  absl::Status CancelRekey(FenceToken fence = kNoFence);
 
   // Adds a key term used for all new writes and stores the keyring
   // (guarded by a version precondition: ABORTED if another node rotated
   // concurrently — ReloadKeyring and retry). Returns the new term.
-  // FAILED_PRECONDITION when sealed.
+  // FAILED_PRECONDITION when sealed, also when Seal() ran while the
+  // keyring write was in flight (the new term is stored; it is loaded at
+  // the next unseal).
   absl::StatusOr<uint32_t> Rotate(FenceToken fence = kNoFence);
 
   // Re-reads the stored keyring (a standby following a rotation).

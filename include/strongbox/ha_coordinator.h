@@ -223,7 +223,9 @@ class HaCoordinator {
   // ---- Seal operations (Barrier semantics; the coordinator keeps the
   // state right).
 
-  // FAILED_PRECONDITION unless kUninitialized. Leaves the node kSealed.
+  // FAILED_PRECONDITION when initialized (the one exception: a retry after
+  // this node's Initialize ended with an unknown outcome replaces that
+  // attempt, see Barrier::Initialize). Leaves the node kSealed.
   virtual absl::StatusOr<std::vector<std::string>> Initialize(
       int shares, int threshold) = 0;
   // At the threshold the node becomes a standby and starts contending.
@@ -232,10 +234,15 @@ class HaCoordinator {
   // Seals; if active, stops writes, then releases the lease at once. OK
   // when already sealed (idempotent).
   virtual absl::Status Seal() = 0;
-  // Active only (UNAVAILABLE with the leader's address otherwise).
+  // Two-phase rekey (Barrier::Rekey / CompleteRekey / CancelRekey): the
+  // new shares work only after CompleteRekey. Active only (UNAVAILABLE
+  // with the leader's address otherwise).
   virtual absl::StatusOr<std::vector<std::string>> Rekey(
       absl::Span<const std::string> current_shares, int new_shares,
       int new_threshold) = 0;
+  virtual absl::Status CompleteRekey(
+      absl::Span<const std::string> new_shares) = 0;
+  virtual absl::Status CancelRekey() = 0;
   // Adds a barrier key term used for all new writes (active only);
   // returns the new term. Standbys follow when they meet it.
   virtual absl::StatusOr<uint32_t> Rotate() = 0;

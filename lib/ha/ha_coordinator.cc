@@ -158,7 +158,10 @@ class HaCoordinatorImpl final : public HaCoordinator {
     MutexLock seal_lock(&seal_mu_);
     {
       ReaderLock lock(&mu_);
-      if (state_ != HaState::kUninitialized) {
+      // A sealed node asks the barrier too: only it can tell its own
+      // Initialize whose outcome was unknown (retrying replaces exactly that
+      // attempt, barrier.h) from somebody else's initialization.
+      if (state_ != HaState::kUninitialized && state_ != HaState::kSealed) {
         return absl::FailedPreconditionError("already initialized");
       }
     }
@@ -228,6 +231,21 @@ class HaCoordinatorImpl final : public HaCoordinator {
     absl::StatusOr<FenceToken> fence = WriteFence();
     if (!fence.ok()) return fence.status();
     return barrier_->Rekey(current_shares, new_shares, new_threshold, *fence);
+  }
+
+  absl::Status CompleteRekey(
+      absl::Span<const std::string> new_shares) override {
+    MutexLock seal_lock(&seal_mu_);
+    absl::StatusOr<FenceToken> fence = WriteFence();
+    if (!fence.ok()) return fence.status();
+    return barrier_->CompleteRekey(new_shares, *fence);
+  }
+
+  absl::Status CancelRekey() override {
+    MutexLock seal_lock(&seal_mu_);
+    absl::StatusOr<FenceToken> fence = WriteFence();
+    if (!fence.ok()) return fence.status();
+    return barrier_->CancelRekey(*fence);
   }
 
   absl::StatusOr<uint32_t> Rotate() override {

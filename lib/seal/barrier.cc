@@ -3,7 +3,9 @@
 #include <openssl/aead.h>
 #include <openssl/mem.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -91,7 +93,11 @@ Barrier::Impl::Impl(const BarrierOptions& options)
       config_path_(absl::StrCat(options.core_prefix, "seal-config")),
       root_key_path_(absl::StrCat(options.core_prefix, "root-key")),
       keyring_path_(absl::StrCat(options.core_prefix, "keyring")),
-      fence_required_(options.backend->ha() != nullptr) {}
+      pending_path_(absl::StrCat(options.core_prefix, "rekey-pending")),
+      fence_required_(options.backend->ha() != nullptr),
+      max_encryptions_per_term_(options.max_encryptions_per_term),
+      reservation_block_(std::min(options.encryption_reservation,
+                                  options.max_encryptions_per_term)) {}
 
 absl::Status Barrier::Impl::CheckFence(FenceToken fence) const {
   if (fence_required_ && fence == kNoFence) return UnfencedError();
@@ -117,9 +123,30 @@ absl::StatusOr<seal::SealConfigRecord> Barrier::Impl::ReadConfig() {
   return seal::ParseSealConfig(entry->value);
 }
 
+absl::StatusOr<Entry> Barrier::Impl::ReadRecord(const std::string& path,
+                                                absl::string_view what) {
+  absl::StatusOr<Entry> entry = backend_->Get(path);
+  if (entry.status().code() == absl::StatusCode::kNotFound) {
+    return absl::DataLossError(absl::StrCat(what, " record is missing"));
+  }
+  return entry;
+}
+
+absl::StatusOr<std::optional<Entry>> Barrier::Impl::ReadOptional(
+    const std::string& path) {
+  absl::StatusOr<Entry> entry = backend_->Get(path);
+  if (entry.status().code() == absl::StatusCode::kNotFound) {
+    return std::optional<Entry>();
+  }
+  if (!entry.ok()) return entry.status();
+  return std::optional<Entry>(*std::move(entry));
+}
+
 absl::StatusOr<uint64_t> Barrier::Impl::CommitConfirmed(
     absl::Span<const WriteOp> ops, FenceToken fence,
-    absl::string_view probe_key, absl::string_view probe_value) {
+    absl::string_view probe_key, absl::string_view probe_value,
+    bool* outcome_unknown) {
+  if (outcome_unknown != nullptr) *outcome_unknown = false;
   absl::StatusOr<uint64_t> rev = backend_->Commit(ops, fence);
   if (rev.ok() || CommitDefinitelyFailed(rev.status())) return rev;
   // The backend may have applied the batch and lost the answer. Records
@@ -129,6 +156,7 @@ absl::StatusOr<uint64_t> Barrier::Impl::CommitConfirmed(
   if (probe.ok() || probe.status().code() == absl::StatusCode::kNotFound) {
     return rev.status();  // not applied: safe to retry
   }
+  if (outcome_unknown != nullptr) *outcome_unknown = true;
   return absl::Status(
       rev.status().code(),
       absl::StrCat("backend failed and the outcome of the write could not be "
@@ -152,16 +180,27 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Initialize(
       !s.ok()) {
     return s;
   }
-  // Cheap early answer; the IfAbsent preconditions below are the real check.
-  for (const std::string* path :
-       {&config_path_, &root_key_path_, &keyring_path_}) {
-    absl::StatusOr<Entry> existing = backend_->Get(*path);
-    if (existing.ok()) {
-      return absl::FailedPreconditionError("barrier is already initialized");
-    }
-    if (existing.status().code() != absl::StatusCode::kNotFound) {
-      return existing.status();
-    }
+  // Cheap early answer; the preconditions below are the real check.
+  std::optional<Entry> existing[3];
+  const std::string* paths[3] = {&config_path_, &root_key_path_,
+                                 &keyring_path_};
+  bool any = false;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<std::optional<Entry>> entry = ReadOptional(*paths[i]);
+    if (!entry.ok()) return entry.status();
+    existing[i] = *std::move(entry);
+    any = any || existing[i].has_value();
+  }
+  // The records of this barrier's own earlier attempt whose outcome was
+  // unknown (its shares were never handed out, so nobody can have unsealed
+  // with them or stored anything under them) may be replaced; anything
+  // else is somebody's initialization.
+  const bool replace_lost_attempt =
+      any && !lost_init_root_record_.empty() && existing[1].has_value() &&
+      existing[1]->value == lost_init_root_record_;
+  if (any && !replace_lost_attempt) {
+    lost_init_root_record_.clear();
+    return absl::FailedPreconditionError("barrier is already initialized");
   }
 
   SecretBytes unseal_key = SecretBytes::Random(kKeyBytes);
@@ -169,7 +208,7 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Initialize(
   seal::KeyringContents keyring;
   keyring.active_term = 1;
   keyring.terms.push_back(seal::TermKey{1, SecretBytes::Random(kKeyBytes),
-                                        absl::ToUnixMicros(absl::Now())});
+                                        absl::ToUnixMicros(absl::Now()), 0});
   SecretBytes keyring_plain = seal::SerializeKeyring(keyring);
 
   absl::StatusOr<std::string> keyring_record =
@@ -183,22 +222,45 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Initialize(
   absl::StatusOr<std::vector<std::string>> out =
       MakeShares(unseal_key, shares, threshold);
   if (!out.ok()) return out.status();
+  unseal_key.Clear();
+  root_key.Clear();
+  keyring_plain.Clear();
+  keyring.terms.clear();
 
-  const WriteOp ops[] = {
-      WriteOp::Put(config_path_, seal::SerializeSealConfig({shares, threshold}))
-          .IfAbsent(),
-      WriteOp::Put(root_key_path_, *root_record).IfAbsent(),
-      WriteOp::Put(keyring_path_, *keyring_record).IfAbsent(),
+  auto expect = [&](WriteOp op, int i) {
+    return existing[i].has_value() ? op.IfVersion(existing[i]->version)
+                                   : op.IfAbsent();
   };
+  const WriteOp ops[] = {
+      expect(WriteOp::Put(config_path_,
+                          seal::SerializeSealConfig({shares, threshold})),
+             0),
+      expect(WriteOp::Put(root_key_path_, *root_record), 1),
+      expect(WriteOp::Put(keyring_path_, *keyring_record), 2),
+  };
+  bool unknown = false;
   absl::StatusOr<uint64_t> rev =
-      CommitConfirmed(ops, fence, root_key_path_, *root_record);
+      CommitConfirmed(ops, fence, root_key_path_, *root_record, &unknown);
   if (!rev.ok()) {
     for (std::string& share : *out) WipeString(share);
     if (rev.status().code() == absl::StatusCode::kAborted) {
+      lost_init_root_record_.clear();
       return absl::FailedPreconditionError("barrier is already initialized");
     }
-    return rev.status();
+    if (unknown) {
+      // D7: the records may be stored under an unseal key nobody holds.
+      // Remember them (the root key record is ciphertext, not a secret) so
+      // that retrying Initialize here replaces exactly this attempt.
+      lost_init_root_record_ = *root_record;
+      return absl::Status(
+          rev.status().code(),
+          absl::StrCat(rev.status().message(),
+                       "; call Initialize on this barrier again: it replaces "
+                       "the unconfirmed attempt and returns new shares"));
+    }
+    return rev.status();  // certainly not applied; a lost attempt stays
   }
+  lost_init_root_record_.clear();
   return out;
 }
 
@@ -224,14 +286,9 @@ absl::StatusOr<SecretBytes> Barrier::Impl::CombineShares(
 }
 
 absl::StatusOr<SecretBytes> Barrier::Impl::OpenRootKey(
-    const SecretBytes& unseal_key, uint64_t* version) {
-  absl::StatusOr<Entry> entry = backend_->Get(root_key_path_);
-  if (entry.status().code() == absl::StatusCode::kNotFound) {
-    return absl::DataLossError("root key record is missing");
-  }
-  if (!entry.ok()) return entry.status();
+    const SecretBytes& unseal_key, absl::string_view stored) {
   absl::StatusOr<seal::SealedRecordParts> parts =
-      seal::ParseSealedRecord(entry->value);
+      seal::ParseSealedRecord(stored);
   if (!parts.ok()) {
     return absl::DataLossError(
         absl::StrCat("root key record: ", parts.status().message()));
@@ -245,19 +302,14 @@ absl::StatusOr<SecretBytes> Barrier::Impl::OpenRootKey(
   if (root->size() != kKeyBytes) {
     return absl::DataLossError("root key has the wrong length");
   }
-  if (version != nullptr) *version = entry->version;
   return root;
 }
 
-absl::StatusOr<std::unique_ptr<Barrier::Impl::Keys>> Barrier::Impl::LoadKeyring(
-    SecretBytes root_key) {
-  absl::StatusOr<Entry> entry = backend_->Get(keyring_path_);
-  if (entry.status().code() == absl::StatusCode::kNotFound) {
-    return absl::DataLossError("keyring record is missing");
-  }
-  if (!entry.ok()) return entry.status();
+absl::StatusOr<std::unique_ptr<Barrier::Impl::Keys>> Barrier::Impl::OpenKeyring(
+    SecretBytes root_key, absl::string_view stored, uint64_t version,
+    bool fresh_active_term) {
   absl::StatusOr<seal::SealedRecordParts> parts =
-      seal::ParseSealedRecord(entry->value);
+      seal::ParseSealedRecord(stored);
   if (!parts.ok()) {
     return absl::DataLossError(
         absl::StrCat("keyring record: ", parts.status().message()));
@@ -273,7 +325,7 @@ absl::StatusOr<std::unique_ptr<Barrier::Impl::Keys>> Barrier::Impl::LoadKeyring(
 
   auto keys = std::make_unique<Keys>();
   keys->root_key = std::move(root_key);
-  keys->keyring_version = entry->version;
+  keys->keyring_version = version;
   for (seal::TermKey& t : contents->terms) {
     absl::StatusOr<std::unique_ptr<seal::TermCipher>> cipher =
         seal::TermCipher::Create(t.term, std::move(t.key),
@@ -281,9 +333,69 @@ absl::StatusOr<std::unique_ptr<Barrier::Impl::Keys>> Barrier::Impl::LoadKeyring(
     if (!cipher.ok()) return cipher.status();
     keys->max_term = std::max(keys->max_term, t.term);
     keys->terms[t.term] = *std::move(cipher);
+    keys->reserved[t.term] = t.reserved_encryptions;
   }
   keys->active = keys->terms.at(contents->active_term).get();
+  const uint64_t reserved = keys->reserved[contents->active_term];
+  // Unknown how many of a loaded term's reservations were used: count them
+  // all (over-counting only brings the rotation forward). A term this
+  // barrier just created has used none.
+  keys->active_used.store(fresh_active_term ? 0 : reserved);
+  keys->active_reserved.store(reserved);
   return keys;
+}
+
+absl::StatusOr<std::string> Barrier::Impl::SealKeyringLocked(
+    const Keys& keys, uint32_t new_term, uint64_t active_reserved) {
+  seal::KeyringContents keyring;
+  keyring.active_term = new_term != 0 ? new_term : keys.active->term();
+  for (const auto& [term, cipher] : keys.terms) {
+    auto it = keys.reserved.find(term);
+    keyring.terms.push_back(
+        seal::TermKey{term, SecretBytes::Copy(cipher->key().view()),
+                      cipher->created_unix_micros(),
+                      it == keys.reserved.end() ? 0 : it->second});
+  }
+  if (new_term != 0) {
+    keyring.terms.push_back(seal::TermKey{new_term,
+                                          SecretBytes::Random(kKeyBytes),
+                                          absl::ToUnixMicros(absl::Now()), 0});
+  }
+  for (seal::TermKey& t : keyring.terms) {
+    if (t.term == keyring.active_term) t.reserved_encryptions = active_reserved;
+  }
+  std::sort(keyring.terms.begin(), keyring.terms.end(),
+            [](const seal::TermKey& a, const seal::TermKey& b) {
+              return a.term < b.term;
+            });
+  SecretBytes plain = seal::SerializeKeyring(keyring);
+  return seal::SealRecord(keys.root_key, keyring_path_, plain.view());
+  // `keyring` and `plain` wipe themselves here: no key copy outlives the
+  // call, so none is held across the backend I/O that follows.
+}
+
+absl::Status Barrier::Impl::InstallKeyring(absl::string_view record,
+                                           uint64_t version, uint64_t epoch,
+                                           bool fresh_active_term) {
+  std::unique_ptr<Keys> keys;
+  {
+    ReaderLock lock(&keys_mu_);
+    if (keys_ == nullptr || seal_epoch_ != epoch) return SealedError();
+    absl::StatusOr<std::unique_ptr<Keys>> opened =
+        OpenKeyring(SecretBytes::Copy(keys_->root_key.view()), record, version,
+                    fresh_active_term);
+    if (!opened.ok()) return opened.status();
+    keys = *std::move(opened);
+  }
+  std::unique_ptr<Keys> old;
+  {
+    WriterLock lock(&keys_mu_);
+    // Sealed between the two locks: `keys` is wiped on return, at once.
+    if (keys_ == nullptr || seal_epoch_ != epoch) return SealedError();
+    old = std::move(keys_);
+    keys_ = std::move(keys);
+  }
+  return absl::OkStatus();  // `old` wiped here, outside the lock
 }
 
 absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
@@ -298,12 +410,34 @@ absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
         config->threshold == 1 ? "unseal key has the wrong length"
                                : "unseal share has the wrong length");
   }
-
   if (config->threshold > 1 && share.back() == '\0') {
     // x = 0 is the secret's own coordinate: no split hands it out, and in
     // a combination it alone would decide the unseal key.
     return absl::InvalidArgumentError(
         "unseal share has x coordinate 0, which no split produces");
+  }
+
+  // Only Seal() and ResetUnsealProgress() change progress_ meanwhile (we
+  // hold op_mu_), and they only empty it.
+  bool final_share;
+  {
+    MutexLock lock(&progress_mu_);
+    final_share = static_cast<int>(progress_.size()) + 1 >= config->threshold;
+  }
+  // Read the records before any key exists: no key material is held
+  // across backend I/O, so a Seal() during a hung read leaves none behind.
+  std::optional<Entry> root_entry;
+  std::optional<Entry> keyring_entry;
+  if (final_share) {
+    absl::StatusOr<Entry> root = ReadRecord(root_key_path_, "root key");
+    absl::StatusOr<Entry> keyring =
+        root.ok() ? ReadRecord(keyring_path_, "keyring") : root.status();
+    if (!keyring.ok()) {
+      WipeProgress();
+      return keyring.status();
+    }
+    root_entry = *std::move(root);
+    keyring_entry = *std::move(keyring);
   }
 
   std::vector<std::string> presented;  // wiped below
@@ -325,7 +459,8 @@ absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
     }
     if (!duplicate) {
       progress_.push_back(SecretBytes::Copy(share));
-      if (static_cast<int>(progress_.size()) >= config->threshold) {
+      if (static_cast<int>(progress_.size()) >= config->threshold &&
+          root_entry.has_value()) {
         for (const SecretBytes& p : progress_) {
           presented.emplace_back(p.view());
         }
@@ -345,10 +480,13 @@ absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
       CombineShares(presented, config->threshold);
   for (std::string& s : presented) WipeString(s);
   if (!unseal_key.ok()) return unseal_key.status();
-  absl::StatusOr<SecretBytes> root = OpenRootKey(*unseal_key, nullptr);
+  absl::StatusOr<SecretBytes> root =
+      OpenRootKey(*unseal_key, root_entry->value);
   unseal_key->Clear();
   if (!root.ok()) return root.status();
-  absl::StatusOr<std::unique_ptr<Keys>> keys = LoadKeyring(*std::move(root));
+  absl::StatusOr<std::unique_ptr<Keys>> keys =
+      OpenKeyring(*std::move(root), keyring_entry->value,
+                  keyring_entry->version, /*fresh_active_term=*/false);
   if (!keys.ok()) return keys.status();
   {
     WriterLock lock(&keys_mu_);
@@ -406,7 +544,18 @@ absl::StatusOr<SealStatus> Barrier::Impl::Status() {
     return StatusLocked(nullptr);  // not initialized
   }
   if (!config.ok()) return config.status();
-  return StatusLocked(&*config);
+  SealStatus status = StatusLocked(&*config);
+  absl::StatusOr<std::optional<Entry>> pending = ReadOptional(pending_path_);
+  if (!pending.ok()) return pending.status();
+  if (pending->has_value()) {
+    absl::StatusOr<seal::PendingRekeyRecord> record =
+        seal::ParsePendingRekey((*pending)->value);
+    if (!record.ok()) return record.status();
+    status.rekey_pending = true;
+    status.rekey_shares = record->config.shares;
+    status.rekey_threshold = record->config.threshold;
+  }
+  return status;
 }
 
 absl::StatusOr<std::vector<std::string>> Barrier::Impl::Rekey(
@@ -430,12 +579,18 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Rekey(
     return absl::InvalidArgumentError(
         "rekey needs at least the threshold of current shares");
   }
+  // Every read before any key exists (none is held across backend I/O).
+  absl::StatusOr<Entry> root_entry = ReadRecord(root_key_path_, "root key");
+  if (!root_entry.ok()) return root_entry.status();
+  absl::StatusOr<std::optional<Entry>> pending_entry =
+      ReadOptional(pending_path_);
+  if (!pending_entry.ok()) return pending_entry.status();
 
   absl::StatusOr<SecretBytes> old_unseal =
       CombineShares(current_shares, config->threshold);
   if (!old_unseal.ok()) return old_unseal.status();
-  uint64_t root_version = 0;
-  absl::StatusOr<SecretBytes> root = OpenRootKey(*old_unseal, &root_version);
+  absl::StatusOr<SecretBytes> root =
+      OpenRootKey(*old_unseal, root_entry->value);
   old_unseal->Clear();
   if (!root.ok()) return root.status();
 
@@ -446,67 +601,178 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Rekey(
   if (!root_record.ok()) return root_record.status();
   absl::StatusOr<std::vector<std::string>> out =
       MakeShares(new_unseal, new_shares, new_threshold);
+  new_unseal.Clear();
   if (!out.ok()) return out.status();
 
+  // Phase one: only the pending record is written. The stored root key
+  // and the current shares stay valid until CompleteRekey proves that a
+  // threshold of the new shares reached their holders. A pending rekey is
+  // replaced (the current shares authorize that as well as the first).
+  const std::string pending = seal::SerializePendingRekey(
+      {{new_shares, new_threshold}, *std::move(root_record)});
+  WriteOp put_pending = WriteOp::Put(pending_path_, pending);
+  if (pending_entry->has_value()) {
+    put_pending.IfVersion((*pending_entry)->version);
+  } else {
+    put_pending.IfAbsent();
+  }
   const WriteOp ops[] = {
-      WriteOp::Put(config_path_,
-                   seal::SerializeSealConfig({new_shares, new_threshold}))
-          .IfVersion(config_entry->version),
-      WriteOp::Put(root_key_path_, *root_record).IfVersion(root_version),
+      WriteOp::Check(config_path_).IfVersion(config_entry->version),
+      WriteOp::Check(root_key_path_).IfVersion(root_entry->version),
+      std::move(put_pending),
   };
   absl::StatusOr<uint64_t> rev =
-      CommitConfirmed(ops, fence, root_key_path_, *root_record);
+      CommitConfirmed(ops, fence, pending_path_, pending);
   if (!rev.ok()) {
+    // Safe to wipe: the current shares still open the root key whatever
+    // became of the pending record.
     for (std::string& share : *out) WipeString(share);
     if (rev.status().code() == absl::StatusCode::kAborted) {
       return absl::AbortedError(
           "seal configuration changed during rekey; retry");
     }
-    return rev.status();
+    return absl::Status(
+        rev.status().code(),
+        absl::StrCat(rev.status().message(),
+                     "; the current shares remain valid, retry Rekey"));
+  }
+  return out;
+}
+
+absl::Status Barrier::Impl::CompleteRekey(
+    absl::Span<const std::string> new_shares, FenceToken fence) {
+  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
+  MutexLock op(&op_mu_);
+  absl::StatusOr<Entry> config_entry = backend_->Get(config_path_);
+  if (config_entry.status().code() == absl::StatusCode::kNotFound) {
+    return absl::FailedPreconditionError("barrier is not initialized");
+  }
+  if (!config_entry.ok()) return config_entry.status();
+  absl::StatusOr<seal::SealConfigRecord> config =
+      seal::ParseSealConfig(config_entry->value);
+  if (!config.ok()) return config.status();
+  absl::StatusOr<Entry> root_entry = ReadRecord(root_key_path_, "root key");
+  if (!root_entry.ok()) return root_entry.status();
+  absl::StatusOr<Entry> keyring_entry = ReadRecord(keyring_path_, "keyring");
+  if (!keyring_entry.ok()) return keyring_entry.status();
+  absl::StatusOr<std::optional<Entry>> pending_entry =
+      ReadOptional(pending_path_);
+  if (!pending_entry.ok()) return pending_entry.status();
+
+  if (!pending_entry->has_value()) {
+    // Nothing pending. If these shares open the stored root key, an
+    // earlier CompleteRekey applied and lost its answer: done.
+    if (static_cast<int>(new_shares.size()) < config->threshold) {
+      return absl::FailedPreconditionError("no rekey is pending");
+    }
+    absl::StatusOr<SecretBytes> unseal =
+        CombineShares(new_shares, config->threshold);
+    if (!unseal.ok()) {
+      return absl::FailedPreconditionError("no rekey is pending");
+    }
+    absl::StatusOr<SecretBytes> root = OpenRootKey(*unseal, root_entry->value);
+    if (!root.ok()) return absl::FailedPreconditionError("no rekey is pending");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<seal::PendingRekeyRecord> pending =
+      seal::ParsePendingRekey((*pending_entry)->value);
+  if (!pending.ok()) return pending.status();
+  if (static_cast<int>(new_shares.size()) < pending->config.threshold) {
+    return absl::InvalidArgumentError(
+        "completing a rekey needs at least the new threshold of new shares");
+  }
+  absl::StatusOr<SecretBytes> unseal =
+      CombineShares(new_shares, pending->config.threshold);
+  if (!unseal.ok()) return unseal.status();
+  absl::StatusOr<seal::SealedRecordParts> parts =
+      seal::ParseSealedRecord(pending->root_record);
+  if (!parts.ok()) return absl::DataLossError("pending root key record");
+  absl::StatusOr<SecretBytes> root =
+      seal::OpenRecord(*unseal, root_key_path_, *parts);
+  unseal->Clear();
+  if (!root.ok() || root->size() != kKeyBytes) {
+    return absl::InvalidArgumentError(
+        "the new shares do not open the pending root key");
+  }
+  // Never switch to a root key that does not reach the data.
+  absl::StatusOr<std::unique_ptr<Keys>> keys =
+      OpenKeyring(*std::move(root), keyring_entry->value,
+                  keyring_entry->version, /*fresh_active_term=*/false);
+  if (!keys.ok()) {
+    return absl::DataLossError(
+        "the pending rekey wraps a root key that does not open the keyring");
+  }
+  keys->reset();  // wiped before the write
+
+  const WriteOp ops[] = {
+      WriteOp::Put(config_path_, seal::SerializeSealConfig(pending->config))
+          .IfVersion(config_entry->version),
+      WriteOp::Put(root_key_path_, pending->root_record)
+          .IfVersion(root_entry->version),
+      WriteOp::Delete(pending_path_).IfVersion((*pending_entry)->version),
+  };
+  absl::StatusOr<uint64_t> rev =
+      CommitConfirmed(ops, fence, root_key_path_, pending->root_record);
+  if (!rev.ok()) {
+    if (rev.status().code() == absl::StatusCode::kAborted) {
+      return absl::AbortedError(
+          "seal configuration changed while completing the rekey; retry");
+    }
+    return absl::Status(
+        rev.status().code(),
+        absl::StrCat(rev.status().message(),
+                     "; call CompleteRekey again with the same new shares"));
   }
   WipeProgress();  // shares presented so far belong to the old key
-  return out;
+  return absl::OkStatus();
+}
+
+absl::Status Barrier::Impl::CancelRekey(FenceToken fence) {
+  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
+  MutexLock op(&op_mu_);
+  absl::StatusOr<std::optional<Entry>> pending = ReadOptional(pending_path_);
+  if (!pending.ok()) return pending.status();
+  if (!pending->has_value()) return absl::OkStatus();
+  const WriteOp ops[] = {
+      WriteOp::Delete(pending_path_).IfVersion((*pending)->version)};
+  absl::StatusOr<uint64_t> rev = backend_->Commit(ops, fence);
+  if (rev.status().code() == absl::StatusCode::kAborted) {
+    return absl::AbortedError("the pending rekey changed; check Status()");
+  }
+  return rev.status();
 }
 
 absl::StatusOr<uint32_t> Barrier::Impl::Rotate(FenceToken fence) {
   if (absl::Status s = CheckFence(fence); !s.ok()) return s;
   MutexLock op(&op_mu_);
-  seal::KeyringContents keyring;
-  SecretBytes root;
+  return RotateLocked(fence);
+}
+
+absl::StatusOr<uint32_t> Barrier::Impl::RotateLocked(FenceToken fence) {
+  std::string record;
   uint64_t version;
   uint64_t epoch;
+  uint32_t new_term;
   {
     ReaderLock lock(&keys_mu_);
     if (keys_ == nullptr) return SealedError();
-    root = SecretBytes::Copy(keys_->root_key.view());
+    new_term = keys_->max_term + 1;
+    if (new_term == 0) {
+      return absl::FailedPreconditionError("key terms are exhausted");
+    }
     version = keys_->keyring_version;
     epoch = seal_epoch_;
-    keyring.active_term = keys_->max_term + 1;
-    for (const auto& [term, cipher] : keys_->terms) {
-      keyring.terms.push_back(
-          seal::TermKey{term, SecretBytes::Copy(cipher->key().view()),
-                        cipher->created_unix_micros()});
-    }
+    // The new term starts with one block of encryptions reserved.
+    absl::StatusOr<std::string> sealed =
+        SealKeyringLocked(*keys_, new_term, reservation_block_);
+    if (!sealed.ok()) return sealed.status();
+    record = *std::move(sealed);
   }
-  const uint32_t new_term = keyring.active_term;
-  if (new_term == 0) {
-    return absl::FailedPreconditionError("key terms are exhausted");
-  }
-  const int64_t now = absl::ToUnixMicros(absl::Now());
-  keyring.terms.push_back(
-      seal::TermKey{new_term, SecretBytes::Random(kKeyBytes), now});
-  std::sort(keyring.terms.begin(), keyring.terms.end(),
-            [](const seal::TermKey& a, const seal::TermKey& b) {
-              return a.term < b.term;
-            });
-  SecretBytes plain = seal::SerializeKeyring(keyring);
-  absl::StatusOr<std::string> record =
-      seal::SealRecord(root, keyring_path_, plain.view());
-  if (!record.ok()) return record.status();
   const WriteOp ops[] = {
-      WriteOp::Put(keyring_path_, *record).IfVersion(version)};
+      WriteOp::Put(keyring_path_, record).IfVersion(version)};
   absl::StatusOr<uint64_t> rev =
-      CommitConfirmed(ops, fence, keyring_path_, *record);
+      CommitConfirmed(ops, fence, keyring_path_, record);
   if (!rev.ok()) {
     if (rev.status().code() == absl::StatusCode::kAborted) {
       return absl::AbortedError(
@@ -515,24 +781,80 @@ absl::StatusOr<uint32_t> Barrier::Impl::Rotate(FenceToken fence) {
     }
     return rev.status();
   }
-  absl::StatusOr<std::unique_ptr<seal::TermCipher>> cipher =
-      seal::TermCipher::Create(new_term, std::move(keyring.terms.back().key),
-                               now);
-  if (!cipher.ok()) return cipher.status();
-  WriterLock lock(&keys_mu_);
-  if (keys_ == nullptr || seal_epoch_ != epoch) {
+  absl::Status installed =
+      InstallKeyring(record, *rev, epoch, /*fresh_active_term=*/true);
+  if (absl::IsFailedPrecondition(installed)) {
     return absl::FailedPreconditionError(
         "barrier was sealed during rotation; the new term is stored");
   }
-  keys_->active = cipher->get();
-  keys_->terms[new_term] = *std::move(cipher);
-  keys_->max_term = new_term;
-  keys_->keyring_version = *rev;
+  if (!installed.ok()) return installed;
   return new_term;
 }
 
+absl::Status Barrier::Impl::ReserveEncryptions(FenceToken fence) {
+  MutexLock op(&op_mu_);
+  bool rotate = false;
+  for (int attempt = 0; attempt < 3 && !rotate; ++attempt) {
+    std::string record;
+    uint64_t version;
+    uint64_t epoch;
+    uint64_t new_reserved;
+    uint32_t term;
+    {
+      ReaderLock lock(&keys_mu_);
+      if (keys_ == nullptr) return SealedError();
+      const uint64_t reserved = keys_->active_reserved.load();
+      if (keys_->active_used.load() < reserved) {
+        return absl::OkStatus();  // another writer reserved meanwhile
+      }
+      if (reserved >= max_encryptions_per_term_) {
+        // The term has sealed as many values as it may: rotate; the new
+        // term is stored before anything is sealed under it.
+        rotate = true;
+        continue;
+      }
+      new_reserved = reserved + std::min(reservation_block_,
+                                         max_encryptions_per_term_ - reserved);
+      term = keys_->active->term();
+      version = keys_->keyring_version;
+      epoch = seal_epoch_;
+      absl::StatusOr<std::string> sealed =
+          SealKeyringLocked(*keys_, 0, new_reserved);
+      if (!sealed.ok()) return sealed.status();
+      record = *std::move(sealed);
+    }
+    const WriteOp ops[] = {
+        WriteOp::Put(keyring_path_, record).IfVersion(version)};
+    absl::StatusOr<uint64_t> rev =
+        CommitConfirmed(ops, fence, keyring_path_, record);
+    if (rev.status().code() == absl::StatusCode::kAborted) {
+      // Another node changed the keyring: follow it and try again.
+      if (absl::Status s = ReloadKeyringLocked(0); !s.ok()) return s;
+      continue;
+    }
+    if (!rev.ok()) return rev.status();
+    WriterLock lock(&keys_mu_);
+    if (keys_ == nullptr || seal_epoch_ != epoch) return SealedError();
+    if (keys_->active->term() == term) {
+      keys_->reserved[term] = new_reserved;
+      keys_->active_reserved.store(new_reserved);
+    }
+    keys_->keyring_version = *rev;
+    return absl::OkStatus();
+  }
+  if (!rotate) {
+    return absl::AbortedError(
+        "keyring kept changing in storage while reserving encryptions; retry");
+  }
+  absl::StatusOr<uint32_t> rotated = RotateLocked(fence);
+  if (rotated.status().code() == absl::StatusCode::kAborted) {
+    if (absl::Status s = ReloadKeyringLocked(0); !s.ok()) return s;
+    rotated = RotateLocked(fence);  // once more, on the reloaded keyring
+  }
+  return rotated.status();
+}
+
 absl::Status Barrier::Impl::ReloadKeyringLocked(uint32_t wanted_term) {
-  SecretBytes root;
   uint64_t epoch;
   {
     ReaderLock lock(&keys_mu_);
@@ -540,19 +862,13 @@ absl::Status Barrier::Impl::ReloadKeyringLocked(uint32_t wanted_term) {
     if (wanted_term != 0 && keys_->terms.contains(wanted_term)) {
       return absl::OkStatus();  // another caller reloaded meanwhile
     }
-    root = SecretBytes::Copy(keys_->root_key.view());
     epoch = seal_epoch_;
   }
-  absl::StatusOr<std::unique_ptr<Keys>> keys = LoadKeyring(std::move(root));
-  if (!keys.ok()) return keys.status();
-  std::unique_ptr<Keys> old;
-  {
-    WriterLock lock(&keys_mu_);
-    if (keys_ == nullptr || seal_epoch_ != epoch) return SealedError();
-    old = std::move(keys_);
-    keys_ = *std::move(keys);
-  }
-  return absl::OkStatus();  // `old` wiped here, outside the lock
+  // Read first; the root key is used only after the read, under the lock.
+  absl::StatusOr<Entry> entry = ReadRecord(keyring_path_, "keyring");
+  if (!entry.ok()) return entry.status();
+  return InstallKeyring(entry->value, entry->version, epoch,
+                        /*fresh_active_term=*/false);
 }
 
 absl::Status Barrier::Impl::ReloadKeyring() {
@@ -564,6 +880,37 @@ absl::Status Barrier::Impl::ReloadKeyring() {
 
 absl::StatusOr<std::string> Barrier::Impl::SealValue(
     absl::string_view path, absl::string_view plaintext) {
+  return SealWithActiveTerm(path, plaintext, nullptr);
+}
+
+bool Barrier::Impl::ClaimEncryption(Keys& keys) {
+  uint64_t used = keys.active_used.load(std::memory_order_relaxed);
+  do {
+    if (used >= keys.active_reserved.load(std::memory_order_acquire)) {
+      return false;
+    }
+  } while (!keys.active_used.compare_exchange_weak(used, used + 1,
+                                                   std::memory_order_relaxed));
+  return true;
+}
+
+absl::StatusOr<std::string> Barrier::Impl::SealCounted(
+    absl::string_view path, absl::string_view plaintext, FenceToken fence) {
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    bool exhausted = false;
+    absl::StatusOr<std::string> out =
+        SealWithActiveTerm(path, plaintext, &exhausted);
+    if (!exhausted) return out;
+    // The active term's reservation is used up: reserve another block, or
+    // rotate at the limit, before sealing anything more.
+    if (absl::Status s = ReserveEncryptions(fence); !s.ok()) return s;
+  }
+  return absl::UnavailableError(
+      "could not reserve an encryption under the barrier key; retry");
+}
+
+absl::StatusOr<std::string> Barrier::Impl::SealWithActiveTerm(
+    absl::string_view path, absl::string_view plaintext, bool* exhausted) {
   std::string out;
   out.resize(kValueOverhead + plaintext.size());
   uint8_t* p = reinterpret_cast<uint8_t*>(&out[0]);
@@ -571,6 +918,12 @@ absl::StatusOr<std::string> Barrier::Impl::SealValue(
   nonces_.Draw(nonce);
   ReaderLock lock(&keys_mu_);
   if (keys_ == nullptr) return SealedError();
+  // Counted under the same lock as the seal, so the count and the term the
+  // value is sealed with always agree.
+  if (exhausted != nullptr && !ClaimEncryption(*keys_)) {
+    *exhausted = true;
+    return absl::ResourceExhaustedError("encryption reservation used up");
+  }
   const seal::TermCipher* cipher = keys_->active;
   const uint32_t term = cipher->term();
   p[0] = static_cast<uint8_t>(term >> 24);
@@ -658,7 +1011,7 @@ absl::StatusOr<uint64_t> Barrier::Impl::Put(absl::string_view path,
                                             FenceToken fence) {
   if (absl::Status s = CheckDataPath(path); !s.ok()) return s;
   if (absl::Status s = CheckFence(fence); !s.ok()) return s;
-  absl::StatusOr<std::string> stored = SealValue(path, plaintext);
+  absl::StatusOr<std::string> stored = SealCounted(path, plaintext, fence);
   if (!stored.ok()) return stored.status();
   return backend_->Put(path, *stored, fence);
 }
@@ -701,7 +1054,7 @@ absl::StatusOr<uint64_t> Barrier::Impl::Commit(absl::Span<const WriteOp> ops,
     if (absl::Status s = CheckDataPath(op.key); !s.ok()) return s;
     WriteOp out = op;
     if (op.kind == WriteOp::Kind::kPut) {
-      absl::StatusOr<std::string> stored = SealValue(op.key, op.value);
+      absl::StatusOr<std::string> stored = SealCounted(op.key, op.value, fence);
       if (!stored.ok()) return stored.status();
       WipeString(out.value);
       out.value = *std::move(stored);
@@ -745,6 +1098,12 @@ absl::StatusOr<std::unique_ptr<Barrier>> Barrier::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("BarrierOptions.core_prefix: ", s.message()));
   }
+  if (options.max_encryptions_per_term < 1 ||
+      options.encryption_reservation < 1) {
+    return absl::InvalidArgumentError(
+        "BarrierOptions.max_encryptions_per_term and encryption_reservation "
+        "must be at least 1");
+  }
   return std::unique_ptr<Barrier>(new Barrier(std::make_unique<Impl>(options)));
 }
 
@@ -774,6 +1133,13 @@ absl::StatusOr<std::vector<std::string>> Barrier::Rekey(
     absl::Span<const std::string> current_shares, int new_shares,
     int new_threshold, FenceToken fence) {
   return impl_->Rekey(current_shares, new_shares, new_threshold, fence);
+}
+absl::Status Barrier::CompleteRekey(absl::Span<const std::string> new_shares,
+                                    FenceToken fence) {
+  return impl_->CompleteRekey(new_shares, fence);
+}
+absl::Status Barrier::CancelRekey(FenceToken fence) {
+  return impl_->CancelRekey(fence);
 }
 absl::StatusOr<uint32_t> Barrier::Rotate(FenceToken fence) {
   return impl_->Rotate(fence);

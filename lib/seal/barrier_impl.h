@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -80,6 +81,9 @@ class Barrier::Impl {
   absl::StatusOr<std::vector<std::string>> Rekey(
       absl::Span<const std::string> current_shares, int new_shares,
       int new_threshold, FenceToken fence);
+  absl::Status CompleteRekey(absl::Span<const std::string> new_shares,
+                             FenceToken fence);
+  absl::Status CancelRekey(FenceToken fence);
   absl::StatusOr<uint32_t> Rotate(FenceToken fence);
   absl::Status ReloadKeyring();
 
@@ -93,8 +97,9 @@ class Barrier::Impl {
   Backend* backend() const { return backend_; }
 
   // ---- Seams: the data path's crypto without the backend (benchmarks,
-  // tests). SealValue gives the stored bytes for `path`; OpenValue opens
-  // them with the keys in memory (no keyring reload).
+  // tests). SealValue gives the stored bytes for `path` (not counted
+  // against the term's encryption limit: the seam never stores); OpenValue
+  // opens them with the keys in memory (no keyring reload).
   absl::StatusOr<std::string> SealValue(absl::string_view path,
                                         absl::string_view plaintext);
   absl::StatusOr<std::string> OpenValue(absl::string_view path,
@@ -107,9 +112,17 @@ class Barrier::Impl {
   struct Keys {
     SecretBytes root_key;
     absl::flat_hash_map<uint32_t, std::unique_ptr<seal::TermCipher>> terms;
+    // Encryptions reserved in storage, per term (KeyTerm.reserved_encryptions).
+    absl::flat_hash_map<uint32_t, uint64_t> reserved;
     const seal::TermCipher* active = nullptr;
     uint32_t max_term = 0;
     uint64_t keyring_version = 0;  // backend version of the keyring record
+    // The active term's encryption count, kept beside (not inside) its
+    // cipher: values sealed (claimed) by this barrier, counted from the
+    // stored reservation when loaded, and the stored reservation. A seal
+    // claims one under the shared lock; used never passes reserved.
+    std::atomic<uint64_t> active_used{0};
+    std::atomic<uint64_t> active_reserved{0};
   };
 
   absl::Status CheckDataPath(absl::string_view path) const;
@@ -122,19 +135,64 @@ class Barrier::Impl {
                                    bool* unknown_term);
   // Reads and validates the seal config. FAILED_PRECONDITION if absent.
   absl::StatusOr<seal::SealConfigRecord> ReadConfig();
+  // Reads a core record; DATA_LOSS naming `what` if it is missing.
+  absl::StatusOr<Entry> ReadRecord(const std::string& path,
+                                   absl::string_view what);
+  // Reads a record that may be absent (nullopt).
+  absl::StatusOr<std::optional<Entry>> ReadOptional(const std::string& path);
   // Commits; if the backend's answer leaves the outcome unknown, reads
   // `probe_key` back and counts the commit as applied if it holds
   // `probe_value` (so shares are never lost to a dropped acknowledgement).
+  // Sets *outcome_unknown when even the read-back failed.
   absl::StatusOr<uint64_t> CommitConfirmed(absl::Span<const WriteOp> ops,
                                            FenceToken fence,
                                            absl::string_view probe_key,
-                                           absl::string_view probe_value);
-  // Opens the stored root key with `unseal_key`; then the keyring with it.
+                                           absl::string_view probe_value,
+                                           bool* outcome_unknown = nullptr);
+  // Key material is derived only from records already read and is never
+  // held across backend I/O (a Seal() during a hung call then leaves no
+  // copy behind): these are CPU-only.
+  // Opens the stored root key record bytes with `unseal_key`.
   absl::StatusOr<SecretBytes> OpenRootKey(const SecretBytes& unseal_key,
-                                          uint64_t* version);
-  absl::StatusOr<std::unique_ptr<Keys>> LoadKeyring(SecretBytes root_key);
+                                          absl::string_view stored);
+  // Opens the stored keyring record bytes with `root_key`.
+  absl::StatusOr<std::unique_ptr<Keys>> OpenKeyring(SecretBytes root_key,
+                                                    absl::string_view stored,
+                                                    uint64_t version,
+                                                    bool fresh_active_term);
+  // The keyring record for `keys`, sealed under its root key, with a new
+  // active term if `new_term` != 0 and the active term's stored
+  // reservation set to `active_reserved`. Every key copy is wiped before
+  // it returns. REQUIRES: keys_mu_ held (shared).
+  absl::StatusOr<std::string> SealKeyringLocked(const Keys& keys,
+                                                uint32_t new_term,
+                                                uint64_t active_reserved);
+  // Opens `record` (stored at `version`) with the root key in memory and
+  // installs it as the keys, unless the barrier was sealed since `epoch`
+  // (FAILED_PRECONDITION). No I/O.
+  absl::Status InstallKeyring(absl::string_view record, uint64_t version,
+                              uint64_t epoch, bool fresh_active_term)
+      ABSL_LOCKS_EXCLUDED(keys_mu_);
   absl::Status ReloadKeyringLocked(uint32_t wanted_term)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
+  absl::StatusOr<uint32_t> RotateLocked(FenceToken fence)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
+  // ---- Encryption counting (BarrierOptions::max_encryptions_per_term).
+  // Claims one encryption of the active term; false when its stored
+  // reservation is used up.
+  static bool ClaimEncryption(Keys& keys);
+  // Stores the next block of reservations for the active term, or rotates
+  // when the term has reached the limit. Carries `fence`.
+  absl::Status ReserveEncryptions(FenceToken fence) ABSL_LOCKS_EXCLUDED(op_mu_);
+  // Seals with the active term; with `exhausted` non-null, claims one
+  // encryption first and sets *exhausted instead of sealing if none is left.
+  absl::StatusOr<std::string> SealWithActiveTerm(absl::string_view path,
+                                                 absl::string_view plaintext,
+                                                 bool* exhausted);
+  // Seals a value to be stored: counted, reserving or rotating as needed.
+  absl::StatusOr<std::string> SealCounted(absl::string_view path,
+                                          absl::string_view plaintext,
+                                          FenceToken fence);
   // Named for the callers that hold op_mu_; takes keys_mu_ and progress_mu_.
   SealStatus StatusLocked(const seal::SealConfigRecord* config)
       ABSL_LOCKS_EXCLUDED(keys_mu_, progress_mu_);
@@ -151,14 +209,20 @@ class Barrier::Impl {
   const std::string config_path_;
   const std::string root_key_path_;
   const std::string keyring_path_;
+  const std::string pending_path_;  // a rekey waiting for CompleteRekey
   // The backend has HA: every write but Initialize's must carry a fence.
   const bool fence_required_;
+  const uint64_t max_encryptions_per_term_;
+  const uint64_t reservation_block_;  // <= max_encryptions_per_term_
   seal::NoncePool nonces_;
 
   // Serializes the seal operations (Initialize, Unseal, Rekey, Rotate,
   // ReloadKeyring). Seal() does not take it, so it is never stuck behind a
   // slow backend. Acquired before keys_mu_ and progress_mu_.
   Mutex op_mu_;
+  // The root key record of an Initialize whose outcome was unknown (not a
+  // secret: ciphertext). A retry may replace exactly those records.
+  std::string lost_init_root_record_ ABSL_GUARDED_BY(op_mu_);
   // Seal listeners (Barrier::AddSealListener); called under listeners_mu_,
   // so RemoveSealListener waits out a call in progress.
   Mutex listeners_mu_;

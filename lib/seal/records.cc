@@ -149,6 +149,7 @@ SecretBytes SerializeKeyring(const KeyringContents& keyring) {
     term->set_term(t.term);
     term->set_key(t.key.data(), t.key.size());
     term->set_created_unix_micros(t.created_unix_micros);
+    term->set_reserved_encryptions(t.reserved_encryptions);
   }
   SecretBytes out(msg.ByteSizeLong());
   if (!out.empty()) {
@@ -192,6 +193,7 @@ absl::StatusOr<KeyringContents> ParseKeyring(absl::string_view plaintext) {
     t.term = term.term();
     t.key = SecretBytes::Copy(term.key());
     t.created_unix_micros = term.created_unix_micros();
+    t.reserved_encryptions = term.reserved_encryptions();
     out.terms.push_back(std::move(t));
   }
   if (!active_present) {
@@ -204,6 +206,39 @@ absl::StatusOr<KeyringContents> ParseKeyring(absl::string_view plaintext) {
       return absl::DataLossError("keyring has a duplicate term");
     }
   }
+  return out;
+}
+
+std::string SerializePendingRekey(const PendingRekeyRecord& pending) {
+  PendingRekey msg;
+  msg.set_format(kRecordFormat);
+  msg.set_shares(static_cast<uint32_t>(pending.config.shares));
+  msg.set_threshold(static_cast<uint32_t>(pending.config.threshold));
+  msg.set_root_key(pending.root_record);
+  return msg.SerializeAsString();
+}
+
+absl::StatusOr<PendingRekeyRecord> ParsePendingRekey(absl::string_view bytes) {
+  PendingRekey msg;
+  if (!msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError("pending rekey record does not parse");
+  }
+  if (msg.format() != kRecordFormat) {
+    return absl::DataLossError("pending rekey record has an unknown format");
+  }
+  if (msg.shares() > 255 || msg.threshold() > 255 ||
+      !ValidateSealParameters(static_cast<int>(msg.shares()),
+                              static_cast<int>(msg.threshold()))
+           .ok()) {
+    return absl::DataLossError("pending rekey record has invalid parameters");
+  }
+  if (!ParseSealedRecord(msg.root_key()).ok()) {
+    return absl::DataLossError("pending rekey record has a bad root key");
+  }
+  PendingRekeyRecord out;
+  out.config = {static_cast<int>(msg.shares()),
+                static_cast<int>(msg.threshold())};
+  out.root_record = std::move(*msg.mutable_root_key());
   return out;
 }
 

@@ -57,6 +57,7 @@ struct TermKey {
   uint32_t term = 0;
   SecretBytes key;
   int64_t created_unix_micros = 0;
+  uint64_t reserved_encryptions = 0;  // see records.proto
 };
 struct KeyringContents {
   uint32_t active_term = 0;
@@ -67,6 +68,15 @@ SecretBytes SerializeKeyring(const KeyringContents& keyring);
 // DATA_LOSS unless: format 1, at least one term, terms >= 1 and unique,
 // every key kKeyBytes long, active_term present.
 absl::StatusOr<KeyringContents> ParseKeyring(absl::string_view plaintext);
+
+// ---- pending rekey
+struct PendingRekeyRecord {
+  SealConfigRecord config;  // the new shares / threshold
+  std::string root_record;  // serialized SealedRecord (not secret)
+};
+std::string SerializePendingRekey(const PendingRekeyRecord& pending);
+// DATA_LOSS unless format 1, valid parameters and a parsable root record.
+absl::StatusOr<PendingRekeyRecord> ParsePendingRekey(absl::string_view bytes);
 
 }  // namespace strongbox::seal
 

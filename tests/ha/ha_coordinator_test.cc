@@ -535,6 +535,9 @@ TEST(HaCoordinatorTest, RekeyOnlyOnTheActive) {
       c.nodes[active]->Rekey(c.shares, 3, 2);
   ASSERT_TRUE(fresh.ok()) << fresh.status();
   ASSERT_EQ(fresh->size(), 3u);
+  EXPECT_EQ(c.nodes[standby]->CompleteRekey({(*fresh)[0], (*fresh)[1]}).code(),
+            absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(c.nodes[active]->CompleteRekey({(*fresh)[0], (*fresh)[1]}).ok());
   ASSERT_TRUE(c.nodes[standby]->Seal().ok());
   ASSERT_TRUE(c.nodes[standby]->Unseal((*fresh)[0]).ok());
   absl::StatusOr<SealStatus> done = c.nodes[standby]->Unseal((*fresh)[2]);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -33,7 +34,12 @@ absl::StatusCode CodeOf(const absl::StatusOr<T>& s) {
   return s.status().code();
 }
 #define EXPECT_CODE(expr, want) EXPECT_EQ(CodeOf(expr), want)
-#define ASSERT_OK(expr) ASSERT_TRUE((expr).ok()) << (expr).status()
+const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+#define ASSERT_OK(expr) ASSERT_TRUE((expr).ok()) << StatusOf(expr)
 
 // The in-memory backend without its HA capability. On a backend with HA the
 // barrier refuses unfenced writes (HaBackendRequiresAFence below), so tests
@@ -591,10 +597,26 @@ TEST_F(BarrierTest, RekeyThenOldSharesFail) {
   ASSERT_OK(new_shares);
   ASSERT_EQ(new_shares->size(), 3u);
   EXPECT_FALSE(barrier_->sealed());  // rekey keeps the seal state
+  // Pending: the old config and shares still hold.
   auto status = barrier_->Status();
+  ASSERT_OK(status);
+  EXPECT_EQ(status->shares, 5);
+  EXPECT_EQ(status->threshold, 3);
+  EXPECT_TRUE(status->rekey_pending);
+  EXPECT_EQ(status->rekey_shares, 3);
+  EXPECT_EQ(status->rekey_threshold, 2);
+  // Fewer than the new threshold, or old shares, do not complete it.
+  EXPECT_CODE(barrier_->CompleteRekey({(*new_shares)[0]}),
+              Code::kInvalidArgument);
+  EXPECT_CODE(barrier_->CompleteRekey({old_shares[0], old_shares[1]}),
+              Code::kInvalidArgument);
+  ASSERT_OK(barrier_->CompleteRekey({(*new_shares)[2], (*new_shares)[0]}));
+  status = barrier_->Status();
   ASSERT_OK(status);
   EXPECT_EQ(status->shares, 3);
   EXPECT_EQ(status->threshold, 2);
+  EXPECT_FALSE(status->rekey_pending);
+  EXPECT_FALSE(barrier_->sealed());
   barrier_->Seal();
   // Old shares: a threshold (now 2) of them no longer opens the root key.
   ASSERT_OK(barrier_->Unseal(old_shares[0]));
@@ -624,8 +646,10 @@ TEST_F(BarrierTest, RekeyValidatesAndRefusesWrongShares) {
   ASSERT_OK(single);
   ASSERT_EQ(single->size(), 1u);
   EXPECT_EQ((*single)[0].size(), 32u);
+  ASSERT_OK(barrier_->CompleteRekey(*single));
   auto back = barrier_->Rekey(*single, 4, 3);
   ASSERT_OK(back);
+  ASSERT_OK(barrier_->CompleteRekey(*back));
   Unseal(barrier_.get(), *back, 3);
 }
 
@@ -633,8 +657,30 @@ TEST_F(BarrierTest, RekeyDiscardsUnsealProgress) {
   auto shares = barrier_->Initialize(3, 2);
   ASSERT_OK(shares);
   ASSERT_OK(barrier_->Unseal((*shares)[0]));
-  ASSERT_OK(barrier_->Rekey(*shares, 3, 2));
+  auto fresh = barrier_->Rekey(*shares, 3, 2);
+  ASSERT_OK(fresh);
+  EXPECT_EQ(barrier_->Status()->progress, 1);  // pending: old key still on
+  ASSERT_OK(barrier_->CompleteRekey(*fresh));
   EXPECT_EQ(barrier_->Status()->progress, 0);
+}
+
+TEST_F(BarrierTest, CancelAndReplacePendingRekey) {
+  auto shares = InitAndUnseal(barrier_.get(), 3, 2);
+  ASSERT_OK(barrier_->Put("keep", "me"));
+  ASSERT_OK(barrier_->CancelRekey());  // nothing pending: OK
+  auto first = barrier_->Rekey(shares, 3, 2);
+  ASSERT_OK(first);
+  auto second = barrier_->Rekey(shares, 4, 3);  // replaces the first
+  ASSERT_OK(second);
+  EXPECT_EQ(barrier_->Status()->rekey_shares, 4);
+  EXPECT_CODE(barrier_->CompleteRekey(*first), Code::kInvalidArgument);
+  ASSERT_OK(barrier_->CancelRekey());
+  EXPECT_FALSE(barrier_->Status()->rekey_pending);
+  EXPECT_CODE(barrier_->CompleteRekey(*second), Code::kFailedPrecondition);
+  // The current shares never stopped working.
+  barrier_->Seal();
+  Unseal(barrier_.get(), shares, 2);
+  EXPECT_EQ(barrier_->Get("keep")->value, "me");
 }
 
 // ---------------------------------------------------------------- rotate
@@ -686,6 +732,94 @@ TEST_F(BarrierTest, SecondBarrierFollowsRotation) {
   EXPECT_EQ(*t, 4u);
   ASSERT_OK(standby->Put("from-standby", "4"));
   EXPECT_EQ(barrier_->Get("from-standby")->value, "4");
+}
+
+// ------------------------------------------------- encryption counting
+
+std::unique_ptr<Barrier> MakeCountingBarrier(Backend* backend) {
+  BarrierOptions options;
+  options.backend = backend;
+  options.max_encryptions_per_term = 5;
+  options.encryption_reservation = 2;
+  auto barrier = Barrier::Create(options);
+  EXPECT_TRUE(barrier.ok()) << barrier.status();
+  return *std::move(barrier);
+}
+
+uint8_t StoredTerm(Backend* backend, const std::string& path) {
+  return static_cast<uint8_t>(backend->Get(path)->value[3]);
+}
+
+// Issue 9 item 13: at max_encryptions_per_term the barrier rotates by
+// itself before sealing the next value (GCM's random-nonce limit).
+TEST_F(BarrierTest, EncryptionLimitRotatesTheTerm) {
+  auto barrier = MakeCountingBarrier(backend_.get());
+  auto shares = barrier->Initialize(1, 1);
+  ASSERT_OK(shares);
+  ASSERT_OK(barrier->Unseal((*shares)[0]));
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK(barrier->Put(absl::StrCat("k", i), "v"));
+    EXPECT_EQ(StoredTerm(backend_.get(), absl::StrCat("k", i)), 1) << i;
+  }
+  ASSERT_OK(barrier->Put("k5", "v"));
+  EXPECT_EQ(StoredTerm(backend_.get(), "k5"), 2);
+  EXPECT_EQ(barrier->Status()->term, 2u);
+  // A batch counts each value it seals.
+  ASSERT_OK(barrier->Commit({WriteOp::Put("b0", "v"), WriteOp::Put("b1", "v"),
+                             WriteOp::Put("b2", "v"), WriteOp::Put("b3", "v"),
+                             WriteOp::Put("b4", "v")}));
+  EXPECT_EQ(StoredTerm(backend_.get(), "b3"), 2);
+  EXPECT_EQ(StoredTerm(backend_.get(), "b4"), 3);
+  for (const char* k : {"k0", "k5", "b0", "b4"}) {
+    EXPECT_EQ(barrier->Get(k)->value, "v") << k;
+  }
+  // A manual Rotate starts a fresh count.
+  ASSERT_OK(barrier->Rotate());
+  for (int i = 0; i < 5; ++i) ASSERT_OK(barrier->Put("m", "v"));
+  EXPECT_EQ(StoredTerm(backend_.get(), "m"), 4);
+  ASSERT_OK(barrier->Put("m", "v"));
+  EXPECT_EQ(StoredTerm(backend_.get(), "m"), 5);
+}
+
+// The count is stored (in reserved blocks), so a restart does not reset it:
+// a new barrier continues from the stored reservation, never below.
+TEST_F(BarrierTest, EncryptionCountSurvivesRestart) {
+  auto first = MakeCountingBarrier(backend_.get());
+  auto shares = first->Initialize(1, 1);
+  ASSERT_OK(shares);
+  ASSERT_OK(first->Unseal((*shares)[0]));
+  for (int i = 0; i < 3; ++i) ASSERT_OK(first->Put(absl::StrCat("a", i), "v"));
+  first.reset();  // 3 used, 4 reserved in storage
+
+  auto second = MakeCountingBarrier(backend_.get());
+  ASSERT_OK(second->Unseal((*shares)[0]));
+  ASSERT_OK(second->Put("b0", "v"));  // the 5th: still term 1
+  EXPECT_EQ(StoredTerm(backend_.get(), "b0"), 1);
+  ASSERT_OK(second->Put("b1", "v"));  // over the limit: term 2
+  EXPECT_EQ(StoredTerm(backend_.get(), "b1"), 2);
+  EXPECT_EQ(second->Get("a0")->value, "v");
+}
+
+// The reservation write carries the writer's fence: a deposed writer's
+// Put is refused rather than sealing past the stored count.
+TEST_F(BarrierTest, EncryptionReservationIsFenced) {
+  backend_ = NewInMemoryBackend();
+  auto barrier = MakeCountingBarrier(backend_.get());
+  auto shares = barrier->Initialize(1, 1);
+  ASSERT_OK(shares);
+  ASSERT_OK(barrier->Unseal((*shares)[0]));
+  AcquireOptions acquire;
+  acquire.holder = "node-a";
+  auto grant = backend_->ha()->Acquire(acquire);
+  ASSERT_OK(grant);
+  const FenceToken fence = (*grant)->fence();
+  ASSERT_OK(barrier->Put("a", "1", fence));
+  ASSERT_OK(barrier->Put("a", "2", fence));  // uses the block of 2
+  ASSERT_TRUE((*grant)->Release().ok());
+  auto put = barrier->Put("a", "3", fence);  // needs a new block
+  EXPECT_CODE(put, Code::kFailedPrecondition);
+  EXPECT_TRUE(IsStaleFence(put.status()));
+  EXPECT_EQ(barrier->Get("a")->value, "2");
 }
 
 // ------------------------------------------------------- backend faults
@@ -752,6 +886,145 @@ TEST_F(BarrierFaultTest, LostAckAndFailedProbeSaysOutcomeUnknown) {
   EXPECT_CODE(result, Code::kUnavailable);
   EXPECT_THAT(std::string(result.status().message()),
               HasSubstr("could not be confirmed"));
+}
+
+// Issue 9 item 11 (Initialize): after an unknown outcome the records are
+// stored under shares nobody got. A retry on the same barrier replaces
+// exactly that attempt; anyone else still sees "already initialized".
+TEST_F(BarrierFaultTest, InitializeAfterUnknownOutcomeCanBeRetried) {
+  faults_->LoseNextCommitAcks(1);
+  FailGetAt probe(faults_.get());
+  probe.fail_at = 4;  // 3 existence checks, then the probe
+  auto barrier = MakeBarrier(&probe);
+  auto lost = barrier->Initialize(3, 2);
+  EXPECT_CODE(lost, Code::kUnavailable);
+  EXPECT_THAT(std::string(lost.status().message()),
+              HasSubstr("call Initialize on this barrier again"));
+  EXPECT_TRUE(barrier->Status()->initialized);  // it did apply
+  // Somebody else's Initialize never replaces it.
+  EXPECT_CODE(barrier_->Initialize(3, 2), Code::kFailedPrecondition);
+  auto shares = barrier->Initialize(3, 2);
+  ASSERT_OK(shares);
+  ASSERT_OK(barrier->Unseal((*shares)[1]));
+  EXPECT_FALSE(barrier->Unseal((*shares)[2])->sealed);
+  // Done: no further replacement, by anyone.
+  EXPECT_CODE(barrier->Initialize(3, 2), Code::kFailedPrecondition);
+  EXPECT_CODE(barrier_->Initialize(3, 2), Code::kFailedPrecondition);
+}
+
+// Issue 9 item 11: a rekey whose commit applied but whose acknowledgement
+// and read-back were lost must lose nothing. Phase one (Rekey) only stores
+// a pending record, so the old shares keep opening the root key; phase two
+// (CompleteRekey) is retried with the new shares until it answers.
+TEST_F(BarrierFaultTest, RekeyWithLostAckAndFailedProbeLosesNothing) {
+  auto old_shares = barrier_->Initialize(3, 2);
+  ASSERT_OK(old_shares);
+  ASSERT_OK(barrier_->Unseal((*old_shares)[0]));
+  ASSERT_OK(barrier_->Unseal((*old_shares)[1]));
+  ASSERT_OK(barrier_->Put("secret", "kept"));
+  FailGetAt probe(faults_.get());
+  auto barrier = MakeBarrier(&probe);
+
+  // Rekey: config, root key, pending reads; the commit; the probe fails.
+  faults_->LoseNextCommitAcks(1);
+  probe.fail_at = probe.gets + 4;
+  auto lost = barrier->Rekey(*old_shares, 3, 2);
+  EXPECT_CODE(lost, Code::kUnavailable);
+  EXPECT_TRUE(barrier->Status()->rekey_pending);  // it did apply
+  // The old shares still open the root key and the data.
+  barrier_->Seal();
+  ASSERT_OK(barrier_->Unseal((*old_shares)[2]));
+  ASSERT_FALSE(barrier_->Unseal((*old_shares)[0])->sealed);
+  EXPECT_EQ(barrier_->Get("secret")->value, "kept");
+
+  // Retry; then lose CompleteRekey's answer too (config, root key,
+  // keyring, pending reads; the commit; the probe fails).
+  auto fresh = barrier->Rekey(*old_shares, 3, 2);
+  ASSERT_OK(fresh);
+  faults_->LoseNextCommitAcks(1);
+  probe.fail_at = probe.gets + 5;
+  const std::vector<std::string> two = {(*fresh)[0], (*fresh)[2]};
+  absl::Status unknown = barrier->CompleteRekey(two);
+  EXPECT_CODE(unknown, Code::kUnavailable);
+  EXPECT_THAT(std::string(unknown.message()),
+              HasSubstr("call CompleteRekey again"));
+  // The caller still holds the new shares: asking again settles it.
+  ASSERT_OK(barrier->CompleteRekey(two));
+  EXPECT_FALSE(barrier->Status()->rekey_pending);
+  barrier_->Seal();
+  ASSERT_OK(barrier_->Unseal((*old_shares)[0]));
+  EXPECT_CODE(barrier_->Unseal((*old_shares)[1]), Code::kInvalidArgument);
+  ASSERT_OK(barrier_->Unseal((*fresh)[1]));
+  ASSERT_FALSE(barrier_->Unseal((*fresh)[2])->sealed);
+  EXPECT_EQ(barrier_->Get("secret")->value, "kept");
+}
+
+// Issue 9 item 12: an operation hung in backend I/O holds no key copy, so
+// a Seal() meanwhile leaves none behind, and the operation, resumed,
+// installs nothing. Every SecretBytes freed after Seal() returned is a key
+// copy that outlived it.
+struct WipeCounter {
+  std::atomic<bool> counting{false};
+  std::atomic<int> after_seal{0};
+};
+
+void CountWipe(const uint8_t*, size_t, void* arg) {
+  auto* counter = static_cast<WipeCounter*>(arg);
+  if (counter->counting.load()) ++counter->after_seal;
+}
+
+class SealDuringHungIoTest : public BarrierFaultTest {
+ protected:
+  void SetUp() override {
+    BarrierFaultTest::SetUp();
+    auto shares = barrier_->Initialize(1, 1);
+    ASSERT_OK(shares);
+    shares_ = *shares;
+    ASSERT_OK(barrier_->Unseal(shares_[0]));
+    SecretBytes::SetWipeObserverForTesting(&CountWipe, &wipes_);
+  }
+  void TearDown() override {
+    SecretBytes::SetWipeObserverForTesting(nullptr, nullptr);
+  }
+  // Runs `op` in a thread, blocks it in the backend calls `ops`, seals,
+  // then lets it finish.
+  absl::Status SealWhileBlocked(uint32_t ops,
+                                std::function<absl::Status()> op) {
+    faults_->Block(ops);
+    absl::Status result;
+    std::thread t([&] { result = op(); });
+    while (faults_->blocked_calls() == 0) std::this_thread::yield();
+    barrier_->Seal();
+    EXPECT_TRUE(
+        BarrierTestPeer::impl(*barrier_)->KeyBuffersForTesting().empty());
+    wipes_.counting.store(true);
+    faults_->Unblock();
+    t.join();
+    wipes_.counting.store(false);
+    return result;
+  }
+  std::vector<std::string> shares_;
+  WipeCounter wipes_;
+};
+
+TEST_F(SealDuringHungIoTest, RotateKeepsNoKeyCopyAcrossIo) {
+  absl::Status rotated = SealWhileBlocked(FaultInjectingBackend::kCommit, [&] {
+    return barrier_->Rotate().status();
+  });
+  EXPECT_EQ(wipes_.after_seal.load(), 0);
+  EXPECT_CODE(rotated, Code::kFailedPrecondition);  // refused after seal
+  EXPECT_TRUE(barrier_->sealed());
+  // The new term was stored and is loaded at the next unseal.
+  ASSERT_OK(barrier_->Unseal(shares_[0]));
+  EXPECT_EQ(barrier_->Status()->term, 2u);
+}
+
+TEST_F(SealDuringHungIoTest, KeyringReloadKeepsNoKeyCopyAcrossIo) {
+  absl::Status reloaded = SealWhileBlocked(
+      FaultInjectingBackend::kGet, [&] { return barrier_->ReloadKeyring(); });
+  EXPECT_EQ(wipes_.after_seal.load(), 0);
+  EXPECT_CODE(reloaded, Code::kFailedPrecondition);
+  EXPECT_TRUE(barrier_->sealed());
 }
 
 TEST_F(BarrierFaultTest, BackendErrorDuringUnsealResetsProgress) {
