@@ -677,8 +677,14 @@ TEST(TransitLimitsTest, BatchLimits) {
   options.max_name_bytes = 8;
   options.max_plaintext_bytes = 10;
   TransitEngine engine(options);
+  // The in-memory backend has HA: the barrier takes writes with a fence.
+  AcquireOptions acquire;
+  acquire.holder = "node-a";
+  auto grant = backend->ha()->Acquire(acquire);
+  ASSERT_TRUE(grant.ok()) << grant.status();
   EngineCall call;
   call.barrier = barrier.get();
+  call.write_fence = call.active_fence = (*grant)->fence();
   store::Response response;
   EXPECT_TRUE(engine.Execute(KeyOp(0, "eight888"), call, &response).ok());
   EXPECT_EQ(engine.Execute(KeyOp(0, "nine99999"), call, &response).code(),
