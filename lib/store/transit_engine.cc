@@ -324,6 +324,9 @@ struct CachedKey {
   // The active fence under which this entry is known current (kNoFence:
   // not trusted; re-validate). Set without the exclusive lock.
   std::atomic<FenceToken> trusted_fence{kNoFence};
+  // This node's encryption count for latest_version, shared with every
+  // other entry for the same version (Impl::AttachUsage).
+  std::shared_ptr<std::atomic<uint64_t>> latest_encryptions;
 
   const VersionCipher* cipher(uint32_t version) const {
     if (version < min_decryption_version || version > latest_version) {
@@ -437,6 +440,15 @@ class TransitEngine::Impl {
                        const EngineCall& call, bool rewrap,
                        store::Response* response);
 
+  // ---- Encryption counting (TransitOptions::max_encryptions_per_version).
+  // Gives a freshly decoded `key` (not yet shared) its version's counter.
+  void AttachUsage(CachedKey& key);
+  // Drops the counters of a deleted key.
+  void ForgetUsage(const std::string& name);
+  // Counts one encryption with the latest version; FAILED_PRECONDITION
+  // once the limit is reached (rotate the key).
+  absl::Status ClaimEncryption(const CachedKey& key) const;
+
   // Seals `plaintext` with the latest version into `out`.
   absl::Status SealOne(const CachedKey& key, absl::string_view plaintext,
                        absl::string_view context, std::string* out);
@@ -474,7 +486,41 @@ class TransitEngine::Impl {
   int writes_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // ++ on ClearCache: nothing loaded before it may be installed after it.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Encryptions this node made, per key and version. Kept beside the cache,
+  // not in it, so a reloaded or cleared entry keeps counting; taken only
+  // when an entry is decoded, never on the encrypt path.
+  Mutex usage_mu_;
+  absl::flat_hash_map<
+      std::string,
+      absl::flat_hash_map<uint32_t, std::shared_ptr<std::atomic<uint64_t>>>>
+      usage_ ABSL_GUARDED_BY(usage_mu_);
 };
+
+void TransitEngine::Impl::AttachUsage(CachedKey& key) {
+  MutexLock lock(&usage_mu_);
+  std::shared_ptr<std::atomic<uint64_t>>& counter =
+      usage_[key.name][key.latest_version];
+  if (counter == nullptr) counter = std::make_shared<std::atomic<uint64_t>>(0);
+  key.latest_encryptions = counter;
+}
+
+void TransitEngine::Impl::ForgetUsage(const std::string& name) {
+  MutexLock lock(&usage_mu_);
+  usage_.erase(name);
+}
+
+absl::Status TransitEngine::Impl::ClaimEncryption(const CachedKey& key) const {
+  if (key.latest_encryptions == nullptr ||
+      key.latest_encryptions->fetch_add(1, std::memory_order_relaxed) <
+          options_.max_encryptions_per_version) {
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "transit key \"", key.name, "\" version ", key.latest_version,
+      " reached its limit of ", options_.max_encryptions_per_version,
+      " encryptions on this node; rotate the key"));
+}
 
 absl::Status TransitEngine::Impl::ValidateName(absl::string_view name) const {
   bool ok = !name.empty() && name.size() <= options_.max_name_bytes &&
@@ -599,6 +645,7 @@ absl::StatusOr<std::shared_ptr<const CachedKey>> TransitEngine::Impl::Lookup(
       DecodeKey(record, entry->version);
   if (!decoded.ok()) return decoded.status();
   std::shared_ptr<CachedKey> key = *std::move(decoded);
+  AttachUsage(*key);
   {
     WriterLock lock(&mu_);
     if (may_trust && write_epoch_ == epoch) {
@@ -746,6 +793,7 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind,
     response->set_index(*revision);
     if (kind == WriteKind::kDelete) {
       erase = true;
+      ForgetUsage(name);
     } else {
       absl::StatusOr<std::shared_ptr<CachedKey>> key =
           DecodeKey(record, *revision);
@@ -754,6 +802,7 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind,
         erase = true;
         break;
       }
+      AttachUsage(**key);
       FillInfo(**key, response->mutable_transit_key());
       (*key)->trusted_fence.store(call.active_fence, std::memory_order_relaxed);
       installed = *std::move(key);
@@ -889,8 +938,11 @@ absl::Status TransitEngine::Impl::Encrypt(
                    out);
       continue;
     }
-    absl::Status s = SealOne(**key, item.plaintext(), item.context(),
-                             out->mutable_ciphertext());
+    absl::Status s = ClaimEncryption(**key);
+    if (s.ok()) {
+      s = SealOne(**key, item.plaintext(), item.context(),
+                  out->mutable_ciphertext());
+    }
     if (!s.ok()) {
       out->clear_ciphertext();
       SetItemError(s, out);
@@ -916,6 +968,7 @@ absl::Status TransitEngine::Impl::Decrypt(
     absl::Status s =
         OpenOne(**key, item.ciphertext(), item.context(),
                 rewrap ? &plaintext : out->mutable_plaintext(), &version);
+    if (s.ok() && rewrap) s = ClaimEncryption(**key);
     if (s.ok() && rewrap) {
       s = SealOne(**key, plaintext, item.context(), out->mutable_ciphertext());
       WipeString(plaintext);

@@ -34,13 +34,17 @@
 // authenticate (wrong key, version, context, or tampered; never partial
 // plaintext); NOT_FOUND for a version above the key's latest;
 // PERMISSION_DENIED for a version below min_decryption_version (refused by
-// the key's policy).
+// the key's policy); FAILED_PRECONDITION for an encrypt or rewrap item once
+// this node made max_encryptions_per_version encryptions with the latest
+// version (rotate the key).
 //
 // Thread-safe. Key bytes never leave the engine: not in responses, logs or
 // error messages.
 #ifndef STRONGBOX_LIB_STORE_TRANSIT_ENGINE_H_
 #define STRONGBOX_LIB_STORE_TRANSIT_ENGINE_H_
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "absl/status/status.h"
@@ -56,6 +60,14 @@ struct TransitOptions {
   size_t max_batch_items = 1000;
   // Largest plaintext per item. Default: 1 MiB.
   size_t max_plaintext_bytes = 1 << 20;
+  // Encryptions (encrypt and rewrap items) one node makes with one key
+  // version before refusing more (AES-GCM with random nonces): past it,
+  // items fail with FAILED_PRECONDITION until the key is rotated. Encrypt
+  // is a read that performance standbys serve, so the count is kept per
+  // node in memory, not stored: it survives a cleared cache (seal,
+  // leadership change) but not a restart, and each node counts its own.
+  // Small values are for tests. Default: 3,865,470,566 (Vault's limit).
+  uint64_t max_encryptions_per_version = 3865470566u;
 };
 
 class TransitEngine {

@@ -666,6 +666,75 @@ TEST_F(TransitTest, MixedBatch) {
   EXPECT_EQ((*out)[4].code(), C(Code::kNotFound));
 }
 
+// Issue 9 item 13 (Transit): each node counts its encryptions per key
+// version and refuses more past the limit until the key is rotated; the
+// count survives a cleared cache (seal, leadership change).
+TEST(TransitLimitsTest, EncryptionLimitPerVersion) {
+  auto backend = NewInMemoryBackend();
+  auto barrier = MakeBarrier(backend.get());
+  auto shares = barrier->Initialize(1, 1);
+  ASSERT_TRUE(shares.ok());
+  ASSERT_TRUE(barrier->Unseal((*shares)[0]).ok());
+  AcquireOptions acquire;
+  acquire.holder = "node-a";
+  auto grant = backend->ha()->Acquire(acquire);
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  TransitOptions options;
+  options.max_encryptions_per_version = 3;
+  TransitEngine engine(options);
+  EngineCall call;
+  call.barrier = barrier.get();
+  call.write_fence = call.active_fence = (*grant)->fence();
+  store::Response response;
+  ASSERT_TRUE(engine.Execute(KeyOp(0, "k"), call, &response).ok());
+
+  auto batch = [](int op, std::vector<std::string> items) {
+    store::Request r;
+    store::TransitBatchRequest* b = op == 0   ? r.mutable_transit_encrypt()
+                                    : op == 1 ? r.mutable_transit_decrypt()
+                                              : r.mutable_transit_rewrap();
+    b->set_name("k");
+    for (std::string& item : items) {
+      if (op == 0) {
+        b->add_items()->set_plaintext(item);
+      } else {
+        b->add_items()->set_ciphertext(item);
+      }
+    }
+    return r;
+  };
+  response.Clear();
+  ASSERT_TRUE(engine.Execute(batch(0, {"a", "b"}), call, &response).ok());
+  ASSERT_EQ(response.transit_batch().items(0).code(), 0);
+  ASSERT_EQ(response.transit_batch().items(1).code(), 0);
+  const std::string v1 = response.transit_batch().items(0).ciphertext();
+  engine.ClearCache();  // the count is kept beside the cache
+  response.Clear();
+  ASSERT_TRUE(engine.Execute(batch(0, {"c", "d"}), call, &response).ok());
+  EXPECT_EQ(response.transit_batch().items(0).code(), 0);  // the third
+  EXPECT_EQ(response.transit_batch().items(1).code(),
+            C(Code::kFailedPrecondition));
+  EXPECT_THAT(response.transit_batch().items(1).error(),
+              HasSubstr("rotate the key"));
+  EXPECT_TRUE(response.transit_batch().items(1).ciphertext().empty());
+  response.Clear();
+  ASSERT_TRUE(engine.Execute(batch(2, {v1}), call, &response).ok());
+  EXPECT_EQ(response.transit_batch().items(0).code(),
+            C(Code::kFailedPrecondition));  // rewrap encrypts too
+  // Rotation starts a new version with a fresh count; v1 still decrypts.
+  response.Clear();
+  ASSERT_TRUE(engine.Execute(KeyOp(1, "k"), call, &response).ok());
+  response.Clear();
+  ASSERT_TRUE(engine.Execute(batch(0, {"e", "f", "g"}), call, &response).ok());
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(response.transit_batch().items(i).code(), 0) << i;
+    EXPECT_EQ(response.transit_batch().items(i).key_version(), 2u) << i;
+  }
+  response.Clear();
+  ASSERT_TRUE(engine.Execute(batch(1, {v1}), call, &response).ok());
+  EXPECT_EQ(response.transit_batch().items(0).plaintext(), "a");
+}
+
 TEST(TransitLimitsTest, BatchLimits) {
   auto backend = NewInMemoryBackend();
   auto barrier = MakeBarrier(backend.get());
