@@ -68,7 +68,9 @@
 // Ownership: the caller owns the Backend, which must outlive the Barrier.
 // Thread-safety: every method is safe to call concurrently. The data path
 // (Get/Put/Delete/List/Commit) takes only a shared (reader) lock on the
-// keyring; seal operations take it exclusively.
+// keyring; seal operations take it exclusively. Once per reservation block
+// (or at a rotation) a writer also takes the seal-operation lock for one
+// keyring write.
 #ifndef STRONGBOX_BARRIER_H_
 #define STRONGBOX_BARRIER_H_
 
