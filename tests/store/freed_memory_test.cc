@@ -7,101 +7,18 @@
 // (convenience API, Handle, HandleSerialized, a perf standby forwarding to
 // the active), over the in-memory backend, which stores only ciphertext.
 //
-// Its own binary (it replaces operator delete); not under ASan or TSan,
-// which replace the allocator themselves. Set STRONGBOX_FREED_TRACE=1 to
-// print a stack for every hit.
-#include <execinfo.h>
-#include <malloc.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cstdlib>
-#include <cstring>
+// The scanner is tests/store/freed_scanner.h: its own binary, not under
+// ASan or TSan. STRONGBOX_FREED_TRACE=1 prints a stack for every hit.
 #include <map>
-#include <new>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "lib/store/requests.pb.h"
 #include "strongbox/secret_bytes.h"
 #include "strongbox/secret_store.h"
 #include "tests/ha/cluster.h"
-
-namespace {
-
-// 12 bytes that appear nowhere but in this test's secrets. Short enough to
-// fit a std::string's inline buffer, so inline copies (inside a freed map
-// node or WriteOp) are found too.
-constexpr char kMarker[] = "\x01sbxFREED\x7f\x02";
-constexpr size_t kMarkerLen = sizeof(kMarker) - 1;
-
-std::atomic<bool> g_scanning{false};
-std::atomic<int> g_hits{0};
-bool g_trace = false;
-thread_local bool t_in_trace = false;
-
-void ScanFreed(void* p) {
-  if (p == nullptr || !g_scanning.load(std::memory_order_relaxed)) return;
-  const size_t n = malloc_usable_size(p);
-  if (memmem(p, n, kMarker, kMarkerLen) == nullptr) return;
-  g_hits.fetch_add(1, std::memory_order_relaxed);
-  if (g_trace && !t_in_trace) {
-    t_in_trace = true;
-    void* frames[32];
-    const int depth = backtrace(frames, 32);
-    static const char kSep[] = "---- freed block held the marker:\n";
-    (void)!write(2, kSep, sizeof(kSep) - 1);
-    backtrace_symbols_fd(frames, depth, 2);
-    t_in_trace = false;
-  }
-}
-
-void* Allocate(size_t n) {
-  void* p = std::malloc(n == 0 ? 1 : n);
-  if (p == nullptr) std::abort();
-  return p;
-}
-
-void* AllocateAligned(size_t n, std::align_val_t align) {
-  void* p = nullptr;
-  const size_t a = std::max(static_cast<size_t>(align), sizeof(void*));
-  if (posix_memalign(&p, a, n == 0 ? 1 : n) != 0) std::abort();
-  return p;
-}
-
-void Release(void* p) {
-  ScanFreed(p);
-  std::free(p);
-}
-
-}  // namespace
-
-void* operator new(size_t n) { return Allocate(n); }
-void* operator new[](size_t n) { return Allocate(n); }
-void* operator new(size_t n, const std::nothrow_t&) noexcept {
-  return std::malloc(n == 0 ? 1 : n);
-}
-void* operator new[](size_t n, const std::nothrow_t&) noexcept {
-  return std::malloc(n == 0 ? 1 : n);
-}
-void* operator new(size_t n, std::align_val_t a) {
-  return AllocateAligned(n, a);
-}
-void* operator new[](size_t n, std::align_val_t a) {
-  return AllocateAligned(n, a);
-}
-void operator delete(void* p) noexcept { Release(p); }
-void operator delete[](void* p) noexcept { Release(p); }
-void operator delete(void* p, size_t) noexcept { Release(p); }
-void operator delete[](void* p, size_t) noexcept { Release(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { Release(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { Release(p); }
-void operator delete(void* p, std::align_val_t) noexcept { Release(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { Release(p); }
-void operator delete(void* p, size_t, std::align_val_t) noexcept { Release(p); }
-void operator delete[](void* p, size_t, std::align_val_t) noexcept {
-  Release(p);
-}
+#include "tests/store/freed_scanner.h"
 
 namespace strongbox {
 namespace {
@@ -109,24 +26,13 @@ namespace {
 using ::strongbox::testing_cluster::Cluster;
 using ::strongbox::testing_cluster::ClusterOptions;
 
-// Counts marker hits in blocks freed during its lifetime.
-class Scan {
- public:
-  Scan() {
-    g_hits.store(0);
-    g_scanning.store(true);
-  }
-  ~Scan() { g_scanning.store(false); }
-  int hits() const { return g_hits.load(); }
-  // The hits since the last Take(), for one phase.
-  int Take() { return g_hits.exchange(0); }
-};
+using Scan = ::strongbox::testing_freed::FreedScan;
+using ::strongbox::testing_freed::kMarker;
 
 // A secret value: `prefix`, the marker, padding (long values live on the
 // heap, short ones inline in std::string).
 std::string Secret(absl::string_view prefix, size_t padding) {
-  return absl::StrCat(prefix, absl::string_view(kMarker, kMarkerLen),
-                      std::string(padding, 'x'));
+  return absl::StrCat(prefix, kMarker, std::string(padding, 'x'));
 }
 
 class Forwarding : public Forwarder {
@@ -143,7 +49,6 @@ class Forwarding : public Forwarder {
 class FreedMemoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    g_trace = std::getenv("STRONGBOX_FREED_TRACE") != nullptr;
     ClusterOptions o;
     o.mode = StandbyMode::kPerfStandby;
     cluster_ = std::make_unique<Cluster>(o);
@@ -166,7 +71,6 @@ class FreedMemoryTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    g_scanning.store(false);
     for (auto& [name, value] : fields_) WipeString(value);
   }
 
