@@ -155,11 +155,19 @@ NodeHost::~NodeHost() {
 
 absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Open(
     const NodeConfig& config) {
-  std::unique_ptr<NodeHost> host(new NodeHost(config));
   absl::StatusOr<std::unique_ptr<LmdbBackend>> backend =
       LmdbBackend::Open(config.dir);
   if (!backend.ok()) return backend.status();
-  host->backend_ = std::move(*backend);
+  return OpenWithBackend(config, *std::move(backend));
+}
+
+absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::OpenWithBackend(
+    const NodeConfig& config, std::unique_ptr<Backend> backend) {
+  if (backend == nullptr) {
+    return absl::InvalidArgumentError("a backend is required");
+  }
+  std::unique_ptr<NodeHost> host(new NodeHost(config));
+  host->backend_ = std::move(backend);
   host->logger_ = std::make_unique<StateLogger>(config.node_id);
 
   HaCoordinator::Options options;

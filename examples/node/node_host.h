@@ -86,6 +86,10 @@ class NodeHost {
   // sealed). State changes are logged to stderr.
   static absl::StatusOr<std::unique_ptr<NodeHost>> Open(
       const NodeConfig& config);
+  // The same on a backend of the caller's (it must support HA; config.dir
+  // is not used): tests and fuzzers run the protocol on an in-memory one.
+  static absl::StatusOr<std::unique_ptr<NodeHost>> OpenWithBackend(
+      const NodeConfig& config, std::unique_ptr<Backend> backend);
 
   // Destroys the node: the coordinator stops, releases its lease and
   // seals, then the backend closes.
@@ -120,7 +124,7 @@ class NodeHost {
   const NodeConfig config_;
   // Destroyed in reverse order: store, coordinator (releases the lease),
   // logger, backend.
-  std::unique_ptr<LmdbBackend> backend_;
+  std::unique_ptr<Backend> backend_;
   std::unique_ptr<StateLogger> logger_;
   std::unique_ptr<HaCoordinator> coordinator_;
   std::unique_ptr<SecretStore> store_;
