@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/map_field.h"
 #include "google/protobuf/unknown_field_set.h"
@@ -83,25 +84,47 @@ void WipedBatch::Add(WriteOp op) {
   WipeBuffer(&op.value);
 }
 
+namespace {
+
+// The fields of a message type that can hold bytes: strings, maps with
+// string or message values, and message fields (their types may hold
+// strings, or unknown fields). Worked out once per type and thread.
+const std::vector<const FieldDescriptor*>& FieldsToWipe(
+    const google::protobuf::Descriptor* d) {
+  thread_local absl::flat_hash_map<const google::protobuf::Descriptor*,
+                                   std::vector<const FieldDescriptor*>>
+      cache;
+  auto [it, inserted] = cache.try_emplace(d);
+  if (inserted) {
+    for (int k = 0; k < d->field_count(); ++k) {
+      const FieldDescriptor* f = d->field(k);
+      const FieldDescriptor::CppType type =
+          f->is_map() ? f->message_type()->map_value()->cpp_type()
+                      : f->cpp_type();
+      if (type == FieldDescriptor::CPPTYPE_STRING ||
+          type == FieldDescriptor::CPPTYPE_MESSAGE) {
+        it->second.push_back(f);
+      }
+    }
+  }
+  return it->second;
+}
+
+}  // namespace
+
 void WipeMessage(Message* message) {
   if (message == nullptr) return;
   const Reflection* r = message->GetReflection();
   const google::protobuf::Descriptor* d = message->GetDescriptor();
-  const Message* prototype =
-      google::protobuf::MessageFactory::generated_factory()->GetPrototype(d);
+  const Message* prototype = nullptr;
   std::string scratch;
-  // Every field, not only the set ones: a string moved out of a message
-  // (empty now) still holds its old bytes in its inline buffer.
-  for (int k = 0; k < d->field_count(); ++k) {
-    const FieldDescriptor* f = d->field(k);
+  // Every such field, not only the set ones: a string moved out of a
+  // message (empty now) still holds its old bytes in its inline buffer.
+  for (const FieldDescriptor* f : FieldsToWipe(d)) {
     if (f->is_map()) {
       if (SecretFields* map = SecretMapOf(message)) {
         for (auto& [name, value] : *map) WipeInPlace(value);
-      } else if (r->FieldSize(*message, f) > 0 &&
-                 (f->message_type()->map_value()->cpp_type() ==
-                      FieldDescriptor::CPPTYPE_STRING ||
-                  f->message_type()->map_value()->cpp_type() ==
-                      FieldDescriptor::CPPTYPE_MESSAGE)) {
+      } else if (r->FieldSize(*message, f) > 0) {
         // Another message's map: only its reflection view is reachable.
         for (int i = 0; i < r->FieldSize(*message, f); ++i) {
           WipeMessage(r->MutableRepeatedMessage(message, f, i));
@@ -113,6 +136,10 @@ void WipeMessage(Message* message) {
           WipeInPlace(r->GetRepeatedStringReference(*message, f, i, &scratch));
         }
       } else {
+        if (prototype == nullptr) {
+          prototype = google::protobuf::MessageFactory::generated_factory()
+                          ->GetPrototype(d);
+        }
         const std::string& s = r->GetStringReference(*message, f, &scratch);
         // Never the shared default instance's empty string.
         if (prototype == nullptr ||
@@ -120,14 +147,12 @@ void WipeMessage(Message* message) {
           WipeInPlace(s);
         }
       }
-    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-      if (f->is_repeated()) {
-        for (int i = 0; i < r->FieldSize(*message, f); ++i) {
-          WipeMessage(r->MutableRepeatedMessage(message, f, i));
-        }
-      } else if (r->HasField(*message, f)) {
-        WipeMessage(r->MutableMessage(message, f));
+    } else if (f->is_repeated()) {
+      for (int i = 0; i < r->FieldSize(*message, f); ++i) {
+        WipeMessage(r->MutableRepeatedMessage(message, f, i));
       }
+    } else if (r->HasField(*message, f)) {
+      WipeMessage(r->MutableMessage(message, f));
     }
   }
   WipeInPlace(scratch);
