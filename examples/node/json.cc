@@ -1,7 +1,11 @@
 #include "examples/node/json.h"
 
+#include <openssl/mem.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -318,95 +322,155 @@ bool IsValidUtf8(absl::string_view text) {
   return true;
 }
 
-std::string JsonQuote(absl::string_view text) {
+namespace {
+
+// The escape of an ASCII byte, or nullptr when it stands for itself.
+const char* Escape(unsigned char c) {
+  switch (c) {
+    case '"':
+      return "\\\"";
+    case '\\':
+      return "\\\\";
+    case '\n':
+      return "\\n";
+    case '\r':
+      return "\\r";
+    case '\t':
+      return "\\t";
+    case '\b':
+      return "\\b";
+    case '\f':
+      return "\\f";
+    default:
+      return nullptr;
+  }
+}
+
+// Length of JsonQuote(text), computed without building it.
+size_t QuotedSize(absl::string_view text) {
+  size_t n = 2;
+  for (size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x80) {
+      const size_t len = Utf8SequenceLength(text, i);
+      n += len == 0 ? 6 : len;
+      i += len == 0 ? 1 : len;
+      continue;
+    }
+    ++i;
+    if (const char* e = Escape(c)) {
+      n += std::strlen(e);
+    } else {
+      n += c < 0x20 || c == 0x7f ? 6 : 1;
+    }
+  }
+  return n;
+}
+
+// Appends JsonQuote(text) to *out, which has room for it.
+void AppendQuoted(absl::string_view text, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(text.size() + 2);
-  out.push_back('"');
+  out->push_back('"');
   for (size_t i = 0; i < text.size();) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
     if (c >= 0x80) {
       const size_t len = Utf8SequenceLength(text, i);
       if (len == 0) {
-        out.append("\\ufffd");
+        out->append("\\ufffd");
         ++i;
       } else {
-        out.append(text.data() + i, len);
+        out->append(text.data() + i, len);
         i += len;
       }
       continue;
     }
     ++i;
-    switch (c) {
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      case '\r':
-        out.append("\\r");
-        break;
-      case '\t':
-        out.append("\\t");
-        break;
-      case '\b':
-        out.append("\\b");
-        break;
-      case '\f':
-        out.append("\\f");
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          out.append("\\u00");
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 0xF]);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
+    if (const char* e = Escape(c)) {
+      out->append(e);
+    } else if (c < 0x20 || c == 0x7f) {
+      out->append("\\u00");
+      out->push_back(kHex[c >> 4]);
+      out->push_back(kHex[c & 0xF]);
+    } else {
+      out->push_back(static_cast<char>(c));
     }
   }
-  out.push_back('"');
+  out->push_back('"');
+}
+
+// Overwrites all of a string's buffer (up to its capacity).
+void WipeAll(std::string* s) {
+  s->resize(s->capacity());
+  if (!s->empty()) OPENSSL_cleanse(&(*s)[0], s->size());
+  s->clear();
+}
+
+}  // namespace
+
+std::string JsonQuote(absl::string_view text) {
+  std::string out;
+  out.reserve(QuotedSize(text));
+  AppendQuoted(text, &out);
   return out;
 }
 
+JsonObjectWriter::~JsonObjectWriter() { WipeAll(&out_); }
+
+void JsonObjectWriter::Reserve(size_t more) {
+  if (out_.size() + more <= out_.capacity()) return;
+  // Grow by hand: a reallocation by std::string would free the old buffer,
+  // which may hold secret values, without wiping it.
+  std::string grown;
+  grown.reserve(std::max(out_.size() + more, 2 * out_.capacity()));
+  grown.append(out_);
+  WipeAll(&out_);
+  out_.swap(grown);
+}
+
+void JsonObjectWriter::Append(absl::string_view text) {
+  Reserve(text.size());
+  out_.append(text.data(), text.size());
+}
+
+void JsonObjectWriter::Quote(absl::string_view text) {
+  Reserve(QuotedSize(text));
+  AppendQuoted(text, &out_);
+}
+
 void JsonObjectWriter::Key(absl::string_view key) {
-  out_.push_back(out_.empty() ? '{' : ',');
-  out_.append(JsonQuote(key));
-  out_.push_back(':');
+  Append(out_.empty() ? "{" : ",");
+  Quote(key);
+  Append(":");
 }
 
 JsonObjectWriter& JsonObjectWriter::Bool(absl::string_view key, bool value) {
   Key(key);
-  out_.append(value ? "true" : "false");
+  Append(value ? "true" : "false");
   return *this;
 }
 
 JsonObjectWriter& JsonObjectWriter::Int(absl::string_view key, int64_t value) {
   Key(key);
-  absl::StrAppend(&out_, value);
+  Append(absl::StrCat(value));
   return *this;
 }
 
 JsonObjectWriter& JsonObjectWriter::String(absl::string_view key,
                                            absl::string_view value) {
   Key(key);
-  out_.append(JsonQuote(value));
+  Quote(value);
   return *this;
 }
 
 JsonObjectWriter& JsonObjectWriter::StringArray(
     absl::string_view key, const std::vector<std::string>& values) {
   Key(key);
-  out_.push_back('[');
+  Append("[");
   for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out_.push_back(',');
-    out_.append(JsonQuote(values[i]));
+    if (i > 0) Append(",");
+    Quote(values[i]);
   }
-  out_.push_back(']');
+  Append("]");
   return *this;
 }
 
@@ -414,20 +478,21 @@ JsonObjectWriter& JsonObjectWriter::StringObject(
     absl::string_view key,
     const std::vector<std::pair<std::string, std::string>>& fields) {
   Key(key);
-  out_.push_back('{');
+  Append("{");
   for (size_t i = 0; i < fields.size(); ++i) {
-    if (i > 0) out_.push_back(',');
-    out_.append(JsonQuote(fields[i].first));
-    out_.push_back(':');
-    out_.append(JsonQuote(fields[i].second));
+    if (i > 0) Append(",");
+    Quote(fields[i].first);
+    Append(":");
+    Quote(fields[i].second);
   }
-  out_.push_back('}');
+  Append("}");
   return *this;
 }
 
 std::string JsonObjectWriter::Finish() {
-  std::string result = out_.empty() ? "{}" : std::move(out_) + "}";
-  out_.clear();
+  Append(out_.empty() ? "{}" : "}");
+  std::string result;
+  result.swap(out_);
   return result;
 }
 

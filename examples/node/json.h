@@ -30,9 +30,17 @@ bool IsValidUtf8(absl::string_view text);
 // `text` as a quoted JSON string.
 std::string JsonQuote(absl::string_view text);
 
-// Builds one JSON object, keys in insertion order.
+// Builds one JSON object, keys in insertion order. Its buffer may hold
+// secrets (shares, values): it grows without leaving unwiped copies behind
+// and is wiped when the writer is destroyed; the caller wipes what Finish()
+// returns.
 class JsonObjectWriter {
  public:
+  JsonObjectWriter() = default;
+  ~JsonObjectWriter();
+  JsonObjectWriter(const JsonObjectWriter&) = delete;
+  JsonObjectWriter& operator=(const JsonObjectWriter&) = delete;
+
   JsonObjectWriter& Bool(absl::string_view key, bool value);
   JsonObjectWriter& Int(absl::string_view key, int64_t value);
   JsonObjectWriter& String(absl::string_view key, absl::string_view value);
@@ -48,6 +56,10 @@ class JsonObjectWriter {
 
  private:
   void Key(absl::string_view key);
+  // Makes room for `more` bytes, wiping the buffer it replaces.
+  void Reserve(size_t more);
+  void Append(absl::string_view text);
+  void Quote(absl::string_view text);
   std::string out_;
 };
 

@@ -17,6 +17,8 @@
 #include "absl/strings/strip.h"
 #include "examples/node/json.h"
 #include "lib/store/requests.pb.h"
+#include "lib/util/base64.h"
+#include "strongbox/secret_bytes.h"
 
 namespace strongbox {
 namespace node {
@@ -25,11 +27,29 @@ namespace {
 constexpr int64_t kMinTtlMs = 40;
 constexpr int64_t kMaxTtlMs = 600000;
 
-// Overwrites a string that held a share before it is freed (DESIGN I5).
+// Overwrites a string that held a share or a secret value before it is
+// freed (invariant D5): all of its buffer, up to its capacity.
 void Wipe(std::string* s) {
+  s->resize(s->capacity());
   if (!s->empty()) OPENSSL_cleanse(&(*s)[0], s->size());
   s->clear();
 }
+
+// Wipes a request or response that carried secrets when it goes out of
+// scope, whichever way the command returns.
+class WipeOnExit {
+ public:
+  explicit WipeOnExit(google::protobuf::Message* message) : message_(message) {}
+  ~WipeOnExit() { WipeMessage(message_); }
+  WipeOnExit(const WipeOnExit&) = delete;
+  WipeOnExit& operator=(const WipeOnExit&) = delete;
+
+ private:
+  google::protobuf::Message* const message_;
+};
+
+// A field name that ends in this takes its value in base64: K:b64=BASE64.
+constexpr absl::string_view kBase64Suffix = ":b64";
 
 absl::StatusOr<std::string> DecodeHex(absl::string_view hex) {
   if (hex.empty() || hex.size() % 2 != 0) {
@@ -135,11 +155,19 @@ NodeHost::~NodeHost() {
 
 absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Open(
     const NodeConfig& config) {
-  std::unique_ptr<NodeHost> host(new NodeHost(config));
   absl::StatusOr<std::unique_ptr<LmdbBackend>> backend =
       LmdbBackend::Open(config.dir);
   if (!backend.ok()) return backend.status();
-  host->backend_ = std::move(*backend);
+  return OpenWithBackend(config, *std::move(backend));
+}
+
+absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::OpenWithBackend(
+    const NodeConfig& config, std::unique_ptr<Backend> backend) {
+  if (backend == nullptr) {
+    return absl::InvalidArgumentError("a backend is required");
+  }
+  std::unique_ptr<NodeHost> host(new NodeHost(config));
+  host->backend_ = std::move(backend);
   host->logger_ = std::make_unique<StateLogger>(config.node_id);
 
   HaCoordinator::Options options;
@@ -197,6 +225,12 @@ std::string NodeHost::Failure(const absl::Status& status,
   return out.Finish();
 }
 
+std::string NodeHost::HandleLine(std::string* line) {
+  std::string answer = HandleLine(absl::string_view(*line));
+  Wipe(line);
+  return answer;
+}
+
 std::string NodeHost::HandleLine(absl::string_view line) {
   absl::ConsumeSuffix(&line, "\r");
   if (line.size() > kMaxLineBytes) {
@@ -248,11 +282,11 @@ std::string NodeHost::HandleLine(absl::string_view line) {
     absl::Status s = coordinator_->Seal();
     return s.ok() ? Ok() : Failure(s);
   }
-  // The command is echoed only if short (it is valid UTF-8 by now).
-  std::string shown(command.substr(0, 64));
-  return Failure(absl::InvalidArgumentError(absl::StrCat(
-      "unknown command '", shown, command.size() > 64 ? "...'" : "'",
-      "; commands: init, unseal, status, put, get, step-down, seal, quit")));
+  // Never echo the input: an unknown command may be a share or a secret
+  // pasted on its own.
+  return Failure(absl::InvalidArgumentError(
+      "unknown command; commands: init, unseal, status, put, get, step-down, "
+      "seal, quit"));
 }
 
 std::string NodeHost::Init(absl::string_view shares_word,
@@ -306,24 +340,35 @@ std::string NodeHost::Status() {
 
 std::string NodeHost::Put(const std::vector<absl::string_view>& words) {
   store::Request request;
+  WipeOnExit wipe_request(&request);
   store::KvPutRequest* put = request.mutable_kv_put();
   put->set_path(std::string(words[1]));
   std::set<absl::string_view> seen;
   for (size_t i = 2; i < words.size(); ++i) {
     const size_t eq = words[i].find('=');
-    if (eq == absl::string_view::npos || eq == 0) {
+    absl::string_view key = words[i].substr(0, eq);
+    const bool b64 = absl::ConsumeSuffix(&key, kBase64Suffix);
+    if (eq == absl::string_view::npos || key.empty()) {
       return Failure(absl::InvalidArgumentError(
           absl::StrCat("field ", i - 1, " is not K=V with a non-empty K")));
     }
-    const absl::string_view key = words[i].substr(0, eq);
     if (!seen.insert(key).second) {
       return Failure(absl::InvalidArgumentError(
           absl::StrCat("field '", key, "' is given twice")));
     }
-    (*put->mutable_data())[std::string(key)] =
-        std::string(words[i].substr(eq + 1));
+    std::string& value = (*put->mutable_data())[std::string(key)];
+    const absl::string_view text = words[i].substr(eq + 1);
+    if (!b64) {
+      value.assign(text.data(), text.size());
+    } else if (!Base64Decode(text, &value)) {
+      // Never echo the value.
+      return Failure(absl::InvalidArgumentError(
+          absl::StrCat("field '", key, "': the value after ", kBase64Suffix,
+                       "= is not canonical base64")));
+    }
   }
   store::Response response = store_->Handle(request);
+  WipeOnExit wipe_response(&response);
   absl::Status status = ResponseStatus(response);
   if (!status.ok()) return Failure(status, response.leader_address());
   return JsonObjectWriter()
@@ -336,17 +381,32 @@ std::string NodeHost::Get(absl::string_view path) {
   store::Request request;
   request.mutable_kv_get()->set_path(std::string(path));
   store::Response response = store_->Handle(request);
+  WipeOnExit wipe_response(&response);
   absl::Status status = ResponseStatus(response);
   if (!status.ok()) return Failure(status, response.leader_address());
   const store::KvSecret& secret = response.kv_secret();
-  std::vector<std::pair<std::string, std::string>> fields(secret.data().begin(),
-                                                          secret.data().end());
-  std::sort(fields.begin(), fields.end());
-  return JsonObjectWriter()
-      .Bool("ok", true)
+  // Text values as they are; any other bytes in base64 under "data_b64",
+  // so every value comes back exactly as stored.
+  std::vector<std::pair<std::string, std::string>> text, binary;
+  text.reserve(secret.data().size());
+  binary.reserve(secret.data().size());
+  for (const auto& [name, value] : secret.data()) {
+    if (IsValidUtf8(value)) {
+      text.emplace_back(name, value);
+    } else {
+      binary.emplace_back(name, Base64Encode(value));
+    }
+  }
+  std::sort(text.begin(), text.end());
+  std::sort(binary.begin(), binary.end());
+  JsonObjectWriter out;
+  out.Bool("ok", true)
       .Int("version", static_cast<int64_t>(secret.metadata().version()))
-      .StringObject("data", fields)
-      .Finish();
+      .StringObject("data", text);
+  if (!binary.empty()) out.StringObject("data_b64", binary);
+  for (auto& [name, value] : text) Wipe(&value);
+  for (auto& [name, value] : binary) Wipe(&value);
+  return out.Finish();
 }
 
 }  // namespace node

@@ -8,6 +8,7 @@
 //                            "state":"active","leader":"ADDR","fence":"7"}
 //   put PATH K=V [K=V...]   {"ok":true,"version":1}
 //   get PATH                {"ok":true,"version":1,"data":{"K":"V"}}
+//                           (+ "data_b64":{"K2":"<base64>"}, see below)
 //   step-down | seal        {"ok":true}
 //   quit                    (handled by the I/O loop; see strongbox_node.cc)
 //
@@ -18,7 +19,20 @@
 // plus "leader":"ADDR" when this node is not the active one and knows who
 // is. Malformed lines (unknown command, wrong arity, bad numbers or hex,
 // K=V without '=', duplicate fields, lines that are too long or not UTF-8)
-// answer INVALID_ARGUMENT and change nothing.
+// answer INVALID_ARGUMENT and change nothing. No answer ever echoes the
+// input line (an unknown command may be a share pasted on its own).
+//
+// Binary values: lines are UTF-8 text, and a secret may hold any bytes
+// (written through the library API). `get` answers each value that is
+// valid UTF-8 in "data" and every other value, base64-encoded (standard
+// alphabet, padded), in "data_b64", present only when there is one; the
+// field names of the two objects are disjoint. `put` takes a value in
+// base64 as K:b64=BASE64 (strict canonical base64); so a field whose name
+// itself ends in ":b64" is written as NAME:b64:b64=BASE64.
+//
+// Secrets in memory: the request, the response and the answer's buffers
+// are wiped before they are freed; HandleLine(std::string*) also wipes the
+// line it was given. The caller wipes the answer it gets back.
 //
 // The host moves no bytes between nodes (no Forwarder): a write on a
 // standby answers UNAVAILABLE with the leader's address; a read on a
@@ -72,6 +86,10 @@ class NodeHost {
   // sealed). State changes are logged to stderr.
   static absl::StatusOr<std::unique_ptr<NodeHost>> Open(
       const NodeConfig& config);
+  // The same on a backend of the caller's (it must support HA; config.dir
+  // is not used): tests and fuzzers run the protocol on an in-memory one.
+  static absl::StatusOr<std::unique_ptr<NodeHost>> OpenWithBackend(
+      const NodeConfig& config, std::unique_ptr<Backend> backend);
 
   // Destroys the node: the coordinator stops, releases its lease and
   // seals, then the backend closes.
@@ -83,8 +101,11 @@ class NodeHost {
   // ignored) and returns the JSON answer (without a newline). `quit` is not
   // a command here: the I/O loop handles it.
   std::string HandleLine(absl::string_view line);
+  // The same, then wipes *line (it may have carried a share or a secret).
+  std::string HandleLine(std::string* line);
 
   HaCoordinator* coordinator() { return coordinator_.get(); }
+  SecretStore* store() { return store_.get(); }
 
  private:
   class StateLogger;
@@ -103,7 +124,7 @@ class NodeHost {
   const NodeConfig config_;
   // Destroyed in reverse order: store, coordinator (releases the lease),
   // logger, backend.
-  std::unique_ptr<LmdbBackend> backend_;
+  std::unique_ptr<Backend> backend_;
   std::unique_ptr<StateLogger> logger_;
   std::unique_ptr<HaCoordinator> coordinator_;
   std::unique_ptr<SecretStore> store_;

@@ -15,6 +15,7 @@
 // done, which is the caller's signal. Bad arguments: a message on
 // stderr and exit status 2; a directory that cannot be opened: exit 1.
 #include <errno.h>
+#include <openssl/mem.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -36,12 +37,17 @@ namespace {
 volatile sig_atomic_t g_stop = 0;
 void OnStopSignal(int) { g_stop = 1; }
 
-// Writes one answer line to stdout. False when stdout is gone.
-bool WriteLine(const std::string& json) {
-  std::string line = json + "\n";
+// Overwrites all of a buffer that carried shares or secret values.
+void Wipe(std::string* s) {
+  s->resize(s->capacity());
+  if (!s->empty()) OPENSSL_cleanse(&(*s)[0], s->size());
+  s->clear();
+}
+
+bool WriteAll(const char* data, size_t size) {
   size_t done = 0;
-  while (done < line.size()) {
-    ssize_t n = write(STDOUT_FILENO, line.data() + done, line.size() - done);
+  while (done < size) {
+    ssize_t n = write(STDOUT_FILENO, data + done, size - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     done += static_cast<size_t>(n);
@@ -49,14 +55,28 @@ bool WriteLine(const std::string& json) {
   return true;
 }
 
+// Writes one answer line to stdout, then wipes the answer (it may carry
+// shares or secret values). False when stdout is gone.
+bool WriteLine(std::string* json) {
+  // No `json + "\n"`: that copy would be freed unwiped.
+  const bool ok = WriteAll(json->data(), json->size()) && WriteAll("\n", 1);
+  Wipe(json);
+  return ok;
+}
+
 // Reads stdin line by line without ever holding more than kMaxLineBytes + 1
 // bytes of one line: the rest of an overlong line is skipped, and the line
 // is reported as too long.
 class LineReader {
  public:
+  ~LineReader() { OPENSSL_cleanse(buffer_, sizeof(buffer_)); }
+
   // The next line (without '\n'); false at end of input or on a stop
   // signal. A final line without '\n' counts.
+  // *line is reserved once to its longest size, so it never reallocates
+  // (a reallocation would free a copy of a share or secret unwiped).
   bool Next(std::string* line, sigset_t* wait_mask) {
+    line->reserve(kMaxLineBytes + 1);
     line->clear();
     bool overlong = false;
     while (true) {
@@ -81,6 +101,8 @@ class LineReader {
           line->append(start, take);
         }
       }
+      // What was consumed is in *line now (or skipped): wipe it here.
+      OPENSSL_cleanse(buffer_ + pos_, take);
       pos_ += take;
       if (nl != nullptr) {
         ++pos_;
@@ -168,8 +190,10 @@ int Run(int argc, char** argv) {
       command.remove_prefix(1);
     }
     if (command == "quit") break;
-    if (!WriteLine((*host)->HandleLine(line))) break;
+    std::string answer = (*host)->HandleLine(&line);  // wipes `line`
+    if (!WriteLine(&answer)) break;
   }
+  Wipe(&line);
   host->reset();  // releases the lease and seals
   return 0;
 }

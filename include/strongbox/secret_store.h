@@ -35,6 +35,12 @@
 //     active). If the acknowledgement itself is lost after the commit, the
 //     write may have been applied; a check-and-set retry (cas) tells.
 //
+// Secrets in memory (D5): every request, response and record the store
+// builds, copies or parses is wiped before it is freed, including on
+// overwrite, destroy and forwarding. What it hands back (a Response, the
+// bytes of HandleSerialized, a KvSecret, Transit plaintext) belongs to the
+// caller, who wipes it with WipeMessage() / WipeString() when done.
+//
 // Ownership: the caller owns the coordinator and the forwarder; both must
 // outlive the store. Create one SecretStore per coordinator: the Transit
 // key cache trusts that every write on the active goes through it.
@@ -55,6 +61,7 @@
 #include "absl/time/time.h"
 #include "lib/store/requests.pb.h"
 #include "strongbox/ha_coordinator.h"
+#include "strongbox/secret_bytes.h"
 
 namespace strongbox {
 
@@ -84,6 +91,18 @@ std::optional<RouteHint> GetRouteHint(const absl::Status& status);
 
 // The status a Response carries (code, message, route hint).
 absl::Status ResponseStatus(const store::Response& response);
+
+// Overwrites every string and bytes field of `message` in place (nested
+// and repeated fields, map values, unknown fields), up to each buffer's
+// capacity. Secrets reach the host in protobuf messages (a KvSecret, a
+// Response, the std::string of HandleSerialized): wipe them with this, or
+// WipeString(), before freeing them (invariant D5). The store does the same
+// for every message it builds. The message stays valid (same sizes).
+void WipeMessage(google::protobuf::Message* message);
+
+// `message` serialized into a wiped-on-free buffer: how a host serializes
+// a request that carries secrets. Empty if the message is over 2 GiB.
+SecretBytes SerializeToSecretBytes(const google::protobuf::Message& message);
 
 // The result of a KV write.
 struct KvWriteResult {

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "lib/store/kv_records.pb.h"
+#include "lib/store/wipe.h"
 #include "strongbox/secret_bytes.h"
 
 namespace strongbox {
@@ -71,29 +72,11 @@ bool IsValidUtf8(absl::string_view s) {
 }
 
 // The metadata as stored, with the backend version it was read at.
-// Secret values pass through this engine in protobuf maps and serialized
-// buffers; each is wiped before its memory is freed (invariant 5).
-void WipeFields(google::protobuf::Map<std::string, std::string>* fields) {
-  for (auto& [name, value] : *fields) WipeString(value);
-}
-
+// Secret values pass through this engine only in Wiped records and
+// WipedBatch values (lib/store/wipe.h), so none is freed unwiped (D5).
 struct Meta {
-  Meta() = default;
-  Meta(Meta&&) = default;
-  Meta& operator=(Meta&&) = default;
-  ~Meta() { WipeFields(record.mutable_current_data()); }
-
-  KvMetadataRecord record;
+  Wiped<KvMetadataRecord> record;
   std::optional<uint64_t> backend_version;  // nullopt: absent
-};
-
-// Wipes the plaintext values of a batch once it has been committed (or
-// failed): the barrier sealed copies of them.
-struct WipeOpsOnExit {
-  ~WipeOpsOnExit() {
-    for (WriteOp& op : *ops) WipeString(op.value);
-  }
-  std::vector<WriteOp>* ops;
 };
 
 absl::StatusOr<Meta> ReadMeta(Barrier* barrier, absl::string_view path) {
@@ -101,8 +84,8 @@ absl::StatusOr<Meta> ReadMeta(Barrier* barrier, absl::string_view path) {
   absl::StatusOr<Entry> entry = barrier->Get(MetaPath(path));
   if (absl::IsNotFound(entry.status())) return meta;
   if (!entry.ok()) return entry.status();
-  const bool parsed = meta.record.ParseFromString(entry->value);
-  WipeString(entry->value);
+  const bool parsed = meta.record->ParseFromString(entry->value);
+  WipeBuffer(&entry->value);
   if (!parsed) {
     return absl::DataLossError(
         absl::StrCat("metadata of ", path, " does not parse"));
@@ -112,7 +95,7 @@ absl::StatusOr<Meta> ReadMeta(Barrier* barrier, absl::string_view path) {
 }
 
 WriteOp MetaWrite(absl::string_view path, const Meta& meta) {
-  WriteOp op = WriteOp::Put(MetaPath(path), meta.record.SerializeAsString());
+  WriteOp op = PutMessage(MetaPath(path), *meta.record);
   if (meta.backend_version.has_value()) {
     op.IfVersion(*meta.backend_version);
   } else {
@@ -172,23 +155,22 @@ class KvEngineOps {
 
   // Drops the oldest versions beyond max_versions (data and metadata).
   void Prune(absl::string_view path, KvMetadataRecord& record,
-             std::vector<WriteOp>& ops) const {
+             WipedBatch& ops) const {
     const uint32_t keep = MaxVersions(record);
     auto* versions = record.mutable_versions();
     while (static_cast<uint32_t>(versions->size()) > keep) {
       const KvVersionRecord& oldest = versions->Get(0);
       if (!oldest.destroyed()) {
-        ops.push_back(WriteOp::Delete(DataPath(path, oldest.version())));
+        ops.Add(WriteOp::Delete(DataPath(path, oldest.version())));
       }
       versions->erase(versions->begin());
     }
   }
 
   // Commits `ops` (with the metadata write) under the call's fence.
-  absl::Status Commit(std::vector<WriteOp>& ops) {
-    WipeOpsOnExit wipe{&ops};
+  absl::Status Commit(const WipedBatch& ops) {
     absl::StatusOr<uint64_t> index =
-        call_.barrier->Commit(ops, call_.write_fence);
+        call_.barrier->Commit(ops.ops(), call_.write_fence);
     if (!index.ok()) return index.status();
     response_->set_index(*index);
     return absl::OkStatus();
@@ -218,7 +200,7 @@ class KvEngineOps {
     for (int attempt = 0;; ++attempt) {
       absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
       if (!meta.ok()) return meta.status();
-      KvMetadataRecord& record = meta->record;
+      KvMetadataRecord& record = *meta->record;
       if (record.cas_required() && !req.has_cas()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "check-and-set is required for ", req.path(), "; pass cas"));
@@ -237,19 +219,15 @@ class KvEngineOps {
       KvVersionRecord* v = record.add_versions();
       v->set_version(version);
       v->set_created_unix_micros(now);
-      *record.mutable_current_data() = req.data();
-      KvDataRecord data;
-      *data.mutable_data() = req.data();
-      std::vector<WriteOp> ops;
-      struct WipeData {
-        ~WipeData() { WipeFields(d->mutable_data()); }
-        KvDataRecord* d;
-      } wipe_data{&data};
-      ops.push_back(
-          WriteOp::Put(DataPath(req.path(), version), data.SerializeAsString())
-              .IfAbsent());
+      AssignFields(req.data(), record.mutable_current_data());
+      Wiped<KvDataRecord> data;
+      *data->mutable_data() = req.data();
+      WipedBatch ops;
+      WriteOp data_op = PutMessage(DataPath(req.path(), version), *data);
+      data_op.IfAbsent();
+      ops.Add(std::move(data_op));
       Prune(req.path(), record, ops);
-      ops.push_back(MetaWrite(req.path(), *meta));
+      ops.Add(MetaWrite(req.path(), *meta));
       absl::Status done = Commit(ops);
       if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
       if (!done.ok()) return done;
@@ -263,7 +241,7 @@ class KvEngineOps {
     if (!valid.ok()) return valid;
     absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
     if (!meta.ok()) return meta.status();
-    KvMetadataRecord& record = meta->record;
+    KvMetadataRecord& record = *meta->record;
     const uint64_t wanted =
         req.version() == 0 ? record.current_version() : req.version();
     if (!meta->backend_version.has_value() || wanted == 0) {
@@ -299,15 +277,14 @@ class KvEngineOps {
       }
       return entry.status();
     }
-    KvDataRecord data;
-    const bool parsed = data.ParseFromString(entry->value);
-    WipeString(entry->value);
+    Wiped<KvDataRecord> data;
+    const bool parsed = data->ParseFromString(entry->value);
+    WipeBuffer(&entry->value);
     if (!parsed) {
-      WipeFields(data.mutable_data());
       return absl::DataLossError(absl::StrCat("version ", wanted, " of ",
                                               req.path(), " does not parse"));
     }
-    secret->mutable_data()->swap(*data.mutable_data());
+    secret->mutable_data()->swap(*data->mutable_data());
     return absl::OkStatus();
   }
 
@@ -320,7 +297,7 @@ class KvEngineOps {
     for (int attempt = 0;; ++attempt) {
       absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
       if (!meta.ok()) return meta.status();
-      KvMetadataRecord& record = meta->record;
+      KvMetadataRecord& record = *meta->record;
       if (!meta->backend_version.has_value()) {
         return absl::NotFoundError(absl::StrCat("no secret at ", req.path()));
       }
@@ -333,7 +310,7 @@ class KvEngineOps {
         }
         versions.push_back(record.current_version());
       }
-      std::vector<WriteOp> ops;
+      WipedBatch ops;
       const int64_t now = Micros(call_.now);
       for (uint64_t n : versions) {
         KvVersionRecord* v = FindVersion(record, n);
@@ -350,14 +327,16 @@ class KvEngineOps {
           case VersionOp::kDestroy:
             if (!v->destroyed()) {
               v->set_destroyed(true);
-              ops.push_back(WriteOp::Delete(DataPath(req.path(), n)));
-              if (n == record.current_version()) record.clear_current_data();
+              ops.Add(WriteOp::Delete(DataPath(req.path(), n)));
+              if (n == record.current_version()) {
+                ClearFields(record.mutable_current_data());
+              }
             }
             break;
         }
       }
       record.set_updated_unix_micros(now);
-      ops.push_back(MetaWrite(req.path(), *meta));
+      ops.Add(MetaWrite(req.path(), *meta));
       absl::Status done = Commit(ops);
       if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
       return done;
@@ -372,7 +351,7 @@ class KvEngineOps {
     if (!meta->backend_version.has_value()) {
       return absl::NotFoundError(absl::StrCat("no secret at ", req.path()));
     }
-    const KvMetadataRecord& record = meta->record;
+    const KvMetadataRecord& record = *meta->record;
     store::KvMetadata* out = response_->mutable_kv_metadata();
     out->set_path(req.path());
     out->set_created_unix_micros(record.created_unix_micros());
@@ -401,16 +380,16 @@ class KvEngineOps {
     for (int attempt = 0;; ++attempt) {
       absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
       if (!meta.ok()) return meta.status();
-      KvMetadataRecord& record = meta->record;
+      KvMetadataRecord& record = *meta->record;
       const int64_t now = Micros(call_.now);
       if (!meta->backend_version.has_value())
         record.set_created_unix_micros(now);
       record.set_updated_unix_micros(now);
       record.set_max_versions(req.max_versions());
       record.set_cas_required(req.cas_required());
-      std::vector<WriteOp> ops;
+      WipedBatch ops;
       Prune(req.path(), record, ops);
-      ops.push_back(MetaWrite(req.path(), *meta));
+      ops.Add(MetaWrite(req.path(), *meta));
       absl::Status done = Commit(ops);
       if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
       return done;
@@ -425,14 +404,15 @@ class KvEngineOps {
       absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
       if (!meta.ok()) return meta.status();
       if (!meta->backend_version.has_value()) return absl::OkStatus();
-      std::vector<WriteOp> ops;
-      for (const KvVersionRecord& v : meta->record.versions()) {
+      WipedBatch ops;
+      for (const KvVersionRecord& v : meta->record->versions()) {
         if (!v.destroyed()) {
-          ops.push_back(WriteOp::Delete(DataPath(req.path(), v.version())));
+          ops.Add(WriteOp::Delete(DataPath(req.path(), v.version())));
         }
       }
-      ops.push_back(WriteOp::Delete(MetaPath(req.path()))
-                        .IfVersion(*meta->backend_version));
+      WriteOp meta_op = WriteOp::Delete(MetaPath(req.path()));
+      meta_op.IfVersion(*meta->backend_version);
+      ops.Add(std::move(meta_op));
       absl::Status done = Commit(ops);
       if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
       return done;

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "lib/store/kv_engine.h"
 #include "lib/store/transit_engine.h"
+#include "lib/store/wipe.h"
 #include "strongbox/secret_bytes.h"
 
 namespace strongbox {
@@ -214,15 +215,19 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   }
 
   std::string HandleSerialized(absl::string_view bytes) override {
-    Request request;
+    Wiped<Request> request;
     if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()) ||
-        !request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+        !request->ParseFromArray(bytes.data(),
+                                 static_cast<int>(bytes.size()))) {
       Response response;
       SetStatus(absl::InvalidArgumentError("request bytes do not parse"),
                 &response);
       return response.SerializeAsString();
     }
-    return Handle(request).SerializeAsString();
+    Wiped<Response> response(Handle(*request));
+    std::string out;
+    SerializeInto(*response, &out);
+    return out;
   }
 
   // ------------------------------------------------------------------ KV
@@ -230,18 +235,18 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   absl::StatusOr<KvWriteResult> KvPut(
       absl::string_view path, const std::map<std::string, std::string>& data,
       std::optional<uint64_t> cas) override {
-    Request r;
-    store::KvPutRequest* put = r.mutable_kv_put();
+    Wiped<Request> r;
+    store::KvPutRequest* put = r->mutable_kv_put();
     put->set_path(std::string(path));
     for (const auto& [k, v] : data) (*put->mutable_data())[k] = v;
     if (cas.has_value()) {
       put->set_has_cas(true);
       put->set_cas(*cas);
     }
-    Response response = Handle(r);
-    absl::Status status = ResponseStatus(response);
+    Wiped<Response> response(Handle(*r));
+    absl::Status status = ResponseStatus(*response);
     if (!status.ok()) return status;
-    return KvWriteResult{response.kv_write().version(), response.index()};
+    return KvWriteResult{response->kv_write().version(), response->index()};
   }
 
   absl::StatusOr<store::KvSecret> KvGet(absl::string_view path,
@@ -251,10 +256,11 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     r.mutable_kv_get()->set_path(std::string(path));
     r.mutable_kv_get()->set_version(version);
     r.set_min_index(min_index);
-    Response response = Handle(r);
-    absl::Status status = ResponseStatus(response);
+    Wiped<Response> response(Handle(r));
+    absl::Status status = ResponseStatus(*response);
     if (!status.ok()) return status;
-    return std::move(*response.mutable_kv_secret());
+    // Moved out by swapping: the caller owns the secret (and wipes it).
+    return std::move(*response->mutable_kv_secret());
   }
 
   absl::Status KvVersions(absl::string_view path,
@@ -342,75 +348,74 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   }
 
   // One-item batch helper for encrypt / decrypt / rewrap.
-  absl::StatusOr<store::TransitResultItem> TransitOne(
-      store::TransitBatchRequest* batch, Request& r, absl::string_view name,
-      absl::string_view plaintext, absl::string_view ciphertext,
-      absl::string_view context) {
+  // One-item batch helper for encrypt / decrypt / rewrap: the item's
+  // result (ciphertext or plaintext) is copied into a string of its exact
+  // size; the request and response are wiped.
+  absl::StatusOr<std::string> TransitOne(store::TransitBatchRequest* batch,
+                                         Request& r, absl::string_view name,
+                                         absl::string_view plaintext,
+                                         absl::string_view ciphertext,
+                                         absl::string_view context,
+                                         bool want_plaintext) {
     batch->set_name(std::string(name));
     store::TransitItem* item = batch->add_items();
-    item->set_plaintext(std::string(plaintext));
-    item->set_ciphertext(std::string(ciphertext));
-    item->set_context(std::string(context));
-    Response response = Handle(r);
-    absl::Status status = ResponseStatus(response);
+    // Assigned in place: set_plaintext() would free a temporary copy.
+    item->mutable_plaintext()->assign(plaintext.data(), plaintext.size());
+    item->mutable_ciphertext()->assign(ciphertext.data(), ciphertext.size());
+    item->mutable_context()->assign(context.data(), context.size());
+    Wiped<Response> response(Handle(r));
+    absl::Status status = ResponseStatus(*response);
     if (!status.ok()) return status;
-    if (response.transit_batch().items_size() != 1) {
+    if (response->transit_batch().items_size() != 1) {
       return absl::InternalError("transit answered no item");
     }
-    store::TransitResultItem result = response.transit_batch().items(0);
+    const store::TransitResultItem& result = response->transit_batch().items(0);
     if (result.code() != 0) {
       Response item_status;
       item_status.set_code(result.code());
       item_status.set_error(result.error());
       return ResponseStatus(item_status);
     }
-    return result;
+    return want_plaintext ? result.plaintext() : result.ciphertext();
   }
 
   absl::StatusOr<std::string> TransitEncrypt(
       absl::string_view name, absl::string_view plaintext,
       absl::string_view context) override {
-    Request r;
-    absl::StatusOr<store::TransitResultItem> item = TransitOne(
-        r.mutable_transit_encrypt(), r, name, plaintext, "", context);
-    if (!item.ok()) return item.status();
-    return std::move(*item->mutable_ciphertext());
+    Wiped<Request> r;
+    return TransitOne(r->mutable_transit_encrypt(), *r, name, plaintext, "",
+                      context, /*want_plaintext=*/false);
   }
 
   absl::StatusOr<std::string> TransitDecrypt(
       absl::string_view name, absl::string_view ciphertext,
       absl::string_view context) override {
-    Request r;
-    absl::StatusOr<store::TransitResultItem> item = TransitOne(
-        r.mutable_transit_decrypt(), r, name, "", ciphertext, context);
-    if (!item.ok()) return item.status();
-    return std::move(*item->mutable_plaintext());
+    Wiped<Request> r;
+    return TransitOne(r->mutable_transit_decrypt(), *r, name, "", ciphertext,
+                      context, /*want_plaintext=*/true);
   }
 
   absl::StatusOr<std::string> TransitRewrap(
       absl::string_view name, absl::string_view ciphertext,
       absl::string_view context) override {
-    Request r;
-    absl::StatusOr<store::TransitResultItem> item = TransitOne(
-        r.mutable_transit_rewrap(), r, name, "", ciphertext, context);
-    if (!item.ok()) return item.status();
-    return std::move(*item->mutable_ciphertext());
+    Wiped<Request> r;
+    return TransitOne(r->mutable_transit_rewrap(), *r, name, "", ciphertext,
+                      context, /*want_plaintext=*/false);
   }
 
  private:
   Response Forward(const Request& request, const std::string& leader) {
-    Request forwarded = request;
-    forwarded.set_forwarded(true);
-    Response response;
-    std::string request_bytes = forwarded.SerializeAsString();
-    absl::StatusOr<std::string> bytes =
-        options_.forwarder->Forward(leader, request_bytes);
-    WipeString(request_bytes);
-    if (forwarded.has_kv_put()) {
-      for (auto& [name, value] : *forwarded.mutable_kv_put()->mutable_data()) {
-        WipeString(value);
-      }
+    SecretBytes request_bytes;
+    {
+      Wiped<Request> forwarded;
+      *forwarded = request;
+      forwarded->set_forwarded(true);
+      request_bytes = SerializeToSecretBytes(*forwarded);
     }
+    Response response;
+    absl::StatusOr<std::string> bytes =
+        options_.forwarder->Forward(leader, request_bytes.view());
+    request_bytes.Clear();
     if (!bytes.ok()) {
       SetStatus(absl::UnavailableError(
                     absl::StrCat("forwarding to the active node at ", leader,
@@ -420,7 +425,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       return response;
     }
     const bool parsed = response.ParseFromString(*bytes);
-    WipeString(*bytes);
+    WipeBuffer(&*bytes);
     if (!parsed) {
       response.Clear();
       SetStatus(absl::UnavailableError(
@@ -498,6 +503,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     }
     if (!status.ok()) {
       // No partial results next to an error.
+      WipeMessage(response);
       response->clear_result();
       SetStatus(status, response);
     }

@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "examples/node/json.h"
 #include "gtest/gtest.h"
+#include "lib/store/requests.pb.h"
 
 namespace strongbox {
 namespace node {
@@ -285,6 +286,89 @@ TEST(NodeHostTest, StandbysRouteToTheActive) {
   ASSERT_NE(next, nullptr) << "no takeover after step-down";
   EXPECT_EQ(Parse((*a)->HandleLine("status")).GetString("state"), "standby");
   EXPECT_EQ(next->HandleLine("put k v=3"), R"({"ok":true,"version":2})");
+}
+
+TEST(NodeHostTest, UnknownCommandsAreNeverEchoed) {
+  absl::StatusOr<std::unique_ptr<NodeHost>> host =
+      NodeHost::Open(Config(NewDir("echo"), "n1"));
+  ASSERT_TRUE(host.ok()) << host.status();
+  // A share pasted without `unseal`, a secret, a long line: the answer
+  // names the problem only.
+  for (const std::string& line :
+       {std::string("0a1b2c3d4e5f60718293a4b5c6d7e8f9"),
+        std::string("hunter2 pw=s3cret"), std::string(200, 'q'),
+        std::string("frobnicate")}) {
+    const std::string answer = (*host)->HandleLine(line);
+    const std::string first = line.substr(0, line.find(' '));
+    EXPECT_FALSE(absl::StrContains(answer, first)) << answer;
+    JsonValue v = Parse(answer);
+    EXPECT_EQ(v.GetString("code"), "INVALID_ARGUMENT");
+    EXPECT_TRUE(absl::StrContains(v.GetString("error"), "unknown command"));
+  }
+}
+
+TEST(NodeHostTest, BinaryValuesRoundTripInBase64) {
+  absl::StatusOr<std::unique_ptr<NodeHost>> host =
+      NodeHost::Open(Config(NewDir("b64"), "n1"));
+  ASSERT_TRUE(host.ok()) << host.status();
+  NodeHost& h = **host;
+  InitAndUnseal({&h});
+  ASSERT_TRUE(AwaitState(&h, "active"));
+  // Written through the library API: bytes that are not UTF-8.
+  const std::string raw("\xff\x00\x01\x80", 4);
+  ASSERT_TRUE(
+      h.store()->KvPut("bin", {{"raw", raw}, {"txt", "h\xc3\xa9"}}).ok());
+  EXPECT_EQ(h.HandleLine("get bin"),
+            "{\"ok\":true,\"version\":1,\"data\":{\"txt\":\"h\xc3\xa9\"},"
+            "\"data_b64\":{\"raw\":\"/wABgA==\"}}");
+  // Text only: no data_b64 member.
+  EXPECT_EQ(h.HandleLine("put text k=v"), R"({"ok":true,"version":1})");
+  EXPECT_EQ(h.HandleLine("get text"),
+            R"({"ok":true,"version":1,"data":{"k":"v"}})");
+
+  // put takes K:b64=BASE64; a name ending in ":b64" adds the suffix twice.
+  EXPECT_EQ(h.HandleLine("put bin2 raw:b64=/wABgA== x:b64:b64=/g== t=plain"),
+            R"({"ok":true,"version":1})");
+  absl::StatusOr<store::KvSecret> got = h.store()->KvGet("bin2");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->data().at("raw"), raw);
+  EXPECT_EQ(got->data().at("x:b64"), "\xfe");
+  EXPECT_EQ(got->data().at("t"), "plain");
+  // What get answers, put takes back unchanged.
+  JsonValue v = Parse(h.HandleLine("get bin2"));
+  EXPECT_EQ(v.Find("data_b64")->GetString("raw"), "/wABgA==");
+  EXPECT_EQ(v.Find("data_b64")->GetString("x:b64"), "/g==");
+  EXPECT_EQ(v.Find("data")->GetString("t"), "plain");
+
+  // Malformed base64 is refused without echoing the value; an empty name
+  // and a name given twice (once in each form) too.
+  for (const std::string& line :
+       {std::string("put bad k:b64=QUJD="), std::string("put bad k:b64=QQ"),
+        std::string("put bad k:b64=Q!==")}) {
+    const std::string answer = h.HandleLine(line);
+    EXPECT_EQ(Parse(answer).GetString("code"), "INVALID_ARGUMENT") << line;
+    EXPECT_FALSE(absl::StrContains(answer, line.substr(line.find('=') + 1)))
+        << answer;
+  }
+  EXPECT_EQ(Parse(h.HandleLine("put bad :b64=AA==")).GetString("code"),
+            "INVALID_ARGUMENT");
+  EXPECT_EQ(Parse(h.HandleLine("put bad k=a k:b64=AA==")).GetString("code"),
+            "INVALID_ARGUMENT");
+  EXPECT_EQ(Parse(h.HandleLine("get bad")).GetString("code"), "NOT_FOUND");
+}
+
+TEST(NodeHostTest, HandleLineWipesTheLineItWasGiven) {
+  absl::StatusOr<std::unique_ptr<NodeHost>> host =
+      NodeHost::Open(Config(NewDir("wipe"), "n1"));
+  ASSERT_TRUE(host.ok()) << host.status();
+  std::string line = "unseal 0a1b2c3d";
+  line.reserve(256);
+  const char* buffer = line.data();
+  const size_t size = line.size();
+  (*host)->HandleLine(&line);
+  EXPECT_TRUE(line.empty());
+  ASSERT_EQ(line.data(), buffer);  // the same buffer, now overwritten
+  EXPECT_EQ(std::string(buffer, size), std::string(size, '\0'));
 }
 
 }  // namespace

@@ -1,0 +1,99 @@
+// Secret-bearing protobuf messages in lib/store are wiped by their type,
+// not by remembering at each call site (STYLE 14, invariant D5):
+//   - Wiped<M> owns a message and wipes every string and bytes field in it
+//     (WipeMessage) before it is freed; every request, response and record
+//     the store builds, parses or copies lives in one;
+//   - SerializeInto() serializes straight into its final, exactly sized
+//     buffer (a WriteOp's value, a SecretBytes), so no serialization
+//     temporary is freed;
+//   - WipedBatch holds the WriteOps of one commit and wipes their values;
+//   - AssignFields() / ClearFields() replace or drop a secret map, wiping
+//     the values it held (a plain map assignment frees them unwiped).
+// Internal to strongbox.
+#ifndef STRONGBOX_LIB_STORE_WIPE_H_
+#define STRONGBOX_LIB_STORE_WIPE_H_
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "google/protobuf/map.h"
+#include "google/protobuf/message.h"
+#include "strongbox/backend.h"
+#include "strongbox/secret_bytes.h"
+#include "strongbox/secret_store.h"
+
+namespace strongbox {
+
+// A message that is wiped (WipeMessage) when destroyed or assigned over.
+// Move-only: moving leaves the source empty (protobuf moves by swapping).
+template <typename M>
+class Wiped {
+ public:
+  Wiped() = default;
+  explicit Wiped(M&& message) : message_(std::move(message)) {}
+  ~Wiped() { WipeMessage(&message_); }
+  Wiped(Wiped&& other) noexcept : message_(std::move(other.message_)) {}
+  Wiped& operator=(Wiped&& other) noexcept {
+    if (this != &other) {
+      WipeMessage(&message_);
+      message_.Clear();
+      message_.Swap(&other.message_);
+    }
+    return *this;
+  }
+  Wiped(const Wiped&) = delete;
+  Wiped& operator=(const Wiped&) = delete;
+
+  M* operator->() { return &message_; }
+  const M* operator->() const { return &message_; }
+  M& operator*() { return message_; }
+  const M& operator*() const { return message_; }
+  M* get() { return &message_; }
+
+ private:
+  M message_;
+};
+
+// Serializes `message` into `out`, sized exactly (no reallocation, no
+// temporary). Returns false if the message is too large to serialize.
+bool SerializeInto(const google::protobuf::Message& message, std::string* out);
+
+// A Put of `message`'s serialization at `key`, built in place.
+WriteOp PutMessage(absl::string_view key,
+                   const google::protobuf::Message& message);
+
+// Overwrites all of `s`'s buffer (up to capacity(), where a string that
+// shrank or was moved from keeps old bytes); its contents stay as they were
+// only in size: the bytes are gone.
+void WipeBuffer(std::string* s);
+
+// An atomic batch under construction whose values are wiped when it is
+// destroyed, and whose growth wipes what it leaves behind (a moved-from
+// short string keeps its bytes in its inline buffer).
+class WipedBatch {
+ public:
+  WipedBatch() = default;
+  ~WipedBatch();
+  WipedBatch(const WipedBatch&) = delete;
+  WipedBatch& operator=(const WipedBatch&) = delete;
+
+  void Add(WriteOp op);
+  absl::Span<const WriteOp> ops() const { return ops_; }
+
+ private:
+  std::vector<WriteOp> ops_;
+};
+
+using SecretFields = google::protobuf::Map<std::string, std::string>;
+
+// Wipes the values `to` holds, then copies `from` into it.
+void AssignFields(const SecretFields& from, SecretFields* to);
+// Wipes the values `fields` holds, then empties it.
+void ClearFields(SecretFields* fields);
+
+}  // namespace strongbox
+
+#endif  // STRONGBOX_LIB_STORE_WIPE_H_

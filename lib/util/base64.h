@@ -1,0 +1,34 @@
+// The one base64 of strongbox: standard alphabet (RFC 4648 section 4) with
+// padding. The decoder is strict: only canonical encodings (length a
+// multiple of 4, padding only at the end, zero unused bits, no whitespace)
+// are accepted, so every byte string has exactly one text form (a Transit
+// ciphertext, a binary value in a host's protocol).
+//
+// Stateless and thread-safe.
+#ifndef STRONGBOX_LIB_UTIL_BASE64_H_
+#define STRONGBOX_LIB_UTIL_BASE64_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace strongbox {
+
+// Length of the encoding of `n` bytes.
+size_t Base64Size(size_t n);
+
+// Writes the encoding of in[0, n) to out[0, Base64Size(n)).
+void Base64EncodeTo(const uint8_t* in, size_t n, char* out);
+
+// The encoding of `in`.
+std::string Base64Encode(absl::string_view in);
+
+// Decodes `in` into *out (resized to fit). False, with *out unspecified
+// (callers that decode secrets wipe it), when `in` is not canonical base64.
+bool Base64Decode(absl::string_view in, std::string* out);
+
+}  // namespace strongbox
+
+#endif  // STRONGBOX_LIB_UTIL_BASE64_H_
