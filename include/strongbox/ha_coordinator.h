@@ -34,9 +34,10 @@
 //   I1. Only an unsealed node contends for the lease; a sealed node holds no
 //       key material (the Barrier wipes it) and no grant.
 //   I2. A node is kActive only while it holds a grant it has not seen lost
-//       and whose expiry (by its own clock) has not passed; Route() checks
-//       the expiry on every call, so a node that hung past its TTL refuses
-//       writes the moment it resumes, before its loop notices.
+//       and whose expiry (by its own monotonic clock) has not passed;
+//       Route() checks the expiry on every call, so a node that hung past
+//       its TTL refuses writes the moment it resumes, before its loop
+//       notices.
 //   I3. Leaving kActive for any reason stops writes first (the state
 //       changes under the lock, so Route() and WriteFence() refuse at once),
 //       then releases the grant (so a standby is granted without waiting
@@ -210,10 +211,12 @@ class HaCoordinator {
 
   // Stops the loop (joining its thread), releases any grant, seals. Clean
   // and safe from any thread except an observer callback.
-  // Lease times: the node's own deadline is its clock before the grant
-  // (or renewal) began plus the TTL, or the backend's expiry if earlier, so
-  // a backend clock running ahead cannot stretch I2; a node clock running
-  // slow relative to the backend's still can (keep clocks in sync). With the
+  // Lease times: the node's own deadline (I2) is the moment before the
+  // grant (or renewal) began plus the TTL, measured on the clock's
+  // monotonic reading (Clock::MonotonicNow()), as are renewals, backoff,
+  // pauses and leader refreshes. A wall-clock step neither stretches nor
+  // cuts a lease, and the backend's expiry (a time on the backend's clock)
+  // is never compared with this node's clock. With the
   // LMDB backend, a peer process stopped inside an LMDB write transaction holds
   // LMDB's single writer lock, and shutdown waits for it (lmdb_backend.h).
   virtual ~HaCoordinator() = default;

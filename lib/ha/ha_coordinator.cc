@@ -190,7 +190,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       WriterLock lock(&mu_);
       if (state_ == HaState::kSealed) {
         SetStateLocked(StandbyState(), "unsealed", kNoFence);
-        next_attempt_ = clock_->Now();
+        next_attempt_ = Mono();
         failures_ = 0;
       }
     }
@@ -255,7 +255,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
 
   RouteDecision Route(OperationKind kind) override {
     RouteDecision d;
-    const absl::Time now = clock_->Now();
+    const absl::Duration now = Mono();
     ReaderLock lock(&mu_);
     if (leader_known_) {
       d.leader_address = leader_.address;
@@ -303,7 +303,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
   }
 
   absl::StatusOr<FenceToken> WriteFence() override {
-    const absl::Time now = clock_->Now();
+    const absl::Duration now = Mono();
     ReaderLock lock(&mu_);
     if (state_ == HaState::kActive && now < lease_expiry_) return fence_;
     if (state_ == HaState::kSealed || state_ == HaState::kUninitialized) {
@@ -401,23 +401,39 @@ class HaCoordinatorImpl final : public HaCoordinator {
   void Poll() override { Step(/*may_block=*/false); }
 
   absl::Time NextPollTime() override {
-    const absl::Time now = clock_->Now();
-    ReaderLock lock(&mu_);
+    const absl::Time wall = clock_->Now();
+    const absl::Duration now = Mono();
+    absl::Duration next;
+    {
+      ReaderLock lock(&mu_);
+      next = NextPollMonoLocked(now);
+    }
+    if (next == absl::InfiniteDuration()) return absl::InfiniteFuture();
+    return wall + std::max(next - now, absl::ZeroDuration());
+  }
+
+ private:
+  // This node's schedule runs on the monotonic clock (clock.h): a wall-clock
+  // step neither stretches nor cuts a lease, a backoff or a pause.
+  absl::Duration Mono() const { return clock_->MonotonicNow(); }
+
+  // When Poll() next has something to do, on the monotonic clock.
+  absl::Duration NextPollMonoLocked(absl::Duration now)
+      ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     switch (state_) {
       case HaState::kUninitialized:
         return next_leader_refresh_;
       case HaState::kSealed:
-        return absl::InfiniteFuture();
+        return absl::InfiniteDuration();
       case HaState::kStandby:
       case HaState::kPerfStandby:
-        return next_attempt_ > now ? next_attempt_ : now;
+        return std::max(next_attempt_, now);
       case HaState::kActive:
         return std::min(next_renew_, lease_expiry_);
     }
     return now;
   }
 
- private:
   HaState StandbyState() const {
     return options_.standby_mode == StandbyMode::kPerfStandby
                ? HaState::kPerfStandby
@@ -441,11 +457,11 @@ class HaCoordinatorImpl final : public HaCoordinator {
     const FenceToken lost = fence_;
     SetStateLocked(to, std::move(reason), lost);
     fence_ = kNoFence;
-    lease_expiry_ = absl::InfinitePast();
+    lease_expiry_ = -absl::InfiniteDuration();
     active_since_ = absl::InfinitePast();
     renew_failing_ = false;
     leader_known_ = false;
-    const absl::Time now = clock_->Now();
+    const absl::Duration now = Mono();
     next_attempt_ = now + pause;
     next_leader_refresh_ = now;
     return std::move(grant_);
@@ -484,7 +500,8 @@ class HaCoordinatorImpl final : public HaCoordinator {
 
   void RefreshLeader() {
     absl::StatusOr<std::optional<LeaseHolder>> holder = ha_->CurrentHolder();
-    const absl::Time now = clock_->Now();
+    const absl::Duration now = Mono();
+    const absl::Time wall = clock_->Now();
     WriterLock lock(&mu_);
     next_leader_refresh_ = now + options_.leader_refresh;
     if (!holder.ok()) {
@@ -498,7 +515,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       return;
     }
     if (!leader_known_ || leader_.fence != (*holder)->fence) {
-      leader_.since = now;
+      leader_.since = wall;
     }
     leader_known_ = true;
     leader_.address = (*holder)->holder;
@@ -509,10 +526,10 @@ class HaCoordinatorImpl final : public HaCoordinator {
   // One step of the election loop. With `may_block`, a standby waits in
   // Acquire (bounded by leader_refresh) instead of trying once.
   void Step(bool may_block) {
-    const absl::Time now = clock_->Now();
+    const absl::Duration now = Mono();
     HaState state;
     bool refresh_due;
-    absl::Time next_attempt;
+    absl::Duration next_attempt;
     std::shared_ptr<LeadershipGrant> grant;
     {
       ReaderLock lock(&mu_);
@@ -567,13 +584,15 @@ class HaCoordinatorImpl final : public HaCoordinator {
     acquire.deadline = may_block ? clock_->Now() + options_.leader_refresh
                                  : absl::InfinitePast();
     acquire.cancel = cancel.get();
-    const absl::Time acquire_started = clock_->Now();
+    const absl::Duration acquire_started = Mono();
     absl::StatusOr<std::unique_ptr<LeadershipGrant>> acquired =
         ha_->Acquire(acquire);
-    // The grant's expiry comes from the backend's clock; this node's own
-    // deadline is its clock before the grant began plus the TTL, whichever
-    // is earlier (a backend with a slower clock must not stretch I2).
-    const absl::Time local_deadline = acquire_started + options_.lease_ttl;
+    // The grant began after `acquire_started` and lasts the TTL, so this
+    // node's own deadline (I2) is that moment plus the TTL on its monotonic
+    // clock. The grant's expiry() is a time on the backend's clock: it is
+    // never compared with this node's clock, so neither a backend clock
+    // running ahead nor a wall-clock step here stretches I2.
+    const absl::Duration local_deadline = acquire_started + options_.lease_ttl;
     {
       WriterLock lock(&mu_);
       if (current_cancel_ == cancel) current_cancel_.reset();
@@ -587,7 +606,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       WriterLock lock(&mu_);
       last_error_ =
           absl::StrCat("acquiring the lease: ", acquired.status().ToString());
-      next_attempt_ = clock_->Now() + NextBackoffLocked();
+      next_attempt_ = Mono() + NextBackoffLocked();
       return;
     }
     std::shared_ptr<LeadershipGrant> grant(std::move(*acquired));
@@ -596,7 +615,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
 
   // I4: every check and step happens before the node serves as active.
   void Promote(std::shared_ptr<LeadershipGrant> grant, uint64_t epoch,
-               absl::Time local_deadline) {
+               absl::Duration local_deadline) {
     const FenceToken fence = grant->fence();
     auto still_ours = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
       return epoch_ == epoch && IsStandby(state_) && !barrier_->sealed();
@@ -611,17 +630,18 @@ class HaCoordinatorImpl final : public HaCoordinator {
     // A blocking acquire may have waited: the local deadline counts from
     // before the wait. If that leaves less than a renew interval's worth of
     // lease, renew now so the new active does not start out lapsed.
-    if (local_deadline - clock_->Now() <
+    if (local_deadline - Mono() <
         options_.lease_ttl - options_.renew_interval) {
-      const absl::Time renew_started = clock_->Now();
+      const absl::Duration renew_started = Mono();
       if (grant->Renew().ok()) {
         local_deadline = renew_started + options_.lease_ttl;
       }
     }
     absl::Status ready = barrier_->ReloadKeyring();
     if (ready.ok() && options_.on_activate) ready = options_.on_activate(fence);
-    const absl::Time now = clock_->Now();
-    if (ready.ok() && (grant->Lost() || now >= grant->expiry())) {
+    const absl::Duration now = Mono();
+    const absl::Time wall = clock_->Now();
+    if (ready.ok() && (grant->Lost() || now >= local_deadline)) {
       ready = absl::UnavailableError("lease lost during promotion");
     }
     {
@@ -637,38 +657,40 @@ class HaCoordinatorImpl final : public HaCoordinator {
         SetStateLocked(HaState::kActive, "won the lease", fence);
         grant_ = grant;
         fence_ = fence;
-        lease_expiry_ = std::min(grant->expiry(), local_deadline);
-        active_since_ = now;
+        lease_expiry_ = local_deadline;
+        active_since_ = wall;
         next_renew_ = now + options_.renew_interval;
         failures_ = 0;
         last_error_.clear();
         leader_known_ = true;
-        leader_ = LeaderInfo{options_.advertise_address, fence, now, true};
+        leader_ = LeaderInfo{options_.advertise_address, fence, wall, true};
       }
     }
     if (!ready.ok()) grant->Release().IgnoreError();
     DeliverEvents();
   }
 
-  void KeepLease(std::shared_ptr<LeadershipGrant> grant, absl::Time now) {
+  void KeepLease(std::shared_ptr<LeadershipGrant> grant, absl::Duration now) {
     if (grant == nullptr) return;
     bool renew_due;
     bool renew_failing;
+    bool lapsed;
     {
       ReaderLock lock(&mu_);
       renew_due = now >= next_renew_;
       renew_failing = renew_failing_;
+      lapsed = now >= lease_expiry_;
     }
-    if (grant->Lost() || now >= grant->expiry()) {
+    if (grant->Lost() || lapsed) {
       DemoteIfCurrent(grant, renew_failing
                                  ? "lease renewal failed until the TTL passed"
                                  : "lease lost");
       return;
     }
     if (!renew_due) return;
-    const absl::Time renew_started = clock_->Now();
+    const absl::Duration renew_started = Mono();
     absl::Status renewed = grant->Renew();
-    const absl::Time after = clock_->Now();
+    const absl::Duration after = Mono();
     if (absl::IsFailedPrecondition(renewed)) {
       DemoteIfCurrent(grant, absl::StrCat("lease lost: ", renewed.message()));
       return;
@@ -678,8 +700,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       if (grant_ != grant) return;
       renew_failing_ = !renewed.ok();
       if (renewed.ok()) {
-        lease_expiry_ =
-            std::min(grant->expiry(), renew_started + options_.lease_ttl);
+        lease_expiry_ = renew_started + options_.lease_ttl;
         next_renew_ = after + options_.renew_interval;
         return;
       }
@@ -734,8 +755,12 @@ class HaCoordinatorImpl final : public HaCoordinator {
         kicked_ = false;
       }
       Step(/*may_block=*/true);
-      const absl::Time now = clock_->Now();
-      absl::Duration wait = NextPollTime() - now;
+      const absl::Duration now = Mono();
+      absl::Duration wait;
+      {
+        ReaderLock lock(&mu_);
+        wait = NextPollMonoLocked(now) - now;
+      }
       // Re-check at least every 50 ms (cheap) so a fake clock or a missed
       // wake-up never stalls the loop.
       wait = std::clamp(wait, absl::ZeroDuration(), absl::Milliseconds(50));
@@ -792,11 +817,14 @@ class HaCoordinatorImpl final : public HaCoordinator {
   HaState state_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<LeadershipGrant> grant_ ABSL_GUARDED_BY(mu_);
   FenceToken fence_ ABSL_GUARDED_BY(mu_) = kNoFence;
-  absl::Time lease_expiry_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Schedule and lease deadline: monotonic readings (Mono()).
+  absl::Duration lease_expiry_ ABSL_GUARDED_BY(mu_) = -absl::InfiniteDuration();
+  absl::Duration next_renew_ ABSL_GUARDED_BY(mu_) = -absl::InfiniteDuration();
+  absl::Duration next_attempt_ ABSL_GUARDED_BY(mu_) = -absl::InfiniteDuration();
+  absl::Duration next_leader_refresh_ ABSL_GUARDED_BY(mu_) =
+      -absl::InfiniteDuration();
+  // Wall time, for Status().
   absl::Time active_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Time next_renew_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Time next_attempt_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Time next_leader_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int failures_ ABSL_GUARDED_BY(mu_) = 0;
   bool renew_failing_ ABSL_GUARDED_BY(mu_) = false;
   bool leader_known_ ABSL_GUARDED_BY(mu_) = false;

@@ -669,6 +669,122 @@ TEST(HaCoordinatorTest, BackendClockAheadDoesNotStretchTheLease) {
   EXPECT_EQ(node->Route(OperationKind::kWrite).action, Action::kUnavailable);
 }
 
+// ------------------------------------------------------ wall-clock steps
+
+// One node on an in-memory backend whose lease time is its own FakeClock
+// (as a backend on CLOCK_BOOTTIME or a remote etcd is unaffected by a step
+// of this host's wall clock). Both clocks advance together; only the
+// node's wall clock is stepped.
+struct SteppedNode {
+  SteppedNode() {
+    InMemoryBackendOptions bo;
+    bo.clock = &backend_clock;
+    backend = NewInMemoryBackend(bo);
+    link =
+        std::make_unique<FaultInjectingBackend>(backend.get(), &backend_clock);
+    HaCoordinator::Options o;
+    o.backend = link.get();
+    o.node_id = "n";
+    o.advertise_address = "n:1";
+    o.lease_ttl = absl::Seconds(5);
+    o.renew_interval = absl::Seconds(1);
+    o.background_thread = false;
+    o.clock = &node_clock;
+    node = *HaCoordinator::Create(o);
+    std::vector<std::string> shares = *node->Initialize(1, 1);
+    EXPECT_TRUE(node->Unseal(shares[0]).ok());
+    node->Poll();
+    EXPECT_EQ(node->state(), HaState::kActive);
+    fence = *node->WriteFence();
+  }
+  void Advance(absl::Duration d) {
+    node_clock.Advance(d);
+    backend_clock.Advance(d);
+  }
+  // Advances `total` in 100 ms steps, polling after each.
+  void Run(absl::Duration total) {
+    for (absl::Duration t; t < total; t += absl::Milliseconds(100)) {
+      Advance(absl::Milliseconds(100));
+      node->Poll();
+    }
+  }
+  FakeClock node_clock;
+  FakeClock backend_clock;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<FaultInjectingBackend> link;
+  std::unique_ptr<HaCoordinator> node;
+  FenceToken fence = kNoFence;
+};
+
+// I2 on the monotonic clock: the wall clock stepped back an hour does not
+// stretch the lease of a node that stopped renewing, nor stop the renewals
+// of a healthy one.
+TEST(HaCoordinatorClockTest, WallClockSteppedBackNeitherStretchesNorStalls) {
+  SteppedNode n;
+  n.node_clock.Set(n.node_clock.Now() - absl::Hours(1));
+  // Healthy: renewals go on as scheduled; the node stays active.
+  n.Run(absl::Seconds(20));
+  EXPECT_EQ(n.node->state(), HaState::kActive);
+  EXPECT_EQ(*n.node->WriteFence(), n.fence);
+  // Cut off from the lease: it lapses one TTL after the last renewal
+  // began, not an hour later.
+  n.link->FailRenewals(true);
+  n.Advance(absl::Seconds(5) + absl::Milliseconds(1));
+  EXPECT_EQ(n.node->WriteFence().status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(n.node->Route(OperationKind::kWrite).action, Action::kUnavailable);
+  n.node->Poll();
+  EXPECT_EQ(n.node->state(), HaState::kStandby);
+}
+
+// ... and stepped forward past the TTL it does not cut a healthy lease.
+TEST(HaCoordinatorClockTest, WallClockSteppedForwardDoesNotCutTheLease) {
+  SteppedNode n;
+  n.Run(absl::Milliseconds(500));
+  n.node_clock.Set(n.node_clock.Now() + absl::Seconds(12));
+  EXPECT_EQ(n.node->Route(OperationKind::kWrite).action, Action::kServeLocally);
+  EXPECT_EQ(*n.node->WriteFence(), n.fence);
+  n.Run(absl::Seconds(20));
+  EXPECT_EQ(n.node->state(), HaState::kActive);
+  EXPECT_EQ(*n.node->WriteFence(), n.fence);
+  EXPECT_EQ(n.node->Route(OperationKind::kWrite).action, Action::kServeLocally);
+  // The lease still ends on time once renewals stop.
+  n.link->FailRenewals(true);
+  testing_cluster::RecordingObserver observer;
+  n.node->AddObserver(&observer);
+  n.Run(absl::Seconds(4));
+  EXPECT_EQ(*n.node->WriteFence(), n.fence);
+  EXPECT_TRUE(observer.changes.empty());
+  n.Run(absl::Seconds(2));
+  ASSERT_FALSE(observer.changes.empty());
+  EXPECT_EQ(observer.changes[0].from, HaState::kActive);
+  EXPECT_EQ(observer.changes[0].fence, n.fence);
+  EXPECT_THAT(observer.changes[0].reason, HasSubstr("renewal failed"));
+  n.node->RemoveObserver(&observer);
+}
+
+TEST(FakeClockTest, SetStepsWallTimeOnlyAndAdvanceMovesBoth) {
+  FakeClock clock;
+  const absl::Time start = clock.Now();
+  EXPECT_EQ(clock.MonotonicNow(), absl::ZeroDuration());
+  clock.Set(start - absl::Hours(1));
+  EXPECT_EQ(clock.Now(), start - absl::Hours(1));
+  EXPECT_EQ(clock.MonotonicNow(), absl::ZeroDuration());
+  clock.Advance(absl::Seconds(2));
+  EXPECT_EQ(clock.Now(), start - absl::Hours(1) + absl::Seconds(2));
+  EXPECT_EQ(clock.MonotonicNow(), absl::Seconds(2));
+}
+
+TEST(RealClockTest, MonotonicNeverGoesBack) {
+  absl::Duration last = RealClock()->MonotonicNow();
+  for (int i = 0; i < 1000; ++i) {
+    const absl::Duration now = RealClock()->MonotonicNow();
+    EXPECT_GE(now, last);
+    last = now;
+  }
+  EXPECT_GT(last, absl::ZeroDuration());
+}
+
 // ---------------------------------------------------- background thread
 
 TEST(HaCoordinatorThreadTest, RealClockFailoverAndCleanShutdown) {
