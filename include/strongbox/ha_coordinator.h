@@ -187,6 +187,13 @@ class HaCoordinator {
     // After StepDown(), wait this long before contending again, so another
     // node takes the lease. Default: 1 s (0 allowed).
     absl::Duration step_down_pause = absl::Seconds(1);
+    // Seal() wipes the keys and stops writes at once, then releases the
+    // lease on a background thread and waits at most this long (real time)
+    // for the release, so a backend that hangs (a peer stopped inside an
+    // LMDB write transaction) cannot hold Seal() up. A release still
+    // running then finishes in the background (the destructor waits for
+    // it). Default: 1 s (0: never wait).
+    absl::Duration seal_release_wait = absl::Seconds(1);
     // How often a standby re-reads who the leader is. Default: 500 ms.
     absl::Duration leader_refresh = absl::Milliseconds(500);
     // Time source. Not owned. Default: RealClock().
@@ -233,7 +240,11 @@ class HaCoordinator {
   virtual absl::StatusOr<SealStatus> Unseal(absl::string_view share) = 0;
   virtual void ResetUnsealProgress() = 0;
   // Seals; if active, stops writes, then releases the lease at once. OK
-  // when already sealed (idempotent).
+  // when already sealed (idempotent). Bounded whatever the backend does:
+  // it takes no lock held across backend I/O, wipes the keys and changes
+  // the state first, and waits for the lease release at most
+  // Options::seal_release_wait (the release then finishes in the
+  // background). An Unseal() running concurrently fails with ABORTED.
   virtual absl::Status Seal() = 0;
   // Active only (UNAVAILABLE with the leader's address otherwise).
   virtual absl::StatusOr<std::vector<std::string>> Rekey(

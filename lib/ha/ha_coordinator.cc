@@ -82,6 +82,10 @@ absl::Status ValidateOptions(const HaCoordinator::Options& o) {
     return absl::InvalidArgumentError(
         "options.step_down_pause must not be negative");
   }
+  if (o.seal_release_wait < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "options.seal_release_wait must not be negative");
+  }
   if (o.leader_refresh <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "options.leader_refresh must be positive");
@@ -124,6 +128,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
     }
     barrier_->Seal();
     if (grant != nullptr) grant->Release().IgnoreError();
+    StopReleaser();
     DeliverEvents();
   }
 
@@ -147,7 +152,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
   }
 
   absl::Status Seal() override {
-    SealUnderSealLock();
+    SealNow();
     DeliverEvents();
     Kick();
     return absl::OkStatus();
@@ -178,20 +183,35 @@ class HaCoordinatorImpl final : public HaCoordinator {
   absl::StatusOr<SealStatus> UnsealUnderSealLock(absl::string_view share) {
     MutexLock seal_lock(&seal_mu_);
     RefreshInitialized();
+    uint64_t epoch;
     {
       ReaderLock lock(&mu_);
       if (state_ == HaState::kUninitialized) {
         return absl::FailedPreconditionError("not initialized");
       }
+      epoch = epoch_;
     }
     absl::StatusOr<SealStatus> result = barrier_->Unseal(share);
     if (!result.ok()) return result;
     if (!result->sealed) {
-      WriterLock lock(&mu_);
-      if (state_ == HaState::kSealed) {
-        SetStateLocked(StandbyState(), "unsealed", kNoFence);
-        next_attempt_ = Mono();
-        failures_ = 0;
+      bool sealed_meanwhile = false;
+      {
+        WriterLock lock(&mu_);
+        if (epoch_ != epoch) {
+          sealed_meanwhile = true;
+        } else if (state_ == HaState::kSealed) {
+          SetStateLocked(StandbyState(), "unsealed", kNoFence);
+          next_attempt_ = Mono();
+          failures_ = 0;
+        }
+      }
+      if (sealed_meanwhile) {
+        // Seal() does not wait for seal operations (it must return at once
+        // whatever the backend does), so it may have run while the barrier
+        // was unsealing: the seal wins.
+        barrier_->Seal();
+        return absl::AbortedError(
+            "sealed while unsealing; present the shares again");
       }
     }
     return result;
@@ -202,11 +222,19 @@ class HaCoordinatorImpl final : public HaCoordinator {
     barrier_->ResetUnsealProgress();
   }
 
-  void SealUnderSealLock() {
-    MutexLock seal_lock(&seal_mu_);
+  // Seals without waiting on the backend or on other seal operations
+  // (which may be stuck in backend I/O under seal_mu_): writes stop, the
+  // state turns kSealed and the keys are wiped before anything can block;
+  // the lease release then runs on the releaser thread, and Seal() waits
+  // for it at most options_.seal_release_wait.
+  void SealNow() {
     std::shared_ptr<LeadershipGrant> grant;
+    std::shared_ptr<Cancellation> cancel;
     {
       WriterLock lock(&mu_);
+      // A promotion or an Unseal in flight notices (I1).
+      ++epoch_;
+      cancel = current_cancel_;
       if (state_ == HaState::kActive) {
         // I3: stop writes first.
         grant =
@@ -215,10 +243,66 @@ class HaCoordinatorImpl final : public HaCoordinator {
         SetStateLocked(HaState::kSealed, "sealed", kNoFence);
       }
     }
-    CancelAcquire();
+    if (cancel != nullptr) cancel->Cancel();
     // I1: no key material once sealed.
     barrier_->Seal();
-    if (grant != nullptr) grant->Release().IgnoreError();
+    if (grant != nullptr) {
+      ReleaseInBackground(std::move(grant), options_.seal_release_wait);
+    }
+  }
+
+  // Hands `grant` to the releaser thread and waits up to `wait` (real
+  // time) for its release to finish.
+  void ReleaseInBackground(std::shared_ptr<LeadershipGrant> grant,
+                           absl::Duration wait) {
+    uint64_t ticket;
+    {
+      MutexLock lock(&release_mu_);
+      release_queue_.push_back(std::move(grant));
+      ticket = ++releases_queued_;
+      if (!releaser_.joinable()) {
+        releaser_ = std::thread([this] { ReleaseLoop(); });
+      }
+    }
+    release_mu_.SignalAll();
+    MutexLock lock(&release_mu_);
+    release_mu_.AwaitWithTimeout(
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(release_mu_) {
+          return releases_done_ >= ticket;
+        },
+        wait);
+  }
+
+  void ReleaseLoop() {
+    while (true) {
+      std::shared_ptr<LeadershipGrant> grant;
+      {
+        MutexLock lock(&release_mu_);
+        release_mu_.Await([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(release_mu_) {
+          return releaser_stopping_ || !release_queue_.empty();
+        });
+        if (release_queue_.empty()) return;  // stopping, and drained
+        grant = std::move(release_queue_.front());
+        release_queue_.pop_front();
+      }
+      grant->Release().IgnoreError();
+      grant.reset();
+      {
+        MutexLock lock(&release_mu_);
+        ++releases_done_;
+      }
+      release_mu_.SignalAll();
+    }
+  }
+
+  // Waits for every queued release (a grant must not outlive the backend).
+  void StopReleaser() {
+    {
+      MutexLock lock(&release_mu_);
+      releaser_stopping_ = true;
+    }
+    release_mu_.SignalAll();
+    if (releaser_.joinable()) releaser_.join();
   }
 
   absl::StatusOr<std::vector<std::string>> Rekey(
@@ -809,8 +893,9 @@ class HaCoordinatorImpl final : public HaCoordinator {
   HaBackend* const ha_;
   const std::unique_ptr<Barrier> barrier_;
 
-  // Serializes seal operations so the barrier's seal state and state_
-  // always agree (taken before mu_).
+  // Serializes Initialize, Unseal, Rekey and Rotate (taken before mu_).
+  // Seal() does not take it: it must never wait behind backend I/O; an
+  // Unseal that overlaps a Seal notices through epoch_.
   Mutex seal_mu_;
 
   SharedMutex mu_;
@@ -840,6 +925,16 @@ class HaCoordinatorImpl final : public HaCoordinator {
   std::vector<HaObserver*> observers_ ABSL_GUARDED_BY(observers_mu_);
   std::mutex deliver_mu_;
   std::atomic<std::thread::id> deliverer_{};
+
+  // The releaser thread (started on the first Seal() of an active node)
+  // releases grants that Seal() handed over.
+  Mutex release_mu_;
+  std::deque<std::shared_ptr<LeadershipGrant>> release_queue_
+      ABSL_GUARDED_BY(release_mu_);
+  uint64_t releases_queued_ ABSL_GUARDED_BY(release_mu_) = 0;
+  uint64_t releases_done_ ABSL_GUARDED_BY(release_mu_) = 0;
+  bool releaser_stopping_ ABSL_GUARDED_BY(release_mu_) = false;
+  std::thread releaser_;
 
   Mutex loop_mu_;
   bool stopping_ ABSL_GUARDED_BY(loop_mu_) = false;

@@ -32,6 +32,7 @@ struct ClusterOptions {
   absl::Duration lease_ttl = absl::Seconds(5);
   absl::Duration renew_interval = absl::Seconds(1);
   absl::Duration step_down_pause = absl::Seconds(1);
+  absl::Duration seal_release_wait = absl::Seconds(1);
   uint64_t seed = 1;
 };
 
@@ -65,6 +66,7 @@ class Cluster {
     o.retry_backoff = absl::Milliseconds(100);
     o.retry_backoff_max = absl::Seconds(1);
     o.step_down_pause = options_.step_down_pause;
+    o.seal_release_wait = options_.seal_release_wait;
     o.leader_refresh = absl::Milliseconds(500);
     o.clock = &clock;
     o.background_thread = false;

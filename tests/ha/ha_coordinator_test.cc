@@ -1,6 +1,8 @@
 #include "strongbox/ha_coordinator.h"
 
 #include <atomic>
+#include <functional>
+#include <memory>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -325,6 +327,112 @@ TEST(HaCoordinatorTest, SealingTheActiveHandsOverWithoutWaitingForTheTtl) {
   EXPECT_EQ(changes.back().from, HaState::kActive);
   EXPECT_EQ(changes.back().to, HaState::kSealed);
   EXPECT_EQ(changes.back().reason, "sealed");
+}
+
+// Runs `f` on a thread and waits for it up to a generous watchdog; true
+// if it returned. A call that never returns is left blocked for the
+// caller to release (then joined by `*thread`).
+bool ReturnsOnItsOwn(std::function<void()> f, std::thread* thread) {
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  *thread = std::thread([f, done] {
+    f();
+    done->store(true);
+  });
+  for (int i = 0; i < 20000 && !done->load(); ++i) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return done->load();
+}
+
+// Waits (yielding) until `link` has `n` calls blocked in it.
+void AwaitBlockedCalls(FaultInjectingBackend* link, int n) {
+  while (link->blocked_calls() < n) std::this_thread::yield();
+}
+
+// Seal() is bounded whatever the backend does: with the active's renewal
+// stuck in the backend and the release stuck behind it (a peer stopped
+// inside an LMDB write transaction), Seal wipes the keys, turns kSealed
+// and returns; the release finishes in the background once the backend
+// moves. D2 holds at once: no key material, no contention.
+TEST(HaCoordinatorTest, SealReturnsWhileTheBackendHangs) {
+  ClusterOptions o;
+  o.seal_release_wait = absl::Milliseconds(20);
+  Cluster c(o);
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int active = c.Active();
+  ASSERT_GE(active, 0);
+  HaCoordinator* node = c.nodes[active].get();
+  FaultInjectingBackend* link = c.links[active].get();
+  const FenceToken fence = *node->WriteFence();
+  link->Block(FaultInjectingBackend::kRenew | FaultInjectingBackend::kRelease);
+  c.clock.Advance(absl::Seconds(1));  // A renewal is due ...
+  std::thread loop([node] { node->Poll(); });
+  AwaitBlockedCalls(link, 1);  // ... and stuck in the backend.
+
+  std::thread sealer;
+  const bool returned =
+      ReturnsOnItsOwn([node] { EXPECT_TRUE(node->Seal().ok()); }, &sealer);
+  EXPECT_TRUE(returned) << "Seal() blocked behind the backend";
+  EXPECT_EQ(node->state(), HaState::kSealed);
+  EXPECT_TRUE(node->barrier()->sealed());
+  EXPECT_EQ(node->barrier()->Get("anything").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(node->WriteFence().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(node->Route(OperationKind::kWrite).action, Action::kUnavailable);
+  if (returned) {
+    // The renewal and the release are both still in the backend.
+    EXPECT_EQ(link->blocked_calls(), 2);
+    // A sealed node does not contend.
+    node->Poll();
+    EXPECT_EQ(node->state(), HaState::kSealed);
+  }
+
+  link->Unblock();
+  loop.join();
+  sealer.join();
+  // The release finished in the background: the lease is free at once.
+  absl::StatusOr<std::optional<LeaseHolder>> holder;
+  for (int i = 0; i < 20000; ++i) {
+    holder = c.shared->ha()->CurrentHolder();
+    if (holder.ok() && !holder->has_value()) break;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_TRUE(holder.ok());
+  EXPECT_FALSE(holder->has_value());
+  c.PollAll();
+  const int next = c.Active();
+  EXPECT_NE(next, active);
+  if (next >= 0) EXPECT_GT(*c.nodes[next]->WriteFence(), fence);
+  EXPECT_EQ(node->state(), HaState::kSealed);
+  EXPECT_TRUE(node->barrier()->sealed());
+}
+
+// Seal() does not wait for an Unseal stuck in the backend either; the
+// Unseal then fails and leaves the node sealed.
+TEST(HaCoordinatorTest, SealDoesNotWaitForAnUnsealStuckInTheBackend) {
+  Cluster c;
+  c.Initialize();
+  HaCoordinator* node = c.nodes[0].get();
+  ASSERT_TRUE(node->Unseal(c.shares[0]).ok());
+  ASSERT_TRUE(node->Unseal(c.shares[1]).ok());
+  c.links[0]->Block(FaultInjectingBackend::kGet);
+  std::thread unsealer([&] {
+    absl::StatusOr<SealStatus> s = node->Unseal(c.shares[2]);
+    EXPECT_FALSE(s.ok() && !s->sealed) << "unsealed across a Seal()";
+  });
+  AwaitBlockedCalls(c.links[0].get(), 1);
+  std::thread sealer;
+  const bool returned =
+      ReturnsOnItsOwn([node] { EXPECT_TRUE(node->Seal().ok()); }, &sealer);
+  EXPECT_TRUE(returned) << "Seal() waited for the stuck Unseal";
+  c.links[0]->Unblock();
+  unsealer.join();
+  sealer.join();
+  EXPECT_EQ(node->state(), HaState::kSealed);
+  EXPECT_TRUE(node->barrier()->sealed());
 }
 
 TEST(HaCoordinatorTest, StepDownHandsOverAndPausesBeforeContending) {
