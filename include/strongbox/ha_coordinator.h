@@ -260,7 +260,12 @@ class HaCoordinator {
   // step_down_pause before contending again.
   virtual absl::Status StepDown() = 0;
 
-  // Where an operation of `kind` must run. Cheap; never touches storage.
+  // Where an operation of `kind` must run. Cheap: it touches storage only
+  // when the answer names the leader (a standby's redirect or forward, or
+  // "no active node yet"), and then reads the backend's current holder
+  // once (HaBackend::CurrentHolder()), so the answer names the leader of
+  // right now, not the one this node last saw (unknown just after an
+  // election, dead just after a failover). Serving locally never reads.
   virtual RouteDecision Route(OperationKind kind) = 0;
 
   // The fence for a write on this node: OK only while kActive and the

@@ -338,9 +338,29 @@ class HaCoordinatorImpl final : public HaCoordinator {
   }
 
   RouteDecision Route(OperationKind kind) override {
-    RouteDecision d;
     const absl::Duration now = Mono();
+    bool needs_leader = false;
+    {
+      ReaderLock lock(&mu_);
+      RouteDecision d = RouteLocked(kind, now, &needs_leader);
+      if (!needs_leader) return d;
+    }
+    // A standby's answer names the leader (or says there is none). The
+    // cached one may be unknown (just after an election: the loop learns
+    // it only every leader_refresh) or dead (just after a failover), so
+    // read the backend's current holder first: one read. If the read
+    // fails, the cached leader is the best answer left.
+    RefreshLeader();
     ReaderLock lock(&mu_);
+    return RouteLocked(kind, Mono(), &needs_leader);
+  }
+
+  // Route()'s answer from what this node knows; *needs_leader is set when
+  // the answer names the leader (or its absence) on a standby.
+  RouteDecision RouteLocked(OperationKind kind, absl::Duration now,
+                            bool* needs_leader)
+      ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    RouteDecision d;
     if (leader_known_) {
       d.leader_address = leader_.address;
       d.fence = leader_.fence;
@@ -369,6 +389,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
           d.action = RouteDecision::Action::kServeLocally;
           return d;
         }
+        *needs_leader = true;
         if (!leader_known_) {
           d.reason = "no active node yet";
           return d;
@@ -376,6 +397,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
         d.action = RouteDecision::Action::kForwardToActive;
         return d;
       case HaState::kStandby:
+        *needs_leader = true;
         if (!leader_known_) {
           d.reason = "no active node yet";
           return d;

@@ -238,6 +238,64 @@ TEST(HaCoordinatorTest, StandbyWithNoLeaderIsUnavailable) {
   EXPECT_EQ(sealed.reason, "sealed");
 }
 
+// A standby's refusal names the leader of right now: just after an
+// election (before its loop has refreshed the leader) and just after each
+// kind of failover (its cached leader is gone), without polling it.
+TEST(HaCoordinatorTest, StandbyRefusalNamesTheCurrentLeaderWithoutPolling) {
+  for (StandbyMode mode : {StandbyMode::kStandby, StandbyMode::kPerfStandby}) {
+    SCOPED_TRACE(mode == StandbyMode::kStandby ? "standby" : "perf standby");
+    ClusterOptions o;
+    o.mode = mode;
+    Cluster c(o);
+    c.Initialize();
+    c.UnsealAll();
+    const Action refer = mode == StandbyMode::kStandby
+                             ? Action::kRedirectToActive
+                             : Action::kForwardToActive;
+    auto expect_names = [&](int standby, int leader, const char* when) {
+      RouteDecision r = c.nodes[standby]->Route(OperationKind::kWrite);
+      EXPECT_EQ(r.action, refer) << when << ": " << r.reason;
+      EXPECT_EQ(r.leader_address, Cluster::Address(leader)) << when;
+      EXPECT_EQ(r.fence, *c.nodes[leader]->WriteFence()) << when;
+    };
+    // Election: only node 0 has polled.
+    c.nodes[0]->Poll();
+    ASSERT_EQ(c.Active(), 0);
+    expect_names(1, 0, "after the election");
+    expect_names(2, 0, "after the election");
+    c.Run(absl::Seconds(1));  // Every node's loop has seen node 0 lead.
+    // Step-down: node 2 takes over; node 1 still caches node 0.
+    ASSERT_TRUE(c.nodes[0]->StepDown().ok());
+    c.nodes[2]->Poll();
+    ASSERT_EQ(c.Active(), 2);
+    expect_names(1, 2, "after a step-down");
+    expect_names(0, 2, "after a step-down");
+    c.Run(absl::Seconds(1));
+    ASSERT_EQ(c.Active(), 2);
+    // Seal: node 1 takes over; node 0 still caches node 2.
+    ASSERT_TRUE(c.nodes[2]->Seal().ok());
+    c.nodes[1]->Poll();
+    ASSERT_EQ(c.Active(), 1);
+    expect_names(0, 1, "after a seal");
+    c.Run(absl::Seconds(1));
+    ASSERT_EQ(c.Active(), 1);
+    // Crash: node 1 dies (its lease freed at once, as LMDB's file lock
+    // is); node 2, unsealed again, takes over; node 0 still caches node 1.
+    c.Unseal(2);
+    c.Freeze(1);
+    ASSERT_TRUE(c.links[1]->ExpireCurrentGrant().ok());
+    c.nodes[2]->Poll();
+    ASSERT_EQ(c.nodes[2]->state(), HaState::kActive);
+    expect_names(0, 2, "after a crash");
+    // No leader at all: said so, after reading the backend.
+    ASSERT_TRUE(c.nodes[2]->Seal().ok());
+    RouteDecision none = c.nodes[0]->Route(OperationKind::kWrite);
+    EXPECT_EQ(none.action, Action::kUnavailable);
+    EXPECT_EQ(none.reason, "no active node yet");
+    EXPECT_EQ(none.leader_address, "");
+  }
+}
+
 // -------------------------------------------------------------- failover
 
 TEST(HaCoordinatorTest, CrashedActiveIsReplacedAfterTheTtl) {
