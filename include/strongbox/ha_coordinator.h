@@ -62,6 +62,13 @@
 // Thread-safety: every method may be called from any thread, concurrently.
 // Observers are called one at a time, in order, never under the
 // coordinator's lock, so they may call back into the coordinator.
+// fork(): a coordinator belongs to the process that created it. In a forked
+// child every call fails closed and touches neither the backend nor the
+// lease: status-returning methods answer FAILED_PRECONDITION, Route()
+// answers kUnavailable without a fence, state() answers kSealed, Poll() and
+// observers do nothing, and the destructor abandons (leaks) what belongs to
+// the parent instead of releasing the parent's lease. The child never
+// obtains the parent's fence.
 #ifndef STRONGBOX_HA_COORDINATOR_H_
 #define STRONGBOX_HA_COORDINATOR_H_
 

@@ -1,6 +1,10 @@
 #include "strongbox/ha_coordinator.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -949,6 +953,106 @@ TEST(RealClockTest, MonotonicNeverGoesBack) {
     last = now;
   }
   EXPECT_GT(last, absl::ZeroDuration());
+}
+
+// ------------------------------------------------------------------ fork
+
+// What a forked child gets from its copy of `node`: a bit set for every
+// call that did not fail closed (0 = all refused).
+int ProbeInForkedChild(HaCoordinator* node, const std::string& share,
+                       FenceToken parent_fence) {
+  int bad = 0;
+  absl::StatusOr<FenceToken> fence = node->WriteFence();
+  if (fence.status().code() != absl::StatusCode::kFailedPrecondition) bad |= 1;
+  RouteDecision r = node->Route(OperationKind::kWrite);
+  if (r.action != Action::kUnavailable || r.fence != kNoFence) bad |= 2;
+  if (node->Route(OperationKind::kRead).action != Action::kUnavailable) {
+    bad |= 2;
+  }
+  if (node->state() != HaState::kSealed) bad |= 4;
+  if (node->Leader().status().code() != absl::StatusCode::kFailedPrecondition) {
+    bad |= 8;
+  }
+  if (node->StepDown().code() != absl::StatusCode::kFailedPrecondition) {
+    bad |= 16;
+  }
+  if (node->Rotate().status().code() != absl::StatusCode::kFailedPrecondition) {
+    bad |= 32;
+  }
+  if (node->Unseal(share).status().code() !=
+          absl::StatusCode::kFailedPrecondition ||
+      node->Seal().code() != absl::StatusCode::kFailedPrecondition) {
+    bad |= 64;
+  }
+  node->ReportStaleFence(parent_fence);
+  node->Poll();
+  return bad;
+}
+
+// A forked child that calls into a coordinator gets FAILED_PRECONDITION,
+// never the parent's fence; destroying its copy leaves the parent's lease
+// alone.
+TEST(HaCoordinatorForkTest, ForkedChildIsRefusedAndNeverSharesTheFence) {
+  Cluster c;
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int active = c.Active();
+  ASSERT_GE(active, 0);
+  const FenceToken fence = *c.nodes[active]->WriteFence();
+  const int standby = (active + 1) % 3;
+  fflush(nullptr);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int bad = ProbeInForkedChild(c.nodes[active].get(), c.shares[0], fence);
+    bad |= ProbeInForkedChild(c.nodes[standby].get(), c.shares[0], fence);
+    c.nodes[active].reset();  // Must not release the parent's lease.
+    _exit(bad);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "calls that did not fail closed "
+                                       "in the child (bit set)";
+  // The parent is untouched: still active under its fence, and writes.
+  EXPECT_EQ(*c.nodes[active]->WriteFence(), fence);
+  EXPECT_TRUE(c.nodes[active]->barrier()->Put("after/fork", "v", fence).ok());
+}
+
+// The same with background threads running in the parent: the child has
+// none of them, and destroying its copy neither joins them nor aborts.
+TEST(HaCoordinatorForkTest, ForkedChildOfAThreadedCoordinator) {
+  std::unique_ptr<Backend> backend = NewInMemoryBackend();
+  HaCoordinator::Options o;
+  o.backend = backend.get();
+  o.node_id = "t";
+  o.advertise_address = "t:1";
+  o.lease_ttl = absl::Seconds(5);
+  o.renew_interval = absl::Milliseconds(100);
+  o.leader_refresh = absl::Milliseconds(20);
+  std::unique_ptr<HaCoordinator> node = *HaCoordinator::Create(o);
+  std::vector<std::string> shares = *node->Initialize(1, 1);
+  ASSERT_TRUE(node->Unseal(shares[0]).ok());
+  for (int i = 0; i < 20000 && node->state() != HaState::kActive; ++i) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(node->state(), HaState::kActive);
+  const FenceToken fence = *node->WriteFence();
+  fflush(nullptr);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int bad = ProbeInForkedChild(node.get(), shares[0], fence);
+    node.reset();
+    _exit(bad);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(*node->WriteFence(), fence);
+  EXPECT_EQ((*backend->ha()->CurrentHolder())->fence, fence);
 }
 
 // ---------------------------------------------------- background thread
