@@ -281,6 +281,15 @@ class HaCoordinator {
   // when known) for a standby or a lapsed active.
   virtual absl::StatusOr<FenceToken> WriteFence() = 0;
 
+  // WriteFence(), and then asks the backend whether this node's grant is
+  // still held (LeadershipGrant::Lost(), a cheap query on the grant). A
+  // node whose grant the backend already ended (broken, taken over) before
+  // its loop noticed steps down at once and gets what WriteFence() gives a
+  // standby. For callers that trust state they cached as active (the
+  // Transit key cache): a write needs no such check, since the backend
+  // refuses a stale fence (I5).
+  virtual absl::StatusOr<FenceToken> VerifiedWriteFence() = 0;
+
   // Tells the coordinator that the backend refused a write carrying
   // `fence` because it is no longer the current grant. If this node is
   // still active under that fence it steps down at once (without waiting

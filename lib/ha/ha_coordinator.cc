@@ -463,6 +463,22 @@ class HaCoordinatorImpl final : public HaCoordinator {
                      ") and no active node is known"));
   }
 
+  absl::StatusOr<FenceToken> VerifiedWriteFence() override {
+    absl::StatusOr<FenceToken> fence = WriteFence();
+    if (!fence.ok()) return fence;
+    std::shared_ptr<LeadershipGrant> grant;
+    {
+      ReaderLock lock(&mu_);
+      if (fence_ == *fence) grant = grant_;
+    }
+    if (grant == nullptr) return WriteFence();  // left kActive meanwhile
+    // I2 is this node's own reckoning; the backend may already have ended
+    // the grant (broken, taken over) before the loop looks again.
+    if (!grant->Lost()) return fence;
+    DemoteIfCurrent(grant, "lease lost");
+    return WriteFence();
+  }
+
   void ReportStaleFence(FenceToken fence) override {
     std::shared_ptr<LeadershipGrant> grant;
     {
@@ -1057,6 +1073,10 @@ class ForkCheckedCoordinator final : public HaCoordinator {
   absl::StatusOr<FenceToken> WriteFence() override {
     if (ForkedFast()) return ForkedChildError();
     return impl_->WriteFence();
+  }
+  absl::StatusOr<FenceToken> VerifiedWriteFence() override {
+    if (ForkedFast()) return ForkedChildError();
+    return impl_->VerifiedWriteFence();
   }
   void ReportStaleFence(FenceToken fence) override {
     if (!ForkedChild()) impl_->ReportStaleFence(fence);
