@@ -34,9 +34,10 @@
 //   I1. Only an unsealed node contends for the lease; a sealed node holds no
 //       key material (the Barrier wipes it) and no grant.
 //   I2. A node is kActive only while it holds a grant it has not seen lost
-//       and whose expiry (by its own clock) has not passed; Route() checks
-//       the expiry on every call, so a node that hung past its TTL refuses
-//       writes the moment it resumes, before its loop notices.
+//       and whose expiry (by its own monotonic clock) has not passed;
+//       Route() checks the expiry on every call, so a node that hung past
+//       its TTL refuses writes the moment it resumes, before its loop
+//       notices.
 //   I3. Leaving kActive for any reason stops writes first (the state
 //       changes under the lock, so Route() and WriteFence() refuse at once),
 //       then releases the grant (so a standby is granted without waiting
@@ -61,6 +62,13 @@
 // Thread-safety: every method may be called from any thread, concurrently.
 // Observers are called one at a time, in order, never under the
 // coordinator's lock, so they may call back into the coordinator.
+// fork(): a coordinator belongs to the process that created it. In a forked
+// child every call fails closed and touches neither the backend nor the
+// lease: status-returning methods answer FAILED_PRECONDITION, Route()
+// answers kUnavailable without a fence, state() answers kSealed, Poll() and
+// observers do nothing, and the destructor abandons (leaks) what belongs to
+// the parent instead of releasing the parent's lease. The child never
+// obtains the parent's fence.
 #ifndef STRONGBOX_HA_COORDINATOR_H_
 #define STRONGBOX_HA_COORDINATOR_H_
 
@@ -186,6 +194,13 @@ class HaCoordinator {
     // After StepDown(), wait this long before contending again, so another
     // node takes the lease. Default: 1 s (0 allowed).
     absl::Duration step_down_pause = absl::Seconds(1);
+    // Seal() wipes the keys and stops writes at once, then releases the
+    // lease on a background thread and waits at most this long (real time)
+    // for the release, so a backend that hangs (a peer stopped inside an
+    // LMDB write transaction) cannot hold Seal() up. A release still
+    // running then finishes in the background (the destructor waits for
+    // it). Default: 1 s (0: never wait).
+    absl::Duration seal_release_wait = absl::Seconds(1);
     // How often a standby re-reads who the leader is. Default: 500 ms.
     absl::Duration leader_refresh = absl::Milliseconds(500);
     // Time source. Not owned. Default: RealClock().
@@ -210,10 +225,12 @@ class HaCoordinator {
 
   // Stops the loop (joining its thread), releases any grant, seals. Clean
   // and safe from any thread except an observer callback.
-  // Lease times: the node's own deadline is its clock before the grant
-  // (or renewal) began plus the TTL, or the backend's expiry if earlier, so
-  // a backend clock running ahead cannot stretch I2; a node clock running
-  // slow relative to the backend's still can (keep clocks in sync). With the
+  // Lease times: the node's own deadline (I2) is the moment before the
+  // grant (or renewal) began plus the TTL, measured on the clock's
+  // monotonic reading (Clock::MonotonicNow()), as are renewals, backoff,
+  // pauses and leader refreshes. A wall-clock step neither stretches nor
+  // cuts a lease, and the backend's expiry (a time on the backend's clock)
+  // is never compared with this node's clock. With the
   // LMDB backend, a peer process stopped inside an LMDB write transaction holds
   // LMDB's single writer lock, and shutdown waits for it (lmdb_backend.h).
   virtual ~HaCoordinator() = default;
@@ -232,7 +249,11 @@ class HaCoordinator {
   virtual absl::StatusOr<SealStatus> Unseal(absl::string_view share) = 0;
   virtual void ResetUnsealProgress() = 0;
   // Seals; if active, stops writes, then releases the lease at once. OK
-  // when already sealed (idempotent).
+  // when already sealed (idempotent). Bounded whatever the backend does:
+  // it takes no lock held across backend I/O, wipes the keys and changes
+  // the state first, and waits for the lease release at most
+  // Options::seal_release_wait (the release then finishes in the
+  // background). An Unseal() running concurrently fails with ABORTED.
   virtual absl::Status Seal() = 0;
   // Two-phase rekey (Barrier::Rekey / CompleteRekey / CancelRekey): the
   // new shares work only after CompleteRekey. Active only (UNAVAILABLE
@@ -253,7 +274,12 @@ class HaCoordinator {
   // step_down_pause before contending again.
   virtual absl::Status StepDown() = 0;
 
-  // Where an operation of `kind` must run. Cheap; never touches storage.
+  // Where an operation of `kind` must run. Cheap: it touches storage only
+  // when the answer names the leader (a standby's redirect or forward, or
+  // "no active node yet"), and then reads the backend's current holder
+  // once (HaBackend::CurrentHolder()), so the answer names the leader of
+  // right now, not the one this node last saw (unknown just after an
+  // election, dead just after a failover). Serving locally never reads.
   virtual RouteDecision Route(OperationKind kind) = 0;
 
   // The fence for a write on this node: OK only while kActive and the
@@ -261,6 +287,15 @@ class HaCoordinator {
   // uninitialized; UNAVAILABLE (with the leader's address in the message
   // when known) for a standby or a lapsed active.
   virtual absl::StatusOr<FenceToken> WriteFence() = 0;
+
+  // WriteFence(), and then asks the backend whether this node's grant is
+  // still held (LeadershipGrant::Lost(), a cheap query on the grant). A
+  // node whose grant the backend already ended (broken, taken over) before
+  // its loop noticed steps down at once and gets what WriteFence() gives a
+  // standby. For callers that trust state they cached as active (the
+  // Transit key cache): a write needs no such check, since the backend
+  // refuses a stale fence (I5).
+  virtual absl::StatusOr<FenceToken> VerifiedWriteFence() = 0;
 
   // Tells the coordinator that the backend refused a write carrying
   // `fence` because it is no longer the current grant. If this node is

@@ -1,5 +1,9 @@
 #include "strongbox/ha_coordinator.h"
 
+#include <pthread.h>
+#include <sys/types.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <deque>
@@ -47,6 +51,38 @@ absl::string_view RouteActionName(RouteDecision::Action action) {
 
 namespace {
 
+// Fork detection. A forked child holds a copy of its parent's coordinator:
+// the same fence, the same grant object, mutexes and condition variables
+// that parent threads (absent in the child) may hold or wait on. Any use
+// of it there would share the parent's fence or release the parent's
+// lease, and even destroying it can hang. getpid() costs a system call
+// (about a microsecond under some sandboxes), too much for Route() on every
+// request, so a pthread_atfork handler counts forks instead; the slower
+// paths compare the pid too. Process-wide by nature (fork is).
+std::atomic<uint64_t> fork_generation{0};
+
+void CountForkInChild() {
+  fork_generation.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Installs the fork counter once per process; returns the current count.
+uint64_t RegisterForkCounter() {
+  static const bool registered = [] {
+    pthread_atfork(nullptr, nullptr, &CountForkInChild);
+    return true;
+  }();
+  (void)registered;
+  return fork_generation.load(std::memory_order_relaxed);
+}
+
+constexpr absl::string_view kForkedChild =
+    "this coordinator belongs to the process that created it; a forked "
+    "child cannot use it";
+
+absl::Status ForkedChildError() {
+  return absl::FailedPreconditionError(kForkedChild);
+}
+
 bool IsStandby(HaState s) {
   return s == HaState::kStandby || s == HaState::kPerfStandby;
 }
@@ -81,6 +117,10 @@ absl::Status ValidateOptions(const HaCoordinator::Options& o) {
   if (o.step_down_pause < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "options.step_down_pause must not be negative");
+  }
+  if (o.seal_release_wait < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "options.seal_release_wait must not be negative");
   }
   if (o.leader_refresh <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -124,6 +164,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
     }
     barrier_->Seal();
     if (grant != nullptr) grant->Release().IgnoreError();
+    StopReleaser();
     DeliverEvents();
   }
 
@@ -147,7 +188,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
   }
 
   absl::Status Seal() override {
-    SealUnderSealLock();
+    SealNow();
     DeliverEvents();
     Kick();
     return absl::OkStatus();
@@ -181,20 +222,35 @@ class HaCoordinatorImpl final : public HaCoordinator {
   absl::StatusOr<SealStatus> UnsealUnderSealLock(absl::string_view share) {
     MutexLock seal_lock(&seal_mu_);
     RefreshInitialized();
+    uint64_t epoch;
     {
       ReaderLock lock(&mu_);
       if (state_ == HaState::kUninitialized) {
         return absl::FailedPreconditionError("not initialized");
       }
+      epoch = epoch_;
     }
     absl::StatusOr<SealStatus> result = barrier_->Unseal(share);
     if (!result.ok()) return result;
     if (!result->sealed) {
-      WriterLock lock(&mu_);
-      if (state_ == HaState::kSealed) {
-        SetStateLocked(StandbyState(), "unsealed", kNoFence);
-        next_attempt_ = clock_->Now();
-        failures_ = 0;
+      bool sealed_meanwhile = false;
+      {
+        WriterLock lock(&mu_);
+        if (epoch_ != epoch) {
+          sealed_meanwhile = true;
+        } else if (state_ == HaState::kSealed) {
+          SetStateLocked(StandbyState(), "unsealed", kNoFence);
+          next_attempt_ = Mono();
+          failures_ = 0;
+        }
+      }
+      if (sealed_meanwhile) {
+        // Seal() does not wait for seal operations (it must return at once
+        // whatever the backend does), so it may have run while the barrier
+        // was unsealing: the seal wins.
+        barrier_->Seal();
+        return absl::AbortedError(
+            "sealed while unsealing; present the shares again");
       }
     }
     return result;
@@ -205,11 +261,19 @@ class HaCoordinatorImpl final : public HaCoordinator {
     barrier_->ResetUnsealProgress();
   }
 
-  void SealUnderSealLock() {
-    MutexLock seal_lock(&seal_mu_);
+  // Seals without waiting on the backend or on other seal operations
+  // (which may be stuck in backend I/O under seal_mu_): writes stop, the
+  // state turns kSealed and the keys are wiped before anything can block;
+  // the lease release then runs on the releaser thread, and Seal() waits
+  // for it at most options_.seal_release_wait.
+  void SealNow() {
     std::shared_ptr<LeadershipGrant> grant;
+    std::shared_ptr<Cancellation> cancel;
     {
       WriterLock lock(&mu_);
+      // A promotion or an Unseal in flight notices (I1).
+      ++epoch_;
+      cancel = current_cancel_;
       if (state_ == HaState::kActive) {
         // I3: stop writes first.
         grant =
@@ -218,10 +282,66 @@ class HaCoordinatorImpl final : public HaCoordinator {
         SetStateLocked(HaState::kSealed, "sealed", kNoFence);
       }
     }
-    CancelAcquire();
+    if (cancel != nullptr) cancel->Cancel();
     // I1: no key material once sealed.
     barrier_->Seal();
-    if (grant != nullptr) grant->Release().IgnoreError();
+    if (grant != nullptr) {
+      ReleaseInBackground(std::move(grant), options_.seal_release_wait);
+    }
+  }
+
+  // Hands `grant` to the releaser thread and waits up to `wait` (real
+  // time) for its release to finish.
+  void ReleaseInBackground(std::shared_ptr<LeadershipGrant> grant,
+                           absl::Duration wait) {
+    uint64_t ticket;
+    {
+      MutexLock lock(&release_mu_);
+      release_queue_.push_back(std::move(grant));
+      ticket = ++releases_queued_;
+      if (!releaser_.joinable()) {
+        releaser_ = std::thread([this] { ReleaseLoop(); });
+      }
+    }
+    release_mu_.SignalAll();
+    MutexLock lock(&release_mu_);
+    release_mu_.AwaitWithTimeout(
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(release_mu_) {
+          return releases_done_ >= ticket;
+        },
+        wait);
+  }
+
+  void ReleaseLoop() {
+    while (true) {
+      std::shared_ptr<LeadershipGrant> grant;
+      {
+        MutexLock lock(&release_mu_);
+        release_mu_.Await([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(release_mu_) {
+          return releaser_stopping_ || !release_queue_.empty();
+        });
+        if (release_queue_.empty()) return;  // stopping, and drained
+        grant = std::move(release_queue_.front());
+        release_queue_.pop_front();
+      }
+      grant->Release().IgnoreError();
+      grant.reset();
+      {
+        MutexLock lock(&release_mu_);
+        ++releases_done_;
+      }
+      release_mu_.SignalAll();
+    }
+  }
+
+  // Waits for every queued release (a grant must not outlive the backend).
+  void StopReleaser() {
+    {
+      MutexLock lock(&release_mu_);
+      releaser_stopping_ = true;
+    }
+    release_mu_.SignalAll();
+    if (releaser_.joinable()) releaser_.join();
   }
 
   absl::StatusOr<std::vector<std::string>> Rekey(
@@ -272,9 +392,29 @@ class HaCoordinatorImpl final : public HaCoordinator {
   }
 
   RouteDecision Route(OperationKind kind) override {
-    RouteDecision d;
-    const absl::Time now = clock_->Now();
+    const absl::Duration now = Mono();
+    bool needs_leader = false;
+    {
+      ReaderLock lock(&mu_);
+      RouteDecision d = RouteLocked(kind, now, &needs_leader);
+      if (!needs_leader) return d;
+    }
+    // A standby's answer names the leader (or says there is none). The
+    // cached one may be unknown (just after an election: the loop learns
+    // it only every leader_refresh) or dead (just after a failover), so
+    // read the backend's current holder first: one read. If the read
+    // fails, the cached leader is the best answer left.
+    RefreshLeader();
     ReaderLock lock(&mu_);
+    return RouteLocked(kind, Mono(), &needs_leader);
+  }
+
+  // Route()'s answer from what this node knows; *needs_leader is set when
+  // the answer names the leader (or its absence) on a standby.
+  RouteDecision RouteLocked(OperationKind kind, absl::Duration now,
+                            bool* needs_leader)
+      ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    RouteDecision d;
     if (leader_known_) {
       d.leader_address = leader_.address;
       d.fence = leader_.fence;
@@ -303,6 +443,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
           d.action = RouteDecision::Action::kServeLocally;
           return d;
         }
+        *needs_leader = true;
         if (!leader_known_) {
           d.reason = "no active node yet";
           return d;
@@ -310,6 +451,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
         d.action = RouteDecision::Action::kForwardToActive;
         return d;
       case HaState::kStandby:
+        *needs_leader = true;
         if (!leader_known_) {
           d.reason = "no active node yet";
           return d;
@@ -321,7 +463,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
   }
 
   absl::StatusOr<FenceToken> WriteFence() override {
-    const absl::Time now = clock_->Now();
+    const absl::Duration now = Mono();
     ReaderLock lock(&mu_);
     if (state_ == HaState::kActive && now < lease_expiry_) return fence_;
     if (state_ == HaState::kSealed || state_ == HaState::kUninitialized) {
@@ -337,6 +479,22 @@ class HaCoordinatorImpl final : public HaCoordinator {
         absl::StrCat("this node is not active (", HaStateName(state_),
                      state_ == HaState::kActive ? ", lease lapsed" : "",
                      ") and no active node is known"));
+  }
+
+  absl::StatusOr<FenceToken> VerifiedWriteFence() override {
+    absl::StatusOr<FenceToken> fence = WriteFence();
+    if (!fence.ok()) return fence;
+    std::shared_ptr<LeadershipGrant> grant;
+    {
+      ReaderLock lock(&mu_);
+      if (fence_ == *fence) grant = grant_;
+    }
+    if (grant == nullptr) return WriteFence();  // left kActive meanwhile
+    // I2 is this node's own reckoning; the backend may already have ended
+    // the grant (broken, taken over) before the loop looks again.
+    if (!grant->Lost()) return fence;
+    DemoteIfCurrent(grant, "lease lost");
+    return WriteFence();
   }
 
   void ReportStaleFence(FenceToken fence) override {
@@ -419,23 +577,39 @@ class HaCoordinatorImpl final : public HaCoordinator {
   void Poll() override { Step(/*may_block=*/false); }
 
   absl::Time NextPollTime() override {
-    const absl::Time now = clock_->Now();
-    ReaderLock lock(&mu_);
+    const absl::Time wall = clock_->Now();
+    const absl::Duration now = Mono();
+    absl::Duration next;
+    {
+      ReaderLock lock(&mu_);
+      next = NextPollMonoLocked(now);
+    }
+    if (next == absl::InfiniteDuration()) return absl::InfiniteFuture();
+    return wall + std::max(next - now, absl::ZeroDuration());
+  }
+
+ private:
+  // This node's schedule runs on the monotonic clock (clock.h): a wall-clock
+  // step neither stretches nor cuts a lease, a backoff or a pause.
+  absl::Duration Mono() const { return clock_->MonotonicNow(); }
+
+  // When Poll() next has something to do, on the monotonic clock.
+  absl::Duration NextPollMonoLocked(absl::Duration now)
+      ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     switch (state_) {
       case HaState::kUninitialized:
         return next_leader_refresh_;
       case HaState::kSealed:
-        return absl::InfiniteFuture();
+        return absl::InfiniteDuration();
       case HaState::kStandby:
       case HaState::kPerfStandby:
-        return next_attempt_ > now ? next_attempt_ : now;
+        return std::max(next_attempt_, now);
       case HaState::kActive:
         return std::min(next_renew_, lease_expiry_);
     }
     return now;
   }
 
- private:
   HaState StandbyState() const {
     return options_.standby_mode == StandbyMode::kPerfStandby
                ? HaState::kPerfStandby
@@ -459,11 +633,11 @@ class HaCoordinatorImpl final : public HaCoordinator {
     const FenceToken lost = fence_;
     SetStateLocked(to, std::move(reason), lost);
     fence_ = kNoFence;
-    lease_expiry_ = absl::InfinitePast();
+    lease_expiry_ = -absl::InfiniteDuration();
     active_since_ = absl::InfinitePast();
     renew_failing_ = false;
     leader_known_ = false;
-    const absl::Time now = clock_->Now();
+    const absl::Duration now = Mono();
     next_attempt_ = now + pause;
     next_leader_refresh_ = now;
     return std::move(grant_);
@@ -502,7 +676,8 @@ class HaCoordinatorImpl final : public HaCoordinator {
 
   void RefreshLeader() {
     absl::StatusOr<std::optional<LeaseHolder>> holder = ha_->CurrentHolder();
-    const absl::Time now = clock_->Now();
+    const absl::Duration now = Mono();
+    const absl::Time wall = clock_->Now();
     WriterLock lock(&mu_);
     next_leader_refresh_ = now + options_.leader_refresh;
     if (!holder.ok()) {
@@ -516,7 +691,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       return;
     }
     if (!leader_known_ || leader_.fence != (*holder)->fence) {
-      leader_.since = now;
+      leader_.since = wall;
     }
     leader_known_ = true;
     leader_.address = (*holder)->holder;
@@ -527,10 +702,10 @@ class HaCoordinatorImpl final : public HaCoordinator {
   // One step of the election loop. With `may_block`, a standby waits in
   // Acquire (bounded by leader_refresh) instead of trying once.
   void Step(bool may_block) {
-    const absl::Time now = clock_->Now();
+    const absl::Duration now = Mono();
     HaState state;
     bool refresh_due;
-    absl::Time next_attempt;
+    absl::Duration next_attempt;
     std::shared_ptr<LeadershipGrant> grant;
     {
       ReaderLock lock(&mu_);
@@ -585,13 +760,15 @@ class HaCoordinatorImpl final : public HaCoordinator {
     acquire.deadline = may_block ? clock_->Now() + options_.leader_refresh
                                  : absl::InfinitePast();
     acquire.cancel = cancel.get();
-    const absl::Time acquire_started = clock_->Now();
+    const absl::Duration acquire_started = Mono();
     absl::StatusOr<std::unique_ptr<LeadershipGrant>> acquired =
         ha_->Acquire(acquire);
-    // The grant's expiry comes from the backend's clock; this node's own
-    // deadline is its clock before the grant began plus the TTL, whichever
-    // is earlier (a backend with a slower clock must not stretch I2).
-    const absl::Time local_deadline = acquire_started + options_.lease_ttl;
+    // The grant began after `acquire_started` and lasts the TTL, so this
+    // node's own deadline (I2) is that moment plus the TTL on its monotonic
+    // clock. The grant's expiry() is a time on the backend's clock: it is
+    // never compared with this node's clock, so neither a backend clock
+    // running ahead nor a wall-clock step here stretches I2.
+    const absl::Duration local_deadline = acquire_started + options_.lease_ttl;
     {
       WriterLock lock(&mu_);
       if (current_cancel_ == cancel) current_cancel_.reset();
@@ -605,7 +782,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       WriterLock lock(&mu_);
       last_error_ =
           absl::StrCat("acquiring the lease: ", acquired.status().ToString());
-      next_attempt_ = clock_->Now() + NextBackoffLocked();
+      next_attempt_ = Mono() + NextBackoffLocked();
       return;
     }
     std::shared_ptr<LeadershipGrant> grant(std::move(*acquired));
@@ -614,7 +791,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
 
   // I4: every check and step happens before the node serves as active.
   void Promote(std::shared_ptr<LeadershipGrant> grant, uint64_t epoch,
-               absl::Time local_deadline) {
+               absl::Duration local_deadline) {
     const FenceToken fence = grant->fence();
     auto still_ours = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
       return epoch_ == epoch && IsStandby(state_) && !barrier_->sealed();
@@ -629,17 +806,18 @@ class HaCoordinatorImpl final : public HaCoordinator {
     // A blocking acquire may have waited: the local deadline counts from
     // before the wait. If that leaves less than a renew interval's worth of
     // lease, renew now so the new active does not start out lapsed.
-    if (local_deadline - clock_->Now() <
+    if (local_deadline - Mono() <
         options_.lease_ttl - options_.renew_interval) {
-      const absl::Time renew_started = clock_->Now();
+      const absl::Duration renew_started = Mono();
       if (grant->Renew().ok()) {
         local_deadline = renew_started + options_.lease_ttl;
       }
     }
     absl::Status ready = barrier_->ReloadKeyring();
     if (ready.ok() && options_.on_activate) ready = options_.on_activate(fence);
-    const absl::Time now = clock_->Now();
-    if (ready.ok() && (grant->Lost() || now >= grant->expiry())) {
+    const absl::Duration now = Mono();
+    const absl::Time wall = clock_->Now();
+    if (ready.ok() && (grant->Lost() || now >= local_deadline)) {
       ready = absl::UnavailableError("lease lost during promotion");
     }
     {
@@ -655,38 +833,40 @@ class HaCoordinatorImpl final : public HaCoordinator {
         SetStateLocked(HaState::kActive, "won the lease", fence);
         grant_ = grant;
         fence_ = fence;
-        lease_expiry_ = std::min(grant->expiry(), local_deadline);
-        active_since_ = now;
+        lease_expiry_ = local_deadline;
+        active_since_ = wall;
         next_renew_ = now + options_.renew_interval;
         failures_ = 0;
         last_error_.clear();
         leader_known_ = true;
-        leader_ = LeaderInfo{options_.advertise_address, fence, now, true};
+        leader_ = LeaderInfo{options_.advertise_address, fence, wall, true};
       }
     }
     if (!ready.ok()) grant->Release().IgnoreError();
     DeliverEvents();
   }
 
-  void KeepLease(std::shared_ptr<LeadershipGrant> grant, absl::Time now) {
+  void KeepLease(std::shared_ptr<LeadershipGrant> grant, absl::Duration now) {
     if (grant == nullptr) return;
     bool renew_due;
     bool renew_failing;
+    bool lapsed;
     {
       ReaderLock lock(&mu_);
       renew_due = now >= next_renew_;
       renew_failing = renew_failing_;
+      lapsed = now >= lease_expiry_;
     }
-    if (grant->Lost() || now >= grant->expiry()) {
+    if (grant->Lost() || lapsed) {
       DemoteIfCurrent(grant, renew_failing
                                  ? "lease renewal failed until the TTL passed"
                                  : "lease lost");
       return;
     }
     if (!renew_due) return;
-    const absl::Time renew_started = clock_->Now();
+    const absl::Duration renew_started = Mono();
     absl::Status renewed = grant->Renew();
-    const absl::Time after = clock_->Now();
+    const absl::Duration after = Mono();
     if (absl::IsFailedPrecondition(renewed)) {
       DemoteIfCurrent(grant, absl::StrCat("lease lost: ", renewed.message()));
       return;
@@ -696,8 +876,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       if (grant_ != grant) return;
       renew_failing_ = !renewed.ok();
       if (renewed.ok()) {
-        lease_expiry_ =
-            std::min(grant->expiry(), renew_started + options_.lease_ttl);
+        lease_expiry_ = renew_started + options_.lease_ttl;
         next_renew_ = after + options_.renew_interval;
         return;
       }
@@ -752,8 +931,12 @@ class HaCoordinatorImpl final : public HaCoordinator {
         kicked_ = false;
       }
       Step(/*may_block=*/true);
-      const absl::Time now = clock_->Now();
-      absl::Duration wait = NextPollTime() - now;
+      const absl::Duration now = Mono();
+      absl::Duration wait;
+      {
+        ReaderLock lock(&mu_);
+        wait = NextPollMonoLocked(now) - now;
+      }
       // Re-check at least every 50 ms (cheap) so a fake clock or a missed
       // wake-up never stalls the loop.
       wait = std::clamp(wait, absl::ZeroDuration(), absl::Milliseconds(50));
@@ -802,19 +985,23 @@ class HaCoordinatorImpl final : public HaCoordinator {
   HaBackend* const ha_;
   const std::unique_ptr<Barrier> barrier_;
 
-  // Serializes seal operations so the barrier's seal state and state_
-  // always agree (taken before mu_).
+  // Serializes Initialize, Unseal, Rekey and Rotate (taken before mu_).
+  // Seal() does not take it: it must never wait behind backend I/O; an
+  // Unseal that overlaps a Seal notices through epoch_.
   Mutex seal_mu_;
 
   SharedMutex mu_;
   HaState state_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<LeadershipGrant> grant_ ABSL_GUARDED_BY(mu_);
   FenceToken fence_ ABSL_GUARDED_BY(mu_) = kNoFence;
-  absl::Time lease_expiry_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Schedule and lease deadline: monotonic readings (Mono()).
+  absl::Duration lease_expiry_ ABSL_GUARDED_BY(mu_) = -absl::InfiniteDuration();
+  absl::Duration next_renew_ ABSL_GUARDED_BY(mu_) = -absl::InfiniteDuration();
+  absl::Duration next_attempt_ ABSL_GUARDED_BY(mu_) = -absl::InfiniteDuration();
+  absl::Duration next_leader_refresh_ ABSL_GUARDED_BY(mu_) =
+      -absl::InfiniteDuration();
+  // Wall time, for Status().
   absl::Time active_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Time next_renew_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Time next_attempt_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Time next_leader_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int failures_ ABSL_GUARDED_BY(mu_) = 0;
   bool renew_failing_ ABSL_GUARDED_BY(mu_) = false;
   bool leader_known_ ABSL_GUARDED_BY(mu_) = false;
@@ -831,10 +1018,128 @@ class HaCoordinatorImpl final : public HaCoordinator {
   std::mutex deliver_mu_;
   std::atomic<std::thread::id> deliverer_{};
 
+  // The releaser thread (started on the first Seal() of an active node)
+  // releases grants that Seal() handed over.
+  Mutex release_mu_;
+  std::deque<std::shared_ptr<LeadershipGrant>> release_queue_
+      ABSL_GUARDED_BY(release_mu_);
+  uint64_t releases_queued_ ABSL_GUARDED_BY(release_mu_) = 0;
+  uint64_t releases_done_ ABSL_GUARDED_BY(release_mu_) = 0;
+  bool releaser_stopping_ ABSL_GUARDED_BY(release_mu_) = false;
+  std::thread releaser_;
+
   Mutex loop_mu_;
   bool stopping_ ABSL_GUARDED_BY(loop_mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(loop_mu_) = false;
   std::thread thread_;
+};
+
+// What Create() returns: the coordinator behind a fork check on every call
+// (see CountForkInChild). In a forked child every call fails closed without
+// touching the coordinator, and destruction leaks it: its threads do not
+// exist in the child, its grant is the parent's, its locks may be held
+// forever.
+class ForkCheckedCoordinator final : public HaCoordinator {
+ public:
+  explicit ForkCheckedCoordinator(std::unique_ptr<HaCoordinatorImpl> impl)
+      : impl_(std::move(impl)),
+        creator_pid_(getpid()),
+        fork_generation_(RegisterForkCounter()) {}
+
+  ~ForkCheckedCoordinator() override {
+    if (ForkedChild()) (void)impl_.release();
+  }
+
+  absl::StatusOr<std::vector<std::string>> Initialize(int shares,
+                                                      int threshold) override {
+    if (ForkedChild()) return ForkedChildError();
+    return impl_->Initialize(shares, threshold);
+  }
+  absl::StatusOr<SealStatus> Unseal(absl::string_view share) override {
+    if (ForkedChild()) return ForkedChildError();
+    return impl_->Unseal(share);
+  }
+  void ResetUnsealProgress() override {
+    if (!ForkedChild()) impl_->ResetUnsealProgress();
+  }
+  absl::Status Seal() override {
+    if (ForkedChild()) return ForkedChildError();
+    return impl_->Seal();
+  }
+  absl::StatusOr<std::vector<std::string>> Rekey(
+      absl::Span<const std::string> current_shares, int new_shares,
+      int new_threshold) override {
+    if (ForkedChild()) return ForkedChildError();
+    return impl_->Rekey(current_shares, new_shares, new_threshold);
+  }
+  absl::StatusOr<uint32_t> Rotate() override {
+    if (ForkedChild()) return ForkedChildError();
+    return impl_->Rotate();
+  }
+  absl::Status StepDown() override {
+    if (ForkedChild()) return ForkedChildError();
+    return impl_->StepDown();
+  }
+  RouteDecision Route(OperationKind kind) override {
+    if (ForkedFast()) {
+      RouteDecision d;
+      d.reason = std::string(kForkedChild);
+      return d;
+    }
+    return impl_->Route(kind);
+  }
+  absl::StatusOr<FenceToken> WriteFence() override {
+    if (ForkedFast()) return ForkedChildError();
+    return impl_->WriteFence();
+  }
+  absl::StatusOr<FenceToken> VerifiedWriteFence() override {
+    if (ForkedFast()) return ForkedChildError();
+    return impl_->VerifiedWriteFence();
+  }
+  void ReportStaleFence(FenceToken fence) override {
+    if (!ForkedChild()) impl_->ReportStaleFence(fence);
+  }
+  absl::StatusOr<LeaderInfo> Leader() override {
+    if (ForkedFast()) return ForkedChildError();
+    return impl_->Leader();
+  }
+  HaState state() override {
+    if (ForkedFast()) return HaState::kSealed;
+    return impl_->state();
+  }
+  HaStatus Status() override {
+    if (!ForkedChild()) return impl_->Status();
+    HaStatus s;
+    s.state = HaState::kSealed;
+    s.last_error = std::string(kForkedChild);
+    return s;
+  }
+  Barrier* barrier() override { return impl_->barrier(); }
+  void AddObserver(HaObserver* observer) override {
+    if (!ForkedChild()) impl_->AddObserver(observer);
+  }
+  void RemoveObserver(HaObserver* observer) override {
+    if (!ForkedChild()) impl_->RemoveObserver(observer);
+  }
+  void Poll() override {
+    if (!ForkedChild()) impl_->Poll();
+  }
+  absl::Time NextPollTime() override {
+    if (ForkedChild()) return absl::InfiniteFuture();
+    return impl_->NextPollTime();
+  }
+
+ private:
+  // ForkedFast() is for the per-request paths; ForkedChild() also compares
+  // the pid, which catches a child made without fork() (a raw clone).
+  bool ForkedFast() const {
+    return fork_generation.load(std::memory_order_relaxed) != fork_generation_;
+  }
+  bool ForkedChild() const { return ForkedFast() || getpid() != creator_pid_; }
+
+  std::unique_ptr<HaCoordinatorImpl> impl_;
+  const pid_t creator_pid_;
+  const uint64_t fork_generation_;
 };
 
 }  // namespace
@@ -855,8 +1160,9 @@ absl::StatusOr<std::unique_ptr<HaCoordinator>> HaCoordinator::Create(
   if (!barrier.ok()) return barrier.status();
   absl::StatusOr<SealStatus> seal = (*barrier)->Status();
   if (!seal.ok()) return seal.status();
-  return std::unique_ptr<HaCoordinator>(new HaCoordinatorImpl(
-      std::move(options), *std::move(barrier), seal->initialized));
+  return std::unique_ptr<HaCoordinator>(
+      new ForkCheckedCoordinator(std::make_unique<HaCoordinatorImpl>(
+          std::move(options), *std::move(barrier), seal->initialized)));
 }
 
 }  // namespace strongbox

@@ -458,8 +458,12 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     // KV reads need neither the time nor the fence; skip both on the hot
     // read path.
     if (kind == OperationKind::kWrite || transit) call.now = clock_->Now();
+    // Transit trusts its key cache under call.active_fence: a node deposed
+    // before its loop noticed must not, so ask the backend (cheap) whether
+    // the grant is still held.
     absl::StatusOr<FenceToken> fence =
-        kind == OperationKind::kWrite || transit
+        transit ? coordinator_->VerifiedWriteFence()
+        : kind == OperationKind::kWrite
             ? coordinator_->WriteFence()
             : absl::StatusOr<FenceToken>(
                   absl::UnavailableError("not needed for this read"));

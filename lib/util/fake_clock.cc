@@ -7,6 +7,7 @@ namespace strongbox {
 struct FakeClock::State {
   mutable Mutex mu;
   absl::Time now ABSL_GUARDED_BY(mu);
+  absl::Duration mono ABSL_GUARDED_BY(mu) = absl::ZeroDuration();
   int sleepers ABSL_GUARDED_BY(mu) = 0;
 };
 
@@ -22,13 +23,18 @@ absl::Time FakeClock::Now() const {
   return state_->now;
 }
 
+absl::Duration FakeClock::MonotonicNow() const {
+  MutexLock lock(&state_->mu);
+  return state_->mono;
+}
+
 void FakeClock::SleepFor(absl::Duration d) const {
   State& s = *state_;
   MutexLock lock(&s.mu);
-  const absl::Time wake = s.now + d;
+  const absl::Duration wake = s.mono + d;
   ++s.sleepers;
-  s.mu.Await([&]()
-                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) { return s.now >= wake; });
+  s.mu.Await(
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) { return s.mono >= wake; });
   --s.sleepers;
 }
 
@@ -37,16 +43,14 @@ void FakeClock::Advance(absl::Duration d) {
   {
     MutexLock lock(&state_->mu);
     state_->now += d;
+    state_->mono += d;
   }
   state_->mu.SignalAll();
 }
 
 void FakeClock::Set(absl::Time t) {
-  {
-    MutexLock lock(&state_->mu);
-    state_->now = t;
-  }
-  state_->mu.SignalAll();
+  MutexLock lock(&state_->mu);
+  state_->now = t;
 }
 
 int FakeClock::sleepers() const {

@@ -1,6 +1,8 @@
-// A test cluster: N HaCoordinators sharing one in-memory backend, each
-// through its own FaultInjectingBackend link, on one FakeClock, driven by
-// Poll() (no threads, no sleeps). Not thread-safe; one test thread drives it.
+// A test cluster: N HaCoordinators sharing one backend (in memory, or an
+// LMDB directory that each node opens for itself, as separate processes
+// would), each through its own FaultInjectingBackend link, on one
+// FakeClock, driven by Poll() (no threads, no sleeps). Not thread-safe; one
+// test thread drives it.
 #ifndef STRONGBOX_TESTS_HA_CLUSTER_H_
 #define STRONGBOX_TESTS_HA_CLUSTER_H_
 
@@ -12,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "strongbox/ha_coordinator.h"
 #include "strongbox/in_memory_backend.h"
+#include "strongbox/lmdb_backend.h"
 #include "strongbox/testing/fake_clock.h"
 #include "strongbox/testing/fault_injecting_backend.h"
 
@@ -32,18 +35,31 @@ struct ClusterOptions {
   absl::Duration lease_ttl = absl::Seconds(5);
   absl::Duration renew_interval = absl::Seconds(1);
   absl::Duration step_down_pause = absl::Seconds(1);
+  absl::Duration seal_release_wait = absl::Seconds(1);
   uint64_t seed = 1;
+  // Non-empty: the nodes share an LMDB store in this directory (unsynced
+  // commits, for speed), each through a backend of its own.
+  std::string lmdb_dir;
 };
 
 class Cluster {
  public:
   explicit Cluster(ClusterOptions options = {}) : options_(options) {
-    InMemoryBackendOptions backend_options;
-    backend_options.clock = &clock;
-    shared = NewInMemoryBackend(backend_options);
+    if (options.lmdb_dir.empty()) {
+      InMemoryBackendOptions backend_options;
+      backend_options.clock = &clock;
+      shared = NewInMemoryBackend(backend_options);
+    } else {
+      shared = OpenLmdb();
+    }
     for (int i = 0; i < options.nodes; ++i) {
+      Backend* target = shared.get();
+      if (!options.lmdb_dir.empty()) {
+        own_backends.push_back(OpenLmdb());
+        target = own_backends.back().get();
+      }
       links.push_back(std::make_unique<FaultInjectingBackend>(
-          shared.get(), &clock, options.seed + i));
+          target, &clock, options.seed + i));
       observers.push_back(std::make_unique<RecordingObserver>());
       nodes.emplace_back();
       Restart(i);
@@ -52,6 +68,19 @@ class Cluster {
 
   ~Cluster() {
     for (auto& node : nodes) node.reset();
+    links.clear();
+    own_backends.clear();
+  }
+
+  std::unique_ptr<Backend> OpenLmdb() {
+    LmdbBackendOptions o;
+    o.clock = &clock;
+    o.durability = LmdbBackendOptions::Durability::kNoSync;
+    o.initial_map_bytes = size_t{8} << 20;
+    absl::StatusOr<std::unique_ptr<LmdbBackend>> b =
+        LmdbBackend::Open(options_.lmdb_dir, o);
+    EXPECT_TRUE(b.ok()) << b.status();
+    return b.ok() ? std::unique_ptr<Backend>(std::move(*b)) : nullptr;
   }
 
   HaCoordinator::Options NodeOptions(int i) {
@@ -65,6 +94,7 @@ class Cluster {
     o.retry_backoff = absl::Milliseconds(100);
     o.retry_backoff_max = absl::Seconds(1);
     o.step_down_pause = options_.step_down_pause;
+    o.seal_release_wait = options_.seal_release_wait;
     o.leader_refresh = absl::Milliseconds(500);
     o.clock = &clock;
     o.background_thread = false;
@@ -170,6 +200,8 @@ class Cluster {
 
   FakeClock clock;
   std::unique_ptr<Backend> shared;
+  // LMDB only: each node's own backend on the shared directory.
+  std::vector<std::unique_ptr<Backend>> own_backends;
   std::vector<std::unique_ptr<FaultInjectingBackend>> links;
   std::vector<std::unique_ptr<RecordingObserver>> observers;
   std::vector<std::unique_ptr<HaCoordinator>> nodes;

@@ -1,6 +1,12 @@
 #include "strongbox/ha_coordinator.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
+#include <functional>
+#include <memory>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -236,6 +242,64 @@ TEST(HaCoordinatorTest, StandbyWithNoLeaderIsUnavailable) {
   EXPECT_EQ(sealed.reason, "sealed");
 }
 
+// A standby's refusal names the leader of right now: just after an
+// election (before its loop has refreshed the leader) and just after each
+// kind of failover (its cached leader is gone), without polling it.
+TEST(HaCoordinatorTest, StandbyRefusalNamesTheCurrentLeaderWithoutPolling) {
+  for (StandbyMode mode : {StandbyMode::kStandby, StandbyMode::kPerfStandby}) {
+    SCOPED_TRACE(mode == StandbyMode::kStandby ? "standby" : "perf standby");
+    ClusterOptions o;
+    o.mode = mode;
+    Cluster c(o);
+    c.Initialize();
+    c.UnsealAll();
+    const Action refer = mode == StandbyMode::kStandby
+                             ? Action::kRedirectToActive
+                             : Action::kForwardToActive;
+    auto expect_names = [&](int standby, int leader, const char* when) {
+      RouteDecision r = c.nodes[standby]->Route(OperationKind::kWrite);
+      EXPECT_EQ(r.action, refer) << when << ": " << r.reason;
+      EXPECT_EQ(r.leader_address, Cluster::Address(leader)) << when;
+      EXPECT_EQ(r.fence, *c.nodes[leader]->WriteFence()) << when;
+    };
+    // Election: only node 0 has polled.
+    c.nodes[0]->Poll();
+    ASSERT_EQ(c.Active(), 0);
+    expect_names(1, 0, "after the election");
+    expect_names(2, 0, "after the election");
+    c.Run(absl::Seconds(1));  // Every node's loop has seen node 0 lead.
+    // Step-down: node 2 takes over; node 1 still caches node 0.
+    ASSERT_TRUE(c.nodes[0]->StepDown().ok());
+    c.nodes[2]->Poll();
+    ASSERT_EQ(c.Active(), 2);
+    expect_names(1, 2, "after a step-down");
+    expect_names(0, 2, "after a step-down");
+    c.Run(absl::Seconds(1));
+    ASSERT_EQ(c.Active(), 2);
+    // Seal: node 1 takes over; node 0 still caches node 2.
+    ASSERT_TRUE(c.nodes[2]->Seal().ok());
+    c.nodes[1]->Poll();
+    ASSERT_EQ(c.Active(), 1);
+    expect_names(0, 1, "after a seal");
+    c.Run(absl::Seconds(1));
+    ASSERT_EQ(c.Active(), 1);
+    // Crash: node 1 dies (its lease freed at once, as LMDB's file lock
+    // is); node 2, unsealed again, takes over; node 0 still caches node 1.
+    c.Unseal(2);
+    c.Freeze(1);
+    ASSERT_TRUE(c.links[1]->ExpireCurrentGrant().ok());
+    c.nodes[2]->Poll();
+    ASSERT_EQ(c.nodes[2]->state(), HaState::kActive);
+    expect_names(0, 2, "after a crash");
+    // No leader at all: said so, after reading the backend.
+    ASSERT_TRUE(c.nodes[2]->Seal().ok());
+    RouteDecision none = c.nodes[0]->Route(OperationKind::kWrite);
+    EXPECT_EQ(none.action, Action::kUnavailable);
+    EXPECT_EQ(none.reason, "no active node yet");
+    EXPECT_EQ(none.leader_address, "");
+  }
+}
+
 // -------------------------------------------------------------- failover
 
 TEST(HaCoordinatorTest, CrashedActiveIsReplacedAfterTheTtl) {
@@ -325,6 +389,112 @@ TEST(HaCoordinatorTest, SealingTheActiveHandsOverWithoutWaitingForTheTtl) {
   EXPECT_EQ(changes.back().from, HaState::kActive);
   EXPECT_EQ(changes.back().to, HaState::kSealed);
   EXPECT_EQ(changes.back().reason, "sealed");
+}
+
+// Runs `f` on a thread and waits for it up to a generous watchdog; true
+// if it returned. A call that never returns is left blocked for the
+// caller to release (then joined by `*thread`).
+bool ReturnsOnItsOwn(std::function<void()> f, std::thread* thread) {
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  *thread = std::thread([f, done] {
+    f();
+    done->store(true);
+  });
+  for (int i = 0; i < 20000 && !done->load(); ++i) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return done->load();
+}
+
+// Waits (yielding) until `link` has `n` calls blocked in it.
+void AwaitBlockedCalls(FaultInjectingBackend* link, int n) {
+  while (link->blocked_calls() < n) std::this_thread::yield();
+}
+
+// Seal() is bounded whatever the backend does: with the active's renewal
+// stuck in the backend and the release stuck behind it (a peer stopped
+// inside an LMDB write transaction), Seal wipes the keys, turns kSealed
+// and returns; the release finishes in the background once the backend
+// moves. D2 holds at once: no key material, no contention.
+TEST(HaCoordinatorTest, SealReturnsWhileTheBackendHangs) {
+  ClusterOptions o;
+  o.seal_release_wait = absl::Milliseconds(20);
+  Cluster c(o);
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int active = c.Active();
+  ASSERT_GE(active, 0);
+  HaCoordinator* node = c.nodes[active].get();
+  FaultInjectingBackend* link = c.links[active].get();
+  const FenceToken fence = *node->WriteFence();
+  link->Block(FaultInjectingBackend::kRenew | FaultInjectingBackend::kRelease);
+  c.clock.Advance(absl::Seconds(1));  // A renewal is due ...
+  std::thread loop([node] { node->Poll(); });
+  AwaitBlockedCalls(link, 1);  // ... and stuck in the backend.
+
+  std::thread sealer;
+  const bool returned =
+      ReturnsOnItsOwn([node] { EXPECT_TRUE(node->Seal().ok()); }, &sealer);
+  EXPECT_TRUE(returned) << "Seal() blocked behind the backend";
+  EXPECT_EQ(node->state(), HaState::kSealed);
+  EXPECT_TRUE(node->barrier()->sealed());
+  EXPECT_EQ(node->barrier()->Get("anything").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(node->WriteFence().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(node->Route(OperationKind::kWrite).action, Action::kUnavailable);
+  if (returned) {
+    // The renewal and the release are both still in the backend.
+    EXPECT_EQ(link->blocked_calls(), 2);
+    // A sealed node does not contend.
+    node->Poll();
+    EXPECT_EQ(node->state(), HaState::kSealed);
+  }
+
+  link->Unblock();
+  loop.join();
+  sealer.join();
+  // The release finished in the background: the lease is free at once.
+  absl::StatusOr<std::optional<LeaseHolder>> holder;
+  for (int i = 0; i < 20000; ++i) {
+    holder = c.shared->ha()->CurrentHolder();
+    if (holder.ok() && !holder->has_value()) break;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_TRUE(holder.ok());
+  EXPECT_FALSE(holder->has_value());
+  c.PollAll();
+  const int next = c.Active();
+  EXPECT_NE(next, active);
+  if (next >= 0) EXPECT_GT(*c.nodes[next]->WriteFence(), fence);
+  EXPECT_EQ(node->state(), HaState::kSealed);
+  EXPECT_TRUE(node->barrier()->sealed());
+}
+
+// Seal() does not wait for an Unseal stuck in the backend either; the
+// Unseal then fails and leaves the node sealed.
+TEST(HaCoordinatorTest, SealDoesNotWaitForAnUnsealStuckInTheBackend) {
+  Cluster c;
+  c.Initialize();
+  HaCoordinator* node = c.nodes[0].get();
+  ASSERT_TRUE(node->Unseal(c.shares[0]).ok());
+  ASSERT_TRUE(node->Unseal(c.shares[1]).ok());
+  c.links[0]->Block(FaultInjectingBackend::kGet);
+  std::thread unsealer([&] {
+    absl::StatusOr<SealStatus> s = node->Unseal(c.shares[2]);
+    EXPECT_FALSE(s.ok() && !s->sealed) << "unsealed across a Seal()";
+  });
+  AwaitBlockedCalls(c.links[0].get(), 1);
+  std::thread sealer;
+  const bool returned =
+      ReturnsOnItsOwn([node] { EXPECT_TRUE(node->Seal().ok()); }, &sealer);
+  EXPECT_TRUE(returned) << "Seal() waited for the stuck Unseal";
+  c.links[0]->Unblock();
+  unsealer.join();
+  sealer.join();
+  EXPECT_EQ(node->state(), HaState::kSealed);
+  EXPECT_TRUE(node->barrier()->sealed());
 }
 
 TEST(HaCoordinatorTest, StepDownHandsOverAndPausesBeforeContending) {
@@ -670,6 +840,222 @@ TEST(HaCoordinatorTest, BackendClockAheadDoesNotStretchTheLease) {
   backend_clock.Advance(absl::Seconds(5) + absl::Milliseconds(1));
   EXPECT_EQ(node->WriteFence().status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(node->Route(OperationKind::kWrite).action, Action::kUnavailable);
+}
+
+// ------------------------------------------------------ wall-clock steps
+
+// One node on an in-memory backend whose lease time is its own FakeClock
+// (as a backend on CLOCK_BOOTTIME or a remote etcd is unaffected by a step
+// of this host's wall clock). Both clocks advance together; only the
+// node's wall clock is stepped.
+struct SteppedNode {
+  SteppedNode() {
+    InMemoryBackendOptions bo;
+    bo.clock = &backend_clock;
+    backend = NewInMemoryBackend(bo);
+    link =
+        std::make_unique<FaultInjectingBackend>(backend.get(), &backend_clock);
+    HaCoordinator::Options o;
+    o.backend = link.get();
+    o.node_id = "n";
+    o.advertise_address = "n:1";
+    o.lease_ttl = absl::Seconds(5);
+    o.renew_interval = absl::Seconds(1);
+    o.background_thread = false;
+    o.clock = &node_clock;
+    node = *HaCoordinator::Create(o);
+    std::vector<std::string> shares = *node->Initialize(1, 1);
+    EXPECT_TRUE(node->Unseal(shares[0]).ok());
+    node->Poll();
+    EXPECT_EQ(node->state(), HaState::kActive);
+    fence = *node->WriteFence();
+  }
+  void Advance(absl::Duration d) {
+    node_clock.Advance(d);
+    backend_clock.Advance(d);
+  }
+  // Advances `total` in 100 ms steps, polling after each.
+  void Run(absl::Duration total) {
+    for (absl::Duration t; t < total; t += absl::Milliseconds(100)) {
+      Advance(absl::Milliseconds(100));
+      node->Poll();
+    }
+  }
+  FakeClock node_clock;
+  FakeClock backend_clock;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<FaultInjectingBackend> link;
+  std::unique_ptr<HaCoordinator> node;
+  FenceToken fence = kNoFence;
+};
+
+// I2 on the monotonic clock: the wall clock stepped back an hour does not
+// stretch the lease of a node that stopped renewing, nor stop the renewals
+// of a healthy one.
+TEST(HaCoordinatorClockTest, WallClockSteppedBackNeitherStretchesNorStalls) {
+  SteppedNode n;
+  n.node_clock.Set(n.node_clock.Now() - absl::Hours(1));
+  // Healthy: renewals go on as scheduled; the node stays active.
+  n.Run(absl::Seconds(20));
+  EXPECT_EQ(n.node->state(), HaState::kActive);
+  EXPECT_EQ(*n.node->WriteFence(), n.fence);
+  // Cut off from the lease: it lapses one TTL after the last renewal
+  // began, not an hour later.
+  n.link->FailRenewals(true);
+  n.Advance(absl::Seconds(5) + absl::Milliseconds(1));
+  EXPECT_EQ(n.node->WriteFence().status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(n.node->Route(OperationKind::kWrite).action, Action::kUnavailable);
+  n.node->Poll();
+  EXPECT_EQ(n.node->state(), HaState::kStandby);
+}
+
+// ... and stepped forward past the TTL it does not cut a healthy lease.
+TEST(HaCoordinatorClockTest, WallClockSteppedForwardDoesNotCutTheLease) {
+  SteppedNode n;
+  n.Run(absl::Milliseconds(500));
+  n.node_clock.Set(n.node_clock.Now() + absl::Seconds(12));
+  EXPECT_EQ(n.node->Route(OperationKind::kWrite).action, Action::kServeLocally);
+  EXPECT_EQ(*n.node->WriteFence(), n.fence);
+  n.Run(absl::Seconds(20));
+  EXPECT_EQ(n.node->state(), HaState::kActive);
+  EXPECT_EQ(*n.node->WriteFence(), n.fence);
+  EXPECT_EQ(n.node->Route(OperationKind::kWrite).action, Action::kServeLocally);
+  // The lease still ends on time once renewals stop.
+  n.link->FailRenewals(true);
+  testing_cluster::RecordingObserver observer;
+  n.node->AddObserver(&observer);
+  n.Run(absl::Seconds(4));
+  EXPECT_EQ(*n.node->WriteFence(), n.fence);
+  EXPECT_TRUE(observer.changes.empty());
+  n.Run(absl::Seconds(2));
+  ASSERT_FALSE(observer.changes.empty());
+  EXPECT_EQ(observer.changes[0].from, HaState::kActive);
+  EXPECT_EQ(observer.changes[0].fence, n.fence);
+  EXPECT_THAT(observer.changes[0].reason, HasSubstr("renewal failed"));
+  n.node->RemoveObserver(&observer);
+}
+
+TEST(FakeClockTest, SetStepsWallTimeOnlyAndAdvanceMovesBoth) {
+  FakeClock clock;
+  const absl::Time start = clock.Now();
+  EXPECT_EQ(clock.MonotonicNow(), absl::ZeroDuration());
+  clock.Set(start - absl::Hours(1));
+  EXPECT_EQ(clock.Now(), start - absl::Hours(1));
+  EXPECT_EQ(clock.MonotonicNow(), absl::ZeroDuration());
+  clock.Advance(absl::Seconds(2));
+  EXPECT_EQ(clock.Now(), start - absl::Hours(1) + absl::Seconds(2));
+  EXPECT_EQ(clock.MonotonicNow(), absl::Seconds(2));
+}
+
+TEST(RealClockTest, MonotonicNeverGoesBack) {
+  absl::Duration last = RealClock()->MonotonicNow();
+  for (int i = 0; i < 1000; ++i) {
+    const absl::Duration now = RealClock()->MonotonicNow();
+    EXPECT_GE(now, last);
+    last = now;
+  }
+  EXPECT_GT(last, absl::ZeroDuration());
+}
+
+// ------------------------------------------------------------------ fork
+
+// What a forked child gets from its copy of `node`: a bit set for every
+// call that did not fail closed (0 = all refused).
+int ProbeInForkedChild(HaCoordinator* node, const std::string& share,
+                       FenceToken parent_fence) {
+  int bad = 0;
+  absl::StatusOr<FenceToken> fence = node->WriteFence();
+  if (fence.status().code() != absl::StatusCode::kFailedPrecondition) bad |= 1;
+  RouteDecision r = node->Route(OperationKind::kWrite);
+  if (r.action != Action::kUnavailable || r.fence != kNoFence) bad |= 2;
+  if (node->Route(OperationKind::kRead).action != Action::kUnavailable) {
+    bad |= 2;
+  }
+  if (node->state() != HaState::kSealed) bad |= 4;
+  if (node->Leader().status().code() != absl::StatusCode::kFailedPrecondition) {
+    bad |= 8;
+  }
+  if (node->StepDown().code() != absl::StatusCode::kFailedPrecondition) {
+    bad |= 16;
+  }
+  if (node->Rotate().status().code() != absl::StatusCode::kFailedPrecondition) {
+    bad |= 32;
+  }
+  if (node->Unseal(share).status().code() !=
+          absl::StatusCode::kFailedPrecondition ||
+      node->Seal().code() != absl::StatusCode::kFailedPrecondition) {
+    bad |= 64;
+  }
+  node->ReportStaleFence(parent_fence);
+  node->Poll();
+  return bad;
+}
+
+// A forked child that calls into a coordinator gets FAILED_PRECONDITION,
+// never the parent's fence; destroying its copy leaves the parent's lease
+// alone.
+TEST(HaCoordinatorForkTest, ForkedChildIsRefusedAndNeverSharesTheFence) {
+  Cluster c;
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int active = c.Active();
+  ASSERT_GE(active, 0);
+  const FenceToken fence = *c.nodes[active]->WriteFence();
+  const int standby = (active + 1) % 3;
+  fflush(nullptr);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int bad = ProbeInForkedChild(c.nodes[active].get(), c.shares[0], fence);
+    bad |= ProbeInForkedChild(c.nodes[standby].get(), c.shares[0], fence);
+    c.nodes[active].reset();  // Must not release the parent's lease.
+    _exit(bad);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "calls that did not fail closed "
+                                       "in the child (bit set)";
+  // The parent is untouched: still active under its fence, and writes.
+  EXPECT_EQ(*c.nodes[active]->WriteFence(), fence);
+  EXPECT_TRUE(c.nodes[active]->barrier()->Put("after/fork", "v", fence).ok());
+}
+
+// The same with background threads running in the parent: the child has
+// none of them, and destroying its copy neither joins them nor aborts.
+TEST(HaCoordinatorForkTest, ForkedChildOfAThreadedCoordinator) {
+  std::unique_ptr<Backend> backend = NewInMemoryBackend();
+  HaCoordinator::Options o;
+  o.backend = backend.get();
+  o.node_id = "t";
+  o.advertise_address = "t:1";
+  o.lease_ttl = absl::Seconds(5);
+  o.renew_interval = absl::Milliseconds(100);
+  o.leader_refresh = absl::Milliseconds(20);
+  std::unique_ptr<HaCoordinator> node = *HaCoordinator::Create(o);
+  std::vector<std::string> shares = *node->Initialize(1, 1);
+  ASSERT_TRUE(node->Unseal(shares[0]).ok());
+  for (int i = 0; i < 20000 && node->state() != HaState::kActive; ++i) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(node->state(), HaState::kActive);
+  const FenceToken fence = *node->WriteFence();
+  fflush(nullptr);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int bad = ProbeInForkedChild(node.get(), shares[0], fence);
+    node.reset();
+    _exit(bad);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(*node->WriteFence(), fence);
+  EXPECT_EQ((*backend->ha()->CurrentHolder())->fence, fence);
 }
 
 // ---------------------------------------------------- background thread

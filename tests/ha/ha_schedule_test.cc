@@ -6,6 +6,8 @@
 //   - every acknowledged write is readable (checked every few steps and at
 //     the end).
 // Failures print the seed; rerun one with STRONGBOX_SCHEDULE_SEED=<seed>.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -26,6 +28,9 @@ using ::strongbox::testing_cluster::Cluster;
 using ::strongbox::testing_cluster::ClusterOptions;
 
 constexpr int kSchedules = 200;
+// The same schedules on the LMDB backend (each node its own backend on one
+// directory): slower per step, so fewer of them.
+constexpr int kLmdbSchedules = 25;
 constexpr int kStepsPerSchedule = 250;
 
 // Moves request bytes to the named node's store, as a host's transport would.
@@ -57,8 +62,10 @@ class Schedule {
  public:
   Stats stats;
 
-  explicit Schedule(uint64_t seed) : seed_(seed), rng_(seed) {
+  explicit Schedule(uint64_t seed, std::string lmdb_dir = "")
+      : seed_(seed), rng_(seed) {
     ClusterOptions o;
+    o.lmdb_dir = std::move(lmdb_dir);
     o.seed = seed;
     o.mode = (seed % 2) ? StandbyMode::kPerfStandby : StandbyMode::kStandby;
     o.step_down_pause = absl::Milliseconds(500);
@@ -385,9 +392,10 @@ class Schedule {
   int step_ = 0;
 };
 
-TEST(HaScheduleTest, RandomizedCrashesPausesSealsStepDownsAndWrites) {
+// Runs `count` schedules (or the one in STRONGBOX_SCHEDULE_SEED), on the
+// in-memory backend or, with `lmdb`, on LMDB.
+void RunSchedules(int count, bool lmdb) {
   uint64_t base = 20261126;
-  int count = kSchedules;
   if (const char* env = std::getenv("STRONGBOX_SCHEDULE_SEED")) {
     base = std::strtoull(env, nullptr, 10);
     count = 1;
@@ -395,8 +403,14 @@ TEST(HaScheduleTest, RandomizedCrashesPausesSealsStepDownsAndWrites) {
   Stats total;
   for (int s = 0; s < count; ++s) {
     const uint64_t seed = base + s;
-    SCOPED_TRACE(absl::StrCat("schedule seed ", seed));
-    Schedule schedule(seed);
+    SCOPED_TRACE(absl::StrCat("schedule seed ", seed, lmdb ? " (lmdb)" : ""));
+    std::string dir;
+    if (lmdb) {
+      const char* tmp = std::getenv("TEST_TMPDIR");
+      dir = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/schedule-", getpid(),
+                         "-", seed);
+    }
+    Schedule schedule(seed, dir);
     schedule.Run();
     total.acknowledged += schedule.stats.acknowledged;
     total.fenced_out += schedule.stats.fenced_out;
@@ -410,10 +424,10 @@ TEST(HaScheduleTest, RandomizedCrashesPausesSealsStepDownsAndWrites) {
     }
   }
   std::printf(
-      "%d schedules x %d steps: %d writes acknowledged, %d fenced "
+      "%s: %d schedules x %d steps: %d writes acknowledged, %d fenced "
       "out, %d leaderships\n",
-      count, kStepsPerSchedule, total.acknowledged, total.fenced_out,
-      total.leaders);
+      lmdb ? "lmdb" : "in-memory", count, kStepsPerSchedule, total.acknowledged,
+      total.fenced_out, total.leaders);
   std::printf(
       "SecretStore KvPut: %d acknowledged, %d refused with nothing "
       "applied, %d hit by an injected fault\n",
@@ -423,6 +437,14 @@ TEST(HaScheduleTest, RandomizedCrashesPausesSealsStepDownsAndWrites) {
   // The schedules must actually exercise failover and fencing.
   EXPECT_GT(total.fenced_out, 0);
   EXPECT_GT(total.leaders, count);
+}
+
+TEST(HaScheduleTest, RandomizedCrashesPausesSealsStepDownsAndWrites) {
+  RunSchedules(kSchedules, /*lmdb=*/false);
+}
+
+TEST(HaScheduleTest, RandomizedScheduleOnLmdb) {
+  RunSchedules(kLmdbSchedules, /*lmdb=*/true);
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
 // FakeClock: a Clock that moves only when a test says so. testonly.
 //
-// Now() returns the set time; Advance() moves it forward and wakes every
-// thread blocked in SleepFor() whose wake time has come. Lets tests exercise
-// lease expiry and failover deterministically, without sleeping.
+// Two readings, like every Clock: wall time (Now()) and monotonic time
+// (MonotonicNow(), starting at zero). Advance() moves both forward together
+// and wakes every thread blocked in SleepFor() whose wake time has come.
+// Set() steps the wall time alone, either way, as an operator or NTP does;
+// the monotonic time and sleepers do not notice. Lets tests exercise lease
+// expiry, failover and clock steps deterministically, without sleeping.
 //
 // Thread-safe.
 #ifndef STRONGBOX_TESTING_FAKE_CLOCK_H_
@@ -22,11 +25,15 @@ class FakeClock : public Clock {
   ~FakeClock() override;
 
   absl::Time Now() const override;
+  absl::Duration MonotonicNow() const override;
+  // Returns once the monotonic time has advanced by `d`.
   void SleepFor(absl::Duration d) const override;
 
-  // Moves time forward by `d` (negative durations are ignored).
+  // Moves wall and monotonic time forward by `d` (negative durations are
+  // ignored).
   void Advance(absl::Duration d);
-  // Sets the time; moving backwards is allowed (clock steps happen).
+  // Steps the wall time alone; moving backwards is allowed (clock steps
+  // happen). Monotonic time does not move.
   void Set(absl::Time t);
 
   // Number of threads currently blocked in SleepFor().
