@@ -84,10 +84,21 @@ struct LmdbBackendOptions {
   // Default: true.
   bool create_if_missing = true;
 
-  // Time source for lease expiry. Not owned; must outlive the backend.
-  // Every process sharing a directory must see the same time, so only tests
-  // inject another clock. Default: RealClock().
+  // The clock the HA interface speaks: AcquireOptions::deadline and
+  // WaitLost()'s deadline are read by it, and LeadershipGrant::expiry() and
+  // LeaseHolder::expiry are given in it. Lease validity itself is judged by
+  // `boot_clock`, so stepping this clock neither stretches nor cuts a
+  // grant. Not owned; must outlive the backend. Default: RealClock().
   Clock* clock = nullptr;
+
+  // Time since the machine booted, by which grant records are stamped and
+  // judged (their expiry). Every process of one boot reads the same value
+  // and it is never stepped (grants never outlive a boot: see boot_id).
+  // Only tests inject one (Now() - absl::UnixEpoch() is the time since
+  // boot). Not owned; must outlive the backend. Default: CLOCK_BOOTTIME if
+  // `clock` is not set, else `clock` itself (so a test's single FakeClock
+  // drives expiry, as before this option existed).
+  Clock* boot_clock = nullptr;
 
   // Key and value limits. LMDB keys are at most 511 bytes, so
   // REQUIRES: limits.max_key_bytes <= 511. Default: 511-byte paths, 2 MiB
