@@ -17,6 +17,8 @@
 namespace strongbox {
 namespace lmdb_internal {
 
+std::atomic<uint64_t> internal_fork_generation{0};
+
 absl::Status LmdbError(int rc, absl::string_view what) {
   const std::string message =
       absl::StrCat("lmdb: ", what, ": ", mdb_strerror(rc));
@@ -96,11 +98,9 @@ Registry& GetRegistry() {
   return *registry;
 }
 
-// Bumped in every child of fork() (pthread_atfork), so a cheap load tells a
-// forked child from the process that opened an environment.
-std::atomic<uint64_t> fork_generation{0};
-
-void OnForkChild() { fork_generation.fetch_add(1, std::memory_order_relaxed); }
+void OnForkChild() {
+  internal_fork_generation.fetch_add(1, std::memory_order_relaxed);
+}
 
 uint64_t ForkGeneration() {
   static const bool registered = [] {
@@ -108,7 +108,7 @@ uint64_t ForkGeneration() {
     return true;
   }();
   (void)registered;
-  return fork_generation.load(std::memory_order_relaxed);
+  return internal_fork_generation.load(std::memory_order_relaxed);
 }
 
 const char* DurabilityName(LmdbBackendOptions::Durability d) {
@@ -169,6 +169,9 @@ absl::StatusOr<std::shared_ptr<Environment>> Environment::OpenShared(
     auto it = registry.envs.find(id);
     if (it == registry.envs.end()) break;
     if (std::shared_ptr<Environment> env = it->second.lock()) {
+      // A forked child inherited its parent's environment, which it must
+      // not use: it opens its own (and replaces the entry).
+      if (env->InForkedChild(/*by_pid=*/true)) break;
       if (env->durability_ != options.durability) {
         return absl::FailedPreconditionError(absl::StrCat(
             dir, " is already open in this process with durability ",
@@ -413,11 +416,6 @@ void Environment::MaybeCheckReaders(absl::Time now) {
 void Environment::CheckReadersAt(absl::Time now) {
   last_reader_check_.store(absl::ToUnixNanos(now), std::memory_order_relaxed);
   CheckReaders();
-}
-
-bool Environment::InForkedChild(bool by_pid) const {
-  if (ForkGeneration() != opener_fork_generation_) return true;
-  return by_pid && getpid() != opener_pid_;
 }
 
 size_t Environment::map_bytes() {

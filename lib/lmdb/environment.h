@@ -28,6 +28,7 @@
 
 #include <lmdb.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
@@ -86,6 +87,11 @@ class WriteTxn {
   bool map_full_ = false;
 };
 
+// Bumped in every child of fork() (a pthread_atfork handler registered
+// when the first environment opens), so one load tells a forked child from
+// the process that opened an environment. Use Environment::InForkedChild.
+extern std::atomic<uint64_t> internal_fork_generation;
+
 class Environment {
  public:
   // The environment for `dir`: the one this process already has open
@@ -139,7 +145,13 @@ class Environment {
   // The cheap form reads a generation counter bumped by a pthread_atfork
   // child handler; `by_pid` also compares getpid() (a system call), which
   // catches a child made without running atfork handlers.
-  bool InForkedChild(bool by_pid = false) const;
+  bool InForkedChild(bool by_pid = false) const {
+    if (internal_fork_generation.load(std::memory_order_relaxed) !=
+        opener_fork_generation_) {
+      return true;
+    }
+    return by_pid && getpid() != opener_pid_;
+  }
 
   // Lease waiters in this process park here; anything that frees the
   // lease from this process calls Wake() so they look again at once.

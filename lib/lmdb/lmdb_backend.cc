@@ -277,9 +277,7 @@ class LmdbGrant final : public LeadershipGrant {
 
   ~LmdbGrant() override {
     if (ctx_->env->InForkedChild(/*by_pid=*/true)) {
-      // The grant is the parent's: drop only this process's descriptor.
-      MutexLock lock(&mu_);
-      lock_file_->Close();
+      CloseInForkedChild();
       return;
     }
     Release().IgnoreError();
@@ -383,6 +381,14 @@ class LmdbGrant final : public LeadershipGrant {
   }
 
   void MarkLost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { lost_ = true; }
+
+  // The grant is the parent's: drop only this process's descriptor of its
+  // lock file (the parent's lock stays), and touch neither LMDB nor the
+  // file. No lock: the child has one thread, and mu_ may have been held by
+  // another thread of the parent at fork() time.
+  void CloseInForkedChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    lock_file_->Close();
+  }
 
   bool CheckLost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (lost_) return true;
