@@ -15,14 +15,21 @@
 // forbids two in a process) but keep separate leases, so they behave as two
 // processes would.
 //
-// The HA lease. The grant (holder value, fence, wall-clock expiry, TTL, the
-// holder's machine boot id and pid) is a record in the same LMDB
-// environment, so a fenced write checks it atomically with the write. The
+// The HA lease. The grant (holder value, fence, expiry, TTL, the holder's
+// machine boot id and pid) is a record in the same LMDB environment, so a
+// fenced write checks it atomically with the write. The expiry is measured
+// in time since the machine booted (CLOCK_BOOTTIME), which every process of
+// one boot shares and nobody steps, so a wall clock stepped back does not
+// stretch a hung holder's lease, and one stepped forward does not fail over
+// a healthy holder. (Records written by older releases carry a wall-clock
+// expiry; they are still honoured, judged by the wall clock, until the next
+// grant or renewal rewrites them. A process of such a release cannot read
+// the new record: upgrade every process on a directory together.) The
 // holder of grant F also keeps an OS lock (an open-file-description lock)
 // on `lease-F.lock`, which the kernel drops when the process dies. A
 // contender therefore treats the lease as free when any of these holds:
 //   * the record says released (Release(), BreakLease()),
-//   * the record's expiry has passed by this process's clock (a hung holder
+//   * the record's expiry has passed by the boot clock (a hung holder
 //     loses its grant after the TTL even though it still holds its file
 //     lock: the next grant uses a new lock file),
 //   * nobody holds `lease-F.lock` (the holder crashed: takeover at once),
@@ -36,13 +43,36 @@
 // share one machine and its clock (the directory must be on a local file
 // system; LMDB does not support network file systems either).
 //
+// A grant is durable before its fence is handed out: under kNoSync and
+// kNoMetaSync the grant's commit is followed by a sync (if that fails the
+// grant is given up and Acquire returns UNAVAILABLE), so a power loss can
+// never roll the record back and issue the same fence again.
+//
+// Lock files are reached through a descriptor of the directory opened by
+// Open(), so a relative `dir` keeps working after the host chdir()s.
+//
+// Crashed readers. A process killed while it had the directory open leaves
+// its LMDB reader slots behind, and one killed inside a read pins that
+// snapshot (no page freed after it is reused; data.mdb grows). The backend
+// frees the slots of dead processes at Open(), when a read finds the
+// reader table full (then retries it), before growing the map, and at
+// most once a second during lease probes, renewals and commits.
+//
 // Errors. A directory holding something other than a strongbox LMDB store
 // fails Open(): FAILED_PRECONDITION for a foreign LMDB environment or an
 // unsupported format version, DATA_LOSS for files that are not LMDB at all
 // or a corrupt format record.
 //
 // Thread-safety: every method is safe to call concurrently from any thread.
-// Do not fork() a process that has a backend open and use it in the child.
+//
+// fork(): a backend and its grants belong to the process that opened them.
+// In a forked child every call on them returns FAILED_PRECONDITION (Lost()
+// is true, expiry() InfinitePast()), so a child can never share the
+// parent's grant or fence, and destroying them in the child leaves the
+// parent's grant, lock file and LMDB reader slots alone. The child may
+// open the directory again and use its own backend. (As with any fork()
+// of a threaded process, fork while no other thread is inside a backend
+// call, or exec soon after.)
 #ifndef STRONGBOX_LMDB_BACKEND_H_
 #define STRONGBOX_LMDB_BACKEND_H_
 
@@ -72,6 +102,7 @@ struct LmdbBackendOptions {
     // commits since the last Sync(), never corrupt the store. kill -9 loses
     // nothing (the data is in the OS page cache). Roughly 25x faster
     // commits; call LmdbBackend::Sync() at checkpoints you need durable.
+    // Lease grants are synced whatever this setting (see above).
     kNoSync,
   };
 
@@ -84,10 +115,21 @@ struct LmdbBackendOptions {
   // Default: true.
   bool create_if_missing = true;
 
-  // Time source for lease expiry. Not owned; must outlive the backend.
-  // Every process sharing a directory must see the same time, so only tests
-  // inject another clock. Default: RealClock().
+  // The clock the HA interface speaks: AcquireOptions::deadline and
+  // WaitLost()'s deadline are read by it, and LeadershipGrant::expiry() and
+  // LeaseHolder::expiry are given in it. Lease validity itself is judged by
+  // `boot_clock`, so stepping this clock neither stretches nor cuts a
+  // grant. Not owned; must outlive the backend. Default: RealClock().
   Clock* clock = nullptr;
+
+  // Time since the machine booted, by which grant records are stamped and
+  // judged (their expiry). Every process of one boot reads the same value
+  // and it is never stepped (grants never outlive a boot: see boot_id).
+  // Only tests inject one (Now() - absl::UnixEpoch() is the time since
+  // boot). Not owned; must outlive the backend. Default: CLOCK_BOOTTIME if
+  // `clock` is not set, else `clock` itself (so a test's single FakeClock
+  // drives expiry, as before this option existed).
+  Clock* boot_clock = nullptr;
 
   // Key and value limits. LMDB keys are at most 511 bytes, so
   // REQUIRES: limits.max_key_bytes <= 511. Default: 511-byte paths, 2 MiB
@@ -102,8 +144,8 @@ struct LmdbBackendOptions {
   size_t max_map_bytes = size_t{1} << 40;
 
   // Reader slots in the lock file, shared by every process on the
-  // directory. Only the first process to open the directory sets it.
-  // Default: 510.
+  // directory. Only the first process to open the directory sets it. Slots
+  // of dead processes are freed (see "Crashed readers"). Default: 510.
   unsigned int max_readers = 510;
 
   // How often a blocked Acquire() or WaitLost() looks at the lease record
@@ -113,8 +155,8 @@ struct LmdbBackendOptions {
 
   // This machine's boot identity, recorded with every grant so that a
   // grant written before a reboot never blocks anyone after it. Default
-  // (empty): read /proc/sys/kernel/random/boot_id. Tests set it to
-  // simulate a reboot.
+  // (empty): read /proc/sys/kernel/random/boot_id at Open(), which fails if
+  // it cannot be read. Tests set it to simulate a reboot.
   std::string boot_id;
 };
 
@@ -123,15 +165,17 @@ class LmdbBackend : public Backend {
   // Opens (creating if allowed and needed) the store in directory `dir`.
   // INVALID_ARGUMENT for bad options; FAILED_PRECONDITION or DATA_LOSS for
   // a directory that is not a strongbox store (see above); an errno-derived
-  // code (PERMISSION_DENIED, NOT_FOUND, ...) when the directory cannot be
-  // used.
+  // code (PERMISSION_DENIED, NOT_FOUND, RESOURCE_EXHAUSTED for no free file
+  // descriptor, ...) when the directory or the machine's boot id cannot be
+  // read (a backend never runs with an unknown boot id: two parties that
+  // disagree on it would take the lease from each other).
   static absl::StatusOr<std::unique_ptr<LmdbBackend>> Open(
       const std::string& dir, const LmdbBackendOptions& options = {});
 
   // Flushes every commit to disk; useful with kNoSync or kNoMetaSync.
   virtual absl::Status Sync() = 0;
 
-  // The directory this backend was opened on.
+  // The directory this backend was opened on, as given to Open().
   virtual const std::string& dir() const = 0;
 
  protected:

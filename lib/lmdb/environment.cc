@@ -1,7 +1,9 @@
 #include "lib/lmdb/environment.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <functional>
@@ -14,6 +16,8 @@
 
 namespace strongbox {
 namespace lmdb_internal {
+
+std::atomic<uint64_t> internal_fork_generation{0};
 
 absl::Status LmdbError(int rc, absl::string_view what) {
   const std::string message =
@@ -94,6 +98,19 @@ Registry& GetRegistry() {
   return *registry;
 }
 
+void OnForkChild() {
+  internal_fork_generation.fetch_add(1, std::memory_order_relaxed);
+}
+
+uint64_t ForkGeneration() {
+  static const bool registered = [] {
+    pthread_atfork(nullptr, nullptr, &OnForkChild);
+    return true;
+  }();
+  (void)registered;
+  return internal_fork_generation.load(std::memory_order_relaxed);
+}
+
 const char* DurabilityName(LmdbBackendOptions::Durability d) {
   switch (d) {
     case LmdbBackendOptions::Durability::kSynced:
@@ -152,6 +169,9 @@ absl::StatusOr<std::shared_ptr<Environment>> Environment::OpenShared(
     auto it = registry.envs.find(id);
     if (it == registry.envs.end()) break;
     if (std::shared_ptr<Environment> env = it->second.lock()) {
+      // A forked child inherited its parent's environment, which it must
+      // not use: it opens its own (and replaces the entry).
+      if (env->InForkedChild(/*by_pid=*/true)) break;
       if (env->durability_ != options.durability) {
         return absl::FailedPreconditionError(absl::StrCat(
             dir, " is already open in this process with durability ",
@@ -171,6 +191,8 @@ absl::StatusOr<std::shared_ptr<Environment>> Environment::OpenShared(
 
   std::unique_ptr<Environment> env(new Environment());
   env->id_ = id;
+  env->opener_pid_ = getpid();
+  env->opener_fork_generation_ = ForkGeneration();
   absl::Status opened = env->OpenEnv(dir, options);
   if (!opened.ok()) return opened;
   std::shared_ptr<Environment> shared(env.release(), EnvironmentDeleter());
@@ -265,6 +287,11 @@ absl::Status Environment::InitOrCheckStore(const std::string& dir) {
 }
 
 Environment::~Environment() {
+  if (InForkedChild(/*by_pid=*/true)) {
+    // The handles are the parent's: aborting a pooled reader would clear
+    // the parent's reader slot in lock.mdb (MDB_NOTLS). Leak them.
+    return;
+  }
   for (std::atomic<MDB_txn*>& slot : pool_) {
     MDB_txn* txn = slot.exchange(nullptr, std::memory_order_acquire);
     if (txn != nullptr) mdb_txn_abort(txn);
@@ -343,6 +370,9 @@ absl::Status Environment::Write(
       }
     }
     if (full) {
+      // A dead reader pinning an old snapshot keeps freed pages from being
+      // reused; free it and try again before growing the map.
+      if (CheckReaders() > 0) continue;
       absl::Status grown = GrowMap(seen);
       if (!grown.ok()) return grown;
       continue;
@@ -359,7 +389,33 @@ absl::Status Environment::Sync() {
   ReaderLock remap(&remap_mu_);
   int rc = mdb_env_sync(env_, 1);
   if (rc != MDB_SUCCESS) return LmdbError(rc, "syncing");
+  syncs_.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
+}
+
+int Environment::CheckReaders() {
+  int dead = 0;
+  if (mdb_reader_check(env_, &dead) != MDB_SUCCESS || dead <= 0) return 0;
+  readers_cleared_.fetch_add(dead, std::memory_order_relaxed);
+  return dead;
+}
+
+void Environment::MaybeCheckReaders(absl::Time now) {
+  const int64_t now_ns = absl::ToUnixNanos(now);
+  int64_t last = last_reader_check_.load(std::memory_order_relaxed);
+  const int64_t interval_ns = absl::ToInt64Nanoseconds(kReaderCheckInterval);
+  if (now_ns >= last && now_ns - last < interval_ns) return;
+  // One caller per interval does the check.
+  if (!last_reader_check_.compare_exchange_strong(last, now_ns,
+                                                  std::memory_order_relaxed)) {
+    return;
+  }
+  CheckReaders();
+}
+
+void Environment::CheckReadersAt(absl::Time now) {
+  last_reader_check_.store(absl::ToUnixNanos(now), std::memory_order_relaxed);
+  CheckReaders();
 }
 
 size_t Environment::map_bytes() {

@@ -9,12 +9,26 @@
 // of this process is running, so every transaction runs under `remap_mu_`
 // shared and a remap takes it exclusively.
 //
+// Stale readers. A process killed while it had the directory open leaves
+// its reader slots in lock.mdb, and one killed inside a read transaction
+// pins that snapshot, so no page freed after it is reused and data.mdb
+// grows without bound. LMDB frees them only when asked (mdb_reader_check):
+// this is done at open, when a read finds the table full (then the read is
+// retried), before the map is grown, and at most once per
+// kReaderCheckInterval on the paths that call MaybeCheckReaders (lease
+// probes, renewals, commits).
+//
+// fork(): the environment belongs to the process that opened it. In a
+// child, InForkedChild() is true and the destructor leaks the LMDB handles
+// instead of closing them (closing would clear the parent's reader slots).
+//
 // Thread-safe.
 #ifndef STRONGBOX_LIB_LMDB_ENVIRONMENT_H_
 #define STRONGBOX_LIB_LMDB_ENVIRONMENT_H_
 
 #include <lmdb.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
@@ -28,6 +42,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "lib/util/mutex.h"
 #include "strongbox/lmdb_backend.h"
 
@@ -72,6 +87,11 @@ class WriteTxn {
   bool map_full_ = false;
 };
 
+// Bumped in every child of fork() (a pthread_atfork handler registered
+// when the first environment opens), so one load tells a forked child from
+// the process that opened an environment. Use Environment::InForkedChild.
+extern std::atomic<uint64_t> internal_fork_generation;
+
 class Environment {
  public:
   // The environment for `dir`: the one this process already has open
@@ -100,6 +120,38 @@ class Environment {
 
   // Current map size (for tests and the benchmark).
   size_t map_bytes();
+
+  LmdbBackendOptions::Durability durability() const { return durability_; }
+
+  // Successful Sync() calls so far (a test seam: it shows that a grant
+  // under kNoSync was made durable).
+  uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
+
+  // Clears the reader slots of dead processes; returns how many it freed
+  // (0 on error: this is housekeeping, never a reason to fail a call).
+  int CheckReaders();
+  // CheckReaders() if the last check is kReaderCheckInterval old by `now`
+  // (any monotonic clock; a clock that goes back also triggers a check).
+  void MaybeCheckReaders(absl::Time now);
+  // CheckReaders() now, and count `now` as the last check.
+  void CheckReadersAt(absl::Time now);
+  static constexpr absl::Duration kReaderCheckInterval = absl::Seconds(1);
+  // Slots freed by CheckReaders() in this process (tests, diagnostics).
+  uint64_t readers_cleared() const {
+    return readers_cleared_.load(std::memory_order_relaxed);
+  }
+
+  // True in a process forked from the one that opened this environment.
+  // The cheap form reads a generation counter bumped by a pthread_atfork
+  // child handler; `by_pid` also compares getpid() (a system call), which
+  // catches a child made without running atfork handlers.
+  bool InForkedChild(bool by_pid = false) const {
+    if (internal_fork_generation.load(std::memory_order_relaxed) !=
+        opener_fork_generation_) {
+      return true;
+    }
+    return by_pid && getpid() != opener_pid_;
+  }
 
   // Lease waiters in this process park here; anything that frees the
   // lease from this process calls Wake() so they look again at once.
@@ -133,6 +185,8 @@ class Environment {
   MDB_env* env_ = nullptr;
   MDB_dbi dbi_ = 0;
   std::pair<dev_t, ino_t> id_{};
+  pid_t opener_pid_ = 0;
+  uint64_t opener_fork_generation_ = 0;
   LmdbBackendOptions::Durability durability_ =
       LmdbBackendOptions::Durability::kSynced;
   size_t max_map_bytes_ = 0;
@@ -147,11 +201,17 @@ class Environment {
   Mutex wake_mu_;
   uint64_t wake_epoch_ ABSL_GUARDED_BY(wake_mu_) = 0;
 
+  std::atomic<uint64_t> syncs_{0};
+  std::atomic<uint64_t> readers_cleared_{0};
+  // absl::ToUnixNanos of the last MaybeCheckReaders() check.
+  std::atomic<int64_t> last_reader_check_{0};
+
   friend struct EnvironmentDeleter;
 };
 
 template <typename Fn>
 absl::Status Environment::Read(Fn&& fn) {
+  bool checked_readers = false;
   while (true) {
     int rc;
     {
@@ -168,6 +228,13 @@ absl::Status Environment::Read(Fn&& fn) {
         ReturnReader(txn);
         return status;
       }
+    }
+    if (rc == MDB_READERS_FULL && !checked_readers) {
+      // Slots of crashed processes are the usual cause: free them, retry
+      // once.
+      checked_readers = true;
+      CheckReaders();
+      continue;
     }
     if (rc != MDB_MAP_RESIZED) {
       return LmdbError(rc, "starting a read transaction");

@@ -1,12 +1,14 @@
 #include "strongbox/lmdb_backend.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,9 +18,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "lib/backend/batch.h"
 #include "lib/lmdb/environment.h"
 #include "lib/lmdb/records.h"
+#include "lib/lmdb/test_hooks.h"
 #include "lib/util/mutex.h"
 
 namespace strongbox {
@@ -41,24 +45,98 @@ using lmdb_internal::ToVal;
 using lmdb_internal::TxnGet;
 using lmdb_internal::WriteTxn;
 
-std::string ReadBootId() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  std::getline(in, id);
-  return std::string(absl::StripAsciiWhitespace(id));
+constexpr char kKernelBootIdPath[] = "/proc/sys/kernel/random/boot_id";
+
+// Reads the boot id once; an error (not "") if it cannot be read, because
+// two parties disagreeing on the boot take the lease from each other.
+absl::StatusOr<std::string> ReadBootId(const std::string& path) {
+  auto fail = [&](int err, absl::string_view what) {
+    return absl::ErrnoToStatus(
+        err, absl::StrCat("cannot ", what, " the boot id file ", path));
+  };
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(errno, "open");
+  char buf[128];
+  ssize_t n;
+  do {
+    n = read(fd, buf, sizeof(buf));
+  } while (n < 0 && errno == EINTR);
+  const int read_errno = errno;
+  close(fd);
+  if (n < 0) return fail(read_errno, "read");
+  std::string id(absl::StripAsciiWhitespace(absl::string_view(buf, n)));
+  if (id.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the boot id file ", path, " is empty"));
+  }
+  return id;
+}
+
+// Time since boot, suspend included (CLOCK_BOOTTIME), as
+// absl::UnixEpoch() + that duration. The same for every process of one
+// boot, and never stepped.
+class BootTimeClock final : public Clock {
+ public:
+  absl::Time Now() const override {
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return absl::UnixEpoch() + absl::DurationFromTimespec(ts);
+  }
+  void SleepFor(absl::Duration d) const override { absl::SleepFor(d); }
+};
+
+Clock* DefaultBootClock() {
+  static BootTimeClock* const clock = new BootTimeClock();
+  return clock;
+}
+
+absl::Status ForkedChildError() {
+  return absl::FailedPreconditionError(
+      "this LmdbBackend was opened by another process (used after fork()); "
+      "open the directory again in this process");
+}
+
+std::string LockName(FenceToken fence) {
+  return absl::StrCat("lease-", fence, ".lock");
 }
 
 // Shared by a backend and the grants it hands out (a grant may briefly
 // outlive a racing Release of its backend's last reference).
 struct LeaseContext {
   std::shared_ptr<Environment> env;
-  Clock* clock;
+  // The clock the HA interface speaks (deadlines, expiry() values).
+  Clock* clock = nullptr;
+  // The clock lease records are judged by (time since boot).
+  Clock* boot_clock = nullptr;
   std::string dir;
+  // The directory, opened at Open: lease files are found through it, so a
+  // relative `dir` keeps working after the host chdir()s.
+  int dir_fd = -1;
   std::string boot_id;
   absl::Duration poll;
+  const lmdb_internal::TestHooks* hooks = nullptr;
 
-  std::string LockPath(FenceToken fence) const {
-    return absl::StrCat(dir, "/lease-", fence, ".lock");
+  LeaseContext() = default;
+  LeaseContext(const LeaseContext&) = delete;
+  LeaseContext& operator=(const LeaseContext&) = delete;
+  ~LeaseContext() {
+    if (dir_fd >= 0) close(dir_fd);
+  }
+
+  absl::Time BootNow() const { return boot_clock->Now(); }
+
+  // Where the grant of `record` lapses, in boot time. A record written by
+  // an older release carries wall-clock time: judge it by the wall clock.
+  absl::Time BootExpiry(const LeaseRecord& record, absl::Time boot_now) const {
+    if (record.expiry_clock == lmdb_internal::ExpiryClock::kBoot) {
+      return record.expiry;
+    }
+    return boot_now + (record.expiry - clock->Now());
+  }
+
+  // A boot-time instant in the interface's clock.
+  absl::Time ToInterfaceTime(absl::Time boot_time, absl::Time boot_now) const {
+    return clock->Now() + (boot_time - boot_now);
   }
 
   // True while some open file description holds the lock of grant `fence`:
@@ -66,7 +144,7 @@ struct LeaseContext {
   // and OFD locks (unlike POSIX record locks) are not dropped when this
   // process closes another descriptor of the file.
   bool LockFileHeld(FenceToken fence) const {
-    int fd = open(LockPath(fence).c_str(), O_RDWR | O_CLOEXEC);
+    int fd = openat(dir_fd, LockName(fence).c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) {
       // No file: its holder never got past creating it, or it was cleaned
       // up after a takeover. Any other failure: assume alive, rely on TTL.
@@ -82,19 +160,22 @@ struct LeaseContext {
     return held;
   }
 
-  // True if `record`'s grant is in force at `now`: active, from this boot,
-  // unexpired and its holder alive.
-  bool InForce(const LeaseRecord& record, absl::Time now) const {
-    return record.active && record.boot_id == boot_id && now < record.expiry &&
+  // True if `record`'s grant is in force at `boot_now`: active, from this
+  // boot, unexpired and its holder alive.
+  bool InForce(const LeaseRecord& record, absl::Time boot_now) const {
+    return record.active && record.boot_id == boot_id &&
+           boot_now < BootExpiry(record, boot_now) &&
            LockFileHeld(record.fence);
   }
 
-  // True if `fence` may write at `now`. The lock-file probe is skipped: the
-  // caller is the holder and, being alive, holds the file lock.
+  // True if `fence` may write at `boot_now`. The lock-file probe is
+  // skipped: the caller is the holder and, being alive, holds the file
+  // lock.
   bool MayWrite(const std::optional<LeaseRecord>& record, FenceToken fence,
-                absl::Time now) const {
+                absl::Time boot_now) const {
     return record.has_value() && record->active && record->fence == fence &&
-           record->boot_id == boot_id && now < record->expiry;
+           record->boot_id == boot_id &&
+           boot_now < BootExpiry(*record, boot_now);
   }
 };
 
@@ -119,91 +200,109 @@ absl::StatusOr<uint64_t> ReadRevision(MDB_txn* txn, MDB_dbi meta) {
   return DecodeRevision(**bytes);
 }
 
-// The OS lock a holder keeps on lease-<fence>.lock while it lives.
+// The OS lock a holder keeps on lease-<fence>.lock while it lives. The
+// file is named relative to the store's directory descriptor.
 class LockFile {
  public:
-  LockFile() = default;
+  explicit LockFile(int dir_fd) : dir_fd_(dir_fd) {}
   ~LockFile() { Close(); }
   LockFile(const LockFile&) = delete;
   LockFile& operator=(const LockFile&) = delete;
 
-  // Creates the file afresh and locks it.
-  absl::Status Create(const std::string& path) {
+  // Creates the file afresh and locks it. REQUIRES: inside a write
+  // transaction (only grants create lock files, and only there), so no
+  // one else creates or replaces `name` meanwhile.
+  absl::Status Create(const std::string& name) {
     Close();
-    unlink(path.c_str());
-    fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    unlinkat(dir_fd_, name.c_str(), 0);
+    fd_ = openat(dir_fd_, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                 0644);
     if (fd_ < 0) {
-      return absl::ErrnoToStatus(errno, absl::StrCat("creating ", path));
+      return absl::ErrnoToStatus(errno, absl::StrCat("creating ", name));
     }
+    name_ = name;
     struct flock lock;
     std::memset(&lock, 0, sizeof(lock));
     lock.l_type = F_WRLCK;
     lock.l_whence = SEEK_SET;
     if (fcntl(fd_, F_OFD_SETLK, &lock) != 0) {
       absl::Status s =
-          absl::ErrnoToStatus(errno, absl::StrCat("locking ", path));
-      Close();
-      unlink(path.c_str());
+          absl::ErrnoToStatus(errno, absl::StrCat("locking ", name));
+      RemoveIfOurs();
       return s;
     }
-    path_ = path;
     return absl::OkStatus();
   }
 
-  // Drops the lock and deletes the file.
-  void Remove() {
+  // Deletes the file if the name still refers to the file this object
+  // created, then drops the lock. Never unlinks a file someone else
+  // created under the same name. REQUIRES: either inside a write
+  // transaction, or the grant named by the file committed (no one else
+  // creates that name any more); otherwise use Close().
+  void RemoveIfOurs() {
     if (fd_ < 0) return;
-    unlink(path_.c_str());
+    struct stat mine, named;
+    if (fstat(fd_, &mine) == 0 &&
+        fstatat(dir_fd_, name_.c_str(), &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+        mine.st_dev == named.st_dev && mine.st_ino == named.st_ino) {
+      unlinkat(dir_fd_, name_.c_str(), 0);
+    }
     Close();
   }
 
-  int release_fd() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
+  // Drops this process's descriptor (and with it the lock, unless a
+  // forked child still shares the open file description). Leaves the file.
   void Close() {
     if (fd_ >= 0) close(fd_);
     fd_ = -1;
   }
 
+ private:
+  const int dir_fd_;
   int fd_ = -1;
-  std::string path_;
+  std::string name_;
 };
 
 class LmdbGrant final : public LeadershipGrant {
  public:
   LmdbGrant(std::shared_ptr<LeaseContext> ctx, FenceToken fence,
-            std::string holder, absl::Duration ttl, absl::Time expiry,
+            std::string holder, absl::Duration ttl, absl::Time boot_expiry,
             std::unique_ptr<LockFile> lock_file)
       : ctx_(std::move(ctx)),
         fence_(fence),
         holder_(std::move(holder)),
         ttl_(ttl),
         lock_file_(std::move(lock_file)),
-        expiry_(expiry) {}
+        boot_expiry_(boot_expiry) {}
 
-  ~LmdbGrant() override { Release().IgnoreError(); }
+  ~LmdbGrant() override {
+    if (ctx_->env->InForkedChild(/*by_pid=*/true)) {
+      CloseInForkedChild();
+      return;
+    }
+    Release().IgnoreError();
+  }
 
   FenceToken fence() const override { return fence_; }
   std::string holder() const override { return holder_; }
 
   absl::Status Renew() override {
+    if (ctx_->env->InForkedChild(/*by_pid=*/true)) return ForkedChildError();
     MutexLock lock(&mu_);
     if (lost_) return LostError();
     absl::Time renewed;
     bool current = false;
     Environment& env = *ctx_->env;
+    env.MaybeCheckReaders(ctx_->BootNow());
     absl::Status s = env.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
       absl::StatusOr<std::optional<LeaseRecord>> record =
           ReadLease(txn.txn(), env.dbi());
       if (!record.ok()) return record.status();
-      const absl::Time now = ctx_->clock->Now();
+      const absl::Time now = ctx_->BootNow();
       current = ctx_->MayWrite(*record, fence_, now);
       if (!current) return false;
       (*record)->expiry = renewed = now + ttl_;
+      (*record)->expiry_clock = lmdb_internal::ExpiryClock::kBoot;
       absl::Status put = txn.Put(env.dbi(), kLeaseKey, EncodeLease(**record));
       if (!put.ok()) return put;
       return true;
@@ -216,11 +315,12 @@ class LmdbGrant final : public LeadershipGrant {
       MarkLost();
       return LostError();
     }
-    expiry_ = renewed;
+    boot_expiry_ = renewed;
     return absl::OkStatus();
   }
 
   absl::Status Release() override {
+    if (ctx_->env->InForkedChild(/*by_pid=*/true)) return ForkedChildError();
     absl::Status s;
     {
       MutexLock lock(&mu_);
@@ -240,8 +340,9 @@ class LmdbGrant final : public LeadershipGrant {
         return true;
       });
       // Even if the record could not be updated, dropping the file lock
-      // tells every contender this holder is gone.
-      lock_file_->Remove();
+      // tells every contender this holder is gone. Grant `fence_`
+      // committed, so no one else creates its file any more.
+      lock_file_->RemoveIfOurs();
       released_ = true;
       MarkLost();
     }
@@ -250,16 +351,19 @@ class LmdbGrant final : public LeadershipGrant {
   }
 
   absl::Time expiry() const override {
+    if (ctx_->env->InForkedChild()) return absl::InfinitePast();
     MutexLock lock(&mu_);
-    return expiry_;
+    return ctx_->ToInterfaceTime(boot_expiry_, ctx_->BootNow());
   }
 
   bool Lost() override {
+    if (ctx_->env->InForkedChild()) return true;
     MutexLock lock(&mu_);
     return CheckLost();
   }
 
   bool WaitLost(absl::Time deadline) override {
+    if (ctx_->env->InForkedChild()) return true;
     while (true) {
       {
         MutexLock lock(&mu_);
@@ -278,14 +382,23 @@ class LmdbGrant final : public LeadershipGrant {
 
   void MarkLost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { lost_ = true; }
 
+  // The grant is the parent's: drop only this process's descriptor of its
+  // lock file (the parent's lock stays), and touch neither LMDB nor the
+  // file. No lock: the child has one thread, and mu_ may have been held by
+  // another thread of the parent at fork() time.
+  void CloseInForkedChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    lock_file_->Close();
+  }
+
   bool CheckLost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (lost_) return true;
-    const absl::Time now = ctx_->clock->Now();
-    if (now >= expiry_) {
+    const absl::Time now = ctx_->BootNow();
+    if (now >= boot_expiry_) {
       lost_ = true;
       return true;
     }
     Environment& env = *ctx_->env;
+    env.MaybeCheckReaders(now);
     std::optional<LeaseRecord> seen;
     absl::Status s = env.Read([&](MDB_txn* txn) -> absl::Status {
       absl::StatusOr<std::optional<LeaseRecord>> record =
@@ -294,7 +407,8 @@ class LmdbGrant final : public LeadershipGrant {
       seen = *std::move(record);
       return absl::OkStatus();
     });
-    // An unreadable record proves nothing; expiry_ still bounds the grant.
+    // An unreadable record proves nothing; boot_expiry_ still bounds the
+    // grant.
     if (s.ok() && !ctx_->MayWrite(seen, fence_, now)) lost_ = true;
     return lost_;
   }
@@ -308,7 +422,8 @@ class LmdbGrant final : public LeadershipGrant {
   std::unique_ptr<LockFile> lock_file_ ABSL_GUARDED_BY(mu_);
   bool lost_ ABSL_GUARDED_BY(mu_) = false;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time expiry_ ABSL_GUARDED_BY(mu_);
+  // When the grant lapses, in boot time (LeaseContext::boot_clock).
+  absl::Time boot_expiry_ ABSL_GUARDED_BY(mu_);
 };
 
 class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
@@ -321,7 +436,10 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
         clock_(ctx_->clock),
         limits_(limits) {}
 
+  Environment& env() { return env_; }
+
   absl::StatusOr<Entry> Get(absl::string_view key) override {
+    if (env_.InForkedChild()) return ForkedChildError();
     absl::Status valid = ValidateKey(key, limits_);
     if (!valid.ok()) return valid;
     Entry entry;
@@ -349,6 +467,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
 
   absl::StatusOr<std::vector<std::string>> List(
       absl::string_view prefix) override {
+    if (env_.InForkedChild()) return ForkedChildError();
     absl::Status valid = ValidatePrefix(prefix, limits_);
     if (!valid.ok()) return valid;
     std::vector<std::string> children;
@@ -391,15 +510,17 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
 
   absl::StatusOr<uint64_t> Commit(absl::Span<const WriteOp> ops,
                                   FenceToken fence) override {
+    if (env_.InForkedChild(/*by_pid=*/true)) return ForkedChildError();
     absl::Status valid = ValidateBatch(ops, limits_);
     if (!valid.ok()) return valid;
+    env_.MaybeCheckReaders(ctx_->BootNow());
     uint64_t revision = 0;
     absl::Status s = env_.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
       if (fence != kNoFence) {
         absl::StatusOr<std::optional<LeaseRecord>> record =
             ReadLease(txn.txn(), env_.dbi());
         if (!record.ok()) return record.status();
-        if (!ctx_->MayWrite(*record, fence, clock_->Now())) {
+        if (!ctx_->MayWrite(*record, fence, ctx_->BootNow())) {
           return StaleFenceError(fence);
         }
       }
@@ -448,6 +569,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   }
 
   absl::StatusOr<uint64_t> Revision() override {
+    if (env_.InForkedChild()) return ForkedChildError();
     uint64_t revision = 0;
     absl::Status s = env_.Read([&](MDB_txn* txn) -> absl::Status {
       absl::StatusOr<uint64_t> r = ReadRevision(txn, env_.dbi());
@@ -462,11 +584,15 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   HaBackend* ha() override { return this; }
   BackendLimits limits() const override { return limits_; }
 
-  absl::Status Sync() override { return env_.Sync(); }
+  absl::Status Sync() override {
+    if (env_.InForkedChild(/*by_pid=*/true)) return ForkedChildError();
+    return env_.Sync();
+  }
   const std::string& dir() const override { return dir_; }
 
   absl::StatusOr<std::unique_ptr<LeadershipGrant>> Acquire(
       const AcquireOptions& options) override {
+    if (env_.InForkedChild(/*by_pid=*/true)) return ForkedChildError();
     if (options.holder.empty()) {
       return absl::InvalidArgumentError("lease holder value is empty");
     }
@@ -477,11 +603,13 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
       if (options.cancel != nullptr && options.cancel->cancelled()) {
         return absl::CancelledError("lease acquire cancelled");
       }
+      const absl::Time boot_now = ctx_->BootNow();
+      env_.MaybeCheckReaders(boot_now);
       // Look first in a read transaction, so waiting contenders never
       // take the writer lock from the holder's writes.
       absl::StatusOr<std::optional<LeaseRecord>> seen = ReadLeaseNow();
       if (!seen.ok()) return seen.status();
-      if (!seen->has_value() || !ctx_->InForce(**seen, clock_->Now())) {
+      if (!seen->has_value() || !ctx_->InForce(**seen, boot_now)) {
         absl::StatusOr<std::unique_ptr<LeadershipGrant>> grant =
             TryGrant(options);
         if (!grant.ok() || *grant != nullptr) return grant;
@@ -495,16 +623,21 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   }
 
   absl::StatusOr<std::optional<LeaseHolder>> CurrentHolder() override {
+    if (env_.InForkedChild(/*by_pid=*/true)) return ForkedChildError();
+    const absl::Time boot_now = ctx_->BootNow();
+    env_.MaybeCheckReaders(boot_now);
     absl::StatusOr<std::optional<LeaseRecord>> record = ReadLeaseNow();
     if (!record.ok()) return record.status();
-    if (!record->has_value() || !ctx_->InForce(**record, clock_->Now())) {
+    if (!record->has_value() || !ctx_->InForce(**record, boot_now)) {
       return std::optional<LeaseHolder>();
     }
-    return std::optional<LeaseHolder>(
-        LeaseHolder{(*record)->holder, (*record)->fence, (*record)->expiry});
+    return std::optional<LeaseHolder>(LeaseHolder{
+        (*record)->holder, (*record)->fence,
+        ctx_->ToInterfaceTime(ctx_->BootExpiry(**record, boot_now), boot_now)});
   }
 
   absl::Status BreakLease(FenceToken fence) override {
+    if (env_.InForkedChild(/*by_pid=*/true)) return ForkedChildError();
     absl::Status s = env_.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
       absl::StatusOr<std::optional<LeaseRecord>> record =
           ReadLease(txn.txn(), env_.dbi());
@@ -542,42 +675,89 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   // see the record without the lock.
   absl::StatusOr<std::unique_ptr<LeadershipGrant>> TryGrant(
       const AcquireOptions& options) {
-    auto lock_file = std::make_unique<LockFile>();
+    const lmdb_internal::TestHooks* hooks = ctx_->hooks;
+    auto lock_file = std::make_unique<LockFile>(ctx_->dir_fd);
     LeaseRecord granted;
     FenceToken previous = kNoFence;
     bool free = false;
     absl::Status s = env_.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
-      absl::StatusOr<std::optional<LeaseRecord>> record =
-          ReadLease(txn.txn(), env_.dbi());
-      if (!record.ok()) return record.status();
-      const absl::Time now = clock_->Now();
-      free = !record->has_value() || !ctx_->InForce(**record, now);
-      if (!free) return false;
-      previous = record->has_value() ? (*record)->fence : kNoFence;
-      granted.active = true;
-      granted.fence = previous + 1;
-      granted.expiry = now + options.ttl;
-      granted.ttl = options.ttl;
-      granted.pid = static_cast<uint32_t>(getpid());
-      granted.boot_id = ctx_->boot_id;
-      granted.holder = options.holder;
-      absl::Status locked = lock_file->Create(ctx_->LockPath(granted.fence));
-      if (!locked.ok()) return locked;
-      absl::Status put = txn.Put(env_.dbi(), kLeaseKey, EncodeLease(granted));
-      if (!put.ok()) return put;
-      return true;
+      absl::StatusOr<bool> wrote =
+          WriteGrant(txn, options, &granted, &previous, &free, *lock_file);
+      // Still under LMDB's writer lock, so no one else can be creating
+      // this lock file: removing it now is safe. Once the transaction
+      // has ended it is not (see below).
+      if (!wrote.ok() || !*wrote) lock_file->RemoveIfOurs();
+      return wrote;
     });
     if (!s.ok()) {
-      lock_file->Remove();
+      if (hooks != nullptr && hooks->after_failed_grant) {
+        hooks->after_failed_grant();
+      }
+      // If the commit itself failed, the file is still there, but the
+      // writer lock is gone: another process may have been granted the
+      // same fence and created its own file under this name, so never
+      // unlink by path here. An unlocked leftover is harmless: the
+      // record does not name it, and the next grant of this fence
+      // replaces it.
+      lock_file->Close();
       return s;
     }
     if (!free) return std::unique_ptr<LeadershipGrant>();
     // The previous holder is gone or deposed: its lock file is litter now
     // (a hung holder keeps its descriptor; unlinking does not disturb it).
-    if (previous != kNoFence) unlink(ctx_->LockPath(previous).c_str());
-    return std::unique_ptr<LeadershipGrant>(
-        new LmdbGrant(ctx_, granted.fence, granted.holder, granted.ttl,
-                      granted.expiry, std::move(lock_file)));
+    // Its grant committed before ours, so no one creates that name again.
+    if (previous != kNoFence) {
+      unlinkat(ctx_->dir_fd, LockName(previous).c_str(), 0);
+    }
+    auto grant = std::make_unique<LmdbGrant>(
+        ctx_, granted.fence, granted.holder, granted.ttl, granted.expiry,
+        std::move(lock_file));
+    if (env_.durability() != LmdbBackendOptions::Durability::kSynced) {
+      // Without a synced grant, a power loss could roll the record back
+      // and the same fence be issued again, to another holder. So a grant
+      // is durable before its fence is handed out, whatever the
+      // durability of data commits.
+      absl::Status synced = env_.Sync();
+      if (!synced.ok()) {
+        grant->Release().IgnoreError();
+        return absl::UnavailableError(
+            absl::StrCat("lease grant ", granted.fence,
+                         " could not be made durable: ", synced.message()));
+      }
+    }
+    return std::unique_ptr<LeadershipGrant>(std::move(grant));
+  }
+
+  // The body of TryGrant's write transaction: true if it granted (and
+  // created `lock_file`), false if the lease is held.
+  absl::StatusOr<bool> WriteGrant(WriteTxn& txn, const AcquireOptions& options,
+                                  LeaseRecord* granted, FenceToken* previous,
+                                  bool* free, LockFile& lock_file) {
+    absl::StatusOr<std::optional<LeaseRecord>> record =
+        ReadLease(txn.txn(), env_.dbi());
+    if (!record.ok()) return record.status();
+    const absl::Time now = ctx_->BootNow();
+    *free = !record->has_value() || !ctx_->InForce(**record, now);
+    if (!*free) return false;
+    *previous = record->has_value() ? (*record)->fence : kNoFence;
+    granted->expiry_clock = lmdb_internal::ExpiryClock::kBoot;
+    granted->active = true;
+    granted->fence = *previous + 1;
+    granted->expiry = now + options.ttl;
+    granted->ttl = options.ttl;
+    granted->pid = static_cast<uint32_t>(getpid());
+    granted->boot_id = ctx_->boot_id;
+    granted->holder = options.holder;
+    absl::Status locked = lock_file.Create(LockName(granted->fence));
+    if (!locked.ok()) return locked;
+    absl::Status put = txn.Put(env_.dbi(), kLeaseKey, EncodeLease(*granted));
+    if (!put.ok()) return put;
+    const lmdb_internal::TestHooks* hooks = ctx_->hooks;
+    if (hooks != nullptr && hooks->inside_grant) {
+      absl::Status injected = hooks->inside_grant();
+      if (!injected.ok()) return injected;
+    }
+    return true;
   }
 
   // Constant after construction.
@@ -590,8 +770,11 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LmdbBackend>> LmdbBackend::Open(
-    const std::string& dir, const LmdbBackendOptions& options) {
+namespace {
+
+absl::StatusOr<std::unique_ptr<LmdbBackend>> OpenBackend(
+    const std::string& dir, const LmdbBackendOptions& options,
+    const lmdb_internal::TestHooks* hooks) {
   if (dir.empty()) {
     return absl::InvalidArgumentError("LMDB directory path is empty");
   }
@@ -615,17 +798,60 @@ absl::StatusOr<std::unique_ptr<LmdbBackend>> LmdbBackend::Open(
   if (options.max_readers == 0) {
     return absl::InvalidArgumentError("max_readers must be positive");
   }
+  auto ctx = std::make_shared<LeaseContext>();
+  ctx->hooks = hooks;
+  if (!options.boot_id.empty()) {
+    ctx->boot_id = options.boot_id;
+  } else {
+    absl::StatusOr<std::string> boot_id =
+        ReadBootId(hooks != nullptr && !hooks->boot_id_path.empty()
+                       ? hooks->boot_id_path
+                       : std::string(kKernelBootIdPath));
+    if (!boot_id.ok()) return boot_id.status();
+    ctx->boot_id = *std::move(boot_id);
+  }
   absl::StatusOr<std::shared_ptr<Environment>> env =
       Environment::OpenShared(dir, options);
   if (!env.ok()) return env.status();
-  auto ctx = std::make_shared<LeaseContext>();
   ctx->env = *std::move(env);
   ctx->clock = options.clock != nullptr ? options.clock : RealClock();
+  ctx->boot_clock = options.boot_clock != nullptr ? options.boot_clock
+                    : options.clock != nullptr    ? options.clock
+                                                  : DefaultBootClock();
+  // Slots of readers that died since anyone last looked.
+  ctx->env->CheckReadersAt(ctx->BootNow());
+  ctx->dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (ctx->dir_fd < 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", dir));
+  }
   ctx->dir = dir;
-  ctx->boot_id = options.boot_id.empty() ? ReadBootId() : options.boot_id;
   ctx->poll = options.poll_interval;
   return std::unique_ptr<LmdbBackend>(
       new LmdbBackendImpl(dir, std::move(ctx), options.limits));
 }
 
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LmdbBackend>> LmdbBackend::Open(
+    const std::string& dir, const LmdbBackendOptions& options) {
+  return OpenBackend(dir, options, nullptr);
+}
+
+namespace lmdb_internal {
+
+absl::StatusOr<std::unique_ptr<LmdbBackend>> OpenWithTestHooks(
+    const std::string& dir, const LmdbBackendOptions& options,
+    const TestHooks* hooks) {
+  return OpenBackend(dir, options, hooks);
+}
+
+uint64_t SyncCount(LmdbBackend& backend) {
+  return static_cast<LmdbBackendImpl&>(backend).env().syncs();
+}
+
+uint64_t ReadersCleared(LmdbBackend& backend) {
+  return static_cast<LmdbBackendImpl&>(backend).env().readers_cleared();
+}
+
+}  // namespace lmdb_internal
 }  // namespace strongbox

@@ -6,8 +6,6 @@ namespace strongbox {
 namespace lmdb_internal {
 namespace {
 
-constexpr uint8_t kLeaseRecordVersion = 1;
-
 void PutFixed32(std::string* out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
 }
@@ -106,7 +104,8 @@ absl::StatusOr<uint64_t> DecodeRevision(absl::string_view bytes) {
 
 std::string EncodeLease(const LeaseRecord& record) {
   std::string out;
-  out.push_back(static_cast<char>(kLeaseRecordVersion));
+  // The record version is the expiry's clock (ExpiryClock's values).
+  out.push_back(static_cast<char>(record.expiry_clock));
   out.push_back(record.active ? 1 : 0);
   PutFixed64(&out, record.fence);
   PutFixed64(&out, static_cast<uint64_t>(absl::ToUnixNanos(record.expiry)));
@@ -131,9 +130,12 @@ absl::StatusOr<LeaseRecord> DecodeLease(absl::string_view bytes) {
   record.pid = r.U32();
   record.boot_id = r.Bytes();
   record.holder = r.Bytes();
-  if (!r.ok() || version != kLeaseRecordVersion || active > 1) {
+  if (!r.ok() || active > 1 ||
+      (version != static_cast<uint8_t>(ExpiryClock::kWall) &&
+       version != static_cast<uint8_t>(ExpiryClock::kBoot))) {
     return absl::DataLossError("the lease record is corrupt");
   }
+  record.expiry_clock = static_cast<ExpiryClock>(version);
   return record;
 }
 

@@ -47,7 +47,20 @@ absl::StatusOr<uint64_t> DecodeRevision(absl::string_view bytes);
 // whether the grant numbered `fence` is still in force (it may also have
 // expired or died, which readers judge for themselves). `fence` is the
 // highest fence ever granted, so the next grant is fence + 1.
+//
+// Record version 2 (written by this code) stores `expiry` as time since the
+// machine booted (CLOCK_BOOTTIME, as absl::UnixEpoch() + that duration): the
+// record is only meaningful during the boot named by `boot_id`, and that
+// clock is shared by every process of the boot and never stepped. Version 1
+// (older releases) stored wall-clock time; it is still read, and judged by
+// the wall clock until the record is next written.
+enum class ExpiryClock : uint8_t {
+  kWall = 1,  // record version 1: absl::Time of the wall clock
+  kBoot = 2,  // record version 2: time since boot
+};
+
 struct LeaseRecord {
+  ExpiryClock expiry_clock = ExpiryClock::kBoot;
   bool active = false;
   uint64_t fence = 0;
   absl::Time expiry = absl::InfinitePast();
@@ -56,8 +69,10 @@ struct LeaseRecord {
   std::string boot_id;
   std::string holder;
 };
+// Writes record version `record.expiry_clock` (2 unless a test writes an
+// old record on purpose).
 std::string EncodeLease(const LeaseRecord& record);
-// DATA_LOSS if malformed.
+// Reads versions 1 and 2. DATA_LOSS if malformed or of another version.
 absl::StatusOr<LeaseRecord> DecodeLease(absl::string_view bytes);
 
 }  // namespace lmdb_internal

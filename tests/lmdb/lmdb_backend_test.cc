@@ -1,12 +1,16 @@
 // LmdbBackend beyond the conformance suite: opening (errors, options,
 // reopen), map growth, several backends on one directory in one process,
 // and the lease rules that only a multi-process store has (boot identity,
-// holder liveness by file lock).
+// holder liveness by file lock, boot-time expiry, lock files reached through
+// the directory, fork, grants synced whatever the durability).
 #include "strongbox/lmdb_backend.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <lmdb.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -19,6 +23,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "lib/lmdb/records.h"
+#include "lib/lmdb/test_hooks.h"
 #include "strongbox/testing/fake_clock.h"
 #include "tests/lmdb/test_support.h"
 
@@ -380,7 +386,8 @@ TEST(LmdbLeaseTest, DefaultBootIdIsReadFromTheKernel) {
   EXPECT_TRUE(b->ha()->CurrentHolder()->has_value());
 }
 
-TEST(LmdbLeaseTest, ExpiryIsWallClockAndSurvivesReopen) {
+TEST(LmdbLeaseTest, ExpiryFollowsTheInjectedClockAndSurvivesReopen) {
+  // One injected clock drives both the interface and the record's expiry.
   FakeClock clock;
   const std::string dir = NewTestDir();
   LmdbBackendOptions options;
@@ -400,6 +407,371 @@ TEST(LmdbLeaseTest, ExpiryIsWallClockAndSurvivesReopen) {
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_TRUE((*grant)->Lost());
   EXPECT_EQ((*grant)->Renew().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+bool FileExists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+// ------------------------------------------------- boot-time lease expiry
+
+TEST(LmdbLeaseTest, SteppedWallClockNeitherStretchesNorCutsAGrant) {
+  FakeClock wall;
+  FakeClock boot(absl::UnixEpoch() + absl::Hours(30));  // time since boot
+  LmdbBackendOptions options;
+  options.clock = &wall;
+  options.boot_clock = &boot;
+  const std::string dir = NewTestDir();
+  auto a = OpenOrDie(dir, options);
+  auto b = OpenOrDie(dir, options);
+  auto grant = a->ha()->Acquire(Holder("node-a", absl::Seconds(10)));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  const FenceToken fence = (*grant)->fence();
+  EXPECT_EQ((*grant)->expiry(), wall.Now() + absl::Seconds(10));
+
+  // The wall clock jumps forward far past the TTL: a healthy holder keeps
+  // its lease.
+  wall.Advance(absl::Hours(1));
+  EXPECT_FALSE((*grant)->Lost());
+  auto holder = b->ha()->CurrentHolder();
+  ASSERT_TRUE(holder.ok() && holder->has_value());
+  EXPECT_EQ((*holder)->holder, "node-a");
+  // Reported in the interface's (stepped) clock.
+  EXPECT_EQ((*holder)->expiry, wall.Now() + absl::Seconds(10));
+  EXPECT_EQ(
+      b->ha()
+          ->Acquire(Holder("node-b", absl::Seconds(10), absl::InfinitePast()))
+          .status()
+          .code(),
+      absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(a->Put("k", "v", fence).ok());
+  ASSERT_TRUE((*grant)->Renew().ok());
+  EXPECT_EQ((*grant)->expiry(), wall.Now() + absl::Seconds(10));
+
+  // The wall clock steps back by ten hours and the holder hangs past its
+  // TTL: its lease is not stretched by the step.
+  wall.Set(wall.Now() - absl::Hours(10));
+  boot.Advance(absl::Seconds(11));
+  EXPECT_TRUE((*grant)->Lost());
+  EXPECT_FALSE(b->ha()->CurrentHolder()->has_value());
+  EXPECT_EQ(a->Put("k", "stale", fence).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto next = b->ha()->Acquire(
+      Holder("node-b", absl::Seconds(10), absl::InfinitePast()));
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ((*next)->fence(), fence + 1);
+}
+
+TEST(LmdbLeaseTest, WallClockRecordOfAnOlderReleaseIsStillHonoured) {
+  FakeClock wall;
+  FakeClock boot(absl::UnixEpoch() + absl::Hours(30));
+  LmdbBackendOptions options;
+  options.clock = &wall;
+  options.boot_clock = &boot;
+  options.boot_id = "this-boot";
+  const std::string dir = NewTestDir();
+  ASSERT_NE(OpenOrDie(dir, options), nullptr);  // creates the store
+  // An active version-1 grant (wall-clock expiry) whose holder is alive.
+  lmdb_internal::LeaseRecord old;
+  old.expiry_clock = lmdb_internal::ExpiryClock::kWall;
+  old.active = true;
+  old.fence = 7;
+  old.expiry = wall.Now() + absl::Minutes(1);
+  old.ttl = absl::Minutes(1);
+  old.boot_id = "this-boot";
+  old.holder = "old-release";
+  MDB_dbi dbi;
+  RawLmdbPut(dir, &dbi, nullptr, std::string(lmdb_internal::kLeaseKey),
+             lmdb_internal::EncodeLease(old));
+  const std::string lock_path = dir + "/lease-7.lock";
+  int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  struct flock lock = {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  ASSERT_EQ(fcntl(fd, F_OFD_SETLK, &lock), 0);
+
+  auto b = OpenOrDie(dir, options);
+  auto holder = b->ha()->CurrentHolder();
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  ASSERT_TRUE(holder->has_value());
+  EXPECT_EQ((*holder)->holder, "old-release");
+  EXPECT_EQ((*holder)->expiry, wall.Now() + absl::Minutes(1));
+  // Judged by the wall clock it was written with.
+  wall.Advance(absl::Minutes(2));
+  EXPECT_FALSE(b->ha()->CurrentHolder()->has_value());
+  auto next = b->ha()->Acquire(
+      Holder("node-b", absl::Seconds(10), absl::InfinitePast()));
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ((*next)->fence(), 8u);
+  close(fd);
+}
+
+// -------------------------------------------- lock files of failed grants
+
+TEST(LmdbLeaseTest, FailedGrantNeverRemovesASuccessorsLockFile) {
+  const std::string dir = NewTestDir();
+  auto b = OpenOrDie(dir);
+  std::unique_ptr<LeadershipGrant> successor;
+  lmdb_internal::TestHooks hooks;
+  // a's grant fails after it created lease-1.lock; before a cleans up, b
+  // is granted the same fence and creates its own lease-1.lock.
+  hooks.inside_grant = [] { return absl::UnavailableError("injected"); };
+  hooks.after_failed_grant = [&] {
+    auto grant = b->ha()->Acquire(Holder("node-b", absl::Seconds(30)));
+    ASSERT_TRUE(grant.ok()) << grant.status();
+    successor = *std::move(grant);
+  };
+  auto a = lmdb_internal::OpenWithTestHooks(dir, {}, &hooks);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ((*a)->ha()->Acquire(Holder("node-a", absl::Seconds(30))).status(),
+            absl::UnavailableError("injected"));
+  ASSERT_NE(successor, nullptr);
+  const FenceToken fence = successor->fence();
+  EXPECT_EQ(fence, 1u);
+  EXPECT_TRUE(FileExists(absl::StrCat(dir, "/lease-", fence, ".lock")));
+  // The successor is alive and everyone sees it so.
+  auto c = OpenOrDie(dir);
+  auto holder = c->ha()->CurrentHolder();
+  ASSERT_TRUE(holder.ok() && holder->has_value())
+      << "the live successor's lock file was removed";
+  EXPECT_EQ((*holder)->holder, "node-b");
+  EXPECT_EQ(
+      c->ha()
+          ->Acquire(Holder("node-c", absl::Seconds(30), absl::InfinitePast()))
+          .status()
+          .code(),
+      absl::StatusCode::kDeadlineExceeded);
+  EXPECT_FALSE(successor->Lost());
+  EXPECT_TRUE(b->Put("k", "v", fence).ok());
+}
+
+TEST(LmdbLeaseTest, FailedGrantLeavesNoLockFileBehind) {
+  const std::string dir = NewTestDir();
+  lmdb_internal::TestHooks hooks;
+  hooks.inside_grant = [] { return absl::UnavailableError("injected"); };
+  auto a = lmdb_internal::OpenWithTestHooks(dir, {}, &hooks);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_FALSE((*a)->ha()->Acquire(Holder("node-a", absl::Seconds(30))).ok());
+  EXPECT_FALSE(FileExists(dir + "/lease-1.lock"));
+}
+
+// ------------------------------------------------------------- boot id
+
+TEST(LmdbLeaseTest, UnreadableBootIdFailsOpen) {
+  const std::string dir = NewTestDir();
+  lmdb_internal::TestHooks hooks;
+  hooks.boot_id_path = NewTestDir("no-such-boot-id");
+  auto missing = lmdb_internal::OpenWithTestHooks(dir, {}, &hooks);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound)
+      << missing.status();
+  EXPECT_NE(missing.status().message().find("boot id"),
+            absl::string_view::npos);
+  hooks.boot_id_path = NewTestDir("empty-boot-id");
+  WriteFile(hooks.boot_id_path, "\n");
+  EXPECT_EQ(lmdb_internal::OpenWithTestHooks(dir, {}, &hooks).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  WriteFile(hooks.boot_id_path, "3f1e0c4a-boot\n");
+  EXPECT_TRUE(lmdb_internal::OpenWithTestHooks(dir, {}, &hooks).ok());
+}
+
+// Lowers the descriptor limit and opens /dev/null until it is reached;
+// undoes both when destroyed.
+class DescriptorExhaustion {
+ public:
+  DescriptorExhaustion() {
+    getrlimit(RLIMIT_NOFILE, &saved_);
+    struct rlimit low = saved_;
+    low.rlim_cur = std::min<rlim_t>(saved_.rlim_cur, 4096);
+    setrlimit(RLIMIT_NOFILE, &low);
+    while (true) {
+      int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) break;
+      fds_.push_back(fd);
+    }
+  }
+  ~DescriptorExhaustion() {
+    for (int fd : fds_) close(fd);
+    setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+
+ private:
+  struct rlimit saved_;
+  std::vector<int> fds_;
+};
+
+TEST(LmdbLeaseTest, ExhaustedDescriptorsNeverMakeALiveHolderLookDead) {
+  const std::string dir = NewTestDir();
+  auto a = OpenOrDie(dir);
+  auto grant = a->ha()->Acquire(Holder("node-a", absl::Seconds(30)));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  absl::StatusOr<std::unique_ptr<LmdbBackend>> b;
+  std::string seen = "(not asked)";
+  {
+    DescriptorExhaustion exhausted;
+    // The environment is already open in this process: Open needs no
+    // LMDB descriptor, only the boot id (and the directory).
+    b = LmdbBackend::Open(dir);
+    if (b.ok()) {
+      auto holder = (*b)->ha()->CurrentHolder();
+      seen = !holder.ok()           ? holder.status().ToString()
+             : !holder->has_value() ? "nobody"
+                                    : (*holder)->holder;
+    }
+  }
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kResourceExhausted)
+      << b.status() << "; holder seen: " << seen;
+  EXPECT_NE(b.status().message().find("boot id"), absl::string_view::npos)
+      << b.status();
+  // With descriptors again, it opens and sees the holder.
+  auto again = OpenOrDie(dir);
+  auto holder = again->ha()->CurrentHolder();
+  ASSERT_TRUE(holder.ok() && holder->has_value());
+  EXPECT_EQ((*holder)->holder, "node-a");
+}
+
+// ---------------------------------------------- a relative directory
+
+// Restores the working directory when destroyed.
+class WorkingDirectory {
+ public:
+  WorkingDirectory() {
+    char buf[PATH_MAX];
+    if (getcwd(buf, sizeof(buf)) != nullptr) saved_ = buf;
+  }
+  ~WorkingDirectory() {
+    if (!saved_.empty()) EXPECT_EQ(chdir(saved_.c_str()), 0);
+  }
+
+ private:
+  std::string saved_;
+};
+
+TEST(LmdbLeaseTest, RelativeDirectoryKeepsWorkingAfterChdir) {
+  WorkingDirectory restore;
+  const std::string base = NewTestDir("cwd");
+  const std::string elsewhere = NewTestDir("elsewhere");
+  ASSERT_EQ(mkdir(base.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(elsewhere.c_str(), 0755), 0);
+  ASSERT_EQ(chdir(base.c_str()), 0);
+  auto a = OpenOrDie("store");
+  auto b = OpenOrDie("store");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  auto grant = a->ha()->Acquire(Holder("node-a", absl::Seconds(30)));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  // The host daemonizes.
+  ASSERT_EQ(chdir(elsewhere.c_str()), 0);
+  auto holder = b->ha()->CurrentHolder();
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  ASSERT_TRUE(holder->has_value()) << "the live holder looked dead";
+  EXPECT_EQ((*holder)->holder, "node-a");
+  EXPECT_EQ(
+      b->ha()
+          ->Acquire(Holder("node-b", absl::Seconds(30), absl::InfinitePast()))
+          .status()
+          .code(),
+      absl::StatusCode::kDeadlineExceeded);
+  // Release removes the right file; a new grant creates its own.
+  ASSERT_TRUE((*grant)->Release().ok());
+  EXPECT_FALSE(FileExists(base + "/store/lease-1.lock"));
+  auto next = b->ha()->Acquire(Holder("node-b", absl::Seconds(30)));
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_TRUE(FileExists(base + "/store/lease-2.lock"));
+  EXPECT_FALSE(FileExists(elsewhere + "/store"));
+}
+
+// ------------------------------------------------------------------ fork
+
+TEST(LmdbLeaseTest, ForkedChildGetsAnErrorAndLeavesTheParentsGrantAlone) {
+  const std::string dir = NewTestDir();
+  auto backend = OpenOrDie(dir);
+  ASSERT_TRUE(backend->Put("k", "v").ok());
+  ASSERT_TRUE(backend->Get("k").ok());  // a pooled read transaction exists
+  auto grant = backend->ha()->Acquire(Holder("parent", absl::Seconds(30)));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  const FenceToken fence = (*grant)->fence();
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // No gtest in the child: one letter per call, 'E' for the expected
+    // FAILED_PRECONDITION (or a lost grant), 'X' for anything else.
+    auto code = [](const absl::Status& s) {
+      return s.code() == absl::StatusCode::kFailedPrecondition ? 'E' : 'X';
+    };
+    std::string out;
+    out += code(backend->Put("k", "child", fence).status());
+    out += code(backend->Put("k2", "child").status());
+    out += code(backend->Get("k").status());
+    out += code(backend->ha()->CurrentHolder().status());
+    out += code(
+        backend->ha()
+            ->Acquire(Holder("child", absl::Seconds(30), absl::InfinitePast()))
+            .status());
+    out += code((*grant)->Renew());
+    out += (*grant)->Lost() ? 'E' : 'X';
+    out += code((*grant)->Release());
+    out += code(backend->ha()->BreakLease(fence));
+    // The child may open the directory afresh (while the parent's backend
+    // still exists in it) and use it ('R': read ok).
+    {
+      auto own = LmdbBackend::Open(dir);
+      const bool read_ok =
+          own.ok() && (*own)->Get("k").ok() && (*own)->Get("k")->value == "v";
+      out += read_ok ? 'R' : 'X';
+    }
+    // Destroying them in the child must not disturb the parent.
+    grant->reset();
+    backend.reset();
+    (void)!write(pipe_fds[1], out.data(), out.size());
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  char buf[64];
+  const ssize_t n = read(pipe_fds[0], buf, sizeof(buf));
+  close(pipe_fds[0]);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buf, n), "EEEEEEEEER")
+      << "order: fenced put, put, get, current holder, acquire, renew, "
+         "lost, release, break, reopen and read";
+  // The parent still holds its grant and reads through its pooled
+  // transactions.
+  EXPECT_EQ(backend->Get("k")->value, "v");
+  EXPECT_FALSE((*grant)->Lost());
+  EXPECT_TRUE((*grant)->Renew().ok());
+  EXPECT_TRUE(backend->Put("k", "parent", fence).ok());
+  auto other = OpenOrDie(dir);
+  auto holder = other->ha()->CurrentHolder();
+  ASSERT_TRUE(holder.ok() && holder->has_value());
+  EXPECT_EQ((*holder)->holder, "parent");
+  EXPECT_EQ((*holder)->fence, fence);
+}
+
+// ---------------------------------------------------- durable grants
+
+TEST(LmdbLeaseTest, GrantsAreSyncedWhateverTheDurability) {
+  for (Durability durability : {Durability::kNoSync, Durability::kNoMetaSync}) {
+    SCOPED_TRACE(static_cast<int>(durability));
+    LmdbBackendOptions options;
+    options.durability = durability;
+    auto opened =
+        lmdb_internal::OpenWithTestHooks(NewTestDir(), options, nullptr);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    LmdbBackend& backend = **opened;
+    const uint64_t before = lmdb_internal::SyncCount(backend);
+    ASSERT_TRUE(backend.Put("k", "v").ok());
+    EXPECT_EQ(lmdb_internal::SyncCount(backend), before)
+        << "data commits follow the durability option";
+    auto grant = backend.ha()->Acquire(Holder("node", absl::Seconds(30)));
+    ASSERT_TRUE(grant.ok()) << grant.status();
+    EXPECT_EQ(lmdb_internal::SyncCount(backend), before + 1)
+        << "the grant was handed out before it was durable";
+  }
 }
 
 }  // namespace

@@ -14,6 +14,16 @@
 //   lmdb_child fill DIR COUNT BYTES
 //       Opens with a 1 MiB initial map, writes COUNT values of BYTES under
 //       fill/<i>, prints "DONE <revision>".
+//   lmdb_child reader DIR COUNT -
+//       A reader to be killed mid-read: opens the directory's LMDB
+//       environment as LmdbBackend does (MDB_NOTLS) and begins up to COUNT
+//       read transactions (fewer if the reader table fills up), each
+//       reading the store's revision record and left open, so each holds
+//       a reader slot and pins its snapshot; prints "READING <n>" and
+//       waits to be killed.
+#include <lmdb.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -110,9 +120,35 @@ int Fill(const std::string& dir, int count, int bytes) {
   return 0;
 }
 
+int Reader(const std::string& dir, int count) {
+  MDB_env* env = nullptr;
+  int rc = mdb_env_create(&env);
+  if (rc == 0) rc = mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0644);
+  if (rc != 0) {
+    Say(absl::StrCat("ERROR ", mdb_strerror(rc)));
+    return 2;
+  }
+  int open = 0;
+  for (; open < count; ++open) {
+    MDB_txn* txn = nullptr;
+    if (mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) != 0) break;
+    MDB_dbi dbi;
+    MDB_val key{9, const_cast<char*>("\0revision")};
+    MDB_val value;
+    if (mdb_dbi_open(txn, nullptr, 0, &dbi) != 0 ||
+        mdb_get(txn, dbi, &key, &value) != 0) {
+      Say("ERROR reading");
+      return 2;
+    }
+  }
+  Say(absl::StrCat("READING ", open));
+  while (true) pause();
+}
+
 int Main(int argc, char** argv) {
   if (argc != 5) {
-    std::fprintf(stderr, "usage: lmdb_child writer|contender|fill DIR A B\n");
+    std::fprintf(stderr,
+                 "usage: lmdb_child writer|contender|fill|reader DIR A B\n");
     return 1;
   }
   const std::string mode = argv[1];
@@ -121,6 +157,9 @@ int Main(int argc, char** argv) {
   if (mode == "writer" && absl::SimpleAtoi(argv[3], &a)) return Writer(dir, a);
   if (mode == "contender" && absl::SimpleAtoi(argv[4], &b)) {
     return Contender(dir, argv[3], b);
+  }
+  if (mode == "reader" && absl::SimpleAtoi(argv[3], &a)) {
+    return Reader(dir, a);
   }
   if (mode == "fill" && absl::SimpleAtoi(argv[3], &a) &&
       absl::SimpleAtoi(argv[4], &b)) {

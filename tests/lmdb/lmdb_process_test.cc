@@ -5,7 +5,9 @@
 //     (file lock, not TTL); SIGSTOP of the holder hands it over after the
 //     TTL, and after SIGCONT the old holder's fenced write is refused with
 //     nothing applied and it reports the loss;
-//   * a map grown by another process is adopted (MDB_MAP_RESIZED).
+//   * a map grown by another process is adopted (MDB_MAP_RESIZED);
+//   * readers killed with SIGKILL (mid-read) neither exhaust the reader
+//     table nor pin a snapshot that makes data.mdb grow without bound.
 // Timing is reported, not asserted tightly (shared, noisy machines).
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +15,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +36,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "strongbox/lmdb_backend.h"
+#include "strongbox/testing/fake_clock.h"
 #include "tests/lmdb/test_support.h"
 
 extern char** environ;
@@ -356,6 +360,111 @@ TEST(LmdbProcessTest, MapGrownByAnotherProcessIsAdopted) {
   }
   // And this process writes past its own old map too.
   EXPECT_TRUE((*backend)->Put("after", std::string(1 << 20, 'y')).ok());
+}
+
+// ------------------------------------------------- readers of dead processes
+
+// Starts a reader child that begins up to `count` read transactions and
+// stays inside them; returns how many it got (-1 on failure).
+int StartReader(const std::string& dir, int count,
+                std::vector<std::unique_ptr<Child>>* children) {
+  children->push_back(std::make_unique<Child>(
+      std::vector<std::string>{"reader", dir, absl::StrCat(count), "-"}));
+  auto line = children->back()->ReadLine(absl::Seconds(10));
+  int n;
+  if (!line.has_value() || line->rfind("READING ", 0) != 0 ||
+      !absl::SimpleAtoi(line->substr(8), &n)) {
+    return -1;
+  }
+  return n;
+}
+
+TEST(LmdbProcessTest, KilledReadersDoNotExhaustTheReaderTable) {
+  const std::string dir = NewTestDir("readers");
+  constexpr int kMaxReaders = 6;
+  // Real clocks: the lease is shared with the child processes.
+  LmdbBackendOptions options;
+  options.max_readers = kMaxReaders;  // this process opens first: it counts
+  auto backend = LmdbBackend::Open(dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  HaBackend* ha = (*backend)->ha();
+  for (int round = 0; round < 5; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    // Three reader processes take every free slot, then die mid-read.
+    std::vector<std::unique_ptr<Child>> readers;
+    int taken = 0;
+    for (int i = 0; i < 3; ++i) {
+      const int n = StartReader(dir, 2, &readers);
+      ASSERT_GE(n, 0) << "reader " << i << " failed";
+      taken += n;
+    }
+    ASSERT_GT(taken, 0);
+    for (auto& reader : readers) {
+      reader->Signal(SIGKILL);
+      reader->Reap();
+    }
+    if (round == 0) {
+      // This process has no slot yet: its first read finds the table full
+      // (unless a second has passed since Open, and the periodic check
+      // frees the slots first).
+      auto holder = ha->CurrentHolder();
+      ASSERT_TRUE(holder.ok()) << holder.status();
+      EXPECT_FALSE(holder->has_value());
+    }
+    // A fresh process is elected.
+    Child contender({"contender", dir, "fresh", "60000"});
+    auto granted = contender.ReadLine(absl::Seconds(10));
+    ASSERT_TRUE(granted.has_value()) << "the fresh process said nothing";
+    ASSERT_EQ(granted->rfind("GRANTED ", 0), 0u) << *granted;
+    auto holder = ha->CurrentHolder();
+    ASSERT_TRUE(holder.ok()) << holder.status();
+    ASSERT_TRUE(holder->has_value());
+    EXPECT_EQ((*holder)->holder, "fresh");
+    // It dies too (leaving its own reader slot behind).
+    contender.Signal(SIGKILL);
+    contender.Reap();
+  }
+  auto grant = ha->Acquire([] {
+    AcquireOptions o;
+    o.holder = "survivor";
+    o.ttl = absl::Seconds(30);
+    o.deadline = absl::InfinitePast();
+    return o;
+  }());
+  EXPECT_TRUE(grant.ok()) << grant.status();
+}
+
+TEST(LmdbProcessTest, ReaderKilledMidReadDoesNotPinTheFile) {
+  const std::string dir = NewTestDir("pinned");
+  // The fake clock stands for the minutes a long-running writer lives
+  // through: one second per overwrite.
+  FakeClock clock;
+  LmdbBackendOptions options;
+  options.clock = &clock;
+  options.durability = LmdbBackendOptions::Durability::kNoSync;
+  auto backend = LmdbBackend::Open(dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  std::string value(64 << 10, 'v');
+  ASSERT_TRUE((*backend)->Put("big", value).ok());
+  // A reader opens a snapshot and dies inside it.
+  std::vector<std::unique_ptr<Child>> readers;
+  ASSERT_EQ(StartReader(dir, 1, &readers), 1);
+  readers[0]->Signal(SIGKILL);
+  readers[0]->Reap();
+  constexpr int kOverwrites = 600;
+  for (int i = 0; i < kOverwrites; ++i) {
+    clock.Advance(absl::Seconds(1));
+    value[i % value.size()] = static_cast<char>('a' + i % 26);
+    ASSERT_TRUE((*backend)->Put("big", value).ok()) << i;
+  }
+  ASSERT_TRUE((*backend)->Sync().ok());
+  struct stat st;
+  ASSERT_EQ(stat((dir + "/data.mdb").c_str(), &st), 0);
+  std::printf("data.mdb after %d overwrites of a 64 KiB value: %lld KiB\n",
+              kOverwrites, static_cast<long long>(st.st_size >> 10));
+  // Unpinned, LMDB reuses freed pages: a few copies of the value at most.
+  // Pinned, every overwrite adds one (about 38 MiB here).
+  EXPECT_LT(st.st_size, 4 << 20);
 }
 
 }  // namespace
