@@ -1072,6 +1072,15 @@ class ForkCheckedCoordinator final : public HaCoordinator {
     if (ForkedChild()) return ForkedChildError();
     return impl_->Rekey(current_shares, new_shares, new_threshold);
   }
+  absl::Status CompleteRekey(
+      absl::Span<const std::string> new_shares) override {
+    if (ForkedChild()) return ForkedChildError();
+    return impl_->CompleteRekey(new_shares);
+  }
+  absl::Status CancelRekey() override {
+    if (ForkedChild()) return ForkedChildError();
+    return impl_->CancelRekey();
+  }
   absl::StatusOr<uint32_t> Rotate() override {
     if (ForkedChild()) return ForkedChildError();
     return impl_->Rotate();
