@@ -510,7 +510,10 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
 
   absl::StatusOr<uint64_t> Commit(absl::Span<const WriteOp> ops,
                                   FenceToken fence) override {
-    if (env_.InForkedChild(/*by_pid=*/true)) return ForkedChildError();
+    // getpid() is a system call: paid only where a fence could be shared.
+    if (env_.InForkedChild(/*by_pid=*/fence != kNoFence)) {
+      return ForkedChildError();
+    }
     absl::Status valid = ValidateBatch(ops, limits_);
     if (!valid.ok()) return valid;
     env_.MaybeCheckReaders(ctx_->BootNow());
