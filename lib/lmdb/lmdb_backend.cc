@@ -827,6 +827,12 @@ absl::StatusOr<std::unique_ptr<LmdbBackend>> OpenBackend(
   if (ctx->dir_fd < 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", dir));
   }
+  struct stat st;
+  if (fstat(ctx->dir_fd, &st) != 0 ||
+      std::make_pair(st.st_dev, st.st_ino) != ctx->env->id()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " was replaced while it was being opened"));
+  }
   ctx->dir = dir;
   ctx->poll = options.poll_interval;
   return std::unique_ptr<LmdbBackend>(
