@@ -42,13 +42,15 @@
 // another node, UNAVAILABLE, a stale fence) without storing the value.
 //
 // Codes: FAILED_PRECONDITION — sealed, not initialized, already initialized,
-// or a fenced write refused by the backend; INVALID_ARGUMENT — bad
-// parameters, a malformed share, a path under core_prefix on the data path,
-// or shares that do not open the stored root key ("unseal key does not open
-// the root key": the operator presented wrong or foreign shares; progress is
-// reset and the barrier stays sealed); DATA_LOSS — a stored record or
-// ciphertext fails authentication or parsing; UNAVAILABLE and others pass
-// through from the backend. No message ever contains key or share bytes.
+// a fenced write refused by the backend (IsStaleFence), an unfenced write
+// on a backend with HA (not IsStaleFence), or no rekey pending;
+// INVALID_ARGUMENT — bad parameters, a malformed share, a path under
+// core_prefix on the data path, or shares that do not open the stored root key
+// ("unseal key does not open the root key": the operator presented wrong or
+// foreign shares; progress is reset and the barrier stays sealed); DATA_LOSS —
+// a stored record or ciphertext fails authentication or parsing; UNAVAILABLE
+// and others pass through from the backend. No message ever contains key or
+// share bytes.
 //
 // Sealed means no key material in memory: Seal() wipes every key
 // (OPENSSL_cleanse) and destroys the AEAD contexts. Key bytes live in

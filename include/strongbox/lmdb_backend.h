@@ -70,9 +70,15 @@
 // is true, expiry() InfinitePast()), so a child can never share the
 // parent's grant or fence, and destroying them in the child leaves the
 // parent's grant, lock file and LMDB reader slots alone. The child may
-// open the directory again and use its own backend. (As with any fork()
-// of a threaded process, fork while no other thread is inside a backend
-// call, or exec soon after.)
+// open the directory again and use its own backend. A child is recognized
+// by a pthread_atfork handler, and on lease calls and fenced commits also
+// by getpid() (which catches a child made without atfork handlers). The
+// child inherits the descriptor of the parent's lease file (close-on-exec)
+// and with it the lock: if the parent dies while such a child lives on
+// without exec, the lease passes after the TTL instead of at once, unless
+// the child destroys its copy of the grant. (As with any fork() of a
+// threaded process, fork while no other thread is inside a backend call,
+// or exec soon after.)
 #ifndef STRONGBOX_LMDB_BACKEND_H_
 #define STRONGBOX_LMDB_BACKEND_H_
 

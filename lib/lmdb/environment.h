@@ -122,6 +122,8 @@ class Environment {
   size_t map_bytes();
 
   LmdbBackendOptions::Durability durability() const { return durability_; }
+  // The directory's device and inode.
+  std::pair<dev_t, ino_t> id() const { return id_; }
 
   // Successful Sync() calls so far (a test seam: it shows that a grant
   // under kNoSync was made durable).

@@ -510,7 +510,10 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
 
   absl::StatusOr<uint64_t> Commit(absl::Span<const WriteOp> ops,
                                   FenceToken fence) override {
-    if (env_.InForkedChild(/*by_pid=*/true)) return ForkedChildError();
+    // getpid() is a system call: paid only where a fence could be shared.
+    if (env_.InForkedChild(/*by_pid=*/fence != kNoFence)) {
+      return ForkedChildError();
+    }
     absl::Status valid = ValidateBatch(ops, limits_);
     if (!valid.ok()) return valid;
     env_.MaybeCheckReaders(ctx_->BootNow());
@@ -823,6 +826,12 @@ absl::StatusOr<std::unique_ptr<LmdbBackend>> OpenBackend(
   ctx->dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (ctx->dir_fd < 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", dir));
+  }
+  struct stat st;
+  if (fstat(ctx->dir_fd, &st) != 0 ||
+      std::make_pair(st.st_dev, st.st_ino) != ctx->env->id()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " was replaced while it was being opened"));
   }
   ctx->dir = dir;
   ctx->poll = options.poll_interval;

@@ -35,6 +35,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "lib/lmdb/test_hooks.h"
 #include "strongbox/lmdb_backend.h"
 #include "strongbox/testing/fake_clock.h"
 #include "tests/lmdb/test_support.h"
@@ -432,6 +433,27 @@ TEST(LmdbProcessTest, KilledReadersDoNotExhaustTheReaderTable) {
     return o;
   }());
   EXPECT_TRUE(grant.ok()) << grant.status();
+}
+
+TEST(LmdbProcessTest, FullReaderTableIsClearedAndTheReadRetried) {
+  const std::string dir = NewTestDir("full");
+  // A clock that never moves: no periodic check runs after Open, so only
+  // the check on MDB_READERS_FULL can free the slots.
+  FakeClock clock;
+  LmdbBackendOptions options;
+  options.clock = &clock;
+  options.max_readers = 4;
+  auto backend = LmdbBackend::Open(dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  std::vector<std::unique_ptr<Child>> readers;
+  ASSERT_EQ(StartReader(dir, 4, &readers), 4);  // every slot
+  readers[0]->Signal(SIGKILL);
+  readers[0]->Reap();
+  // This process has no slot yet; its read finds the table full of dead
+  // readers, frees them and is retried.
+  EXPECT_EQ((*backend)->Get("absent").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(lmdb_internal::ReadersCleared(**backend), 4u);
 }
 
 TEST(LmdbProcessTest, ReaderKilledMidReadDoesNotPinTheFile) {

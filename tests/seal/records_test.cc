@@ -123,5 +123,38 @@ TEST(KeyringTest, RoundTripAndValidation) {
   EXPECT_EQ(ParseKeyring("\x1a\xff").status().code(), Code::kDataLoss);
 }
 
+TEST(KeyringTest, ReservedEncryptionsRoundTrip) {
+  KeyringContents keyring;
+  keyring.active_term = 2;
+  keyring.terms.push_back(TermKey{1, SecretBytes::Random(kKeyBytes), 5, 7});
+  keyring.terms.push_back(
+      TermKey{2, SecretBytes::Random(kKeyBytes), 6, uint64_t{1} << 40});
+  SecretBytes plain = SerializeKeyring(keyring);
+  auto parsed = ParseKeyring(plain.view());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->terms[0].reserved_encryptions, 7u);
+  EXPECT_EQ(parsed->terms[1].reserved_encryptions, uint64_t{1} << 40);
+}
+
+TEST(PendingRekeyTest, RoundTripAndStrictParse) {
+  SecretBytes key = SecretBytes::Random(kKeyBytes);
+  auto root = SealRecord(key, "core/root-key", "root key bytes");
+  ASSERT_TRUE(root.ok());
+  auto parsed = ParsePendingRekey(SerializePendingRekey({{4, 3}, *root}));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->config.shares, 4);
+  EXPECT_EQ(parsed->config.threshold, 3);
+  EXPECT_EQ(parsed->root_record, *root);
+  EXPECT_EQ(ParsePendingRekey("\xff").status().code(), Code::kDataLoss);
+  EXPECT_EQ(ParsePendingRekey("").status().code(), Code::kDataLoss);
+  EXPECT_EQ(
+      ParsePendingRekey(SerializePendingRekey({{2, 3}, *root})).status().code(),
+      Code::kDataLoss);
+  EXPECT_EQ(ParsePendingRekey(SerializePendingRekey({{3, 2}, "garbage"}))
+                .status()
+                .code(),
+            Code::kDataLoss);
+}
+
 }  // namespace
 }  // namespace strongbox::seal
