@@ -21,11 +21,21 @@
 #include "absl/types/span.h"
 #include "google/protobuf/map.h"
 #include "google/protobuf/message.h"
+#include "lib/store/kv_records.pb.h"
+#include "lib/store/requests.pb.h"
 #include "strongbox/backend.h"
 #include "strongbox/secret_bytes.h"
 #include "strongbox/secret_store.h"
 
 namespace strongbox {
+
+// WipeMessage() for the store's own secret-bearing messages, chosen at
+// compile time (Wiped<M> uses them): no reflection, about 10x faster.
+void WipeMessage(store::Request* message);
+void WipeMessage(store::Response* message);
+void WipeMessage(store::KvSecret* message);
+void WipeMessage(store::KvMetadataRecord* message);
+void WipeMessage(store::KvDataRecord* message);
 
 // A message that is wiped (WipeMessage) when destroyed or assigned over.
 // Move-only: moving leaves the source empty (protobuf moves by swapping).
@@ -56,6 +66,10 @@ class Wiped {
  private:
   M message_;
 };
+
+// WipeMessage() without the fast paths for the store's own messages (the
+// reference the tests hold those to): every string and bytes field.
+void WipeMessageByReflection(google::protobuf::Message* message);
 
 // Serializes `message` into `out`, sized exactly (no reallocation, no
 // temporary). Returns false if the message is too large to serialize.

@@ -1,5 +1,7 @@
 #include "examples/node/json.h"
 
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace strongbox {
@@ -17,6 +19,24 @@ TEST(JsonTest, WriterKeepsOrderAndEscapes) {
                 .Finish(),
             R"({"ok":true,"version":-3,"s":"a\"b\\c\n\t\u0001\u007f",)"
             R"("xs":["1","2"],"data":{"k":"v","a":""}})");
+}
+
+TEST(JsonTest, WriterGrowsItsBufferAcrossManyAndLargeValues) {
+  // The writer grows its buffer itself (wiping what it leaves behind):
+  // the output is the same as quoting each value.
+  JsonObjectWriter w;
+  std::string expected = "{";
+  for (int i = 0; i < 200; ++i) {
+    const std::string value(i * 37 % 3000, static_cast<char>('a' + i % 26));
+    const std::string key = "k" + std::to_string(i);
+    w.String(key, value + "\n\xff");
+    if (i > 0) expected += ",";
+    expected += JsonQuote(key) + ":" + JsonQuote(value + "\n\xff");
+  }
+  expected += "}";
+  EXPECT_EQ(w.Finish(), expected);
+  EXPECT_EQ(w.Finish(), "{}");  // empty afterwards
+  EXPECT_EQ(JsonQuote(std::string(1000, '"')).size(), 2002u);
 }
 
 TEST(JsonTest, InvalidUtf8BecomesReplacementCharacter) {

@@ -112,6 +112,16 @@ TEST_F(FreedMemoryTest, KvOverwriteAndRead) {
     WipeMessage(&*old);
   }
   EXPECT_EQ(scan.Take(), 0) << "read";
+  // Refused writes: a check-and-set mismatch, a field name that is not
+  // UTF-8 (the request is built, then refused).
+  EXPECT_EQ(active_->KvPut("app/db", fields_, 1).status().code(),
+            absl::StatusCode::kAborted);
+  std::map<std::string, std::string> bad = fields_;
+  bad["\xff"] = fields_["long"];
+  EXPECT_EQ(active_->KvPut("app/db", bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  for (auto& [name, value] : bad) WipeString(value);
+  EXPECT_EQ(scan.Take(), 0) << "refused writes";
 }
 
 TEST_F(FreedMemoryTest, KvDestroyDeleteAndPrune) {
