@@ -16,12 +16,16 @@
 //   - grants kept coming despite the crashes (liveness).
 //
 // The same binary is the child: `ha_process_test --ha-child DIR ID SHARES
-// LOG` (self-exec through /proc/self/exe).
+// LOG` (self-exec through /proc/self/exe), and the stopped LMDB writer of
+// the Seal test: `ha_process_test --lmdb-writer DIR` (begins a write
+// transaction on DIR, says so on stdout, and stops itself).
 #include <fcntl.h>
+#include <lmdb.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -31,6 +35,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -41,6 +46,7 @@
 #include "gtest/gtest.h"
 #include "strongbox/ha_coordinator.h"
 #include "strongbox/lmdb_backend.h"
+#include "strongbox/testing/fake_clock.h"
 
 namespace strongbox {
 namespace {
@@ -136,6 +142,21 @@ int ChildMain(const std::string& dir, int id, const std::string& shares_file,
           absl::Milliseconds(std::uniform_int_distribution<int>(1, 3)(rng)));
     }
   }
+}
+
+// A peer process that takes LMDB's writer lock and stops inside its write
+// transaction (what SIGSTOP or a debugger does to a peer mid-commit).
+int LmdbWriterMain(const std::string& dir) {
+  MDB_env* env = nullptr;
+  MDB_txn* txn = nullptr;
+  if (mdb_env_create(&env) != 0 || mdb_env_set_maxreaders(env, 510) != 0 ||
+      mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0644) != 0 ||
+      mdb_txn_begin(env, nullptr, 0, &txn) != 0) {
+    return 2;
+  }
+  if (write(1, "w", 1) != 1) return 2;
+  raise(SIGSTOP);
+  for (;;) pause();
 }
 
 // --------------------------------------------------------------- parent
@@ -370,10 +391,101 @@ TEST(HaProcessTest, CrashesDuringGrantsNeverShareAFenceOrApplyARefusedWrite) {
   EXPECT_GT(acked, 100);
 }
 
+// Seal() returns, with the keys wiped, while the active node's renewal is
+// stuck behind LMDB's writer lock, held by a peer process stopped inside
+// a write transaction (before the fix, the release waited on the grant's
+// lock, which the stuck renewal holds, and Seal() with it). The release
+// finishes once the peer is gone.
+TEST(HaProcessTest, SealReturnsWhileAStoppedPeerHoldsTheLmdbWriterLock) {
+  signal(SIGPIPE, SIG_IGN);
+  const std::string dir = TempDir() + "-stopped-writer";
+  FakeClock clock;
+  LmdbBackendOptions bo;
+  bo.clock = &clock;
+  absl::StatusOr<std::unique_ptr<LmdbBackend>> backend =
+      LmdbBackend::Open(dir, bo);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  HaCoordinator::Options o;
+  o.backend = backend->get();
+  o.node_id = "n";
+  o.advertise_address = "n:1";
+  o.lease_ttl = absl::Seconds(10);
+  o.renew_interval = absl::Seconds(1);
+  o.seal_release_wait = absl::Milliseconds(50);
+  o.clock = &clock;
+  o.background_thread = false;
+  std::unique_ptr<HaCoordinator> node = *HaCoordinator::Create(o);
+  std::vector<std::string> shares = *node->Initialize(1, 1);
+  ASSERT_TRUE(node->Unseal(shares[0]).ok());
+  node->Poll();
+  ASSERT_EQ(node->state(), HaState::kActive);
+
+  // The peer takes the writer lock and stops.
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  const pid_t peer = fork();
+  ASSERT_GE(peer, 0);
+  if (peer == 0) {
+    dup2(out[1], 1);
+    const char* argv[] = {"ha_process_test", "--lmdb-writer", dir.c_str(),
+                          nullptr};
+    execv("/proc/self/exe", const_cast<char**>(argv));
+    _exit(127);
+  }
+  close(out[1]);
+  char c = 0;
+  ASSERT_EQ(read(out[0], &c, 1), 1) << "the peer did not start its write";
+  close(out[0]);
+
+  // A renewal falls due and gets stuck behind the peer.
+  clock.Advance(absl::Seconds(1));
+  std::atomic<bool> renewed{false};
+  std::thread loop([&] {
+    node->Poll();
+    renewed = true;
+  });
+  absl::SleepFor(absl::Milliseconds(200));  // let it reach the lock
+
+  std::atomic<bool> sealed{false};
+  std::thread sealer([&] {
+    EXPECT_TRUE(node->Seal().ok());
+    sealed = true;
+  });
+  for (int i = 0; i < 20000 && !sealed; ++i) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_TRUE(sealed) << "Seal() blocked behind the stopped LMDB writer";
+  EXPECT_FALSE(renewed) << "the renewal was not stuck; the test proves "
+                           "nothing";
+  EXPECT_EQ(node->state(), HaState::kSealed);
+  EXPECT_TRUE(node->barrier()->sealed());
+  EXPECT_EQ(node->WriteFence().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // The peer dies; LMDB's robust mutex passes the lock on; the renewal
+  // returns and the release finishes in the background.
+  kill(peer, SIGKILL);
+  waitpid(peer, nullptr, 0);
+  loop.join();
+  sealer.join();
+  absl::StatusOr<std::optional<LeaseHolder>> holder;
+  for (int i = 0; i < 20000; ++i) {
+    holder = (*backend)->ha()->CurrentHolder();
+    if (holder.ok() && !holder->has_value()) break;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  EXPECT_FALSE(holder->has_value()) << "the lease was never released";
+  EXPECT_EQ(node->state(), HaState::kSealed);
+}
+
 }  // namespace
 }  // namespace strongbox
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::strcmp(argv[1], "--lmdb-writer") == 0) {
+    return strongbox::LmdbWriterMain(argv[2]);
+  }
   if (argc == 6 && std::strcmp(argv[1], "--ha-child") == 0) {
     int id = 0;
     if (!absl::SimpleAtoi(argv[3], &id)) return 2;
