@@ -41,8 +41,9 @@
 //   I3. Leaving kActive for any reason stops writes first (the state
 //       changes under the lock, so Route() and WriteFence() refuse at once),
 //       then releases the grant (so a standby is granted without waiting
-//       out the TTL), then notifies observers, then contends again — after
-//       step_down_pause if it stepped down.
+//       out the TTL; Seal() waits for the release only a bounded time and
+//       lets it finish in the background), then notifies observers, then
+//       contends again — after step_down_pause if it stepped down.
 //   I4. Promotion: on a grant, the node re-checks it is still unsealed,
 //       reloads the keyring, runs the activation hook, and only then becomes
 //       kActive. If any step fails it releases the grant, backs off with
@@ -230,9 +231,10 @@ class HaCoordinator {
   // monotonic reading (Clock::MonotonicNow()), as are renewals, backoff,
   // pauses and leader refreshes. A wall-clock step neither stretches nor
   // cuts a lease, and the backend's expiry (a time on the backend's clock)
-  // is never compared with this node's clock. With the
-  // LMDB backend, a peer process stopped inside an LMDB write transaction holds
-  // LMDB's single writer lock, and shutdown waits for it (lmdb_backend.h).
+  // is never compared with this node's clock. With the LMDB backend, a
+  // peer process stopped inside an LMDB write transaction holds LMDB's
+  // single writer lock, and shutdown (unlike Seal()) waits for it, as it
+  // waits for a release Seal() left running (lmdb_backend.h).
   virtual ~HaCoordinator() = default;
   HaCoordinator(const HaCoordinator&) = delete;
   HaCoordinator& operator=(const HaCoordinator&) = delete;

@@ -898,7 +898,7 @@ TEST(HaCoordinatorClockTest, WallClockSteppedBackNeitherStretchesNorStalls) {
   // Healthy: renewals go on as scheduled; the node stays active.
   n.Run(absl::Seconds(20));
   EXPECT_EQ(n.node->state(), HaState::kActive);
-  EXPECT_EQ(*n.node->WriteFence(), n.fence);
+  EXPECT_EQ(n.node->WriteFence().value_or(kNoFence), n.fence);
   // Cut off from the lease: it lapses one TTL after the last renewal
   // began, not an hour later.
   n.link->FailRenewals(true);
@@ -916,17 +916,17 @@ TEST(HaCoordinatorClockTest, WallClockSteppedForwardDoesNotCutTheLease) {
   n.Run(absl::Milliseconds(500));
   n.node_clock.Set(n.node_clock.Now() + absl::Seconds(12));
   EXPECT_EQ(n.node->Route(OperationKind::kWrite).action, Action::kServeLocally);
-  EXPECT_EQ(*n.node->WriteFence(), n.fence);
+  EXPECT_EQ(n.node->WriteFence().value_or(kNoFence), n.fence);
   n.Run(absl::Seconds(20));
   EXPECT_EQ(n.node->state(), HaState::kActive);
-  EXPECT_EQ(*n.node->WriteFence(), n.fence);
+  EXPECT_EQ(n.node->WriteFence().value_or(kNoFence), n.fence);
   EXPECT_EQ(n.node->Route(OperationKind::kWrite).action, Action::kServeLocally);
   // The lease still ends on time once renewals stop.
   n.link->FailRenewals(true);
   testing_cluster::RecordingObserver observer;
   n.node->AddObserver(&observer);
   n.Run(absl::Seconds(4));
-  EXPECT_EQ(*n.node->WriteFence(), n.fence);
+  EXPECT_EQ(n.node->WriteFence().value_or(kNoFence), n.fence);
   EXPECT_TRUE(observer.changes.empty());
   n.Run(absl::Seconds(2));
   ASSERT_FALSE(observer.changes.empty());
@@ -934,6 +934,19 @@ TEST(HaCoordinatorClockTest, WallClockSteppedForwardDoesNotCutTheLease) {
   EXPECT_EQ(observer.changes[0].fence, n.fence);
   EXPECT_THAT(observer.changes[0].reason, HasSubstr("renewal failed"));
   n.node->RemoveObserver(&observer);
+}
+
+// The pause after a step-down (and every backoff: the same schedule) runs
+// on the monotonic clock too: a step back does not stretch it.
+TEST(HaCoordinatorClockTest, WallClockSteppedBackDoesNotStretchAPause) {
+  SteppedNode n;
+  ASSERT_TRUE(n.node->StepDown().ok());
+  EXPECT_EQ(n.node->state(), HaState::kStandby);
+  n.node_clock.Set(n.node_clock.Now() - absl::Hours(1));
+  EXPECT_LE(n.node->NextPollTime(), n.node_clock.Now() + absl::Seconds(1));
+  n.Run(absl::Milliseconds(1500));  // The pause is 1 s.
+  EXPECT_EQ(n.node->state(), HaState::kActive);
+  EXPECT_GT(n.node->WriteFence().value_or(kNoFence), n.fence);
 }
 
 TEST(FakeClockTest, SetStepsWallTimeOnlyAndAdvanceMovesBoth) {

@@ -30,7 +30,7 @@ using ::strongbox::testing_cluster::ClusterOptions;
 constexpr int kSchedules = 200;
 // The same schedules on the LMDB backend (each node its own backend on one
 // directory): slower per step, so fewer of them.
-constexpr int kLmdbSchedules = 25;
+constexpr int kLmdbSchedules = 60;
 constexpr int kStepsPerSchedule = 250;
 
 // Moves request bytes to the named node's store, as a host's transport would.

@@ -275,6 +275,87 @@ TEST_F(NodeProcessTest, PerfStandbyClusterStory) {
             R"({"ok":true,"version":1,"data":{"v":"1"}})");
 }
 
+// Right after an election and right after each kind of failover, a
+// standby's refusal names the new leader: not "no active node yet", not the
+// node that just stepped down, sealed or died. The standbys' own refresh
+// (every 500 ms with this TTL) has not run yet when they are asked.
+TEST_F(NodeProcessTest, StandbyRefusalsNameTheNewLeaderRightAway) {
+  const std::vector<std::string> ttl = {"--lease-ttl-ms=4000"};
+  for (int i = 0; i < 3; ++i) {
+    nodes_.push_back(Start(i, /*perf=*/false, ttl));
+    ASSERT_NE(nodes_.back(), nullptr);
+  }
+  // The first node among `candidates` to report active (polled as fast as
+  // the pipes allow), or -1.
+  auto first_active = [&](std::vector<int> candidates) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(15);
+    while (absl::Now() < deadline) {
+      for (int i : candidates) {
+        if (Ask(i, "status").GetString("state") == "active") return i;
+      }
+    }
+    return -1;
+  };
+  int refusals = 0;
+  auto expect_refusal_names = [&](int standby, int leader, const char* when) {
+    JsonValue v = Ask(standby, "put k v=1");
+    EXPECT_EQ(v.GetString("code"), "UNAVAILABLE")
+        << when << ": " << nodes_[standby]->last_line();
+    EXPECT_EQ(v.GetString("leader"), Address(leader))
+        << when << ", node" << standby << ": " << nodes_[standby]->last_line();
+    ++refusals;
+  };
+  auto others = [](std::vector<int> all, int a, int b = -1) {
+    std::vector<int> out;
+    for (int i : all) {
+      if (i != a && i != b) out.push_back(i);
+    }
+    return out;
+  };
+
+  // Election.
+  InitAndUnsealAll();
+  const int first = first_active({0, 1, 2});
+  ASSERT_GE(first, 0);
+  for (int i : others({0, 1, 2}, first)) {
+    expect_refusal_names(i, first, "after the election");
+  }
+  ASSERT_GE(AwaitOneActive(), 0);
+
+  // Step-down: the other two contend; the one that stepped down and the
+  // loser are asked at once.
+  ASSERT_TRUE(Ask(first, "step-down").GetBool("ok"));
+  const int second = first_active(others({0, 1, 2}, first));
+  ASSERT_GE(second, 0);
+  for (int i : others({0, 1, 2}, second)) {
+    expect_refusal_names(i, second, "after a step-down");
+  }
+  ASSERT_EQ(AwaitOneActive(), second);
+
+  // Seal: the third node takes over (the first may still be pausing).
+  ASSERT_TRUE(Ask(second, "seal").GetBool("ok"));
+  const int third = first_active(others({0, 1, 2}, second));
+  ASSERT_GE(third, 0);
+  for (int i : others({0, 1, 2}, second, third)) {
+    expect_refusal_names(i, third, "after a seal");
+  }
+  ASSERT_EQ(AwaitOneActive(), third);
+
+  // kill -9: the sealed node is unsealed again, the active dies, the
+  // kernel frees its lease; the survivor that loses is asked at once.
+  for (int k = 0; k < 3; ++k) Ask(second, "unseal " + shares_[k]);
+  ASSERT_EQ(AwaitOneActive(), third);
+  nodes_[third]->Signal(SIGKILL);
+  ASSERT_TRUE(nodes_[third]->Wait(absl::Seconds(10)).ok());
+  nodes_[third] = nullptr;
+  const int fourth = first_active(others({0, 1, 2}, third));
+  ASSERT_GE(fourth, 0);
+  for (int i : others({0, 1, 2}, third, fourth)) {
+    expect_refusal_names(i, fourth, "after kill -9");
+  }
+  std::printf("%d standby refusals checked right after elections\n", refusals);
+}
+
 TEST_F(NodeProcessTest, PlainStandbyRedirectsReads) {
   StartCluster(/*perf=*/false);
   InitAndUnsealAll();
