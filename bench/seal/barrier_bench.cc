@@ -8,8 +8,6 @@
 //   BM_BarrierPut/Get the full path over the in-memory backend
 // Goal: BarrierSeal/RawSeal and BarrierOpen/RawOpen <= 1.3.
 // Run: bazel run -c opt //bench/seal:barrier_bench
-#include <openssl/aead.h>
-#include <openssl/rand.h>
 
 #include <memory>
 #include <string>

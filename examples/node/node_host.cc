@@ -1,7 +1,5 @@
 #include "examples/node/node_host.h"
 
-#include <openssl/mem.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <set>
@@ -17,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "examples/node/json.h"
 #include "lib/store/requests.pb.h"
+#include "strongbox/secret_bytes.h"
 
 namespace strongbox {
 namespace node {
@@ -26,10 +25,7 @@ constexpr int64_t kMinTtlMs = 40;
 constexpr int64_t kMaxTtlMs = 600000;
 
 // Overwrites a string that held a share before it is freed (DESIGN I5).
-void Wipe(std::string* s) {
-  if (!s->empty()) OPENSSL_cleanse(&(*s)[0], s->size());
-  s->clear();
-}
+void Wipe(std::string* s) { WipeString(*s); }
 
 absl::StatusOr<std::string> DecodeHex(absl::string_view hex) {
   if (hex.empty() || hex.size() % 2 != 0) {

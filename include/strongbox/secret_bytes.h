@@ -41,7 +41,9 @@ class SecretBytes {
 
   // A buffer holding a copy of `bytes`.
   static SecretBytes Copy(absl::string_view bytes);
-  // `size` bytes from BoringSSL's RNG.
+  // `size` bytes from the crypto provider's RNG (BoringSSL or OpenSSL 3).
+  // Aborts if the RNG fails, as BoringSSL does: a key that is not random
+  // must never be used.
   static SecretBytes Random(size_t size);
 
   uint8_t* data() { return data_; }
@@ -76,7 +78,8 @@ class SecretBytes {
   bool locked_ = false;
 };
 
-// Overwrites a std::string's bytes with OPENSSL_cleanse and clears it.
+// Overwrites a std::string's bytes (a wipe the compiler cannot elide)
+// and clears it.
 void WipeString(std::string& s);
 
 }  // namespace strongbox

@@ -12,8 +12,6 @@
 //                         the (in-memory) backend; 1 and 2 threads
 // Goal: TransitEncrypt / FloorSeal <= 1.5.
 // Run: bazel run -c opt //bench/store/transit:transit_bench
-#include <openssl/aead.h>
-#include <openssl/rand.h>
 
 #include <memory>
 #include <string>
