@@ -22,13 +22,22 @@
 // never garbage, never partial output. A term this barrier lacks triggers
 // one ReloadKeyring (a standby following a rotation), then DATA_LOSS.
 //
-// Nonces: 96 bits drawn from BoringSSL's RNG for every write, through a
-// small per-barrier buffer refilled in batches (RAND_bytes(12) costs about
-// three 64-byte seals). The buffer is discarded whenever the process id
-// changes (a fork()ed child never reuses its parent's bytes) and every byte
+// Nonces: 96 bits drawn at random from the crypto provider's RNG (BoringSSL
+// or OpenSSL 3, lib/crypto) for every write, through a small per-barrier
+// buffer refilled in batches (one RNG call costs about three 64-byte
+// seals). The buffer is never reused across fork(): every draw checks the
+// process id and a fork generation (pthread_atfork), and the buffer is also
+// marked MADV_WIPEONFORK when the kernel provably honours it. Every byte
 // handed out is overwritten, so no nonce is issued twice by one process.
-// With random 96-bit nonces a term stays far below the 2^-32 collision bound
-// for 2^32 writes; Rotate before that (the term counter is per key).
+//
+// Message limit per key: 2^32 writes per term. With random 96-bit nonces
+// the chance that two of n messages under one key share a nonce is about
+// n^2 / 2^97, so 2^32 messages keep it below 2^-32 (NIST SP 800-38D's
+// bound for random GCM nonces); past that, a repeat becomes likely enough
+// to matter, and a repeat leaks the XOR of two plaintexts and the key's
+// authentication subkey. Rotate() before a term reaches 2^32 writes; the
+// barrier does not count them yet (counting and automatic rotation come
+// with the hardening work).
 //
 // Codes: FAILED_PRECONDITION — sealed, not initialized, already initialized,
 // or a fenced write refused by the backend; INVALID_ARGUMENT — bad
@@ -39,8 +48,8 @@
 // ciphertext fails authentication or parsing; UNAVAILABLE and others pass
 // through from the backend. No message ever contains key or share bytes.
 //
-// Sealed means no key material in memory: Seal() wipes every key
-// (OPENSSL_cleanse) and destroys the AEAD contexts. Key bytes live in
+// Sealed means no key material in memory: Seal() wipes every key and
+// destroys the AEAD keys, whose providers wipe the key schedules. Key bytes live in
 // SecretBytes (strongbox/secret_bytes.h), mlock()ed when the OS allows.
 //
 // Ownership: the caller owns the Backend, which must outlive the Barrier.
