@@ -8,18 +8,25 @@
 //     overwritten with zeros before the lock is released; a refill draws
 //     fresh RNG output. Nonces are therefore exactly as unique as the RNG's
 //     output, i.e. random 96-bit values (so at most 2^32 messages per key).
-//   * Fork-safe, three ways, because a forked child that handed out its
-//     parent's buffered nonces would repeat them under the same keys:
-//       - every draw compares getpid() with the pid that filled the shard
-//         (catches any fork, even a raw clone() that skips atfork
-//         handlers);
+//   * Fork-safe, because a forked child that handed out its parent's
+//     buffered nonces would repeat them under the same keys:
 //       - every draw compares a fork generation, bumped by a pthread_atfork
-//         child handler, with the one the shard was filled under (catches a
-//         child whose pid equals the filler's, after pid reuse);
-//       - the pages are marked MADV_WIPEONFORK when the kernel provably
-//         honours it: as in BoringSSL's fork detection, an invalid advice
-//         must fail first, since qemu-user and some sandboxes answer 0 to
-//         every madvise and do nothing.
+//         child handler, with the one the shard was filled under (any
+//         fork() through libc, whatever the kernel does);
+//       - the pages are marked MADV_WIPEONFORK, trusted only when the
+//         kernel provably honours it: as in BoringSSL's fork detection, an
+//         invalid advice must fail first, since qemu-user and some
+//         sandboxes answer 0 to every madvise and do nothing. A proven
+//         wipe empties the pages in every child, even one made by a raw
+//         fork/clone system call that runs no atfork handler;
+//       - without a proven wipe, every draw also compares getpid() with
+//         the pid that filled the shard (a raw fork, or a generation
+//         counter inherited by a pid-reusing child). That is a system call
+//         per draw (≈ 1.5 µs on this project's VMs), the price BoringSSL's
+//         RNG pays too when it cannot trust MADV_WIPEONFORK. With a proven
+//         wipe the pid is checked at every refill only.
+//     Not covered: a VM snapshot cloned and resumed twice (same pid, no
+//     fork); nothing short of the hypervisor's generation id sees that.
 //     The atfork handlers also hold every shard's lock across fork(), so
 //     the child never inherits a shard locked by a thread it does not have.
 // Thread-safe (a lock per shard of threads, held for a 12-byte copy).
@@ -71,10 +78,10 @@ class NoncePool {
   struct alignas(64) Shard {
     Mutex mu;
     uint8_t* page = nullptr;                   // constant after construction
-    pid_t refill_pid ABSL_GUARDED_BY(mu) = 0;  // who filled the page
+    pid_t refill_pid ABSL_GUARDED_BY(mu) = 0;  // the process that filled it
     uint64_t refill_generation ABSL_GUARDED_BY(mu) = 0;
   };
-  absl::Status Refill(Shard& shard, pid_t pid, uint64_t generation)
+  absl::Status Refill(Shard& shard, uint64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Around fork() (NoncePoolForkHandlers): every shard locked, then
   // unlocked in the parent and in the child.
