@@ -6,10 +6,11 @@
 //     of swap) and its failure (RLIMIT_MEMLOCK, EPERM) tolerated — locked()
 //     reports the outcome. The pages are also excluded from core dumps
 //     (MADV_DONTDUMP) where the OS allows;
-//   * is wiped with OPENSSL_cleanse on Clear(), on move-from and on
+//   * is wiped (the crypto provider's cleanse, which the compiler cannot
+//     elide) on Clear(), on move-from and on
 //     destruction, before the memory is returned;
 //   * is move-only: a copy has to be asked for (Copy()), never implicit;
-//   * compares in constant time (CRYPTO_memcmp).
+//   * compares in constant time.
 // Convert to std::string only at an API edge that demands one (shares
 // handed to an operator) and wipe such strings with WipeString().
 //
