@@ -49,8 +49,8 @@
 // through from the backend. No message ever contains key or share bytes.
 //
 // Sealed means no key material in memory: Seal() wipes every key and
-// destroys the AEAD keys, whose providers wipe the key schedules. Key bytes live in
-// SecretBytes (strongbox/secret_bytes.h), mlock()ed when the OS allows.
+// destroys the AEAD keys, whose providers wipe the key schedules. Key bytes
+// live in SecretBytes (strongbox/secret_bytes.h), mlock()ed when the OS allows.
 //
 // Ownership: the caller owns the Backend, which must outlive the Barrier.
 // Thread-safety: every method is safe to call concurrently. The data path

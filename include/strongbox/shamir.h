@@ -12,7 +12,8 @@
 // Secret-dependent arithmetic is constant-time: no table look-ups or branches
 // indexed by secret or share bytes (multiplication is a masked bit loop,
 // inversion is exponentiation). Every intermediate buffer is wiped (a
-// cleanse the compiler cannot elide). Error messages name the violated rule, never share bytes.
+// cleanse the compiler cannot elide). Error messages name the violated rule,
+// never share bytes.
 //
 // The returned std::strings hold secret material; callers that keep them
 // should move them into a zeroizing type (strongbox/secret_bytes.h) and wipe
