@@ -77,4 +77,5 @@ def strongbox_dependencies():
             ],
         )
     _system_repository("boringssl", Label("//third_party:boringssl.BUILD"))
+    _system_repository("openssl", Label("//third_party:openssl.BUILD"))
     _system_repository("system_libs", Label("//third_party:system_libs.BUILD"))

@@ -1,15 +1,15 @@
-// Barrier seal/open beside raw BoringSSL AES-256-GCM, same sizes, same run.
+// Barrier seal/open beside the crypto provider's raw AES-256-GCM
+// (bench/floors.h: BoringSSL, or OpenSSL 3 with --config=openssl), same
+// sizes, same run.
 //
-//   BM_RawSeal        EVP_AEAD_CTX_seal with a fresh RAND_bytes(12) nonce
+//   BM_RawSeal        the provider's seal with a fresh RAND_bytes(12) nonce
 //                     per call (what a barrier must at least do)
-//   BM_RawOpen        EVP_AEAD_CTX_open
+//   BM_RawOpen        the provider's open
 //   BM_BarrierSeal    Barrier's Put-path crypto (seam: no backend)
 //   BM_BarrierOpen    Barrier's Get-path crypto (seam: no backend)
 //   BM_BarrierPut/Get the full path over the in-memory backend
 // Goal: BarrierSeal/RawSeal and BarrierOpen/RawOpen <= 1.3.
 // Run: bazel run -c opt //bench/seal:barrier_bench
-#include <openssl/aead.h>
-#include <openssl/rand.h>
 
 #include <memory>
 #include <string>

@@ -8,8 +8,6 @@
 //   reach 1.8x the 1-thread rate).
 // The store runs on an in-memory backend with a coordinator driven by
 // Poll() and a lease long enough not to need renewing during the run.
-#include <openssl/aead.h>
-#include <openssl/rand.h>
 
 #include <map>
 #include <memory>

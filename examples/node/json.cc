@@ -1,7 +1,5 @@
 #include "examples/node/json.h"
 
-#include <openssl/mem.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -9,6 +7,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "strongbox/secret_bytes.h"
 
 namespace strongbox {
 namespace node {
@@ -398,13 +397,6 @@ void AppendQuoted(absl::string_view text, std::string* out) {
   out->push_back('"');
 }
 
-// Overwrites all of a string's buffer (up to its capacity).
-void WipeAll(std::string* s) {
-  s->resize(s->capacity());
-  if (!s->empty()) OPENSSL_cleanse(&(*s)[0], s->size());
-  s->clear();
-}
-
 }  // namespace
 
 std::string JsonQuote(absl::string_view text) {
@@ -414,7 +406,7 @@ std::string JsonQuote(absl::string_view text) {
   return out;
 }
 
-JsonObjectWriter::~JsonObjectWriter() { WipeAll(&out_); }
+JsonObjectWriter::~JsonObjectWriter() { WipeString(out_); }
 
 void JsonObjectWriter::Reserve(size_t more) {
   if (out_.size() + more <= out_.capacity()) return;
@@ -423,7 +415,7 @@ void JsonObjectWriter::Reserve(size_t more) {
   std::string grown;
   grown.reserve(std::max(out_.size() + more, 2 * out_.capacity()));
   grown.append(out_);
-  WipeAll(&out_);
+  WipeString(out_);
   out_.swap(grown);
 }
 

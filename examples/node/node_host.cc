@@ -1,7 +1,5 @@
 #include "examples/node/node_host.h"
 
-#include <openssl/mem.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <set>
@@ -31,8 +29,7 @@ constexpr int64_t kMaxTtlMs = 600000;
 // freed (invariant D5): all of its buffer, up to its capacity.
 void Wipe(std::string* s) {
   s->resize(s->capacity());
-  if (!s->empty()) OPENSSL_cleanse(&(*s)[0], s->size());
-  s->clear();
+  WipeString(*s);
 }
 
 // Wipes a request or response that carried secrets when it goes out of

@@ -15,7 +15,6 @@
 // done, which is the caller's signal. Bad arguments: a message on
 // stderr and exit status 2; a directory that cannot be opened: exit 1.
 #include <errno.h>
-#include <openssl/mem.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "examples/node/json.h"
 #include "examples/node/node_host.h"
+#include "strongbox/secret_bytes.h"
 
 namespace strongbox {
 namespace node {
@@ -36,13 +36,6 @@ namespace {
 
 volatile sig_atomic_t g_stop = 0;
 void OnStopSignal(int) { g_stop = 1; }
-
-// Overwrites all of a buffer that carried shares or secret values.
-void Wipe(std::string* s) {
-  s->resize(s->capacity());
-  if (!s->empty()) OPENSSL_cleanse(&(*s)[0], s->size());
-  s->clear();
-}
 
 bool WriteAll(const char* data, size_t size) {
   size_t done = 0;
@@ -60,7 +53,7 @@ bool WriteAll(const char* data, size_t size) {
 bool WriteLine(std::string* json) {
   // No `json + "\n"`: that copy would be freed unwiped.
   const bool ok = WriteAll(json->data(), json->size()) && WriteAll("\n", 1);
-  Wipe(json);
+  WipeString(*json);
   return ok;
 }
 
@@ -69,7 +62,7 @@ bool WriteLine(std::string* json) {
 // is reported as too long.
 class LineReader {
  public:
-  ~LineReader() { OPENSSL_cleanse(buffer_, sizeof(buffer_)); }
+  ~LineReader() { WipeMemory(buffer_, sizeof(buffer_)); }
 
   // The next line (without '\n'); false at end of input or on a stop
   // signal. A final line without '\n' counts.
@@ -102,7 +95,7 @@ class LineReader {
         }
       }
       // What was consumed is in *line now (or skipped): wipe it here.
-      OPENSSL_cleanse(buffer_ + pos_, take);
+      WipeMemory(buffer_ + pos_, take);
       pos_ += take;
       if (nl != nullptr) {
         ++pos_;
@@ -193,7 +186,7 @@ int Run(int argc, char** argv) {
     std::string answer = (*host)->HandleLine(&line);  // wipes `line`
     if (!WriteLine(&answer)) break;
   }
-  Wipe(&line);
+  WipeString(line);
   host->reset();  // releases the lease and seals
   return 0;
 }

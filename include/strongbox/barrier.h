@@ -25,13 +25,19 @@
 // never garbage, never partial output. A term this barrier lacks triggers
 // one ReloadKeyring (a standby following a rotation), then DATA_LOSS.
 //
-// Nonces: 96 bits drawn from BoringSSL's RNG for every write, through a
-// small per-barrier buffer refilled in batches (RAND_bytes(12) costs about
-// three 64-byte seals). The buffer is discarded whenever the process id
-// changes (a fork()ed child never reuses its parent's bytes) and every byte
+// Nonces: 96 bits drawn at random from the crypto provider's RNG (BoringSSL
+// or OpenSSL 3, lib/crypto) for every write, through a small per-barrier
+// buffer refilled in batches (one RNG call costs about three 64-byte
+// seals). The buffer is never reused across fork(): every draw checks the
+// process id and a fork generation (pthread_atfork), and the buffer is also
+// marked MADV_WIPEONFORK when the kernel provably honours it. Every byte
 // handed out is overwritten, so no nonce is issued twice by one process.
-// With random 96-bit nonces a term stays below the 2^-32 collision bound
-// only for about 2^32 encryptions, so the barrier counts them per term and
+//
+// Message limit per key: with random 96-bit nonces the chance that two of
+// n messages under one key share a nonce is about n^2 / 2^97, so a term
+// stays below the 2^-32 bound (NIST SP 800-38D) only for about 2^32
+// encryptions; a repeat leaks the XOR of two plaintexts and the key's
+// authentication subkey. So the barrier counts encryptions per term and
 // rotates by itself at BarrierOptions::max_encryptions_per_term (Vault's
 // 3,865,470,566 by default). The count is persisted in the keyring record
 // in blocks: before sealing the next values the barrier stores a larger
@@ -52,9 +58,9 @@
 // and others pass through from the backend. No message ever contains key or
 // share bytes.
 //
-// Sealed means no key material in memory: Seal() wipes every key
-// (OPENSSL_cleanse) and destroys the AEAD contexts. Key bytes live in
-// SecretBytes (strongbox/secret_bytes.h), mlock()ed when the OS allows.
+// Sealed means no key material in memory: Seal() wipes every key and
+// destroys the AEAD keys, whose providers wipe the key schedules. Key bytes
+// live in SecretBytes (strongbox/secret_bytes.h), mlock()ed when the OS allows.
 // No operation holds a copy of a key across backend I/O (records are read
 // before keys are derived, and written after the copies are wiped), so a
 // Seal() while the backend hangs leaves no key behind, and an operation

@@ -6,10 +6,11 @@
 //     of swap) and its failure (RLIMIT_MEMLOCK, EPERM) tolerated — locked()
 //     reports the outcome. The pages are also excluded from core dumps
 //     (MADV_DONTDUMP) where the OS allows;
-//   * is wiped with OPENSSL_cleanse on Clear(), on move-from and on
+//   * is wiped (the crypto provider's cleanse, which the compiler cannot
+//     elide) on Clear(), on move-from and on
 //     destruction, before the memory is returned;
 //   * is move-only: a copy has to be asked for (Copy()), never implicit;
-//   * compares in constant time (CRYPTO_memcmp).
+//   * compares in constant time.
 // Convert to std::string only at an API edge that demands one (shares
 // handed to an operator) and wipe such strings with WipeString().
 //
@@ -41,7 +42,9 @@ class SecretBytes {
 
   // A buffer holding a copy of `bytes`.
   static SecretBytes Copy(absl::string_view bytes);
-  // `size` bytes from BoringSSL's RNG.
+  // `size` bytes from the crypto provider's RNG (BoringSSL or OpenSSL 3).
+  // Aborts if the RNG fails, as BoringSSL does: a key that is not random
+  // must never be used.
   static SecretBytes Random(size_t size);
 
   uint8_t* data() { return data_; }
@@ -76,8 +79,13 @@ class SecretBytes {
   bool locked_ = false;
 };
 
-// Overwrites a std::string's bytes with OPENSSL_cleanse and clears it.
+// Overwrites all of a std::string's buffer, up to its capacity (a wipe the
+// compiler cannot elide), and clears it.
 void WipeString(std::string& s);
+
+// Overwrites data[0..size) with zeros (a wipe the compiler cannot elide):
+// for a host's own buffers that carried shares or secret values.
+void WipeMemory(void* data, size_t size);
 
 }  // namespace strongbox
 

@@ -6,13 +6,14 @@
 // constant term of its own random polynomial of degree threshold - 1. A share
 // is len(secret) + 1 bytes: the polynomial values (y) for each secret byte in
 // order, then one byte holding the share's x coordinate. x coordinates are
-// distinct, never 0, and drawn at random from BoringSSL's RNG, as are the
-// coefficients.
+// distinct, never 0, and drawn at random from the crypto provider's RNG
+// (BoringSSL or OpenSSL 3), as are the coefficients.
 //
 // Secret-dependent arithmetic is constant-time: no table look-ups or branches
 // indexed by secret or share bytes (multiplication is a masked bit loop,
-// inversion is exponentiation). Every intermediate buffer is wiped with
-// OPENSSL_cleanse. Error messages name the violated rule, never share bytes.
+// inversion is exponentiation). Every intermediate buffer is wiped (a
+// cleanse the compiler cannot elide). Error messages name the violated rule,
+// never share bytes.
 //
 // The returned std::strings hold secret material; callers that keep them
 // should move them into a zeroizing type (strongbox/secret_bytes.h) and wipe

@@ -1,8 +1,5 @@
 #include "strongbox/barrier.h"
 
-#include <openssl/aead.h>
-#include <openssl/mem.h>
-
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -18,37 +15,31 @@
 namespace strongbox {
 namespace seal {
 
-TermCipher::TermCipher(uint32_t term, SecretBytes key, int64_t created)
+TermCipher::TermCipher(uint32_t term, SecretBytes key, int64_t created,
+                       std::unique_ptr<crypto::Aes256GcmKey> aead)
     : term_(term),
       key_(std::move(key)),
       created_unix_micros_(created),
-      ctx_storage_(sizeof(EVP_AEAD_CTX)) {}
+      aead_(std::move(aead)) {}
 
 absl::StatusOr<std::unique_ptr<TermCipher>> TermCipher::Create(
     uint32_t term, SecretBytes key, int64_t created_unix_micros) {
   if (key.size() != kKeyBytes) {
     return absl::InternalError("data key has the wrong length");
   }
-  std::unique_ptr<TermCipher> cipher(
-      new TermCipher(term, std::move(key), created_unix_micros));
-  auto* ctx = reinterpret_cast<EVP_AEAD_CTX*>(cipher->ctx_storage_.data());
-  EVP_AEAD_CTX_zero(ctx);
-  if (!EVP_AEAD_CTX_init(ctx, EVP_aead_aes_256_gcm(), cipher->key_.data(),
-                         cipher->key_.size(), kTagBytes, nullptr)) {
-    return absl::InternalError("AEAD init failed");
-  }
-  return cipher;
+  absl::StatusOr<std::unique_ptr<crypto::Aes256GcmKey>> aead =
+      crypto::Aes256GcmKey::Create(key.view());
+  if (!aead.ok()) return aead.status();
+  return std::unique_ptr<TermCipher>(new TermCipher(
+      term, std::move(key), created_unix_micros, *std::move(aead)));
 }
 
-TermCipher::~TermCipher() {
-  EVP_AEAD_CTX_cleanup(reinterpret_cast<EVP_AEAD_CTX*>(ctx_storage_.data()));
-  // ctx_storage_ and key_ wipe themselves.
-}
+TermCipher::~TermCipher() = default;  // aead_ and key_ wipe themselves
 
 void TermCipher::AppendBuffers(
     std::vector<std::pair<const void*, size_t>>* out) const {
   out->emplace_back(key_.data(), key_.size());
-  out->emplace_back(ctx_storage_.data(), ctx_storage_.size());
+  aead_->AppendSecretBuffers(out);
 }
 
 }  // namespace seal
@@ -915,7 +906,7 @@ absl::StatusOr<std::string> Barrier::Impl::SealWithActiveTerm(
   out.resize(kValueOverhead + plaintext.size());
   uint8_t* p = reinterpret_cast<uint8_t*>(&out[0]);
   uint8_t* nonce = p + seal::kTermBytes + 1;
-  nonces_.Draw(nonce);
+  if (absl::Status s = nonces_.Draw(nonce); !s.ok()) return s;
   ReaderLock lock(&keys_mu_);
   if (keys_ == nullptr) return SealedError();
   // Counted under the same lock as the seal, so the count and the term the
@@ -931,13 +922,11 @@ absl::StatusOr<std::string> Barrier::Impl::SealWithActiveTerm(
   p[2] = static_cast<uint8_t>(term >> 8);
   p[3] = static_cast<uint8_t>(term);
   p[4] = kValueFormat;
-  size_t out_len = 0;
-  if (!EVP_AEAD_CTX_seal(cipher->ctx(), p + kValueHeaderBytes, &out_len,
-                         plaintext.size() + kTagBytes, nonce, kNonceBytes,
-                         U8(plaintext), plaintext.size(), U8(path),
-                         path.size()) ||
-      out_len != plaintext.size() + kTagBytes) {
-    return absl::InternalError("AEAD seal failed");
+  if (absl::Status s = cipher->aead().Seal(
+          absl::MakeConstSpan(nonce, kNonceBytes), plaintext, path,
+          absl::MakeSpan(p + kValueHeaderBytes, plaintext.size() + kTagBytes));
+      !s.ok()) {
+    return s;
   }
   return out;
 }
@@ -963,13 +952,12 @@ absl::StatusOr<std::string> Barrier::Impl::Open(absl::string_view path,
     if (unknown_term != nullptr) *unknown_term = term > keys_->max_term;
     return absl::DataLossError("stored value names an unknown key term");
   }
-  size_t out_len = 0;
-  if (!EVP_AEAD_CTX_open(
-          it->second->ctx(), reinterpret_cast<uint8_t*>(&plaintext[0]),
-          &out_len, plaintext.size(), p + seal::kTermBytes + 1, kNonceBytes,
-          p + kValueHeaderBytes, stored.size() - kValueHeaderBytes, U8(path),
-          path.size()) ||
-      out_len != plaintext.size()) {
+  if (!it->second->aead()
+           .Open(absl::MakeConstSpan(p + seal::kTermBytes + 1, kNonceBytes),
+                 stored.substr(kValueHeaderBytes), path,
+                 absl::MakeSpan(reinterpret_cast<uint8_t*>(&plaintext[0]),
+                                plaintext.size()))
+           .ok()) {
     WipeString(plaintext);
     return absl::DataLossError("stored value failed authentication");
   }

@@ -3,8 +3,6 @@
 #ifndef STRONGBOX_LIB_SEAL_BARRIER_IMPL_H_
 #define STRONGBOX_LIB_SEAL_BARRIER_IMPL_H_
 
-#include <openssl/aead.h>
-
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -20,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "lib/crypto/aead.h"
 #include "lib/seal/nonce_pool.h"
 #include "lib/seal/records.h"
 #include "lib/util/mutex.h"
@@ -35,10 +34,9 @@ inline constexpr uint8_t kValueFormat = 1;
 inline constexpr size_t kValueHeaderBytes = kTermBytes + 1 + kNonceBytes;
 inline constexpr size_t kValueOverhead = kValueHeaderBytes + kTagBytes;
 
-// One data-encryption key and its reusable AEAD context. Both live in
-// SecretBytes (the context holds the expanded AES key schedule, which
-// EVP_AEAD_CTX_cleanup does not wipe). Immutable after Create; its
-// EVP_AEAD_CTX may be used for seal/open from many threads at once.
+// One data-encryption key (in SecretBytes, for the keyring) and its AEAD
+// key object (lib/crypto, which wipes its key schedule). Immutable after
+// Create; its aead() may seal/open from many threads at once.
 class TermCipher {
  public:
   static absl::StatusOr<std::unique_ptr<TermCipher>> Create(
@@ -50,18 +48,17 @@ class TermCipher {
   uint32_t term() const { return term_; }
   const SecretBytes& key() const { return key_; }
   int64_t created_unix_micros() const { return created_unix_micros_; }
-  const EVP_AEAD_CTX* ctx() const {
-    return reinterpret_cast<const EVP_AEAD_CTX*>(ctx_storage_.data());
-  }
+  const crypto::Aes256GcmKey& aead() const { return *aead_; }
   // (data, size) of every buffer holding key material, for the wipe test.
   void AppendBuffers(std::vector<std::pair<const void*, size_t>>* out) const;
 
  private:
-  TermCipher(uint32_t term, SecretBytes key, int64_t created);
+  TermCipher(uint32_t term, SecretBytes key, int64_t created,
+             std::unique_ptr<crypto::Aes256GcmKey> aead);
   const uint32_t term_;
   SecretBytes key_;
   const int64_t created_unix_micros_;
-  SecretBytes ctx_storage_;  // an EVP_AEAD_CTX
+  const std::unique_ptr<crypto::Aes256GcmKey> aead_;
 };
 
 }  // namespace seal

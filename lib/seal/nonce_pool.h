@@ -1,19 +1,34 @@
-// NoncePool: 96-bit AES-GCM nonces drawn from BoringSSL's RNG in batches.
+// NoncePool: 96-bit AES-GCM nonces drawn from the crypto provider's RNG in
+// batches.
 //
-// RAND_bytes(12) costs about as much as sealing three 64-byte values, so the
-// pool fills one page with RAND_bytes at a time and hands it out 12 bytes
-// at a time (about 4 ns each). Safety:
+// One RAND_bytes(12) costs about as much as sealing three 64-byte values
+// (several times more under OpenSSL 3), so the pool fills one page at a
+// time and hands it out 12 bytes at a time. Safety:
 //   * Never repeated: each nonce is copied out and its bytes in the pool are
 //     overwritten with zeros before the lock is released; a refill draws
-//     fresh RNG output. Nonces are therefore exactly as unique as RAND_bytes
-//     output, i.e. random 96-bit values.
-//   * Fork-safe: the page is a private anonymous mapping marked
-//     MADV_WIPEONFORK, so a fork()ed child sees it zeroed — including the
-//     "nonces left" counter stored in the page itself — and refills from
-//     its own RNG instead of reusing its parent's bytes. If the kernel lacks
-//     MADV_WIPEONFORK (Linux < 4.14) the pool records the pid at every
-//     refill and compares getpid() on every draw instead (slower, equally
-//     safe).
+//     fresh RNG output. Nonces are therefore exactly as unique as the RNG's
+//     output, i.e. random 96-bit values (so at most 2^32 messages per key).
+//   * Fork-safe, because a forked child that handed out its parent's
+//     buffered nonces would repeat them under the same keys:
+//       - every draw compares a fork generation, bumped by a pthread_atfork
+//         child handler, with the one the shard was filled under (any
+//         fork() through libc, whatever the kernel does);
+//       - the pages are marked MADV_WIPEONFORK, trusted only when the
+//         kernel provably honours it: as in BoringSSL's fork detection, an
+//         invalid advice must fail first, since qemu-user and some
+//         sandboxes answer 0 to every madvise and do nothing. A proven
+//         wipe empties the pages in every child, even one made by a raw
+//         fork/clone system call that runs no atfork handler;
+//       - without a proven wipe, every draw also compares getpid() with
+//         the pid that filled the shard (a raw fork, or a generation
+//         counter inherited by a pid-reusing child). That is a system call
+//         per draw (≈ 1.5 µs on this project's VMs), the price BoringSSL's
+//         RNG pays too when it cannot trust MADV_WIPEONFORK. With a proven
+//         wipe the pid is checked at every refill only.
+//     Not covered: a VM snapshot cloned and resumed twice (same pid, no
+//     fork); nothing short of the hypervisor's generation id sees that.
+//     The atfork handlers also hold every shard's lock across fork(), so
+//     the child never inherits a shard locked by a thread it does not have.
 // Thread-safe (a lock per shard of threads, held for a 12-byte copy).
 #ifndef STRONGBOX_LIB_SEAL_NONCE_POOL_H_
 #define STRONGBOX_LIB_SEAL_NONCE_POOL_H_
@@ -23,6 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/status/status.h"
 #include "lib/util/mutex.h"
 
 namespace strongbox::seal {
@@ -36,13 +52,21 @@ class NoncePool {
   NoncePool(const NoncePool&) = delete;
   NoncePool& operator=(const NoncePool&) = delete;
 
-  // Writes a fresh nonce to out[0..11].
-  void Draw(uint8_t* out);
+  // Writes a fresh nonce to out[0..11]. INTERNAL if the RNG fails (then
+  // nothing is written).
+  absl::Status Draw(uint8_t* out);
 
-  // Whether the page is wiped on fork by the kernel (else getpid() checks).
+  // Whether the kernel provably wipes the pages on fork (the pid and
+  // generation checks run regardless).
   bool wipe_on_fork() const { return wipe_on_fork_; }
 
+  // The process's fork generation: 0 in the original process, +1 in each
+  // fork() child (pthread_atfork).
+  static uint64_t ForkGenerationForTesting();
+
  private:
+  friend class NoncePoolForkHandlers;
+
   // Laid out at the start of each shard's page; the rest holds nonces.
   struct Header {
     uint32_t remaining;  // nonces left; zero after a fork (WIPEONFORK)
@@ -54,9 +78,15 @@ class NoncePool {
   struct alignas(64) Shard {
     Mutex mu;
     uint8_t* page = nullptr;                   // constant after construction
-    pid_t refill_pid ABSL_GUARDED_BY(mu) = 0;  // fallback fork detection
+    pid_t refill_pid ABSL_GUARDED_BY(mu) = 0;  // the process that filled it
+    uint64_t refill_generation ABSL_GUARDED_BY(mu) = 0;
   };
-  void Refill(Shard& shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  absl::Status Refill(Shard& shard, uint64_t generation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // Around fork() (NoncePoolForkHandlers): every shard locked, then
+  // unlocked in the parent and in the child.
+  void LockAllShards() ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  void UnlockAllShards() ABSL_NO_THREAD_SAFETY_ANALYSIS;
 
   // Constant after construction.
   uint8_t* pages_ = nullptr;  // kShards pages, one mapping

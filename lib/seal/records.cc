@@ -1,13 +1,11 @@
 #include "lib/seal/records.h"
 
-#include <openssl/aead.h>
-#include <openssl/mem.h>
-#include <openssl/rand.h>
-
 #include <algorithm>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "lib/crypto/aead.h"
+#include "lib/crypto/random.h"
 #include "lib/seal/records.pb.h"
 
 namespace strongbox::seal {
@@ -82,28 +80,28 @@ absl::StatusOr<std::string> SealRecord(const SecretBytes& key,
   if (key.size() != kKeyBytes) {
     return absl::InternalError("record key has the wrong length");
   }
-  EVP_AEAD_CTX ctx;
-  if (!EVP_AEAD_CTX_init(&ctx, EVP_aead_aes_256_gcm(), key.data(), key.size(),
-                         kTagBytes, nullptr)) {
-    return absl::InternalError("AEAD init failed");
-  }
+  absl::StatusOr<std::unique_ptr<crypto::Aes256GcmKey>> aead =
+      crypto::Aes256GcmKey::Create(key.view());
+  if (!aead.ok()) return aead.status();
   SealedRecord msg;
   msg.set_format(kRecordFormat);
   std::string* nonce = msg.mutable_nonce();
   nonce->resize(kNonceBytes);
-  RAND_bytes(reinterpret_cast<uint8_t*>(&(*nonce)[0]), kNonceBytes);
+  const absl::Span<const uint8_t> nonce_bytes(
+      reinterpret_cast<const uint8_t*>(nonce->data()), kNonceBytes);
+  if (absl::Status s = crypto::RandomBytes(absl::MakeSpan(
+          reinterpret_cast<uint8_t*>(&(*nonce)[0]), kNonceBytes));
+      !s.ok()) {
+    return s;
+  }
   std::string* out = msg.mutable_ciphertext();
   out->resize(plaintext.size() + kTagBytes);
-  size_t out_len = 0;
-  const int ok = EVP_AEAD_CTX_seal(
-      &ctx, reinterpret_cast<uint8_t*>(&(*out)[0]), &out_len, out->size(),
-      reinterpret_cast<const uint8_t*>(nonce->data()), kNonceBytes,
-      reinterpret_cast<const uint8_t*>(plaintext.data()), plaintext.size(),
-      reinterpret_cast<const uint8_t*>(ad.data()), ad.size());
-  EVP_AEAD_CTX_cleanup(&ctx);
-  OPENSSL_cleanse(&ctx, sizeof(ctx));
-  if (!ok) return absl::InternalError("AEAD seal failed");
-  out->resize(out_len);
+  if (absl::Status s = (*aead)->Seal(
+          nonce_bytes, plaintext, ad,
+          absl::MakeSpan(reinterpret_cast<uint8_t*>(&(*out)[0]), out->size()));
+      !s.ok()) {
+    return s;
+  }
   return msg.SerializeAsString();
 }
 
@@ -117,24 +115,17 @@ absl::StatusOr<SecretBytes> OpenRecord(const SecretBytes& key,
       record.ciphertext.size() < kTagBytes) {
     return absl::DataLossError("sealed record is malformed");
   }
-  EVP_AEAD_CTX ctx;
-  if (!EVP_AEAD_CTX_init(&ctx, EVP_aead_aes_256_gcm(), key.data(), key.size(),
-                         kTagBytes, nullptr)) {
-    return absl::InternalError("AEAD init failed");
-  }
+  absl::StatusOr<std::unique_ptr<crypto::Aes256GcmKey>> aead =
+      crypto::Aes256GcmKey::Create(key.view());
+  if (!aead.ok()) return aead.status();
   SecretBytes plaintext(record.ciphertext.size() - kTagBytes);
-  // SecretBytes(0) has no buffer; give BoringSSL a valid pointer anyway.
-  uint8_t empty_out[1];
-  size_t out_len = 0;
-  const int ok = EVP_AEAD_CTX_open(
-      &ctx, plaintext.empty() ? empty_out : plaintext.data(), &out_len,
-      plaintext.size(), reinterpret_cast<const uint8_t*>(record.nonce.data()),
-      kNonceBytes, reinterpret_cast<const uint8_t*>(record.ciphertext.data()),
-      record.ciphertext.size(), reinterpret_cast<const uint8_t*>(ad.data()),
-      ad.size());
-  EVP_AEAD_CTX_cleanup(&ctx);
-  OPENSSL_cleanse(&ctx, sizeof(ctx));
-  if (!ok || out_len != plaintext.size()) {
+  if (!(*aead)
+           ->Open(absl::MakeConstSpan(
+                      reinterpret_cast<const uint8_t*>(record.nonce.data()),
+                      kNonceBytes),
+                  record.ciphertext, ad,
+                  absl::MakeSpan(plaintext.data(), plaintext.size()))
+           .ok()) {
     return absl::DataLossError("sealed record failed authentication");
   }
   return plaintext;

@@ -1,7 +1,5 @@
 #include "strongbox/secret_bytes.h"
 
-#include <openssl/mem.h>
-#include <openssl/rand.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -10,6 +8,9 @@
 #include <cstring>
 #include <new>
 #include <utility>
+
+#include "lib/crypto/random.h"
+#include "lib/crypto/secure_memory.h"
 
 namespace strongbox {
 namespace {
@@ -71,7 +72,11 @@ SecretBytes SecretBytes::Copy(absl::string_view bytes) {
 
 SecretBytes SecretBytes::Random(size_t size) {
   SecretBytes out(size);
-  if (size > 0) RAND_bytes(out.data_, size);
+  if (size > 0 && !crypto::RandomBytes(absl::MakeSpan(out.data_, size)).ok()) {
+    // A key that is not random must never be used, and this signature
+    // cannot report the failure (BoringSSL itself aborts here).
+    std::abort();
+  }
   return out;
 }
 
@@ -82,12 +87,12 @@ bool SecretBytes::Equals(const SecretBytes& other) const {
 bool SecretBytes::Equals(absl::string_view other) const {
   if (other.size() != size_) return false;
   if (size_ == 0) return true;
-  return CRYPTO_memcmp(data_, other.data(), size_) == 0;
+  return crypto::ConstantTimeEquals(data_, other.data(), size_);
 }
 
 void SecretBytes::Clear() {
   if (data_ == nullptr) return;
-  OPENSSL_cleanse(data_, capacity_);
+  crypto::Cleanse(data_, capacity_);
   if (WipeObserver observer = g_wipe_observer.load(std::memory_order_acquire)) {
     observer(data_, capacity_, g_wipe_observer_arg.load());
   }
@@ -104,8 +109,13 @@ void SecretBytes::SetWipeObserverForTesting(WipeObserver observer, void* arg) {
   g_wipe_observer.store(observer, std::memory_order_release);
 }
 
+void WipeMemory(void* data, size_t size) { crypto::Cleanse(data, size); }
+
 void WipeString(std::string& s) {
-  if (!s.empty()) OPENSSL_cleanse(&s[0], s.size());
+  // The whole buffer: bytes past size() may hold what a shorter value or a
+  // move left behind.
+  s.resize(s.capacity());
+  if (!s.empty()) crypto::Cleanse(&s[0], s.size());
   s.clear();
 }
 

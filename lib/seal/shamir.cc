@@ -1,13 +1,11 @@
 #include "strongbox/shamir.h"
 
-#include <openssl/mem.h>
-#include <openssl/rand.h>
-
 #include <array>
 #include <cstdint>
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "lib/crypto/random.h"
 #include "lib/seal/shamir_internal.h"
 #include "strongbox/secret_bytes.h"
 
@@ -101,22 +99,26 @@ absl::StatusOr<std::vector<std::string>> SplitWith(
 
 namespace {
 
-// A uniformly random permutation of 1..255 (Fisher–Yates over BoringSSL's
-// RNG, with rejection sampling so no x is favoured). x coordinates are
-// public (they are in the shares), so branching on them is fine.
-std::array<uint8_t, 255> RandomXs() {
-  std::array<uint8_t, 255> xs;
+// A uniformly random permutation of 1..255 (Fisher–Yates over the crypto
+// provider's RNG, with rejection sampling so no x is favoured). x
+// coordinates are public (they are in the shares), so branching on them is
+// fine.
+absl::Status RandomXs(std::array<uint8_t, 255>& xs) {
   for (int i = 0; i < 255; ++i) xs[i] = static_cast<uint8_t>(i + 1);
   for (int i = 254; i > 0; --i) {
     const uint32_t bound = static_cast<uint32_t>(i) + 1;
     const uint32_t limit = UINT32_MAX - UINT32_MAX % bound;
     uint32_t r;
     do {
-      RAND_bytes(reinterpret_cast<uint8_t*>(&r), sizeof(r));
+      if (absl::Status s = crypto::RandomBytes(
+              absl::MakeSpan(reinterpret_cast<uint8_t*>(&r), sizeof(r)));
+          !s.ok()) {
+        return s;
+      }
     } while (r >= limit);
     std::swap(xs[i], xs[r % bound]);
   }
-  return xs;
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -127,9 +129,15 @@ absl::StatusOr<std::vector<std::string>> Split(absl::string_view secret,
       !s.ok()) {
     return s;
   }
-  const std::array<uint8_t, 255> xs = RandomXs();
-  SecretBytes coefficients =
-      SecretBytes::Random(secret.size() * (static_cast<size_t>(threshold) - 1));
+  std::array<uint8_t, 255> xs;
+  if (absl::Status s = RandomXs(xs); !s.ok()) return s;
+  SecretBytes coefficients(secret.size() *
+                           (static_cast<size_t>(threshold) - 1));
+  if (absl::Status s = crypto::RandomBytes(
+          absl::MakeSpan(coefficients.data(), coefficients.size()));
+      !s.ok()) {
+    return s;
+  }
   return internal::SplitWith(
       secret, threshold, absl::MakeConstSpan(xs.data(), parts),
       absl::MakeConstSpan(coefficients.data(), coefficients.size()));

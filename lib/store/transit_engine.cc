@@ -1,8 +1,5 @@
 #include "lib/store/transit_engine.h"
 
-#include <openssl/aead.h>
-#include <openssl/mem.h>
-
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -16,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "lib/crypto/aead.h"
 #include "lib/seal/nonce_pool.h"
 #include "lib/store/transit_records.pb.h"
 #include "lib/util/base64.h"
@@ -183,42 +181,28 @@ void AddVersion(store::TransitKeyRecord* record, absl::Time now) {
 
 // ------------------------------------------------------------- cache
 
-// One usable key version: its AEAD context (in SecretBytes: the context
-// holds the expanded AES key schedule, which EVP_AEAD_CTX_cleanup does not
-// wipe) and its additional-data prefix. Immutable after Init; the context
-// may be used by many threads at once (BoringSSL's seal/open take it const).
+// One usable key version: its AEAD key (lib/crypto, which wipes the key
+// schedule) and its additional-data prefix. Immutable after Init; the key
+// may seal and open on many threads at once.
 class VersionCipher {
  public:
-  VersionCipher() : ctx_storage_(sizeof(EVP_AEAD_CTX)) {
-    EVP_AEAD_CTX_zero(mutable_ctx());
-  }
-  ~VersionCipher() {
-    if (initialized_) EVP_AEAD_CTX_cleanup(mutable_ctx());
-  }
+  VersionCipher() = default;
   VersionCipher(const VersionCipher&) = delete;
   VersionCipher& operator=(const VersionCipher&) = delete;
 
   absl::Status Init(absl::string_view key, std::string aad_prefix) {
-    if (!EVP_AEAD_CTX_init(mutable_ctx(), EVP_aead_aes_256_gcm(),
-                           reinterpret_cast<const uint8_t*>(key.data()),
-                           key.size(), kTagBytes, nullptr)) {
-      return absl::InternalError("AEAD init failed");
-    }
-    initialized_ = true;
+    absl::StatusOr<std::unique_ptr<crypto::Aes256GcmKey>> aead =
+        crypto::Aes256GcmKey::Create(key);
+    if (!aead.ok()) return absl::InternalError("AEAD init failed");
+    aead_ = *std::move(aead);
     aad_prefix_ = std::move(aad_prefix);
     return absl::OkStatus();
   }
-  const EVP_AEAD_CTX* ctx() const {
-    return reinterpret_cast<const EVP_AEAD_CTX*>(ctx_storage_.data());
-  }
+  const crypto::Aes256GcmKey& aead() const { return *aead_; }
   const std::string& aad_prefix() const { return aad_prefix_; }
 
  private:
-  EVP_AEAD_CTX* mutable_ctx() {
-    return reinterpret_cast<EVP_AEAD_CTX*>(ctx_storage_.data());
-  }
-  SecretBytes ctx_storage_;
-  bool initialized_ = false;
+  std::unique_ptr<crypto::Aes256GcmKey> aead_;
   std::string aad_prefix_;
 };
 
@@ -753,7 +737,7 @@ absl::Status TransitEngine::Impl::SealOne(const CachedKey& key,
     heap_raw.reset(new uint8_t[raw_size]);
     raw = heap_raw.get();
   }
-  nonces_.Draw(raw);
+  if (absl::Status s = nonces_.Draw(raw); !s.ok()) return s;
 
   const std::string& prefix = cipher->aad_prefix();
   std::string aad_heap;
@@ -763,13 +747,11 @@ absl::Status TransitEngine::Impl::SealOne(const CachedKey& key,
     aad_heap.append(prefix).append(context.data(), context.size());
     aad = aad_heap;
   }
-  size_t out_len = 0;
-  if (!EVP_AEAD_CTX_seal(
-          cipher->ctx(), raw + kNonceBytes, &out_len, raw_size - kNonceBytes,
-          raw, kNonceBytes, reinterpret_cast<const uint8_t*>(plaintext.data()),
-          plaintext.size(), reinterpret_cast<const uint8_t*>(aad.data()),
-          aad.size())) {
-    return absl::InternalError("AEAD seal failed");
+  if (absl::Status s = cipher->aead().Seal(
+          absl::MakeConstSpan(raw, kNonceBytes), plaintext, aad,
+          absl::MakeSpan(raw + kNonceBytes, raw_size - kNonceBytes));
+      !s.ok()) {
+    return s;
   }
 
   char digits[10];
@@ -820,18 +802,17 @@ absl::Status TransitEngine::Impl::OpenOne(const CachedKey& key,
   }
   const uint8_t* in = reinterpret_cast<const uint8_t*>(raw.data());
   out->resize(raw.size() - kNonceBytes - kTagBytes);
-  size_t out_len = 0;
-  if (!EVP_AEAD_CTX_open(cipher->ctx(), reinterpret_cast<uint8_t*>(out->data()),
-                         &out_len, out->size(), in, kNonceBytes,
-                         in + kNonceBytes, raw.size() - kNonceBytes,
-                         reinterpret_cast<const uint8_t*>(aad.data()),
-                         aad.size())) {
-    // BoringSSL leaves no plaintext behind on failure; be sure anyway.
+  if (!cipher->aead()
+           .Open(absl::MakeConstSpan(in, kNonceBytes),
+                 absl::string_view(raw).substr(kNonceBytes), aad,
+                 absl::MakeSpan(reinterpret_cast<uint8_t*>(out->data()),
+                                out->size()))
+           .ok()) {
+    // Open wiped the buffer; clear it too.
     WipeString(*out);
     return absl::InvalidArgumentError(
         "ciphertext does not authenticate under this key and context");
   }
-  out->resize(out_len);
   return absl::OkStatus();
 }
 

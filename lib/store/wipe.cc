@@ -1,7 +1,5 @@
 #include "lib/store/wipe.h"
 
-#include <openssl/mem.h>
-
 #include <algorithm>
 #include <limits>
 #include <vector>
@@ -12,6 +10,7 @@
 #include "google/protobuf/generated_message_util.h"
 #include "google/protobuf/map_field.h"
 #include "google/protobuf/unknown_field_set.h"
+#include "lib/crypto/secure_memory.h"
 #include "lib/store/kv_records.pb.h"
 #include "lib/store/requests.pb.h"
 
@@ -66,7 +65,7 @@ SecretFields* SecretMapOf(Message* m) {
 void WipeBuffer(std::string* s) {
   const size_t size = s->size();
   s->resize(s->capacity());
-  if (!s->empty()) OPENSSL_cleanse(&(*s)[0], s->size());
+  if (!s->empty()) crypto::Cleanse(&(*s)[0], s->size());
   s->resize(size);
 }
 

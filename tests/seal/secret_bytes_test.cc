@@ -80,7 +80,7 @@ TEST(NoncePoolTest, NoRepeatsAcrossManyRefills) {
   std::set<std::string> seen;
   for (int i = 0; i < 20000; ++i) {
     uint8_t n[12];
-    pool.Draw(n);
+    ASSERT_TRUE(pool.Draw(n).ok());
     EXPECT_TRUE(
         seen.insert(std::string(reinterpret_cast<char*>(n), 12)).second);
   }
@@ -89,7 +89,7 @@ TEST(NoncePoolTest, NoRepeatsAcrossManyRefills) {
 TEST(NoncePoolTest, ForkedChildNeverReusesParentNonces) {
   seal::NoncePool pool;
   uint8_t first[12];
-  pool.Draw(first);  // the pool now holds buffered nonces
+  ASSERT_TRUE(pool.Draw(first).ok());  // the pool now holds buffered nonces
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
   constexpr int kCount = 200;
@@ -99,7 +99,7 @@ TEST(NoncePoolTest, ForkedChildNeverReusesParentNonces) {
     close(fds[0]);
     for (int i = 0; i < kCount; ++i) {
       uint8_t n[12];
-      pool.Draw(n);
+      if (!pool.Draw(n).ok()) _exit(3);
       if (write(fds[1], n, 12) != 12) _exit(2);
     }
     _exit(0);
@@ -108,7 +108,7 @@ TEST(NoncePoolTest, ForkedChildNeverReusesParentNonces) {
   std::set<std::string> parent;
   for (int i = 0; i < kCount; ++i) {
     uint8_t n[12];
-    pool.Draw(n);
+    ASSERT_TRUE(pool.Draw(n).ok());
     parent.insert(std::string(reinterpret_cast<char*>(n), 12));
   }
   int overlaps = 0, received = 0;

@@ -1,6 +1,7 @@
-// TransitEngine beside raw BoringSSL AES-256-GCM, same sizes, same run.
+// TransitEngine beside the crypto provider's raw AES-256-GCM (bench/floors.h;
+// --config=openssl for OpenSSL 3), same sizes, same run.
 //
-//   BM_FloorSeal          EVP_AEAD_CTX_seal with a fresh RAND_bytes(12)
+//   BM_FloorSeal          the provider's seal with a fresh RAND_bytes(12)
 //                         nonce per call into a reused buffer
 //   BM_FloorSealBase64    the same plus absl::Base64Escape of
 //                         nonce || ciphertext || tag into a new string
@@ -12,8 +13,6 @@
 //                         the (in-memory) backend; 1 and 2 threads
 // Goal: TransitEncrypt / FloorSeal <= 1.5.
 // Run: bazel run -c opt //bench/store/transit:transit_bench
-#include <openssl/aead.h>
-#include <openssl/rand.h>
 
 #include <memory>
 #include <string>
