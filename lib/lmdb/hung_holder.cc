@@ -60,6 +60,10 @@ absl::StatusOr<uint64_t> ReadProcessStartTime(pid_t pid,
       !absl::SimpleAtoi(fields[kStartTimeIndex], &start_time)) {
     return absl::InternalError(absl::StrCat(path, " is malformed"));
   }
+  // A zombie has exited already (it only waits to be reaped).
+  if (fields[0] == "Z" || fields[0] == "X") {
+    return absl::NotFoundError(absl::StrCat("process ", pid, " has exited"));
+  }
   return start_time;
 }
 

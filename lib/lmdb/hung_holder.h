@@ -28,7 +28,8 @@ namespace strongbox {
 namespace lmdb_internal {
 
 // Field 22 of /proc/<pid>/stat: when the process started, in clock ticks
-// since boot. NOT_FOUND if there is no such process; another error if the
+// since boot. NOT_FOUND if there is no such process or it has exited (a
+// zombie); another error if the
 // file cannot be read or parsed. `proc_root` is "/proc" except in tests.
 absl::StatusOr<uint64_t> ReadProcessStartTime(pid_t pid,
                                               const std::string& proc_root);

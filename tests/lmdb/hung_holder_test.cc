@@ -188,6 +188,12 @@ TEST(ProcessStartTimeTest, ParsesFieldTwentyTwoPastAnAwkwardName) {
   EXPECT_EQ(*start, 4242u);
   EXPECT_EQ(ReadProcessStartTime(78, root).status().code(),
             absl::StatusCode::kNotFound);
+  // A zombie has exited.
+  std::string zombie = line;
+  zombie.replace(zombie.find(") S ") + 2, 1, "Z");
+  std::ofstream(root + "/77/stat") << zombie;
+  EXPECT_EQ(ReadProcessStartTime(77, root).status().code(),
+            absl::StatusCode::kNotFound);
   std::ofstream(root + "/77/stat") << "77 (x) S 1 2\n";
   EXPECT_EQ(ReadProcessStartTime(77, root).status().code(),
             absl::StatusCode::kInternal);

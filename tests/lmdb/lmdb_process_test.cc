@@ -30,11 +30,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -734,6 +736,180 @@ TEST(LmdbHungHolderTest, HolderWithinTheGraceIsNotKilled) {
   stopped.child->Signal(SIGKILL);
   acquire.Join();
   ASSERT_TRUE(acquire.result().ok()) << acquire.result().status();
+}
+
+// A seeded chaos run (rerun one with LMDB_CHAOS_SEED=<seed>): three
+// contenders with kill_hung_holder on, writing with their fences, and at
+// each step one of: kill -9 of the holder, SIGSTOP of it below the TTL,
+// past the TTL (between writes), or inside a write. After every step:
+// every fence was granted once, fences only grow, and a holder that was
+// killed or stopped past its TTL is replaced within TTL + grace + 1 s; a
+// holder stopped inside a write is killed. At the end every acknowledged
+// write reads back with the fence of the grant it was made under.
+TEST(LmdbHungHolderTest, SeededChaosRun) {
+  const char* env_seed = std::getenv("LMDB_CHAOS_SEED");
+  const uint64_t seed = env_seed != nullptr
+                            ? std::strtoull(env_seed, nullptr, 10)
+                            : std::random_device()();
+  std::printf("chaos seed %llu (rerun with LMDB_CHAOS_SEED=%llu)\n",
+              static_cast<unsigned long long>(seed),
+              static_cast<unsigned long long>(seed));
+  SCOPED_TRACE(absl::StrCat("LMDB_CHAOS_SEED=", seed));
+  std::mt19937_64 rng(seed);
+  const int ttl_ms = 200;
+  const absl::Duration ttl = absl::Milliseconds(ttl_ms);
+  const absl::Duration bound = 2 * ttl + absl::Seconds(1);
+  const std::string dir = NewTestDir("chaos");
+  const std::string trigger = dir + "/stop-in-write";
+
+  struct Member {
+    std::unique_ptr<Child> child;
+    std::string name;
+    FenceToken fence = kNoFence;
+    bool stopped_in_write = false;
+    int idles = 0;
+  };
+  std::vector<Member> members(3);
+  int generation = 0;
+  auto spawn = [&](int i) {
+    members[i].name = absl::StrCat("n", i, "g", generation++);
+    members[i].fence = kNoFence;
+    members[i].stopped_in_write = false;
+    members[i].child = std::make_unique<Child>(std::vector<std::string>{
+        "contender", dir, members[i].name, absl::StrCat(ttl_ms),
+        "--kill-hung-holder", "--stop-in-write"});
+  };
+  for (int i = 0; i < 3; ++i) spawn(i);
+
+  struct Ack {
+    std::string name;
+    int seq;
+    uint64_t version;
+    FenceToken fence;
+  };
+  std::vector<Ack> acks;
+  std::set<FenceToken> granted;
+  FenceToken last_fence = kNoFence;
+  int holder = -1;
+  int writes_since_grant = 0;
+  std::vector<std::string> log;
+  // Reads whatever the members printed, until `done()` or `timeout`.
+  auto pump = [&](absl::Duration timeout, const std::function<bool()>& done) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (true) {
+      for (int i = 0; i < 3; ++i) {
+        Child& child = *members[i].child;
+        while (auto line = child.ReadLine(absl::ZeroDuration())) {
+          log.push_back(absl::StrCat(members[i].name, ": ", *line));
+          std::vector<std::string> w = Words(*line);
+          if (w[0] == "GRANTED") {
+            const FenceToken f = std::stoull(w[1]);
+            EXPECT_TRUE(granted.insert(f).second)
+                << "fence " << f << " granted twice";
+            EXPECT_GT(f, last_fence) << "fences went back";
+            last_fence = f;
+            members[i].fence = f;
+            holder = i;
+            writes_since_grant = 0;
+          } else if (w[0] == "WRITE_OK") {
+            acks.push_back({members[i].name, std::stoi(w[1]), std::stoull(w[2]),
+                            members[i].fence});
+            if (i == holder) ++writes_since_grant;
+          } else if (w[0] == "STOPPING_IN_WRITE") {
+            members[i].stopped_in_write = true;
+          } else if (w[0] == "IDLE") {
+            ++members[i].idles;
+          } else if (w[0] == "ERROR") {
+            ADD_FAILURE() << members[i].name << ": " << *line;
+          }
+        }
+      }
+      if (done()) return true;
+      if (absl::Now() >= deadline) return false;
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  };
+  auto settled = [&] { return holder >= 0 && writes_since_grant >= 2; };
+
+  constexpr int kSteps = 20;
+  int kills = 0, short_stops = 0, long_stops = 0, write_stops = 0;
+  for (int step = 0; step < kSteps && !HasFailure(); ++step) {
+    ASSERT_TRUE(pump(absl::Seconds(10), settled)) << "no active holder";
+    const int h = holder;
+    const FenceToken before = last_fence;
+    auto replaced = [&] { return last_fence > before; };
+    const int action = static_cast<int>(rng() % 4);
+    const absl::Time t0 = absl::Now();
+    if (action == 0) {  // kill -9
+      ++kills;
+      members[h].child->Signal(SIGKILL);
+      members[h].child->Reap();
+      pump(absl::Milliseconds(50), [] { return false; });  // drain
+      spawn(h);
+      ASSERT_TRUE(pump(bound, replaced)) << "no takeover after kill -9";
+    } else if (action == 1) {  // SIGSTOP below the TTL
+      ++short_stops;
+      members[h].child->Signal(SIGSTOP);
+      absl::SleepFor(ttl / 4);
+      members[h].child->Signal(SIGCONT);
+    } else if (action == 2) {  // SIGSTOP past the TTL, between writes
+      ++long_stops;
+      // As it goes to sleep after a write ("IDLE"): outside any write.
+      const int idles = members[h].idles;
+      ASSERT_TRUE(
+          pump(absl::Seconds(5), [&] { return members[h].idles > idles; }));
+      members[h].child->Signal(SIGSTOP);
+      ASSERT_TRUE(pump(bound, replaced)) << "no takeover from a stopped holder";
+      int status;
+      if (members[h].child->EndedWithin(absl::ZeroDuration(), &status)) {
+        // The stop landed inside a write after all: killed.
+        spawn(h);
+      } else {
+        members[h].child->Signal(SIGCONT);
+      }
+    } else {  // SIGSTOP inside a write
+      ++write_stops;
+      std::ofstream(trigger) << "x";
+      ASSERT_TRUE(pump(absl::Seconds(5), [&] {
+        return members[h].stopped_in_write;
+      })) << "the holder did not stop inside a write";
+      ASSERT_TRUE(pump(bound, replaced))
+          << "no takeover from a holder stopped inside a write";
+      int status = 0;
+      ASSERT_TRUE(members[h].child->EndedWithin(absl::Seconds(5), &status))
+          << "the holder stopped inside a write was not killed";
+      EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      pump(absl::Milliseconds(20), [] { return false; });  // drain
+      spawn(h);
+    }
+    if (action != 1) {
+      const absl::Duration gap = absl::Now() - t0;
+      EXPECT_LT(gap, bound) << "no active for too long after action " << action;
+    }
+  }
+  std::printf(
+      "chaos: %d steps (%d kill -9, %d short stops, %d stops past the TTL, "
+      "%d stops inside a write), %zu fences granted, %zu acknowledged "
+      "writes\n",
+      kSteps, kills, short_stops, long_stops, write_stops, granted.size(),
+      acks.size());
+  for (auto& m : members) {
+    m.child->Signal(SIGKILL);
+    m.child->Reap();
+  }
+  auto backend = LmdbBackend::Open(dir);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  for (const Ack& ack : acks) {
+    absl::StatusOr<Entry> e =
+        (*backend)->Get(absl::StrCat("w/", ack.name, "/", ack.seq));
+    ASSERT_TRUE(e.ok()) << "lost acknowledged write " << ack.name << "/"
+                        << ack.seq << ": " << e.status();
+    EXPECT_EQ(e->version, ack.version);
+    EXPECT_EQ(e->value, absl::StrCat(ack.fence));
+  }
+  if (HasFailure()) {
+    for (const std::string& line : log) std::printf("  %s\n", line.c_str());
+  }
 }
 
 // ------------------------------------------------------ map across procs
