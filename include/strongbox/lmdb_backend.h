@@ -59,6 +59,8 @@
 //     costs a restart, never data. The killed process's in-flight write is
 //     aborted (never acknowledged);
 //   * without it (the default), waits as before, and reports the wait.
+// Open() of an existing store never waits for the writer lock, so a node
+// started during such a hang can open the directory and take over.
 // Either way the observer (`hung_holder_observer`) hears of it, and
 // hung_holder_status() shows it. What it cannot tell: LMDB does not say who
 // holds its writer lock, so if a non-holder process hangs inside a write
