@@ -96,7 +96,7 @@ class NodeHost::StateLogger : public HaObserver {
 
 std::string NodeUsage() {
   return "usage: strongbox_node --dir=DIR --node-id=ID --advertise=ADDR "
-         "[--perf-standby] [--lease-ttl-ms=N]";
+         "[--perf-standby] [--lease-ttl-ms=N] [--no-kill-hung-holder]";
 }
 
 absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
@@ -117,6 +117,8 @@ absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
       config.advertise = std::string(value);
     } else if (arg == "--perf-standby") {
       config.perf_standby = true;
+    } else if (arg == "--no-kill-hung-holder") {
+      config.kill_hung_holder = false;
     } else if (take("--lease-ttl-ms=")) {
       int64_t ms;
       if (!absl::SimpleAtoi(value, &ms) || ms < kMinTtlMs || ms > kMaxTtlMs) {
@@ -152,8 +154,10 @@ NodeHost::~NodeHost() {
 
 absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Open(
     const NodeConfig& config) {
+  LmdbBackendOptions backend_options;
+  backend_options.kill_hung_holder = config.kill_hung_holder;
   absl::StatusOr<std::unique_ptr<LmdbBackend>> backend =
-      LmdbBackend::Open(config.dir);
+      LmdbBackend::Open(config.dir, backend_options);
   if (!backend.ok()) return backend.status();
   return OpenWithBackend(config, *std::move(backend));
 }

@@ -71,6 +71,12 @@ struct NodeConfig {
   // waits TTL/2 before contending again. Default: 2000 ms. REQUIRES:
   // 40 <= TTL <= 600000 ms.
   absl::Duration lease_ttl = absl::Milliseconds(2000);
+  // LmdbBackendOptions::kill_hung_holder: a standby kills an active node
+  // hung inside an LMDB write once its lease has been expired for a TTL
+  // (identity proven by boot id, pid and start time). Default: on;
+  // --no-kill-hung-holder turns it off (the takeover then waits for the
+  // hung node to resume or die).
+  bool kill_hung_holder = true;
 };
 
 // Parses the command line (argv[0] is the program). INVALID_ARGUMENT with a

@@ -6,6 +6,7 @@
 //
 //   strongbox_node --dir=DIR --node-id=ID --advertise=ADDR
 //                  [--perf-standby] [--lease-ttl-ms=N]
+//                  [--no-kill-hung-holder]
 //
 // stdout carries only answers, one JSON object per line, flushed after each.
 // Logs (state changes) go to stderr. `quit`, end of input, SIGTERM or SIGINT

@@ -16,15 +16,16 @@
 // processes would.
 //
 // The HA lease. The grant (holder value, fence, expiry, TTL, the holder's
-// machine boot id and pid) is a record in the same LMDB environment, so a
-// fenced write checks it atomically with the write. The expiry is measured
-// in time since the machine booted (CLOCK_BOOTTIME), which every process of
-// one boot shares and nobody steps, so a wall clock stepped back does not
-// stretch a hung holder's lease, and one stepped forward does not fail over
-// a healthy holder. (Records written by older releases carry a wall-clock
-// expiry; they are still honoured, judged by the wall clock, until the next
-// grant or renewal rewrites them. A process of such a release cannot read
-// the new record: upgrade every process on a directory together.) The
+// machine boot id, pid and process start time) is a record in the same LMDB
+// environment, so a fenced write checks it atomically with the write. The
+// expiry is measured in time since the machine booted (CLOCK_BOOTTIME), which
+// every process of one boot shares and nobody steps, so a wall clock stepped
+// back does not stretch a hung holder's lease, and one stepped forward does not
+// fail over a healthy holder. (Records written by older releases carry a
+// wall-clock expiry; they are still honoured, judged by the wall clock, until
+// the next grant or renewal rewrites them. A process of an older release cannot
+// read the record this one writes: upgrade every process on a directory
+// together.) The
 // holder of grant F also keeps an OS lock (an open-file-description lock)
 // on `lease-F.lock`, which the kernel drops when the process dies. A
 // contender therefore treats the lease as free when any of these holds:
@@ -35,13 +36,36 @@
 //   * nobody holds `lease-F.lock` (the holder crashed: takeover at once),
 //   * the record was written during another boot of the machine.
 // A deposed holder's later fenced writes fail with FAILED_PRECONDITION, and
-// its Lost()/WaitLost() report the loss. One limit comes from LMDB itself:
-// it has a single writer lock, so a process stopped *inside* a write
-// transaction (a commit, a renewal) blocks every writer until it resumes
-// or dies; the TTL cannot cut that short. A dead one is harmless (LMDB's
-// robust mutex passes the lock on). The lease assumes the processes
+// its Lost()/WaitLost() report the loss. The lease assumes the processes
 // share one machine and its clock (the directory must be on a local file
 // system; LMDB does not support network file systems either).
+//
+// A holder hung inside a write. LMDB has a single writer lock, so a process
+// stopped *inside* a write transaction (a commit, a renewal: SIGSTOP, a
+// debugger, a cgroup freezer, swap thrashing) blocks every writer, and so
+// every contender's grant, until it resumes or dies; the TTL alone cannot
+// cut that short. A dead one is harmless (LMDB's robust mutex passes the
+// lock on at once). So a contender whose grant attempt has waited for the
+// writer lock for a grace period (`hung_holder_grace`, default one TTL),
+// while the current grant has been expired for that long too, looks at the
+// grant's holder process, which the record names by boot id, pid and
+// process start time (/proc/<pid>/stat), and:
+//   * with `kill_hung_holder`, sends it SIGKILL, but only when all three
+//     match (a pid reused by another process has another start time; a
+//     grant of another boot is dead already), never a live grant and never
+//     its own process; the takeover then completes within about TTL +
+//     grace. LMDB recovers the writer lock; fences keep out the writes of
+//     a holder killed too eagerly (it was expired anyway), so a wrong guess
+//     costs a restart, never data. The killed process's in-flight write is
+//     aborted (never acknowledged);
+//   * without it (the default), waits as before, and reports the wait.
+// Open() of an existing store never waits for the writer lock, so a node
+// started during such a hang can open the directory and take over.
+// Either way the observer (`hung_holder_observer`) hears of it, and
+// hung_holder_status() shows it. What it cannot tell: LMDB does not say who
+// holds its writer lock, so if a non-holder process hangs inside a write
+// while the holder itself hangs (e.g. blocked renewing behind it), the
+// holder is the one killed and the wait goes on (reported again).
 //
 // A grant is durable before its fence is handed out: under kNoSync and
 // kNoMetaSync the grant's commit is followed by a sync (if that fails the
@@ -83,7 +107,9 @@
 #define STRONGBOX_LMDB_BACKEND_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -93,6 +119,43 @@
 #include "strongbox/clock.h"
 
 namespace strongbox {
+
+// A takeover that waits on LMDB's writer lock while the expired grant's
+// holder process still lives (see "A holder hung inside a write").
+struct HungHolderEvent {
+  enum class Kind {
+    // The takeover is waiting: `reason` says why the holder was not (or not
+    // yet) killed — kill_hung_holder is off, or its identity is unproven.
+    kWaiting,
+    // The holder, proven by boot id, pid and start time, was sent SIGKILL.
+    kKilled,
+  };
+  Kind kind = Kind::kWaiting;
+  FenceToken fence = kNoFence;  // the expired grant
+  std::string holder;           // its holder value (advertise address)
+  uint32_t pid = 0;             // its process; 0 if the record names none
+  absl::Duration expired_for;   // how long past its expiry (0 if unknown)
+  std::string reason;           // one line for logs; no secrets
+};
+
+// Hears of hung holders. Called on a backend-internal watchdog thread while
+// a grant attempt waits; must return promptly and must not destroy the
+// backend. It may read the backend (reads never wait for writers).
+class HungHolderObserver {
+ public:
+  virtual ~HungHolderObserver() = default;
+  virtual void OnHungHolder(const HungHolderEvent& event) = 0;
+};
+
+// What hung_holder_status() reports.
+struct HungHolderStatus {
+  // Set while a grant attempt of this backend waits on a hung holder
+  // (the latest event), cleared when its write transaction begins.
+  std::optional<HungHolderEvent> waiting;
+  // The last holder this backend killed, and how many it killed.
+  std::optional<HungHolderEvent> last_kill;
+  uint64_t kills = 0;
+};
 
 struct LmdbBackendOptions {
   // How much a commit waits for the disk before it returns.
@@ -164,6 +227,28 @@ struct LmdbBackendOptions {
   // (empty): read /proc/sys/kernel/random/boot_id at Open(), which fails if
   // it cannot be read. Tests set it to simulate a reboot.
   std::string boot_id;
+
+  // Fence a holder hung inside a write transaction: SIGKILL it once its
+  // identity is proven (see "A holder hung inside a write"). The trade-off:
+  // on, a frozen holder costs the cluster at most about TTL + grace of
+  // leadership instead of as long as it stays frozen, and the frozen
+  // process dies (an operator's SIGSTOP or a debugger's stop past that
+  // ends it); off, nothing in the library ever kills a process, and a
+  // holder frozen inside a write holds every takeover until it resumes
+  // (reported, not cured). Every process that may contend must be allowed
+  // to signal the others (same user, or CAP_KILL). Default: false — a
+  // library does not kill processes unasked; hosts that run one node per
+  // process, like strongbox_node, turn it on.
+  bool kill_hung_holder = false;
+
+  // How long the grant must be past its expiry, and a grant attempt must
+  // have waited for the writer lock, before the holder counts as hung.
+  // Default (zero): the grant's own TTL.
+  absl::Duration hung_holder_grace = absl::ZeroDuration();
+
+  // Hears every wait on, and kill of, a hung holder. Not owned; must
+  // outlive the backend. Default: none (hung_holder_status() still tells).
+  HungHolderObserver* hung_holder_observer = nullptr;
 };
 
 class LmdbBackend : public Backend {
@@ -183,6 +268,12 @@ class LmdbBackend : public Backend {
 
   // The directory this backend was opened on, as given to Open().
   virtual const std::string& dir() const = 0;
+
+  // Whether an Acquire() of this backend is waiting on a holder hung
+  // inside a write, and which holders it killed. A coordinator puts this
+  // in its status ("takeover waiting on a holder blocked inside a write,
+  // pid N"). Cheap: no I/O.
+  virtual HungHolderStatus hung_holder_status() = 0;
 
  protected:
   LmdbBackend() = default;

@@ -246,8 +246,34 @@ absl::Status Environment::OpenEnv(const std::string& dir,
 }
 
 absl::Status Environment::InitOrCheckStore(const std::string& dir) {
+  // An existing store is checked in a read transaction: a process hung
+  // inside a write holds LMDB's writer lock, and a node opening the store
+  // (to take over from it) must not wait for that.
   MDB_txn* txn = nullptr;
-  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  if (rc == MDB_READERS_FULL && CheckReaders() > 0) {
+    rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  }
+  // A read that cannot begin (a reader table full of live readers) falls
+  // back to the check under the writer lock, which needs no reader slot.
+  if (rc == MDB_SUCCESS) rc = mdb_dbi_open(txn, nullptr, 0, &dbi_);
+  if (rc == MDB_SUCCESS) {
+    absl::StatusOr<std::optional<absl::string_view>> format =
+        TxnGet(txn, dbi_, kFormatKey);
+    if (format.ok() && format->has_value()) {
+      absl::Status s = CheckFormat(**format);
+      mdb_txn_abort(txn);  // the unnamed database's handle stays valid
+      if (!s.ok()) {
+        return absl::Status(s.code(), absl::StrCat(dir, ": ", s.message()));
+      }
+      return absl::OkStatus();
+    }
+  }
+  if (txn != nullptr) mdb_txn_abort(txn);
+  // No format record yet (or it could not be read): look again under the
+  // writer lock, and initialize an empty environment.
+  txn = nullptr;
+  rc = mdb_txn_begin(env_, nullptr, 0, &txn);
   if (rc != MDB_SUCCESS) return LmdbError(rc, "starting the open check");
   auto fail = [&](absl::Status status) {
     mdb_txn_abort(txn);

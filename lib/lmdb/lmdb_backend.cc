@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -21,6 +23,7 @@
 #include "absl/time/clock.h"
 #include "lib/backend/batch.h"
 #include "lib/lmdb/environment.h"
+#include "lib/lmdb/hung_holder.h"
 #include "lib/lmdb/records.h"
 #include "lib/lmdb/test_hooks.h"
 #include "lib/util/mutex.h"
@@ -113,7 +116,15 @@ struct LeaseContext {
   // relative `dir` keeps working after the host chdir()s.
   int dir_fd = -1;
   std::string boot_id;
+  // This process, as grants record it: pid and start time (0 if /proc
+  // could not tell; such a grant is never killed as hung).
+  pid_t self_pid = 0;
+  uint64_t self_start_time = 0;
   absl::Duration poll;
+  // LmdbBackendOptions' hung-holder settings.
+  bool kill_hung_holder = false;
+  absl::Duration hung_holder_grace;
+  HungHolderObserver* hung_holder_observer = nullptr;
   const lmdb_internal::TestHooks* hooks = nullptr;
 
   LeaseContext() = default;
@@ -303,6 +314,7 @@ class LmdbGrant final : public LeadershipGrant {
       if (!current) return false;
       (*record)->expiry = renewed = now + ttl_;
       (*record)->expiry_clock = lmdb_internal::ExpiryClock::kBoot;
+      (*record)->version = lmdb_internal::kLeaseRecordV3;
       absl::Status put = txn.Put(env.dbi(), kLeaseKey, EncodeLease(**record));
       if (!put.ok()) return put;
       return true;
@@ -565,6 +577,9 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
       PutFixed64(&bytes, revision);
       absl::Status put = txn.Put(env_.dbi(), kRevisionKey, bytes);
       if (!put.ok()) return put;
+      if (ctx_->hooks != nullptr && ctx_->hooks->inside_commit) {
+        ctx_->hooks->inside_commit(fence);
+      }
       return true;
     });
     if (!s.ok()) return s;
@@ -593,6 +608,11 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   }
   const std::string& dir() const override { return dir_; }
 
+  HungHolderStatus hung_holder_status() override {
+    MutexLock lock(&status_mu_);
+    return status_;
+  }
+
   absl::StatusOr<std::unique_ptr<LeadershipGrant>> Acquire(
       const AcquireOptions& options) override {
     if (env_.InForkedChild(/*by_pid=*/true)) return ForkedChildError();
@@ -614,7 +634,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
       if (!seen.ok()) return seen.status();
       if (!seen->has_value() || !ctx_->InForce(**seen, boot_now)) {
         absl::StatusOr<std::unique_ptr<LeadershipGrant>> grant =
-            TryGrant(options);
+            TryGrant(options, *seen);
         if (!grant.ok() || *grant != nullptr) return grant;
       }
       if (clock_->Now() >= options.deadline) {
@@ -659,6 +679,143 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   }
 
  private:
+  // How often a watchdog looks at a grant attempt blocked on the writer
+  // lock. Bounds the takeover time after the grace.
+  static constexpr absl::Duration kWatchdogStep = absl::Milliseconds(10);
+
+  // What one watchdog has reported so far.
+  struct WatchState {
+    std::string last_reason;
+    bool killed = false;
+    bool reported_waiting = false;
+  };
+
+  // Watches one grant attempt's wait for LMDB's writer lock (the header's
+  // "A holder hung inside a write"): every kWatchdogStep it judges the
+  // current grant's holder, reports a wait and, with kill_hung_holder,
+  // kills a proven hung holder. Ends at Disarm() (the write transaction
+  // began) or destruction.
+  class BeginWatchdog {
+   public:
+    explicit BeginWatchdog(LmdbBackendImpl* backend)
+        : backend_(backend),
+          armed_at_(backend->ctx_->BootNow()),
+          thread_([this] { Run(); }) {}
+    ~BeginWatchdog() {
+      Disarm();
+      thread_.join();
+    }
+    BeginWatchdog(const BeginWatchdog&) = delete;
+    BeginWatchdog& operator=(const BeginWatchdog&) = delete;
+
+    void Disarm() {
+      {
+        MutexLock lock(&mu_);
+        done_ = true;
+      }
+      mu_.SignalAll();
+    }
+
+   private:
+    void Run() {
+      WatchState state;
+      while (true) {
+        {
+          MutexLock lock(&mu_);
+          if (mu_.AwaitWithTimeout(
+                  [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; },
+                  kWatchdogStep)) {
+            break;
+          }
+        }
+        backend_->WatchHolder(armed_at_, &state);
+      }
+      backend_->EndWatch(&state);
+    }
+
+    LmdbBackendImpl* const backend_;
+    const absl::Time armed_at_;  // boot clock
+    Mutex mu_;
+    bool done_ ABSL_GUARDED_BY(mu_) = false;
+    std::thread thread_;  // last: starts once the rest is built
+  };
+
+  // One look of a watchdog armed at `armed_at` (boot clock).
+  void WatchHolder(absl::Time armed_at, WatchState* state) {
+    absl::StatusOr<std::optional<LeaseRecord>> seen = ReadLeaseNow();
+    if (!seen.ok() || !seen->has_value()) return;
+    const LeaseRecord& record = **seen;
+    const absl::Time now = ctx_->BootNow();
+    const lmdb_internal::HolderJudgement judged = lmdb_internal::JudgeHolder(
+        record, ctx_->BootExpiry(record, now), now, now - armed_at,
+        ctx_->hung_holder_grace, ctx_->boot_id, ctx_->self_pid, [](pid_t pid) {
+          return lmdb_internal::ReadProcessStartTime(pid, "/proc");
+        });
+    using lmdb_internal::HolderVerdict;
+    if (judged.verdict == HolderVerdict::kLive ||
+        judged.verdict == HolderVerdict::kNoHolder) {
+      return;
+    }
+    // Once this watchdog killed the holder, it only waits for the lock.
+    if (state->killed) return;
+    HungHolderEvent event;
+    event.kind = HungHolderEvent::Kind::kWaiting;
+    event.fence = record.fence;
+    event.holder = record.holder;
+    event.pid = record.pid;
+    event.expired_for = judged.expired_for;
+    event.reason = judged.reason;
+    if (judged.verdict == HolderVerdict::kProven) {
+      if (!ctx_->kill_hung_holder) {
+        event.reason =
+            absl::StrCat(judged.reason, "; kill_hung_holder is off: waiting");
+      } else {
+        absl::Status killed = lmdb_internal::KillIfSameProcess(
+            static_cast<pid_t>(record.pid), record.start_time, "/proc");
+        if (killed.ok()) {
+          state->killed = true;
+          event.kind = HungHolderEvent::Kind::kKilled;
+          event.reason = absl::StrCat(judged.reason, "; sent SIGKILL");
+        } else {
+          event.reason =
+              absl::StrCat(judged.reason, "; not killed: ", killed.message());
+        }
+      }
+    }
+    if (event.kind == HungHolderEvent::Kind::kWaiting &&
+        event.reason == state->last_reason) {
+      return;  // reported already
+    }
+    state->last_reason = event.reason;
+    {
+      MutexLock lock(&status_mu_);
+      if (event.kind == HungHolderEvent::Kind::kKilled) {
+        status_.last_kill = event;
+        ++status_.kills;
+        if (waiting_owner_ == state) {
+          status_.waiting.reset();
+          waiting_owner_ = nullptr;
+        }
+      } else {
+        status_.waiting = event;
+        waiting_owner_ = state;
+        state->reported_waiting = true;
+      }
+    }
+    if (ctx_->hung_holder_observer != nullptr) {
+      ctx_->hung_holder_observer->OnHungHolder(event);
+    }
+  }
+
+  // A watchdog ends: the wait it reported (if any) is over.
+  void EndWatch(WatchState* state) {
+    MutexLock lock(&status_mu_);
+    if (waiting_owner_ == state) {
+      status_.waiting.reset();
+      waiting_owner_ = nullptr;
+    }
+  }
+
   absl::StatusOr<std::optional<LeaseRecord>> ReadLeaseNow() {
     std::optional<LeaseRecord> seen;
     absl::Status s = env_.Read([&](MDB_txn* txn) -> absl::Status {
@@ -676,14 +833,19 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   // free, else returns nullptr. The new holder's lock file is created and
   // locked before the record naming it commits, so no contender can ever
   // see the record without the lock.
+  // `seen` is the record as last read: if it names an active grant, a
+  // watchdog watches for its holder hanging inside a write meanwhile.
   absl::StatusOr<std::unique_ptr<LeadershipGrant>> TryGrant(
-      const AcquireOptions& options) {
+      const AcquireOptions& options, const std::optional<LeaseRecord>& seen) {
     const lmdb_internal::TestHooks* hooks = ctx_->hooks;
     auto lock_file = std::make_unique<LockFile>(ctx_->dir_fd);
     LeaseRecord granted;
     FenceToken previous = kNoFence;
     bool free = false;
+    std::optional<BeginWatchdog> watchdog;
+    if (seen.has_value() && seen->active) watchdog.emplace(this);
     absl::Status s = env_.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
+      if (watchdog.has_value()) watchdog->Disarm();
       absl::StatusOr<bool> wrote =
           WriteGrant(txn, options, &granted, &previous, &free, *lock_file);
       // Still under LMDB's writer lock, so no one else can be creating
@@ -748,7 +910,12 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     granted->fence = *previous + 1;
     granted->expiry = now + options.ttl;
     granted->ttl = options.ttl;
+    granted->version = lmdb_internal::kLeaseRecordV3;
     granted->pid = static_cast<uint32_t>(getpid());
+    const lmdb_internal::TestHooks* test = ctx_->hooks;
+    granted->start_time = test != nullptr && test->grant_start_time != 0
+                              ? test->grant_start_time
+                              : ctx_->self_start_time;
     granted->boot_id = ctx_->boot_id;
     granted->holder = options.holder;
     absl::Status locked = lock_file.Create(LockName(granted->fence));
@@ -769,6 +936,11 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   Environment& env_;
   Clock* const clock_;
   const BackendLimits limits_;
+
+  Mutex status_mu_;
+  HungHolderStatus status_ ABSL_GUARDED_BY(status_mu_);
+  // The watchdog whose wait status_.waiting reports (identity only).
+  const WatchState* waiting_owner_ ABSL_GUARDED_BY(status_mu_) = nullptr;
 };
 
 }  // namespace
@@ -800,6 +972,9 @@ absl::StatusOr<std::unique_ptr<LmdbBackend>> OpenBackend(
   }
   if (options.max_readers == 0) {
     return absl::InvalidArgumentError("max_readers must be positive");
+  }
+  if (options.hung_holder_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("hung_holder_grace must not be negative");
   }
   auto ctx = std::make_shared<LeaseContext>();
   ctx->hooks = hooks;
@@ -835,6 +1010,13 @@ absl::StatusOr<std::unique_ptr<LmdbBackend>> OpenBackend(
   }
   ctx->dir = dir;
   ctx->poll = options.poll_interval;
+  ctx->self_pid = getpid();
+  absl::StatusOr<uint64_t> start_time =
+      lmdb_internal::ReadProcessStartTime(ctx->self_pid, "/proc");
+  ctx->self_start_time = start_time.ok() ? *start_time : 0;
+  ctx->kill_hung_holder = options.kill_hung_holder;
+  ctx->hung_holder_grace = options.hung_holder_grace;
+  ctx->hung_holder_observer = options.hung_holder_observer;
   return std::unique_ptr<LmdbBackend>(
       new LmdbBackendImpl(dir, std::move(ctx), options.limits));
 }

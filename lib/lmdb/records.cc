@@ -104,13 +104,13 @@ absl::StatusOr<uint64_t> DecodeRevision(absl::string_view bytes) {
 
 std::string EncodeLease(const LeaseRecord& record) {
   std::string out;
-  // The record version is the expiry's clock (ExpiryClock's values).
-  out.push_back(static_cast<char>(record.expiry_clock));
+  out.push_back(static_cast<char>(record.version));
   out.push_back(record.active ? 1 : 0);
   PutFixed64(&out, record.fence);
   PutFixed64(&out, static_cast<uint64_t>(absl::ToUnixNanos(record.expiry)));
   PutFixed64(&out, static_cast<uint64_t>(absl::ToInt64Nanoseconds(record.ttl)));
   PutFixed32(&out, record.pid);
+  if (record.version >= kLeaseRecordV3) PutFixed64(&out, record.start_time);
   PutFixed32(&out, static_cast<uint32_t>(record.boot_id.size()));
   out.append(record.boot_id);
   PutFixed32(&out, static_cast<uint32_t>(record.holder.size()));
@@ -128,14 +128,16 @@ absl::StatusOr<LeaseRecord> DecodeLease(absl::string_view bytes) {
   record.expiry = absl::FromUnixNanos(static_cast<int64_t>(r.U64()));
   record.ttl = absl::Nanoseconds(static_cast<int64_t>(r.U64()));
   record.pid = r.U32();
+  if (version >= kLeaseRecordV3) record.start_time = r.U64();
   record.boot_id = r.Bytes();
   record.holder = r.Bytes();
-  if (!r.ok() || active > 1 ||
-      (version != static_cast<uint8_t>(ExpiryClock::kWall) &&
-       version != static_cast<uint8_t>(ExpiryClock::kBoot))) {
+  if (!r.ok() || active > 1 || version < kLeaseRecordV1 ||
+      version > kLeaseRecordV3) {
     return absl::DataLossError("the lease record is corrupt");
   }
-  record.expiry_clock = static_cast<ExpiryClock>(version);
+  record.version = version;
+  record.expiry_clock =
+      version == kLeaseRecordV1 ? ExpiryClock::kWall : ExpiryClock::kBoot;
   return record;
 }
 

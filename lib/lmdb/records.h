@@ -48,31 +48,46 @@ absl::StatusOr<uint64_t> DecodeRevision(absl::string_view bytes);
 // expired or died, which readers judge for themselves). `fence` is the
 // highest fence ever granted, so the next grant is fence + 1.
 //
-// Record version 2 (written by this code) stores `expiry` as time since the
+// Record version 3 (written by this code) stores `expiry` as time since the
 // machine booted (CLOCK_BOOTTIME, as absl::UnixEpoch() + that duration): the
 // record is only meaningful during the boot named by `boot_id`, and that
-// clock is shared by every process of the boot and never stepped. Version 1
-// (older releases) stored wall-clock time; it is still read, and judged by
-// the wall clock until the record is next written.
+// clock is shared by every process of the boot and never stepped. It also
+// stores the holder's process start time (field 22 of /proc/<pid>/stat,
+// clock ticks since boot), which with `boot_id` and `pid` names the holder
+// process exactly (a reused pid has another start time): only a proven
+// holder is ever killed as hung (LmdbBackendOptions::kill_hung_holder).
+// Version 2 is version 3 without the start time (start_time 0: unknown).
+// Version 1 (older releases) stored wall-clock time; it is still read, and
+// judged by the wall clock until the record is next written.
 enum class ExpiryClock : uint8_t {
   kWall = 1,  // record version 1: absl::Time of the wall clock
-  kBoot = 2,  // record version 2: time since boot
+  kBoot = 2,  // record versions 2 and 3: time since boot
 };
 
+inline constexpr uint8_t kLeaseRecordV1 = 1;
+inline constexpr uint8_t kLeaseRecordV2 = 2;
+inline constexpr uint8_t kLeaseRecordV3 = 3;
+
 struct LeaseRecord {
+  // The layout to write; DecodeLease sets the version it read.
+  uint8_t version = kLeaseRecordV3;
   ExpiryClock expiry_clock = ExpiryClock::kBoot;
   bool active = false;
   uint64_t fence = 0;
   absl::Time expiry = absl::InfinitePast();
   absl::Duration ttl = absl::ZeroDuration();
   uint32_t pid = 0;
+  // The holder's start time in clock ticks since boot; 0 if unknown
+  // (versions 1 and 2).
+  uint64_t start_time = 0;
   std::string boot_id;
   std::string holder;
 };
-// Writes record version `record.expiry_clock` (2 unless a test writes an
-// old record on purpose).
+// Writes record version `record.version` (3 unless a test writes an old
+// record on purpose; version 1 and 2 imply their expiry clock and drop the
+// start time).
 std::string EncodeLease(const LeaseRecord& record);
-// Reads versions 1 and 2. DATA_LOSS if malformed or of another version.
+// Reads versions 1, 2 and 3. DATA_LOSS if malformed or of another version.
 absl::StatusOr<LeaseRecord> DecodeLease(absl::string_view bytes);
 
 }  // namespace lmdb_internal

@@ -34,6 +34,15 @@ struct TestHooks {
   // cleans up after itself; the writer lock is free, so another backend
   // may be granted meanwhile.
   std::function<void()> after_failed_grant;
+
+  // Runs inside every Commit()'s write transaction, after its entries are
+  // written and before it commits, with the commit's fence: a test may
+  // stop the process right there, holding LMDB's writer lock.
+  std::function<void(FenceToken)> inside_commit;
+
+  // If nonzero, grants record this process start time instead of the real
+  // one (as if the pid had since been reused by another process).
+  uint64_t grant_start_time = 0;
 };
 
 // LmdbBackend::Open with `hooks` (may be null: no hooks).

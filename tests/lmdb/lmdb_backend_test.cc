@@ -474,6 +474,7 @@ TEST(LmdbLeaseTest, WallClockRecordOfAnOlderReleaseIsStillHonoured) {
   ASSERT_NE(OpenOrDie(dir, options), nullptr);  // creates the store
   // An active version-1 grant (wall-clock expiry) whose holder is alive.
   lmdb_internal::LeaseRecord old;
+  old.version = lmdb_internal::kLeaseRecordV1;
   old.expiry_clock = lmdb_internal::ExpiryClock::kWall;
   old.active = true;
   old.fence = 7;

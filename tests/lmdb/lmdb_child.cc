@@ -5,12 +5,24 @@
 //   lmdb_child writer DIR ROUND SEED
 //       Puts r<ROUND>/k<i> for i = 0, 1, ... forever; after each
 //       acknowledged (synced) commit prints "ACK <i> <version>".
-//   lmdb_child contender DIR NAME TTL_MS
+//   lmdb_child contender DIR NAME TTL_MS [FLAGS...]
 //       Acquires the lease (prints "GRANTED <fence>"), then loops: prints
 //       "IDLE", sleeps 30 ms, renews if due, writes w/<NAME>/<seq> with its
 //       fence, printing "WRITE_OK <seq> <version>" or
 //       "WRITE_REFUSED <seq> <code>"; once the grant is lost prints
-//       "LOST <fence>" and contends again.
+//       "LOST <fence>" and contends again. With any FLAGS it also prints
+//       "CONTENDING" before each Acquire. FLAGS:
+//         --kill-hung-holder   LmdbBackendOptions::kill_hung_holder
+//         --report-hung        print every HungHolderEvent as
+//                              "HUNG <waiting|killed> <pid> <fence>"
+//                              (implied by --kill-hung-holder)
+//         --stop-in-write      when the file DIR/stop-in-write exists, the
+//                              next fenced commit removes it, prints
+//                              "STOPPING_IN_WRITE <seq>" and stops itself
+//                              (SIGSTOP) inside its write transaction,
+//                              holding LMDB's writer lock
+//         --fake-start-time    grants record a wrong process start time
+//         --boot-id=ID         LmdbBackendOptions::boot_id
 //   lmdb_child fill DIR COUNT BYTES
 //       Opens with a 1 MiB initial map, writes COUNT values of BYTES under
 //       fill/<i>, prints "DONE <revision>".
@@ -22,6 +34,7 @@
 //       a reader slot and pins its snapshot; prints "READING <n>" and
 //       waits to be killed.
 #include <lmdb.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -34,6 +47,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "lib/lmdb/test_hooks.h"
 #include "strongbox/lmdb_backend.h"
 #include "tests/lmdb/test_support.h"
 
@@ -61,12 +75,53 @@ int Writer(const std::string& dir, int round) {
   }
 }
 
-int Contender(const std::string& dir, const std::string& name, int ttl_ms) {
-  auto backend = LmdbBackend::Open(dir);
+struct ContenderFlags {
+  bool any = false;
+  bool kill_hung_holder = false;
+  bool report_hung = false;
+  bool stop_in_write = false;
+  bool fake_start_time = false;
+  std::string boot_id;
+};
+
+class PrintingObserver : public HungHolderObserver {
+ public:
+  void OnHungHolder(const HungHolderEvent& event) override {
+    Say(absl::StrCat(
+        "HUNG ",
+        event.kind == HungHolderEvent::Kind::kKilled ? "killed" : "waiting",
+        " ", event.pid, " ", event.fence));
+  }
+};
+
+// The sequence number of the write in progress (for STOPPING_IN_WRITE).
+int g_seq = 0;
+
+int Contender(const std::string& dir, const std::string& name, int ttl_ms,
+              const ContenderFlags& flags) {
+  LmdbBackendOptions backend_options;
+  backend_options.kill_hung_holder = flags.kill_hung_holder;
+  backend_options.boot_id = flags.boot_id;
+  PrintingObserver observer;
+  if (flags.report_hung || flags.kill_hung_holder) {
+    backend_options.hung_holder_observer = &observer;
+  }
+  lmdb_internal::TestHooks hooks;
+  const std::string trigger = dir + "/stop-in-write";
+  if (flags.stop_in_write) {
+    hooks.inside_commit = [&](FenceToken fence) {
+      if (fence == kNoFence || unlink(trigger.c_str()) != 0) return;
+      Say(absl::StrCat("STOPPING_IN_WRITE ", g_seq));
+      raise(SIGSTOP);
+    };
+  }
+  if (flags.fake_start_time) hooks.grant_start_time = 1;
+  auto backend = lmdb_internal::OpenWithTestHooks(dir, backend_options, &hooks);
   if (!backend.ok()) return Fail(backend.status());
   const absl::Duration ttl = absl::Milliseconds(ttl_ms);
-  int seq = 0;
+  int& seq = g_seq;
   while (true) {
+    if (flags.any) Say("CONTENDING");
     AcquireOptions options;
     options.holder = name;
     options.ttl = ttl;
@@ -146,7 +201,26 @@ int Reader(const std::string& dir, int count) {
 }
 
 int Main(int argc, char** argv) {
-  if (argc != 5) {
+  ContenderFlags flags;
+  for (int i = 5; i < argc; ++i) {
+    const std::string flag = argv[i];
+    flags.any = true;
+    if (flag == "--kill-hung-holder") {
+      flags.kill_hung_holder = true;
+    } else if (flag == "--report-hung") {
+      flags.report_hung = true;
+    } else if (flag == "--stop-in-write") {
+      flags.stop_in_write = true;
+    } else if (flag == "--fake-start-time") {
+      flags.fake_start_time = true;
+    } else if (flag.rfind("--boot-id=", 0) == 0) {
+      flags.boot_id = flag.substr(10);
+    } else {
+      std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
+      return 1;
+    }
+  }
+  if (argc < 5 || (flags.any && std::string(argv[1]) != "contender")) {
     std::fprintf(stderr,
                  "usage: lmdb_child writer|contender|fill|reader DIR A B\n");
     return 1;
@@ -156,7 +230,7 @@ int Main(int argc, char** argv) {
   int a = 0, b = 0;
   if (mode == "writer" && absl::SimpleAtoi(argv[3], &a)) return Writer(dir, a);
   if (mode == "contender" && absl::SimpleAtoi(argv[4], &b)) {
-    return Contender(dir, argv[3], b);
+    return Contender(dir, argv[3], b, flags);
   }
   if (mode == "reader" && absl::SimpleAtoi(argv[3], &a)) {
     return Reader(dir, a);

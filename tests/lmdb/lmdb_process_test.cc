@@ -5,6 +5,13 @@
 //     (file lock, not TTL); SIGSTOP of the holder hands it over after the
 //     TTL, and after SIGCONT the old holder's fenced write is refused with
 //     nothing applied and it reports the loss;
+//   * a holder stopped (SIGSTOP) *inside* a write transaction, holding
+//     LMDB's writer lock: with kill_hung_holder a contender kills it once
+//     its grant has been expired for the grace and is granted itself, with
+//     every acknowledged write present and the in-flight one absent;
+//     without the option the wait is reported; a holder whose identity is
+//     not proven (pid reused, another boot) or whose grant is still within
+//     the grace is never killed;
 //   * a map grown by another process is adopted (MDB_MAP_RESIZED);
 //   * readers killed with SIGKILL (mid-read) neither exhaust the reader
 //     table nor pin a snapshot that makes data.mdb grow without bound.
@@ -22,11 +29,16 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -99,13 +111,31 @@ class Child {
 
   void Signal(int sig) { kill(pid_, sig); }
 
-  // Waits for the process to end (after SIGKILL).
-  void Reap() {
-    if (pid_ <= 0) return;
-    int status;
+  // Waits for the process to end (after SIGKILL); returns its wait
+  // status (-1 if there was no process).
+  int Reap() {
+    if (pid_ <= 0) return -1;
+    int status = 0;
     while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
     pid_ = -1;
+    return status;
+  }
+
+  // True if the process has ended (reaping it) within `timeout`; its wait
+  // status in *status.
+  bool EndedWithin(absl::Duration timeout, int* status) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (pid_ > 0) {
+      const pid_t got = waitpid(pid_, status, WNOHANG);
+      if (got == pid_) {
+        pid_ = -1;
+        return true;
+      }
+      if (absl::Now() >= deadline) return false;
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    return false;
   }
 
   // The next complete line, or nullopt at EOF or after `timeout`.
@@ -337,6 +367,549 @@ TEST(LmdbProcessTest, StoppedHolderIsFencedOutAfterTheTtl) {
   auto current = (*backend)->ha()->CurrentHolder();
   ASSERT_TRUE(current.ok() && current->has_value());
   EXPECT_EQ((*current)->holder, absl::StrCat("node", next->first));
+}
+
+// ------------------------------------------------- a holder hung in a write
+
+// The state letter of /proc/<pid>/stat ('T' when stopped), or '?'.
+char ProcessState(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= text.size()) return '?';
+  return text[paren + 2];
+}
+
+// A contender that was granted the lease alone, acknowledged some fenced
+// writes, and then stopped itself inside the write transaction of the next
+// one: it holds LMDB's writer lock.
+struct StoppedHolder {
+  std::unique_ptr<Child> child;
+  FenceToken fence = kNoFence;
+  std::vector<std::pair<int, uint64_t>> acked;  // (seq, version)
+  int in_flight = -1;                           // seq of the stopped write
+  absl::Time stopped_at;
+};
+
+void StopHolderInsideAWrite(const std::string& dir, int ttl_ms,
+                            const std::vector<std::string>& flags,
+                            StoppedHolder* out) {
+  std::vector<std::string> args = {"contender", dir, "stopper",
+                                   absl::StrCat(ttl_ms), "--stop-in-write"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  out->child = std::make_unique<Child>(args);
+  Child& child = *out->child;
+  ASSERT_TRUE(child.started());
+  bool triggered = false;
+  while (true) {
+    std::optional<std::string> line = child.ReadLine(absl::Seconds(10));
+    ASSERT_TRUE(line.has_value()) << "the holder went quiet";
+    std::vector<std::string> w = Words(*line);
+    if (w[0] == "GRANTED") {
+      ASSERT_EQ(out->fence, kNoFence) << "granted twice";
+      out->fence = std::stoull(w[1]);
+    } else if (w[0] == "WRITE_OK") {
+      out->acked.emplace_back(std::stoi(w[1]), std::stoull(w[2]));
+    } else if (w[0] == "STOPPING_IN_WRITE") {
+      out->in_flight = std::stoi(w[1]);
+      out->stopped_at = absl::Now();
+      break;
+    } else if (w[0] == "ERROR" || w[0] == "WRITE_REFUSED" || w[0] == "LOST") {
+      FAIL() << "holder: " << *line;
+    }
+    if (!triggered && out->acked.size() >= 3) {
+      std::ofstream(dir + "/stop-in-write") << "x";
+      triggered = true;
+    }
+  }
+  // raise(SIGSTOP) follows the line at once; wait until it took effect.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (ProcessState(child.pid()) != 'T') {
+    ASSERT_LT(absl::Now(), deadline) << "the holder did not stop";
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+}
+
+class RecordingObserver : public HungHolderObserver {
+ public:
+  void OnHungHolder(const HungHolderEvent& event) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(event);
+  }
+  std::vector<HungHolderEvent> events() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<HungHolderEvent> events_;
+};
+
+AcquireOptions Candidate(const std::string& holder, absl::Duration timeout) {
+  AcquireOptions o;
+  o.holder = holder;
+  o.ttl = absl::Seconds(30);
+  o.deadline = absl::Now() + timeout;
+  return o;
+}
+
+// Every write the stopped holder acknowledged is present with its version;
+// the one it was stopped inside of is not.
+void ExpectAcknowledgedWritesOnly(LmdbBackend& backend,
+                                  const StoppedHolder& stopped) {
+  ASSERT_FALSE(stopped.acked.empty());
+  for (const auto& [seq, version] : stopped.acked) {
+    absl::StatusOr<Entry> e = backend.Get(absl::StrCat("w/stopper/", seq));
+    ASSERT_TRUE(e.ok()) << "lost acknowledged write " << seq << ": "
+                        << e.status();
+    EXPECT_EQ(e->version, version);
+    EXPECT_EQ(e->value, absl::StrCat(stopped.fence));
+  }
+  EXPECT_EQ(backend.Get(absl::StrCat("w/stopper/", stopped.in_flight))
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound)
+      << "the killed holder's unacknowledged write was applied";
+}
+
+// One takeover from a holder stopped inside a write, by this process with
+// kill_hung_holder on. Returns the time from the stop to the grant.
+void TakeOverFromHolderStoppedInAWrite(int ttl_ms, absl::Duration* took) {
+  const std::string dir = NewTestDir("hung");
+  StoppedHolder stopped;
+  StopHolderInsideAWrite(dir, ttl_ms, {}, &stopped);
+  if (testing::Test::HasFatalFailure()) return;
+  const pid_t pid = stopped.child->pid();
+
+  RecordingObserver observer;
+  LmdbBackendOptions options;
+  options.kill_hung_holder = true;
+  options.hung_holder_observer = &observer;
+  auto backend = LmdbBackend::Open(dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto grant = (*backend)->ha()->Acquire(Candidate("taker", absl::Seconds(30)));
+  *took = absl::Now() - stopped.stopped_at;
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  EXPECT_GT((*grant)->fence(), stopped.fence);
+
+  // The stopped process is gone, killed by SIGKILL.
+  int status = 0;
+  ASSERT_TRUE(stopped.child->EndedWithin(absl::Seconds(10), &status))
+      << "the hung holder still exists";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  // The kill was reported, with the pid.
+  std::vector<HungHolderEvent> events = observer.events();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().kind, HungHolderEvent::Kind::kKilled);
+  EXPECT_EQ(events.back().pid, static_cast<uint32_t>(pid));
+  EXPECT_EQ(events.back().fence, stopped.fence);
+  EXPECT_EQ(events.back().holder, "stopper");
+  EXPECT_GE(events.back().expired_for, absl::Milliseconds(ttl_ms));
+  HungHolderStatus hung = (*backend)->hung_holder_status();
+  EXPECT_EQ(hung.kills, 1u);
+  ASSERT_TRUE(hung.last_kill.has_value());
+  EXPECT_EQ(hung.last_kill->pid, static_cast<uint32_t>(pid));
+  EXPECT_FALSE(hung.waiting.has_value());
+
+  ExpectAcknowledgedWritesOnly(**backend, stopped);
+  // The new holder writes with its fence.
+  EXPECT_TRUE((*backend)->Put("after", "x", (*grant)->fence()).ok());
+}
+
+TEST(LmdbHungHolderTest, HolderStoppedInsideAWriteIsKilledAndReplaced) {
+  const int ttl_ms = 300;
+  absl::Duration took;
+  TakeOverFromHolderStoppedInAWrite(ttl_ms, &took);
+  if (HasFatalFailure()) return;
+  // TTL + grace (one TTL) + a bound generous for a loaded machine.
+  std::printf(
+      "takeover from a holder stopped inside a write: %.1f ms (TTL "
+      "%d ms, grace = TTL)\n",
+      absl::ToDoubleMilliseconds(took), ttl_ms);
+  EXPECT_LT(took, absl::Milliseconds(2 * ttl_ms) + absl::Seconds(2));
+  // Never before the grant expired plus the grace.
+  EXPECT_GE(took, absl::Milliseconds(ttl_ms));
+}
+
+TEST(LmdbHungHolderTest, TakeoverTimeOverTwentyRuns) {
+  const int ttl_ms = 200;
+  std::vector<double> ms;
+  for (int run = 0; run < 20; ++run) {
+    SCOPED_TRACE(absl::StrCat("run ", run));
+    absl::Duration took;
+    TakeOverFromHolderStoppedInAWrite(ttl_ms, &took);
+    if (HasFatalFailure()) return;
+    ms.push_back(absl::ToDoubleMilliseconds(took));
+  }
+  std::sort(ms.begin(), ms.end());
+  const double median = (ms[9] + ms[10]) / 2;
+  std::printf(
+      "takeover after SIGSTOP inside a write, 20 runs, TTL %d ms, grace "
+      "%d ms: median %.1f ms, min %.1f ms, max %.1f ms (goal <= %d ms)\n",
+      ttl_ms, ttl_ms, median, ms.front(), ms.back(), 2 * ttl_ms + 100);
+  testing::Test::RecordProperty("takeover_median_us",
+                                static_cast<int>(median * 1000));
+  testing::Test::RecordProperty("takeover_max_us",
+                                static_cast<int>(ms.back() * 1000));
+}
+
+// Opening the store takes no writer lock, so a node that starts while a
+// holder is stopped inside a write can open it (and then take over).
+TEST(LmdbHungHolderTest, OpenDoesNotWaitForAHolderStoppedInsideAWrite) {
+  const std::string dir = NewTestDir("hung-open");
+  StoppedHolder stopped;
+  StopHolderInsideAWrite(dir, /*ttl_ms=*/60000, {}, &stopped);
+  if (HasFatalFailure()) return;
+  std::mutex mu;
+  std::optional<absl::Status> opened;
+  std::thread opener([&] {
+    absl::Status s = LmdbBackend::Open(dir).status();
+    std::lock_guard<std::mutex> lock(mu);
+    opened = s;
+  });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  bool done = false;
+  while (!done && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+    std::lock_guard<std::mutex> lock(mu);
+    done = opened.has_value();
+  }
+  EXPECT_TRUE(done) << "Open waited for the writer lock";
+  stopped.child->Signal(SIGKILL);  // frees a blocked Open too
+  opener.join();
+  ASSERT_TRUE(opened.has_value());
+  EXPECT_TRUE(opened->ok()) << *opened;
+}
+
+// Runs Acquire on a thread (it blocks in LMDB while the writer lock is
+// held) and hands the grant back when it returns.
+class BackgroundAcquire {
+ public:
+  BackgroundAcquire(LmdbBackend* backend, AcquireOptions options)
+      : thread_([this, backend, options] {
+          auto grant = backend->ha()->Acquire(options);
+          std::lock_guard<std::mutex> lock(mu_);
+          result_.emplace(std::move(grant));
+        }) {}
+  ~BackgroundAcquire() { Join(); }
+
+  bool done() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return result_.has_value();
+  }
+  // REQUIRES: the thread ended (Join()).
+  absl::StatusOr<std::unique_ptr<LeadershipGrant>>& result() {
+    return *result_;
+  }
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::optional<absl::StatusOr<std::unique_ptr<LeadershipGrant>>> result_;
+  std::thread thread_;
+};
+
+// Waits until the backend reports a takeover waiting on a hung holder.
+std::optional<HungHolderEvent> AwaitWaiting(LmdbBackend& backend,
+                                            absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    HungHolderStatus status = backend.hung_holder_status();
+    if (status.waiting.has_value()) return status.waiting;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return std::nullopt;
+}
+
+// A contender that is not allowed to kill: it waits for the stopped
+// holder, reports the wait (status and observer, with the pid), and is
+// granted once the holder resumes.
+TEST(LmdbHungHolderTest, WithoutTheOptionTheWaitIsReported) {
+  const std::string dir = NewTestDir("hung-off");
+  const int ttl_ms = 200;
+  StoppedHolder stopped;
+  StopHolderInsideAWrite(dir, ttl_ms, {}, &stopped);
+  if (HasFatalFailure()) return;
+  const pid_t pid = stopped.child->pid();
+  RecordingObserver observer;
+  LmdbBackendOptions options;  // kill_hung_holder: false (the default)
+  options.hung_holder_observer = &observer;
+  auto backend = LmdbBackend::Open(dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  {
+    BackgroundAcquire acquire(backend->get(),
+                              Candidate("patient", absl::Seconds(60)));
+    std::optional<HungHolderEvent> waiting =
+        AwaitWaiting(**backend, absl::Seconds(10));
+    ASSERT_TRUE(waiting.has_value()) << "the wait was not reported";
+    EXPECT_EQ(waiting->kind, HungHolderEvent::Kind::kWaiting);
+    EXPECT_EQ(waiting->pid, static_cast<uint32_t>(pid));
+    EXPECT_EQ(waiting->fence, stopped.fence);
+    EXPECT_NE(waiting->reason.find("kill_hung_holder is off"),
+              std::string::npos)
+        << waiting->reason;
+    // Still stopped, not killed, and the takeover still waits.
+    absl::SleepFor(absl::Milliseconds(2 * ttl_ms));
+    EXPECT_EQ(ProcessState(pid), 'T');
+    EXPECT_FALSE(acquire.done());
+    EXPECT_EQ((*backend)->hung_holder_status().kills, 0u);
+    // Resumed, the holder finishes its write and the takeover completes.
+    stopped.child->Signal(SIGCONT);
+    acquire.Join();
+    ASSERT_TRUE(acquire.result().ok()) << acquire.result().status();
+    EXPECT_GT((*acquire.result())->fence(), stopped.fence);
+  }
+  EXPECT_FALSE((*backend)->hung_holder_status().waiting.has_value())
+      << "the wait is still reported after the takeover";
+  std::vector<HungHolderEvent> events = observer.events();
+  ASSERT_EQ(events.size(), 1u) << "one wait, reported once";
+  EXPECT_EQ(events[0].pid, static_cast<uint32_t>(pid));
+}
+
+// Waits for the report that a stopped holder of `flags` is not killed,
+// checks it is alive, then ends it and the takeover.
+void ExpectNotKilled(const std::vector<std::string>& flags,
+                     const std::string& reason_part) {
+  const std::string dir = NewTestDir("hung-id");
+  const int ttl_ms = 200;
+  StoppedHolder stopped;
+  StopHolderInsideAWrite(dir, ttl_ms, flags, &stopped);
+  if (testing::Test::HasFatalFailure()) return;
+  const pid_t pid = stopped.child->pid();
+  LmdbBackendOptions options;
+  options.kill_hung_holder = true;
+  auto backend = LmdbBackend::Open(dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  BackgroundAcquire acquire(backend->get(),
+                            Candidate("taker", absl::Seconds(60)));
+  std::optional<HungHolderEvent> waiting =
+      AwaitWaiting(**backend, absl::Seconds(10));
+  ASSERT_TRUE(waiting.has_value()) << "the wait was not reported";
+  EXPECT_NE(waiting->reason.find(reason_part), std::string::npos)
+      << waiting->reason;
+  absl::SleepFor(absl::Milliseconds(2 * ttl_ms));
+  EXPECT_EQ(ProcessState(pid), 'T') << "a holder of unproven identity was "
+                                       "killed";
+  EXPECT_EQ((*backend)->hung_holder_status().kills, 0u);
+  EXPECT_FALSE(acquire.done());
+  // Its real death lets the takeover through.
+  stopped.child->Signal(SIGKILL);
+  acquire.Join();
+  ASSERT_TRUE(acquire.result().ok()) << acquire.result().status();
+}
+
+TEST(LmdbHungHolderTest, HolderWhosePidWasReusedIsNeverKilled) {
+  // The grant records another start time than the process with its pid
+  // has now: as if the holder had died and its pid been reused.
+  ExpectNotKilled({"--fake-start-time"}, "another process");
+}
+
+TEST(LmdbHungHolderTest, HolderOfAnotherBootIsNeverKilled) {
+  ExpectNotKilled({"--boot-id=an-earlier-boot"}, "another boot");
+}
+
+TEST(LmdbHungHolderTest, HolderWithinTheGraceIsNotKilled) {
+  const std::string dir = NewTestDir("hung-grace");
+  const int ttl_ms = 200;
+  StoppedHolder stopped;
+  StopHolderInsideAWrite(dir, ttl_ms, {}, &stopped);
+  if (HasFatalFailure()) return;
+  const pid_t pid = stopped.child->pid();
+  LmdbBackendOptions options;
+  options.kill_hung_holder = true;
+  options.hung_holder_grace = absl::Seconds(60);
+  auto backend = LmdbBackend::Open(dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  BackgroundAcquire acquire(backend->get(),
+                            Candidate("taker", absl::Seconds(60)));
+  // Well past the TTL, well within the grace: nothing happens.
+  absl::SleepFor(absl::Milliseconds(5 * ttl_ms));
+  EXPECT_EQ(ProcessState(pid), 'T');
+  HungHolderStatus status = (*backend)->hung_holder_status();
+  EXPECT_EQ(status.kills, 0u);
+  EXPECT_FALSE(status.waiting.has_value());
+  EXPECT_FALSE(acquire.done());
+  stopped.child->Signal(SIGKILL);
+  acquire.Join();
+  ASSERT_TRUE(acquire.result().ok()) << acquire.result().status();
+}
+
+// A seeded chaos run (rerun one with LMDB_CHAOS_SEED=<seed>): three
+// contenders with kill_hung_holder on, writing with their fences, and at
+// each step one of: kill -9 of the holder, SIGSTOP of it below the TTL,
+// past the TTL (between writes), or inside a write. After every step:
+// every fence was granted once, fences only grow, and a holder that was
+// killed or stopped past its TTL is replaced within TTL + grace + 1 s; a
+// holder stopped inside a write is killed. At the end every acknowledged
+// write reads back with the fence of the grant it was made under.
+TEST(LmdbHungHolderTest, SeededChaosRun) {
+  const char* env_seed = std::getenv("LMDB_CHAOS_SEED");
+  const uint64_t seed = env_seed != nullptr
+                            ? std::strtoull(env_seed, nullptr, 10)
+                            : std::random_device()();
+  std::printf("chaos seed %llu (rerun with LMDB_CHAOS_SEED=%llu)\n",
+              static_cast<unsigned long long>(seed),
+              static_cast<unsigned long long>(seed));
+  SCOPED_TRACE(absl::StrCat("LMDB_CHAOS_SEED=", seed));
+  std::mt19937_64 rng(seed);
+  const int ttl_ms = 200;
+  const absl::Duration ttl = absl::Milliseconds(ttl_ms);
+  const absl::Duration bound = 2 * ttl + absl::Seconds(1);
+  const std::string dir = NewTestDir("chaos");
+  const std::string trigger = dir + "/stop-in-write";
+
+  struct Member {
+    std::unique_ptr<Child> child;
+    std::string name;
+    FenceToken fence = kNoFence;
+    bool stopped_in_write = false;
+    int idles = 0;
+  };
+  std::vector<Member> members(3);
+  int generation = 0;
+  auto spawn = [&](int i) {
+    members[i].name = absl::StrCat("n", i, "g", generation++);
+    members[i].fence = kNoFence;
+    members[i].stopped_in_write = false;
+    members[i].child = std::make_unique<Child>(std::vector<std::string>{
+        "contender", dir, members[i].name, absl::StrCat(ttl_ms),
+        "--kill-hung-holder", "--stop-in-write"});
+  };
+  for (int i = 0; i < 3; ++i) spawn(i);
+
+  struct Ack {
+    std::string name;
+    int seq;
+    uint64_t version;
+    FenceToken fence;
+  };
+  std::vector<Ack> acks;
+  std::set<FenceToken> granted;
+  FenceToken last_fence = kNoFence;
+  int holder = -1;
+  int writes_since_grant = 0;
+  std::vector<std::string> log;
+  // Reads whatever the members printed, until `done()` or `timeout`.
+  auto pump = [&](absl::Duration timeout, const std::function<bool()>& done) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (true) {
+      for (int i = 0; i < 3; ++i) {
+        Child& child = *members[i].child;
+        while (auto line = child.ReadLine(absl::ZeroDuration())) {
+          log.push_back(absl::StrCat(members[i].name, ": ", *line));
+          std::vector<std::string> w = Words(*line);
+          if (w[0] == "GRANTED") {
+            const FenceToken f = std::stoull(w[1]);
+            EXPECT_TRUE(granted.insert(f).second)
+                << "fence " << f << " granted twice";
+            EXPECT_GT(f, last_fence) << "fences went back";
+            last_fence = f;
+            members[i].fence = f;
+            holder = i;
+            writes_since_grant = 0;
+          } else if (w[0] == "WRITE_OK") {
+            acks.push_back({members[i].name, std::stoi(w[1]), std::stoull(w[2]),
+                            members[i].fence});
+            if (i == holder) ++writes_since_grant;
+          } else if (w[0] == "STOPPING_IN_WRITE") {
+            members[i].stopped_in_write = true;
+          } else if (w[0] == "IDLE") {
+            ++members[i].idles;
+          } else if (w[0] == "ERROR") {
+            ADD_FAILURE() << members[i].name << ": " << *line;
+          }
+        }
+      }
+      if (done()) return true;
+      if (absl::Now() >= deadline) return false;
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  };
+  auto settled = [&] { return holder >= 0 && writes_since_grant >= 2; };
+
+  constexpr int kSteps = 20;
+  int kills = 0, short_stops = 0, long_stops = 0, write_stops = 0;
+  for (int step = 0; step < kSteps && !HasFailure(); ++step) {
+    ASSERT_TRUE(pump(absl::Seconds(10), settled)) << "no active holder";
+    const int h = holder;
+    const FenceToken before = last_fence;
+    auto replaced = [&] { return last_fence > before; };
+    const int action = static_cast<int>(rng() % 4);
+    const absl::Time t0 = absl::Now();
+    if (action == 0) {  // kill -9
+      ++kills;
+      members[h].child->Signal(SIGKILL);
+      members[h].child->Reap();
+      pump(absl::Milliseconds(50), [] { return false; });  // drain
+      spawn(h);
+      ASSERT_TRUE(pump(bound, replaced)) << "no takeover after kill -9";
+    } else if (action == 1) {  // SIGSTOP below the TTL
+      ++short_stops;
+      members[h].child->Signal(SIGSTOP);
+      absl::SleepFor(ttl / 4);
+      members[h].child->Signal(SIGCONT);
+    } else if (action == 2) {  // SIGSTOP past the TTL, between writes
+      ++long_stops;
+      // As it goes to sleep after a write ("IDLE"): outside any write.
+      const int idles = members[h].idles;
+      ASSERT_TRUE(
+          pump(absl::Seconds(5), [&] { return members[h].idles > idles; }));
+      members[h].child->Signal(SIGSTOP);
+      ASSERT_TRUE(pump(bound, replaced)) << "no takeover from a stopped holder";
+      int status;
+      if (members[h].child->EndedWithin(absl::ZeroDuration(), &status)) {
+        // The stop landed inside a write after all: killed.
+        spawn(h);
+      } else {
+        members[h].child->Signal(SIGCONT);
+      }
+    } else {  // SIGSTOP inside a write
+      ++write_stops;
+      std::ofstream(trigger) << "x";
+      ASSERT_TRUE(pump(absl::Seconds(5), [&] {
+        return members[h].stopped_in_write;
+      })) << "the holder did not stop inside a write";
+      ASSERT_TRUE(pump(bound, replaced))
+          << "no takeover from a holder stopped inside a write";
+      int status = 0;
+      ASSERT_TRUE(members[h].child->EndedWithin(absl::Seconds(5), &status))
+          << "the holder stopped inside a write was not killed";
+      EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      pump(absl::Milliseconds(20), [] { return false; });  // drain
+      spawn(h);
+    }
+    if (action != 1) {
+      const absl::Duration gap = absl::Now() - t0;
+      EXPECT_LT(gap, bound) << "no active for too long after action " << action;
+    }
+  }
+  std::printf(
+      "chaos: %d steps (%d kill -9, %d short stops, %d stops past the TTL, "
+      "%d stops inside a write), %zu fences granted, %zu acknowledged "
+      "writes\n",
+      kSteps, kills, short_stops, long_stops, write_stops, granted.size(),
+      acks.size());
+  for (auto& m : members) {
+    m.child->Signal(SIGKILL);
+    m.child->Reap();
+  }
+  auto backend = LmdbBackend::Open(dir);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  for (const Ack& ack : acks) {
+    absl::StatusOr<Entry> e =
+        (*backend)->Get(absl::StrCat("w/", ack.name, "/", ack.seq));
+    ASSERT_TRUE(e.ok()) << "lost acknowledged write " << ack.name << "/"
+                        << ack.seq << ": " << e.status();
+    EXPECT_EQ(e->version, ack.version);
+    EXPECT_EQ(e->value, absl::StrCat(ack.fence));
+  }
+  if (HasFailure()) {
+    for (const std::string& line : log) std::printf("  %s\n", line.c_str());
+  }
 }
 
 // ------------------------------------------------------ map across procs

@@ -73,6 +73,23 @@ std::vector<std::string> InitAndUnseal(std::vector<NodeHost*> hosts) {
   return shares;
 }
 
+TEST(NodeFlagsTest, KillHungHolderIsOnUnlessTurnedOff) {
+  std::vector<std::string> args = {"node", "--dir=/d", "--node-id=n1",
+                                   "--advertise=a:1"};
+  auto parse = [](std::vector<std::string> v) {
+    std::vector<char*> argv;
+    for (std::string& s : v) argv.push_back(s.data());
+    return ParseNodeFlags(argv.size(), argv.data());
+  };
+  absl::StatusOr<NodeConfig> c = parse(args);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->kill_hung_holder);
+  args.push_back("--no-kill-hung-holder");
+  c = parse(args);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->kill_hung_holder);
+}
+
 TEST(NodeFlagsTest, ParsesAndRejects) {
   std::vector<std::string> good = {"node",           "--dir=/d",
                                    "--node-id=n1",   "--advertise=a:1",

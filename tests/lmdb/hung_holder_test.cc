@@ -1,0 +1,239 @@
+// The identity checks that decide whether a contender may kill a lease
+// holder hung inside an LMDB write (lib/lmdb/hung_holder.h): the verdict
+// for every kind of grant record, the /proc/<pid>/stat parser, and the kill
+// itself on a real process.
+#include "lib/lmdb/hung_holder.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "lib/lmdb/records.h"
+#include "tests/lmdb/test_support.h"
+
+namespace strongbox {
+namespace lmdb_internal {
+namespace {
+
+constexpr char kBoot[] = "boot-a";
+const absl::Time kExpiry = absl::UnixEpoch() + absl::Seconds(100);
+constexpr absl::Duration kTtl = absl::Milliseconds(500);
+
+LeaseRecord Record(uint32_t pid, uint64_t start_time) {
+  LeaseRecord r;
+  r.active = true;
+  r.fence = 7;
+  r.expiry = kExpiry;
+  r.ttl = kTtl;
+  r.pid = pid;
+  r.start_time = start_time;
+  r.boot_id = kBoot;
+  r.holder = "node-a";
+  return r;
+}
+
+// Judges `record` with the holder's start time now `now_start` (NOT_FOUND:
+// no such process), `expired_for` past expiry after `blocked_for` blocked,
+// with the default grace (the TTL).
+HolderJudgement Judge(const LeaseRecord& record,
+                      absl::StatusOr<uint64_t> now_start,
+                      absl::Duration expired_for, absl::Duration blocked_for,
+                      int* reads = nullptr) {
+  return JudgeHolder(record, kExpiry, kExpiry + expired_for, blocked_for,
+                     absl::ZeroDuration(), kBoot, /*self_pid=*/1000,
+                     [&](pid_t) {
+                       if (reads != nullptr) ++*reads;
+                       return now_start;
+                     });
+}
+
+TEST(JudgeHolderTest, ProvenHolderPastTheGraceMayBeKilled) {
+  HolderJudgement j = Judge(Record(42, 555), uint64_t{555}, 2 * kTtl, 2 * kTtl);
+  EXPECT_EQ(j.verdict, HolderVerdict::kProven) << j.reason;
+  EXPECT_EQ(j.expired_for, 2 * kTtl);
+  EXPECT_NE(j.reason.find("pid 42"), std::string::npos) << j.reason;
+}
+
+TEST(JudgeHolderTest, LiveGrantIsNeverKilled) {
+  int reads = 0;
+  // Still before its expiry, however long the contender has been blocked.
+  HolderJudgement j = Judge(Record(42, 555), uint64_t{555},
+                            -absl::Milliseconds(1), absl::Hours(1), &reads);
+  EXPECT_EQ(j.verdict, HolderVerdict::kLive);
+  // Expired, but for less than the grace.
+  j = Judge(Record(42, 555), uint64_t{555}, kTtl - absl::Milliseconds(1),
+            absl::Hours(1), &reads);
+  EXPECT_EQ(j.verdict, HolderVerdict::kLive);
+  // Long expired, but the contender's write has not waited the grace.
+  j = Judge(Record(42, 555), uint64_t{555}, absl::Hours(1),
+            kTtl - absl::Milliseconds(1), &reads);
+  EXPECT_EQ(j.verdict, HolderVerdict::kLive);
+  EXPECT_EQ(reads, 0) << "a live grant's holder was even looked at";
+}
+
+TEST(JudgeHolderTest, ExplicitGraceReplacesTheTtl) {
+  const LeaseRecord r = Record(42, 555);
+  auto judge = [&](absl::Duration expired_for) {
+    return JudgeHolder(r, kExpiry, kExpiry + expired_for, absl::Hours(1),
+                       absl::Seconds(5), kBoot, 1000,
+                       [](pid_t) { return absl::StatusOr<uint64_t>(555); })
+        .verdict;
+  };
+  EXPECT_EQ(judge(absl::Seconds(4)), HolderVerdict::kLive);
+  EXPECT_EQ(judge(absl::Seconds(5)), HolderVerdict::kProven);
+}
+
+TEST(JudgeHolderTest, ReusedPidIsNeverKilled) {
+  HolderJudgement j = Judge(Record(42, 555), uint64_t{556}, 2 * kTtl, 2 * kTtl);
+  EXPECT_EQ(j.verdict, HolderVerdict::kPidReused) << j.reason;
+  EXPECT_NE(j.reason.find("another process"), std::string::npos) << j.reason;
+}
+
+TEST(JudgeHolderTest, GrantOfAnotherBootIsNeverKilled) {
+  LeaseRecord r = Record(42, 555);
+  r.boot_id = "boot-b";
+  int reads = 0;
+  HolderJudgement j = Judge(r, uint64_t{555}, 2 * kTtl, 2 * kTtl, &reads);
+  EXPECT_EQ(j.verdict, HolderVerdict::kOtherBoot) << j.reason;
+  EXPECT_EQ(reads, 0);
+}
+
+TEST(JudgeHolderTest, OwnProcessIsNeverKilled) {
+  HolderJudgement j =
+      Judge(Record(1000, 555), uint64_t{555}, 2 * kTtl, 2 * kTtl);
+  EXPECT_EQ(j.verdict, HolderVerdict::kSelf) << j.reason;
+}
+
+TEST(JudgeHolderTest, RecordWithoutStartTimeIsNeverKilled) {
+  // A version 2 record (an older release) names no start time.
+  HolderJudgement j = Judge(Record(42, 0), uint64_t{0}, 2 * kTtl, 2 * kTtl);
+  EXPECT_EQ(j.verdict, HolderVerdict::kUnknownIdentity) << j.reason;
+  j = Judge(Record(0, 555), uint64_t{555}, 2 * kTtl, 2 * kTtl);
+  EXPECT_EQ(j.verdict, HolderVerdict::kUnknownIdentity) << j.reason;
+}
+
+TEST(JudgeHolderTest, ExitedOrUnreadableHolderIsNotKilled) {
+  EXPECT_EQ(
+      Judge(Record(42, 555), absl::NotFoundError("gone"), 2 * kTtl, 2 * kTtl)
+          .verdict,
+      HolderVerdict::kGone);
+  EXPECT_EQ(Judge(Record(42, 555), absl::PermissionDeniedError("no"), 2 * kTtl,
+                  2 * kTtl)
+                .verdict,
+            HolderVerdict::kUnreadable);
+}
+
+TEST(JudgeHolderTest, ReleasedGrantNamesNobody) {
+  LeaseRecord r = Record(42, 555);
+  r.active = false;
+  EXPECT_EQ(Judge(r, uint64_t{555}, 2 * kTtl, 2 * kTtl).verdict,
+            HolderVerdict::kNoHolder);
+}
+
+// ---------------------------------------------------------- record layout
+
+TEST(LeaseRecordTest, VersionThreeCarriesTheStartTimeAndOlderOnesStillRead) {
+  LeaseRecord r = Record(42, 123456789);
+  absl::StatusOr<LeaseRecord> back = DecodeLease(EncodeLease(r));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->version, kLeaseRecordV3);
+  EXPECT_EQ(back->start_time, 123456789u);
+  EXPECT_EQ(back->pid, 42u);
+  EXPECT_EQ(back->boot_id, kBoot);
+  EXPECT_EQ(back->holder, "node-a");
+  EXPECT_EQ(back->expiry_clock, ExpiryClock::kBoot);
+  // A version 2 record (the previous release) has no start time.
+  r.version = kLeaseRecordV2;
+  back = DecodeLease(EncodeLease(r));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->version, kLeaseRecordV2);
+  EXPECT_EQ(back->start_time, 0u);
+  EXPECT_EQ(back->expiry_clock, ExpiryClock::kBoot);
+  EXPECT_EQ(back->holder, "node-a");
+  r.version = kLeaseRecordV1;
+  back = DecodeLease(EncodeLease(r));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->expiry_clock, ExpiryClock::kWall);
+  EXPECT_EQ(back->start_time, 0u);
+  // Truncated, or of an unknown version: DATA_LOSS.
+  std::string bytes = EncodeLease(Record(42, 1));
+  EXPECT_EQ(DecodeLease(bytes.substr(0, bytes.size() - 1)).status().code(),
+            absl::StatusCode::kDataLoss);
+  bytes[0] = 4;
+  EXPECT_EQ(DecodeLease(bytes).status().code(), absl::StatusCode::kDataLoss);
+}
+
+// ----------------------------------------------------------- /proc parsing
+
+TEST(ProcessStartTimeTest, ParsesFieldTwentyTwoPastAnAwkwardName) {
+  const std::string root = NewTestDir("proc");
+  ASSERT_EQ(mkdir(root.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((root + "/77").c_str(), 0755), 0);
+  // comm may hold spaces and ')'; fields 3..21 are 1..19, field 22 is 4242.
+  std::string line = "77 (a) b) c) S";
+  for (int field = 4; field <= 21; ++field) absl::StrAppend(&line, " ", field);
+  absl::StrAppend(&line, " 4242 23 24\n");
+  std::ofstream(root + "/77/stat") << line;
+  absl::StatusOr<uint64_t> start = ReadProcessStartTime(77, root);
+  ASSERT_TRUE(start.ok()) << start.status();
+  EXPECT_EQ(*start, 4242u);
+  EXPECT_EQ(ReadProcessStartTime(78, root).status().code(),
+            absl::StatusCode::kNotFound);
+  // A zombie has exited.
+  std::string zombie = line;
+  zombie.replace(zombie.find(") S ") + 2, 1, "Z");
+  std::ofstream(root + "/77/stat") << zombie;
+  EXPECT_EQ(ReadProcessStartTime(77, root).status().code(),
+            absl::StatusCode::kNotFound);
+  std::ofstream(root + "/77/stat") << "77 (x) S 1 2\n";
+  EXPECT_EQ(ReadProcessStartTime(77, root).status().code(),
+            absl::StatusCode::kInternal);
+}
+
+TEST(ProcessStartTimeTest, RealProcessesDifferAndAreStable) {
+  absl::StatusOr<uint64_t> self = ReadProcessStartTime(getpid(), "/proc");
+  ASSERT_TRUE(self.ok()) << self.status();
+  EXPECT_EQ(*ReadProcessStartTime(getpid(), "/proc"), *self);
+  EXPECT_GT(*self, 0u);
+}
+
+// ---------------------------------------------------------------- the kill
+
+pid_t SpawnSleeper() {
+  pid_t pid = fork();
+  if (pid == 0) {
+    while (true) pause();
+  }
+  return pid;
+}
+
+TEST(KillIfSameProcessTest, KillsOnlyTheProvenProcess) {
+  const pid_t pid = SpawnSleeper();
+  ASSERT_GT(pid, 0);
+  absl::StatusOr<uint64_t> start = ReadProcessStartTime(pid, "/proc");
+  ASSERT_TRUE(start.ok()) << start.status();
+  // A different start time: the pid "now belongs to another process".
+  EXPECT_EQ(KillIfSameProcess(pid, *start + 1, "/proc").code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(kill(pid, 0), 0) << "a process of another identity was killed";
+  ASSERT_TRUE(KillIfSameProcess(pid, *start, "/proc").ok());
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  // Reaped: gone.
+  EXPECT_EQ(KillIfSameProcess(pid, *start, "/proc").code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace lmdb_internal
+}  // namespace strongbox
