@@ -724,7 +724,15 @@ absl::Status Barrier::Impl::CancelRekey(FenceToken fence) {
   MutexLock op(&op_mu_);
   absl::StatusOr<std::optional<Entry>> pending = ReadOptional(pending_path_);
   if (!pending.ok()) return pending.status();
-  if (!pending->has_value()) return absl::OkStatus();
+  if (!pending->has_value()) {
+    // Never answer OK here: after a CompleteRekey whose answer was lost the
+    // pending record is gone because the new shares now hold the root key,
+    // and an operator told "cancelled" would discard them (D7).
+    return absl::FailedPreconditionError(
+        "no rekey is pending; a CompleteRekey may have applied: verify by "
+        "calling CompleteRekey with the new shares (OK if it applied) or by "
+        "unsealing with them before discarding any shares");
+  }
   const WriteOp ops[] = {
       WriteOp::Delete(pending_path_).IfVersion((*pending)->version)};
   absl::StatusOr<uint64_t> rev = backend_->Commit(ops, fence);

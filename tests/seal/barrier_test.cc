@@ -675,7 +675,8 @@ TEST_F(BarrierTest, RekeyDiscardsUnsealProgress) {
 TEST_F(BarrierTest, CancelAndReplacePendingRekey) {
   auto shares = InitAndUnseal(barrier_.get(), 3, 2);
   ASSERT_OK(barrier_->Put("keep", "me"));
-  ASSERT_OK(barrier_->CancelRekey());  // nothing pending: OK
+  // Nothing pending: refused, not OK (a lost CompleteRekey may have applied).
+  EXPECT_CODE(barrier_->CancelRekey(), Code::kFailedPrecondition);
   auto first = barrier_->Rekey(shares, 3, 2);
   ASSERT_OK(first);
   auto second = barrier_->Rekey(shares, 4, 3);  // replaces the first
@@ -964,6 +965,39 @@ TEST_F(BarrierFaultTest, RekeyWithLostAckAndFailedProbeLosesNothing) {
   EXPECT_CODE(barrier_->Unseal((*old_shares)[1]), Code::kInvalidArgument);
   ASSERT_OK(barrier_->Unseal((*fresh)[1]));
   ASSERT_FALSE(barrier_->Unseal((*fresh)[2])->sealed);
+  EXPECT_EQ(barrier_->Get("secret")->value, "kept");
+}
+
+// Review D7: CompleteRekey applied but its answer was lost. CancelRekey
+// must not answer OK (an operator would discard the new shares, the only
+// ones that open the root key now); it says no rekey is pending and how to
+// check, and the new shares still unseal.
+TEST_F(BarrierFaultTest, CancelRekeyAfterLostCompleteRekeyIsRefused) {
+  auto old_shares = barrier_->Initialize(3, 2);
+  ASSERT_OK(old_shares);
+  ASSERT_OK(barrier_->Unseal((*old_shares)[0]));
+  ASSERT_OK(barrier_->Unseal((*old_shares)[1]));
+  ASSERT_OK(barrier_->Put("secret", "kept"));
+  FailGetAt probe(faults_.get());
+  auto barrier = MakeBarrier(&probe);
+  auto fresh = barrier->Rekey(*old_shares, 3, 2);
+  ASSERT_OK(fresh);
+  // CompleteRekey: config, root key, keyring, pending reads; the commit
+  // applies, its answer is lost, the probe fails.
+  faults_->LoseNextCommitAcks(1);
+  probe.fail_at = probe.gets + 5;
+  const std::vector<std::string> two = {(*fresh)[0], (*fresh)[1]};
+  EXPECT_CODE(barrier->CompleteRekey(two), Code::kUnavailable);
+  EXPECT_FALSE(barrier->Status()->rekey_pending);  // it did apply
+  absl::Status cancel = barrier->CancelRekey();
+  EXPECT_CODE(cancel, Code::kFailedPrecondition);
+  EXPECT_THAT(std::string(cancel.message()), HasSubstr("no rekey is pending"));
+  EXPECT_THAT(std::string(cancel.message()), HasSubstr("CompleteRekey"));
+  // The new shares are the ones that open the root key now.
+  ASSERT_OK(barrier->CompleteRekey(two));
+  barrier_->Seal();
+  ASSERT_OK(barrier_->Unseal((*fresh)[2]));
+  ASSERT_FALSE(barrier_->Unseal((*fresh)[1])->sealed);
   EXPECT_EQ(barrier_->Get("secret")->value, "kept");
 }
 
