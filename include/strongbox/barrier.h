@@ -241,7 +241,11 @@ class Barrier {
   absl::Status ReloadKeyring();
 
   // ---- Data path. FAILED_PRECONDITION when sealed; DATA_LOSS on tamper;
-  // INVALID_ARGUMENT for paths under core_prefix.
+  // INVALID_ARGUMENT for paths under core_prefix. Put/Commit: UNAVAILABLE
+  // ("could not reserve encryptions") when storing the next encryption
+  // reservation fails (the keyring kept changing, or its write's outcome is
+  // unknown); the data write was then not attempted, and ABORTED is only
+  // ever the caller's own precondition.
 
   // Entry.value is the plaintext, Entry.version the backend version.
   absl::StatusOr<Entry> Get(absl::string_view path);

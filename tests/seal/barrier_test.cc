@@ -1001,6 +1001,55 @@ TEST_F(BarrierFaultTest, CancelRekeyAfterLostCompleteRekeyIsRefused) {
   EXPECT_EQ(barrier_->Get("secret")->value, "kept");
 }
 
+// Review item 2: a reservation that fails before the data write is
+// UNAVAILABLE and says so. ABORTED would read as the caller's own
+// check-and-set failing (the KV engine's read-modify-write loop retries on
+// it), and "could not be confirmed" would speak of a write never tried.
+class ReservationFaultTest : public BarrierFaultTest {
+ protected:
+  void SetUp() override {
+    BarrierFaultTest::SetUp();
+    barrier_ = MakeCountingBarrier(faults_.get());
+    auto shares = barrier_->Initialize(1, 1);
+    ASSERT_OK(shares);
+    ASSERT_OK(barrier_->Unseal((*shares)[0]));
+    ASSERT_OK(barrier_->Put("a", "1"));
+    ASSERT_OK(barrier_->Put("a", "2"));  // the block of 2 is used up
+  }
+};
+
+TEST_F(ReservationFaultTest, KeyringConflictIsUnavailableNotAborted) {
+  // Every reservation attempt meets a changed keyring.
+  faults_->FailNext(3, absl::AbortedError("injected"),
+                    FaultInjectingBackend::kCommit);
+  auto put = barrier_->Put("b", "3");
+  EXPECT_CODE(put, Code::kUnavailable);
+  EXPECT_THAT(std::string(put.status().message()),
+              HasSubstr("could not reserve encryptions"));
+  EXPECT_THAT(std::string(put.status().message()),
+              HasSubstr("the data write was not attempted"));
+  EXPECT_CODE(target_->Get("b"), Code::kNotFound);
+  auto batch = barrier_->Commit({WriteOp::Put("b", "3").IfAbsent()});
+  ASSERT_OK(batch);  // the faults are used up
+  EXPECT_EQ(barrier_->Get("b")->value, "3");
+}
+
+TEST_F(ReservationFaultTest, UnknownReservationOutcomeIsNotADataWrite) {
+  // The reservation commit applies, its answer is lost, the read-back fails.
+  faults_->LoseNextCommitAcks(1);
+  faults_->FailNext(1, absl::UnavailableError("injected"),
+                    FaultInjectingBackend::kGet);
+  auto put = barrier_->Commit({WriteOp::Put("b", "3").IfAbsent()});
+  EXPECT_CODE(put, Code::kUnavailable);
+  const std::string message(put.status().message());
+  EXPECT_THAT(message, HasSubstr("could not reserve encryptions"));
+  EXPECT_THAT(message, HasSubstr("the data write was not attempted"));
+  EXPECT_THAT(message, Not(HasSubstr("could not be confirmed")));
+  EXPECT_CODE(target_->Get("b"), Code::kNotFound);
+  ASSERT_OK(barrier_->Put("b", "4"));  // follows the stored reservation
+  EXPECT_EQ(barrier_->Get("b")->value, "4");
+}
+
 // Issue 9 item 12: an operation hung in backend I/O holds no key copy, so
 // a Seal() meanwhile leaves none behind, and the operation, resumed,
 // installs nothing. Every SecretBytes freed after Seal() returned is a key
