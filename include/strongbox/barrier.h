@@ -208,8 +208,12 @@ class Barrier {
   //      only the new shares work. Unknown outcome: call it again with the
   //      same shares; once applied it answers OK (idempotent), so the
   //      caller, who holds the new shares, can always find out.
-  //   CancelRekey drops the pending rekey (OK if none); the current shares
-  //   stay. Status() reports rekey_pending and the pending config.
+  //   CancelRekey drops the pending rekey; the current shares stay.
+  //   FAILED_PRECONDITION if none is pending: a CompleteRekey whose answer
+  //   was lost may have applied, so the new shares may be the only ones
+  //   that open the root key; check with CompleteRekey(new shares) (OK if
+  //   applied) or by unsealing with them before discarding any shares.
+  //   Status() reports rekey_pending and the pending config.
   // No data is rewritten. All three work sealed or unsealed and leave the
   // seal state unchanged. Rekey: INVALID_ARGUMENT for bad parameters or
   // shares that do not open the root key, ABORTED if the seal config
@@ -237,7 +241,11 @@ class Barrier {
   absl::Status ReloadKeyring();
 
   // ---- Data path. FAILED_PRECONDITION when sealed; DATA_LOSS on tamper;
-  // INVALID_ARGUMENT for paths under core_prefix.
+  // INVALID_ARGUMENT for paths under core_prefix. Put/Commit: UNAVAILABLE
+  // ("could not reserve encryptions") when storing the next encryption
+  // reservation fails (the keyring kept changing, or its write's outcome is
+  // unknown); the data write was then not attempted, and ABORTED is only
+  // ever the caller's own precondition.
 
   // Entry.value is the plaintext, Entry.version the backend version.
   absl::StatusOr<Entry> Get(absl::string_view path);

@@ -140,6 +140,11 @@ struct HaStatus {
   int shares = 0;
   int progress = 0;
   uint32_t term = 0;
+  // A rekey waits for CompleteRekey, and its config (SealStatus). Check it
+  // before CancelRekey or before discarding any shares.
+  bool rekey_pending = false;
+  int rekey_shares = 0;
+  int rekey_threshold = 0;
   HaState state = HaState::kUninitialized;
   StandbyMode standby_mode = StandbyMode::kStandby;
   std::string leader_address;   // empty when no leader is known
@@ -259,7 +264,9 @@ class HaCoordinator {
   virtual absl::Status Seal() = 0;
   // Two-phase rekey (Barrier::Rekey / CompleteRekey / CancelRekey): the
   // new shares work only after CompleteRekey. Active only (UNAVAILABLE
-  // with the leader's address otherwise).
+  // with the leader's address otherwise). CancelRekey with no rekey
+  // pending is FAILED_PRECONDITION (a lost CompleteRekey answer may have
+  // applied); Status().rekey_pending tells.
   virtual absl::StatusOr<std::vector<std::string>> Rekey(
       absl::Span<const std::string> current_shares, int new_shares,
       int new_threshold) = 0;

@@ -502,6 +502,9 @@ class HaCoordinatorImpl final : public HaCoordinator {
       s.shares = seal->shares;
       s.progress = seal->progress;
       s.term = seal->term;
+      s.rekey_pending = seal->rekey_pending;
+      s.rekey_shares = seal->rekey_shares;
+      s.rekey_threshold = seal->rekey_threshold;
     } else {
       s.initialized = state_ != HaState::kUninitialized;
       s.sealed = barrier_->sealed();

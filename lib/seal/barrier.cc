@@ -724,7 +724,15 @@ absl::Status Barrier::Impl::CancelRekey(FenceToken fence) {
   MutexLock op(&op_mu_);
   absl::StatusOr<std::optional<Entry>> pending = ReadOptional(pending_path_);
   if (!pending.ok()) return pending.status();
-  if (!pending->has_value()) return absl::OkStatus();
+  if (!pending->has_value()) {
+    // Never answer OK here: after a CompleteRekey whose answer was lost the
+    // pending record is gone because the new shares now hold the root key,
+    // and an operator told "cancelled" would discard them (D7).
+    return absl::FailedPreconditionError(
+        "no rekey is pending; a CompleteRekey may have applied: verify by "
+        "calling CompleteRekey with the new shares (OK if it applied) or by "
+        "unsealing with them before discarding any shares");
+  }
   const WriteOp ops[] = {
       WriteOp::Delete(pending_path_).IfVersion((*pending)->version)};
   absl::StatusOr<uint64_t> rev = backend_->Commit(ops, fence);
@@ -740,7 +748,8 @@ absl::StatusOr<uint32_t> Barrier::Impl::Rotate(FenceToken fence) {
   return RotateLocked(fence);
 }
 
-absl::StatusOr<uint32_t> Barrier::Impl::RotateLocked(FenceToken fence) {
+absl::StatusOr<uint32_t> Barrier::Impl::RotateLocked(FenceToken fence,
+                                                     bool* outcome_unknown) {
   std::string record;
   uint64_t version;
   uint64_t epoch;
@@ -763,7 +772,7 @@ absl::StatusOr<uint32_t> Barrier::Impl::RotateLocked(FenceToken fence) {
   const WriteOp ops[] = {
       WriteOp::Put(keyring_path_, record).IfVersion(version)};
   absl::StatusOr<uint64_t> rev =
-      CommitConfirmed(ops, fence, keyring_path_, record);
+      CommitConfirmed(ops, fence, keyring_path_, record, outcome_unknown);
   if (!rev.ok()) {
     if (rev.status().code() == absl::StatusCode::kAborted) {
       return absl::AbortedError(
@@ -781,6 +790,21 @@ absl::StatusOr<uint32_t> Barrier::Impl::RotateLocked(FenceToken fence) {
   if (!installed.ok()) return installed;
   return new_term;
 }
+
+namespace {
+
+// The data write that needed the reservation was never attempted.
+absl::Status ReservationUnavailable(absl::string_view why) {
+  return absl::UnavailableError(
+      absl::StrCat("could not reserve encryptions: ", why,
+                   "; the data write was not attempted; retry"));
+}
+
+constexpr absl::string_view kReservationUnknown =
+    "the backend failed and whether the keyring write applied is unknown "
+    "(harmless: a stored reservation or key term only skips encryptions)";
+
+}  // namespace
 
 absl::Status Barrier::Impl::ReserveEncryptions(FenceToken fence) {
   MutexLock op(&op_mu_);
@@ -816,13 +840,15 @@ absl::Status Barrier::Impl::ReserveEncryptions(FenceToken fence) {
     }
     const WriteOp ops[] = {
         WriteOp::Put(keyring_path_, record).IfVersion(version)};
+    bool unknown = false;
     absl::StatusOr<uint64_t> rev =
-        CommitConfirmed(ops, fence, keyring_path_, record);
+        CommitConfirmed(ops, fence, keyring_path_, record, &unknown);
     if (rev.status().code() == absl::StatusCode::kAborted) {
       // Another node changed the keyring: follow it and try again.
       if (absl::Status s = ReloadKeyringLocked(0); !s.ok()) return s;
       continue;
     }
+    if (unknown) return ReservationUnavailable(kReservationUnknown);
     if (!rev.ok()) return rev.status();
     WriterLock lock(&keys_mu_);
     if (keys_ == nullptr || seal_epoch_ != epoch) return SealedError();
@@ -834,14 +860,21 @@ absl::Status Barrier::Impl::ReserveEncryptions(FenceToken fence) {
     return absl::OkStatus();
   }
   if (!rotate) {
-    return absl::AbortedError(
-        "keyring kept changing in storage while reserving encryptions; retry");
+    return ReservationUnavailable("the keyring kept changing in storage");
   }
-  absl::StatusOr<uint32_t> rotated = RotateLocked(fence);
+  bool unknown = false;
+  absl::StatusOr<uint32_t> rotated = RotateLocked(fence, &unknown);
   if (rotated.status().code() == absl::StatusCode::kAborted) {
     if (absl::Status s = ReloadKeyringLocked(0); !s.ok()) return s;
-    rotated = RotateLocked(fence);  // once more, on the reloaded keyring
+    // Once more, on the reloaded keyring.
+    rotated = RotateLocked(fence, &unknown);
+    if (rotated.status().code() == absl::StatusCode::kAborted) {
+      return ReservationUnavailable(
+          "the keyring kept changing in storage while rotating at the "
+          "encryption limit");
+    }
   }
+  if (unknown) return ReservationUnavailable(kReservationUnknown);
   return rotated.status();
 }
 

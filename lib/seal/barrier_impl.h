@@ -172,14 +172,19 @@ class Barrier::Impl {
       ABSL_LOCKS_EXCLUDED(keys_mu_);
   absl::Status ReloadKeyringLocked(uint32_t wanted_term)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
-  absl::StatusOr<uint32_t> RotateLocked(FenceToken fence)
+  // With `outcome_unknown` non-null, sets it as CommitConfirmed does.
+  absl::StatusOr<uint32_t> RotateLocked(FenceToken fence,
+                                        bool* outcome_unknown = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
   // ---- Encryption counting (BarrierOptions::max_encryptions_per_term).
   // Claims one encryption of the active term; false when its stored
   // reservation is used up.
   static bool ClaimEncryption(Keys& keys);
   // Stores the next block of reservations for the active term, or rotates
-  // when the term has reached the limit. Carries `fence`.
+  // when the term has reached the limit. Carries `fence`. A keyring that
+  // kept changing, or a keyring write of unknown outcome, is UNAVAILABLE
+  // ("could not reserve encryptions"), never ABORTED: the caller's data
+  // write was not attempted, so no check-and-set of its failed.
   absl::Status ReserveEncryptions(FenceToken fence) ABSL_LOCKS_EXCLUDED(op_mu_);
   // Seals with the active term; with `exhausted` non-null, claims one
   // encryption first and sets *exhausted instead of sealing if none is left.

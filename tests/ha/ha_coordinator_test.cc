@@ -715,6 +715,33 @@ TEST(HaCoordinatorTest, RekeyOnlyOnTheActive) {
   EXPECT_FALSE(done->sealed);
 }
 
+// Review D7: coordinator users can see a pending rekey before cancelling,
+// and CancelRekey with none pending is refused, not OK.
+TEST(HaCoordinatorTest, StatusReportsPendingRekey) {
+  Cluster c;
+  c.Initialize();
+  c.UnsealAll();
+  c.Run(absl::Seconds(1));
+  const int active = c.Active();
+  EXPECT_FALSE(c.nodes[active]->Status().rekey_pending);
+  absl::StatusOr<std::vector<std::string>> fresh =
+      c.nodes[active]->Rekey(c.shares, 4, 3);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  HaStatus pending = c.nodes[active]->Status();
+  EXPECT_TRUE(pending.rekey_pending);
+  EXPECT_EQ(pending.rekey_shares, 4);
+  EXPECT_EQ(pending.rekey_threshold, 3);
+  ASSERT_TRUE(c.nodes[active]
+                  ->CompleteRekey({(*fresh)[0], (*fresh)[1], (*fresh)[3]})
+                  .ok());
+  HaStatus done = c.nodes[active]->Status();
+  EXPECT_FALSE(done.rekey_pending);
+  EXPECT_EQ(done.shares, 4);
+  EXPECT_EQ(done.threshold, 3);
+  EXPECT_EQ(c.nodes[active]->CancelRekey().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 // ------------------------------------------------------------- observers
 
 class ReentrantObserver : public HaObserver {

@@ -675,7 +675,8 @@ TEST_F(BarrierTest, RekeyDiscardsUnsealProgress) {
 TEST_F(BarrierTest, CancelAndReplacePendingRekey) {
   auto shares = InitAndUnseal(barrier_.get(), 3, 2);
   ASSERT_OK(barrier_->Put("keep", "me"));
-  ASSERT_OK(barrier_->CancelRekey());  // nothing pending: OK
+  // Nothing pending: refused, not OK (a lost CompleteRekey may have applied).
+  EXPECT_CODE(barrier_->CancelRekey(), Code::kFailedPrecondition);
   auto first = barrier_->Rekey(shares, 3, 2);
   ASSERT_OK(first);
   auto second = barrier_->Rekey(shares, 4, 3);  // replaces the first
@@ -965,6 +966,88 @@ TEST_F(BarrierFaultTest, RekeyWithLostAckAndFailedProbeLosesNothing) {
   ASSERT_OK(barrier_->Unseal((*fresh)[1]));
   ASSERT_FALSE(barrier_->Unseal((*fresh)[2])->sealed);
   EXPECT_EQ(barrier_->Get("secret")->value, "kept");
+}
+
+// Review D7: CompleteRekey applied but its answer was lost. CancelRekey
+// must not answer OK (an operator would discard the new shares, the only
+// ones that open the root key now); it says no rekey is pending and how to
+// check, and the new shares still unseal.
+TEST_F(BarrierFaultTest, CancelRekeyAfterLostCompleteRekeyIsRefused) {
+  auto old_shares = barrier_->Initialize(3, 2);
+  ASSERT_OK(old_shares);
+  ASSERT_OK(barrier_->Unseal((*old_shares)[0]));
+  ASSERT_OK(barrier_->Unseal((*old_shares)[1]));
+  ASSERT_OK(barrier_->Put("secret", "kept"));
+  FailGetAt probe(faults_.get());
+  auto barrier = MakeBarrier(&probe);
+  auto fresh = barrier->Rekey(*old_shares, 3, 2);
+  ASSERT_OK(fresh);
+  // CompleteRekey: config, root key, keyring, pending reads; the commit
+  // applies, its answer is lost, the probe fails.
+  faults_->LoseNextCommitAcks(1);
+  probe.fail_at = probe.gets + 5;
+  const std::vector<std::string> two = {(*fresh)[0], (*fresh)[1]};
+  EXPECT_CODE(barrier->CompleteRekey(two), Code::kUnavailable);
+  EXPECT_FALSE(barrier->Status()->rekey_pending);  // it did apply
+  absl::Status cancel = barrier->CancelRekey();
+  EXPECT_CODE(cancel, Code::kFailedPrecondition);
+  EXPECT_THAT(std::string(cancel.message()), HasSubstr("no rekey is pending"));
+  EXPECT_THAT(std::string(cancel.message()), HasSubstr("CompleteRekey"));
+  // The new shares are the ones that open the root key now.
+  ASSERT_OK(barrier->CompleteRekey(two));
+  barrier_->Seal();
+  ASSERT_OK(barrier_->Unseal((*fresh)[2]));
+  ASSERT_FALSE(barrier_->Unseal((*fresh)[1])->sealed);
+  EXPECT_EQ(barrier_->Get("secret")->value, "kept");
+}
+
+// Review item 2: a reservation that fails before the data write is
+// UNAVAILABLE and says so. ABORTED would read as the caller's own
+// check-and-set failing (the KV engine's read-modify-write loop retries on
+// it), and "could not be confirmed" would speak of a write never tried.
+class ReservationFaultTest : public BarrierFaultTest {
+ protected:
+  void SetUp() override {
+    BarrierFaultTest::SetUp();
+    barrier_ = MakeCountingBarrier(faults_.get());
+    auto shares = barrier_->Initialize(1, 1);
+    ASSERT_OK(shares);
+    ASSERT_OK(barrier_->Unseal((*shares)[0]));
+    ASSERT_OK(barrier_->Put("a", "1"));
+    ASSERT_OK(barrier_->Put("a", "2"));  // the block of 2 is used up
+  }
+};
+
+TEST_F(ReservationFaultTest, KeyringConflictIsUnavailableNotAborted) {
+  // Every reservation attempt meets a changed keyring.
+  faults_->FailNext(3, absl::AbortedError("injected"),
+                    FaultInjectingBackend::kCommit);
+  auto put = barrier_->Put("b", "3");
+  EXPECT_CODE(put, Code::kUnavailable);
+  EXPECT_THAT(std::string(put.status().message()),
+              HasSubstr("could not reserve encryptions"));
+  EXPECT_THAT(std::string(put.status().message()),
+              HasSubstr("the data write was not attempted"));
+  EXPECT_CODE(target_->Get("b"), Code::kNotFound);
+  auto batch = barrier_->Commit({WriteOp::Put("b", "3").IfAbsent()});
+  ASSERT_OK(batch);  // the faults are used up
+  EXPECT_EQ(barrier_->Get("b")->value, "3");
+}
+
+TEST_F(ReservationFaultTest, UnknownReservationOutcomeIsNotADataWrite) {
+  // The reservation commit applies, its answer is lost, the read-back fails.
+  faults_->LoseNextCommitAcks(1);
+  faults_->FailNext(1, absl::UnavailableError("injected"),
+                    FaultInjectingBackend::kGet);
+  auto put = barrier_->Commit({WriteOp::Put("b", "3").IfAbsent()});
+  EXPECT_CODE(put, Code::kUnavailable);
+  const std::string message(put.status().message());
+  EXPECT_THAT(message, HasSubstr("could not reserve encryptions"));
+  EXPECT_THAT(message, HasSubstr("the data write was not attempted"));
+  EXPECT_THAT(message, Not(HasSubstr("could not be confirmed")));
+  EXPECT_CODE(target_->Get("b"), Code::kNotFound);
+  ASSERT_OK(barrier_->Put("b", "4"));  // follows the stored reservation
+  EXPECT_EQ(barrier_->Get("b")->value, "4");
 }
 
 // Issue 9 item 12: an operation hung in backend I/O holds no key copy, so
