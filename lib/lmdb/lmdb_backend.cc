@@ -286,10 +286,15 @@ class LmdbGrant final : public LeadershipGrant {
   FenceToken fence() const override { return fence_; }
   std::string holder() const override { return holder_; }
 
+  // Renew and Release serialize on op_mu_, which they hold across their
+  // LMDB write (an fsync, or a wait for LMDB's writer lock while a peer is
+  // stopped inside a write). mu_ guards only the grant's state and is
+  // never held across LMDB, so Lost(), WaitLost() and expiry() never wait
+  // behind a renewal.
   absl::Status Renew() override {
     if (ctx_->env->InForkedChild(/*by_pid=*/true)) return ForkedChildError();
-    MutexLock lock(&mu_);
-    if (lost_) return LostError();
+    MutexLock op(&op_mu_);
+    if (IsLost()) return LostError();
     absl::Time renewed;
     bool current = false;
     Environment& env = *ctx_->env;
@@ -305,16 +310,19 @@ class LmdbGrant final : public LeadershipGrant {
       (*record)->expiry_clock = lmdb_internal::ExpiryClock::kBoot;
       absl::Status put = txn.Put(env.dbi(), kLeaseKey, EncodeLease(**record));
       if (!put.ok()) return put;
+      const lmdb_internal::TestHooks* hooks = ctx_->hooks;
+      if (hooks != nullptr && hooks->inside_renew) hooks->inside_renew();
       return true;
     });
     if (!s.ok()) {
       return absl::UnavailableError(
           absl::StrCat("renewing lease grant ", fence_, ": ", s.message()));
     }
-    if (!current) {
-      MarkLost();
-      return LostError();
-    }
+    MutexLock lock(&mu_);
+    if (!current) lost_ = true;
+    // A grant once seen lost stays lost (Lost() may have seen it lapse
+    // while the renewal waited for the writer lock).
+    if (lost_) return LostError();
     boot_expiry_ = renewed;
     return absl::OkStatus();
   }
@@ -323,7 +331,7 @@ class LmdbGrant final : public LeadershipGrant {
     if (ctx_->env->InForkedChild(/*by_pid=*/true)) return ForkedChildError();
     absl::Status s;
     {
-      MutexLock lock(&mu_);
+      MutexLock op(&op_mu_);
       if (released_) return absl::OkStatus();
       Environment& env = *ctx_->env;
       s = env.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
@@ -352,23 +360,23 @@ class LmdbGrant final : public LeadershipGrant {
 
   absl::Time expiry() const override {
     if (ctx_->env->InForkedChild()) return absl::InfinitePast();
-    MutexLock lock(&mu_);
-    return ctx_->ToInterfaceTime(boot_expiry_, ctx_->BootNow());
+    absl::Time boot_expiry;
+    {
+      MutexLock lock(&mu_);
+      boot_expiry = boot_expiry_;
+    }
+    return ctx_->ToInterfaceTime(boot_expiry, ctx_->BootNow());
   }
 
   bool Lost() override {
     if (ctx_->env->InForkedChild()) return true;
-    MutexLock lock(&mu_);
     return CheckLost();
   }
 
   bool WaitLost(absl::Time deadline) override {
     if (ctx_->env->InForkedChild()) return true;
     while (true) {
-      {
-        MutexLock lock(&mu_);
-        if (CheckLost()) return true;
-      }
+      if (CheckLost()) return true;
       if (ctx_->clock->Now() >= deadline) return false;
       ctx_->env->WaitForWake(ctx_->poll);
     }
@@ -380,21 +388,36 @@ class LmdbGrant final : public LeadershipGrant {
         absl::StrCat("lease grant ", fence_, " is lost"));
   }
 
-  void MarkLost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { lost_ = true; }
+  bool IsLost() const {
+    MutexLock lock(&mu_);
+    return lost_;
+  }
+
+  void MarkLost() {
+    MutexLock lock(&mu_);
+    lost_ = true;
+  }
 
   // The grant is the parent's: drop only this process's descriptor of its
   // lock file (the parent's lock stays), and touch neither LMDB nor the
-  // file. No lock: the child has one thread, and mu_ may have been held by
-  // another thread of the parent at fork() time.
+  // file. No lock: the child has one thread, and op_mu_ may have been held
+  // by another thread of the parent at fork() time.
   void CloseInForkedChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     lock_file_->Close();
   }
 
-  bool CheckLost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (lost_) return true;
+  // Reads the record without holding mu_ (a read transaction never waits
+  // for writers); takes mu_ only to copy and update the state.
+  bool CheckLost() {
+    absl::Time boot_expiry;
+    {
+      MutexLock lock(&mu_);
+      if (lost_) return true;
+      boot_expiry = boot_expiry_;
+    }
     const absl::Time now = ctx_->BootNow();
-    if (now >= boot_expiry_) {
-      lost_ = true;
+    if (now >= boot_expiry) {
+      MarkLost();
       return true;
     }
     Environment& env = *ctx_->env;
@@ -408,9 +431,13 @@ class LmdbGrant final : public LeadershipGrant {
       return absl::OkStatus();
     });
     // An unreadable record proves nothing; boot_expiry_ still bounds the
-    // grant.
-    if (s.ok() && !ctx_->MayWrite(seen, fence_, now)) lost_ = true;
-    return lost_;
+    // grant. A record that no longer names this grant never will again
+    // (fences only grow), so a stale snapshot cannot mark it lost wrongly.
+    if (s.ok() && !ctx_->MayWrite(seen, fence_, now)) {
+      MarkLost();
+      return true;
+    }
+    return IsLost();
   }
 
   const std::shared_ptr<LeaseContext> ctx_;
@@ -418,11 +445,15 @@ class LmdbGrant final : public LeadershipGrant {
   const std::string holder_;
   const absl::Duration ttl_;
 
+  // Serializes Renew and Release; held across their LMDB writes.
+  Mutex op_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::unique_ptr<LockFile> lock_file_ ABSL_GUARDED_BY(op_mu_);
+  bool released_ ABSL_GUARDED_BY(op_mu_) = false;
+
+  // Never held across LMDB calls.
   mutable Mutex mu_;
-  std::unique_ptr<LockFile> lock_file_ ABSL_GUARDED_BY(mu_);
   bool lost_ ABSL_GUARDED_BY(mu_) = false;
-  bool released_ ABSL_GUARDED_BY(mu_) = false;
-  // When the grant lapses, in boot time (LeaseContext::boot_clock).
+  // When the grant lapses, in boot time (LeaseContext::BootNow).
   absl::Time boot_expiry_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -34,6 +34,11 @@ struct TestHooks {
   // cleans up after itself; the writer lock is free, so another backend
   // may be granted meanwhile.
   std::function<void()> after_failed_grant;
+
+  // Runs inside a renewal's write transaction, after the new expiry was
+  // put and before the commit: a test can hold a renewal inside LMDB's
+  // writer lock there.
+  std::function<void()> inside_renew;
 };
 
 // LmdbBackend::Open with `hooks` (may be null: no hooks).

@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <fstream>
+#include <future>
 #include <random>
 #include <string>
 #include <thread>
@@ -407,6 +409,41 @@ TEST(LmdbLeaseTest, ExpiryFollowsTheInjectedClockAndSurvivesReopen) {
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_TRUE((*grant)->Lost());
   EXPECT_EQ((*grant)->Renew().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(LmdbLeaseTest, LostDoesNotWaitBehindARenewalInsideItsWrite) {
+  // A renewal stuck inside LMDB's writer lock (an fsync, or a peer stopped
+  // inside a write) must not stall Lost(): the coordinator asks it on
+  // every request.
+  std::promise<void> renewing;
+  std::promise<void> unblock;
+  std::shared_future<void> unblocked = unblock.get_future().share();
+  lmdb_internal::TestHooks hooks;
+  hooks.inside_renew = [&] {
+    renewing.set_value();
+    unblocked.wait();
+  };
+  const std::string dir = NewTestDir();
+  auto a = lmdb_internal::OpenWithTestHooks(dir, {}, &hooks);
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto grant = (*a)->ha()->Acquire(Holder("node-a", absl::Seconds(30)));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  std::thread renewer([&] { EXPECT_TRUE((*grant)->Renew().ok()); });
+  renewing.get_future().wait();
+
+  std::promise<bool> lost;
+  std::future<bool> lost_result = lost.get_future();
+  std::thread reader([&] { lost.set_value((*grant)->Lost()); });
+  // A fail-safe, not a timing assertion: the old code waits here until
+  // the renewal is released, which only happens below.
+  const bool returned = lost_result.wait_for(std::chrono::seconds(60)) ==
+                        std::future_status::ready;
+  EXPECT_TRUE(returned) << "Lost() waited for the renewal's write";
+  unblock.set_value();
+  reader.join();
+  renewer.join();
+  EXPECT_FALSE(lost_result.get());
+  EXPECT_FALSE((*grant)->Lost());
 }
 
 bool FileExists(const std::string& path) {
