@@ -18,7 +18,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/time/clock.h"
 #include "lib/backend/batch.h"
 #include "lib/lmdb/environment.h"
 #include "lib/lmdb/records.h"
@@ -72,24 +71,6 @@ absl::StatusOr<std::string> ReadBootId(const std::string& path) {
   return id;
 }
 
-// Time since boot, suspend included (CLOCK_BOOTTIME), as
-// absl::UnixEpoch() + that duration. The same for every process of one
-// boot, and never stepped.
-class BootTimeClock final : public Clock {
- public:
-  absl::Time Now() const override {
-    struct timespec ts;
-    clock_gettime(CLOCK_BOOTTIME, &ts);
-    return absl::UnixEpoch() + absl::DurationFromTimespec(ts);
-  }
-  void SleepFor(absl::Duration d) const override { absl::SleepFor(d); }
-};
-
-Clock* DefaultBootClock() {
-  static BootTimeClock* const clock = new BootTimeClock();
-  return clock;
-}
-
 absl::Status ForkedChildError() {
   return absl::FailedPreconditionError(
       "this LmdbBackend was opened by another process (used after fork()); "
@@ -104,10 +85,11 @@ std::string LockName(FenceToken fence) {
 // outlive a racing Release of its backend's last reference).
 struct LeaseContext {
   std::shared_ptr<Environment> env;
-  // The clock the HA interface speaks (deadlines, expiry() values).
+  // The one clock: its Now() is the time the HA interface speaks
+  // (deadlines, expiry() values); its MonotonicNow() (CLOCK_BOOTTIME for
+  // the real clock) is the time since boot lease records are stamped and
+  // judged by.
   Clock* clock = nullptr;
-  // The clock lease records are judged by (time since boot).
-  Clock* boot_clock = nullptr;
   std::string dir;
   // The directory, opened at Open: lease files are found through it, so a
   // relative `dir` keeps working after the host chdir()s.
@@ -123,7 +105,11 @@ struct LeaseContext {
     if (dir_fd >= 0) close(dir_fd);
   }
 
-  absl::Time BootNow() const { return boot_clock->Now(); }
+  // Time since boot as absl::UnixEpoch() + that duration, the form lease
+  // records store. Never the wall clock, whatever `clock` is.
+  absl::Time BootNow() const {
+    return absl::UnixEpoch() + clock->MonotonicNow();
+  }
 
   // Where the grant of `record` lapses, in boot time. A record written by
   // an older release carries wall-clock time: judge it by the wall clock.
@@ -849,9 +835,6 @@ absl::StatusOr<std::unique_ptr<LmdbBackend>> OpenBackend(
   if (!env.ok()) return env.status();
   ctx->env = *std::move(env);
   ctx->clock = options.clock != nullptr ? options.clock : RealClock();
-  ctx->boot_clock = options.boot_clock != nullptr ? options.boot_clock
-                    : options.clock != nullptr    ? options.clock
-                                                  : DefaultBootClock();
   // Slots of readers that died since anyone last looked.
   ctx->env->CheckReadersAt(ctx->BootNow());
   ctx->dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

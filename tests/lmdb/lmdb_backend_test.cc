@@ -454,11 +454,10 @@ bool FileExists(const std::string& path) {
 // ------------------------------------------------- boot-time lease expiry
 
 TEST(LmdbLeaseTest, SteppedWallClockNeitherStretchesNorCutsAGrant) {
+  // One clock: wall steps (Set) move Now() alone, Advance moves both.
   FakeClock wall;
-  FakeClock boot(absl::UnixEpoch() + absl::Hours(30));  // time since boot
   LmdbBackendOptions options;
   options.clock = &wall;
-  options.boot_clock = &boot;
   const std::string dir = NewTestDir();
   auto a = OpenOrDie(dir, options);
   auto b = OpenOrDie(dir, options);
@@ -469,7 +468,7 @@ TEST(LmdbLeaseTest, SteppedWallClockNeitherStretchesNorCutsAGrant) {
 
   // The wall clock jumps forward far past the TTL: a healthy holder keeps
   // its lease.
-  wall.Advance(absl::Hours(1));
+  wall.Set(wall.Now() + absl::Hours(1));
   EXPECT_FALSE((*grant)->Lost());
   auto holder = b->ha()->CurrentHolder();
   ASSERT_TRUE(holder.ok() && holder->has_value());
@@ -489,7 +488,7 @@ TEST(LmdbLeaseTest, SteppedWallClockNeitherStretchesNorCutsAGrant) {
   // The wall clock steps back by ten hours and the holder hangs past its
   // TTL: its lease is not stretched by the step.
   wall.Set(wall.Now() - absl::Hours(10));
-  boot.Advance(absl::Seconds(11));
+  wall.Advance(absl::Seconds(11));
   EXPECT_TRUE((*grant)->Lost());
   EXPECT_FALSE(b->ha()->CurrentHolder()->has_value());
   EXPECT_EQ(a->Put("k", "stale", fence).status().code(),
@@ -500,12 +499,47 @@ TEST(LmdbLeaseTest, SteppedWallClockNeitherStretchesNorCutsAGrant) {
   EXPECT_EQ((*next)->fence(), fence + 1);
 }
 
+TEST(LmdbLeaseTest, AnInjectedClocksWallTimeNeverStampsTheRecord) {
+  // Records are stamped with options.clock's MonotonicNow() (boot time),
+  // never its Now(): a clock set decades off (or a host that injects the
+  // real clock) interoperates with processes on the default clock.
+  FakeClock clock;
+  LmdbBackendOptions options;
+  options.clock = &clock;
+  const std::string dir = NewTestDir();
+  auto a = OpenOrDie(dir, options);
+  auto b = OpenOrDie(dir, options);
+  auto grant = a->ha()->Acquire(Holder("node-a", absl::Seconds(10)));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  const FenceToken fence = (*grant)->fence();
+
+  // Thirty years forward: were the record stamped with wall time, the
+  // grant would be long expired.
+  clock.Set(clock.Now() + absl::Hours(24 * 365 * 30));
+  EXPECT_FALSE((*grant)->Lost());
+  auto holder = b->ha()->CurrentHolder();
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  ASSERT_TRUE(holder->has_value());
+  EXPECT_EQ((*holder)->expiry, clock.Now() + absl::Seconds(10));
+  EXPECT_TRUE(a->Put("k", "v", fence).ok());
+  ASSERT_TRUE((*grant)->Renew().ok());
+
+  // Thirty years back, and 11 s pass: the TTL counts in monotonic time.
+  clock.Set(clock.Now() - absl::Hours(24 * 365 * 60));
+  clock.Advance(absl::Seconds(9));
+  EXPECT_FALSE((*grant)->Lost());
+  clock.Advance(absl::Seconds(2));
+  EXPECT_TRUE((*grant)->Lost());
+  auto next = b->ha()->Acquire(
+      Holder("node-b", absl::Seconds(10), absl::InfinitePast()));
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ((*next)->fence(), fence + 1);
+}
+
 TEST(LmdbLeaseTest, WallClockRecordOfAnOlderReleaseIsStillHonoured) {
   FakeClock wall;
-  FakeClock boot(absl::UnixEpoch() + absl::Hours(30));
   LmdbBackendOptions options;
   options.clock = &wall;
-  options.boot_clock = &boot;
   options.boot_id = "this-boot";
   const std::string dir = NewTestDir();
   ASSERT_NE(OpenOrDie(dir, options), nullptr);  // creates the store
