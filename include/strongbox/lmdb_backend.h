@@ -122,8 +122,10 @@ struct LmdbBackendOptions {
   bool create_if_missing = true;
 
   // The clock the HA interface speaks: AcquireOptions::deadline and
-  // WaitLost()'s deadline are read by its Now(), and
-  // LeadershipGrant::expiry() and LeaseHolder::expiry are given in it.
+  // WaitLost()'s deadline are wall times by its Now() (turned into a time
+  // left on entry, then counted on MonotonicNow(), so a wall-clock step
+  // during the call does not move them), and LeadershipGrant::expiry()
+  // and LeaseHolder::expiry are given in it.
   // Grant records are stamped and judged by its MonotonicNow(), which for
   // the real clock is the time since the machine booted (CLOCK_BOOTTIME):
   // every process of one boot reads the same value, and stepping the wall

@@ -361,9 +361,13 @@ class LmdbGrant final : public LeadershipGrant {
 
   bool WaitLost(absl::Time deadline) override {
     if (ctx_->env->InForkedChild()) return true;
+    // The deadline is wall time; measure what is left of it on the
+    // monotonic clock, so a wall-clock step does not stretch or cut it.
+    const absl::Duration remaining = deadline - ctx_->clock->Now();
+    const absl::Duration start = ctx_->clock->MonotonicNow();
     while (true) {
       if (CheckLost()) return true;
-      if (ctx_->clock->Now() >= deadline) return false;
+      if (ctx_->clock->MonotonicNow() - start >= remaining) return false;
       ctx_->env->WaitForWake(ctx_->poll);
     }
   }
@@ -619,6 +623,11 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     if (options.ttl <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError("lease TTL must be positive");
     }
+    // The deadline is wall time; measure what is left of it on the
+    // monotonic clock, so a wall-clock step back does not keep a standby
+    // blocked here for the length of the step.
+    const absl::Duration remaining = options.deadline - clock_->Now();
+    const absl::Duration start = clock_->MonotonicNow();
     while (true) {
       if (options.cancel != nullptr && options.cancel->cancelled()) {
         return absl::CancelledError("lease acquire cancelled");
@@ -634,9 +643,12 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
             TryGrant(options);
         if (!grant.ok() || *grant != nullptr) return grant;
       }
-      if (clock_->Now() >= options.deadline) {
+      if (clock_->MonotonicNow() - start >= remaining) {
         return absl::DeadlineExceededError(
             "lease is held by another node past the acquire deadline");
+      }
+      if (ctx_->hooks != nullptr && ctx_->hooks->before_acquire_wait) {
+        ctx_->hooks->before_acquire_wait();
       }
       env_.WaitForWake(ctx_->poll);
     }

@@ -39,6 +39,10 @@ struct TestHooks {
   // put and before the commit: a test can hold a renewal inside LMDB's
   // writer lock there.
   std::function<void()> inside_renew;
+
+  // Runs each time a blocked Acquire is about to wait for the lease to
+  // change (after it found the lease held and its deadline not reached).
+  std::function<void()> before_acquire_wait;
 };
 
 // LmdbBackend::Open with `hooks` (may be null: no hooks).

@@ -536,6 +536,47 @@ TEST(LmdbLeaseTest, AnInjectedClocksWallTimeNeverStampsTheRecord) {
   EXPECT_EQ((*next)->fence(), fence + 1);
 }
 
+TEST(LmdbLeaseTest, WallClockStepBackDoesNotStretchABlockedAcquire) {
+  FakeClock clock;
+  std::atomic<bool> waiting_seen{false};
+  std::promise<void> waiting;
+  lmdb_internal::TestHooks hooks;
+  hooks.before_acquire_wait = [&] {
+    if (!waiting_seen.exchange(true)) waiting.set_value();
+  };
+  LmdbBackendOptions options;
+  options.clock = &clock;
+  const std::string dir = NewTestDir();
+  auto a = OpenOrDie(dir, options);
+  auto b = lmdb_internal::OpenWithTestHooks(dir, options, &hooks);
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto grant = a->ha()->Acquire(Holder("node-a", absl::Hours(1)));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+
+  std::promise<absl::StatusCode> result;
+  std::future<absl::StatusCode> done = result.get_future();
+  std::thread contender([&] {
+    result.set_value((*b)->ha()
+                         ->Acquire(Holder("node-b", absl::Seconds(1),
+                                          clock.Now() + absl::Seconds(10)))
+                         .status()
+                         .code());
+  });
+  waiting.get_future().wait();  // Acquire has read its deadline
+  // The wall clock steps back an hour; then 10 s pass.
+  clock.Set(clock.Now() - absl::Hours(1));
+  clock.Advance(absl::Seconds(10));
+  // A fail-safe, not a timing assertion: the old code waits for the wall
+  // clock to reach the deadline again, an hour of fake time.
+  const bool returned =
+      done.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  EXPECT_TRUE(returned) << "Acquire still blocked after its 10 s";
+  if (!returned) clock.Advance(absl::Hours(2));
+  contender.join();
+  EXPECT_EQ(done.get(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_FALSE((*grant)->Lost());
+}
+
 TEST(LmdbLeaseTest, WallClockRecordOfAnOlderReleaseIsStillHonoured) {
   FakeClock wall;
   LmdbBackendOptions options;
