@@ -18,8 +18,11 @@
 namespace strongbox {
 
 struct InMemoryBackendOptions {
-  // Time source for lease expiry. Not owned; must outlive the backend.
-  // Default: RealClock().
+  // Time source for lease expiry. Expiry and the time left before an
+  // Acquire()/WaitLost() deadline are counted on its MonotonicNow(), so a
+  // wall-clock step neither stretches nor cuts them; expiry() and
+  // LeaseHolder::expiry are reported in its Now(). Not owned; must outlive
+  // the backend. Default: RealClock().
   Clock* clock = nullptr;
   // Key and value limits.
   BackendLimits limits;

@@ -30,7 +30,7 @@
 // on `lease-F.lock`, which the kernel drops when the process dies. A
 // contender therefore treats the lease as free when any of these holds:
 //   * the record says released (Release(), BreakLease()),
-//   * the record's expiry has passed by the boot clock (a hung holder
+//   * the record's expiry has passed in boot time (a hung holder
 //     loses its grant after the TTL even though it still holds its file
 //     lock: the next grant uses a new lock file),
 //   * nobody holds `lease-F.lock` (the holder crashed: takeover at once),
@@ -185,20 +185,18 @@ struct LmdbBackendOptions {
   bool create_if_missing = true;
 
   // The clock the HA interface speaks: AcquireOptions::deadline and
-  // WaitLost()'s deadline are read by it, and LeadershipGrant::expiry() and
-  // LeaseHolder::expiry are given in it. Lease validity itself is judged by
-  // `boot_clock`, so stepping this clock neither stretches nor cuts a
-  // grant. Not owned; must outlive the backend. Default: RealClock().
+  // WaitLost()'s deadline are wall times by its Now() (turned into a time
+  // left on entry, then counted on MonotonicNow(), so a wall-clock step
+  // during the call does not move them), and LeadershipGrant::expiry()
+  // and LeaseHolder::expiry are given in it.
+  // Grant records are stamped and judged by its MonotonicNow(), which for
+  // the real clock is the time since the machine booted (CLOCK_BOOTTIME):
+  // every process of one boot reads the same value, and stepping the wall
+  // clock neither stretches nor cuts a grant. A host's own clock must
+  // therefore return CLOCK_BOOTTIME from MonotonicNow() (or every process
+  // on the directory must share it). Not owned; must outlive the backend.
+  // Default: RealClock().
   Clock* clock = nullptr;
-
-  // Time since the machine booted, by which grant records are stamped and
-  // judged (their expiry). Every process of one boot reads the same value
-  // and it is never stepped (grants never outlive a boot: see boot_id).
-  // Only tests inject one (Now() - absl::UnixEpoch() is the time since
-  // boot). Not owned; must outlive the backend. Default: CLOCK_BOOTTIME if
-  // `clock` is not set, else `clock` itself (so a test's single FakeClock
-  // drives expiry, as before this option existed).
-  Clock* boot_clock = nullptr;
 
   // Key and value limits. LMDB keys are at most 511 bytes, so
   // REQUIRES: limits.max_key_bytes <= 511. Default: 511-byte paths, 2 MiB

@@ -23,7 +23,18 @@ struct LeaseCore {
   Clock* const clock;
   const absl::Duration poll;
 
+  // Lease expiries are kept on the monotonic clock (as absl::UnixEpoch()
+  // + MonotonicNow()), so a wall-clock step neither stretches nor cuts a
+  // grant; they are turned into wall time only when handed out.
+  absl::Time MonoNow() const {
+    return absl::UnixEpoch() + clock->MonotonicNow();
+  }
+  absl::Time ToWall(absl::Time mono) const {
+    return clock->Now() + (mono - MonoNow());
+  }
+
   Mutex mu;
+  // current->expiry is monotonic (see MonoNow).
   std::optional<LeaseHolder> current ABSL_GUARDED_BY(mu);
   absl::Duration current_ttl ABSL_GUARDED_BY(mu);
   FenceToken last_fence ABSL_GUARDED_BY(mu) = kNoFence;
@@ -56,7 +67,7 @@ class InMemoryGrant final : public LeadershipGrant {
 
   absl::Status Renew() override {
     MutexLock lock(&core_->mu);
-    const absl::Time now = core_->clock->Now();
+    const absl::Time now = core_->MonoNow();
     if (lost_ || !core_->IsCurrent(granted_.fence, now)) {
       lost_ = true;
       return absl::FailedPreconditionError(
@@ -82,7 +93,7 @@ class InMemoryGrant final : public LeadershipGrant {
 
   absl::Time expiry() const override {
     MutexLock lock(&core_->mu);
-    return expiry_;
+    return core_->ToWall(expiry_);
   }
 
   bool Lost() override {
@@ -91,9 +102,13 @@ class InMemoryGrant final : public LeadershipGrant {
   }
 
   bool WaitLost(absl::Time deadline) override {
+    // The wall-clock deadline becomes a time left, counted on the
+    // monotonic clock.
+    const absl::Duration remaining = deadline - core_->clock->Now();
+    const absl::Duration start = core_->clock->MonotonicNow();
     MutexLock lock(&core_->mu);
     while (!CheckLost()) {
-      if (core_->clock->Now() >= deadline) return false;
+      if (core_->clock->MonotonicNow() - start >= remaining) return false;
       core_->mu.AwaitWithTimeout(
           [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) { return lost_; },
           core_->poll);
@@ -103,7 +118,7 @@ class InMemoryGrant final : public LeadershipGrant {
 
  private:
   bool CheckLost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
-    if (!lost_ && !core_->IsCurrent(granted_.fence, core_->clock->Now())) {
+    if (!lost_ && !core_->IsCurrent(granted_.fence, core_->MonoNow())) {
       lost_ = true;
     }
     return lost_;
@@ -113,7 +128,7 @@ class InMemoryGrant final : public LeadershipGrant {
   const LeaseHolder granted_;
   const absl::Duration ttl_;
   bool lost_ ABSL_GUARDED_BY(core_->mu) = false;
-  absl::Time expiry_ ABSL_GUARDED_BY(core_->mu);
+  absl::Time expiry_ ABSL_GUARDED_BY(core_->mu);  // monotonic
 };
 
 class InMemoryBackend final : public Backend, public HaBackend {
@@ -167,7 +182,7 @@ class InMemoryBackend final : public Backend, public HaBackend {
     // Lock order: lease, then entries. The fence check and the write happen
     // under both, so a grant cannot change between them.
     MutexLock lease_lock(&lease_->mu);
-    if (fence != kNoFence && !lease_->IsCurrent(fence, clock_->Now())) {
+    if (fence != kNoFence && !lease_->IsCurrent(fence, lease_->MonoNow())) {
       return StaleFenceError(fence);
     }
     WriterLock lock(&mu_);
@@ -218,12 +233,16 @@ class InMemoryBackend final : public Backend, public HaBackend {
       return absl::InvalidArgumentError("lease TTL must be positive");
     }
     LeaseCore& core = *lease_;
+    // The wall-clock deadline becomes a time left, counted on the
+    // monotonic clock, so a wall step back does not stretch the wait.
+    const absl::Duration remaining = options.deadline - clock_->Now();
+    const absl::Duration start = clock_->MonotonicNow();
     MutexLock lock(&core.mu);
     while (true) {
       if (options.cancel != nullptr && options.cancel->cancelled()) {
         return absl::CancelledError("lease acquire cancelled");
       }
-      const absl::Time now = clock_->Now();
+      const absl::Time now = core.MonoNow();
       core.Expire(now);
       if (!core.current.has_value()) {
         LeaseHolder granted{options.holder, ++core.last_fence,
@@ -233,7 +252,8 @@ class InMemoryBackend final : public Backend, public HaBackend {
         return std::unique_ptr<LeadershipGrant>(
             new InMemoryGrant(lease_, std::move(granted), options.ttl));
       }
-      if (now >= options.deadline) {
+      const absl::Duration left = remaining - (clock_->MonotonicNow() - start);
+      if (left <= absl::ZeroDuration()) {
         return absl::DeadlineExceededError(
             "lease is held by another node past the acquire deadline");
       }
@@ -241,8 +261,8 @@ class InMemoryBackend final : public Backend, public HaBackend {
       // fake clock may have moved, the holder may have expired).
       absl::Duration wait = core.poll;
       if (clock_ == RealClock()) {
-        wait = std::min({core.current->expiry - now, options.deadline - now,
-                         absl::Milliseconds(50)});
+        wait = std::min(
+            {core.current->expiry - now, left, absl::Milliseconds(50)});
         if (options.cancel != nullptr) wait = std::min(wait, core.poll);
       }
       const FenceToken seen = core.current->fence;
@@ -256,8 +276,10 @@ class InMemoryBackend final : public Backend, public HaBackend {
 
   absl::StatusOr<std::optional<LeaseHolder>> CurrentHolder() override {
     MutexLock lock(&lease_->mu);
-    lease_->Expire(clock_->Now());
-    return lease_->current;
+    lease_->Expire(lease_->MonoNow());
+    std::optional<LeaseHolder> holder = lease_->current;
+    if (holder.has_value()) holder->expiry = lease_->ToWall(holder->expiry);
+    return holder;
   }
 
   absl::Status BreakLease(FenceToken fence) override {

@@ -1,6 +1,5 @@
 #include "lib/ha/fork_checked_coordinator.h"
 
-#include <pthread.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "lib/util/fork_generation.h"
 
 namespace strongbox {
 namespace {
@@ -25,23 +25,8 @@ namespace {
 // of it there would share the parent's fence or release the parent's
 // lease, and even destroying it can hang. getpid() costs a system call
 // (about a microsecond under some sandboxes), too much for Route() on every
-// request, so a pthread_atfork handler counts forks instead; the slower
-// paths compare the pid too. Process-wide by nature (fork is).
-std::atomic<uint64_t> fork_generation{0};
-
-void CountForkInChild() {
-  fork_generation.fetch_add(1, std::memory_order_relaxed);
-}
-
-// Installs the fork counter once per process; returns the current count.
-uint64_t RegisterForkCounter() {
-  static const bool registered = [] {
-    pthread_atfork(nullptr, nullptr, &CountForkInChild);
-    return true;
-  }();
-  (void)registered;
-  return fork_generation.load(std::memory_order_relaxed);
-}
+// request, so a pthread_atfork handler counts forks instead
+// (lib/util/fork_generation.h); the slower paths compare the pid too.
 
 constexpr absl::string_view kForkedChild =
     "this coordinator belongs to the process that created it; a forked "
@@ -51,7 +36,7 @@ absl::Status ForkedChildError() {
   return absl::FailedPreconditionError(kForkedChild);
 }
 
-// A coordinator behind a fork check on every call (see CountForkInChild). In a
+// A coordinator behind a fork check on every call (see above). In a
 // forked child every call fails closed without touching the coordinator, and
 // destruction leaks it: its threads do not exist in the child, its grant is the
 // parent's, its locks may be held forever.
@@ -60,7 +45,7 @@ class ForkCheckedCoordinator final : public HaCoordinator {
   explicit ForkCheckedCoordinator(std::unique_ptr<HaCoordinator> impl)
       : impl_(std::move(impl)),
         creator_pid_(getpid()),
-        fork_generation_(RegisterForkCounter()) {}
+        fork_generation_(ForkGeneration()) {}
 
   ~ForkCheckedCoordinator() override {
     if (ForkedChild()) (void)impl_.release();
@@ -158,7 +143,7 @@ class ForkCheckedCoordinator final : public HaCoordinator {
   // ForkedFast() is for the per-request paths; ForkedChild() also compares
   // the pid, which catches a child made without fork() (a raw clone).
   bool ForkedFast() const {
-    return fork_generation.load(std::memory_order_relaxed) != fork_generation_;
+    return CurrentForkGeneration() != fork_generation_;
   }
   bool ForkedChild() const { return ForkedFast() || getpid() != creator_pid_; }
 

@@ -1,7 +1,6 @@
 #include "lib/lmdb/environment.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,8 +15,6 @@
 
 namespace strongbox {
 namespace lmdb_internal {
-
-std::atomic<uint64_t> internal_fork_generation{0};
 
 absl::Status LmdbError(int rc, absl::string_view what) {
   const std::string message =
@@ -96,19 +93,6 @@ struct Registry {
 Registry& GetRegistry() {
   static Registry* const registry = new Registry();
   return *registry;
-}
-
-void OnForkChild() {
-  internal_fork_generation.fetch_add(1, std::memory_order_relaxed);
-}
-
-uint64_t ForkGeneration() {
-  static const bool registered = [] {
-    pthread_atfork(nullptr, nullptr, &OnForkChild);
-    return true;
-  }();
-  (void)registered;
-  return internal_fork_generation.load(std::memory_order_relaxed);
 }
 
 const char* DurabilityName(LmdbBackendOptions::Durability d) {

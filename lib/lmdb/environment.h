@@ -43,6 +43,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "lib/util/fork_generation.h"
 #include "lib/util/mutex.h"
 #include "strongbox/lmdb_backend.h"
 
@@ -86,11 +87,6 @@ class WriteTxn {
   MDB_txn* const txn_;
   bool map_full_ = false;
 };
-
-// Bumped in every child of fork() (a pthread_atfork handler registered
-// when the first environment opens), so one load tells a forked child from
-// the process that opened an environment. Use Environment::InForkedChild.
-extern std::atomic<uint64_t> internal_fork_generation;
 
 class Environment {
  public:
@@ -148,8 +144,7 @@ class Environment {
   // child handler; `by_pid` also compares getpid() (a system call), which
   // catches a child made without running atfork handlers.
   bool InForkedChild(bool by_pid = false) const {
-    if (internal_fork_generation.load(std::memory_order_relaxed) !=
-        opener_fork_generation_) {
+    if (CurrentForkGeneration() != opener_fork_generation_) {
       return true;
     }
     return by_pid && getpid() != opener_pid_;

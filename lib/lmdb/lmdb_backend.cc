@@ -20,7 +20,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/time/clock.h"
 #include "lib/backend/batch.h"
 #include "lib/lmdb/environment.h"
 #include "lib/lmdb/hung_holder.h"
@@ -75,24 +74,6 @@ absl::StatusOr<std::string> ReadBootId(const std::string& path) {
   return id;
 }
 
-// Time since boot, suspend included (CLOCK_BOOTTIME), as
-// absl::UnixEpoch() + that duration. The same for every process of one
-// boot, and never stepped.
-class BootTimeClock final : public Clock {
- public:
-  absl::Time Now() const override {
-    struct timespec ts;
-    clock_gettime(CLOCK_BOOTTIME, &ts);
-    return absl::UnixEpoch() + absl::DurationFromTimespec(ts);
-  }
-  void SleepFor(absl::Duration d) const override { absl::SleepFor(d); }
-};
-
-Clock* DefaultBootClock() {
-  static BootTimeClock* const clock = new BootTimeClock();
-  return clock;
-}
-
 absl::Status ForkedChildError() {
   return absl::FailedPreconditionError(
       "this LmdbBackend was opened by another process (used after fork()); "
@@ -107,10 +88,11 @@ std::string LockName(FenceToken fence) {
 // outlive a racing Release of its backend's last reference).
 struct LeaseContext {
   std::shared_ptr<Environment> env;
-  // The clock the HA interface speaks (deadlines, expiry() values).
+  // The one clock: its Now() is the time the HA interface speaks
+  // (deadlines, expiry() values); its MonotonicNow() (CLOCK_BOOTTIME for
+  // the real clock) is the time since boot lease records are stamped and
+  // judged by.
   Clock* clock = nullptr;
-  // The clock lease records are judged by (time since boot).
-  Clock* boot_clock = nullptr;
   std::string dir;
   // The directory, opened at Open: lease files are found through it, so a
   // relative `dir` keeps working after the host chdir()s.
@@ -134,7 +116,11 @@ struct LeaseContext {
     if (dir_fd >= 0) close(dir_fd);
   }
 
-  absl::Time BootNow() const { return boot_clock->Now(); }
+  // Time since boot as absl::UnixEpoch() + that duration, the form lease
+  // records store. Never the wall clock, whatever `clock` is.
+  absl::Time BootNow() const {
+    return absl::UnixEpoch() + clock->MonotonicNow();
+  }
 
   // Where the grant of `record` lapses, in boot time. A record written by
   // an older release carries wall-clock time: judge it by the wall clock.
@@ -297,10 +283,15 @@ class LmdbGrant final : public LeadershipGrant {
   FenceToken fence() const override { return fence_; }
   std::string holder() const override { return holder_; }
 
+  // Renew and Release serialize on op_mu_, which they hold across their
+  // LMDB write (an fsync, or a wait for LMDB's writer lock while a peer is
+  // stopped inside a write). mu_ guards only the grant's state and is
+  // never held across LMDB, so Lost(), WaitLost() and expiry() never wait
+  // behind a renewal.
   absl::Status Renew() override {
     if (ctx_->env->InForkedChild(/*by_pid=*/true)) return ForkedChildError();
-    MutexLock lock(&mu_);
-    if (lost_) return LostError();
+    MutexLock op(&op_mu_);
+    if (IsLost()) return LostError();
     absl::Time renewed;
     bool current = false;
     Environment& env = *ctx_->env;
@@ -317,16 +308,19 @@ class LmdbGrant final : public LeadershipGrant {
       (*record)->version = lmdb_internal::kLeaseRecordV3;
       absl::Status put = txn.Put(env.dbi(), kLeaseKey, EncodeLease(**record));
       if (!put.ok()) return put;
+      const lmdb_internal::TestHooks* hooks = ctx_->hooks;
+      if (hooks != nullptr && hooks->inside_renew) hooks->inside_renew();
       return true;
     });
     if (!s.ok()) {
       return absl::UnavailableError(
           absl::StrCat("renewing lease grant ", fence_, ": ", s.message()));
     }
-    if (!current) {
-      MarkLost();
-      return LostError();
-    }
+    MutexLock lock(&mu_);
+    if (!current) lost_ = true;
+    // A grant once seen lost stays lost (Lost() may have seen it lapse
+    // while the renewal waited for the writer lock).
+    if (lost_) return LostError();
     boot_expiry_ = renewed;
     return absl::OkStatus();
   }
@@ -335,7 +329,7 @@ class LmdbGrant final : public LeadershipGrant {
     if (ctx_->env->InForkedChild(/*by_pid=*/true)) return ForkedChildError();
     absl::Status s;
     {
-      MutexLock lock(&mu_);
+      MutexLock op(&op_mu_);
       if (released_) return absl::OkStatus();
       Environment& env = *ctx_->env;
       s = env.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
@@ -364,24 +358,28 @@ class LmdbGrant final : public LeadershipGrant {
 
   absl::Time expiry() const override {
     if (ctx_->env->InForkedChild()) return absl::InfinitePast();
-    MutexLock lock(&mu_);
-    return ctx_->ToInterfaceTime(boot_expiry_, ctx_->BootNow());
+    absl::Time boot_expiry;
+    {
+      MutexLock lock(&mu_);
+      boot_expiry = boot_expiry_;
+    }
+    return ctx_->ToInterfaceTime(boot_expiry, ctx_->BootNow());
   }
 
   bool Lost() override {
     if (ctx_->env->InForkedChild()) return true;
-    MutexLock lock(&mu_);
     return CheckLost();
   }
 
   bool WaitLost(absl::Time deadline) override {
     if (ctx_->env->InForkedChild()) return true;
+    // The deadline is wall time; measure what is left of it on the
+    // monotonic clock, so a wall-clock step does not stretch or cut it.
+    const absl::Duration remaining = deadline - ctx_->clock->Now();
+    const absl::Duration start = ctx_->clock->MonotonicNow();
     while (true) {
-      {
-        MutexLock lock(&mu_);
-        if (CheckLost()) return true;
-      }
-      if (ctx_->clock->Now() >= deadline) return false;
+      if (CheckLost()) return true;
+      if (ctx_->clock->MonotonicNow() - start >= remaining) return false;
       ctx_->env->WaitForWake(ctx_->poll);
     }
   }
@@ -392,21 +390,36 @@ class LmdbGrant final : public LeadershipGrant {
         absl::StrCat("lease grant ", fence_, " is lost"));
   }
 
-  void MarkLost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { lost_ = true; }
+  bool IsLost() const {
+    MutexLock lock(&mu_);
+    return lost_;
+  }
+
+  void MarkLost() {
+    MutexLock lock(&mu_);
+    lost_ = true;
+  }
 
   // The grant is the parent's: drop only this process's descriptor of its
   // lock file (the parent's lock stays), and touch neither LMDB nor the
-  // file. No lock: the child has one thread, and mu_ may have been held by
-  // another thread of the parent at fork() time.
+  // file. No lock: the child has one thread, and op_mu_ may have been held
+  // by another thread of the parent at fork() time.
   void CloseInForkedChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     lock_file_->Close();
   }
 
-  bool CheckLost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (lost_) return true;
+  // Reads the record without holding mu_ (a read transaction never waits
+  // for writers); takes mu_ only to copy and update the state.
+  bool CheckLost() {
+    absl::Time boot_expiry;
+    {
+      MutexLock lock(&mu_);
+      if (lost_) return true;
+      boot_expiry = boot_expiry_;
+    }
     const absl::Time now = ctx_->BootNow();
-    if (now >= boot_expiry_) {
-      lost_ = true;
+    if (now >= boot_expiry) {
+      MarkLost();
       return true;
     }
     Environment& env = *ctx_->env;
@@ -420,9 +433,13 @@ class LmdbGrant final : public LeadershipGrant {
       return absl::OkStatus();
     });
     // An unreadable record proves nothing; boot_expiry_ still bounds the
-    // grant.
-    if (s.ok() && !ctx_->MayWrite(seen, fence_, now)) lost_ = true;
-    return lost_;
+    // grant. A record that no longer names this grant never will again
+    // (fences only grow), so a stale snapshot cannot mark it lost wrongly.
+    if (s.ok() && !ctx_->MayWrite(seen, fence_, now)) {
+      MarkLost();
+      return true;
+    }
+    return IsLost();
   }
 
   const std::shared_ptr<LeaseContext> ctx_;
@@ -430,11 +447,15 @@ class LmdbGrant final : public LeadershipGrant {
   const std::string holder_;
   const absl::Duration ttl_;
 
+  // Serializes Renew and Release; held across their LMDB writes.
+  Mutex op_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::unique_ptr<LockFile> lock_file_ ABSL_GUARDED_BY(op_mu_);
+  bool released_ ABSL_GUARDED_BY(op_mu_) = false;
+
+  // Never held across LMDB calls.
   mutable Mutex mu_;
-  std::unique_ptr<LockFile> lock_file_ ABSL_GUARDED_BY(mu_);
   bool lost_ ABSL_GUARDED_BY(mu_) = false;
-  bool released_ ABSL_GUARDED_BY(mu_) = false;
-  // When the grant lapses, in boot time (LeaseContext::boot_clock).
+  // When the grant lapses, in boot time (LeaseContext::BootNow).
   absl::Time boot_expiry_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -622,6 +643,11 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     if (options.ttl <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError("lease TTL must be positive");
     }
+    // The deadline is wall time; measure what is left of it on the
+    // monotonic clock, so a wall-clock step back does not keep a standby
+    // blocked here for the length of the step.
+    const absl::Duration remaining = options.deadline - clock_->Now();
+    const absl::Duration start = clock_->MonotonicNow();
     while (true) {
       if (options.cancel != nullptr && options.cancel->cancelled()) {
         return absl::CancelledError("lease acquire cancelled");
@@ -637,9 +663,12 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
             TryGrant(options, *seen);
         if (!grant.ok() || *grant != nullptr) return grant;
       }
-      if (clock_->Now() >= options.deadline) {
+      if (clock_->MonotonicNow() - start >= remaining) {
         return absl::DeadlineExceededError(
             "lease is held by another node past the acquire deadline");
+      }
+      if (ctx_->hooks != nullptr && ctx_->hooks->before_acquire_wait) {
+        ctx_->hooks->before_acquire_wait();
       }
       env_.WaitForWake(ctx_->poll);
     }
@@ -993,9 +1022,6 @@ absl::StatusOr<std::unique_ptr<LmdbBackend>> OpenBackend(
   if (!env.ok()) return env.status();
   ctx->env = *std::move(env);
   ctx->clock = options.clock != nullptr ? options.clock : RealClock();
-  ctx->boot_clock = options.boot_clock != nullptr ? options.boot_clock
-                    : options.clock != nullptr    ? options.clock
-                                                  : DefaultBootClock();
   // Slots of readers that died since anyone last looked.
   ctx->env->CheckReadersAt(ctx->BootNow());
   ctx->dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -43,6 +43,15 @@ struct TestHooks {
   // If nonzero, grants record this process start time instead of the real
   // one (as if the pid had since been reused by another process).
   uint64_t grant_start_time = 0;
+
+  // Runs inside a renewal's write transaction, after the new expiry was
+  // put and before the commit: a test can hold a renewal inside LMDB's
+  // writer lock there.
+  std::function<void()> inside_renew;
+
+  // Runs each time a blocked Acquire is about to wait for the lease to
+  // change (after it found the lease held and its deadline not reached).
+  std::function<void()> before_acquire_wait;
 };
 
 // LmdbBackend::Open with `hooks` (may be null: no hooks).

@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <fstream>
+#include <future>
 #include <random>
 #include <string>
 #include <thread>
@@ -409,6 +411,41 @@ TEST(LmdbLeaseTest, ExpiryFollowsTheInjectedClockAndSurvivesReopen) {
   EXPECT_EQ((*grant)->Renew().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST(LmdbLeaseTest, LostDoesNotWaitBehindARenewalInsideItsWrite) {
+  // A renewal stuck inside LMDB's writer lock (an fsync, or a peer stopped
+  // inside a write) must not stall Lost(): the coordinator asks it on
+  // every request.
+  std::promise<void> renewing;
+  std::promise<void> unblock;
+  std::shared_future<void> unblocked = unblock.get_future().share();
+  lmdb_internal::TestHooks hooks;
+  hooks.inside_renew = [&] {
+    renewing.set_value();
+    unblocked.wait();
+  };
+  const std::string dir = NewTestDir();
+  auto a = lmdb_internal::OpenWithTestHooks(dir, {}, &hooks);
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto grant = (*a)->ha()->Acquire(Holder("node-a", absl::Seconds(30)));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  std::thread renewer([&] { EXPECT_TRUE((*grant)->Renew().ok()); });
+  renewing.get_future().wait();
+
+  std::promise<bool> lost;
+  std::future<bool> lost_result = lost.get_future();
+  std::thread reader([&] { lost.set_value((*grant)->Lost()); });
+  // A fail-safe, not a timing assertion: the old code waits here until
+  // the renewal is released, which only happens below.
+  const bool returned = lost_result.wait_for(std::chrono::seconds(60)) ==
+                        std::future_status::ready;
+  EXPECT_TRUE(returned) << "Lost() waited for the renewal's write";
+  unblock.set_value();
+  reader.join();
+  renewer.join();
+  EXPECT_FALSE(lost_result.get());
+  EXPECT_FALSE((*grant)->Lost());
+}
+
 bool FileExists(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0;
@@ -417,11 +454,10 @@ bool FileExists(const std::string& path) {
 // ------------------------------------------------- boot-time lease expiry
 
 TEST(LmdbLeaseTest, SteppedWallClockNeitherStretchesNorCutsAGrant) {
+  // One clock: wall steps (Set) move Now() alone, Advance moves both.
   FakeClock wall;
-  FakeClock boot(absl::UnixEpoch() + absl::Hours(30));  // time since boot
   LmdbBackendOptions options;
   options.clock = &wall;
-  options.boot_clock = &boot;
   const std::string dir = NewTestDir();
   auto a = OpenOrDie(dir, options);
   auto b = OpenOrDie(dir, options);
@@ -432,7 +468,7 @@ TEST(LmdbLeaseTest, SteppedWallClockNeitherStretchesNorCutsAGrant) {
 
   // The wall clock jumps forward far past the TTL: a healthy holder keeps
   // its lease.
-  wall.Advance(absl::Hours(1));
+  wall.Set(wall.Now() + absl::Hours(1));
   EXPECT_FALSE((*grant)->Lost());
   auto holder = b->ha()->CurrentHolder();
   ASSERT_TRUE(holder.ok() && holder->has_value());
@@ -452,7 +488,7 @@ TEST(LmdbLeaseTest, SteppedWallClockNeitherStretchesNorCutsAGrant) {
   // The wall clock steps back by ten hours and the holder hangs past its
   // TTL: its lease is not stretched by the step.
   wall.Set(wall.Now() - absl::Hours(10));
-  boot.Advance(absl::Seconds(11));
+  wall.Advance(absl::Seconds(11));
   EXPECT_TRUE((*grant)->Lost());
   EXPECT_FALSE(b->ha()->CurrentHolder()->has_value());
   EXPECT_EQ(a->Put("k", "stale", fence).status().code(),
@@ -463,12 +499,88 @@ TEST(LmdbLeaseTest, SteppedWallClockNeitherStretchesNorCutsAGrant) {
   EXPECT_EQ((*next)->fence(), fence + 1);
 }
 
+TEST(LmdbLeaseTest, AnInjectedClocksWallTimeNeverStampsTheRecord) {
+  // Records are stamped with options.clock's MonotonicNow() (boot time),
+  // never its Now(): a clock set decades off (or a host that injects the
+  // real clock) interoperates with processes on the default clock.
+  FakeClock clock;
+  LmdbBackendOptions options;
+  options.clock = &clock;
+  const std::string dir = NewTestDir();
+  auto a = OpenOrDie(dir, options);
+  auto b = OpenOrDie(dir, options);
+  auto grant = a->ha()->Acquire(Holder("node-a", absl::Seconds(10)));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  const FenceToken fence = (*grant)->fence();
+
+  // Thirty years forward: were the record stamped with wall time, the
+  // grant would be long expired.
+  clock.Set(clock.Now() + absl::Hours(24 * 365 * 30));
+  EXPECT_FALSE((*grant)->Lost());
+  auto holder = b->ha()->CurrentHolder();
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  ASSERT_TRUE(holder->has_value());
+  EXPECT_EQ((*holder)->expiry, clock.Now() + absl::Seconds(10));
+  EXPECT_TRUE(a->Put("k", "v", fence).ok());
+  ASSERT_TRUE((*grant)->Renew().ok());
+
+  // Thirty years back, and 11 s pass: the TTL counts in monotonic time.
+  clock.Set(clock.Now() - absl::Hours(24 * 365 * 60));
+  clock.Advance(absl::Seconds(9));
+  EXPECT_FALSE((*grant)->Lost());
+  clock.Advance(absl::Seconds(2));
+  EXPECT_TRUE((*grant)->Lost());
+  auto next = b->ha()->Acquire(
+      Holder("node-b", absl::Seconds(10), absl::InfinitePast()));
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ((*next)->fence(), fence + 1);
+}
+
+TEST(LmdbLeaseTest, WallClockStepBackDoesNotStretchABlockedAcquire) {
+  FakeClock clock;
+  std::atomic<bool> waiting_seen{false};
+  std::promise<void> waiting;
+  lmdb_internal::TestHooks hooks;
+  hooks.before_acquire_wait = [&] {
+    if (!waiting_seen.exchange(true)) waiting.set_value();
+  };
+  LmdbBackendOptions options;
+  options.clock = &clock;
+  const std::string dir = NewTestDir();
+  auto a = OpenOrDie(dir, options);
+  auto b = lmdb_internal::OpenWithTestHooks(dir, options, &hooks);
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto grant = a->ha()->Acquire(Holder("node-a", absl::Hours(1)));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+
+  std::promise<absl::StatusCode> result;
+  std::future<absl::StatusCode> done = result.get_future();
+  std::thread contender([&] {
+    result.set_value((*b)->ha()
+                         ->Acquire(Holder("node-b", absl::Seconds(1),
+                                          clock.Now() + absl::Seconds(10)))
+                         .status()
+                         .code());
+  });
+  waiting.get_future().wait();  // Acquire has read its deadline
+  // The wall clock steps back an hour; then 10 s pass.
+  clock.Set(clock.Now() - absl::Hours(1));
+  clock.Advance(absl::Seconds(10));
+  // A fail-safe, not a timing assertion: the old code waits for the wall
+  // clock to reach the deadline again, an hour of fake time.
+  const bool returned =
+      done.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  EXPECT_TRUE(returned) << "Acquire still blocked after its 10 s";
+  if (!returned) clock.Advance(absl::Hours(2));
+  contender.join();
+  EXPECT_EQ(done.get(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_FALSE((*grant)->Lost());
+}
+
 TEST(LmdbLeaseTest, WallClockRecordOfAnOlderReleaseIsStillHonoured) {
   FakeClock wall;
-  FakeClock boot(absl::UnixEpoch() + absl::Hours(30));
   LmdbBackendOptions options;
   options.clock = &wall;
-  options.boot_clock = &boot;
   options.boot_id = "this-boot";
   const std::string dir = NewTestDir();
   ASSERT_NE(OpenOrDie(dir, options), nullptr);  // creates the store
