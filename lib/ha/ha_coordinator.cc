@@ -761,12 +761,16 @@ class HaCoordinatorImpl final : public HaCoordinator {
     auto still_ours = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
       return epoch_ == epoch && IsStandby(state_) && !barrier_->sealed();
     };
+    bool ours;
     {
       ReaderLock lock(&mu_);
-      if (!still_ours()) {
-        grant->Release().IgnoreError();
-        return;
-      }
+      ours = still_ours();
+    }
+    if (!ours) {
+      // Released outside mu_: a release may wait on the backend, and
+      // Seal(), StepDown() and Route() must not wait behind it.
+      grant->Release().IgnoreError();
+      return;
     }
     // A blocking acquire may have waited: the local deadline counts from
     // before the wait. If that leaves less than a renew interval's worth of

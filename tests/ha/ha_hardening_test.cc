@@ -1,0 +1,199 @@
+// Review findings on the coordinator's locking and seal/unseal ordering,
+// each driven deterministically through a backend wrapper whose calls a
+// test can count, block, or hook into (no sleeps, FakeClock only).
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "strongbox/backend.h"
+#include "strongbox/ha_coordinator.h"
+#include "strongbox/in_memory_backend.h"
+#include "strongbox/testing/fake_clock.h"
+
+namespace strongbox {
+namespace {
+
+// Counts and gates the calls the coordinator makes on the lease.
+class HookedBackend : public BackendWrapper {
+ public:
+  enum Gate : int { kLost = 1, kRelease = 2, kHolder = 4 };
+
+  explicit HookedBackend(Backend* target) : BackendWrapper(target) {}
+
+  // Runs once, on the acquiring thread, after the next grant is won and
+  // before the coordinator sees it.
+  void OnceAfterAcquire(std::function<void()> hook) {
+    std::lock_guard<std::mutex> l(mu_);
+    after_acquire_ = std::move(hook);
+  }
+  void Block(int gates) {
+    std::lock_guard<std::mutex> l(mu_);
+    blocked_ = gates;
+  }
+  void Unblock() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      blocked_ = 0;
+    }
+    cv_.notify_all();
+  }
+  void AwaitWaiting(int n) {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return waiting_ >= n; });
+  }
+  // Passes a gate (blocking while it is closed).
+  void Pass(int gate) {
+    std::unique_lock<std::mutex> l(mu_);
+    if ((blocked_ & gate) == 0) return;
+    ++waiting_;
+    cv_.notify_all();
+    cv_.wait(l, [&] { return (blocked_ & gate) == 0; });
+    --waiting_;
+  }
+
+  std::atomic<int> lost_calls{0};
+  std::atomic<int> holder_reads{0};
+
+  absl::StatusOr<std::unique_ptr<LeadershipGrant>> Acquire(
+      const AcquireOptions& options) override;
+  absl::StatusOr<std::optional<LeaseHolder>> CurrentHolder() override {
+    ++holder_reads;
+    Pass(kHolder);
+    return BackendWrapper::CurrentHolder();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::function<void()> after_acquire_;
+  int blocked_ = 0;
+  int waiting_ = 0;
+};
+
+class HookedGrant final : public LeadershipGrant {
+ public:
+  HookedGrant(HookedBackend* owner, std::unique_ptr<LeadershipGrant> target)
+      : owner_(owner), target_(std::move(target)) {}
+  FenceToken fence() const override { return target_->fence(); }
+  std::string holder() const override { return target_->holder(); }
+  absl::Status Renew() override { return target_->Renew(); }
+  absl::Status Release() override {
+    owner_->Pass(HookedBackend::kRelease);
+    return target_->Release();
+  }
+  absl::Time expiry() const override { return target_->expiry(); }
+  bool Lost() override {
+    ++owner_->lost_calls;
+    owner_->Pass(HookedBackend::kLost);
+    return target_->Lost();
+  }
+  bool WaitLost(absl::Time deadline) override {
+    return target_->WaitLost(deadline);
+  }
+
+ private:
+  HookedBackend* const owner_;
+  const std::unique_ptr<LeadershipGrant> target_;
+};
+
+absl::StatusOr<std::unique_ptr<LeadershipGrant>> HookedBackend::Acquire(
+    const AcquireOptions& options) {
+  absl::StatusOr<std::unique_ptr<LeadershipGrant>> grant =
+      BackendWrapper::Acquire(options);
+  if (!grant.ok()) return grant.status();
+  std::function<void()> hook;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    hook = std::move(after_acquire_);
+    after_acquire_ = nullptr;
+  }
+  if (hook) hook();
+  return std::unique_ptr<LeadershipGrant>(
+      new HookedGrant(this, *std::move(grant)));
+}
+
+// Nodes on one in-memory backend, each through its own HookedBackend.
+class HardeningTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    InMemoryBackendOptions o;
+    o.clock = &clock_;
+    shared_ = NewInMemoryBackend(o);
+    for (int i = 0; i < 2; ++i) {
+      links_[i] = std::make_unique<HookedBackend>(shared_.get());
+    }
+  }
+  void TearDown() override {
+    for (auto& link : links_) link->Unblock();
+    for (auto& node : nodes_) node.reset();
+  }
+
+  HaCoordinator::Options NodeOptions(int i) {
+    HaCoordinator::Options o;
+    o.backend = links_[i].get();
+    o.node_id = "node-" + std::to_string(i);
+    o.advertise_address = Address(i);
+    o.clock = &clock_;
+    o.background_thread = false;
+    o.seal_release_wait = absl::ZeroDuration();
+    return o;
+  }
+  static std::string Address(int i) {
+    return "10.0.0." + std::to_string(i) + ":8200";
+  }
+
+  // Creates node i from `o`; node 0 initializes (1 share... threshold 2).
+  void Start(int i, HaCoordinator::Options o) {
+    nodes_[i] = *HaCoordinator::Create(std::move(o));
+    if (shares_.empty()) shares_ = *nodes_[i]->Initialize(3, 2);
+  }
+  void Unseal(int i) {
+    for (int k = 0; k < 2; ++k) ASSERT_TRUE(nodes_[i]->Unseal(shares_[k]).ok());
+  }
+
+  FakeClock clock_;
+  std::unique_ptr<Backend> shared_;
+  std::unique_ptr<HookedBackend> links_[2];
+  std::unique_ptr<HaCoordinator> nodes_[2];
+  std::vector<std::string> shares_;
+};
+
+// Item 4: a promotion that finds it was sealed (and unsealed again) while
+// it waited for the lease releases the grant without holding the
+// coordinator's lock, so a release stuck in the backend does not hold up
+// StepDown(), Seal() or Route().
+TEST_F(HardeningTest, PromotionEarlyReleaseDoesNotHoldTheLock) {
+  Start(0, NodeOptions(0));
+  Unseal(0);
+  HaCoordinator* node = nodes_[0].get();
+  links_[0]->OnceAfterAcquire([&] {
+    ASSERT_TRUE(node->Seal().ok());
+    Unseal(0);
+    links_[0]->Block(HookedBackend::kRelease);
+  });
+  std::thread poller([node] { node->Poll(); });
+  links_[0]->AwaitWaiting(1);  // The early release is stuck in the backend.
+  // Needs the coordinator's lock exclusively.
+  std::atomic<bool> stepped{false};
+  std::thread stepper([&] {
+    EXPECT_TRUE(node->StepDown().ok());
+    stepped = true;
+  });
+  // Old code: StepDown waits for the reader lock Promote holds across the
+  // release, and the release waits for Unblock(), which comes only after
+  // StepDown returned: the join below never returns.
+  stepper.join();
+  EXPECT_TRUE(stepped);
+  links_[0]->Unblock();
+  poller.join();
+  EXPECT_NE(node->state(), HaState::kActive);
+}
+
+}  // namespace
+}  // namespace strongbox
