@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -12,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "lib/ha/fork_checked_coordinator.h"
+#include "lib/ha/test_hooks.h"
 #include "lib/util/mutex.h"
 
 namespace strongbox {
@@ -44,6 +46,33 @@ absl::string_view RouteActionName(RouteDecision::Action action) {
       return "unavailable";
   }
   return "unknown";
+}
+
+namespace {
+
+std::atomic<bool> seal_gap_hook_set{false};
+std::mutex seal_gap_hook_mu;
+std::function<void()>& SealGapHook() {
+  static auto* hook = new std::function<void()>();
+  return *hook;
+}
+
+void RunSealGapHook() {
+  if (!seal_gap_hook_set.load(std::memory_order_acquire)) return;
+  std::function<void()> hook;
+  {
+    std::lock_guard<std::mutex> lock(seal_gap_hook_mu);
+    hook = SealGapHook();
+  }
+  if (hook) hook();
+}
+
+}  // namespace
+
+void ha_testing::SetSealGapHook(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lock(seal_gap_hook_mu);
+  seal_gap_hook_set.store(hook != nullptr, std::memory_order_release);
+  SealGapHook() = std::move(hook);
 }
 
 namespace {
@@ -248,8 +277,20 @@ class HaCoordinatorImpl final : public HaCoordinator {
       }
     }
     if (cancel != nullptr) cancel->Cancel();
+    RunSealGapHook();
     // I1: no key material once sealed.
     barrier_->Seal();
+    {
+      // An Unseal() that read epoch_ after the bump above and finished
+      // unsealing the barrier before the wipe saw no change and made the
+      // node a standby with a sealed barrier: seal it again. (One that
+      // unsealed the barrier after the wipe stands: the barrier is open.)
+      WriterLock lock(&mu_);
+      ++epoch_;
+      if (IsStandby(state_) && barrier_->sealed()) {
+        SetStateLocked(HaState::kSealed, "sealed", kNoFence);
+      }
+    }
     if (grant != nullptr) {
       ReleaseInBackground(std::move(grant), options_.seal_release_wait);
     }
@@ -763,8 +804,12 @@ class HaCoordinatorImpl final : public HaCoordinator {
     };
     bool ours;
     {
-      ReaderLock lock(&mu_);
+      WriterLock lock(&mu_);
       ours = still_ours();
+      // Sealed and unsealed again while acquiring: back off before
+      // contending again instead of acquiring and releasing in a loop.
+      if (!ours && IsStandby(state_))
+        next_attempt_ = Mono() + NextBackoffLocked();
     }
     if (!ours) {
       // Released outside mu_: a release may wait on the backend, and

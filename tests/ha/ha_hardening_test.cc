@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "lib/ha/test_hooks.h"
 #include "strongbox/backend.h"
 #include "strongbox/ha_coordinator.h"
 #include "strongbox/in_memory_backend.h"
@@ -193,6 +194,56 @@ TEST_F(HardeningTest, PromotionEarlyReleaseDoesNotHoldTheLock) {
   links_[0]->Unblock();
   poller.join();
   EXPECT_NE(node->state(), HaState::kActive);
+}
+
+// Item 2: an Unseal() that reads the seal epoch after Seal() bumped it and
+// finishes unsealing the barrier before Seal() wipes it must not leave the
+// node a standby with a sealed barrier (I1, D2), contending for a lease it
+// cannot serve under.
+TEST_F(HardeningTest, UnsealInsideTheSealGapEndsSealed) {
+  Start(0, NodeOptions(0));
+  HaCoordinator* node = nodes_[0].get();
+  ASSERT_TRUE(node->Unseal(shares_[0]).ok());
+  bool ran = false;
+  ha_testing::SetSealGapHook([&] {
+    if (ran) return;
+    ran = true;
+    // Seal() has bumped the epoch and released its lock; the barrier still
+    // holds the first share.
+    absl::StatusOr<SealStatus> s = node->Unseal(shares_[1]);
+    ASSERT_TRUE(s.ok()) << s.status();
+  });
+  ASSERT_TRUE(node->Seal().ok());
+  ha_testing::SetSealGapHook(nullptr);
+  ASSERT_TRUE(ran);
+  EXPECT_TRUE(node->barrier()->sealed());
+  EXPECT_EQ(node->state(), HaState::kSealed) << "standby over a sealed barrier";
+  node->Poll();
+  absl::StatusOr<std::optional<LeaseHolder>> holder =
+      shared_->ha()->CurrentHolder();
+  ASSERT_TRUE(holder.ok());
+  EXPECT_FALSE(holder->has_value()) << "a sealed barrier contended";
+}
+
+// Item 2: a promotion that finds it was sealed and unsealed while it
+// waited for the lease releases the grant and backs off, rather than
+// acquiring again on the next step.
+TEST_F(HardeningTest, PromotionEarlyReleaseBacksOff) {
+  Start(0, NodeOptions(0));
+  Unseal(0);
+  HaCoordinator* node = nodes_[0].get();
+  links_[0]->OnceAfterAcquire([&] {
+    ASSERT_TRUE(node->Seal().ok());
+    Unseal(0);
+  });
+  node->Poll();
+  ASSERT_NE(node->state(), HaState::kActive);
+  EXPECT_GT(node->NextPollTime(), clock_.Now());
+  node->Poll();
+  EXPECT_NE(node->state(), HaState::kActive) << "contended without backoff";
+  clock_.Advance(absl::Seconds(1));  // Past the backoff (100 ms + jitter).
+  node->Poll();
+  EXPECT_EQ(node->state(), HaState::kActive);
 }
 
 }  // namespace
