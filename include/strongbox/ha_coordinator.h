@@ -204,6 +204,15 @@ class HaCoordinator {
     absl::Duration seal_release_wait = absl::Seconds(1);
     // How often a standby re-reads who the leader is. Default: 500 ms.
     absl::Duration leader_refresh = absl::Milliseconds(500);
+    // VerifiedWriteFence() asks the backend whether the grant is still
+    // held at most once per this interval (monotonic clock) per grant, and
+    // only one caller at a time: the others use the last answer. The
+    // trade-off: a node deposed by the backend (broken lease, takeover)
+    // before its loop noticed may serve Transit from its key cache for up
+    // to this long (plus one backend read) after the deposition, instead
+    // of every Transit request reading the backend and waiting behind the
+    // grant's renewals. 0: verify on every call. Default: 10 ms.
+    absl::Duration verify_interval = absl::Milliseconds(10);
     // Time source. Not owned. Default: RealClock().
     Clock* clock = nullptr;
     // Run the election loop on a thread of the coordinator's own (true), or
@@ -291,7 +300,8 @@ class HaCoordinator {
   virtual absl::StatusOr<FenceToken> WriteFence() = 0;
 
   // WriteFence(), and then asks the backend whether this node's grant is
-  // still held (LeadershipGrant::Lost(), a cheap query on the grant). A
+  // still held (LeadershipGrant::Lost(), a cheap query on the grant), at
+  // most once per Options::verify_interval and by one caller at a time. A
   // node whose grant the backend already ended (broken, taken over) before
   // its loop noticed steps down at once and gets what WriteFence() gives a
   // standby. For callers that trust state they cached as active (the

@@ -116,6 +116,10 @@ absl::Status ValidateOptions(const HaCoordinator::Options& o) {
     return absl::InvalidArgumentError(
         "options.seal_release_wait must not be negative");
   }
+  if (o.verify_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "options.verify_interval must not be negative");
+  }
   if (o.leader_refresh <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "options.leader_refresh must be positive");
@@ -497,9 +501,33 @@ class HaCoordinatorImpl final : public HaCoordinator {
     }
     if (grant == nullptr) return WriteFence();  // left kActive meanwhile
     // I2 is this node's own reckoning; the backend may already have ended
-    // the grant (broken, taken over) before the loop looks again.
-    if (!grant->Lost()) return fence;
-    DemoteIfCurrent(grant, "lease lost");
+    // the grant (broken, taken over) before the loop looks again. Ask it,
+    // but at most once per verify_interval and one caller at a time: on
+    // LMDB, Lost() may wait behind a renewal's write.
+    const absl::Duration now = Mono();
+    const bool every_time = options_.verify_interval <= absl::ZeroDuration();
+    {
+      MutexLock lock(&verify_mu_);
+      if (!every_time && verified_fence_ == *fence) {
+        if (now - verified_at_ < options_.verify_interval) return fence;
+        // Another caller is asking: use the previous answer.
+        if (verifying_) return fence;
+      }
+      verifying_ = true;
+    }
+    const bool lost = grant->Lost();
+    {
+      MutexLock lock(&verify_mu_);
+      verifying_ = false;
+      if (!lost) {
+        verified_fence_ = *fence;
+        verified_at_ = now;
+      }
+    }
+    if (!lost) return fence;
+    // Off the request thread: the release and the successor's read may
+    // wait on the backend (Route() reads the leader when it needs it).
+    DemoteIfCurrent(grant, "lease lost", /*in_background=*/true);
     return WriteFence();
   }
 
@@ -903,14 +931,24 @@ class HaCoordinatorImpl final : public HaCoordinator {
     DemoteIfCurrent(grant, "lease renewal failed until the TTL passed");
   }
 
+  // With `in_background` (a request thread), the release goes to the
+  // releaser thread and the successor is left for Route() and the loop.
   void DemoteIfCurrent(const std::shared_ptr<LeadershipGrant>& grant,
-                       std::string reason) {
+                       std::string reason, bool in_background = false) {
     std::shared_ptr<LeadershipGrant> released;
     {
       WriterLock lock(&mu_);
       if (grant_ != grant || state_ != HaState::kActive) return;
       released = LeaveActiveLocked(StandbyState(), std::move(reason),
                                    absl::ZeroDuration());
+    }
+    if (in_background) {
+      if (released != nullptr) {
+        ReleaseInBackground(std::move(released), absl::ZeroDuration());
+      }
+      DeliverEvents();
+      Kick();
+      return;
     }
     if (released != nullptr) released->Release().IgnoreError();
     // Learn the successor now, so a request arriving before the next loop
@@ -1041,6 +1079,14 @@ class HaCoordinatorImpl final : public HaCoordinator {
   uint64_t releases_done_ ABSL_GUARDED_BY(release_mu_) = 0;
   bool releaser_stopping_ ABSL_GUARDED_BY(release_mu_) = false;
   std::thread releaser_;
+
+  // VerifiedWriteFence()'s last answer from the backend: the grant with
+  // fence verified_fence_ was held at verified_at_ (monotonic).
+  Mutex verify_mu_;
+  FenceToken verified_fence_ ABSL_GUARDED_BY(verify_mu_) = kNoFence;
+  absl::Duration verified_at_ ABSL_GUARDED_BY(verify_mu_) =
+      -absl::InfiniteDuration();
+  bool verifying_ ABSL_GUARDED_BY(verify_mu_) = false;
 
   Mutex loop_mu_;
   bool stopping_ ABSL_GUARDED_BY(loop_mu_) = false;

@@ -246,5 +246,81 @@ TEST_F(HardeningTest, PromotionEarlyReleaseBacksOff) {
   EXPECT_EQ(node->state(), HaState::kActive);
 }
 
+// Item 1: Transit's VerifiedWriteFence() asks the backend at most once per
+// verify_interval per grant; a call within it never touches the backend.
+TEST_F(HardeningTest, VerifiedWriteFenceReadsTheBackendOncePerInterval) {
+  Start(0, NodeOptions(0));
+  Unseal(0);
+  HaCoordinator* node = nodes_[0].get();
+  node->Poll();
+  ASSERT_EQ(node->state(), HaState::kActive);
+  const FenceToken fence = *node->WriteFence();
+  const int before = links_[0]->lost_calls;
+  ASSERT_EQ(*node->VerifiedWriteFence(), fence);
+  EXPECT_EQ(links_[0]->lost_calls, before + 1);
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(*node->VerifiedWriteFence(), fence);
+  EXPECT_EQ(links_[0]->lost_calls, before + 1) << "read within the interval";
+  clock_.Advance(absl::Milliseconds(10));  // The default interval.
+  ASSERT_EQ(*node->VerifiedWriteFence(), fence);
+  EXPECT_EQ(links_[0]->lost_calls, before + 2);
+}
+
+// 0 verifies on every call (the old behavior).
+TEST_F(HardeningTest, VerifyIntervalZeroVerifiesEveryCall) {
+  HaCoordinator::Options o = NodeOptions(0);
+  o.verify_interval = absl::ZeroDuration();
+  Start(0, o);
+  Unseal(0);
+  nodes_[0]->Poll();
+  ASSERT_EQ(nodes_[0]->state(), HaState::kActive);
+  const int before = links_[0]->lost_calls;
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(nodes_[0]->VerifiedWriteFence().ok());
+  EXPECT_EQ(links_[0]->lost_calls, before + 5);
+}
+
+// Item 1: while one caller's Lost() is stuck in the backend (behind a
+// renewal's write on LMDB), the others answer from the previous
+// verification instead of queueing behind it.
+TEST_F(HardeningTest, OnlyOneCallerWaitsForAStuckVerification) {
+  Start(0, NodeOptions(0));
+  Unseal(0);
+  HaCoordinator* node = nodes_[0].get();
+  node->Poll();
+  ASSERT_EQ(node->state(), HaState::kActive);
+  const FenceToken fence = *node->WriteFence();
+  ASSERT_EQ(*node->VerifiedWriteFence(), fence);
+  clock_.Advance(absl::Milliseconds(10));
+  links_[0]->Block(HookedBackend::kLost);
+  std::thread stuck([&] { EXPECT_EQ(*node->VerifiedWriteFence(), fence); });
+  links_[0]->AwaitWaiting(1);
+  const int calls = links_[0]->lost_calls;
+  // Old code: this call blocks in Lost() too, until the Unblock() below
+  // that it prevents.
+  EXPECT_EQ(*node->VerifiedWriteFence(), fence);
+  EXPECT_EQ(links_[0]->lost_calls, calls) << "a second caller read";
+  links_[0]->Unblock();
+  stuck.join();
+}
+
+// Item 1: a deposed active learns it from the backend once the interval
+// has passed, and steps down without releasing on the request thread.
+TEST_F(HardeningTest, DeposedActiveStepsDownAfterTheInterval) {
+  Start(0, NodeOptions(0));
+  Start(1, NodeOptions(1));
+  Unseal(0);
+  Unseal(1);
+  nodes_[0]->Poll();
+  ASSERT_EQ(nodes_[0]->state(), HaState::kActive);
+  const FenceToken fence = *nodes_[0]->WriteFence();
+  ASSERT_EQ(*nodes_[0]->VerifiedWriteFence(), fence);
+  ASSERT_TRUE(shared_->ha()->BreakLease(fence).ok());
+  clock_.Advance(absl::Milliseconds(10));
+  // The release would wait here on the request thread; it must not.
+  links_[0]->Block(HookedBackend::kRelease);
+  EXPECT_FALSE(nodes_[0]->VerifiedWriteFence().ok());
+  EXPECT_NE(nodes_[0]->state(), HaState::kActive);
+  links_[0]->Unblock();
+}
+
 }  // namespace
 }  // namespace strongbox
