@@ -213,6 +213,13 @@ class HaCoordinator {
     // of every Transit request reading the backend and waiting behind the
     // grant's renewals. 0: verify on every call. Default: 10 ms.
     absl::Duration verify_interval = absl::Milliseconds(10);
+    // Route() on a standby re-reads the leader from the backend only when
+    // it knows none or its last reading is at least this old (monotonic
+    // clock), and only one caller at a time (the others answer from the
+    // cached leader). The trade-off: for up to this long after a failover
+    // a standby may still name the previous leader. 0: read on every
+    // call. Default: 20 ms.
+    absl::Duration route_leader_max_age = absl::Milliseconds(20);
     // Time source. Not owned. Default: RealClock().
     Clock* clock = nullptr;
     // Run the election loop on a thread of the coordinator's own (true), or
@@ -287,10 +294,12 @@ class HaCoordinator {
 
   // Where an operation of `kind` must run. Cheap: it touches storage only
   // when the answer names the leader (a standby's redirect or forward, or
-  // "no active node yet"), and then reads the backend's current holder
-  // once (HaBackend::CurrentHolder()), so the answer names the leader of
-  // right now, not the one this node last saw (unknown just after an
-  // election, dead just after a failover). Serving locally never reads.
+  // "no active node yet") and the cached leader is unknown or older than
+  // Options::route_leader_max_age, and then reads the backend's current
+  // holder once (HaBackend::CurrentHolder()), one caller at a time, so the
+  // answer names the leader of (nearly) right now, not the one this node
+  // last saw (unknown just after an election, dead just after a
+  // failover). Serving locally never reads.
   virtual RouteDecision Route(OperationKind kind) = 0;
 
   // The fence for a write on this node: OK only while kActive and the

@@ -120,6 +120,10 @@ absl::Status ValidateOptions(const HaCoordinator::Options& o) {
     return absl::InvalidArgumentError(
         "options.verify_interval must not be negative");
   }
+  if (o.route_leader_max_age < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "options.route_leader_max_age must not be negative");
+  }
   if (o.leader_refresh <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "options.leader_refresh must be positive");
@@ -404,17 +408,29 @@ class HaCoordinatorImpl final : public HaCoordinator {
   RouteDecision Route(OperationKind kind) override {
     const absl::Duration now = Mono();
     bool needs_leader = false;
+    RouteDecision cached;
     {
       ReaderLock lock(&mu_);
-      RouteDecision d = RouteLocked(kind, now, &needs_leader);
-      if (!needs_leader) return d;
+      cached = RouteLocked(kind, now, &needs_leader);
+      if (!needs_leader) return cached;
+      // A standby's answer names the leader (or says there is none). The
+      // cached one may be unknown (just after an election: the loop learns
+      // it only every leader_refresh) or dead (just after a failover), so
+      // read the backend's current holder unless the cached reading is
+      // fresh.
+      if (leader_known_ &&
+          now - leader_read_at_ < options_.route_leader_max_age) {
+        return cached;
+      }
     }
-    // A standby's answer names the leader (or says there is none). The
-    // cached one may be unknown (just after an election: the loop learns
-    // it only every leader_refresh) or dead (just after a failover), so
-    // read the backend's current holder first: one read. If the read
-    // fails, the cached leader is the best answer left.
+    // One reader at a time (no lock held across the read); the others
+    // answer from the cache. If the read fails, the cached leader is the
+    // best answer left.
+    if (leader_reading_.exchange(true, std::memory_order_acq_rel)) {
+      return cached;
+    }
     RefreshLeader();
+    leader_reading_.store(false, std::memory_order_release);
     ReaderLock lock(&mu_);
     return RouteLocked(kind, Mono(), &needs_leader);
   }
@@ -709,6 +725,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
   }
 
   void RefreshLeader() {
+    const absl::Duration read_started = Mono();
     absl::StatusOr<std::optional<LeaseHolder>> holder = ha_->CurrentHolder();
     const absl::Duration now = Mono();
     const absl::Time wall = clock_->Now();
@@ -720,6 +737,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       return;
     }
     if (state_ == HaState::kActive) return;
+    leader_read_at_ = read_started;
     if (!holder->has_value()) {
       leader_known_ = false;
       return;
@@ -1058,6 +1076,11 @@ class HaCoordinatorImpl final : public HaCoordinator {
   bool renew_failing_ ABSL_GUARDED_BY(mu_) = false;
   bool leader_known_ ABSL_GUARDED_BY(mu_) = false;
   LeaderInfo leader_ ABSL_GUARDED_BY(mu_);
+  // When the reading behind leader_ began (monotonic), for Route().
+  absl::Duration leader_read_at_ ABSL_GUARDED_BY(mu_) =
+      -absl::InfiniteDuration();
+  // Set while one Route() reads the leader.
+  std::atomic<bool> leader_reading_{false};
   std::string last_error_ ABSL_GUARDED_BY(mu_);
   // Bumped by Seal (and shutdown) so a promotion in flight notices.
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;

@@ -322,5 +322,52 @@ TEST_F(HardeningTest, DeposedActiveStepsDownAfterTheInterval) {
   links_[0]->Unblock();
 }
 
+// Item 3: a standby's Route() reads the leader from the backend only when
+// its cached reading is unknown or route_leader_max_age old.
+TEST_F(HardeningTest, StandbyRouteReadsTheLeaderOncePerMaxAge) {
+  Start(0, NodeOptions(0));
+  Start(1, NodeOptions(1));
+  Unseal(0);
+  Unseal(1);
+  nodes_[0]->Poll();
+  ASSERT_EQ(nodes_[0]->state(), HaState::kActive);
+  const int before = links_[1]->holder_reads;
+  for (int i = 0; i < 20; ++i) {
+    RouteDecision r = nodes_[1]->Route(OperationKind::kWrite);
+    ASSERT_EQ(r.action, RouteDecision::Action::kRedirectToActive);
+    ASSERT_EQ(r.leader_address, Address(0));
+  }
+  EXPECT_EQ(links_[1]->holder_reads, before + 1) << "read on every call";
+  clock_.Advance(absl::Milliseconds(20));  // The default max age.
+  EXPECT_EQ(nodes_[1]->Route(OperationKind::kWrite).leader_address, Address(0));
+  EXPECT_EQ(links_[1]->holder_reads, before + 2);
+}
+
+// Item 3: while one Route() is stuck reading the leader, the others answer
+// from the cache instead of queueing behind it.
+TEST_F(HardeningTest, OnlyOneRouteWaitsForAStuckLeaderRead) {
+  Start(0, NodeOptions(0));
+  Start(1, NodeOptions(1));
+  Unseal(0);
+  Unseal(1);
+  nodes_[0]->Poll();
+  ASSERT_EQ(nodes_[1]->Route(OperationKind::kWrite).leader_address, Address(0));
+  clock_.Advance(absl::Milliseconds(20));
+  links_[1]->Block(HookedBackend::kHolder);
+  std::thread stuck([&] {
+    EXPECT_EQ(nodes_[1]->Route(OperationKind::kWrite).leader_address,
+              Address(0));
+  });
+  links_[1]->AwaitWaiting(1);
+  const int reads = links_[1]->holder_reads;
+  // Old code: this call reads too and blocks until the Unblock() below.
+  RouteDecision r = nodes_[1]->Route(OperationKind::kWrite);
+  EXPECT_EQ(r.action, RouteDecision::Action::kRedirectToActive);
+  EXPECT_EQ(r.leader_address, Address(0));
+  EXPECT_EQ(links_[1]->holder_reads, reads) << "a second caller read";
+  links_[1]->Unblock();
+  stuck.join();
+}
+
 }  // namespace
 }  // namespace strongbox
