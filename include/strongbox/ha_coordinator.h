@@ -66,10 +66,10 @@
 // fork(): a coordinator belongs to the process that created it. In a forked
 // child every call fails closed and touches neither the backend nor the
 // lease: status-returning methods answer FAILED_PRECONDITION, Route()
-// answers kUnavailable without a fence, state() answers kSealed, Poll() and
-// observers do nothing, and the destructor abandons (leaks) what belongs to
-// the parent instead of releasing the parent's lease. The child never
-// obtains the parent's fence.
+// answers kUnavailable without a fence, state() answers kSealed, barrier()
+// answers nullptr, Poll() and observers do nothing, and the destructor abandons
+// (leaks) what belongs to the parent instead of releasing the parent's lease.
+// The child never obtains the parent's fence.
 #ifndef STRONGBOX_HA_COORDINATOR_H_
 #define STRONGBOX_HA_COORDINATOR_H_
 
@@ -332,7 +332,8 @@ class HaCoordinator {
 
   // Data access through this node's barrier. Writes must carry
   // WriteFence(); the coordinator does not stop a caller from bypassing
-  // Route(), but the backend refuses a stale fence (I5).
+  // Route(), but the backend refuses a stale fence (I5). nullptr in a
+  // forked child (see fork() above).
   virtual Barrier* barrier() = 0;
 
   virtual void AddObserver(HaObserver* observer) = 0;

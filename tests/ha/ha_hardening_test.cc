@@ -1,8 +1,13 @@
 // Review findings on the coordinator's locking and seal/unseal ordering,
 // each driven deterministically through a backend wrapper whose calls a
 // test can count, block, or hook into (no sleeps, FakeClock only).
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -15,6 +20,7 @@
 #include "strongbox/backend.h"
 #include "strongbox/ha_coordinator.h"
 #include "strongbox/in_memory_backend.h"
+#include "strongbox/secret_store.h"
 #include "strongbox/testing/fake_clock.h"
 
 namespace strongbox {
@@ -367,6 +373,65 @@ TEST_F(HardeningTest, OnlyOneRouteWaitsForAStuckLeaderRead) {
   EXPECT_EQ(links_[1]->holder_reads, reads) << "a second caller read";
   links_[1]->Unblock();
   stuck.join();
+}
+
+// Item 5: a forked child that destroys its copy of a SecretStore does not
+// touch the parent's barrier, whose listener lock a parent thread may have
+// held at fork() (here: a Seal() running the seal listeners).
+TEST_F(HardeningTest, ForkedChildDestroysItsSecretStoreWithoutTheBarrier) {
+  Start(0, NodeOptions(0));
+  HaCoordinator* node = nodes_[0].get();
+  SecretStore::Options so;
+  so.coordinator = node;
+  so.clock = &clock_;
+  std::unique_ptr<SecretStore> store = *SecretStore::Create(so);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false;
+  bool release = false;
+  const int listener = node->barrier()->AddSealListener([&] {
+    std::unique_lock<std::mutex> l(mu);
+    entered = true;
+    cv.notify_all();
+    cv.wait(l, [&] { return release; });
+  });
+  std::thread sealer([node] { EXPECT_TRUE(node->Seal().ok()); });
+  {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return entered; });  // The listener lock is held.
+  }
+  fflush(nullptr);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    store.reset();  // Old code: waits forever for the listener lock.
+    int bad = node->barrier() == nullptr ? 0 : 1;
+    if (SecretStore::Create(so).status().code() !=
+        absl::StatusCode::kFailedPrecondition) {
+      bad |= 2;
+    }
+    _exit(bad);
+  }
+  // A hang check, not a timing assertion: the child needs no time at all.
+  int status = 0;
+  pid_t done = 0;
+  for (int i = 0; i < 10000 && done == 0; ++i) {
+    done = waitpid(pid, &status, WNOHANG);
+    if (done == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (done == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  EXPECT_EQ(done, pid) << "the child hung destroying its SecretStore";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  {
+    std::lock_guard<std::mutex> l(mu);
+    release = true;
+  }
+  cv.notify_all();
+  sealer.join();
+  node->barrier()->RemoveSealListener(listener);
 }
 
 }  // namespace
