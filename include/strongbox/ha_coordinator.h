@@ -217,9 +217,11 @@ class HaCoordinator {
     // it knows none or its last reading is at least this old (monotonic
     // clock), and only one caller at a time (the others answer from the
     // cached leader). The trade-off: for up to this long after a failover
-    // a standby may still name the previous leader. 0: read on every
-    // call. Default: 20 ms.
-    absl::Duration route_leader_max_age = absl::Milliseconds(20);
+    // a standby may still name the previous leader (e.g. 20 ms spares the
+    // backend a read per request under load, but a client retrying at once
+    // after a failover may be sent to the old leader). Default: 0, read
+    // on every call (callers arriving during a read still share it).
+    absl::Duration route_leader_max_age = absl::ZeroDuration();
     // Time source. Not owned. Default: RealClock().
     Clock* clock = nullptr;
     // Run the election loop on a thread of the coordinator's own (true), or

@@ -332,7 +332,9 @@ TEST_F(HardeningTest, DeposedActiveStepsDownAfterTheInterval) {
 // its cached reading is unknown or route_leader_max_age old.
 TEST_F(HardeningTest, StandbyRouteReadsTheLeaderOncePerMaxAge) {
   Start(0, NodeOptions(0));
-  Start(1, NodeOptions(1));
+  HaCoordinator::Options o = NodeOptions(1);
+  o.route_leader_max_age = absl::Milliseconds(20);
+  Start(1, o);
   Unseal(0);
   Unseal(1);
   nodes_[0]->Poll();
@@ -344,7 +346,7 @@ TEST_F(HardeningTest, StandbyRouteReadsTheLeaderOncePerMaxAge) {
     ASSERT_EQ(r.leader_address, Address(0));
   }
   EXPECT_EQ(links_[1]->holder_reads, before + 1) << "read on every call";
-  clock_.Advance(absl::Milliseconds(20));  // The default max age.
+  clock_.Advance(absl::Milliseconds(20));
   EXPECT_EQ(nodes_[1]->Route(OperationKind::kWrite).leader_address, Address(0));
   EXPECT_EQ(links_[1]->holder_reads, before + 2);
 }
