@@ -66,10 +66,10 @@
 // fork(): a coordinator belongs to the process that created it. In a forked
 // child every call fails closed and touches neither the backend nor the
 // lease: status-returning methods answer FAILED_PRECONDITION, Route()
-// answers kUnavailable without a fence, state() answers kSealed, Poll() and
-// observers do nothing, and the destructor abandons (leaks) what belongs to
-// the parent instead of releasing the parent's lease. The child never
-// obtains the parent's fence.
+// answers kUnavailable without a fence, state() answers kSealed, barrier()
+// answers nullptr, Poll() and observers do nothing, and the destructor abandons
+// (leaks) what belongs to the parent instead of releasing the parent's lease.
+// The child never obtains the parent's fence.
 #ifndef STRONGBOX_HA_COORDINATOR_H_
 #define STRONGBOX_HA_COORDINATOR_H_
 
@@ -209,6 +209,24 @@ class HaCoordinator {
     absl::Duration seal_release_wait = absl::Seconds(1);
     // How often a standby re-reads who the leader is. Default: 500 ms.
     absl::Duration leader_refresh = absl::Milliseconds(500);
+    // VerifiedWriteFence() asks the backend whether the grant is still
+    // held at most once per this interval (monotonic clock) per grant, and
+    // only one caller at a time: the others use the last answer. The
+    // trade-off: a node deposed by the backend (broken lease, takeover)
+    // before its loop noticed may serve Transit from its key cache for up
+    // to this long (plus one backend read) after the deposition, instead
+    // of every Transit request reading the backend and waiting behind the
+    // grant's renewals. 0: verify on every call. Default: 10 ms.
+    absl::Duration verify_interval = absl::Milliseconds(10);
+    // Route() on a standby re-reads the leader from the backend only when
+    // it knows none or its last reading is at least this old (monotonic
+    // clock), and only one caller at a time (the others answer from the
+    // cached leader). The trade-off: for up to this long after a failover
+    // a standby may still name the previous leader (e.g. 20 ms spares the
+    // backend a read per request under load, but a client retrying at once
+    // after a failover may be sent to the old leader). Default: 0, read
+    // on every call (callers arriving during a read still share it).
+    absl::Duration route_leader_max_age = absl::ZeroDuration();
     // Time source. Not owned. Default: RealClock().
     Clock* clock = nullptr;
     // Run the election loop on a thread of the coordinator's own (true), or
@@ -285,10 +303,12 @@ class HaCoordinator {
 
   // Where an operation of `kind` must run. Cheap: it touches storage only
   // when the answer names the leader (a standby's redirect or forward, or
-  // "no active node yet"), and then reads the backend's current holder
-  // once (HaBackend::CurrentHolder()), so the answer names the leader of
-  // right now, not the one this node last saw (unknown just after an
-  // election, dead just after a failover). Serving locally never reads.
+  // "no active node yet") and the cached leader is unknown or older than
+  // Options::route_leader_max_age, and then reads the backend's current
+  // holder once (HaBackend::CurrentHolder()), one caller at a time, so the
+  // answer names the leader of (nearly) right now, not the one this node
+  // last saw (unknown just after an election, dead just after a
+  // failover). Serving locally never reads.
   virtual RouteDecision Route(OperationKind kind) = 0;
 
   // The fence for a write on this node: OK only while kActive and the
@@ -298,7 +318,8 @@ class HaCoordinator {
   virtual absl::StatusOr<FenceToken> WriteFence() = 0;
 
   // WriteFence(), and then asks the backend whether this node's grant is
-  // still held (LeadershipGrant::Lost(), a cheap query on the grant). A
+  // still held (LeadershipGrant::Lost(), a cheap query on the grant), at
+  // most once per Options::verify_interval and by one caller at a time. A
   // node whose grant the backend already ended (broken, taken over) before
   // its loop noticed steps down at once and gets what WriteFence() gives a
   // standby. For callers that trust state they cached as active (the
@@ -320,7 +341,8 @@ class HaCoordinator {
 
   // Data access through this node's barrier. Writes must carry
   // WriteFence(); the coordinator does not stop a caller from bypassing
-  // Route(), but the backend refuses a stale fence (I5).
+  // Route(), but the backend refuses a stale fence (I5). nullptr in a
+  // forked child (see fork() above).
   virtual Barrier* barrier() = 0;
 
   virtual void AddObserver(HaObserver* observer) = 0;

@@ -124,7 +124,11 @@ class ForkCheckedCoordinator final : public HaCoordinator {
     s.last_error = std::string(kForkedChild);
     return s;
   }
-  Barrier* barrier() override { return impl_->barrier(); }
+  // nullptr in a forked child: the parent's barrier may hold a lock some
+  // parent thread held at fork().
+  Barrier* barrier() override {
+    return ForkedFast() ? nullptr : impl_->barrier();
+  }
   void AddObserver(HaObserver* observer) override {
     if (!ForkedChild()) impl_->AddObserver(observer);
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -12,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "lib/ha/fork_checked_coordinator.h"
+#include "lib/ha/test_hooks.h"
 #include "lib/util/mutex.h"
 
 namespace strongbox {
@@ -44,6 +46,33 @@ absl::string_view RouteActionName(RouteDecision::Action action) {
       return "unavailable";
   }
   return "unknown";
+}
+
+namespace {
+
+std::atomic<bool> seal_gap_hook_set{false};
+std::mutex seal_gap_hook_mu;
+std::function<void()>& SealGapHook() {
+  static auto* hook = new std::function<void()>();
+  return *hook;
+}
+
+void RunSealGapHook() {
+  if (!seal_gap_hook_set.load(std::memory_order_acquire)) return;
+  std::function<void()> hook;
+  {
+    std::lock_guard<std::mutex> lock(seal_gap_hook_mu);
+    hook = SealGapHook();
+  }
+  if (hook) hook();
+}
+
+}  // namespace
+
+void ha_testing::SetSealGapHook(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lock(seal_gap_hook_mu);
+  seal_gap_hook_set.store(hook != nullptr, std::memory_order_release);
+  SealGapHook() = std::move(hook);
 }
 
 namespace {
@@ -86,6 +115,14 @@ absl::Status ValidateOptions(const HaCoordinator::Options& o) {
   if (o.seal_release_wait < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "options.seal_release_wait must not be negative");
+  }
+  if (o.verify_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "options.verify_interval must not be negative");
+  }
+  if (o.route_leader_max_age < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "options.route_leader_max_age must not be negative");
   }
   if (o.leader_refresh <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -248,8 +285,20 @@ class HaCoordinatorImpl final : public HaCoordinator {
       }
     }
     if (cancel != nullptr) cancel->Cancel();
+    RunSealGapHook();
     // I1: no key material once sealed.
     barrier_->Seal();
+    {
+      // An Unseal() that read epoch_ after the bump above and finished
+      // unsealing the barrier before the wipe saw no change and made the
+      // node a standby with a sealed barrier: seal it again. (One that
+      // unsealed the barrier after the wipe stands: the barrier is open.)
+      WriterLock lock(&mu_);
+      ++epoch_;
+      if (IsStandby(state_) && barrier_->sealed()) {
+        SetStateLocked(HaState::kSealed, "sealed", kNoFence);
+      }
+    }
     if (grant != nullptr) {
       ReleaseInBackground(std::move(grant), options_.seal_release_wait);
     }
@@ -359,17 +408,29 @@ class HaCoordinatorImpl final : public HaCoordinator {
   RouteDecision Route(OperationKind kind) override {
     const absl::Duration now = Mono();
     bool needs_leader = false;
+    RouteDecision cached;
     {
       ReaderLock lock(&mu_);
-      RouteDecision d = RouteLocked(kind, now, &needs_leader);
-      if (!needs_leader) return d;
+      cached = RouteLocked(kind, now, &needs_leader);
+      if (!needs_leader) return cached;
+      // A standby's answer names the leader (or says there is none). The
+      // cached one may be unknown (just after an election: the loop learns
+      // it only every leader_refresh) or dead (just after a failover), so
+      // read the backend's current holder unless the cached reading is
+      // fresh.
+      if (leader_known_ &&
+          now - leader_read_at_ < options_.route_leader_max_age) {
+        return cached;
+      }
     }
-    // A standby's answer names the leader (or says there is none). The
-    // cached one may be unknown (just after an election: the loop learns
-    // it only every leader_refresh) or dead (just after a failover), so
-    // read the backend's current holder first: one read. If the read
-    // fails, the cached leader is the best answer left.
+    // One reader at a time (no lock held across the read); the others
+    // answer from the cache. If the read fails, the cached leader is the
+    // best answer left.
+    if (leader_reading_.exchange(true, std::memory_order_acq_rel)) {
+      return cached;
+    }
     RefreshLeader();
+    leader_reading_.store(false, std::memory_order_release);
     ReaderLock lock(&mu_);
     return RouteLocked(kind, Mono(), &needs_leader);
   }
@@ -456,9 +517,33 @@ class HaCoordinatorImpl final : public HaCoordinator {
     }
     if (grant == nullptr) return WriteFence();  // left kActive meanwhile
     // I2 is this node's own reckoning; the backend may already have ended
-    // the grant (broken, taken over) before the loop looks again.
-    if (!grant->Lost()) return fence;
-    DemoteIfCurrent(grant, "lease lost");
+    // the grant (broken, taken over) before the loop looks again. Ask it,
+    // but at most once per verify_interval and one caller at a time: on
+    // LMDB, Lost() may wait behind a renewal's write.
+    const absl::Duration now = Mono();
+    const bool every_time = options_.verify_interval <= absl::ZeroDuration();
+    {
+      MutexLock lock(&verify_mu_);
+      if (!every_time && verified_fence_ == *fence) {
+        if (now - verified_at_ < options_.verify_interval) return fence;
+        // Another caller is asking: use the previous answer.
+        if (verifying_) return fence;
+      }
+      verifying_ = true;
+    }
+    const bool lost = grant->Lost();
+    {
+      MutexLock lock(&verify_mu_);
+      verifying_ = false;
+      if (!lost) {
+        verified_fence_ = *fence;
+        verified_at_ = now;
+      }
+    }
+    if (!lost) return fence;
+    // Off the request thread: the release and the successor's read may
+    // wait on the backend (Route() reads the leader when it needs it).
+    DemoteIfCurrent(grant, "lease lost", /*in_background=*/true);
     return WriteFence();
   }
 
@@ -643,6 +728,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
   }
 
   void RefreshLeader() {
+    const absl::Duration read_started = Mono();
     absl::StatusOr<std::optional<LeaseHolder>> holder = ha_->CurrentHolder();
     const absl::Duration now = Mono();
     const absl::Time wall = clock_->Now();
@@ -654,6 +740,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       return;
     }
     if (state_ == HaState::kActive) return;
+    leader_read_at_ = read_started;
     if (!holder->has_value()) {
       leader_known_ = false;
       return;
@@ -764,12 +851,20 @@ class HaCoordinatorImpl final : public HaCoordinator {
     auto still_ours = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
       return epoch_ == epoch && IsStandby(state_) && !barrier_->sealed();
     };
+    bool ours;
     {
-      ReaderLock lock(&mu_);
-      if (!still_ours()) {
-        grant->Release().IgnoreError();
-        return;
-      }
+      WriterLock lock(&mu_);
+      ours = still_ours();
+      // Sealed and unsealed again while acquiring: back off before
+      // contending again instead of acquiring and releasing in a loop.
+      if (!ours && IsStandby(state_))
+        next_attempt_ = Mono() + NextBackoffLocked();
+    }
+    if (!ours) {
+      // Released outside mu_: a release may wait on the backend, and
+      // Seal(), StepDown() and Route() must not wait behind it.
+      grant->Release().IgnoreError();
+      return;
     }
     // A blocking acquire may have waited: the local deadline counts from
     // before the wait. If that leaves less than a renew interval's worth of
@@ -857,14 +952,24 @@ class HaCoordinatorImpl final : public HaCoordinator {
     DemoteIfCurrent(grant, "lease renewal failed until the TTL passed");
   }
 
+  // With `in_background` (a request thread), the release goes to the
+  // releaser thread and the successor is left for Route() and the loop.
   void DemoteIfCurrent(const std::shared_ptr<LeadershipGrant>& grant,
-                       std::string reason) {
+                       std::string reason, bool in_background = false) {
     std::shared_ptr<LeadershipGrant> released;
     {
       WriterLock lock(&mu_);
       if (grant_ != grant || state_ != HaState::kActive) return;
       released = LeaveActiveLocked(StandbyState(), std::move(reason),
                                    absl::ZeroDuration());
+    }
+    if (in_background) {
+      if (released != nullptr) {
+        ReleaseInBackground(std::move(released), absl::ZeroDuration());
+      }
+      DeliverEvents();
+      Kick();
+      return;
     }
     if (released != nullptr) released->Release().IgnoreError();
     // Learn the successor now, so a request arriving before the next loop
@@ -974,6 +1079,11 @@ class HaCoordinatorImpl final : public HaCoordinator {
   bool renew_failing_ ABSL_GUARDED_BY(mu_) = false;
   bool leader_known_ ABSL_GUARDED_BY(mu_) = false;
   LeaderInfo leader_ ABSL_GUARDED_BY(mu_);
+  // When the reading behind leader_ began (monotonic), for Route().
+  absl::Duration leader_read_at_ ABSL_GUARDED_BY(mu_) =
+      -absl::InfiniteDuration();
+  // Set while one Route() reads the leader.
+  std::atomic<bool> leader_reading_{false};
   std::string last_error_ ABSL_GUARDED_BY(mu_);
   // Bumped by Seal (and shutdown) so a promotion in flight notices.
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
@@ -995,6 +1105,14 @@ class HaCoordinatorImpl final : public HaCoordinator {
   uint64_t releases_done_ ABSL_GUARDED_BY(release_mu_) = 0;
   bool releaser_stopping_ ABSL_GUARDED_BY(release_mu_) = false;
   std::thread releaser_;
+
+  // VerifiedWriteFence()'s last answer from the backend: the grant with
+  // fence verified_fence_ was held at verified_at_ (monotonic).
+  Mutex verify_mu_;
+  FenceToken verified_fence_ ABSL_GUARDED_BY(verify_mu_) = kNoFence;
+  absl::Duration verified_at_ ABSL_GUARDED_BY(verify_mu_) =
+      -absl::InfiniteDuration();
+  bool verifying_ ABSL_GUARDED_BY(verify_mu_) = false;
 
   Mutex loop_mu_;
   bool stopping_ ABSL_GUARDED_BY(loop_mu_) = false;

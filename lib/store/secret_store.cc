@@ -148,7 +148,11 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   }
 
   ~SecretStoreImpl() override {
-    coordinator_->barrier()->RemoveSealListener(seal_listener_);
+    // In a forked child the coordinator hands out no barrier (its locks
+    // may be held by a parent thread that does not exist here).
+    if (Barrier* barrier = coordinator_->barrier(); barrier != nullptr) {
+      barrier->RemoveSealListener(seal_listener_);
+    }
     coordinator_->RemoveObserver(this);
     transit_.ClearCache();
   }
@@ -527,6 +531,11 @@ absl::StatusOr<std::unique_ptr<SecretStore>> SecretStore::Create(
     const Options& options) {
   if (options.coordinator == nullptr) {
     return absl::InvalidArgumentError("options.coordinator is required");
+  }
+  if (options.coordinator->barrier() == nullptr) {
+    // A coordinator in a forked child (ha_coordinator.h).
+    return absl::FailedPreconditionError(
+        "the coordinator belongs to another process");
   }
   if (options.max_index_wait < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(

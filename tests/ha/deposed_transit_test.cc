@@ -44,6 +44,9 @@ class DeposedTransitTest : public ::testing::Test {
     ASSERT_EQ(cluster_->nodes[1]->state(), HaState::kActive);
     ASSERT_EQ(cluster_->nodes[0]->state(), HaState::kActive)
         << "node 0 noticed on its own; the test needs it not to";
+    // Past Options::verify_interval (10 ms): node 0's last "still held"
+    // answer is too old to reuse.
+    cluster_->clock.Advance(absl::Milliseconds(11));
   }
 
   store::Response Config(int node, const std::string& name,
