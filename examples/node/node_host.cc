@@ -159,7 +159,11 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Open(
   absl::StatusOr<std::unique_ptr<LmdbBackend>> backend =
       LmdbBackend::Open(config.dir, backend_options);
   if (!backend.ok()) return backend.status();
-  return OpenWithBackend(config, *std::move(backend));
+  LmdbBackend* lmdb = backend->get();
+  absl::StatusOr<std::unique_ptr<NodeHost>> host =
+      OpenWithBackend(config, *std::move(backend));
+  if (host.ok()) (*host)->lmdb_ = lmdb;
+  return host;
 }
 
 absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::OpenWithBackend(
@@ -335,6 +339,19 @@ std::string NodeHost::Status() {
   if (!s.leader_address.empty()) {
     out.String("leader", s.leader_address)
         .String("fence", absl::StrCat(s.fence));
+  }
+  if (lmdb_ != nullptr) {
+    // A takeover that waits on a holder hung inside an LMDB write (it holds
+    // LMDB's writer lock): said, not silently waited out.
+    const HungHolderStatus hung = lmdb_->hung_holder_status();
+    if (hung.waiting.has_value()) {
+      out.StringObject("takeover_waiting",
+                       {{"pid", absl::StrCat(hung.waiting->pid)},
+                        {"fence", absl::StrCat(hung.waiting->fence)},
+                        {"holder", hung.waiting->holder},
+                        {"reason", hung.waiting->reason}});
+    }
+    if (hung.kills > 0) out.Int("hung_holders_killed", hung.kills);
   }
   return out.Finish();
 }

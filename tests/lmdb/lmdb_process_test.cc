@@ -46,6 +46,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "examples/node/node_host.h"
 #include "gtest/gtest.h"
 #include "lib/lmdb/test_hooks.h"
 #include "strongbox/lmdb_backend.h"
@@ -668,6 +669,59 @@ TEST(LmdbHungHolderTest, WithoutTheOptionTheWaitIsReported) {
   std::vector<HungHolderEvent> events = observer.events();
   ASSERT_EQ(events.size(), 1u) << "one wait, reported once";
   EXPECT_EQ(events[0].pid, static_cast<uint32_t>(pid));
+}
+
+// Issue 18: without the kill, `strongbox_node status` says that the
+// takeover waits on a holder hung inside a write, and names its pid.
+TEST(LmdbHungHolderTest, NodeStatusReportsATakeoverWaitingOnAHungHolder) {
+  const std::string dir = NewTestDir("hung-status");
+  node::NodeConfig config;
+  config.dir = dir;
+  config.node_id = "patient";
+  config.advertise = "127.0.0.1:9301";
+  config.lease_ttl = absl::Milliseconds(200);
+  config.kill_hung_holder = false;
+  std::string share;
+  {
+    // Initialize the store, then let the first node go (it releases).
+    auto first = node::NodeHost::Open(config);
+    ASSERT_TRUE(first.ok()) << first.status();
+    const std::string init = (*first)->HandleLine("init 1 1");
+    const size_t at = init.find("[\"");
+    ASSERT_NE(at, std::string::npos) << "init failed";
+    share = init.substr(at + 2, init.find('"', at + 2) - at - 2);
+  }
+  StoppedHolder stopped;
+  StopHolderInsideAWrite(dir, 200, {}, &stopped);
+  if (HasFatalFailure()) return;
+  const pid_t pid = stopped.child->pid();
+
+  auto host = node::NodeHost::Open(config);  // never waits for the writer
+  ASSERT_TRUE(host.ok()) << host.status();
+  ASSERT_NE((*host)->HandleLine("unseal " + share).find("\"sealed\":false"),
+            std::string::npos);
+  const std::string expected = absl::StrCat("\"pid\":\"", pid, "\"");
+  std::string status;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (status.find(expected) == std::string::npos) {
+    ASSERT_LT(absl::Now(), deadline)
+        << "status never named the hung holder: " << status;
+    absl::SleepFor(absl::Milliseconds(5));
+    status = (*host)->HandleLine("status");
+  }
+  EXPECT_NE(status.find("\"takeover_waiting\""), std::string::npos) << status;
+  EXPECT_NE(status.find("kill_hung_holder is off"), std::string::npos)
+      << status;
+  EXPECT_EQ(ProcessState(pid), 'T') << "the holder was killed";
+  // Resumed, the holder finishes its write; the node takes over and the
+  // report is gone.
+  stopped.child->Signal(SIGCONT);
+  while (status.find("\"state\":\"active\"") == std::string::npos) {
+    ASSERT_LT(absl::Now(), deadline) << "no takeover: " << status;
+    absl::SleepFor(absl::Milliseconds(5));
+    status = (*host)->HandleLine("status");
+  }
+  EXPECT_EQ(status.find("takeover_waiting"), std::string::npos) << status;
 }
 
 // Waits for the report that a stopped holder of `flags` is not killed,
