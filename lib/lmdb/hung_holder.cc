@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -78,7 +79,10 @@ HolderJudgement JudgeHolder(
     j.reason = "the lease has no active grant";
     return j;
   }
-  if (grace <= absl::ZeroDuration()) grace = record.ttl;
+  // Never less than the grant's TTL: a renewal that began before the
+  // expiry ends within a TTL of it, so a grant expired by a TTL can no
+  // longer come back to life under a commit that was merely slow.
+  if (grace < record.ttl) grace = record.ttl;
   if (blocked_for < grace) return j;  // kLive: not blocked long enough
   if (record.boot_id != boot_id) {
     j.verdict = HolderVerdict::kOtherBoot;
@@ -148,6 +152,14 @@ absl::Status KillIfSameProcess(pid_t pid, uint64_t start_time,
   if (pidfd < 0 && errno == ESRCH) {
     return absl::NotFoundError(absl::StrCat("no process ", pid));
   }
+  if (pidfd < 0) {
+    // No race-free kill here (kernel < 5.3, or pidfd_open filtered by a
+    // sandbox): kill(pid) could reach a process that reused the pid after
+    // another contender's kill. Never guess: the takeover keeps waiting.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot pin pid ", pid, " (pidfd_open: ", std::strerror(errno),
+        "); not killing without a race-free signal"));
+  }
   absl::StatusOr<uint64_t> now_start = ReadProcessStartTime(pid, proc_root);
   if (!now_start.ok() || *now_start != start_time) {
     if (pidfd >= 0) close(pidfd);
@@ -155,17 +167,11 @@ absl::Status KillIfSameProcess(pid_t pid, uint64_t start_time,
     return absl::FailedPreconditionError(
         absl::StrCat("pid ", pid, " now belongs to another process"));
   }
-  int rc;
-  if (pidfd >= 0) {
-    rc = static_cast<int>(
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0));
-    const int err = errno;
-    close(pidfd);
-    errno = err;
-  } else {
-    // No pidfd_open (kernel < 5.3): a window of microseconds remains.
-    rc = kill(pid, SIGKILL);
-  }
+  const int rc = static_cast<int>(
+      syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0));
+  const int err = errno;
+  close(pidfd);
+  errno = err;
   if (rc != 0) {
     if (errno == ESRCH) {
       return absl::NotFoundError(absl::StrCat("no process ", pid));

@@ -1022,6 +1022,19 @@ absl::StatusOr<std::unique_ptr<LmdbBackend>> OpenBackend(
   if (!env.ok()) return env.status();
   ctx->env = *std::move(env);
   ctx->clock = options.clock != nullptr ? options.clock : RealClock();
+  if (options.kill_hung_holder) {
+    // Expiry and blocked time decide a kill: they must be boot time, the
+    // same in every process of this boot, not a host clock's own origin.
+    struct timespec boot;
+    clock_gettime(CLOCK_BOOTTIME, &boot);
+    const absl::Duration skew =
+        ctx->clock->MonotonicNow() - absl::DurationFromTimespec(boot);
+    if (absl::AbsDuration(skew) > absl::Seconds(1)) {
+      return absl::InvalidArgumentError(
+          "kill_hung_holder needs a clock whose MonotonicNow() reads "
+          "CLOCK_BOOTTIME (the real clock does)");
+    }
+  }
   // Slots of readers that died since anyone last looked.
   ctx->env->CheckReadersAt(ctx->BootNow());
   ctx->dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -92,6 +92,24 @@ TEST(JudgeHolderTest, ExplicitGraceReplacesTheTtl) {
   EXPECT_EQ(judge(absl::Seconds(5)), HolderVerdict::kProven);
 }
 
+// A grace shorter than the TTL would let a renewal that was only slow
+// (it began before the expiry, its commit landed after) be killed: the
+// grace is never less than the grant's TTL.
+TEST(JudgeHolderTest, GraceShorterThanTheTtlCountsAsTheTtl) {
+  const LeaseRecord r = Record(42, 555);
+  auto judge = [&](absl::Duration expired_for, absl::Duration blocked_for) {
+    return JudgeHolder(r, kExpiry, kExpiry + expired_for, blocked_for,
+                       absl::Milliseconds(10), kBoot, 1000,
+                       [](pid_t) { return absl::StatusOr<uint64_t>(555); })
+        .verdict;
+  };
+  EXPECT_EQ(judge(kTtl - absl::Milliseconds(1), absl::Hours(1)),
+            HolderVerdict::kLive);
+  EXPECT_EQ(judge(absl::Hours(1), kTtl - absl::Milliseconds(1)),
+            HolderVerdict::kLive);
+  EXPECT_EQ(judge(kTtl, kTtl), HolderVerdict::kProven);
+}
+
 TEST(JudgeHolderTest, ReusedPidIsNeverKilled) {
   HolderJudgement j = Judge(Record(42, 555), uint64_t{556}, 2 * kTtl, 2 * kTtl);
   EXPECT_EQ(j.verdict, HolderVerdict::kPidReused) << j.reason;

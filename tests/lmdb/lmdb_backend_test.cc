@@ -98,6 +98,23 @@ TEST(LmdbOpenTest, CreatesTheDirectoryAndReopenSeesEverything) {
   EXPECT_EQ(*reopened->Put("d", "w"), 4u);
 }
 
+// Killing a hung holder is decided on boot time: a clock whose
+// MonotonicNow() has another origin (a fake one, a host's steady clock)
+// could make a healthy grant look expired, so the option refuses it.
+TEST(LmdbOpenTest, KillHungHolderNeedsABootTimeClock) {
+  FakeClock clock(absl::UnixEpoch() + absl::Hours(1000));
+  LmdbBackendOptions options;
+  options.clock = &clock;
+  options.kill_hung_holder = true;
+  auto refused = LmdbBackend::Open(NewTestDir("kill-clock"), options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument)
+      << refused.status();
+  options.clock = nullptr;  // the real clock reads CLOCK_BOOTTIME
+  auto opened = LmdbBackend::Open(NewTestDir("kill-clock"), options);
+  EXPECT_TRUE(opened.ok()) << opened.status();
+}
+
 TEST(LmdbOpenTest, GarbageDataFileIsDataLoss) {
   const std::string dir = NewTestDir();
   ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);

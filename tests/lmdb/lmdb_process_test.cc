@@ -658,8 +658,10 @@ TEST(LmdbHungHolderTest, WithoutTheOptionTheWaitIsReported) {
     EXPECT_EQ(ProcessState(pid), 'T');
     EXPECT_FALSE(acquire.done());
     EXPECT_EQ((*backend)->hung_holder_status().kills, 0u);
-    // Resumed, the holder finishes its write and the takeover completes.
-    stopped.child->Signal(SIGCONT);
+    // Ended, the holder's writer lock is recovered at once and the takeover
+    // completes. (Not SIGCONT: a resumed holder whose lapsed grant nobody
+    // took yet may renew it first, and the takeover would rightly wait.)
+    stopped.child->Signal(SIGKILL);
     acquire.Join();
     ASSERT_TRUE(acquire.result().ok()) << acquire.result().status();
     EXPECT_GT((*acquire.result())->fence(), stopped.fence);
@@ -667,8 +669,14 @@ TEST(LmdbHungHolderTest, WithoutTheOptionTheWaitIsReported) {
   EXPECT_FALSE((*backend)->hung_holder_status().waiting.has_value())
       << "the wait is still reported after the takeover";
   std::vector<HungHolderEvent> events = observer.events();
-  ASSERT_EQ(events.size(), 1u) << "one wait, reported once";
-  EXPECT_EQ(events[0].pid, static_cast<uint32_t>(pid));
+  // The wait is reported once, not at every watchdog tick; the holder's
+  // end (SIGKILL above) may add one more report before the takeover.
+  ASSERT_GE(events.size(), 1u);
+  EXPECT_LE(events.size(), 2u) << "the wait was reported again and again";
+  for (const HungHolderEvent& e : events) {
+    EXPECT_EQ(e.kind, HungHolderEvent::Kind::kWaiting) << e.reason;
+    EXPECT_EQ(e.pid, static_cast<uint32_t>(pid)) << e.reason;
+  }
 }
 
 // Issue 18: without the kill, `strongbox_node status` says that the
@@ -713,9 +721,9 @@ TEST(LmdbHungHolderTest, NodeStatusReportsATakeoverWaitingOnAHungHolder) {
   EXPECT_NE(status.find("kill_hung_holder is off"), std::string::npos)
       << status;
   EXPECT_EQ(ProcessState(pid), 'T') << "the holder was killed";
-  // Resumed, the holder finishes its write; the node takes over and the
-  // report is gone.
-  stopped.child->Signal(SIGCONT);
+  // Ended (see WithoutTheOptionTheWaitIsReported), the holder's writer
+  // lock is recovered; the node takes over and the report is gone.
+  stopped.child->Signal(SIGKILL);
   while (status.find("\"state\":\"active\"") == std::string::npos) {
     ASSERT_LT(absl::Now(), deadline) << "no takeover: " << status;
     absl::SleepFor(absl::Milliseconds(5));
