@@ -105,12 +105,14 @@ absl::Status Barrier::Impl::CheckDataPath(absl::string_view path) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<seal::SealConfigRecord> Barrier::Impl::ReadConfig() {
+absl::StatusOr<seal::SealConfigRecord> Barrier::Impl::ReadConfig(
+    uint64_t* version) {
   absl::StatusOr<Entry> entry = backend_->Get(config_path_);
   if (entry.status().code() == absl::StatusCode::kNotFound) {
     return absl::FailedPreconditionError("barrier is not initialized");
   }
   if (!entry.ok()) return entry.status();
+  if (version != nullptr) *version = entry->version;
   return seal::ParseSealConfig(entry->value);
 }
 
@@ -558,13 +560,8 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Rekey(
       !s.ok()) {
     return s;
   }
-  absl::StatusOr<Entry> config_entry = backend_->Get(config_path_);
-  if (config_entry.status().code() == absl::StatusCode::kNotFound) {
-    return absl::FailedPreconditionError("barrier is not initialized");
-  }
-  if (!config_entry.ok()) return config_entry.status();
-  absl::StatusOr<seal::SealConfigRecord> config =
-      seal::ParseSealConfig(config_entry->value);
+  uint64_t config_version = 0;
+  absl::StatusOr<seal::SealConfigRecord> config = ReadConfig(&config_version);
   if (!config.ok()) return config.status();
   if (static_cast<int>(current_shares.size()) < config->threshold) {
     return absl::InvalidArgumentError(
@@ -608,7 +605,7 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Rekey(
     put_pending.IfAbsent();
   }
   const WriteOp ops[] = {
-      WriteOp::Check(config_path_).IfVersion(config_entry->version),
+      WriteOp::Check(config_path_).IfVersion(config_version),
       WriteOp::Check(root_key_path_).IfVersion(root_entry->version),
       std::move(put_pending),
   };
@@ -634,13 +631,8 @@ absl::Status Barrier::Impl::CompleteRekey(
     absl::Span<const std::string> new_shares, FenceToken fence) {
   if (absl::Status s = CheckFence(fence); !s.ok()) return s;
   MutexLock op(&op_mu_);
-  absl::StatusOr<Entry> config_entry = backend_->Get(config_path_);
-  if (config_entry.status().code() == absl::StatusCode::kNotFound) {
-    return absl::FailedPreconditionError("barrier is not initialized");
-  }
-  if (!config_entry.ok()) return config_entry.status();
-  absl::StatusOr<seal::SealConfigRecord> config =
-      seal::ParseSealConfig(config_entry->value);
+  uint64_t config_version = 0;
+  absl::StatusOr<seal::SealConfigRecord> config = ReadConfig(&config_version);
   if (!config.ok()) return config.status();
   absl::StatusOr<Entry> root_entry = ReadRecord(root_key_path_, "root key");
   if (!root_entry.ok()) return root_entry.status();
@@ -698,7 +690,7 @@ absl::Status Barrier::Impl::CompleteRekey(
 
   const WriteOp ops[] = {
       WriteOp::Put(config_path_, seal::SerializeSealConfig(pending->config))
-          .IfVersion(config_entry->version),
+          .IfVersion(config_version),
       WriteOp::Put(root_key_path_, pending->root_record)
           .IfVersion(root_entry->version),
       WriteOp::Delete(pending_path_).IfVersion((*pending_entry)->version),

@@ -131,7 +131,10 @@ class Barrier::Impl {
                                    absl::string_view stored,
                                    bool* unknown_term);
   // Reads and validates the seal config. FAILED_PRECONDITION if absent.
-  absl::StatusOr<seal::SealConfigRecord> ReadConfig();
+  // The stored seal config; FAILED_PRECONDITION if not initialized. Sets
+  // *version (if given) to its backend version, for a precondition.
+  absl::StatusOr<seal::SealConfigRecord> ReadConfig(
+      uint64_t* version = nullptr);
   // Reads a core record; DATA_LOSS naming `what` if it is missing.
   absl::StatusOr<Entry> ReadRecord(const std::string& path,
                                    absl::string_view what);
