@@ -180,14 +180,22 @@ TEST(NoncePoolForkTest, ForkFromAThreadWhileAnotherDraws) {
   // Drawers on several shards, so that a fork often finds one of them
   // inside Draw.
   constexpr int kDrawers = 3;
+  // The drawers must not allocate: the child of a multithreaded fork may
+  // only rely on locks that are fork-aware, and the ASan runtime of
+  // Debian's clang 14 does not lock its allocator around fork(), so a
+  // parent thread inside malloc or free (a vector growing, ASan's
+  // quarantine recycling) leaves the child's first allocation hanging.
+  // Hence fixed capacity, and 12-byte strings (short-string storage).
+  constexpr size_t kKept = 200000;
   std::vector<std::string> drawn[kDrawers];  // read after join
+  for (auto& list : drawn) list.reserve(kKept);
   std::vector<std::thread> drawers;
   for (int d = 0; d < kDrawers; ++d) {
     drawers.emplace_back([&, d] {
       while (!stop.load()) {
         uint8_t n[12];
         if (!pool.Draw(n).ok()) failed = true;
-        if (drawn[d].size() < 200000) drawn[d].push_back(Nonce(n));
+        if (drawn[d].size() < kKept) drawn[d].push_back(Nonce(n));
       }
     });
   }
