@@ -121,7 +121,8 @@ class SecretStore {
     // How long a read waits for this node to reach its min_index.
     // Default: 500 ms.
     absl::Duration max_index_wait = absl::Milliseconds(500);
-    // Time source for metadata. Not owned. Default: RealClock().
+    // Time source for metadata (wall time) and for the min_index wait
+    // (monotonic time). Not owned. Default: RealClock().
     Clock* clock = nullptr;
     // Longest KV secret path, bytes; lowered automatically to what the
     // backend's key limit leaves room for (LMDB: 482). Default: 512.

@@ -36,7 +36,9 @@ class FakeClock : public Clock {
   // happen). Monotonic time does not move.
   void Set(absl::Time t);
 
-  // Number of threads currently blocked in SleepFor().
+  // Number of threads blocked in SleepFor() whose wake time is still ahead
+  // (a thread that Advance() released no longer counts, even before it
+  // runs), so a test can advance exactly when something waits on it.
   int sleepers() const;
 
  private:
