@@ -174,7 +174,10 @@ struct AcquireOptions {
 // The optional HA capability of a backend (Backend::ha()).
 class HaBackend {
  public:
+  HaBackend() = default;
   virtual ~HaBackend() = default;
+  HaBackend(const HaBackend&) = delete;
+  HaBackend& operator=(const HaBackend&) = delete;
 
   // Blocks until the lease is free (never granted, released, or expired)
   // and grants it to `options.holder` with a fence greater than any before.

@@ -18,7 +18,10 @@ namespace strongbox {
 
 class Clock {
  public:
+  Clock() = default;
   virtual ~Clock() = default;
+  Clock(const Clock&) = delete;
+  Clock& operator=(const Clock&) = delete;
 
   // The current wall time. May jump backwards or forwards.
   virtual absl::Time Now() const = 0;

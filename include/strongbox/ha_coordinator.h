@@ -167,7 +167,10 @@ struct StateChange {
 // coordinator's locks are released.
 class HaObserver {
  public:
+  HaObserver() = default;
   virtual ~HaObserver() = default;
+  HaObserver(const HaObserver&) = delete;
+  HaObserver& operator=(const HaObserver&) = delete;
   virtual void OnStateChange(const StateChange& change) = 0;
 };
 

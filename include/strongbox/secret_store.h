@@ -71,7 +71,10 @@ namespace strongbox {
 // becomes UNAVAILABLE for the caller).
 class Forwarder {
  public:
+  Forwarder() = default;
   virtual ~Forwarder() = default;
+  Forwarder(const Forwarder&) = delete;
+  Forwarder& operator=(const Forwarder&) = delete;
   virtual absl::StatusOr<std::string> Forward(absl::string_view leader_address,
                                               absl::string_view request) = 0;
 };
