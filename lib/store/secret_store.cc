@@ -48,10 +48,9 @@ constexpr Operation kOperations[] = {
     {Request::kTransitRewrap, "transit_rewrap", OperationKind::kRead},
 };
 
-const Operation *FindOperation(const Request &request) {
-  for (const Operation &op : kOperations) {
-    if (op.op == request.op_case())
-      return &op;
+const Operation* FindOperation(const Request& request) {
+  for (const Operation& op : kOperations) {
+    if (op.op == request.op_case()) return &op;
   }
   return nullptr;
 }
@@ -60,36 +59,35 @@ bool IsTransit(Request::OpCase op) {
   return op >= Request::kTransitCreateKey && op <= Request::kTransitRewrap;
 }
 
-void SetStatus(const absl::Status &status, Response *response) {
+void SetStatus(const absl::Status& status, Response* response) {
   response->set_code(static_cast<int32_t>(status.code()));
   response->set_error(std::string(status.message()));
 }
 
 void SetRoute(RouteDecision::Action action, absl::string_view leader,
-              Response *response) {
+              Response* response) {
   response->set_route(std::string(RouteActionName(action)));
   response->set_leader_address(std::string(leader));
 }
 
-} // namespace
+}  // namespace
 
-absl::StatusOr<OperationKind> ClassifyRequest(const Request &request) {
-  const Operation *op = FindOperation(request);
+absl::StatusOr<OperationKind> ClassifyRequest(const Request& request) {
+  const Operation* op = FindOperation(request);
   if (op == nullptr) {
     return absl::InvalidArgumentError("request names no operation");
   }
   return op->kind;
 }
 
-absl::string_view OperationName(const Request &request) {
-  const Operation *op = FindOperation(request);
+absl::string_view OperationName(const Request& request) {
+  const Operation* op = FindOperation(request);
   return op == nullptr ? absl::string_view() : op->name;
 }
 
-std::optional<RouteHint> GetRouteHint(const absl::Status &status) {
+std::optional<RouteHint> GetRouteHint(const absl::Status& status) {
   auto payload = status.GetPayload(kRoutePayload);
-  if (!payload.has_value())
-    return std::nullopt;
+  if (!payload.has_value()) return std::nullopt;
   std::vector<std::string> parts =
       absl::StrSplit(std::string(*payload), absl::MaxSplits('\n', 1));
   RouteHint hint;
@@ -97,17 +95,14 @@ std::optional<RouteHint> GetRouteHint(const absl::Status &status) {
                                   RouteDecision::Action::kForwardToActive,
                                   RouteDecision::Action::kRedirectToActive,
                                   RouteDecision::Action::kUnavailable}) {
-    if (RouteActionName(a) == parts[0])
-      hint.action = a;
+    if (RouteActionName(a) == parts[0]) hint.action = a;
   }
-  if (parts.size() > 1)
-    hint.leader_address = parts[1];
+  if (parts.size() > 1) hint.leader_address = parts[1];
   return hint;
 }
 
-absl::Status ResponseStatus(const Response &response) {
-  if (response.code() == 0)
-    return absl::OkStatus();
+absl::Status ResponseStatus(const Response& response) {
+  if (response.code() == 0) return absl::OkStatus();
   const int code = response.code();
   absl::Status status(
       code > 0 && code <= static_cast<int>(absl::StatusCode::kUnauthenticated)
@@ -126,7 +121,7 @@ namespace {
 
 // The longest KV path the backend can hold: its data keys are
 // "kv/data/<path>/<version>" (8 + 1 + up to 20 bytes around the path).
-size_t EffectiveMaxPath(const SecretStore::Options &options) {
+size_t EffectiveMaxPath(const SecretStore::Options& options) {
   constexpr size_t kDataKeyOverhead = 8 + 1 + 20;
   const size_t backend_max =
       options.coordinator->barrier()->backend()->limits().max_key_bytes;
@@ -136,9 +131,10 @@ size_t EffectiveMaxPath(const SecretStore::Options &options) {
 }
 
 class SecretStoreImpl final : public SecretStore, public HaObserver {
-public:
-  explicit SecretStoreImpl(const Options &options)
-      : options_(options), coordinator_(options.coordinator),
+ public:
+  explicit SecretStoreImpl(const Options& options)
+      : options_(options),
+        coordinator_(options.coordinator),
         clock_(options.clock != nullptr ? options.clock : RealClock()),
         kv_(KvOptions{EffectiveMaxPath(options), options.max_fields,
                       options.max_secret_bytes, options.default_max_versions}) {
@@ -152,7 +148,7 @@ public:
   ~SecretStoreImpl() override {
     // In a forked child the coordinator hands out no barrier (its locks
     // may be held by a parent thread that does not exist here).
-    if (Barrier *barrier = coordinator_->barrier(); barrier != nullptr) {
+    if (Barrier* barrier = coordinator_->barrier(); barrier != nullptr) {
       barrier->RemoveSealListener(seal_listener_);
     }
     coordinator_->RemoveObserver(this);
@@ -160,12 +156,11 @@ public:
   }
 
   // HaObserver: keys cached by the Transit engine also go with leadership.
-  void OnStateChange(const StateChange &change) override {
-    if (change.to != HaState::kActive)
-      transit_.ClearCache();
+  void OnStateChange(const StateChange& change) override {
+    if (change.to != HaState::kActive) transit_.ClearCache();
   }
 
-  Response Handle(const Request &request) override {
+  Response Handle(const Request& request) override {
     Response response;
     absl::StatusOr<OperationKind> kind = ClassifyRequest(request);
     if (!kind.ok()) {
@@ -184,39 +179,39 @@ public:
     }
     RouteDecision d = coordinator_->Route(*kind);
     switch (d.action) {
-    case RouteDecision::Action::kServeLocally:
-      Execute(request, *kind, &response);
-      return response;
-    case RouteDecision::Action::kForwardToActive:
-      if (options_.forwarder != nullptr && !request.forwarded()) {
-        return Forward(request, d.leader_address);
-      }
-      SetStatus(absl::UnavailableError(absl::StrCat(
-                    "this node is a performance standby; send writes to "
-                    "the active node at ",
-                    d.leader_address)),
-                &response);
-      SetRoute(d.action, d.leader_address, &response);
-      return response;
-    case RouteDecision::Action::kRedirectToActive:
-      SetStatus(absl::UnavailableError(absl::StrCat(
-                    "this node is a standby; the active node is at ",
-                    d.leader_address)),
-                &response);
-      SetRoute(d.action, d.leader_address, &response);
-      return response;
-    case RouteDecision::Action::kUnavailable: {
-      const HaState state = coordinator_->state();
-      if (state == HaState::kSealed || state == HaState::kUninitialized) {
-        SetStatus(absl::FailedPreconditionError(
-                      absl::StrCat("this node is ", HaStateName(state))),
+      case RouteDecision::Action::kServeLocally:
+        Execute(request, *kind, &response);
+        return response;
+      case RouteDecision::Action::kForwardToActive:
+        if (options_.forwarder != nullptr && !request.forwarded()) {
+          return Forward(request, d.leader_address);
+        }
+        SetStatus(absl::UnavailableError(absl::StrCat(
+                      "this node is a performance standby; send writes to "
+                      "the active node at ",
+                      d.leader_address)),
                   &response);
-      } else {
-        SetStatus(absl::UnavailableError(d.reason), &response);
+        SetRoute(d.action, d.leader_address, &response);
+        return response;
+      case RouteDecision::Action::kRedirectToActive:
+        SetStatus(absl::UnavailableError(absl::StrCat(
+                      "this node is a standby; the active node is at ",
+                      d.leader_address)),
+                  &response);
+        SetRoute(d.action, d.leader_address, &response);
+        return response;
+      case RouteDecision::Action::kUnavailable: {
+        const HaState state = coordinator_->state();
+        if (state == HaState::kSealed || state == HaState::kUninitialized) {
+          SetStatus(absl::FailedPreconditionError(
+                        absl::StrCat("this node is ", HaStateName(state))),
+                    &response);
+        } else {
+          SetStatus(absl::UnavailableError(d.reason), &response);
+        }
+        SetRoute(d.action, d.leader_address, &response);
+        return response;
       }
-      SetRoute(d.action, d.leader_address, &response);
-      return response;
-    }
     }
     return response;
   }
@@ -239,45 +234,42 @@ public:
 
   // ------------------------------------------------------------------ KV
 
-  absl::StatusOr<KvWriteResult>
-  KvPut(absl::string_view path, const std::map<std::string, std::string> &data,
-        std::optional<uint64_t> cas) override {
+  absl::StatusOr<KvWriteResult> KvPut(
+      absl::string_view path, const std::map<std::string, std::string>& data,
+      std::optional<uint64_t> cas) override {
     Wiped<Request> r;
-    store::KvPutRequest *put = r->mutable_kv_put();
+    store::KvPutRequest* put = r->mutable_kv_put();
     put->set_path(std::string(path));
-    for (const auto &[k, v] : data)
-      (*put->mutable_data())[k] = v;
+    for (const auto& [k, v] : data) (*put->mutable_data())[k] = v;
     if (cas.has_value()) {
       put->set_has_cas(true);
       put->set_cas(*cas);
     }
     Wiped<Response> response(Handle(*r));
     absl::Status status = ResponseStatus(*response);
-    if (!status.ok())
-      return status;
+    if (!status.ok()) return status;
     return KvWriteResult{response->kv_write().version(), response->index()};
   }
 
-  absl::StatusOr<store::KvSecret>
-  KvGet(absl::string_view path, uint64_t version, uint64_t min_index) override {
+  absl::StatusOr<store::KvSecret> KvGet(absl::string_view path,
+                                        uint64_t version,
+                                        uint64_t min_index) override {
     Request r;
     r.mutable_kv_get()->set_path(std::string(path));
     r.mutable_kv_get()->set_version(version);
     r.set_min_index(min_index);
     Wiped<Response> response(Handle(r));
     absl::Status status = ResponseStatus(*response);
-    if (!status.ok())
-      return status;
+    if (!status.ok()) return status;
     // Moved out by swapping: the caller owns the secret (and wipes it).
     return std::move(*response->mutable_kv_secret());
   }
 
   absl::Status KvVersions(absl::string_view path,
-                          const std::vector<uint64_t> &versions,
-                          store::KvVersionsRequest *req, Request &r) {
+                          const std::vector<uint64_t>& versions,
+                          store::KvVersionsRequest* req, Request& r) {
     req->set_path(std::string(path));
-    for (uint64_t v : versions)
-      req->add_versions(v);
+    for (uint64_t v : versions) req->add_versions(v);
     return ResponseStatus(Handle(r));
   }
 
@@ -297,14 +289,13 @@ public:
     return KvVersions(path, versions, r.mutable_kv_destroy(), r);
   }
 
-  absl::StatusOr<store::KvMetadata>
-  KvMetadata(absl::string_view path) override {
+  absl::StatusOr<store::KvMetadata> KvMetadata(
+      absl::string_view path) override {
     Request r;
     r.mutable_kv_metadata_get()->set_path(std::string(path));
     Response response = Handle(r);
     absl::Status status = ResponseStatus(response);
-    if (!status.ok())
-      return status;
+    if (!status.ok()) return status;
     return std::move(*response.mutable_kv_metadata());
   }
 
@@ -323,14 +314,13 @@ public:
     return ResponseStatus(Handle(r));
   }
 
-  absl::StatusOr<std::vector<std::string>>
-  KvList(absl::string_view prefix) override {
+  absl::StatusOr<std::vector<std::string>> KvList(
+      absl::string_view prefix) override {
     Request r;
     r.mutable_kv_list()->set_prefix(std::string(prefix));
     Response response = Handle(r);
     absl::Status status = ResponseStatus(response);
-    if (!status.ok())
-      return status;
+    if (!status.ok()) return status;
     return std::vector<std::string>(response.kv_list().keys().begin(),
                                     response.kv_list().keys().end());
   }
@@ -349,14 +339,13 @@ public:
     return ResponseStatus(Handle(r));
   }
 
-  absl::StatusOr<store::TransitKeyInfo>
-  TransitReadKey(absl::string_view name) override {
+  absl::StatusOr<store::TransitKeyInfo> TransitReadKey(
+      absl::string_view name) override {
     Request r;
     r.mutable_transit_read_key()->set_name(std::string(name));
     Response response = Handle(r);
     absl::Status status = ResponseStatus(response);
-    if (!status.ok())
-      return status;
+    if (!status.ok()) return status;
     return std::move(*response.mutable_transit_key());
   }
 
@@ -364,26 +353,25 @@ public:
   // One-item batch helper for encrypt / decrypt / rewrap: the item's
   // result (ciphertext or plaintext) is copied into a string of its exact
   // size; the request and response are wiped.
-  absl::StatusOr<std::string> TransitOne(store::TransitBatchRequest *batch,
-                                         Request &r, absl::string_view name,
+  absl::StatusOr<std::string> TransitOne(store::TransitBatchRequest* batch,
+                                         Request& r, absl::string_view name,
                                          absl::string_view plaintext,
                                          absl::string_view ciphertext,
                                          absl::string_view context,
                                          bool want_plaintext) {
     batch->set_name(std::string(name));
-    store::TransitItem *item = batch->add_items();
+    store::TransitItem* item = batch->add_items();
     // Assigned in place: set_plaintext() would free a temporary copy.
     item->mutable_plaintext()->assign(plaintext.data(), plaintext.size());
     item->mutable_ciphertext()->assign(ciphertext.data(), ciphertext.size());
     item->mutable_context()->assign(context.data(), context.size());
     Wiped<Response> response(Handle(r));
     absl::Status status = ResponseStatus(*response);
-    if (!status.ok())
-      return status;
+    if (!status.ok()) return status;
     if (response->transit_batch().items_size() != 1) {
       return absl::InternalError("transit answered no item");
     }
-    const store::TransitResultItem &result = response->transit_batch().items(0);
+    const store::TransitResultItem& result = response->transit_batch().items(0);
     if (result.code() != 0) {
       Response item_status;
       item_status.set_code(result.code());
@@ -393,32 +381,32 @@ public:
     return want_plaintext ? result.plaintext() : result.ciphertext();
   }
 
-  absl::StatusOr<std::string>
-  TransitEncrypt(absl::string_view name, absl::string_view plaintext,
-                 absl::string_view context) override {
+  absl::StatusOr<std::string> TransitEncrypt(
+      absl::string_view name, absl::string_view plaintext,
+      absl::string_view context) override {
     Wiped<Request> r;
     return TransitOne(r->mutable_transit_encrypt(), *r, name, plaintext, "",
                       context, /*want_plaintext=*/false);
   }
 
-  absl::StatusOr<std::string>
-  TransitDecrypt(absl::string_view name, absl::string_view ciphertext,
-                 absl::string_view context) override {
+  absl::StatusOr<std::string> TransitDecrypt(
+      absl::string_view name, absl::string_view ciphertext,
+      absl::string_view context) override {
     Wiped<Request> r;
     return TransitOne(r->mutable_transit_decrypt(), *r, name, "", ciphertext,
                       context, /*want_plaintext=*/true);
   }
 
-  absl::StatusOr<std::string>
-  TransitRewrap(absl::string_view name, absl::string_view ciphertext,
-                absl::string_view context) override {
+  absl::StatusOr<std::string> TransitRewrap(
+      absl::string_view name, absl::string_view ciphertext,
+      absl::string_view context) override {
     Wiped<Request> r;
     return TransitOne(r->mutable_transit_rewrap(), *r, name, "", ciphertext,
                       context, /*want_plaintext=*/false);
   }
 
-private:
-  Response Forward(const Request &request, const std::string &leader) {
+ private:
+  Response Forward(const Request& request, const std::string& leader) {
     SecretBytes request_bytes;
     {
       Wiped<Request> forwarded;
@@ -463,25 +451,22 @@ private:
     while (true) {
       absl::StatusOr<uint64_t> revision =
           coordinator_->barrier()->backend()->Revision();
-      if (revision.ok() && *revision >= min_index)
-        return true;
+      if (revision.ok() && *revision >= min_index) return true;
       const absl::Duration now = clock_->MonotonicNow();
-      if (now >= give_up)
-        return false;
+      if (now >= give_up) return false;
       clock_->SleepFor(std::min(pause, give_up - now));
       pause = std::min(pause * 2, absl::Milliseconds(1));
     }
   }
 
-  void Execute(const Request &request, OperationKind kind, Response *response) {
+  void Execute(const Request& request, OperationKind kind, Response* response) {
     EngineCall call;
     call.barrier = coordinator_->barrier();
     call.min_index = request.min_index();
     const bool transit = IsTransit(request.op_case());
     // KV reads need neither the time nor the fence; skip both on the hot
     // read path.
-    if (kind == OperationKind::kWrite || transit)
-      call.now = clock_->Now();
+    if (kind == OperationKind::kWrite || transit) call.now = clock_->Now();
     // Transit trusts its key cache under call.active_fence: a node deposed
     // before its loop noticed must not, so ask the backend (cheap) whether
     // the grant is still held.
@@ -516,8 +501,7 @@ private:
       SetRoute(RouteDecision::Action::kUnavailable, d.leader_address, response);
       return;
     }
-    if (fence.ok())
-      call.active_fence = *fence;
+    if (fence.ok()) call.active_fence = *fence;
     absl::Status status = transit ? transit_.Execute(request, call, response)
                                   : kv_.Execute(request, call, response);
     if (!status.ok() && kind == OperationKind::kWrite && IsStaleFence(status)) {
@@ -539,17 +523,17 @@ private:
   }
 
   const Options options_;
-  HaCoordinator *const coordinator_;
-  Clock *const clock_;
+  HaCoordinator* const coordinator_;
+  Clock* const clock_;
   const KvEngine kv_;
   TransitEngine transit_;
   int seal_listener_ = 0;
 };
 
-} // namespace
+}  // namespace
 
-absl::StatusOr<std::unique_ptr<SecretStore>>
-SecretStore::Create(const Options &options) {
+absl::StatusOr<std::unique_ptr<SecretStore>> SecretStore::Create(
+    const Options& options) {
   if (options.coordinator == nullptr) {
     return absl::InvalidArgumentError("options.coordinator is required");
   }
@@ -571,4 +555,4 @@ SecretStore::Create(const Options &options) {
   return std::unique_ptr<SecretStore>(new SecretStoreImpl(options));
 }
 
-} // namespace strongbox
+}  // namespace strongbox

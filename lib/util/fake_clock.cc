@@ -34,7 +34,7 @@ absl::Duration FakeClock::MonotonicNow() const {
 }
 
 void FakeClock::SleepFor(absl::Duration d) const {
-  State &s = *state_;
+  State& s = *state_;
   MutexLock lock(&s.mu);
   const absl::Duration wake = s.mono + d;
   const auto it = s.wakes.insert(wake);
@@ -44,8 +44,7 @@ void FakeClock::SleepFor(absl::Duration d) const {
 }
 
 void FakeClock::Advance(absl::Duration d) {
-  if (d <= absl::ZeroDuration())
-    return;
+  if (d <= absl::ZeroDuration()) return;
   {
     MutexLock lock(&state_->mu);
     state_->now += d;
@@ -67,4 +66,4 @@ int FakeClock::sleepers() const {
                                         state_->wakes.end()));
 }
 
-} // namespace strongbox
+}  // namespace strongbox

@@ -7,11 +7,11 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "lib/crypto/aead.h"
 #include "strongbox/secret_bytes.h"
 #include "tests/ha/cluster.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 
 namespace strongbox {
 namespace {
@@ -28,7 +28,7 @@ using Fields = std::map<std::string, std::string>;
 
 // Moves bytes between in-process nodes, as a host's transport would.
 class TestForwarder : public Forwarder {
-public:
+ public:
   absl::StatusOr<std::string> Forward(absl::string_view leader,
                                       absl::string_view request) override {
     ++calls;
@@ -38,13 +38,13 @@ public:
     }
     return it->second->HandleSerialized(request);
   }
-  std::map<std::string, SecretStore *> stores;
+  std::map<std::string, SecretStore*> stores;
   std::atomic<int> calls{0};
   bool down = false;
 };
 
 class StoreTest : public ::testing::Test {
-protected:
+ protected:
   void SetUpCluster(StandbyMode mode, bool with_forwarder) {
     ClusterOptions o;
     o.mode = mode;
@@ -70,7 +70,7 @@ protected:
   // A store on node `node` whose clock is `clock` (not the cluster's, so
   // moving it does not expire leases) and which waits up to `wait` for a
   // min_index.
-  std::unique_ptr<SecretStore> StoreOnClock(int node, FakeClock *clock,
+  std::unique_ptr<SecretStore> StoreOnClock(int node, FakeClock* clock,
                                             absl::Duration wait) {
     SecretStore::Options so;
     so.coordinator = cluster_->nodes[node].get();
@@ -87,7 +87,7 @@ protected:
   // whenever a thread sleeps on it, until `read` returns; returns its
   // result.
   template <typename F>
-  static auto WhileAdvancing(std::vector<FakeClock *> clocks, F read,
+  static auto WhileAdvancing(std::vector<FakeClock*> clocks, F read,
                              absl::Duration step = absl::Milliseconds(5)) {
     std::optional<decltype(read())> result;
     std::atomic<bool> done{false};
@@ -97,21 +97,20 @@ protected:
     });
     while (!done.load()) {
       bool advanced = false;
-      for (FakeClock *clock : clocks) {
+      for (FakeClock* clock : clocks) {
         if (clock->sleepers() > 0) {
           clock->Advance(step);
           advanced = true;
         }
       }
-      if (!advanced)
-        std::this_thread::yield();
+      if (!advanced) std::this_thread::yield();
     }
     t.join();
     return *std::move(result);
   }
 
-  SecretStore *active() { return stores_[active_].get(); }
-  SecretStore *standby() { return stores_[standby_].get(); }
+  SecretStore* active() { return stores_[active_].get(); }
+  SecretStore* standby() { return stores_[standby_].get(); }
 
   // Keys under `prefix` in the raw backend (ciphertext, but paths are
   // plain).
@@ -142,7 +141,7 @@ TEST(ClassifyTest, EveryOperationHasOneKind) {
   r.mutable_transit_rotate_key();
   EXPECT_EQ(*ClassifyRequest(r), OperationKind::kWrite);
   // Every oneof member is in the table.
-  const auto *oneof = store::Request::descriptor()->FindOneofByName("op");
+  const auto* oneof = store::Request::descriptor()->FindOneofByName("op");
   for (int i = 0; i < oneof->field_count(); ++i) {
     store::Request each;
     each.GetReflection()->MutableMessage(&each, oneof->field(i));
@@ -214,7 +213,7 @@ TEST_F(StoreTest, CheckAndSet) {
 TEST_F(StoreTest, SoftDeleteUndeleteDestroy) {
   ASSERT_TRUE(active()->KvPut("s", {{"v", "1"}}).ok());
   ASSERT_TRUE(active()->KvPut("s", {{"v", "2"}}).ok());
-  ASSERT_TRUE(active()->KvDelete("s").ok()); // The latest.
+  ASSERT_TRUE(active()->KvDelete("s").ok());  // The latest.
   absl::StatusOr<store::KvSecret> gone = active()->KvGet("s");
   EXPECT_EQ(gone.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(gone.status().message()), HasSubstr("deleted"));
@@ -229,7 +228,7 @@ TEST_F(StoreTest, SoftDeleteUndeleteDestroy) {
   EXPECT_EQ(destroyed.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(destroyed.status().message()),
               HasSubstr("destroyed"));
-  ASSERT_TRUE(active()->KvUndelete("s", {1}).ok()); // Cannot revive.
+  ASSERT_TRUE(active()->KvUndelete("s", {1}).ok());  // Cannot revive.
   EXPECT_EQ(active()->KvGet("s", 1).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_TRUE(active()->KvMetadata("s")->versions(0).destroyed());
@@ -284,8 +283,7 @@ TEST_F(StoreTest, LimitsNameTheLimit) {
   expect_limit(active()->KvPut(std::string(513, 'p'), {{"a", "b"}}).status(),
                "max_path_bytes");
   Fields many;
-  for (int i = 0; i < 257; ++i)
-    many[std::to_string(i)] = "v";
+  for (int i = 0; i < 257; ++i) many[std::to_string(i)] = "v";
   expect_limit(active()->KvPut("f", many).status(), "max_fields");
   expect_limit(
       active()->KvPut("big", {{"v", std::string(512 << 10, 'x')}}).status(),
@@ -293,7 +291,7 @@ TEST_F(StoreTest, LimitsNameTheLimit) {
   expect_limit(active()->KvPut("/lead", {{"a", "b"}}).status(), "path");
   expect_limit(active()->KvPut("a/../b", {{"a", "b"}}).status(), "path");
   expect_limit(active()->KvSetMetadata("m", 5000, false), "max_max_versions");
-  EXPECT_THAT(*active()->KvList(""), IsEmpty()); // Nothing was written.
+  EXPECT_THAT(*active()->KvList(""), IsEmpty());  // Nothing was written.
 }
 
 TEST_F(StoreTest, ConcurrentPutsLoseNoUpdate) {
@@ -310,8 +308,7 @@ TEST_F(StoreTest, ConcurrentPutsLoseNoUpdate) {
       }
     });
   }
-  for (auto &t : threads)
-    t.join();
+  for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(active()->KvMetadata("hot")->current_version(),
             static_cast<uint64_t>(kThreads * kEach));
@@ -326,8 +323,7 @@ TEST_F(StoreTest, GarbageInputNeverCrashes) {
   std::mt19937_64 rng(7);
   for (int i = 0; i < 2000; ++i) {
     std::string bytes(rng() % 64, '\0');
-    for (char &c : bytes)
-      c = static_cast<char>(rng());
+    for (char& c : bytes) c = static_cast<char>(rng());
     store::Response any;
     ASSERT_TRUE(any.ParseFromString(active()->HandleSerialized(bytes)));
   }
@@ -426,8 +422,7 @@ TEST_F(StoreTest, ReadAfterWriteOnAnyNodeWithTheIndex) {
   absl::StatusOr<KvWriteResult> put = active()->KvPut("raw", {{"k", "1"}});
   ASSERT_TRUE(put.ok());
   for (int i = 0; i < 3; ++i) {
-    if (i == active_)
-      continue;
+    if (i == active_) continue;
     absl::StatusOr<store::KvSecret> got =
         stores_[i]->KvGet("raw", 0, put->index);
     ASSERT_TRUE(got.ok()) << got.status();
@@ -488,9 +483,8 @@ TEST_F(StoreTest, MinIndexWaitRunsOnTheInjectedClock) {
     got = patient->KvGet("idx", 0, next);
     done = true;
   });
-  while (wait_clock.sleepers() == 0)
-    std::this_thread::yield();
-  EXPECT_FALSE(done.load()); // asleep on the fake clock, not finished
+  while (wait_clock.sleepers() == 0) std::this_thread::yield();
+  EXPECT_FALSE(done.load());  // asleep on the fake clock, not finished
   ASSERT_TRUE(active()->KvPut("idx", {{"k", "2"}}).ok());
   const absl::Duration before = wait_clock.MonotonicNow();
   while (!done.load()) {
@@ -543,7 +537,7 @@ TEST_F(StoreTest, AcknowledgedWritesSurviveFailover) {
   cluster_->Run(absl::Milliseconds(100));
   const int next = cluster_->Active();
   ASSERT_NE(next, active_);
-  for (const std::string &path : written) {
+  for (const std::string& path : written) {
     EXPECT_EQ(stores_[next]->KvGet(path)->data().at("i"), path);
   }
 }
@@ -551,7 +545,7 @@ TEST_F(StoreTest, AcknowledgedWritesSurviveFailover) {
 // ---------------------------------------------------------------- transit
 
 TEST_F(StoreTest, TransitOnStandbysAndRotationHonoured) {
-  ASSERT_TRUE(standby()->TransitCreateKey("payments").ok()); // Forwarded.
+  ASSERT_TRUE(standby()->TransitCreateKey("payments").ok());  // Forwarded.
   forwarder_.calls = 0;
   absl::StatusOr<std::string> ct =
       standby()->TransitEncrypt("payments", "4111");
@@ -571,7 +565,7 @@ TEST_F(StoreTest, TransitOnStandbysAndRotationHonoured) {
       standby()->TransitRewrap("payments", *ct);
   ASSERT_TRUE(rewrapped.ok());
   EXPECT_TRUE(absl::StartsWith(*rewrapped, "strongbox:v2:"));
-  EXPECT_EQ(forwarder_.calls.load(), 0); // All served where they ran.
+  EXPECT_EQ(forwarder_.calls.load(), 0);  // All served where they ran.
 }
 
 // A KV path must leave room for its data keys within the backend's key
@@ -610,12 +604,11 @@ struct WipeCount {
   bool all_zero = true;
 };
 
-void CountWipe(const uint8_t *data, size_t size, void *arg) {
-  auto *count = static_cast<WipeCount *>(arg);
+void CountWipe(const uint8_t* data, size_t size, void* arg) {
+  auto* count = static_cast<WipeCount*>(arg);
   ++count->wiped;
   for (size_t i = 0; i < size; ++i) {
-    if (data[i] != 0)
-      count->all_zero = false;
+    if (data[i] != 0) count->all_zero = false;
   }
 }
 
@@ -659,5 +652,5 @@ TEST_F(StoreTest, SealWipesCachedTransitKeys) {
   EXPECT_TRUE(cluster_->nodes[standby_]->Seal().ok());
 }
 
-} // namespace
-} // namespace strongbox
+}  // namespace
+}  // namespace strongbox
