@@ -148,6 +148,10 @@ class SecretStore {
     // write: the most a crash can skip. REQUIRES: >= 1 (capped at the
     // limit above). Default: 1,048,576.
     uint64_t transit_encryption_reservation = uint64_t{1} << 20;
+    // At that limit, rotate the key (true), or refuse encrypt and rewrap
+    // with FAILED_PRECONDITION until an operator rotates it (false).
+    // Default: true.
+    bool transit_rotate_at_limit = true;
   };
 
   static absl::StatusOr<std::unique_ptr<SecretStore>> Create(

@@ -138,6 +138,7 @@ TransitOptions TransitOptionsOf(const SecretStore::Options& options) {
   transit.max_encryptions_per_version =
       options.transit_max_encryptions_per_version;
   transit.encryption_reservation = options.transit_encryption_reservation;
+  transit.rotate_at_limit = options.transit_rotate_at_limit;
   return transit;
 }
 

@@ -562,6 +562,63 @@ TEST_F(StoreTest, TransitCountIsClusterWideAndSurvivesFailover) {
   }
 }
 
+// A host that wants rotations done by an operator: at the limit encrypt is
+// refused with FAILED_PRECONDITION (through a perf standby too), nothing is
+// sealed, and a manual rotation starts a new count.
+TEST_F(StoreTest, TransitRefusesAtTheLimitWithoutAutomaticRotation) {
+  stores_.clear();
+  forwarder_.stores.clear();
+  ClusterOptions o;
+  o.mode = StandbyMode::kPerfStandby;
+  cluster_ = std::make_unique<Cluster>(o);
+  cluster_->Initialize();
+  cluster_->UnsealAll();
+  cluster_->Run(absl::Seconds(1));
+  for (int i = 0; i < 3; ++i) {
+    SecretStore::Options so;
+    so.coordinator = cluster_->nodes[i].get();
+    so.forwarder = &forwarder_;
+    so.clock = &cluster_->clock;
+    so.transit_max_encryptions_per_version = 2;
+    so.transit_rotate_at_limit = false;
+    stores_.push_back(*SecretStore::Create(so));
+    forwarder_.stores[Cluster::Address(i)] = stores_.back().get();
+  }
+  active_ = cluster_->Active();
+  standby_ = (active_ + 1) % 3;
+  ASSERT_TRUE(active()->TransitCreateKey("k").ok());
+  ASSERT_TRUE(active()->TransitEncrypt("k", "a").ok());
+  ASSERT_TRUE(standby()->TransitEncrypt("k", "b").ok());
+  for (SecretStore* store : {active(), standby()}) {
+    absl::Status s = store->TransitEncrypt("k", "c").status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("rotate the key"));
+  }
+  EXPECT_EQ(active()->TransitReadKey("k")->latest_version(), 1u);
+  ASSERT_TRUE(standby()->TransitRotateKey("k").ok());
+  absl::StatusOr<std::string> ct = standby()->TransitEncrypt("k", "d");
+  ASSERT_TRUE(ct.ok()) << ct.status();
+  EXPECT_TRUE(absl::StartsWith(*ct, "strongbox:v2:")) << *ct;
+}
+
+TEST(StoreOptionsTest, TransitLimitsMustBePositive) {
+  std::unique_ptr<Backend> backend = NewInMemoryBackend();
+  HaCoordinator::Options o;
+  o.backend = backend.get();
+  o.node_id = "n";
+  o.advertise_address = "n:1";
+  o.background_thread = false;
+  std::unique_ptr<HaCoordinator> node = *HaCoordinator::Create(o);
+  for (int which = 0; which < 2; ++which) {
+    SecretStore::Options so;
+    so.coordinator = node.get();
+    (which == 0 ? so.transit_max_encryptions_per_version
+                : so.transit_encryption_reservation) = 0;
+    EXPECT_EQ(SecretStore::Create(so).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+}
+
 // A KV path must leave room for its data keys within the backend's key
 // limit (LMDB: 511 bytes), at every version.
 TEST(StoreLimitsTest, PathLimitFollowsTheBackendKeyLimit) {
