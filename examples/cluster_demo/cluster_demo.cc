@@ -5,8 +5,9 @@
 // HandleSerialized(), which is all a host's transport has to do.
 //
 // The story: initialize 5/3, unseal, see who is active; write from a
-// performance standby (forwarded), read and use Transit locally on the
-// standbys; step down and seal the active and time the takeovers; show a
+// performance standby (forwarded), read and decrypt locally on the
+// standbys (Transit encrypt is forwarded: it is counted in storage); step
+// down and seal the active and time the takeovers; show a
 // deposed active's fenced write refused; check every write survived.
 // Exits non-zero if any expectation fails.
 #include <chrono>
@@ -170,7 +171,9 @@ int main() {
                      got->metadata().version()));
   }
 
-  Step("Transit: create a key (a write), then encrypt and decrypt on standbys");
+  Step(
+      "Transit: create a key (a write), encrypt on a standby (forwarded: "
+      "encryptions are counted in storage), decrypt on the other (local)");
   Expect(nodes[standby].store->TransitCreateKey("payments").ok(), "create key");
   const int forwarded_before = transport.forwarded.load();
   absl::StatusOr<std::string> ct =
@@ -183,15 +186,15 @@ int main() {
   if (ct.ok()) Say(absl::StrCat("ciphertext ", ct->substr(0, 40), "..."));
   Say(absl::StrCat("forwarded for encrypt/decrypt: ",
                    transport.forwarded.load() - forwarded_before,
-                   " (served locally)"));
+                   " (the encrypt; the decrypt is served locally)"));
 
   Step("Rotate the Transit key on the active; standbys follow at once");
   Expect(nodes[active].store->TransitRotateKey("payments").ok(), "rotate");
   absl::StatusOr<std::string> ct2 =
       nodes[standby].store->TransitEncrypt("payments", "4111-1111-1111-1111");
   Expect(ct2.ok() && ct2->rfind("strongbox:v2:", 0) == 0,
-         "the standby encrypts with version 2");
-  if (ct2.ok()) Say(absl::StrCat("standby now writes ", ct2->substr(0, 13)));
+         "an encrypt through the standby uses version 2");
+  if (ct2.ok()) Say(absl::StrCat("now written as ", ct2->substr(0, 13)));
 
   Step(absl::StrCat("Step down the active (", nodes[active].address, ")"));
   std::this_thread::sleep_for(std::chrono::milliseconds(250));

@@ -30,6 +30,12 @@
 //     write, on any node, sees it. Caches (Transit keys on standbys) are
 //     re-validated against storage before use unless this node is the
 //     active that wrote them.
+//   - Transit encrypt and rewrap are writes: every encryption is counted
+//     per key version in storage, in blocks the active reserves with its
+//     fence, and the active rotates the key at the limit (issue 9 item 13;
+//     lib/store/transit_engine.h). A performance standby cannot write
+//     storage, so it holds no block and forwards them to the active (or
+//     answers UNAVAILABLE with the route); it serves decrypt itself.
 //   - A write interrupted by failover is either applied once and
 //     acknowledged, or reported failed (UNAVAILABLE: retry at the new
 //     active). If the acknowledgement itself is lost after the commit, the
@@ -137,6 +143,19 @@ class SecretStore {
     // Versions kept per secret unless its metadata says otherwise.
     // Default: 10.
     uint32_t default_max_versions = 10;
+    // Transit encryptions (encrypt and rewrap items) made with one key
+    // version, cluster-wide and across restarts, before the active rotates
+    // the key by itself (AES-GCM with random nonces). REQUIRES: >= 1.
+    // Small values are for tests. Default: 3,865,470,566 (Vault's limit).
+    uint64_t transit_max_encryptions_per_version = 3865470566u;
+    // Transit encryptions the active reserves in storage per key-record
+    // write: the most a crash can skip. REQUIRES: >= 1 (capped at the
+    // limit above). Default: 1,048,576.
+    uint64_t transit_encryption_reservation = uint64_t{1} << 20;
+    // At that limit, rotate the key (true), or refuse encrypt and rewrap
+    // with FAILED_PRECONDITION until an operator rotates it (false).
+    // Default: true.
+    bool transit_rotate_at_limit = true;
   };
 
   static absl::StatusOr<std::unique_ptr<SecretStore>> Create(

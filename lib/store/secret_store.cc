@@ -41,11 +41,12 @@ constexpr Operation kOperations[] = {
     {Request::kTransitReadKey, "transit_read_key", OperationKind::kRead},
     {Request::kTransitConfigKey, "transit_config_key", OperationKind::kWrite},
     {Request::kTransitDeleteKey, "transit_delete_key", OperationKind::kWrite},
-    // Encrypt, decrypt and rewrap change no storage: perf standbys serve
-    // them.
-    {Request::kTransitEncrypt, "transit_encrypt", OperationKind::kRead},
+    // Decrypt changes no storage: perf standbys serve it. Encrypt and
+    // rewrap store encryption reservations (and rotate the key at its
+    // limit) on the active, so they are writes (transit_engine.h).
+    {Request::kTransitEncrypt, "transit_encrypt", OperationKind::kWrite},
     {Request::kTransitDecrypt, "transit_decrypt", OperationKind::kRead},
-    {Request::kTransitRewrap, "transit_rewrap", OperationKind::kRead},
+    {Request::kTransitRewrap, "transit_rewrap", OperationKind::kWrite},
 };
 
 const Operation* FindOperation(const Request& request) {
@@ -130,6 +131,15 @@ size_t EffectiveMaxPath(const SecretStore::Options& options) {
   return std::min(options.max_path_bytes, fits);
 }
 
+TransitOptions TransitOptionsOf(const SecretStore::Options& options) {
+  TransitOptions transit;
+  transit.max_encryptions_per_version =
+      options.transit_max_encryptions_per_version;
+  transit.encryption_reservation = options.transit_encryption_reservation;
+  transit.rotate_at_limit = options.transit_rotate_at_limit;
+  return transit;
+}
+
 class SecretStoreImpl final : public SecretStore, public HaObserver {
  public:
   explicit SecretStoreImpl(const Options& options)
@@ -137,7 +147,8 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
         coordinator_(options.coordinator),
         clock_(options.clock != nullptr ? options.clock : RealClock()),
         kv_(KvOptions{EffectiveMaxPath(options), options.max_fields,
-                      options.max_secret_bytes, options.default_max_versions}) {
+                      options.max_secret_bytes, options.default_max_versions}),
+        transit_(TransitOptionsOf(options)) {
     coordinator_->AddObserver(this);
     // Transit keys go with the seal, synchronously (invariant 2), however
     // the barrier is sealed.
@@ -551,6 +562,12 @@ absl::StatusOr<std::unique_ptr<SecretStore>> SecretStore::Create(
     return absl::InvalidArgumentError(
         "options: KV limits (max_path_bytes, max_fields, max_secret_bytes, "
         "default_max_versions) must be positive");
+  }
+  if (options.transit_max_encryptions_per_version == 0 ||
+      options.transit_encryption_reservation == 0) {
+    return absl::InvalidArgumentError(
+        "options: transit_max_encryptions_per_version and "
+        "transit_encryption_reservation must be positive");
   }
   return std::unique_ptr<SecretStore>(new SecretStoreImpl(options));
 }

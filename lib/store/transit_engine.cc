@@ -169,13 +169,17 @@ WriteOp PutRecord(const std::string& path,
   return op;
 }
 
-void AddVersion(store::TransitKeyRecord* record, absl::Time now) {
+// Adds version latest + 1 with `reserved` encryptions reserved under it
+// (the writer's first block).
+void AddVersion(store::TransitKeyRecord* record, absl::Time now,
+                uint64_t reserved) {
   const uint32_t version = record->latest_version() + 1;
   store::TransitKeyVersionRecord* v = record->add_versions();
   v->set_version(version);
   SecretBytes key = SecretBytes::Random(kKeyBytes);
   v->set_key(key.data(), key.size());
   v->set_created_unix_micros(absl::ToUnixMicros(now));
+  v->set_reserved_encryptions(reserved);
   record->set_latest_version(version);
 }
 
@@ -206,6 +210,17 @@ class VersionCipher {
   std::string aad_prefix_;
 };
 
+// The encryptions this node may still make with one key version: the
+// block [used, reserved) it stored in the key record (issue 9 item 13).
+// Claims move `used` up to `reserved` (never past it). A write that stored
+// a block (create, rotate, reserve; all under reserve_mu_) moves both, and
+// only forward: the new block starts at or above `reserved`, so `used`
+// never decreases and no count is handed out twice.
+struct VersionUsage {
+  std::atomic<uint64_t> used{0};
+  std::atomic<uint64_t> reserved{0};
+};
+
 // A decoded key record. Everything but `trusted_fence` is constant after
 // construction; a changed record is a new CachedKey, never an edit.
 struct CachedKey {
@@ -222,9 +237,9 @@ struct CachedKey {
   // The active fence under which this entry is known current (kNoFence:
   // not trusted; re-validate). Set without the exclusive lock.
   std::atomic<FenceToken> trusted_fence{kNoFence};
-  // This node's encryption count for latest_version, shared with every
-  // other entry for the same version (Impl::AttachUsage).
-  std::shared_ptr<std::atomic<uint64_t>> latest_encryptions;
+  // This node's reservation for latest_version, shared with every other
+  // entry for the same version (Impl::AttachUsage).
+  std::shared_ptr<VersionUsage> latest_usage;
 
   const VersionCipher* cipher(uint32_t version) const {
     if (version < min_decryption_version || version > latest_version) {
@@ -293,6 +308,12 @@ absl::Status AnswerUnchanged(const store::TransitKeyRecord& record,
   return absl::OkStatus();
 }
 
+absl::Status NoReservationError() {
+  return absl::UnavailableError(
+      "this node cannot store transit encryption reservations (it is not "
+      "the active node); encrypt on the active node");
+}
+
 void SetItemError(const absl::Status& s, store::TransitResultItem* item) {
   item->set_code(CodeOf(s.code()));
   item->set_error(std::string(s.message()));
@@ -304,7 +325,13 @@ void SetItemError(const absl::Status& s, store::TransitResultItem* item) {
 
 class TransitEngine::Impl {
  public:
-  explicit Impl(const TransitOptions& options) : options_(options) {}
+  explicit Impl(const TransitOptions& options)
+      : options_(options),
+        max_encryptions_(
+            std::max<uint64_t>(options.max_encryptions_per_version, 1)),
+        reservation_block_(
+            std::min(std::max<uint64_t>(options.encryption_reservation, 1),
+                     max_encryptions_)) {}
 
   absl::Status Execute(const store::Request& request, const EngineCall& call,
                        store::Response* response);
@@ -316,11 +343,25 @@ class TransitEngine::Impl {
       ++write_epoch_;  // loads in flight must not install as trusted...
       ++generation_;   // ...nor at all (the node may be sealing)
     }
+    {
+      // Unused blocks are skipped: stored, so never reissued.
+      MutexLock lock(&usage_mu_);
+      usage_.clear();
+    }
     // `dropped` wipes the contexts (SecretBytes) outside the lock.
   }
 
  private:
-  enum class WriteKind { kCreate, kRotate, kConfig, kDelete };
+  // kReserve: store the next block of encryptions for the latest version,
+  // or rotate at the limit (Reserve).
+  enum class WriteKind { kCreate, kRotate, kConfig, kDelete, kReserve };
+
+  // A block of encryptions stored for one version by a kReserve write.
+  struct Grant {
+    uint32_t version = 0;
+    uint64_t first = 0;
+    uint64_t end = 0;
+  };
 
   absl::Status ValidateName(absl::string_view name) const;
 
@@ -329,8 +370,10 @@ class TransitEngine::Impl {
   absl::StatusOr<std::shared_ptr<const CachedKey>> Lookup(
       const std::string& name, const EngineCall& call);
 
-  absl::Status Write(WriteKind kind, const store::Request& request,
-                     const EngineCall& call, store::Response* response);
+  // `grant` is required for kReserve and unused otherwise.
+  absl::Status Write(WriteKind kind, const std::string& name,
+                     const store::Request& request, const EngineCall& call,
+                     store::Response* response, Grant* grant = nullptr);
 
   absl::Status Encrypt(const store::TransitBatchRequest& batch,
                        const EngineCall& call, store::Response* response);
@@ -339,13 +382,24 @@ class TransitEngine::Impl {
                        store::Response* response);
 
   // ---- Encryption counting (TransitOptions::max_encryptions_per_version).
-  // Gives a freshly decoded `key` (not yet shared) its version's counter.
+  // Gives a freshly decoded `key` (not yet shared) its version's usage.
   void AttachUsage(CachedKey& key);
-  // Drops the counters of a deleted key.
+  // Drops the reservations of a deleted key.
   void ForgetUsage(const std::string& name);
-  // Counts one encryption with the latest version; FAILED_PRECONDITION
-  // once the limit is reached (rotate the key).
-  absl::Status ClaimEncryption(const CachedKey& key) const;
+  // Claims one encryption with the latest version of *key, storing the
+  // next block (or rotating, which replaces *key with the new snapshot)
+  // when this node's block is used up. On failure nothing may be sealed.
+  absl::Status ClaimEncryption(const EngineCall& call,
+                               std::shared_ptr<const CachedKey>* key);
+  // Stores the next block for key `name` whose version `version` this
+  // node has used up (unless another thread did meanwhile).
+  absl::Status Reserve(const std::string& name, uint32_t version,
+                       const EngineCall& call);
+  // Whether this call may store a reservation (see the header).
+  static bool MayReserve(const EngineCall& call) {
+    return call.write_fence != kNoFence ||
+           call.barrier->backend()->ha() == nullptr;
+  }
 
   // Seals `plaintext` with the latest version into `out`.
   absl::Status SealOne(const CachedKey& key, absl::string_view plaintext,
@@ -372,7 +426,16 @@ class TransitEngine::Impl {
 
   // Constant after construction.
   const TransitOptions options_;
+  const uint64_t max_encryptions_;    // >= 1
+  const uint64_t reservation_block_;  // 1..max_encryptions_
   seal::NoncePool nonces_;
+
+  // Serializes the writes that store a block (a reservation, one per
+  // block or a rotation at the limit; create; rotate), so threads that use
+  // up a block together store one new block and blocks are adopted in
+  // order. Held across that key-record write, as the barrier holds its
+  // seal-op lock across a keyring write; taken before mu_ and usage_mu_.
+  Mutex reserve_mu_ ABSL_ACQUIRED_BEFORE(mu_, usage_mu_);
 
   // Readers (every encrypt/decrypt) take it shared; installs take it
   // exclusively, never across backend I/O or AEAD work.
@@ -385,22 +448,21 @@ class TransitEngine::Impl {
   // ++ on ClearCache: nothing loaded before it may be installed after it.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
 
-  // Encryptions this node made, per key and version. Kept beside the cache,
-  // not in it, so a reloaded or cleared entry keeps counting; taken only
-  // when an entry is decoded, never on the encrypt path.
+  // This node's reservations, per key and version. Kept beside the cache,
+  // not in it, so a reloaded entry keeps its block; dropped with the cache
+  // (a leadership change may hide a deleted and recreated key of the same
+  // name). Taken when an entry is decoded, never on the encrypt path.
   Mutex usage_mu_;
   absl::flat_hash_map<
-      std::string,
-      absl::flat_hash_map<uint32_t, std::shared_ptr<std::atomic<uint64_t>>>>
+      std::string, absl::flat_hash_map<uint32_t, std::shared_ptr<VersionUsage>>>
       usage_ ABSL_GUARDED_BY(usage_mu_);
 };
 
 void TransitEngine::Impl::AttachUsage(CachedKey& key) {
   MutexLock lock(&usage_mu_);
-  std::shared_ptr<std::atomic<uint64_t>>& counter =
-      usage_[key.name][key.latest_version];
-  if (counter == nullptr) counter = std::make_shared<std::atomic<uint64_t>>(0);
-  key.latest_encryptions = counter;
+  std::shared_ptr<VersionUsage>& usage = usage_[key.name][key.latest_version];
+  if (usage == nullptr) usage = std::make_shared<VersionUsage>();
+  key.latest_usage = usage;
 }
 
 void TransitEngine::Impl::ForgetUsage(const std::string& name) {
@@ -408,16 +470,81 @@ void TransitEngine::Impl::ForgetUsage(const std::string& name) {
   usage_.erase(name);
 }
 
-absl::Status TransitEngine::Impl::ClaimEncryption(const CachedKey& key) const {
-  if (key.latest_encryptions == nullptr ||
-      key.latest_encryptions->fetch_add(1, std::memory_order_relaxed) <
-          options_.max_encryptions_per_version) {
-    return absl::OkStatus();
+namespace {
+
+// Claims one encryption from `usage` (false: its block is used up).
+bool ClaimFromBlock(VersionUsage& usage) {
+  uint64_t used = usage.used.load(std::memory_order_relaxed);
+  do {
+    if (used >= usage.reserved.load(std::memory_order_acquire)) return false;
+  } while (!usage.used.compare_exchange_weak(used, used + 1,
+                                             std::memory_order_relaxed));
+  return true;
+}
+
+}  // namespace
+
+absl::Status TransitEngine::Impl::ClaimEncryption(
+    const EngineCall& call, std::shared_ptr<const CachedKey>* key) {
+  // A few rounds: another thread may use up a block we just stored, or
+  // rotate meanwhile; each round stores (or finds) a fresh block.
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    // The claim is made on the snapshot the value is sealed with, so the
+    // count and the version agree.
+    if ((*key)->latest_usage != nullptr &&
+        ClaimFromBlock(*(*key)->latest_usage)) {
+      return absl::OkStatus();
+    }
+    if (absl::Status s = Reserve((*key)->name, (*key)->latest_version, call);
+        !s.ok()) {
+      return s;
+    }
+    // The reservation installed the record it wrote (a rotation: the new
+    // version); take it.
+    absl::StatusOr<std::shared_ptr<const CachedKey>> fresh =
+        Lookup((*key)->name, call);
+    if (!fresh.ok()) return fresh.status();
+    *key = *std::move(fresh);
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "transit key \"", key.name, "\" version ", key.latest_version,
-      " reached its limit of ", options_.max_encryptions_per_version,
-      " encryptions on this node; rotate the key"));
+  return absl::UnavailableError(absl::StrCat(
+      "could not reserve encryptions for transit key \"", (*key)->name,
+      "\" (other encryptions used each new block first); retry"));
+}
+
+absl::Status TransitEngine::Impl::Reserve(const std::string& name,
+                                          uint32_t version,
+                                          const EngineCall& call) {
+  MutexLock lock(&reserve_mu_);
+  {
+    // Another thread may have stored a block (or rotated) meanwhile.
+    std::shared_ptr<CachedKey> cached;
+    {
+      ReaderLock cache_lock(&mu_);
+      auto it = cache_.find(name);
+      if (it != cache_.end()) cached = it->second;
+    }
+    if (cached != nullptr && cached->latest_usage != nullptr &&
+        (cached->latest_version > version ||
+         cached->latest_usage->used.load() <
+             cached->latest_usage->reserved.load())) {
+      return absl::OkStatus();
+    }
+  }
+  store::Request none;
+  store::Response ignored;
+  Grant grant;
+  absl::Status s =
+      Write(WriteKind::kReserve, name, none, call, &ignored, &grant);
+  if (s.ok() || s.code() == absl::StatusCode::kNotFound ||
+      s.code() == absl::StatusCode::kFailedPrecondition ||
+      s.code() == absl::StatusCode::kDataLoss) {
+    return s;  // a stale fence keeps its IsStaleFence mark
+  }
+  // UNAVAILABLE, an unknown outcome (a stored block only skips
+  // encryptions), or ABORTED after repeated races.
+  return absl::UnavailableError(
+      absl::StrCat("could not reserve encryptions for transit key \"", name,
+                   "\": ", s.message(), "; nothing was sealed; retry"));
 }
 
 absl::Status TransitEngine::Impl::ValidateName(absl::string_view name) const {
@@ -556,23 +683,27 @@ absl::StatusOr<std::shared_ptr<const CachedKey>> TransitEngine::Impl::Lookup(
 
 // ------------------------------------------------------------- writes
 
-absl::Status TransitEngine::Impl::Write(WriteKind kind,
+absl::Status TransitEngine::Impl::Write(WriteKind kind, const std::string& name,
                                         const store::Request& request,
                                         const EngineCall& call,
-                                        store::Response* response) {
-  const std::string& name =
-      kind == WriteKind::kConfig   ? request.transit_config_key().name()
-      : kind == WriteKind::kCreate ? request.transit_create_key().name()
-      : kind == WriteKind::kRotate ? request.transit_rotate_key().name()
-                                   : request.transit_delete_key().name();
+                                        store::Response* response,
+                                        Grant* grant) {
   if (absl::Status s = ValidateName(name); !s.ok()) return s;
+  // A reservation is stored by the node that seals under it, with its
+  // fence (the active's, as for any write); kNoFence only without HA.
+  const FenceToken fence = call.write_fence;
   const std::string path = KeyPath(name);
+  // Create, rotate and kReserve store a block for the writer (a new
+  // version starts with one, as a new barrier term does).
+  Grant local_grant;
+  if (grant == nullptr) grant = &local_grant;
 
   const uint64_t generation = BeginWrite();
   std::shared_ptr<CachedKey> installed;
   bool erase = false;
   absl::Status status;
   for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+    *grant = Grant{};
     absl::StatusOr<Entry> entry = call.barrier->Get(path);
     const bool exists = entry.ok();
     if (!exists && entry.status().code() != absl::StatusCode::kNotFound) {
@@ -604,7 +735,8 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind,
         }
         record.set_format(kRecordFormat);
         record.set_name(name);
-        AddVersion(&record, call.now);
+        AddVersion(&record, call.now, reservation_block_);
+        *grant = Grant{1, 0, reservation_block_};
         record.set_min_decryption_version(1);
         op = PutRecord(path, record);
         op.IfAbsent();
@@ -615,7 +747,8 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind,
               "transit key has reached the maximum number of versions");
           break;
         }
-        AddVersion(&record, call.now);
+        AddVersion(&record, call.now, reservation_block_);
+        *grant = Grant{record.latest_version(), 0, reservation_block_};
         op = PutRecord(path, record);
         op.IfVersion(entry->version);
         break;
@@ -671,11 +804,49 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind,
         }
         op = WriteOp::Delete(path).IfVersion(entry->version);
         break;
+      case WriteKind::kReserve: {
+        store::TransitKeyVersionRecord* latest =
+            record.mutable_versions(record.versions_size() - 1);
+        // Absent: stored before counting existed; count it used up.
+        const uint64_t mark = latest->has_reserved_encryptions()
+                                  ? latest->reserved_encryptions()
+                                  : max_encryptions_;
+        if (mark < max_encryptions_) {
+          *grant = Grant{
+              record.latest_version(), mark,
+              mark + std::min(reservation_block_, max_encryptions_ - mark)};
+          latest->set_reserved_encryptions(grant->end);
+        } else if (!options_.rotate_at_limit) {
+          status = absl::FailedPreconditionError(absl::StrCat(
+              "transit key \"", name, "\" version ", record.latest_version(),
+              latest->has_reserved_encryptions()
+                  ? absl::StrCat(" reached its limit of ", max_encryptions_,
+                                 " encryptions")
+                  : std::string(" has no stored encryption count (written "
+                                "before counting)"),
+              "; rotate the key"));
+          break;
+        } else if (record.latest_version() == UINT32_MAX) {
+          status = absl::FailedPreconditionError(absl::StrCat(
+              "transit key \"", name,
+              "\" reached its encryption limit and the maximum number of "
+              "versions; it cannot rotate"));
+          break;
+        } else {
+          // Rotate: the new version, with its first block, is stored
+          // before anything is sealed under it.
+          AddVersion(&record, call.now, reservation_block_);
+          *grant = Grant{record.latest_version(), 0, reservation_block_};
+        }
+        op = PutRecord(path, record);
+        op.IfVersion(entry->version);
+        break;
+      }
     }
     if (op.key.empty()) break;  // decided without writing (status is set)
 
     absl::StatusOr<uint64_t> revision =
-        call.barrier->Commit(absl::MakeConstSpan(&op, 1), call.write_fence);
+        call.barrier->Commit(absl::MakeConstSpan(&op, 1), fence);
     WipeString(op.value);
     if (revision.status().code() == absl::StatusCode::kAborted) {
       status = revision.status();
@@ -701,7 +872,23 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind,
         break;
       }
       AttachUsage(**key);
-      FillInfo(**key, response->mutable_transit_key());
+      VersionUsage& usage = *(*key)->latest_usage;
+      if (grant->end != 0 && grant->version == (*key)->latest_version &&
+          grant->first >= usage.reserved.load(std::memory_order_relaxed)) {
+        // Adopt the stored block (under reserve_mu_). grant->first is the
+        // mark stored before this write, at or above every block this
+        // node adopted for the version, so raising `used` first makes
+        // every concurrent claim fail (its compare-exchange sees a changed
+        // `used`, then used >= the old `reserved`) until `reserved` is
+        // raised too. Any rest of the old block is skipped. (A block below
+        // `reserved` could only come from a key of the same name this node
+        // used before a delete it did not see; it stays unused.)
+        usage.used.store(grant->first, std::memory_order_relaxed);
+        usage.reserved.store(grant->end, std::memory_order_release);
+      }
+      if (kind != WriteKind::kReserve) {
+        FillInfo(**key, response->mutable_transit_key());
+      }
       (*key)->trusted_fence.store(call.active_fence, std::memory_order_relaxed);
       installed = *std::move(key);
     }
@@ -819,6 +1006,7 @@ absl::Status TransitEngine::Impl::OpenOne(const CachedKey& key,
 absl::Status TransitEngine::Impl::Encrypt(
     const store::TransitBatchRequest& batch, const EngineCall& call,
     store::Response* response) {
+  if (!MayReserve(call)) return NoReservationError();
   absl::StatusOr<std::shared_ptr<const CachedKey>> key =
       Lookup(batch.name(), call);
   if (!key.ok()) return key.status();
@@ -833,11 +1021,10 @@ absl::Status TransitEngine::Impl::Encrypt(
                    out);
       continue;
     }
-    absl::Status s = ClaimEncryption(**key);
-    if (s.ok()) {
-      s = SealOne(**key, item.plaintext(), item.context(),
-                  out->mutable_ciphertext());
-    }
+    // A failed reservation fails the request: nothing more is sealed.
+    if (absl::Status s = ClaimEncryption(call, &*key); !s.ok()) return s;
+    absl::Status s = SealOne(**key, item.plaintext(), item.context(),
+                             out->mutable_ciphertext());
     if (!s.ok()) {
       out->clear_ciphertext();
       SetItemError(s, out);
@@ -851,6 +1038,7 @@ absl::Status TransitEngine::Impl::Encrypt(
 absl::Status TransitEngine::Impl::Decrypt(
     const store::TransitBatchRequest& batch, const EngineCall& call,
     bool rewrap, store::Response* response) {
+  if (rewrap && !MayReserve(call)) return NoReservationError();
   absl::StatusOr<std::shared_ptr<const CachedKey>> key =
       Lookup(batch.name(), call);
   if (!key.ok()) return key.status();
@@ -863,8 +1051,13 @@ absl::Status TransitEngine::Impl::Decrypt(
     absl::Status s =
         OpenOne(**key, item.ciphertext(), item.context(),
                 rewrap ? &plaintext : out->mutable_plaintext(), &version);
-    if (s.ok() && rewrap) s = ClaimEncryption(**key);
     if (s.ok() && rewrap) {
+      // Opened under the snapshot taken before the claim, which may
+      // replace it (a rotation): that only ever moves forward.
+      if (absl::Status c = ClaimEncryption(call, &*key); !c.ok()) {
+        WipeString(plaintext);
+        return c;
+      }
       s = SealOne(**key, plaintext, item.context(), out->mutable_ciphertext());
       WipeString(plaintext);
       version = (*key)->latest_version;
@@ -891,14 +1084,22 @@ absl::Status TransitEngine::Impl::Execute(const store::Request& request,
   }
   const store::TransitBatchRequest* batch = nullptr;
   switch (request.op_case()) {
-    case store::Request::kTransitCreateKey:
-      return Write(WriteKind::kCreate, request, call, response);
-    case store::Request::kTransitRotateKey:
-      return Write(WriteKind::kRotate, request, call, response);
+    case store::Request::kTransitCreateKey: {
+      MutexLock lock(&reserve_mu_);  // it stores the first block
+      return Write(WriteKind::kCreate, request.transit_create_key().name(),
+                   request, call, response);
+    }
+    case store::Request::kTransitRotateKey: {
+      MutexLock lock(&reserve_mu_);  // it stores the new version's block
+      return Write(WriteKind::kRotate, request.transit_rotate_key().name(),
+                   request, call, response);
+    }
     case store::Request::kTransitConfigKey:
-      return Write(WriteKind::kConfig, request, call, response);
+      return Write(WriteKind::kConfig, request.transit_config_key().name(),
+                   request, call, response);
     case store::Request::kTransitDeleteKey:
-      return Write(WriteKind::kDelete, request, call, response);
+      return Write(WriteKind::kDelete, request.transit_delete_key().name(),
+                   request, call, response);
     case store::Request::kTransitReadKey: {
       const std::string& name = request.transit_read_key().name();
       if (absl::Status s = ValidateName(name); !s.ok()) return s;
@@ -928,11 +1129,22 @@ absl::Status TransitEngine::Impl::Execute(const store::Request& request,
         absl::StrCat("batch has ", batch->items_size(), " items; the limit is ",
                      options_.max_batch_items));
   }
-  if (request.op_case() == store::Request::kTransitEncrypt) {
-    return Encrypt(*batch, call, response);
+  absl::Status status =
+      request.op_case() == store::Request::kTransitEncrypt
+          ? Encrypt(*batch, call, response)
+          : Decrypt(*batch, call,
+                    request.op_case() == store::Request::kTransitRewrap,
+                    response);
+  if (!status.ok() && response->has_transit_batch()) {
+    // No partial results next to a request-level error.
+    for (store::TransitResultItem& item :
+         *response->mutable_transit_batch()->mutable_items()) {
+      WipeString(*item.mutable_plaintext());
+      WipeString(*item.mutable_ciphertext());
+    }
+    response->clear_transit_batch();
   }
-  return Decrypt(*batch, call,
-                 request.op_case() == store::Request::kTransitRewrap, response);
+  return status;
 }
 
 // ------------------------------------------------------------- TransitEngine

@@ -1,11 +1,42 @@
 // TransitEngine: encryption as a service — named AES-256-GCM keys with
 // versions, stored through the barrier under "transit/keys/<name>".
 //
-// Encrypt, decrypt and rewrap change no storage, so performance standbys
-// serve them from a key cache; see EngineCall::active_fence for when the
-// cache is trusted and when it is re-validated against storage (a standby
-// never encrypts with a version below the minimum, nor fails to decrypt a
-// version newer than its cache).
+// Decrypt changes no storage, so performance standbys serve it from a key
+// cache; see EngineCall::active_fence for when the cache is trusted and
+// when it is re-validated against storage (a standby never fails to
+// decrypt a version newer than its cache).
+//
+// Encryption counting (issue 9 item 13; the barrier's scheme, barrier.h):
+// with random 96-bit nonces a key version stays below the 2^-32 collision
+// bound (NIST SP 800-38D) for only about 2^32 encryptions, so every
+// encryption (encrypt and rewrap items) is counted per key version,
+// cluster-wide, in storage. Each version's record holds a reservation
+// high-water mark (TransitKeyVersionRecord.reserved_encryptions). Before
+// sealing values under the latest version, the active stores a larger mark
+// (one block of TransitOptions::encryption_reservation) with a fenced,
+// versioned write of the key record (the path rotate and config use; create
+// and rotate store a new version with the writer's first block), and seals
+// only inside blocks it stored: a crash or restart loses at most the unused
+// rest of one block and never under-counts; a new engine continues above
+// the stored mark. Threads that use up a block together store one new
+// block (a per-engine lock held across that one write). A claim is made on
+// the version of the key snapshot the value is sealed with, so count and
+// version agree. When
+// the mark reaches max_encryptions_per_version the same write rotates the
+// key instead (the new version, with its first block, is stored before
+// anything is sealed under it); old ciphertexts keep decrypting. A version
+// stored before counting existed counts as used up (transit_records.proto).
+// A node drops its blocks when its cache is cleared (seal, leadership
+// change): their rest is skipped, never reused.
+//
+// Who may encrypt: only a node that can store a reservation, i.e. a call
+// with a write fence (the active), or any call on a backend without HA.
+// Encrypt and rewrap are therefore writes in SecretStore's table: a
+// performance standby forwards them to the active (it holds no block and
+// cannot write storage), a plain standby redirects. A deposed active's
+// reservation write is refused by the backend (a stale fence, passed
+// through as FAILED_PRECONDITION with IsStaleFence); it keeps sealing only
+// inside a block it stored while it was the leader.
 //
 // Cache rule: an entry is trusted without touching storage only when
 // call.active_fence != kNoFence and the entry was written, loaded or
@@ -34,9 +65,13 @@
 // authenticate (wrong key, version, context, or tampered; never partial
 // plaintext); NOT_FOUND for a version above the key's latest;
 // PERMISSION_DENIED for a version below min_decryption_version (refused by
-// the key's policy); FAILED_PRECONDITION for an encrypt or rewrap item once
-// this node made max_encryptions_per_version encryptions with the latest
-// version (rotate the key).
+// the key's policy). Encrypt and rewrap, request level: UNAVAILABLE when
+// the call has no write fence on a backend with HA ("encrypt on the active
+// node"), or when storing a reservation failed or its outcome is unknown
+// (retry; nothing further was sealed, and no result is returned);
+// FAILED_PRECONDITION when the latest version is used up and rotation is
+// impossible (rotate_at_limit is false, or the key has UINT32_MAX
+// versions), or for a stale fence (IsStaleFence).
 //
 // Thread-safe. Key bytes never leave the engine: not in responses, logs or
 // error messages.
@@ -60,14 +95,21 @@ struct TransitOptions {
   size_t max_batch_items = 1000;
   // Largest plaintext per item. Default: 1 MiB.
   size_t max_plaintext_bytes = 1 << 20;
-  // Encryptions (encrypt and rewrap items) one node makes with one key
-  // version before refusing more (AES-GCM with random nonces): past it,
-  // items fail with FAILED_PRECONDITION until the key is rotated. Encrypt
-  // is a read that performance standbys serve, so the count is kept per
-  // node in memory, not stored: it survives a cleared cache (seal,
-  // leadership change) but not a restart, and each node counts its own.
-  // Small values are for tests. Default: 3,865,470,566 (Vault's limit).
+  // Encryptions (encrypt and rewrap items) made with one key version,
+  // cluster-wide and across restarts (AES-GCM with random nonces), before
+  // the key is rotated automatically (or, without rotate_at_limit, before
+  // encryptions are refused). Counted in storage, in reservation blocks.
+  // REQUIRES: >= 1. Small values are for tests. Default: 3,865,470,566
+  // (Vault's limit).
   uint64_t max_encryptions_per_version = 3865470566u;
+  // Encryptions reserved in storage per key-record write: the most a crash
+  // can skip, and how often the active pays one record write per key.
+  // REQUIRES: >= 1 (capped at max_encryptions_per_version). Default:
+  // 1,048,576 (as BarrierOptions::encryption_reservation).
+  uint64_t encryption_reservation = uint64_t{1} << 20;
+  // At the limit, rotate the key (true) or refuse encryptions with
+  // FAILED_PRECONDITION until an operator rotates it (false). Default: true.
+  bool rotate_at_limit = true;
 };
 
 class TransitEngine {
@@ -83,7 +125,8 @@ class TransitEngine {
   absl::Status Execute(const store::Request& request, const EngineCall& call,
                        store::Response* response);
 
-  // Drops every cached key (the node sealed or lost leadership).
+  // Drops every cached key (the node sealed or lost leadership) and this
+  // node's unused encryption reservations (skipped, never reused).
   void ClearCache();
 
  private:

@@ -73,18 +73,27 @@ class DeposedTransitTest : public ::testing::Test {
 TEST_F(DeposedTransitTest, DoesNotServeAKeyTheSuccessorDeleted) {
   ASSERT_TRUE(stores_[0]->TransitCreateKey("gone").ok());
   // Cached and trusted under node 0's fence.
-  ASSERT_TRUE(stores_[0]->TransitEncrypt("gone", "before").ok());
+  absl::StatusOr<std::string> before =
+      stores_[0]->TransitEncrypt("gone", "before");
+  ASSERT_TRUE(before.ok()) << before.status();
   Depose();
   ASSERT_EQ(Config(1, "gone", 0, true).code(), 0);
   store::Response deleted = Delete(1, "gone");
   ASSERT_EQ(deleted.code(), 0) << deleted.error();
 
-  absl::StatusOr<std::string> ct = stores_[0]->TransitEncrypt("gone", "after");
-  EXPECT_EQ(ct.status().code(), absl::StatusCode::kNotFound) << ct.status();
+  absl::StatusOr<std::string> pt = stores_[0]->TransitDecrypt("gone", *before);
+  EXPECT_EQ(pt.status().code(), absl::StatusCode::kNotFound) << pt.status();
   // It learned it was deposed, and from whom.
   EXPECT_NE(cluster_->nodes[0]->state(), HaState::kActive);
   EXPECT_EQ(cluster_->nodes[0]->Route(OperationKind::kWrite).leader_address,
             Cluster::Address(1));
+  // Encrypt (a write: it stores reservations) is not served either; the
+  // refusal names the new active.
+  absl::StatusOr<std::string> ct = stores_[0]->TransitEncrypt("gone", "after");
+  EXPECT_EQ(ct.status().code(), absl::StatusCode::kUnavailable) << ct.status();
+  std::optional<RouteHint> hint = GetRouteHint(ct.status());
+  ASSERT_TRUE(hint.has_value());
+  EXPECT_EQ(hint->leader_address, Cluster::Address(1));
 }
 
 TEST_F(DeposedTransitTest, DoesNotDecryptWithAVersionTheSuccessorRetired) {

@@ -136,7 +136,12 @@ TEST(ClassifyTest, EveryOperationHasOneKind) {
   EXPECT_EQ(OperationName(r), "kv_get");
   r.mutable_kv_put();
   EXPECT_EQ(*ClassifyRequest(r), OperationKind::kWrite);
+  // Encrypt and rewrap store encryption reservations (issue 9 item 13).
   r.mutable_transit_encrypt();
+  EXPECT_EQ(*ClassifyRequest(r), OperationKind::kWrite);
+  r.mutable_transit_rewrap();
+  EXPECT_EQ(*ClassifyRequest(r), OperationKind::kWrite);
+  r.mutable_transit_decrypt();
   EXPECT_EQ(*ClassifyRequest(r), OperationKind::kRead);
   r.mutable_transit_rotate_key();
   EXPECT_EQ(*ClassifyRequest(r), OperationKind::kWrite);
@@ -547,11 +552,15 @@ TEST_F(StoreTest, AcknowledgedWritesSurviveFailover) {
 TEST_F(StoreTest, TransitOnStandbysAndRotationHonoured) {
   ASSERT_TRUE(standby()->TransitCreateKey("payments").ok());  // Forwarded.
   forwarder_.calls = 0;
+  // Encrypt stores reservations: the perf standby forwards it.
   absl::StatusOr<std::string> ct =
       standby()->TransitEncrypt("payments", "4111");
   ASSERT_TRUE(ct.ok()) << ct.status();
   EXPECT_TRUE(absl::StartsWith(*ct, "strongbox:v1:")) << *ct;
-  EXPECT_EQ(forwarder_.calls.load(), 0) << "encrypt must be served locally";
+  EXPECT_EQ(forwarder_.calls.load(), 1) << "encrypt must run on the active";
+  // Decrypt is served locally.
+  EXPECT_EQ(*standby()->TransitDecrypt("payments", *ct), "4111");
+  EXPECT_EQ(forwarder_.calls.load(), 1) << "decrypt must be served locally";
   EXPECT_EQ(*active()->TransitDecrypt("payments", *ct), "4111");
   ASSERT_TRUE(active()->TransitRotateKey("payments").ok());
   absl::StatusOr<std::string> ct2 =
@@ -565,7 +574,148 @@ TEST_F(StoreTest, TransitOnStandbysAndRotationHonoured) {
       standby()->TransitRewrap("payments", *ct);
   ASSERT_TRUE(rewrapped.ok());
   EXPECT_TRUE(absl::StartsWith(*rewrapped, "strongbox:v2:"));
-  EXPECT_EQ(forwarder_.calls.load(), 0);  // All served where they ran.
+  // Encrypt, encrypt and rewrap forwarded; the decrypts served locally.
+  EXPECT_EQ(forwarder_.calls.load(), 3);
+}
+
+// Without a forwarder a perf standby cannot encrypt (it holds no
+// reservation and cannot store one): UNAVAILABLE with the route to the
+// active. It still decrypts.
+TEST_F(StoreTest, TransitEncryptOnAPerfStandbyWithoutForwarderNamesTheActive) {
+  stores_.clear();
+  SetUpCluster(StandbyMode::kPerfStandby, /*with_forwarder=*/false);
+  ASSERT_TRUE(active()->TransitCreateKey("k").ok());
+  absl::StatusOr<std::string> ct = active()->TransitEncrypt("k", "x");
+  ASSERT_TRUE(ct.ok()) << ct.status();
+  for (bool rewrap : {false, true}) {
+    absl::Status s = rewrap ? standby()->TransitRewrap("k", *ct).status()
+                            : standby()->TransitEncrypt("k", "y").status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+    std::optional<RouteHint> hint = GetRouteHint(s);
+    ASSERT_TRUE(hint.has_value());
+    EXPECT_EQ(hint->action, RouteDecision::Action::kForwardToActive);
+    EXPECT_EQ(hint->leader_address, Cluster::Address(active_));
+  }
+  EXPECT_EQ(*standby()->TransitDecrypt("k", *ct), "x");
+}
+
+// Encryptions on every node (perf standbys forward theirs) are counted
+// once, cluster-wide, in storage: no key version seals more values than
+// its stored reservation, the key rotates at the limit, and a new active
+// after failover continues above the stored marks.
+TEST_F(StoreTest, TransitCountIsClusterWideAndSurvivesFailover) {
+  stores_.clear();
+  forwarder_.stores.clear();
+  ClusterOptions o;
+  o.mode = StandbyMode::kPerfStandby;
+  cluster_ = std::make_unique<Cluster>(o);
+  cluster_->Initialize();
+  cluster_->UnsealAll();
+  cluster_->Run(absl::Seconds(1));
+  for (int i = 0; i < 3; ++i) {
+    SecretStore::Options so;
+    so.coordinator = cluster_->nodes[i].get();
+    so.forwarder = &forwarder_;
+    so.clock = &cluster_->clock;
+    so.transit_max_encryptions_per_version = 10;
+    so.transit_encryption_reservation = 4;
+    stores_.push_back(*SecretStore::Create(so));
+    forwarder_.stores[Cluster::Address(i)] = stores_.back().get();
+  }
+  active_ = cluster_->Active();
+  ASSERT_TRUE(stores_[active_]->TransitCreateKey("k").ok());
+  std::map<std::string, int> per_version;  // "v<N>" -> ciphertexts
+  std::vector<std::string> cts;
+  auto encrypt_everywhere = [&](int rounds) {
+    for (int i = 0; i < rounds; ++i) {
+      for (int node = 0; node < 3; ++node) {
+        absl::StatusOr<std::string> ct =
+            stores_[node]->TransitEncrypt("k", "x");
+        ASSERT_TRUE(ct.ok()) << "node " << node << ": " << ct.status();
+        ++per_version[ct->substr(10, ct->find(':', 11) - 10)];
+        cts.push_back(*ct);
+      }
+    }
+  };
+  encrypt_everywhere(5);  // 15 encryptions: v1 full (10), then v2
+  // Fail over: the new active continues above the stored marks.
+  ASSERT_TRUE(cluster_->nodes[active_]->Seal().ok());
+  cluster_->Run(absl::Milliseconds(100));
+  const int sealed = active_;
+  active_ = cluster_->Active();
+  ASSERT_NE(active_, sealed);
+  cluster_->Unseal(sealed);
+  cluster_->Run(absl::Milliseconds(100));
+  encrypt_everywhere(5);  // 15 more
+  absl::StatusOr<store::TransitKeyInfo> info =
+      stores_[active_]->TransitReadKey("k");
+  ASSERT_TRUE(info.ok());
+  // 30 encryptions; the old active's unused block (at most 4) skipped.
+  EXPECT_GE(info->latest_version(), 3u);
+  EXPECT_LE(info->latest_version(), 4u);
+  for (const auto& [version, count] : per_version) {
+    EXPECT_LE(count, 10) << version << " sealed past the limit";
+  }
+  for (const std::string& ct : cts) {
+    EXPECT_EQ(*stores_[(active_ + 1) % 3]->TransitDecrypt("k", ct), "x");
+  }
+}
+
+// A host that wants rotations done by an operator: at the limit encrypt is
+// refused with FAILED_PRECONDITION (through a perf standby too), nothing is
+// sealed, and a manual rotation starts a new count.
+TEST_F(StoreTest, TransitRefusesAtTheLimitWithoutAutomaticRotation) {
+  stores_.clear();
+  forwarder_.stores.clear();
+  ClusterOptions o;
+  o.mode = StandbyMode::kPerfStandby;
+  cluster_ = std::make_unique<Cluster>(o);
+  cluster_->Initialize();
+  cluster_->UnsealAll();
+  cluster_->Run(absl::Seconds(1));
+  for (int i = 0; i < 3; ++i) {
+    SecretStore::Options so;
+    so.coordinator = cluster_->nodes[i].get();
+    so.forwarder = &forwarder_;
+    so.clock = &cluster_->clock;
+    so.transit_max_encryptions_per_version = 2;
+    so.transit_rotate_at_limit = false;
+    stores_.push_back(*SecretStore::Create(so));
+    forwarder_.stores[Cluster::Address(i)] = stores_.back().get();
+  }
+  active_ = cluster_->Active();
+  standby_ = (active_ + 1) % 3;
+  ASSERT_TRUE(active()->TransitCreateKey("k").ok());
+  ASSERT_TRUE(active()->TransitEncrypt("k", "a").ok());
+  ASSERT_TRUE(standby()->TransitEncrypt("k", "b").ok());
+  for (SecretStore* store : {active(), standby()}) {
+    absl::Status s = store->TransitEncrypt("k", "c").status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("rotate the key"));
+  }
+  EXPECT_EQ(active()->TransitReadKey("k")->latest_version(), 1u);
+  ASSERT_TRUE(standby()->TransitRotateKey("k").ok());
+  absl::StatusOr<std::string> ct = standby()->TransitEncrypt("k", "d");
+  ASSERT_TRUE(ct.ok()) << ct.status();
+  EXPECT_TRUE(absl::StartsWith(*ct, "strongbox:v2:")) << *ct;
+}
+
+TEST(StoreOptionsTest, TransitLimitsMustBePositive) {
+  std::unique_ptr<Backend> backend = NewInMemoryBackend();
+  HaCoordinator::Options o;
+  o.backend = backend.get();
+  o.node_id = "n";
+  o.advertise_address = "n:1";
+  o.background_thread = false;
+  std::unique_ptr<HaCoordinator> node = *HaCoordinator::Create(o);
+  for (int which = 0; which < 2; ++which) {
+    SecretStore::Options so;
+    so.coordinator = node.get();
+    (which == 0 ? so.transit_max_encryptions_per_version
+                : so.transit_encryption_reservation) = 0;
+    EXPECT_EQ(SecretStore::Create(so).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
 }
 
 // A KV path must leave room for its data keys within the backend's key
@@ -630,7 +780,8 @@ TEST_F(StoreTest, SealWipesCachedTransitKeys) {
     return count.wiped +
            static_cast<int>(live - crypto::Aes256GcmKey::LiveKeysForTesting());
   };
-  ASSERT_TRUE(standby()->TransitEncrypt("wiped", "x").ok());
+  const std::string ct = *active()->TransitEncrypt("wiped", "x");
+  ASSERT_TRUE(standby()->TransitDecrypt("wiped", ct).ok());
   const int warm = seal_and_count();
   cluster_->Unseal(standby_);
   const int cold = seal_and_count();
@@ -638,7 +789,7 @@ TEST_F(StoreTest, SealWipesCachedTransitKeys) {
 
   // Sealing the barrier directly (no coordinator event) wipes them too.
   cluster_->Unseal(standby_);
-  ASSERT_TRUE(standby()->TransitEncrypt("wiped", "x").ok());
+  ASSERT_TRUE(standby()->TransitDecrypt("wiped", ct).ok());
   WipeCount direct;
   const int64_t live = crypto::Aes256GcmKey::LiveKeysForTesting();
   SecretBytes::SetWipeObserverForTesting(&CountWipe, &direct);
