@@ -829,7 +829,7 @@ TEST_F(BarrierTest, EncryptionReservationIsFenced) {
   const FenceToken fence = (*grant)->fence();
   ASSERT_OK(barrier->Put("a", "1", fence));
   ASSERT_OK(barrier->Put("a", "2", fence));  // uses the block of 2
-  ASSERT_TRUE((*grant)->Release().ok());
+  ASSERT_OK((*grant)->Release());
   auto put = barrier->Put("a", "3", fence);  // needs a new block
   EXPECT_THAT(put, StatusIs(Code::kFailedPrecondition));
   EXPECT_TRUE(IsStaleFence(put.status()));
@@ -1210,7 +1210,7 @@ TEST_F(BarrierTest, FencedWritesAreRefusedWhenStale) {
   EXPECT_EQ(barrier_->Get("a")->value, "1");
   EXPECT_EQ(barrier_->Status()->term, 1u);
   ASSERT_OK(barrier_->Rotate(fence));
-  ASSERT_TRUE((*grant)->Release().ok());
+  ASSERT_OK((*grant)->Release());
   EXPECT_THAT(barrier_->Put("a", "4", fence),
               StatusIs(Code::kFailedPrecondition));
   EXPECT_EQ(barrier_->Get("a")->value, "1");

@@ -13,9 +13,9 @@ namespace {
 using Code = absl::StatusCode;
 
 TEST(SealParametersTest, Rules) {
-  EXPECT_TRUE(ValidateSealParameters(1, 1).ok());
-  EXPECT_TRUE(ValidateSealParameters(5, 3).ok());
-  EXPECT_TRUE(ValidateSealParameters(255, 255).ok());
+  EXPECT_OK(ValidateSealParameters(1, 1));
+  EXPECT_OK(ValidateSealParameters(5, 3));
+  EXPECT_OK(ValidateSealParameters(255, 255));
   for (auto [n, t] : {std::pair{0, 0}, {2, 1}, {2, 3}, {256, 3}, {3, -1}}) {
     EXPECT_EQ(ValidateSealParameters(n, t).code(), Code::kInvalidArgument)
         << n << "/" << t;

@@ -195,8 +195,8 @@ TEST(ShamirValidationTest, SplitRules) {
   ExpectInvalid(Split("s", 3, 0).status(), "at least 2");
   ExpectInvalid(Split("s", -1, -5).status(), "at least 2");
   ExpectInvalid(Split("", 3, 2).status(), "empty secret");
-  EXPECT_TRUE(Split("s", 255, 255).ok());
-  EXPECT_TRUE(Split("s", 2, 2).ok());
+  EXPECT_OK(Split("s", 255, 255));
+  EXPECT_OK(Split("s", 2, 2));
 }
 
 TEST(ShamirValidationTest, CombineRules) {
