@@ -465,17 +465,17 @@ absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
       OpenRootKey(*unseal_key, root_entry->value);
   unseal_key->Clear();
   if (!root.ok()) return root.status();
-  absl::StatusOr<std::unique_ptr<Keys>> keys =
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<Keys> keys,
       OpenKeyring(*std::move(root), keyring_entry->value,
-                  keyring_entry->version, /*fresh_active_term=*/false);
-  if (!keys.ok()) return keys.status();
+                  keyring_entry->version, /*fresh_active_term=*/false));
   {
     WriterLock lock(&keys_mu_);
     if (seal_epoch_ != epoch) {
       return absl::AbortedError(
           "barrier was sealed while unsealing; present the shares again");
     }
-    keys_ = *std::move(keys);
+    keys_ = std::move(keys);
     sealed_.store(false, std::memory_order_release);
   }
   return StatusLocked(&config);
