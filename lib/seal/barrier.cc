@@ -975,7 +975,8 @@ absl::StatusOr<Entry> Barrier::Impl::Get(absl::string_view path) {
     RETURN_IF_ERROR(reloaded);
     plain = Open(path, entry.value, nullptr);
   }
-  ASSIGN_OR_RETURN(entry.value, std::move(plain));
+  RETURN_IF_ERROR(plain.status());
+  entry.value = *std::move(plain);
   return entry;
 }
 
