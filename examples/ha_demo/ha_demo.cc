@@ -45,6 +45,7 @@
 #include "absl/time/time.h"
 #include "examples/node/json.h"
 #include "examples/node/node_process.h"
+#include "strongbox/status_macros.h"
 
 namespace strongbox {
 namespace demo {
@@ -54,12 +55,6 @@ using node::JsonValue;
 using node::NodeProcess;
 
 using Fields = std::map<std::string, std::string>;
-
-#define DEMO_RETURN_IF_ERROR(expr)       \
-  do {                                   \
-    const absl::Status _status = (expr); \
-    if (!_status.ok()) return _status;   \
-  } while (0)
 
 struct Flags {
   std::string node_binary;
@@ -85,24 +80,24 @@ class Demo {
   }
 
   absl::Status Run() {
-    DEMO_RETURN_IF_ERROR(MakeDir());
+    STRONGBOX_RETURN_IF_ERROR(MakeDir());
     std::printf(
         "strongbox HA demo: three strongbox_node processes share one LMDB "
         "directory.\n  directory  %s\n  lease TTL  %d ms (renewed every "
         "%d ms)\n  node logs  %s/node*.log\n\n",
         dir_.c_str(), flags_.lease_ttl_ms, flags_.lease_ttl_ms / 4,
         dir_.c_str());
-    DEMO_RETURN_IF_ERROR(StartNodes());
-    DEMO_RETURN_IF_ERROR(InitAndUnseal());
-    DEMO_RETURN_IF_ERROR(WhoIsActive());
-    DEMO_RETURN_IF_ERROR(WritesAndStandbyReads());
-    DEMO_RETURN_IF_ERROR(KillTheActive());
-    DEMO_RETURN_IF_ERROR(HangTheActive());
-    DEMO_RETURN_IF_ERROR(HangTheActiveInsideAWrite());
-    DEMO_RETURN_IF_ERROR(StepDown());
-    DEMO_RETURN_IF_ERROR(SealTheActive());
-    DEMO_RETURN_IF_ERROR(DataIntact());
-    DEMO_RETURN_IF_ERROR(ShutDown());
+    STRONGBOX_RETURN_IF_ERROR(StartNodes());
+    STRONGBOX_RETURN_IF_ERROR(InitAndUnseal());
+    STRONGBOX_RETURN_IF_ERROR(WhoIsActive());
+    STRONGBOX_RETURN_IF_ERROR(WritesAndStandbyReads());
+    STRONGBOX_RETURN_IF_ERROR(KillTheActive());
+    STRONGBOX_RETURN_IF_ERROR(HangTheActive());
+    STRONGBOX_RETURN_IF_ERROR(HangTheActiveInsideAWrite());
+    STRONGBOX_RETURN_IF_ERROR(StepDown());
+    STRONGBOX_RETURN_IF_ERROR(SealTheActive());
+    STRONGBOX_RETURN_IF_ERROR(DataIntact());
+    STRONGBOX_RETURN_IF_ERROR(ShutDown());
     std::printf("\nSummary (TTL %d ms):\n", flags_.lease_ttl_ms);
     for (const auto& [what, ms] : timings_) {
       std::printf("  %-44s %8.1f ms\n", what.c_str(), ms);
@@ -162,15 +157,14 @@ class Demo {
 
   absl::Status Spawn(int i) {
     Node& n = nodes_[i];
-    absl::StatusOr<std::unique_ptr<NodeProcess>> p = NodeProcess::Start(
-        binary_,
-        {"--dir=" + dir_ + "/store", "--node-id=" + n.name,
-         "--advertise=" + n.address,
-         absl::StrCat("--lease-ttl-ms=", flags_.lease_ttl_ms),
-         "--perf-standby"},
-        LogPath(i));
-    if (!p.ok()) return p.status();
-    n.process = std::move(*p);
+    STRONGBOX_ASSIGN_OR_RETURN(
+        n.process, NodeProcess::Start(
+                       binary_,
+                       {"--dir=" + dir_ + "/store", "--node-id=" + n.name,
+                        "--advertise=" + n.address,
+                        absl::StrCat("--lease-ttl-ms=", flags_.lease_ttl_ms),
+                        "--perf-standby"},
+                       LogPath(i)));
     return absl::OkStatus();
   }
 
@@ -218,9 +212,8 @@ class Demo {
     const absl::Time deadline = absl::Now() + timeout;
     while (absl::Now() < deadline) {
       for (int i : candidates) {
-        absl::StatusOr<JsonValue> s = Ask(i, "status");
-        if (!s.ok()) return s.status();
-        if (State(*s) == "active") {
+        STRONGBOX_ASSIGN_OR_RETURN(JsonValue s, Ask(i, "status"));
+        if (State(s) == "active") {
           return std::make_pair(i, absl::Now() - since);
         }
       }
@@ -235,10 +228,9 @@ class Demo {
     while (true) {
       bool all = true;
       for (int i : Live()) {
-        absl::StatusOr<JsonValue> s = Ask(i, "status");
-        if (!s.ok()) return s.status();
-        if (s->GetBool("sealed", true)) continue;
-        all &= s->GetString("leader") == nodes_[active].address;
+        STRONGBOX_ASSIGN_OR_RETURN(JsonValue s, Ask(i, "status"));
+        if (s.GetBool("sealed", true)) continue;
+        all &= s.GetString("leader") == nodes_[active].address;
       }
       if (all) return absl::OkStatus();
       if (absl::Now() > deadline) {
@@ -250,12 +242,11 @@ class Demo {
 
   absl::Status Unseal(int i, std::vector<int> which) {
     for (size_t k = 0; k < which.size(); ++k) {
-      absl::StatusOr<JsonValue> v =
-          Show(i, "unseal " + shares_[which[k]],
-               absl::StrCat("unseal <share ", which[k] + 1, ">"));
-      if (!v.ok()) return v.status();
+      STRONGBOX_ASSIGN_OR_RETURN(
+          JsonValue v, Show(i, "unseal " + shares_[which[k]],
+                            absl::StrCat("unseal <share ", which[k] + 1, ">")));
       const bool last = k + 1 == which.size();
-      if (!v->GetBool("ok") || v->GetBool("sealed", !last) != !last) {
+      if (!v.GetBool("ok") || v.GetBool("sealed", !last) != !last) {
         return Expectation("unexpected unseal answer");
       }
     }
@@ -265,24 +256,22 @@ class Demo {
   absl::Status Put(int i, const std::string& path, const Fields& fields) {
     std::string line = "put " + path;
     for (const auto& [k, v] : fields) absl::StrAppend(&line, " ", k, "=", v);
-    absl::StatusOr<JsonValue> v = Show(i, line);
-    if (!v.ok()) return v.status();
-    if (!v->GetBool("ok")) return Expectation("a write on the active failed");
-    written_[path] = {v->GetInt("version"), fields};
+    STRONGBOX_ASSIGN_OR_RETURN(JsonValue v, Show(i, line));
+    if (!v.GetBool("ok")) return Expectation("a write on the active failed");
+    written_[path] = {v.GetInt("version"), fields};
     return absl::OkStatus();
   }
 
   // Reads `path` on node i and compares with the last acknowledged write.
   absl::Status CheckRead(int i, const std::string& path, bool show) {
-    absl::StatusOr<JsonValue> v =
-        show ? Show(i, "get " + path) : Ask(i, "get " + path);
-    if (!v.ok()) return v.status();
+    STRONGBOX_ASSIGN_OR_RETURN(
+        JsonValue v, show ? Show(i, "get " + path) : Ask(i, "get " + path));
     const auto& [version, fields] = written_[path];
     Fields got;
-    if (const JsonValue* data = v->Find("data")) {
+    if (const JsonValue* data = v.Find("data")) {
       for (const auto& [k, val] : data->object) got[k] = val.string;
     }
-    if (!v->GetBool("ok") || v->GetInt("version") != version || got != fields) {
+    if (!v.GetBool("ok") || v.GetInt("version") != version || got != fields) {
       return Expectation(absl::StrCat(nodes_[i].name, " read ", path, " as ",
                                       nodes_[i].process->last_line(),
                                       "; expected version ", version));
@@ -297,12 +286,11 @@ class Demo {
     for (int i = 0; i < 3; ++i) {
       nodes_.push_back(Node{i, absl::StrCat("node", i + 1),
                             absl::StrCat("127.0.0.1:820", i + 1), nullptr});
-      DEMO_RETURN_IF_ERROR(Spawn(i));
+      STRONGBOX_RETURN_IF_ERROR(Spawn(i));
     }
     for (int i = 0; i < 3; ++i) {
-      absl::StatusOr<JsonValue> s = Show(i, "status");
-      if (!s.ok()) return s.status();
-      if (State(*s) != "uninitialized") {
+      STRONGBOX_ASSIGN_OR_RETURN(JsonValue s, Show(i, "status"));
+      if (State(s) != "uninitialized") {
         return Expectation("a fresh node is not uninitialized");
       }
     }
@@ -312,11 +300,9 @@ class Demo {
 
   absl::Status InitAndUnseal() {
     Step("Initialize on node1: 5 unseal-key shares, any 3 unseal.");
-    absl::StatusOr<JsonValue> init = Ask(0, "init 5 3");
-    if (!init.ok()) return init.status();
-    const JsonValue* shares = init->Find("shares");
-    if (!init->GetBool("ok") || shares == nullptr ||
-        shares->array.size() != 5) {
+    STRONGBOX_ASSIGN_OR_RETURN(JsonValue init, Ask(0, "init 5 3"));
+    const JsonValue* shares = init.Find("shares");
+    if (!init.GetBool("ok") || shares == nullptr || shares->array.size() != 5) {
       return Expectation(
           absl::StrCat("init failed: ", nodes_[0].process->last_line()));
     }
@@ -331,7 +317,7 @@ class Demo {
 
     Step("Unseal every node with 3 of the 5 shares.");
     for (int i = 0; i < 3; ++i) {
-      DEMO_RETURN_IF_ERROR(Unseal(i, {i, i + 1, i + 2}));
+      STRONGBOX_RETURN_IF_ERROR(Unseal(i, {i, i + 1, i + 2}));
     }
     return absl::OkStatus();
   }
@@ -342,12 +328,11 @@ class Demo {
         AwaitActive(Live(), absl::Now(), absl::Seconds(10));
     if (!first.ok()) return Expectation("no node became active");
     active_ = first->first;
-    DEMO_RETURN_IF_ERROR(AwaitLeaderKnown(active_));
+    STRONGBOX_RETURN_IF_ERROR(AwaitLeaderKnown(active_));
     int actives = 0;
     for (int i : Live()) {
-      absl::StatusOr<JsonValue> s = Show(i, "status");
-      if (!s.ok()) return s.status();
-      actives += State(*s) == "active";
+      STRONGBOX_ASSIGN_OR_RETURN(JsonValue s, Show(i, "status"));
+      actives += State(s) == "active";
     }
     if (actives != 1) return Expectation("not exactly one active node");
     Say(absl::StrCat(nodes_[active_].name,
@@ -359,23 +344,23 @@ class Demo {
   absl::Status WritesAndStandbyReads() {
     Step(absl::StrCat("Write secrets on the active (", nodes_[active_].name,
                       ")."));
-    DEMO_RETURN_IF_ERROR(
+    STRONGBOX_RETURN_IF_ERROR(
         Put(active_, "app/db", {{"user", "app"}, {"password", "s3cret"}}));
-    DEMO_RETURN_IF_ERROR(
+    STRONGBOX_RETURN_IF_ERROR(
         Put(active_, "app/db", {{"user", "app"}, {"password", "rotated"}}));
-    DEMO_RETURN_IF_ERROR(Put(active_, "app/api", {{"token", "t-1"}}));
+    STRONGBOX_RETURN_IF_ERROR(Put(active_, "app/api", {{"token", "t-1"}}));
 
     const int standby = Live(active_)[0];
     Step(absl::StrCat("Read on a performance standby (", nodes_[standby].name,
                       "): served locally."));
-    DEMO_RETURN_IF_ERROR(CheckRead(standby, "app/db", /*show=*/true));
-    DEMO_RETURN_IF_ERROR(CheckRead(standby, "app/api", /*show=*/true));
+    STRONGBOX_RETURN_IF_ERROR(CheckRead(standby, "app/db", /*show=*/true));
+    STRONGBOX_RETURN_IF_ERROR(CheckRead(standby, "app/api", /*show=*/true));
 
     Step("A write sent to a standby is refused with the leader's address.");
-    absl::StatusOr<JsonValue> v = Show(standby, "put app/db password=nope");
-    if (!v.ok()) return v.status();
-    if (v->GetBool("ok") || v->GetString("code") != "UNAVAILABLE" ||
-        v->GetString("leader") != nodes_[active_].address) {
+    STRONGBOX_ASSIGN_OR_RETURN(JsonValue v,
+                               Show(standby, "put app/db password=nope"));
+    if (v.GetBool("ok") || v.GetString("code") != "UNAVAILABLE" ||
+        v.GetString("leader") != nodes_[active_].address) {
       return Expectation("a standby write was not redirected to the active");
     }
     Say("(a host with a transport would forward it to that address)");
@@ -403,19 +388,18 @@ class Demo {
         "holder's file lock, so nobody waited for the %d ms TTL.",
         nodes_[active_].name, absl::ToDoubleMilliseconds(next->second),
         flags_.lease_ttl_ms));
-    DEMO_RETURN_IF_ERROR(Show(active_, "status").status());
+    STRONGBOX_RETURN_IF_ERROR(Show(active_, "status").status());
     Say("Every acknowledged write survived the crash:");
-    DEMO_RETURN_IF_ERROR(CheckRead(active_, "app/db", /*show=*/true));
-    DEMO_RETURN_IF_ERROR(CheckRead(active_, "app/api", /*show=*/true));
+    STRONGBOX_RETURN_IF_ERROR(CheckRead(active_, "app/db", /*show=*/true));
+    STRONGBOX_RETURN_IF_ERROR(CheckRead(active_, "app/api", /*show=*/true));
 
     Step(absl::StrCat("Restart ", nodes_[victim].name,
                       " (a new process on the same directory) and unseal it."));
-    DEMO_RETURN_IF_ERROR(Spawn(victim));
-    DEMO_RETURN_IF_ERROR(Unseal(victim, {0, 2, 4}));
-    DEMO_RETURN_IF_ERROR(AwaitLeaderKnown(active_));
-    absl::StatusOr<JsonValue> s = Show(victim, "status");
-    if (!s.ok()) return s.status();
-    if (State(*s) != "perf_standby") {
+    STRONGBOX_RETURN_IF_ERROR(Spawn(victim));
+    STRONGBOX_RETURN_IF_ERROR(Unseal(victim, {0, 2, 4}));
+    STRONGBOX_RETURN_IF_ERROR(AwaitLeaderKnown(active_));
+    STRONGBOX_ASSIGN_OR_RETURN(JsonValue s, Show(victim, "status"));
+    if (State(s) != "perf_standby") {
       return Expectation("the restarted node did not rejoin as a standby");
     }
     return absl::OkStatus();
@@ -445,7 +429,7 @@ class Demo {
             nodes_[successor].name, absl::ToDoubleMilliseconds(next->second),
             nodes_[hung].name));
         active_ = successor;
-        DEMO_RETURN_IF_ERROR(Restart(hung));
+        STRONGBOX_RETURN_IF_ERROR(Restart(hung));
         if (attempt == 3) return Expectation("every stop landed in a write");
         continue;
       }
@@ -458,18 +442,17 @@ class Demo {
       if (next->second < ttl / 2) {
         return Expectation("a live (stopped) holder lost its lease early");
       }
-      DEMO_RETURN_IF_ERROR(
+      STRONGBOX_RETURN_IF_ERROR(
           Put(successor, "app/owner", {{"writer", nodes_[successor].name}}));
 
       Step(absl::StrCat("SIGCONT ", nodes_[hung].name,
                         ": it wakes up believing nothing happened, and "
                         "tries to write."));
       nodes_[hung].process->Signal(SIGCONT);
-      absl::StatusOr<JsonValue> refused =
-          Show(hung, absl::StrCat("put app/owner writer=", nodes_[hung].name));
-      if (!refused.ok()) return refused.status();
-      if (refused->GetBool("ok") ||
-          refused->GetString("code") != "UNAVAILABLE") {
+      STRONGBOX_ASSIGN_OR_RETURN(
+          JsonValue refused,
+          Show(hung, absl::StrCat("put app/owner writer=", nodes_[hung].name)));
+      if (refused.GetBool("ok") || refused.GetString("code") != "UNAVAILABLE") {
         return Expectation("the deposed active's write was not refused");
       }
       Say("Refused: its lease lapsed while it was stopped, and the store "
@@ -477,10 +460,9 @@ class Demo {
       // It notices on its own within moments and rejoins as a standby.
       const absl::Time deadline = absl::Now() + absl::Seconds(5);
       while (true) {
-        absl::StatusOr<JsonValue> s = Ask(hung, "status");
-        if (!s.ok()) return s.status();
-        if (State(*s) != "active" &&
-            s->GetString("leader") == nodes_[successor].address) {
+        STRONGBOX_ASSIGN_OR_RETURN(JsonValue s, Ask(hung, "status"));
+        if (State(s) != "active" &&
+            s.GetString("leader") == nodes_[successor].address) {
           break;
         }
         if (absl::Now() > deadline) {
@@ -488,9 +470,10 @@ class Demo {
         }
         absl::SleepFor(absl::Milliseconds(2));
       }
-      DEMO_RETURN_IF_ERROR(Show(hung, "status").status());
+      STRONGBOX_RETURN_IF_ERROR(Show(hung, "status").status());
       Say("Nothing of its write was applied:");
-      DEMO_RETURN_IF_ERROR(CheckRead(successor, "app/owner", /*show=*/true));
+      STRONGBOX_RETURN_IF_ERROR(
+          CheckRead(successor, "app/owner", /*show=*/true));
       active_ = successor;
       return absl::OkStatus();
     }
@@ -501,8 +484,8 @@ class Demo {
   absl::Status Restart(int i) {
     nodes_[i].process.reset();
     Step(absl::StrCat("Restart ", nodes_[i].name, " and unseal it."));
-    DEMO_RETURN_IF_ERROR(Spawn(i));
-    DEMO_RETURN_IF_ERROR(Unseal(i, {0, 2, 4}));
+    STRONGBOX_RETURN_IF_ERROR(Spawn(i));
+    STRONGBOX_RETURN_IF_ERROR(Unseal(i, {0, 2, 4}));
     return AwaitLeaderKnown(active_);
   }
 
@@ -525,7 +508,7 @@ class Demo {
         absl::StrAppend(&stream, "put stream/", attempt, "/", k, " n=", k,
                         "\n");
       }
-      DEMO_RETURN_IF_ERROR(p.Write(stream));
+      STRONGBOX_RETURN_IF_ERROR(p.Write(stream));
       // Let some answers come, so the node is mid-stream.
       std::vector<std::string> answers;
       while (answers.size() < 20) {
@@ -611,9 +594,9 @@ class Demo {
       for (int k = 0; k < static_cast<int>(answers.size()); ++k) {
         const std::string path = absl::StrCat("stream/", attempt, "/", k);
         if (written_.count(path) == 0) continue;
-        DEMO_RETURN_IF_ERROR(CheckRead(successor, path, /*show=*/false));
+        STRONGBOX_RETURN_IF_ERROR(CheckRead(successor, path, /*show=*/false));
       }
-      DEMO_RETURN_IF_ERROR(Show(successor, "status").status());
+      STRONGBOX_RETURN_IF_ERROR(Show(successor, "status").status());
       return Restart(hung);
     }
   }
@@ -622,10 +605,9 @@ class Demo {
     const int old = active_;
     Step(absl::StrCat("Step-down on the active (", nodes_[old].name,
                       "): it releases the lease on purpose."));
-    DEMO_RETURN_IF_ERROR(AwaitLeaderKnown(active_));
+    STRONGBOX_RETURN_IF_ERROR(AwaitLeaderKnown(active_));
     const absl::Time t0 = absl::Now();
-    absl::StatusOr<JsonValue> v = Show(old, "step-down");
-    if (!v.ok()) return v.status();
+    STRONGBOX_RETURN_IF_ERROR(Show(old, "step-down").status());
     absl::StatusOr<std::pair<int, absl::Duration>> next =
         AwaitActive(Live(old), t0, absl::Seconds(10));
     if (!next.ok()) return Expectation("no takeover after step-down");
@@ -634,9 +616,8 @@ class Demo {
     Say(absl::StrFormat("%s took over %.1f ms after the step-down.",
                         nodes_[active_].name,
                         absl::ToDoubleMilliseconds(next->second)));
-    absl::StatusOr<JsonValue> s = Show(old, "status");
-    if (!s.ok()) return s.status();
-    if (State(*s) != "perf_standby") {
+    STRONGBOX_ASSIGN_OR_RETURN(JsonValue s, Show(old, "status"));
+    if (State(s) != "perf_standby") {
       return Expectation("the stepped-down node is not a standby");
     }
     return Put(active_, "app/api", {{"token", "t-2"}});
@@ -646,10 +627,9 @@ class Demo {
     const int old = active_;
     Step(absl::StrCat("Seal the active (", nodes_[old].name,
                       "): it wipes its keys and gives the lease up."));
-    DEMO_RETURN_IF_ERROR(AwaitLeaderKnown(active_));
+    STRONGBOX_RETURN_IF_ERROR(AwaitLeaderKnown(active_));
     const absl::Time t0 = absl::Now();
-    absl::StatusOr<JsonValue> v = Show(old, "seal");
-    if (!v.ok()) return v.status();
+    STRONGBOX_RETURN_IF_ERROR(Show(old, "seal").status());
     absl::StatusOr<std::pair<int, absl::Duration>> next =
         AwaitActive(Live(old), t0, absl::Seconds(10));
     if (!next.ok()) return Expectation("no takeover after seal");
@@ -658,12 +638,10 @@ class Demo {
     Say(absl::StrFormat("%s took over %.1f ms after the seal.",
                         nodes_[active_].name,
                         absl::ToDoubleMilliseconds(next->second)));
-    absl::StatusOr<JsonValue> s = Show(old, "status");
-    if (!s.ok()) return s.status();
-    if (State(*s) != "sealed") return Expectation("the node is not sealed");
-    absl::StatusOr<JsonValue> r = Show(old, "get app/db");
-    if (!r.ok()) return r.status();
-    if (r->GetBool("ok")) return Expectation("a sealed node served a read");
+    STRONGBOX_ASSIGN_OR_RETURN(JsonValue s, Show(old, "status"));
+    if (State(s) != "sealed") return Expectation("the node is not sealed");
+    STRONGBOX_ASSIGN_OR_RETURN(JsonValue r, Show(old, "get app/db"));
+    if (r.GetBool("ok")) return Expectation("a sealed node served a read");
     return absl::OkStatus();
   }
 
@@ -673,14 +651,13 @@ class Demo {
                      "active (",
                      nodes_[active_].name, ")."));
     for (const auto& [path, ignored] : written_) {
-      DEMO_RETURN_IF_ERROR(CheckRead(active_, path, /*show=*/true));
+      STRONGBOX_RETURN_IF_ERROR(CheckRead(active_, path, /*show=*/true));
     }
     for (int i : Live(active_)) {
-      absl::StatusOr<JsonValue> s = Ask(i, "status");
-      if (!s.ok()) return s.status();
-      if (State(*s) != "perf_standby") continue;
+      STRONGBOX_ASSIGN_OR_RETURN(JsonValue s, Ask(i, "status"));
+      if (State(s) != "perf_standby") continue;
       for (const auto& [path, ignored] : written_) {
-        DEMO_RETURN_IF_ERROR(CheckRead(i, path, /*show=*/false));
+        STRONGBOX_RETURN_IF_ERROR(CheckRead(i, path, /*show=*/false));
       }
       Say(absl::StrCat("...and the same ", written_.size(),
                        " secrets from the performance standby ", nodes_[i].name,
@@ -693,8 +670,7 @@ class Demo {
     Step("Shut every node down cleanly (quit: release the lease, seal).");
     for (int i : Live()) {
       // quit has no answer line: the clean exit is the answer.
-      absl::Status sent = nodes_[i].process->Write("quit\n");
-      if (!sent.ok()) return sent;
+      STRONGBOX_RETURN_IF_ERROR(nodes_[i].process->Write("quit\n"));
       absl::StatusOr<int> exit = nodes_[i].process->Wait(absl::Seconds(10));
       if (!exit.ok() || !WIFEXITED(*exit) || WEXITSTATUS(*exit) != 0) {
         return Expectation(absl::StrCat(nodes_[i].name, " did not exit 0"));

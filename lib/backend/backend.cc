@@ -3,6 +3,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "lib/util/status_macros.h"
 
 namespace strongbox {
 
@@ -174,21 +175,18 @@ absl::StatusOr<HaBackend*> BackendWrapper::TargetHa() const {
 
 absl::StatusOr<std::unique_ptr<LeadershipGrant>> BackendWrapper::Acquire(
     const AcquireOptions& options) {
-  absl::StatusOr<HaBackend*> ha = TargetHa();
-  if (!ha.ok()) return ha.status();
-  return (*ha)->Acquire(options);
+  ASSIGN_OR_RETURN(auto* ha, TargetHa());
+  return ha->Acquire(options);
 }
 
 absl::StatusOr<std::optional<LeaseHolder>> BackendWrapper::CurrentHolder() {
-  absl::StatusOr<HaBackend*> ha = TargetHa();
-  if (!ha.ok()) return ha.status();
-  return (*ha)->CurrentHolder();
+  ASSIGN_OR_RETURN(auto* ha, TargetHa());
+  return ha->CurrentHolder();
 }
 
 absl::Status BackendWrapper::BreakLease(FenceToken fence) {
-  absl::StatusOr<HaBackend*> ha = TargetHa();
-  if (!ha.ok()) return ha.status();
-  return (*ha)->BreakLease(fence);
+  ASSIGN_OR_RETURN(auto* ha, TargetHa());
+  return ha->BreakLease(fence);
 }
 
 }  // namespace strongbox

@@ -2,6 +2,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "lib/util/status_macros.h"
 
 namespace strongbox {
 
@@ -9,8 +10,7 @@ absl::Status ValidateBatch(absl::Span<const WriteOp> ops,
                            const BackendLimits& limits) {
   absl::flat_hash_set<absl::string_view> seen;
   for (const WriteOp& op : ops) {
-    absl::Status valid = ValidateKey(op.key, limits);
-    if (!valid.ok()) return valid;
+    RETURN_IF_ERROR(ValidateKey(op.key, limits));
     if (op.kind == WriteOp::Kind::kPut &&
         op.value.size() > limits.max_value_bytes) {
       return absl::InvalidArgumentError(

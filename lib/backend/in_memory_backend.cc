@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "lib/backend/batch.h"
 #include "lib/util/mutex.h"
+#include "lib/util/status_macros.h"
 
 namespace strongbox {
 namespace {
@@ -139,8 +140,7 @@ class InMemoryBackend final : public Backend, public HaBackend {
         lease_(std::make_shared<LeaseCore>(clock_, options.poll_interval)) {}
 
   absl::StatusOr<Entry> Get(absl::string_view key) override {
-    absl::Status valid = ValidateKey(key, limits_);
-    if (!valid.ok()) return valid;
+    RETURN_IF_ERROR(ValidateKey(key, limits_));
     ReaderLock lock(&mu_);
     auto it = entries_.find(key);
     if (it == entries_.end()) {
@@ -151,8 +151,7 @@ class InMemoryBackend final : public Backend, public HaBackend {
 
   absl::StatusOr<std::vector<std::string>> List(
       absl::string_view prefix) override {
-    absl::Status valid = ValidatePrefix(prefix, limits_);
-    if (!valid.ok()) return valid;
+    RETURN_IF_ERROR(ValidatePrefix(prefix, limits_));
     std::vector<std::string> children;
     ReaderLock lock(&mu_);
     auto it = entries_.lower_bound(prefix);
@@ -177,8 +176,7 @@ class InMemoryBackend final : public Backend, public HaBackend {
 
   absl::StatusOr<uint64_t> Commit(absl::Span<const WriteOp> ops,
                                   FenceToken fence) override {
-    absl::Status valid = ValidateBatch(ops, limits_);
-    if (!valid.ok()) return valid;
+    RETURN_IF_ERROR(ValidateBatch(ops, limits_));
     // Lock order: lease, then entries. The fence check and the write happen
     // under both, so a grant cannot change between them.
     MutexLock lease_lock(&lease_->mu);
@@ -188,11 +186,10 @@ class InMemoryBackend final : public Backend, public HaBackend {
     WriterLock lock(&mu_);
     for (const WriteOp& op : ops) {
       auto it = entries_.find(op.key);
-      absl::Status met = CheckPrecondition(
+      RETURN_IF_ERROR(CheckPrecondition(
           op, it == entries_.end()
                   ? std::nullopt
-                  : std::optional<uint64_t>(it->second.version));
-      if (!met.ok()) return met;
+                  : std::optional<uint64_t>(it->second.version)));
     }
     if (!HasWrites(ops)) return revision_;
     const uint64_t revision = ++revision_;

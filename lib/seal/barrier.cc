@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "lib/seal/barrier_impl.h"
 #include "lib/seal/records.h"
+#include "lib/util/status_macros.h"
 #include "strongbox/shamir.h"
 
 namespace strongbox {
@@ -27,11 +28,10 @@ absl::StatusOr<std::unique_ptr<TermCipher>> TermCipher::Create(
   if (key.size() != kKeyBytes) {
     return absl::InternalError("data key has the wrong length");
   }
-  absl::StatusOr<std::unique_ptr<crypto::Aes256GcmKey>> aead =
-      crypto::Aes256GcmKey::Create(key.view());
-  if (!aead.ok()) return aead.status();
+  ASSIGN_OR_RETURN(std::unique_ptr<crypto::Aes256GcmKey> aead,
+                   crypto::Aes256GcmKey::Create(key.view()));
   return std::unique_ptr<TermCipher>(new TermCipher(
-      term, std::move(key), created_unix_micros, *std::move(aead)));
+      term, std::move(key), created_unix_micros, std::move(aead)));
 }
 
 TermCipher::~TermCipher() = default;  // aead_ and key_ wipe themselves
@@ -111,7 +111,7 @@ absl::StatusOr<seal::SealConfigRecord> Barrier::Impl::ReadConfig(
   if (entry.status().code() == absl::StatusCode::kNotFound) {
     return absl::FailedPreconditionError("barrier is not initialized");
   }
-  if (!entry.ok()) return entry.status();
+  RETURN_IF_ERROR(entry.status());
   if (version != nullptr) *version = entry->version;
   return seal::ParseSealConfig(entry->value);
 }
@@ -131,7 +131,7 @@ absl::StatusOr<std::optional<Entry>> Barrier::Impl::ReadOptional(
   if (entry.status().code() == absl::StatusCode::kNotFound) {
     return std::optional<Entry>();
   }
-  if (!entry.ok()) return entry.status();
+  RETURN_IF_ERROR(entry.status());
   return std::optional<Entry>(*std::move(entry));
 }
 
@@ -169,19 +169,14 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::MakeShares(
 absl::StatusOr<std::vector<std::string>> Barrier::Impl::Initialize(
     int shares, int threshold, FenceToken fence) {
   MutexLock op(&op_mu_);
-  if (absl::Status s = seal::ValidateSealParameters(shares, threshold);
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(seal::ValidateSealParameters(shares, threshold));
   // Cheap early answer; the preconditions below are the real check.
   std::optional<Entry> existing[3];
   const std::string* paths[3] = {&config_path_, &root_key_path_,
                                  &keyring_path_};
   bool any = false;
   for (int i = 0; i < 3; ++i) {
-    absl::StatusOr<std::optional<Entry>> entry = ReadOptional(*paths[i]);
-    if (!entry.ok()) return entry.status();
-    existing[i] = *std::move(entry);
+    ASSIGN_OR_RETURN(existing[i], ReadOptional(*paths[i]));
     any = any || existing[i].has_value();
   }
   // The records of this barrier's own earlier attempt whose outcome was
@@ -204,17 +199,16 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Initialize(
                                         absl::ToUnixMicros(absl::Now()), 0});
   SecretBytes keyring_plain = seal::SerializeKeyring(keyring);
 
-  absl::StatusOr<std::string> keyring_record =
-      seal::SealRecord(root_key, keyring_path_, keyring_plain.view());
-  if (!keyring_record.ok()) return keyring_record.status();
-  absl::StatusOr<std::string> root_record =
-      seal::SealRecord(unseal_key, root_key_path_, root_key.view());
-  if (!root_record.ok()) return root_record.status();
+  ASSIGN_OR_RETURN(
+      std::string keyring_record,
+      seal::SealRecord(root_key, keyring_path_, keyring_plain.view()));
+  ASSIGN_OR_RETURN(
+      std::string root_record,
+      seal::SealRecord(unseal_key, root_key_path_, root_key.view()));
   // Split before storing anything: once the records are stored, the shares
   // are the only way in.
-  absl::StatusOr<std::vector<std::string>> out =
-      MakeShares(unseal_key, shares, threshold);
-  if (!out.ok()) return out.status();
+  ASSIGN_OR_RETURN(std::vector<std::string> out,
+                   MakeShares(unseal_key, shares, threshold));
   unseal_key.Clear();
   root_key.Clear();
   keyring_plain.Clear();
@@ -228,14 +222,14 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Initialize(
       expect(WriteOp::Put(config_path_,
                           seal::SerializeSealConfig({shares, threshold})),
              0),
-      expect(WriteOp::Put(root_key_path_, *root_record), 1),
-      expect(WriteOp::Put(keyring_path_, *keyring_record), 2),
+      expect(WriteOp::Put(root_key_path_, root_record), 1),
+      expect(WriteOp::Put(keyring_path_, keyring_record), 2),
   };
   bool unknown = false;
   absl::StatusOr<uint64_t> rev =
-      CommitConfirmed(ops, fence, root_key_path_, *root_record, &unknown);
+      CommitConfirmed(ops, fence, root_key_path_, root_record, &unknown);
   if (!rev.ok()) {
-    for (std::string& share : *out) WipeString(share);
+    for (std::string& share : out) WipeString(share);
     if (rev.status().code() == absl::StatusCode::kAborted) {
       lost_init_root_record_.clear();
       return absl::FailedPreconditionError("barrier is already initialized");
@@ -244,7 +238,7 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Initialize(
       // D7: the records may be stored under an unseal key nobody holds.
       // Remember them (the root key record is ciphertext, not a secret) so
       // that retrying Initialize here replaces exactly this attempt.
-      lost_init_root_record_ = *root_record;
+      lost_init_root_record_ = root_record;
       return absl::Status(
           rev.status().code(),
           absl::StrCat(rev.status().message(),
@@ -271,10 +265,9 @@ absl::StatusOr<SecretBytes> Barrier::Impl::CombineShares(
       return absl::InvalidArgumentError("unseal share has the wrong length");
     }
   }
-  absl::StatusOr<std::string> combined = shamir::Combine(shares);
-  if (!combined.ok()) return combined.status();
-  SecretBytes key = SecretBytes::Copy(*combined);
-  WipeString(*combined);
+  ASSIGN_OR_RETURN(std::string combined, shamir::Combine(shares));
+  SecretBytes key = SecretBytes::Copy(combined);
+  WipeString(combined);
   return key;
 }
 
@@ -312,24 +305,22 @@ absl::StatusOr<std::unique_ptr<Barrier::Impl::Keys>> Barrier::Impl::OpenKeyring(
   if (!plain.ok()) {
     return absl::DataLossError("keyring record failed authentication");
   }
-  absl::StatusOr<seal::KeyringContents> contents =
-      seal::ParseKeyring(plain->view());
-  if (!contents.ok()) return contents.status();
+  ASSIGN_OR_RETURN(seal::KeyringContents contents,
+                   seal::ParseKeyring(plain->view()));
 
   auto keys = std::make_unique<Keys>();
   keys->root_key = std::move(root_key);
   keys->keyring_version = version;
-  for (seal::TermKey& t : contents->terms) {
-    absl::StatusOr<std::unique_ptr<seal::TermCipher>> cipher =
-        seal::TermCipher::Create(t.term, std::move(t.key),
-                                 t.created_unix_micros);
-    if (!cipher.ok()) return cipher.status();
+  for (seal::TermKey& t : contents.terms) {
+    ASSIGN_OR_RETURN(std::unique_ptr<seal::TermCipher> cipher,
+                     seal::TermCipher::Create(t.term, std::move(t.key),
+                                              t.created_unix_micros));
     keys->max_term = std::max(keys->max_term, t.term);
-    keys->terms[t.term] = *std::move(cipher);
+    keys->terms[t.term] = std::move(cipher);
     keys->reserved[t.term] = t.reserved_encryptions;
   }
-  keys->active = keys->terms.at(contents->active_term).get();
-  const uint64_t reserved = keys->reserved[contents->active_term];
+  keys->active = keys->terms.at(contents.active_term).get();
+  const uint64_t reserved = keys->reserved[contents.active_term];
   // Unknown how many of a loaded term's reservations were used: count them
   // all (over-counting only brings the rotation forward). A term this
   // barrier just created has used none.
@@ -374,11 +365,9 @@ absl::Status Barrier::Impl::InstallKeyring(absl::string_view record,
   {
     ReaderLock lock(&keys_mu_);
     if (keys_ == nullptr || seal_epoch_ != epoch) return SealedError();
-    absl::StatusOr<std::unique_ptr<Keys>> opened =
-        OpenKeyring(SecretBytes::Copy(keys_->root_key.view()), record, version,
-                    fresh_active_term);
-    if (!opened.ok()) return opened.status();
-    keys = *std::move(opened);
+    ASSIGN_OR_RETURN(
+        keys, OpenKeyring(SecretBytes::Copy(keys_->root_key.view()), record,
+                          version, fresh_active_term));
   }
   std::unique_ptr<Keys> old;
   {
@@ -393,17 +382,16 @@ absl::Status Barrier::Impl::InstallKeyring(absl::string_view record,
 
 absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
   MutexLock op(&op_mu_);
-  absl::StatusOr<seal::SealConfigRecord> config = ReadConfig();
-  if (!config.ok()) return config.status();
-  if (!sealed()) return StatusLocked(&*config);
+  ASSIGN_OR_RETURN(seal::SealConfigRecord config, ReadConfig());
+  if (!sealed()) return StatusLocked(&config);
 
-  const size_t expected = config->threshold == 1 ? kKeyBytes : kKeyBytes + 1;
+  const size_t expected = config.threshold == 1 ? kKeyBytes : kKeyBytes + 1;
   if (share.size() != expected) {
     return absl::InvalidArgumentError(
-        config->threshold == 1 ? "unseal key has the wrong length"
-                               : "unseal share has the wrong length");
+        config.threshold == 1 ? "unseal key has the wrong length"
+                              : "unseal share has the wrong length");
   }
-  if (config->threshold > 1 && share.back() == '\0') {
+  if (config.threshold > 1 && share.back() == '\0') {
     // x = 0 is the secret's own coordinate: no split hands it out, and in
     // a combination it alone would decide the unseal key.
     return absl::InvalidArgumentError(
@@ -415,7 +403,7 @@ absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
   bool final_share;
   {
     MutexLock lock(&progress_mu_);
-    final_share = static_cast<int>(progress_.size()) + 1 >= config->threshold;
+    final_share = static_cast<int>(progress_.size()) + 1 >= config.threshold;
   }
   // Read the records before any key exists: no key material is held
   // across backend I/O, so a Seal() during a hung read leaves none behind.
@@ -440,7 +428,7 @@ absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
     for (const SecretBytes& p : progress_) {
       if (p.Equals(share)) duplicate = true;
     }
-    if (!duplicate && config->threshold > 1) {
+    if (!duplicate && config.threshold > 1) {
       for (const SecretBytes& p : progress_) {
         if (p.size() == share.size() &&
             p.data()[p.size() - 1] == static_cast<uint8_t>(share.back())) {
@@ -452,7 +440,7 @@ absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
     }
     if (!duplicate) {
       progress_.push_back(SecretBytes::Copy(share));
-      if (static_cast<int>(progress_.size()) >= config->threshold &&
+      if (static_cast<int>(progress_.size()) >= config.threshold &&
           root_entry.has_value()) {
         for (const SecretBytes& p : progress_) {
           presented.emplace_back(p.view());
@@ -462,7 +450,7 @@ absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
     }
   }
   // Below the threshold (or a duplicate, which is ignored): report progress.
-  if (presented.empty()) return StatusLocked(&*config);
+  if (presented.empty()) return StatusLocked(&config);
 
   uint64_t epoch;
   {
@@ -470,27 +458,27 @@ absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
     epoch = seal_epoch_;
   }
   absl::StatusOr<SecretBytes> unseal_key =
-      CombineShares(presented, config->threshold);
+      CombineShares(presented, config.threshold);
   for (std::string& s : presented) WipeString(s);
   if (!unseal_key.ok()) return unseal_key.status();
   absl::StatusOr<SecretBytes> root =
       OpenRootKey(*unseal_key, root_entry->value);
   unseal_key->Clear();
   if (!root.ok()) return root.status();
-  absl::StatusOr<std::unique_ptr<Keys>> keys =
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<Keys> keys,
       OpenKeyring(*std::move(root), keyring_entry->value,
-                  keyring_entry->version, /*fresh_active_term=*/false);
-  if (!keys.ok()) return keys.status();
+                  keyring_entry->version, /*fresh_active_term=*/false));
   {
     WriterLock lock(&keys_mu_);
     if (seal_epoch_ != epoch) {
       return absl::AbortedError(
           "barrier was sealed while unsealing; present the shares again");
     }
-    keys_ = *std::move(keys);
+    keys_ = std::move(keys);
     sealed_.store(false, std::memory_order_release);
   }
-  return StatusLocked(&*config);
+  return StatusLocked(&config);
 }
 
 void Barrier::Impl::WipeProgress() {
@@ -536,17 +524,15 @@ absl::StatusOr<SealStatus> Barrier::Impl::Status() {
   if (config.status().code() == absl::StatusCode::kFailedPrecondition) {
     return StatusLocked(nullptr);  // not initialized
   }
-  if (!config.ok()) return config.status();
+  RETURN_IF_ERROR(config.status());
   SealStatus status = StatusLocked(&*config);
-  absl::StatusOr<std::optional<Entry>> pending = ReadOptional(pending_path_);
-  if (!pending.ok()) return pending.status();
-  if (pending->has_value()) {
-    absl::StatusOr<seal::PendingRekeyRecord> record =
-        seal::ParsePendingRekey((*pending)->value);
-    if (!record.ok()) return record.status();
+  ASSIGN_OR_RETURN(std::optional<Entry> pending, ReadOptional(pending_path_));
+  if (pending.has_value()) {
+    ASSIGN_OR_RETURN(seal::PendingRekeyRecord record,
+                     seal::ParsePendingRekey(pending->value));
     status.rekey_pending = true;
-    status.rekey_shares = record->config.shares;
-    status.rekey_threshold = record->config.threshold;
+    status.rekey_shares = record.config.shares;
+    status.rekey_threshold = record.config.threshold;
   }
   return status;
 }
@@ -554,32 +540,24 @@ absl::StatusOr<SealStatus> Barrier::Impl::Status() {
 absl::StatusOr<std::vector<std::string>> Barrier::Impl::Rekey(
     absl::Span<const std::string> current_shares, int new_shares,
     int new_threshold, FenceToken fence) {
-  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckFence(fence));
   MutexLock op(&op_mu_);
-  if (absl::Status s = seal::ValidateSealParameters(new_shares, new_threshold);
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(seal::ValidateSealParameters(new_shares, new_threshold));
   uint64_t config_version = 0;
-  absl::StatusOr<seal::SealConfigRecord> config = ReadConfig(&config_version);
-  if (!config.ok()) return config.status();
-  if (static_cast<int>(current_shares.size()) < config->threshold) {
+  ASSIGN_OR_RETURN(seal::SealConfigRecord config, ReadConfig(&config_version));
+  if (static_cast<int>(current_shares.size()) < config.threshold) {
     return absl::InvalidArgumentError(
         "rekey needs at least the threshold of current shares");
   }
   // Every read before any key exists (none is held across backend I/O).
-  absl::StatusOr<Entry> root_entry = ReadRecord(root_key_path_, "root key");
-  if (!root_entry.ok()) return root_entry.status();
-  absl::StatusOr<std::optional<Entry>> pending_entry =
-      ReadOptional(pending_path_);
-  if (!pending_entry.ok()) return pending_entry.status();
+  ASSIGN_OR_RETURN(Entry root_entry, ReadRecord(root_key_path_, "root key"));
+  ASSIGN_OR_RETURN(std::optional<Entry> pending_entry,
+                   ReadOptional(pending_path_));
 
-  absl::StatusOr<SecretBytes> old_unseal =
-      CombineShares(current_shares, config->threshold);
-  if (!old_unseal.ok()) return old_unseal.status();
-  absl::StatusOr<SecretBytes> root =
-      OpenRootKey(*old_unseal, root_entry->value);
-  old_unseal->Clear();
+  ASSIGN_OR_RETURN(SecretBytes old_unseal,
+                   CombineShares(current_shares, config.threshold));
+  absl::StatusOr<SecretBytes> root = OpenRootKey(old_unseal, root_entry.value);
+  old_unseal.Clear();
   if (!root.ok()) return root.status();
 
   SecretBytes new_unseal = SecretBytes::Random(kKeyBytes);
@@ -599,14 +577,14 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Rekey(
   const std::string pending = seal::SerializePendingRekey(
       {{new_shares, new_threshold}, *std::move(root_record)});
   WriteOp put_pending = WriteOp::Put(pending_path_, pending);
-  if (pending_entry->has_value()) {
-    put_pending.IfVersion((*pending_entry)->version);
+  if (pending_entry.has_value()) {
+    put_pending.IfVersion(pending_entry->version);
   } else {
     put_pending.IfAbsent();
   }
   const WriteOp ops[] = {
       WriteOp::Check(config_path_).IfVersion(config_version),
-      WriteOp::Check(root_key_path_).IfVersion(root_entry->version),
+      WriteOp::Check(root_key_path_).IfVersion(root_entry.version),
       std::move(put_pending),
   };
   absl::StatusOr<uint64_t> rev =
@@ -629,59 +607,53 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Rekey(
 
 absl::Status Barrier::Impl::CompleteRekey(
     absl::Span<const std::string> new_shares, FenceToken fence) {
-  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckFence(fence));
   MutexLock op(&op_mu_);
   uint64_t config_version = 0;
-  absl::StatusOr<seal::SealConfigRecord> config = ReadConfig(&config_version);
-  if (!config.ok()) return config.status();
-  absl::StatusOr<Entry> root_entry = ReadRecord(root_key_path_, "root key");
-  if (!root_entry.ok()) return root_entry.status();
-  absl::StatusOr<Entry> keyring_entry = ReadRecord(keyring_path_, "keyring");
-  if (!keyring_entry.ok()) return keyring_entry.status();
-  absl::StatusOr<std::optional<Entry>> pending_entry =
-      ReadOptional(pending_path_);
-  if (!pending_entry.ok()) return pending_entry.status();
+  ASSIGN_OR_RETURN(seal::SealConfigRecord config, ReadConfig(&config_version));
+  ASSIGN_OR_RETURN(Entry root_entry, ReadRecord(root_key_path_, "root key"));
+  ASSIGN_OR_RETURN(Entry keyring_entry, ReadRecord(keyring_path_, "keyring"));
+  ASSIGN_OR_RETURN(std::optional<Entry> pending_entry,
+                   ReadOptional(pending_path_));
 
-  if (!pending_entry->has_value()) {
+  if (!pending_entry.has_value()) {
     // Nothing pending. If these shares open the stored root key, an
     // earlier CompleteRekey applied and lost its answer: done.
-    if (static_cast<int>(new_shares.size()) < config->threshold) {
+    if (static_cast<int>(new_shares.size()) < config.threshold) {
       return absl::FailedPreconditionError("no rekey is pending");
     }
     absl::StatusOr<SecretBytes> unseal =
-        CombineShares(new_shares, config->threshold);
+        CombineShares(new_shares, config.threshold);
     if (!unseal.ok()) {
       return absl::FailedPreconditionError("no rekey is pending");
     }
-    absl::StatusOr<SecretBytes> root = OpenRootKey(*unseal, root_entry->value);
+    absl::StatusOr<SecretBytes> root = OpenRootKey(*unseal, root_entry.value);
     if (!root.ok()) return absl::FailedPreconditionError("no rekey is pending");
     return absl::OkStatus();
   }
 
-  absl::StatusOr<seal::PendingRekeyRecord> pending =
-      seal::ParsePendingRekey((*pending_entry)->value);
-  if (!pending.ok()) return pending.status();
-  if (static_cast<int>(new_shares.size()) < pending->config.threshold) {
+  ASSIGN_OR_RETURN(seal::PendingRekeyRecord pending,
+                   seal::ParsePendingRekey(pending_entry->value));
+  if (static_cast<int>(new_shares.size()) < pending.config.threshold) {
     return absl::InvalidArgumentError(
         "completing a rekey needs at least the new threshold of new shares");
   }
-  absl::StatusOr<SecretBytes> unseal =
-      CombineShares(new_shares, pending->config.threshold);
-  if (!unseal.ok()) return unseal.status();
+  ASSIGN_OR_RETURN(SecretBytes unseal,
+                   CombineShares(new_shares, pending.config.threshold));
   absl::StatusOr<seal::SealedRecordParts> parts =
-      seal::ParseSealedRecord(pending->root_record);
+      seal::ParseSealedRecord(pending.root_record);
   if (!parts.ok()) return absl::DataLossError("pending root key record");
   absl::StatusOr<SecretBytes> root =
-      seal::OpenRecord(*unseal, root_key_path_, *parts);
-  unseal->Clear();
+      seal::OpenRecord(unseal, root_key_path_, *parts);
+  unseal.Clear();
   if (!root.ok() || root->size() != kKeyBytes) {
     return absl::InvalidArgumentError(
         "the new shares do not open the pending root key");
   }
   // Never switch to a root key that does not reach the data.
   absl::StatusOr<std::unique_ptr<Keys>> keys =
-      OpenKeyring(*std::move(root), keyring_entry->value,
-                  keyring_entry->version, /*fresh_active_term=*/false);
+      OpenKeyring(*std::move(root), keyring_entry.value, keyring_entry.version,
+                  /*fresh_active_term=*/false);
   if (!keys.ok()) {
     return absl::DataLossError(
         "the pending rekey wraps a root key that does not open the keyring");
@@ -689,14 +661,14 @@ absl::Status Barrier::Impl::CompleteRekey(
   keys->reset();  // wiped before the write
 
   const WriteOp ops[] = {
-      WriteOp::Put(config_path_, seal::SerializeSealConfig(pending->config))
+      WriteOp::Put(config_path_, seal::SerializeSealConfig(pending.config))
           .IfVersion(config_version),
-      WriteOp::Put(root_key_path_, pending->root_record)
-          .IfVersion(root_entry->version),
-      WriteOp::Delete(pending_path_).IfVersion((*pending_entry)->version),
+      WriteOp::Put(root_key_path_, pending.root_record)
+          .IfVersion(root_entry.version),
+      WriteOp::Delete(pending_path_).IfVersion(pending_entry->version),
   };
   absl::StatusOr<uint64_t> rev =
-      CommitConfirmed(ops, fence, root_key_path_, pending->root_record);
+      CommitConfirmed(ops, fence, root_key_path_, pending.root_record);
   if (!rev.ok()) {
     if (rev.status().code() == absl::StatusCode::kAborted) {
       return absl::AbortedError(
@@ -712,11 +684,10 @@ absl::Status Barrier::Impl::CompleteRekey(
 }
 
 absl::Status Barrier::Impl::CancelRekey(FenceToken fence) {
-  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckFence(fence));
   MutexLock op(&op_mu_);
-  absl::StatusOr<std::optional<Entry>> pending = ReadOptional(pending_path_);
-  if (!pending.ok()) return pending.status();
-  if (!pending->has_value()) {
+  ASSIGN_OR_RETURN(std::optional<Entry> pending, ReadOptional(pending_path_));
+  if (!pending.has_value()) {
     // Never answer OK here: after a CompleteRekey whose answer was lost the
     // pending record is gone because the new shares now hold the root key,
     // and an operator told "cancelled" would discard them (D7).
@@ -726,7 +697,7 @@ absl::Status Barrier::Impl::CancelRekey(FenceToken fence) {
         "unsealing with them before discarding any shares");
   }
   const WriteOp ops[] = {
-      WriteOp::Delete(pending_path_).IfVersion((*pending)->version)};
+      WriteOp::Delete(pending_path_).IfVersion(pending->version)};
   absl::StatusOr<uint64_t> rev = backend_->Commit(ops, fence);
   if (rev.status().code() == absl::StatusCode::kAborted) {
     return absl::AbortedError("the pending rekey changed; check Status()");
@@ -735,7 +706,7 @@ absl::Status Barrier::Impl::CancelRekey(FenceToken fence) {
 }
 
 absl::StatusOr<uint32_t> Barrier::Impl::Rotate(FenceToken fence) {
-  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckFence(fence));
   MutexLock op(&op_mu_);
   return RotateLocked(fence);
 }
@@ -756,10 +727,8 @@ absl::StatusOr<uint32_t> Barrier::Impl::RotateLocked(FenceToken fence,
     version = keys_->keyring_version;
     epoch = seal_epoch_;
     // The new term starts with one block of encryptions reserved.
-    absl::StatusOr<std::string> sealed =
-        SealKeyringLocked(*keys_, new_term, reservation_block_);
-    if (!sealed.ok()) return sealed.status();
-    record = *std::move(sealed);
+    ASSIGN_OR_RETURN(record,
+                     SealKeyringLocked(*keys_, new_term, reservation_block_));
   }
   const WriteOp ops[] = {
       WriteOp::Put(keyring_path_, record).IfVersion(version)};
@@ -779,7 +748,7 @@ absl::StatusOr<uint32_t> Barrier::Impl::RotateLocked(FenceToken fence,
     return absl::FailedPreconditionError(
         "barrier was sealed during rotation; the new term is stored");
   }
-  if (!installed.ok()) return installed;
+  RETURN_IF_ERROR(installed);
   return new_term;
 }
 
@@ -825,10 +794,7 @@ absl::Status Barrier::Impl::ReserveEncryptions(FenceToken fence) {
       term = keys_->active->term();
       version = keys_->keyring_version;
       epoch = seal_epoch_;
-      absl::StatusOr<std::string> sealed =
-          SealKeyringLocked(*keys_, 0, new_reserved);
-      if (!sealed.ok()) return sealed.status();
-      record = *std::move(sealed);
+      ASSIGN_OR_RETURN(record, SealKeyringLocked(*keys_, 0, new_reserved));
     }
     const WriteOp ops[] = {
         WriteOp::Put(keyring_path_, record).IfVersion(version)};
@@ -837,11 +803,11 @@ absl::Status Barrier::Impl::ReserveEncryptions(FenceToken fence) {
         CommitConfirmed(ops, fence, keyring_path_, record, &unknown);
     if (rev.status().code() == absl::StatusCode::kAborted) {
       // Another node changed the keyring: follow it and try again.
-      if (absl::Status s = ReloadKeyringLocked(0); !s.ok()) return s;
+      RETURN_IF_ERROR(ReloadKeyringLocked(0));
       continue;
     }
     if (unknown) return ReservationUnavailable(kReservationUnknown);
-    if (!rev.ok()) return rev.status();
+    RETURN_IF_ERROR(rev.status());
     WriterLock lock(&keys_mu_);
     if (keys_ == nullptr || seal_epoch_ != epoch) return SealedError();
     if (keys_->active->term() == term) {
@@ -857,7 +823,7 @@ absl::Status Barrier::Impl::ReserveEncryptions(FenceToken fence) {
   bool unknown = false;
   absl::StatusOr<uint32_t> rotated = RotateLocked(fence, &unknown);
   if (rotated.status().code() == absl::StatusCode::kAborted) {
-    if (absl::Status s = ReloadKeyringLocked(0); !s.ok()) return s;
+    RETURN_IF_ERROR(ReloadKeyringLocked(0));
     // Once more, on the reloaded keyring.
     rotated = RotateLocked(fence, &unknown);
     if (rotated.status().code() == absl::StatusCode::kAborted) {
@@ -881,9 +847,8 @@ absl::Status Barrier::Impl::ReloadKeyringLocked(uint32_t wanted_term) {
     epoch = seal_epoch_;
   }
   // Read first; the root key is used only after the read, under the lock.
-  absl::StatusOr<Entry> entry = ReadRecord(keyring_path_, "keyring");
-  if (!entry.ok()) return entry.status();
-  return InstallKeyring(entry->value, entry->version, epoch,
+  ASSIGN_OR_RETURN(Entry entry, ReadRecord(keyring_path_, "keyring"));
+  return InstallKeyring(entry.value, entry.version, epoch,
                         /*fresh_active_term=*/false);
 }
 
@@ -919,7 +884,7 @@ absl::StatusOr<std::string> Barrier::Impl::SealCounted(
     if (!exhausted) return out;
     // The active term's reservation is used up: reserve another block, or
     // rotate at the limit, before sealing anything more.
-    if (absl::Status s = ReserveEncryptions(fence); !s.ok()) return s;
+    RETURN_IF_ERROR(ReserveEncryptions(fence));
   }
   return absl::UnavailableError(
       "could not reserve an encryption under the barrier key; retry");
@@ -931,7 +896,7 @@ absl::StatusOr<std::string> Barrier::Impl::SealWithActiveTerm(
   out.resize(kValueOverhead + plaintext.size());
   uint8_t* p = reinterpret_cast<uint8_t*>(&out[0]);
   uint8_t* nonce = p + seal::kTermBytes + 1;
-  if (absl::Status s = nonces_.Draw(nonce); !s.ok()) return s;
+  RETURN_IF_ERROR(nonces_.Draw(nonce));
   ReaderLock lock(&keys_mu_);
   if (keys_ == nullptr) return SealedError();
   // Counted under the same lock as the seal, so the count and the term the
@@ -947,12 +912,9 @@ absl::StatusOr<std::string> Barrier::Impl::SealWithActiveTerm(
   p[2] = static_cast<uint8_t>(term >> 8);
   p[3] = static_cast<uint8_t>(term);
   p[4] = kValueFormat;
-  if (absl::Status s = cipher->aead().Seal(
-          absl::MakeConstSpan(nonce, kNonceBytes), plaintext, path,
-          absl::MakeSpan(p + kValueHeaderBytes, plaintext.size() + kTagBytes));
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(cipher->aead().Seal(
+      absl::MakeConstSpan(nonce, kNonceBytes), plaintext, path,
+      absl::MakeSpan(p + kValueHeaderBytes, plaintext.size() + kTagBytes)));
   return out;
 }
 
@@ -995,15 +957,14 @@ absl::StatusOr<std::string> Barrier::Impl::OpenValue(absl::string_view path,
 }
 
 absl::StatusOr<Entry> Barrier::Impl::Get(absl::string_view path) {
-  if (absl::Status s = CheckDataPath(path); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckDataPath(path));
   if (sealed()) return SealedError();
-  absl::StatusOr<Entry> entry = backend_->Get(path);
-  if (!entry.ok()) return entry.status();
+  ASSIGN_OR_RETURN(Entry entry, backend_->Get(path));
   bool unknown_term = false;
-  absl::StatusOr<std::string> plain = Open(path, entry->value, &unknown_term);
+  absl::StatusOr<std::string> plain = Open(path, entry.value, &unknown_term);
   if (!plain.ok() && unknown_term) {
     // A newer term: another node rotated. Follow it once.
-    const uint8_t* p = U8(entry->value);
+    const uint8_t* p = U8(entry.value);
     const uint32_t term = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) |
                           (uint32_t{p[2]} << 8) | uint32_t{p[3]};
     absl::Status reloaded;
@@ -1011,47 +972,45 @@ absl::StatusOr<Entry> Barrier::Impl::Get(absl::string_view path) {
       MutexLock op(&op_mu_);
       reloaded = ReloadKeyringLocked(term);
     }
-    if (!reloaded.ok()) return reloaded;
-    plain = Open(path, entry->value, nullptr);
+    RETURN_IF_ERROR(reloaded);
+    plain = Open(path, entry.value, nullptr);
   }
-  if (!plain.ok()) return plain.status();
-  entry->value = *std::move(plain);
+  RETURN_IF_ERROR(plain.status());
+  entry.value = *std::move(plain);
   return entry;
 }
 
 absl::StatusOr<uint64_t> Barrier::Impl::Put(absl::string_view path,
                                             absl::string_view plaintext,
                                             FenceToken fence) {
-  if (absl::Status s = CheckDataPath(path); !s.ok()) return s;
-  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
-  absl::StatusOr<std::string> stored = SealCounted(path, plaintext, fence);
-  if (!stored.ok()) return stored.status();
-  return backend_->Put(path, *stored, fence);
+  RETURN_IF_ERROR(CheckDataPath(path));
+  RETURN_IF_ERROR(CheckFence(fence));
+  ASSIGN_OR_RETURN(std::string stored, SealCounted(path, plaintext, fence));
+  return backend_->Put(path, stored, fence);
 }
 
 absl::StatusOr<uint64_t> Barrier::Impl::Delete(absl::string_view path,
                                                FenceToken fence) {
-  if (absl::Status s = CheckDataPath(path); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckDataPath(path));
   if (sealed()) return SealedError();
-  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckFence(fence));
   return backend_->Delete(path, fence);
 }
 
 absl::StatusOr<std::vector<std::string>> Barrier::Impl::List(
     absl::string_view prefix) {
-  if (absl::Status s = CheckDataPath(prefix); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckDataPath(prefix));
   if (sealed()) return SealedError();
-  absl::StatusOr<std::vector<std::string>> children = backend_->List(prefix);
-  if (!children.ok()) return children;
+  ASSIGN_OR_RETURN(std::vector<std::string> children, backend_->List(prefix));
   // Hide the folder (or folder chain) leading to the reserved prefix.
   if (absl::StartsWith(core_prefix_, prefix)) {
     const absl::string_view rest =
         absl::string_view(core_prefix_).substr(prefix.size());
     const absl::string_view first = rest.substr(0, rest.find('/') + 1);
     if (first == rest) {  // the reserved folder is an immediate child
-      children->erase(
-          std::remove(children->begin(), children->end(), std::string(first)),
-          children->end());
+      children.erase(
+          std::remove(children.begin(), children.end(), std::string(first)),
+          children.end());
     }
   }
   return children;
@@ -1060,17 +1019,17 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::List(
 absl::StatusOr<uint64_t> Barrier::Impl::Commit(absl::Span<const WriteOp> ops,
                                                FenceToken fence) {
   if (sealed()) return SealedError();
-  if (absl::Status s = CheckFence(fence); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckFence(fence));
   std::vector<WriteOp> sealed_ops;
   sealed_ops.reserve(ops.size());
   for (const WriteOp& op : ops) {
-    if (absl::Status s = CheckDataPath(op.key); !s.ok()) return s;
+    RETURN_IF_ERROR(CheckDataPath(op.key));
     WriteOp out = op;
     if (op.kind == WriteOp::Kind::kPut) {
-      absl::StatusOr<std::string> stored = SealCounted(op.key, op.value, fence);
-      if (!stored.ok()) return stored.status();
+      ASSIGN_OR_RETURN(std::string stored,
+                       SealCounted(op.key, op.value, fence));
       WipeString(out.value);
-      out.value = *std::move(stored);
+      out.value = std::move(stored);
     }
     sealed_ops.push_back(std::move(out));
   }

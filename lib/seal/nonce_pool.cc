@@ -13,6 +13,7 @@
 #include "absl/types/span.h"
 #include "lib/crypto/random.h"
 #include "lib/crypto/secure_memory.h"
+#include "lib/util/status_macros.h"
 
 namespace strongbox::seal {
 namespace {
@@ -114,11 +115,8 @@ absl::Status NoncePool::Refill(Shard& shard, uint64_t generation) {
   Header* header = reinterpret_cast<Header*>(shard.page);
   header->remaining = 0;
   header->next = 0;
-  if (absl::Status s = crypto::RandomBytes(
-          absl::MakeSpan(shard.page + sizeof(Header), capacity_ * kNonceBytes));
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(crypto::RandomBytes(
+      absl::MakeSpan(shard.page + sizeof(Header), capacity_ * kNonceBytes)));
   header->remaining = static_cast<uint32_t>(capacity_);
   shard.refill_pid = getpid();
   shard.refill_generation = generation;
@@ -141,7 +139,7 @@ absl::Status NoncePool::Draw(uint8_t* out) {
     header->remaining = 0;  // filled by another process: never hand it out
   }
   if (header->remaining == 0 || header->next >= capacity_) {
-    if (absl::Status s = Refill(shard, generation); !s.ok()) return s;
+    RETURN_IF_ERROR(Refill(shard, generation));
   }
   uint8_t* nonce = shard.page + sizeof(Header) + header->next * kNonceBytes;
   std::memcpy(out, nonce, kNonceBytes);

@@ -7,6 +7,7 @@
 #include "lib/crypto/aead.h"
 #include "lib/crypto/random.h"
 #include "lib/seal/records.pb.h"
+#include "lib/util/status_macros.h"
 
 namespace strongbox::seal {
 
@@ -80,28 +81,21 @@ absl::StatusOr<std::string> SealRecord(const SecretBytes& key,
   if (key.size() != kKeyBytes) {
     return absl::InternalError("record key has the wrong length");
   }
-  absl::StatusOr<std::unique_ptr<crypto::Aes256GcmKey>> aead =
-      crypto::Aes256GcmKey::Create(key.view());
-  if (!aead.ok()) return aead.status();
+  ASSIGN_OR_RETURN(std::unique_ptr<crypto::Aes256GcmKey> aead,
+                   crypto::Aes256GcmKey::Create(key.view()));
   SealedRecord msg;
   msg.set_format(kRecordFormat);
   std::string* nonce = msg.mutable_nonce();
   nonce->resize(kNonceBytes);
   const absl::Span<const uint8_t> nonce_bytes(
       reinterpret_cast<const uint8_t*>(nonce->data()), kNonceBytes);
-  if (absl::Status s = crypto::RandomBytes(absl::MakeSpan(
-          reinterpret_cast<uint8_t*>(&(*nonce)[0]), kNonceBytes));
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(crypto::RandomBytes(
+      absl::MakeSpan(reinterpret_cast<uint8_t*>(&(*nonce)[0]), kNonceBytes)));
   std::string* out = msg.mutable_ciphertext();
   out->resize(plaintext.size() + kTagBytes);
-  if (absl::Status s = (*aead)->Seal(
-          nonce_bytes, plaintext, ad,
-          absl::MakeSpan(reinterpret_cast<uint8_t*>(&(*out)[0]), out->size()));
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(aead->Seal(
+      nonce_bytes, plaintext, ad,
+      absl::MakeSpan(reinterpret_cast<uint8_t*>(&(*out)[0]), out->size())));
   return msg.SerializeAsString();
 }
 
@@ -115,12 +109,10 @@ absl::StatusOr<SecretBytes> OpenRecord(const SecretBytes& key,
       record.ciphertext.size() < kTagBytes) {
     return absl::DataLossError("sealed record is malformed");
   }
-  absl::StatusOr<std::unique_ptr<crypto::Aes256GcmKey>> aead =
-      crypto::Aes256GcmKey::Create(key.view());
-  if (!aead.ok()) return aead.status();
+  ASSIGN_OR_RETURN(std::unique_ptr<crypto::Aes256GcmKey> aead,
+                   crypto::Aes256GcmKey::Create(key.view()));
   SecretBytes plaintext(record.ciphertext.size() - kTagBytes);
-  if (!(*aead)
-           ->Open(absl::MakeConstSpan(
+  if (!aead->Open(absl::MakeConstSpan(
                       reinterpret_cast<const uint8_t*>(record.nonce.data()),
                       kNonceBytes),
                   record.ciphertext, ad,

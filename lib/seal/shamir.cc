@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "lib/crypto/random.h"
 #include "lib/seal/shamir_internal.h"
+#include "lib/util/status_macros.h"
 #include "strongbox/secret_bytes.h"
 
 namespace strongbox::shamir {
@@ -58,9 +59,7 @@ absl::StatusOr<std::vector<std::string>> SplitWith(
     absl::string_view secret, int threshold, absl::Span<const uint8_t> xs,
     absl::Span<const uint8_t> coefficients) {
   const int parts = static_cast<int>(xs.size());
-  if (absl::Status s = ValidateSplit(secret, parts, threshold); !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(ValidateSplit(secret, parts, threshold));
   const size_t degree = static_cast<size_t>(threshold) - 1;
   if (coefficients.size() != secret.size() * degree) {
     return absl::InvalidArgumentError(
@@ -110,11 +109,8 @@ absl::Status RandomXs(std::array<uint8_t, 255>& xs) {
     const uint32_t limit = UINT32_MAX - UINT32_MAX % bound;
     uint32_t r;
     do {
-      if (absl::Status s = crypto::RandomBytes(
-              absl::MakeSpan(reinterpret_cast<uint8_t*>(&r), sizeof(r)));
-          !s.ok()) {
-        return s;
-      }
+      RETURN_IF_ERROR(crypto::RandomBytes(
+          absl::MakeSpan(reinterpret_cast<uint8_t*>(&r), sizeof(r))));
     } while (r >= limit);
     std::swap(xs[i], xs[r % bound]);
   }
@@ -125,19 +121,13 @@ absl::Status RandomXs(std::array<uint8_t, 255>& xs) {
 
 absl::StatusOr<std::vector<std::string>> Split(absl::string_view secret,
                                                int parts, int threshold) {
-  if (absl::Status s = internal::ValidateSplit(secret, parts, threshold);
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(internal::ValidateSplit(secret, parts, threshold));
   std::array<uint8_t, 255> xs;
-  if (absl::Status s = RandomXs(xs); !s.ok()) return s;
+  RETURN_IF_ERROR(RandomXs(xs));
   SecretBytes coefficients(secret.size() *
                            (static_cast<size_t>(threshold) - 1));
-  if (absl::Status s = crypto::RandomBytes(
-          absl::MakeSpan(coefficients.data(), coefficients.size()));
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(crypto::RandomBytes(
+      absl::MakeSpan(coefficients.data(), coefficients.size())));
   return internal::SplitWith(
       secret, threshold, absl::MakeConstSpan(xs.data(), parts),
       absl::MakeConstSpan(coefficients.data(), coefficients.size()));

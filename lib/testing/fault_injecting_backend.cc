@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "lib/util/mutex.h"
+#include "lib/util/status_macros.h"
 
 namespace strongbox {
 
@@ -38,16 +39,14 @@ class FaultGrant final : public LeadershipGrant {
   std::string holder() const override { return target_->holder(); }
 
   absl::Status Renew() override {
-    absl::Status injected = owner_->Inject(FaultInjectingBackend::kRenew);
-    if (!injected.ok()) return injected;
+    RETURN_IF_ERROR(owner_->Inject(FaultInjectingBackend::kRenew));
     if (owner_->renewals_failing()) {
       return absl::UnavailableError("injected: lease renewal cut off");
     }
     return target_->Renew();
   }
   absl::Status Release() override {
-    absl::Status injected = owner_->Inject(FaultInjectingBackend::kRelease);
-    if (!injected.ok()) return injected;
+    RETURN_IF_ERROR(owner_->Inject(FaultInjectingBackend::kRelease));
     return target_->Release();
   }
   absl::Time expiry() const override { return target_->expiry(); }
@@ -125,11 +124,10 @@ void FaultInjectingBackend::LoseNextCommitAcks(int n) {
 
 absl::Status FaultInjectingBackend::ExpireCurrentGrant() {
   // Straight to the target, past this wrapper's own faults.
-  absl::StatusOr<std::optional<LeaseHolder>> holder =
-      BackendWrapper::CurrentHolder();
-  if (!holder.ok()) return holder.status();
-  if (!holder->has_value()) return absl::OkStatus();
-  return BackendWrapper::BreakLease((*holder)->fence);
+  ASSIGN_OR_RETURN(std::optional<LeaseHolder> holder,
+                   BackendWrapper::CurrentHolder());
+  if (!holder.has_value()) return absl::OkStatus();
+  return BackendWrapper::BreakLease(holder->fence);
 }
 
 void FaultInjectingBackend::Clear() {
@@ -187,22 +185,19 @@ absl::Status FaultInjectingBackend::Inject(Op op) {
 }
 
 absl::StatusOr<Entry> FaultInjectingBackend::Get(absl::string_view key) {
-  absl::Status injected = Inject(kGet);
-  if (!injected.ok()) return injected;
+  RETURN_IF_ERROR(Inject(kGet));
   return BackendWrapper::Get(key);
 }
 
 absl::StatusOr<std::vector<std::string>> FaultInjectingBackend::List(
     absl::string_view prefix) {
-  absl::Status injected = Inject(kList);
-  if (!injected.ok()) return injected;
+  RETURN_IF_ERROR(Inject(kList));
   return BackendWrapper::List(prefix);
 }
 
 absl::StatusOr<uint64_t> FaultInjectingBackend::Commit(
     absl::Span<const WriteOp> ops, FenceToken fence) {
-  absl::Status injected = Inject(kCommit);
-  if (!injected.ok()) return injected;
+  RETURN_IF_ERROR(Inject(kCommit));
   absl::StatusOr<uint64_t> result = BackendWrapper::Commit(ops, fence);
   if (result.ok()) {
     MutexLock lock(&state_->mu);
@@ -217,26 +212,22 @@ absl::StatusOr<uint64_t> FaultInjectingBackend::Commit(
 }
 
 absl::StatusOr<uint64_t> FaultInjectingBackend::Revision() {
-  absl::Status injected = Inject(kRevision);
-  if (!injected.ok()) return injected;
+  RETURN_IF_ERROR(Inject(kRevision));
   return BackendWrapper::Revision();
 }
 
 absl::StatusOr<std::unique_ptr<LeadershipGrant>> FaultInjectingBackend::Acquire(
     const AcquireOptions& options) {
-  absl::Status injected = Inject(kAcquire);
-  if (!injected.ok()) return injected;
-  absl::StatusOr<std::unique_ptr<LeadershipGrant>> grant =
-      BackendWrapper::Acquire(options);
-  if (!grant.ok()) return grant.status();
+  RETURN_IF_ERROR(Inject(kAcquire));
+  ASSIGN_OR_RETURN(std::unique_ptr<LeadershipGrant> grant,
+                   BackendWrapper::Acquire(options));
   return std::unique_ptr<LeadershipGrant>(
-      new FaultGrant(this, *std::move(grant)));
+      new FaultGrant(this, std::move(grant)));
 }
 
 absl::StatusOr<std::optional<LeaseHolder>>
 FaultInjectingBackend::CurrentHolder() {
-  absl::Status injected = Inject(kCurrentHolder);
-  if (!injected.ok()) return injected;
+  RETURN_IF_ERROR(Inject(kCurrentHolder));
   return BackendWrapper::CurrentHolder();
 }
 

@@ -7,6 +7,7 @@
 #include "strongbox/in_memory_backend.h"
 #include "strongbox/testing/backend_conformance.h"
 #include "strongbox/testing/fake_clock.h"
+#include "strongbox/testing/status_matchers.h"
 
 namespace strongbox {
 namespace {
@@ -22,7 +23,7 @@ class OwningFaultBackend : public FaultInjectingBackend {
 };
 
 INSTANTIATE_TEST_SUITE_P(FaultWrapperNoFaults, BackendConformanceTest,
-                         testing::Values(BackendFactory{
+                         ::testing::Values(BackendFactory{
                              "FaultWrapperNoFaults",
                              [](Clock* clock) -> std::unique_ptr<Backend> {
                                InMemoryBackendOptions options;
@@ -32,7 +33,7 @@ INSTANTIATE_TEST_SUITE_P(FaultWrapperNoFaults, BackendConformanceTest,
                              }}),
                          BackendFactoryName);
 
-class FaultInjectingBackendTest : public testing::Test {
+class FaultInjectingBackendTest : public ::testing::Test {
  protected:
   FaultInjectingBackendTest()
       : target_(NewInMemoryBackend({&clock_})),
@@ -51,7 +52,7 @@ TEST_F(FaultInjectingBackendTest, FailNextFailsExactlyNMatchingCalls) {
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(faulty_.Put("k", "v").status().code(),
             absl::StatusCode::kUnavailable);
-  EXPECT_TRUE(faulty_.Put("k", "v").ok());
+  EXPECT_OK(faulty_.Put("k", "v"));
   EXPECT_EQ(faulty_.injected_failures(), 2);
   // Nothing reached the target for the failed calls.
   EXPECT_EQ(*target_->Revision(), 1u);
@@ -85,7 +86,7 @@ TEST_F(FaultInjectingBackendTest, LatencyOnAFakeClockIsAHangUntilAdvanced) {
   faulty_.SetLatency(absl::Seconds(5), FaultInjectingBackend::kCommit);
   std::atomic<bool> done{false};
   std::thread writer([&] {
-    EXPECT_TRUE(faulty_.Put("k", "v").ok());
+    EXPECT_OK(faulty_.Put("k", "v"));
     done = true;
   });
   while (clock_.sleepers() == 0) std::this_thread::yield();
@@ -99,7 +100,7 @@ TEST_F(FaultInjectingBackendTest, BlockHoldsCallsUntilUnblocked) {
   faulty_.Block(FaultInjectingBackend::kGet);
   std::thread reader([&] { (void)faulty_.Get("k"); });
   while (faulty_.blocked_calls() == 0) std::this_thread::yield();
-  EXPECT_TRUE(faulty_.Put("k", "v").ok());  // Other ops still flow.
+  EXPECT_OK(faulty_.Put("k", "v"));  // Other ops still flow.
   faulty_.Unblock();
   reader.join();
   EXPECT_EQ(faulty_.blocked_calls(), 0);
@@ -110,7 +111,7 @@ TEST_F(FaultInjectingBackendTest, LostAckAppliesTheWriteButReportsFailure) {
   EXPECT_EQ(faulty_.Put("k", "v").status().code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(target_->Get("k")->value, "v");
-  EXPECT_TRUE(faulty_.Put("k", "w").ok());
+  EXPECT_OK(faulty_.Put("k", "w"));
 }
 
 TEST_F(FaultInjectingBackendTest, FailedRenewalsLetTheGrantLapse) {
@@ -118,7 +119,7 @@ TEST_F(FaultInjectingBackendTest, FailedRenewalsLetTheGrantLapse) {
   options.holder = "a";
   options.ttl = absl::Seconds(10);
   auto grant = faulty_.ha()->Acquire(options);
-  ASSERT_TRUE(grant.ok());
+  ASSERT_OK(grant);
   faulty_.FailRenewals(true);
   clock_.Advance(absl::Seconds(6));
   EXPECT_EQ((*grant)->Renew().code(), absl::StatusCode::kUnavailable);
@@ -132,12 +133,12 @@ TEST_F(FaultInjectingBackendTest, ExpireCurrentGrantEndsItAndFencesItOut) {
   AcquireOptions options;
   options.holder = "a";
   auto grant = faulty_.ha()->Acquire(options);
-  ASSERT_TRUE(grant.ok());
-  EXPECT_TRUE(faulty_.ExpireCurrentGrant().ok());
+  ASSERT_OK(grant);
+  EXPECT_OK(faulty_.ExpireCurrentGrant());
   EXPECT_TRUE((*grant)->Lost());
   EXPECT_EQ(faulty_.Put("k", "v", (*grant)->fence()).status().code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_TRUE(faulty_.ExpireCurrentGrant().ok());  // None held: fine.
+  EXPECT_OK(faulty_.ExpireCurrentGrant());  // None held: fine.
 }
 
 TEST_F(FaultInjectingBackendTest, AcquireFaultsAndClear) {
@@ -149,7 +150,7 @@ TEST_F(FaultInjectingBackendTest, AcquireFaultsAndClear) {
             absl::StatusCode::kUnavailable);
   faulty_.FailFraction(1.0, absl::InternalError("all"));
   faulty_.Clear();
-  EXPECT_TRUE(faulty_.ha()->Acquire(options).ok());
+  EXPECT_OK(faulty_.ha()->Acquire(options));
 }
 
 }  // namespace

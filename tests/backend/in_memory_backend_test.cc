@@ -3,12 +3,13 @@
 #include "gtest/gtest.h"
 #include "strongbox/testing/backend_conformance.h"
 #include "strongbox/testing/fake_clock.h"
+#include "strongbox/testing/status_matchers.h"
 
 namespace strongbox {
 namespace {
 
 INSTANTIATE_TEST_SUITE_P(InMemory, BackendConformanceTest,
-                         testing::Values(BackendFactory{
+                         ::testing::Values(BackendFactory{
                              "InMemory",
                              [](Clock* clock) {
                                InMemoryBackendOptions options;
@@ -21,7 +22,7 @@ TEST(InMemoryBackendTest, ConfiguredValueLimitIsEnforced) {
   InMemoryBackendOptions options;
   options.limits.max_value_bytes = 16;
   std::unique_ptr<Backend> backend = NewInMemoryBackend(options);
-  EXPECT_TRUE(backend->Put("k", std::string(16, 'x')).ok());
+  EXPECT_OK(backend->Put("k", std::string(16, 'x')));
   EXPECT_EQ(backend->Put("k", std::string(17, 'x')).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(backend->Get("k")->value, std::string(16, 'x'));
@@ -36,7 +37,7 @@ TEST(InMemoryBackendTest, WallClockStepsNeitherStretchNorCutAGrant) {
   acquire.holder = "a";
   acquire.ttl = absl::Seconds(10);
   auto grant = backend->ha()->Acquire(acquire);
-  ASSERT_TRUE(grant.ok()) << grant.status();
+  ASSERT_OK(grant);
   // Forward an hour: the healthy holder keeps its grant; expiry is
   // reported in the (stepped) wall clock.
   clock.Set(clock.Now() + absl::Hours(1));
@@ -58,11 +59,11 @@ TEST(InMemoryBackendTest, RealClockLeaseExpires) {
   options.holder = "a";
   options.ttl = absl::Milliseconds(30);
   auto grant = backend->ha()->Acquire(options);
-  ASSERT_TRUE(grant.ok());
+  ASSERT_OK(grant);
   // A blocked contender is granted once the holder's TTL passes.
   options.holder = "b";
   auto next = backend->ha()->Acquire(options);
-  ASSERT_TRUE(next.ok()) << next.status();
+  ASSERT_OK(next);
   EXPECT_GT((*next)->fence(), (*grant)->fence());
   EXPECT_TRUE((*grant)->Lost());
 }

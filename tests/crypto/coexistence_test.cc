@@ -20,6 +20,7 @@
 #include "lib/crypto/aead.h"
 #include "lib/crypto/testing/tls_loopback.h"
 #include "strongbox/secret_store.h"
+#include "strongbox/testing/status_matchers.h"
 #include "tests/ha/cluster.h"
 
 namespace strongbox {
@@ -43,12 +44,12 @@ TEST(CoexistenceTest, TlsAndTheStoreInOneProcess) {
   so.coordinator = cluster.nodes[active].get();
   so.clock = &cluster.clock;
   absl::StatusOr<std::unique_ptr<SecretStore>> store = SecretStore::Create(so);
-  ASSERT_TRUE(store.ok()) << store.status();
-  ASSERT_TRUE((*store)->TransitCreateKey("coexist").ok());
+  ASSERT_OK(store);
+  ASSERT_OK((*store)->TransitCreateKey("coexist"));
 
   absl::StatusOr<std::unique_ptr<crypto::testing::TlsEchoServer>> server =
       crypto::testing::TlsEchoServer::Start();
-  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_OK(server);
   const int port = (*server)->port();
   const std::string pem = (*server)->certificate_pem();
 

@@ -14,6 +14,7 @@
 #include "lib/crypto/digest.h"
 #include "lib/crypto/random.h"
 #include "lib/crypto/secure_memory.h"
+#include "strongbox/testing/status_matchers.h"
 
 namespace strongbox::crypto {
 namespace {
@@ -35,7 +36,7 @@ absl::Span<uint8_t> Mutable(std::string& s) {
 
 std::unique_ptr<Aes256GcmKey> MakeKey(absl::string_view key) {
   absl::StatusOr<std::unique_ptr<Aes256GcmKey>> k = Aes256GcmKey::Create(key);
-  EXPECT_TRUE(k.ok()) << k.status();
+  EXPECT_OK(k);
   return k.ok() ? *std::move(k) : nullptr;
 }
 
@@ -43,7 +44,7 @@ std::string SealOrDie(const Aes256GcmKey& key, absl::string_view nonce,
                       absl::string_view plaintext, absl::string_view ad) {
   std::string out(plaintext.size() + kTag, '\0');
   absl::Status s = key.Seal(Bytes(nonce), plaintext, ad, Mutable(out));
-  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_OK(s);
   return out;
 }
 
@@ -95,7 +96,7 @@ TEST(Aes256GcmKeyTest, KnownAnswers) {
     EXPECT_EQ(ToHex(SealOrDie(*key, nonce, plain, ad)), v.sealed);
     const std::string sealed = Hex(v.sealed);
     std::string out(sealed.size() - kTag, '\x55');
-    ASSERT_TRUE(key->Open(Bytes(nonce), sealed, ad, Mutable(out)).ok());
+    ASSERT_OK(key->Open(Bytes(nonce), sealed, ad, Mutable(out)));
     EXPECT_EQ(ToHex(out), v.plaintext);
   }
 }
@@ -150,7 +151,7 @@ TEST(Aes256GcmKeyTest, EveryFlippedBitAndEveryTruncationIsDataLoss) {
   expect_rejected(nonce, sealed + "x", ad);
   // A context that failed is as good as new afterwards.
   std::string out(sealed.size() - kTag, '\0');
-  ASSERT_TRUE(key->Open(Bytes(nonce), sealed, ad, Mutable(out)).ok());
+  ASSERT_OK(key->Open(Bytes(nonce), sealed, ad, Mutable(out)));
   EXPECT_EQ(out, "a secret value");
 }
 
@@ -203,7 +204,7 @@ TEST(Aes256GcmKeyTest, InPlaceAndEmpty) {
 
   const std::string empty_sealed = SealOrDie(*key, nonce, "", "");
   EXPECT_EQ(empty_sealed.size(), kTag);
-  EXPECT_TRUE(key->Open(Bytes(nonce), empty_sealed, "", {}).ok());
+  EXPECT_OK(key->Open(Bytes(nonce), empty_sealed, "", {}));
   std::string bad = empty_sealed;
   bad[0] ^= 1;
   EXPECT_EQ(key->Open(Bytes(nonce), bad, "", {}).code(), Code::kDataLoss);
@@ -268,11 +269,11 @@ TEST(Aes256GcmKeyTest, KeyScheduleIsWipedOnDestruction) {
 
 TEST(RandomTest, FillsAndDiffers) {
   std::string a(32, '\0'), b(32, '\0');
-  ASSERT_TRUE(RandomBytes(Mutable(a)).ok());
-  ASSERT_TRUE(RandomBytes(Mutable(b)).ok());
+  ASSERT_OK(RandomBytes(Mutable(a)));
+  ASSERT_OK(RandomBytes(Mutable(b)));
   EXPECT_NE(a, b);
   EXPECT_NE(a, std::string(32, '\0'));
-  EXPECT_TRUE(RandomBytes({}).ok());
+  EXPECT_OK(RandomBytes({}));
 }
 
 TEST(SecureMemoryTest, CleanseAndCompare) {
@@ -297,7 +298,7 @@ TEST(DigestTest, Sha256Vectors) {
 
 std::string HmacHex(absl::string_view key, absl::string_view data) {
   absl::StatusOr<Sha256Digest> mac = HmacSha256(key, data);
-  EXPECT_TRUE(mac.ok());
+  EXPECT_OK(mac);
   return ToHex(
       absl::string_view(reinterpret_cast<const char*>(mac->data()), 32));
 }

@@ -21,27 +21,16 @@
 #include "strongbox/in_memory_backend.h"
 #include "strongbox/secret_bytes.h"
 #include "strongbox/testing/fault_injecting_backend.h"
+#include "strongbox/testing/status_matchers.h"
 
 namespace strongbox {
 namespace {
 
+using ::strongbox::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using Code = absl::StatusCode;
-
-absl::StatusCode CodeOf(const absl::Status& s) { return s.code(); }
-template <typename T>
-absl::StatusCode CodeOf(const absl::StatusOr<T>& s) {
-  return s.status().code();
-}
-#define EXPECT_CODE(expr, want) EXPECT_EQ(CodeOf(expr), want)
-const absl::Status& StatusOf(const absl::Status& s) { return s; }
-template <typename T>
-const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
-  return s.status();
-}
-#define ASSERT_OK(expr) ASSERT_TRUE((expr).ok()) << StatusOf(expr)
 
 // The in-memory backend without its HA capability. On a backend with HA the
 // barrier refuses unfenced writes (HaBackendRequiresAFence below), so tests
@@ -64,7 +53,7 @@ std::unique_ptr<Barrier> MakeBarrier(Backend* backend) {
   BarrierOptions options;
   options.backend = backend;
   auto barrier = Barrier::Create(options);
-  EXPECT_TRUE(barrier.ok()) << barrier.status();
+  EXPECT_OK(barrier);
   return *std::move(barrier);
 }
 
@@ -79,7 +68,7 @@ class BarrierTest : public ::testing::Test {
   std::vector<std::string> InitAndUnseal(Barrier* barrier, int shares = 5,
                                          int threshold = 3) {
     auto out = barrier->Initialize(shares, threshold);
-    EXPECT_TRUE(out.ok()) << out.status();
+    EXPECT_OK(out);
     if (!out.ok()) return {};
     EXPECT_TRUE(barrier->sealed());
     Unseal(barrier, *out, threshold);
@@ -90,7 +79,7 @@ class BarrierTest : public ::testing::Test {
               int threshold) {
     for (int i = 0; i < threshold; ++i) {
       auto status = barrier->Unseal(shares[i]);
-      ASSERT_TRUE(status.ok()) << status.status();
+      ASSERT_OK(status);
       if (i + 1 < threshold) {
         EXPECT_TRUE(status->sealed);
         EXPECT_EQ(status->progress, i + 1);
@@ -109,13 +98,15 @@ class BarrierTest : public ::testing::Test {
 // ---------------------------------------------------------------- create
 
 TEST(BarrierCreateTest, ValidatesOptions) {
-  EXPECT_CODE(Barrier::Create(BarrierOptions{}), Code::kInvalidArgument);
+  EXPECT_THAT(Barrier::Create(BarrierOptions{}),
+              StatusIs(Code::kInvalidArgument));
   auto backend = NewInMemoryBackend();
   for (const char* prefix : {"", "core", "/core/", "a//b/"}) {
     BarrierOptions options;
     options.backend = backend.get();
     options.core_prefix = prefix;
-    EXPECT_CODE(Barrier::Create(options), Code::kInvalidArgument) << prefix;
+    EXPECT_THAT(Barrier::Create(options), StatusIs(Code::kInvalidArgument))
+        << prefix;
   }
   BarrierOptions options;
   options.backend = backend.get();
@@ -133,9 +124,9 @@ TEST_F(BarrierTest, StatusBeforeInitialize) {
   ASSERT_OK(status);
   EXPECT_FALSE(status->initialized);
   EXPECT_TRUE(status->sealed);
-  EXPECT_CODE(barrier_->Unseal(std::string(33, 'x')),
-              Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Get("a"), Code::kFailedPrecondition);
+  EXPECT_THAT(barrier_->Unseal(std::string(33, 'x')),
+              StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Get("a"), StatusIs(Code::kFailedPrecondition));
 }
 
 TEST_F(BarrierTest, InitializeLeavesSealedAndReturnsShares) {
@@ -167,15 +158,15 @@ TEST_F(BarrierTest, InitializeLeavesSealedAndReturnsShares) {
 
 TEST_F(BarrierTest, SecondInitializeFails) {
   ASSERT_OK(barrier_->Initialize(3, 2));
-  EXPECT_CODE(barrier_->Initialize(3, 2), Code::kFailedPrecondition);
+  EXPECT_THAT(barrier_->Initialize(3, 2), StatusIs(Code::kFailedPrecondition));
   auto other = MakeBarrier(backend_.get());
-  EXPECT_CODE(other->Initialize(1, 1), Code::kFailedPrecondition);
+  EXPECT_THAT(other->Initialize(1, 1), StatusIs(Code::kFailedPrecondition));
 }
 
 TEST_F(BarrierTest, InitializeValidatesParameters) {
   for (auto [n, t] : std::vector<std::pair<int, int>>{
            {0, 0}, {3, 1}, {2, 3}, {256, 2}, {-1, 1}, {1, 2}, {5, 0}}) {
-    EXPECT_CODE(barrier_->Initialize(n, t), Code::kInvalidArgument)
+    EXPECT_THAT(barrier_->Initialize(n, t), StatusIs(Code::kInvalidArgument))
         << n << "/" << t;
   }
   auto status = barrier_->Status();
@@ -188,7 +179,8 @@ TEST_F(BarrierTest, SingleShareIsTheKeyItself) {
   ASSERT_OK(shares);
   ASSERT_EQ(shares->size(), 1u);
   EXPECT_EQ((*shares)[0].size(), 32u);
-  EXPECT_CODE(barrier_->Unseal((*shares)[0] + "x"), Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->Unseal((*shares)[0] + "x"),
+              StatusIs(Code::kInvalidArgument));
   auto status = barrier_->Unseal((*shares)[0]);
   ASSERT_OK(status);
   EXPECT_FALSE(status->sealed);
@@ -197,7 +189,7 @@ TEST_F(BarrierTest, SingleShareIsTheKeyItself) {
   barrier_->Seal();
   std::string wrong = (*shares)[0];
   wrong[5] ^= 1;
-  EXPECT_CODE(barrier_->Unseal(wrong), Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->Unseal(wrong), StatusIs(Code::kInvalidArgument));
   EXPECT_TRUE(barrier_->sealed());
 }
 
@@ -206,7 +198,7 @@ TEST_F(BarrierTest, SingleShareIsTheKeyItself) {
 TEST_F(BarrierTest, UnsealProgressAndData) {
   auto shares = barrier_->Initialize(5, 3);
   ASSERT_OK(shares);
-  EXPECT_CODE(barrier_->Put("a", "1"), Code::kFailedPrecondition);
+  EXPECT_THAT(barrier_->Put("a", "1"), StatusIs(Code::kFailedPrecondition));
   Unseal(barrier_.get(), {(*shares)[4], (*shares)[1], (*shares)[2]}, 3);
   auto status = barrier_->Status();
   ASSERT_OK(status);
@@ -266,7 +258,7 @@ TEST_F(BarrierTest, ThresholdMinusOneStaysSealed) {
   EXPECT_TRUE(s->sealed);
   EXPECT_EQ(s->progress, 2);
   EXPECT_TRUE(barrier_->sealed());
-  EXPECT_CODE(barrier_->Get("x"), Code::kFailedPrecondition);
+  EXPECT_THAT(barrier_->Get("x"), StatusIs(Code::kFailedPrecondition));
   auto status = barrier_->Status();
   ASSERT_OK(status);
   EXPECT_EQ(status->progress, 2);
@@ -291,12 +283,14 @@ TEST_F(BarrierTest, MalformedSharesAreRefusedWithoutLosingProgress) {
   auto shares = barrier_->Initialize(5, 3);
   ASSERT_OK(shares);
   ASSERT_OK(barrier_->Unseal((*shares)[0]));
-  EXPECT_CODE(barrier_->Unseal(""), Code::kInvalidArgument);
-  EXPECT_CODE(barrier_->Unseal((*shares)[1].substr(1)), Code::kInvalidArgument);
-  EXPECT_CODE(barrier_->Unseal((*shares)[1] + "x"), Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->Unseal(""), StatusIs(Code::kInvalidArgument));
+  EXPECT_THAT(barrier_->Unseal((*shares)[1].substr(1)),
+              StatusIs(Code::kInvalidArgument));
+  EXPECT_THAT(barrier_->Unseal((*shares)[1] + "x"),
+              StatusIs(Code::kInvalidArgument));
   std::string same_x = (*shares)[1];
   same_x.back() = (*shares)[0].back();
-  EXPECT_CODE(barrier_->Unseal(same_x), Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->Unseal(same_x), StatusIs(Code::kInvalidArgument));
   auto status = barrier_->Status();
   ASSERT_OK(status);
   EXPECT_EQ(status->progress, 1);
@@ -316,12 +310,12 @@ TEST_F(BarrierTest, ShareWithXZeroIsRefused) {
   std::string x_zero = (*shares)[2];
   x_zero.back() = '\0';
   auto s = barrier_->Unseal(x_zero);
-  EXPECT_CODE(s, Code::kInvalidArgument);
+  EXPECT_THAT(s, StatusIs(Code::kInvalidArgument));
   EXPECT_THAT(std::string(s.status().message()), HasSubstr("x coordinate 0"));
   EXPECT_TRUE(barrier_->sealed());
   EXPECT_EQ(barrier_->Status()->progress, 2);
-  EXPECT_CODE(barrier_->Rekey({(*shares)[0], (*shares)[1], x_zero}, 3, 2),
-              Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->Rekey({(*shares)[0], (*shares)[1], x_zero}, 3, 2),
+              StatusIs(Code::kInvalidArgument));
   ASSERT_FALSE(barrier_->Unseal((*shares)[2])->sealed);
 }
 
@@ -333,7 +327,7 @@ TEST_F(BarrierTest, WrongSharesFailResetAndStaySealed) {
   ASSERT_OK(barrier_->Unseal((*shares)[0]));
   ASSERT_OK(barrier_->Unseal((*shares)[1]));
   auto s = barrier_->Unseal(tampered);
-  EXPECT_CODE(s, Code::kInvalidArgument);
+  EXPECT_THAT(s, StatusIs(Code::kInvalidArgument));
   EXPECT_THAT(std::string(s.status().message()),
               HasSubstr("does not open the root key"));
   EXPECT_TRUE(barrier_->sealed());
@@ -352,11 +346,13 @@ TEST_F(BarrierTest, SharesFromAnotherInitializationFail) {
   auto foreign = other->Initialize(3, 2);
   ASSERT_OK(foreign);
   ASSERT_OK(barrier_->Unseal((*foreign)[0]));
-  EXPECT_CODE(barrier_->Unseal((*foreign)[1]), Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->Unseal((*foreign)[1]),
+              StatusIs(Code::kInvalidArgument));
   EXPECT_TRUE(barrier_->sealed());
   // Mixed: one ours, one theirs.
   ASSERT_OK(barrier_->Unseal((*shares)[0]));
-  EXPECT_CODE(barrier_->Unseal((*foreign)[1]), Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->Unseal((*foreign)[1]),
+              StatusIs(Code::kInvalidArgument));
   EXPECT_TRUE(barrier_->sealed());
 }
 
@@ -368,13 +364,13 @@ TEST_F(BarrierTest, SealedOperationsAreRefused) {
   barrier_->Seal();
   barrier_->Seal();  // idempotent
   EXPECT_TRUE(barrier_->sealed());
-  EXPECT_CODE(barrier_->Get("a/b"), Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Put("a/b", "w"), Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Delete("a/b"), Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->List("a/"), Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Commit({WriteOp::Put("a/c", "v")}),
-              Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Rotate(), Code::kFailedPrecondition);
+  EXPECT_THAT(barrier_->Get("a/b"), StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Put("a/b", "w"), StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Delete("a/b"), StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->List("a/"), StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Commit({WriteOp::Put("a/c", "v")}),
+              StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Rotate(), StatusIs(Code::kFailedPrecondition));
   EXPECT_EQ(barrier_->ReloadKeyring().code(), Code::kFailedPrecondition);
   auto status = barrier_->Status();
   ASSERT_OK(status);
@@ -382,7 +378,7 @@ TEST_F(BarrierTest, SealedOperationsAreRefused) {
   EXPECT_EQ(status->term, 0u);
   // Nothing was written while sealed.
   auto raw = backend_->Get("a/c");
-  EXPECT_CODE(raw, Code::kNotFound);
+  EXPECT_THAT(raw, StatusIs(Code::kNotFound));
 }
 
 TEST_F(BarrierTest, SealWipesUnsealProgress) {
@@ -470,17 +466,18 @@ TEST_F(BarrierTest, TamperedCiphertextIsDataLoss) {
     bad[bit / 8] ^= static_cast<char>(1 << (bit % 8));
     ASSERT_OK(backend_->Put("app/secret", bad));
     auto got = barrier_->Get("app/secret");
-    EXPECT_CODE(got, Code::kDataLoss) << "bit " << bit;
+    EXPECT_THAT(got, StatusIs(Code::kDataLoss)) << "bit " << bit;
   }
   for (size_t len = 0; len < good.size(); ++len) {
     ASSERT_OK(backend_->Put("app/secret", good.substr(0, len)));
-    EXPECT_CODE(barrier_->Get("app/secret"), Code::kDataLoss) << "len " << len;
+    EXPECT_THAT(barrier_->Get("app/secret"), StatusIs(Code::kDataLoss))
+        << "len " << len;
   }
   ASSERT_OK(backend_->Put("app/secret", good + "x"));
-  EXPECT_CODE(barrier_->Get("app/secret"), Code::kDataLoss);
+  EXPECT_THAT(barrier_->Get("app/secret"), StatusIs(Code::kDataLoss));
   // Moved to another path.
   ASSERT_OK(backend_->Put("app/other", good));
-  EXPECT_CODE(barrier_->Get("app/other"), Code::kDataLoss);
+  EXPECT_THAT(barrier_->Get("app/other"), StatusIs(Code::kDataLoss));
   // Intact again: opens.
   ASSERT_OK(backend_->Put("app/secret", good));
   auto entry = barrier_->Get("app/secret");
@@ -499,7 +496,7 @@ TEST_F(BarrierTest, EmptyAndLargeValues) {
   e = barrier_->Get("big");
   ASSERT_OK(e);
   EXPECT_EQ(e->value, big);
-  EXPECT_CODE(barrier_->Get("missing"), Code::kNotFound);
+  EXPECT_THAT(barrier_->Get("missing"), StatusIs(Code::kNotFound));
 }
 
 TEST_F(BarrierTest, UnknownTermIsDataLossAfterOneReload) {
@@ -509,11 +506,11 @@ TEST_F(BarrierTest, UnknownTermIsDataLossAfterOneReload) {
   stored[3] = 9;  // term 9, which no keyring has
   ASSERT_OK(backend_->Put("x", stored));
   auto got = barrier_->Get("x");
-  EXPECT_CODE(got, Code::kDataLoss);
+  EXPECT_THAT(got, StatusIs(Code::kDataLoss));
   EXPECT_THAT(std::string(got.status().message()), HasSubstr("term"));
   stored[3] = 0;  // term 0
   ASSERT_OK(backend_->Put("x", stored));
-  EXPECT_CODE(barrier_->Get("x"), Code::kDataLoss);
+  EXPECT_THAT(barrier_->Get("x"), StatusIs(Code::kDataLoss));
 }
 
 TEST_F(BarrierTest, TamperedRecordsAreDataLoss) {
@@ -525,26 +522,28 @@ TEST_F(BarrierTest, TamperedRecordsAreDataLoss) {
   ASSERT_OK(backend_->Put("core/keyring", bad));
   ASSERT_OK(barrier_->Unseal(shares[0]));
   ASSERT_OK(barrier_->Unseal(shares[1]));
-  EXPECT_CODE(barrier_->Unseal(shares[2]), Code::kDataLoss);
+  EXPECT_THAT(barrier_->Unseal(shares[2]), StatusIs(Code::kDataLoss));
   EXPECT_TRUE(barrier_->sealed());
   ASSERT_OK(backend_->Put("core/keyring", keyring));
   ASSERT_OK(backend_->Put("core/seal-config", "\xff\xff"));
-  EXPECT_CODE(barrier_->Unseal(shares[0]), Code::kDataLoss);
-  EXPECT_CODE(barrier_->Status(), Code::kDataLoss);
+  EXPECT_THAT(barrier_->Unseal(shares[0]), StatusIs(Code::kDataLoss));
+  EXPECT_THAT(barrier_->Status(), StatusIs(Code::kDataLoss));
 }
 
 // --------------------------------------------------------- reserved paths
 
 TEST_F(BarrierTest, CorePrefixIsReserved) {
   InitAndUnseal(barrier_.get());
-  EXPECT_CODE(barrier_->Put("core/keyring", "x"), Code::kInvalidArgument);
-  EXPECT_CODE(barrier_->Get("core/keyring"), Code::kInvalidArgument);
-  EXPECT_CODE(barrier_->Delete("core/root-key"), Code::kInvalidArgument);
-  EXPECT_CODE(barrier_->List("core/"), Code::kInvalidArgument);
-  EXPECT_CODE(barrier_->Commit({WriteOp::Put("a", "1"),
+  EXPECT_THAT(barrier_->Put("core/keyring", "x"),
+              StatusIs(Code::kInvalidArgument));
+  EXPECT_THAT(barrier_->Get("core/keyring"), StatusIs(Code::kInvalidArgument));
+  EXPECT_THAT(barrier_->Delete("core/root-key"),
+              StatusIs(Code::kInvalidArgument));
+  EXPECT_THAT(barrier_->List("core/"), StatusIs(Code::kInvalidArgument));
+  EXPECT_THAT(barrier_->Commit({WriteOp::Put("a", "1"),
                                 WriteOp::Delete("core/seal-config")}),
-              Code::kInvalidArgument);
-  EXPECT_CODE(backend_->Get("a"), Code::kNotFound);
+              StatusIs(Code::kInvalidArgument));
+  EXPECT_THAT(backend_->Get("a"), StatusIs(Code::kNotFound));
   ASSERT_OK(barrier_->Put("corex", "1"));
   ASSERT_OK(barrier_->Put("app/x", "1"));
   auto root = barrier_->List("");
@@ -568,7 +567,8 @@ TEST(BarrierNestedPrefixTest, ListHidesNestedCoreFolder) {
   auto root = barrier->List("");
   ASSERT_OK(root);
   EXPECT_THAT(*root, ElementsAre("sys/"));
-  EXPECT_CODE(barrier->Get("sys/core/keyring"), Code::kInvalidArgument);
+  EXPECT_THAT(barrier->Get("sys/core/keyring"),
+              StatusIs(Code::kInvalidArgument));
 }
 
 // ---------------------------------------------------------------- commit
@@ -581,16 +581,16 @@ TEST_F(BarrierTest, CommitSealsPutsAndPassesPreconditions) {
   EXPECT_EQ(barrier_->Get("a")->value, "1");
   EXPECT_EQ(barrier_->Get("b")->value, "2");
   EXPECT_EQ(backend_->Get("a")->value.size(), seal::kValueOverhead + 1);
-  EXPECT_CODE(barrier_->Commit({WriteOp::Put("a", "x").IfAbsent()}),
-              Code::kAborted);
+  EXPECT_THAT(barrier_->Commit({WriteOp::Put("a", "x").IfAbsent()}),
+              StatusIs(Code::kAborted));
   auto rev2 = barrier_->Commit({WriteOp::Put("a", "3").IfVersion(*rev),
                                 WriteOp::Delete("b"),
                                 WriteOp::Check("c").IfVersion(*rev)});
   ASSERT_OK(rev2);
   EXPECT_EQ(barrier_->Get("a")->value, "3");
-  EXPECT_CODE(barrier_->Get("b"), Code::kNotFound);
-  EXPECT_CODE(barrier_->Delete("a"), absl::StatusCode::kOk);
-  EXPECT_CODE(barrier_->Get("a"), Code::kNotFound);
+  EXPECT_THAT(barrier_->Get("b"), StatusIs(Code::kNotFound));
+  EXPECT_THAT(barrier_->Delete("a"), StatusIs(absl::StatusCode::kOk));
+  EXPECT_THAT(barrier_->Get("a"), StatusIs(Code::kNotFound));
 }
 
 // ----------------------------------------------------------------- rekey
@@ -598,8 +598,8 @@ TEST_F(BarrierTest, CommitSealsPutsAndPassesPreconditions) {
 TEST_F(BarrierTest, RekeyThenOldSharesFail) {
   auto old_shares = InitAndUnseal(barrier_.get(), 5, 3);
   ASSERT_OK(barrier_->Put("keep", "me"));
-  EXPECT_CODE(barrier_->Rekey({old_shares[0], old_shares[1]}, 3, 2),
-              Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->Rekey({old_shares[0], old_shares[1]}, 3, 2),
+              StatusIs(Code::kInvalidArgument));
   auto new_shares =
       barrier_->Rekey({old_shares[3], old_shares[1], old_shares[4]}, 3, 2);
   ASSERT_OK(new_shares);
@@ -614,10 +614,10 @@ TEST_F(BarrierTest, RekeyThenOldSharesFail) {
   EXPECT_EQ(status->rekey_shares, 3);
   EXPECT_EQ(status->rekey_threshold, 2);
   // Fewer than the new threshold, or old shares, do not complete it.
-  EXPECT_CODE(barrier_->CompleteRekey({(*new_shares)[0]}),
-              Code::kInvalidArgument);
-  EXPECT_CODE(barrier_->CompleteRekey({old_shares[0], old_shares[1]}),
-              Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->CompleteRekey({(*new_shares)[0]}),
+              StatusIs(Code::kInvalidArgument));
+  EXPECT_THAT(barrier_->CompleteRekey({old_shares[0], old_shares[1]}),
+              StatusIs(Code::kInvalidArgument));
   ASSERT_OK(barrier_->CompleteRekey({(*new_shares)[2], (*new_shares)[0]}));
   status = barrier_->Status();
   ASSERT_OK(status);
@@ -628,9 +628,11 @@ TEST_F(BarrierTest, RekeyThenOldSharesFail) {
   barrier_->Seal();
   // Old shares: a threshold (now 2) of them no longer opens the root key.
   ASSERT_OK(barrier_->Unseal(old_shares[0]));
-  EXPECT_CODE(barrier_->Unseal(old_shares[1]), Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->Unseal(old_shares[1]),
+              StatusIs(Code::kInvalidArgument));
   EXPECT_TRUE(barrier_->sealed());
-  EXPECT_CODE(barrier_->Rekey(old_shares, 3, 2), Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->Rekey(old_shares, 3, 2),
+              StatusIs(Code::kInvalidArgument));
   Unseal(barrier_.get(), *new_shares, 2);
   EXPECT_EQ(barrier_->Get("keep")->value, "me");  // no data rewritten
 }
@@ -638,17 +640,18 @@ TEST_F(BarrierTest, RekeyThenOldSharesFail) {
 TEST_F(BarrierTest, RekeyValidatesAndRefusesWrongShares) {
   auto shares = barrier_->Initialize(3, 2);
   ASSERT_OK(shares);
-  EXPECT_CODE(barrier_->Rekey(*shares, 2, 3), Code::kInvalidArgument);
-  EXPECT_CODE(barrier_->Rekey(*shares, 0, 0), Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->Rekey(*shares, 2, 3), StatusIs(Code::kInvalidArgument));
+  EXPECT_THAT(barrier_->Rekey(*shares, 0, 0), StatusIs(Code::kInvalidArgument));
   std::string wrong = (*shares)[0];
   wrong[0] ^= 1;
-  EXPECT_CODE(barrier_->Rekey({wrong, (*shares)[1]}, 3, 2),
-              Code::kInvalidArgument);
-  EXPECT_CODE(barrier_->Rekey({"short", (*shares)[1]}, 3, 2),
-              Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->Rekey({wrong, (*shares)[1]}, 3, 2),
+              StatusIs(Code::kInvalidArgument));
+  EXPECT_THAT(barrier_->Rekey({"short", (*shares)[1]}, 3, 2),
+              StatusIs(Code::kInvalidArgument));
   auto fresh = NewTestBackend();
   auto uninit = MakeBarrier(fresh.get());
-  EXPECT_CODE(uninit->Rekey(*shares, 3, 2), Code::kFailedPrecondition);
+  EXPECT_THAT(uninit->Rekey(*shares, 3, 2),
+              StatusIs(Code::kFailedPrecondition));
   // To a single key and back.
   auto single = barrier_->Rekey(*shares, 1, 1);
   ASSERT_OK(single);
@@ -676,16 +679,18 @@ TEST_F(BarrierTest, CancelAndReplacePendingRekey) {
   auto shares = InitAndUnseal(barrier_.get(), 3, 2);
   ASSERT_OK(barrier_->Put("keep", "me"));
   // Nothing pending: refused, not OK (a lost CompleteRekey may have applied).
-  EXPECT_CODE(barrier_->CancelRekey(), Code::kFailedPrecondition);
+  EXPECT_THAT(barrier_->CancelRekey(), StatusIs(Code::kFailedPrecondition));
   auto first = barrier_->Rekey(shares, 3, 2);
   ASSERT_OK(first);
   auto second = barrier_->Rekey(shares, 4, 3);  // replaces the first
   ASSERT_OK(second);
   EXPECT_EQ(barrier_->Status()->rekey_shares, 4);
-  EXPECT_CODE(barrier_->CompleteRekey(*first), Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->CompleteRekey(*first),
+              StatusIs(Code::kInvalidArgument));
   ASSERT_OK(barrier_->CancelRekey());
   EXPECT_FALSE(barrier_->Status()->rekey_pending);
-  EXPECT_CODE(barrier_->CompleteRekey(*second), Code::kFailedPrecondition);
+  EXPECT_THAT(barrier_->CompleteRekey(*second),
+              StatusIs(Code::kFailedPrecondition));
   // The current shares never stopped working.
   barrier_->Seal();
   Unseal(barrier_.get(), shares, 2);
@@ -733,8 +738,8 @@ TEST_F(BarrierTest, SecondBarrierFollowsRotation) {
   EXPECT_EQ(standby->Get("before")->value, "1");
   // A rotation on a stale keyring is refused (the active rotated first).
   ASSERT_OK(barrier_->Rotate());
-  EXPECT_CODE(standby->Rotate(), Code::kAborted);
-  ASSERT_TRUE(standby->ReloadKeyring().ok());
+  EXPECT_THAT(standby->Rotate(), StatusIs(Code::kAborted));
+  ASSERT_OK(standby->ReloadKeyring());
   EXPECT_EQ(standby->Status()->term, 3u);
   auto t = standby->Rotate();
   ASSERT_OK(t);
@@ -751,7 +756,7 @@ std::unique_ptr<Barrier> MakeCountingBarrier(Backend* backend) {
   options.max_encryptions_per_term = 5;
   options.encryption_reservation = 2;
   auto barrier = Barrier::Create(options);
-  EXPECT_TRUE(barrier.ok()) << barrier.status();
+  EXPECT_OK(barrier);
   return *std::move(barrier);
 }
 
@@ -824,9 +829,9 @@ TEST_F(BarrierTest, EncryptionReservationIsFenced) {
   const FenceToken fence = (*grant)->fence();
   ASSERT_OK(barrier->Put("a", "1", fence));
   ASSERT_OK(barrier->Put("a", "2", fence));  // uses the block of 2
-  ASSERT_TRUE((*grant)->Release().ok());
+  ASSERT_OK((*grant)->Release());
   auto put = barrier->Put("a", "3", fence);  // needs a new block
-  EXPECT_CODE(put, Code::kFailedPrecondition);
+  EXPECT_THAT(put, StatusIs(Code::kFailedPrecondition));
   EXPECT_TRUE(IsStaleFence(put.status()));
   EXPECT_EQ(barrier->Get("a")->value, "2");
 }
@@ -860,9 +865,9 @@ class BarrierFaultTest : public ::testing::Test {
 TEST_F(BarrierFaultTest, FailedInitializeCommitCanBeRetried) {
   faults_->FailNext(1, absl::UnavailableError("injected"),
                     FaultInjectingBackend::kCommit);
-  EXPECT_CODE(barrier_->Initialize(3, 2), Code::kUnavailable);
+  EXPECT_THAT(barrier_->Initialize(3, 2), StatusIs(Code::kUnavailable));
   EXPECT_FALSE(barrier_->Status()->initialized);
-  EXPECT_CODE(target_->Get("core/root-key"), Code::kNotFound);
+  EXPECT_THAT(target_->Get("core/root-key"), StatusIs(Code::kNotFound));
   auto shares = barrier_->Initialize(3, 2);
   ASSERT_OK(shares);
   ASSERT_OK(barrier_->Unseal((*shares)[0]));
@@ -872,7 +877,7 @@ TEST_F(BarrierFaultTest, FailedInitializeCommitCanBeRetried) {
 TEST_F(BarrierFaultTest, FailedReadBeforeInitializeCanBeRetried) {
   faults_->FailNext(1, absl::UnavailableError("injected"),
                     FaultInjectingBackend::kGet);
-  EXPECT_CODE(barrier_->Initialize(3, 2), Code::kUnavailable);
+  EXPECT_THAT(barrier_->Initialize(3, 2), StatusIs(Code::kUnavailable));
   ASSERT_OK(barrier_->Initialize(3, 2));
 }
 
@@ -892,7 +897,7 @@ TEST_F(BarrierFaultTest, LostAckAndFailedProbeSaysOutcomeUnknown) {
   probe.fail_at = 4;  // 3 existence checks, then the probe
   auto barrier = MakeBarrier(&probe);
   auto result = barrier->Initialize(3, 2);
-  EXPECT_CODE(result, Code::kUnavailable);
+  EXPECT_THAT(result, StatusIs(Code::kUnavailable));
   EXPECT_THAT(std::string(result.status().message()),
               HasSubstr("could not be confirmed"));
 }
@@ -906,19 +911,19 @@ TEST_F(BarrierFaultTest, InitializeAfterUnknownOutcomeCanBeRetried) {
   probe.fail_at = 4;  // 3 existence checks, then the probe
   auto barrier = MakeBarrier(&probe);
   auto lost = barrier->Initialize(3, 2);
-  EXPECT_CODE(lost, Code::kUnavailable);
+  EXPECT_THAT(lost, StatusIs(Code::kUnavailable));
   EXPECT_THAT(std::string(lost.status().message()),
               HasSubstr("call Initialize on this barrier again"));
   EXPECT_TRUE(barrier->Status()->initialized);  // it did apply
   // Somebody else's Initialize never replaces it.
-  EXPECT_CODE(barrier_->Initialize(3, 2), Code::kFailedPrecondition);
+  EXPECT_THAT(barrier_->Initialize(3, 2), StatusIs(Code::kFailedPrecondition));
   auto shares = barrier->Initialize(3, 2);
   ASSERT_OK(shares);
   ASSERT_OK(barrier->Unseal((*shares)[1]));
   EXPECT_FALSE(barrier->Unseal((*shares)[2])->sealed);
   // Done: no further replacement, by anyone.
-  EXPECT_CODE(barrier->Initialize(3, 2), Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Initialize(3, 2), Code::kFailedPrecondition);
+  EXPECT_THAT(barrier->Initialize(3, 2), StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Initialize(3, 2), StatusIs(Code::kFailedPrecondition));
 }
 
 // Issue 9 item 11: a rekey whose commit applied but whose acknowledgement
@@ -938,7 +943,7 @@ TEST_F(BarrierFaultTest, RekeyWithLostAckAndFailedProbeLosesNothing) {
   faults_->LoseNextCommitAcks(1);
   probe.fail_at = probe.gets + 4;
   auto lost = barrier->Rekey(*old_shares, 3, 2);
-  EXPECT_CODE(lost, Code::kUnavailable);
+  EXPECT_THAT(lost, StatusIs(Code::kUnavailable));
   EXPECT_TRUE(barrier->Status()->rekey_pending);  // it did apply
   // The old shares still open the root key and the data.
   barrier_->Seal();
@@ -954,7 +959,7 @@ TEST_F(BarrierFaultTest, RekeyWithLostAckAndFailedProbeLosesNothing) {
   probe.fail_at = probe.gets + 5;
   const std::vector<std::string> two = {(*fresh)[0], (*fresh)[2]};
   absl::Status unknown = barrier->CompleteRekey(two);
-  EXPECT_CODE(unknown, Code::kUnavailable);
+  EXPECT_THAT(unknown, StatusIs(Code::kUnavailable));
   EXPECT_THAT(std::string(unknown.message()),
               HasSubstr("call CompleteRekey again"));
   // The caller still holds the new shares: asking again settles it.
@@ -962,7 +967,8 @@ TEST_F(BarrierFaultTest, RekeyWithLostAckAndFailedProbeLosesNothing) {
   EXPECT_FALSE(barrier->Status()->rekey_pending);
   barrier_->Seal();
   ASSERT_OK(barrier_->Unseal((*old_shares)[0]));
-  EXPECT_CODE(barrier_->Unseal((*old_shares)[1]), Code::kInvalidArgument);
+  EXPECT_THAT(barrier_->Unseal((*old_shares)[1]),
+              StatusIs(Code::kInvalidArgument));
   ASSERT_OK(barrier_->Unseal((*fresh)[1]));
   ASSERT_FALSE(barrier_->Unseal((*fresh)[2])->sealed);
   EXPECT_EQ(barrier_->Get("secret")->value, "kept");
@@ -987,10 +993,10 @@ TEST_F(BarrierFaultTest, CancelRekeyAfterLostCompleteRekeyIsRefused) {
   faults_->LoseNextCommitAcks(1);
   probe.fail_at = probe.gets + 5;
   const std::vector<std::string> two = {(*fresh)[0], (*fresh)[1]};
-  EXPECT_CODE(barrier->CompleteRekey(two), Code::kUnavailable);
+  EXPECT_THAT(barrier->CompleteRekey(two), StatusIs(Code::kUnavailable));
   EXPECT_FALSE(barrier->Status()->rekey_pending);  // it did apply
   absl::Status cancel = barrier->CancelRekey();
-  EXPECT_CODE(cancel, Code::kFailedPrecondition);
+  EXPECT_THAT(cancel, StatusIs(Code::kFailedPrecondition));
   EXPECT_THAT(std::string(cancel.message()), HasSubstr("no rekey is pending"));
   EXPECT_THAT(std::string(cancel.message()), HasSubstr("CompleteRekey"));
   // The new shares are the ones that open the root key now.
@@ -1023,12 +1029,12 @@ TEST_F(ReservationFaultTest, KeyringConflictIsUnavailableNotAborted) {
   faults_->FailNext(3, absl::AbortedError("injected"),
                     FaultInjectingBackend::kCommit);
   auto put = barrier_->Put("b", "3");
-  EXPECT_CODE(put, Code::kUnavailable);
+  EXPECT_THAT(put, StatusIs(Code::kUnavailable));
   EXPECT_THAT(std::string(put.status().message()),
               HasSubstr("could not reserve encryptions"));
   EXPECT_THAT(std::string(put.status().message()),
               HasSubstr("the data write was not attempted"));
-  EXPECT_CODE(target_->Get("b"), Code::kNotFound);
+  EXPECT_THAT(target_->Get("b"), StatusIs(Code::kNotFound));
   auto batch = barrier_->Commit({WriteOp::Put("b", "3").IfAbsent()});
   ASSERT_OK(batch);  // the faults are used up
   EXPECT_EQ(barrier_->Get("b")->value, "3");
@@ -1040,12 +1046,12 @@ TEST_F(ReservationFaultTest, UnknownReservationOutcomeIsNotADataWrite) {
   faults_->FailNext(1, absl::UnavailableError("injected"),
                     FaultInjectingBackend::kGet);
   auto put = barrier_->Commit({WriteOp::Put("b", "3").IfAbsent()});
-  EXPECT_CODE(put, Code::kUnavailable);
+  EXPECT_THAT(put, StatusIs(Code::kUnavailable));
   const std::string message(put.status().message());
   EXPECT_THAT(message, HasSubstr("could not reserve encryptions"));
   EXPECT_THAT(message, HasSubstr("the data write was not attempted"));
   EXPECT_THAT(message, Not(HasSubstr("could not be confirmed")));
-  EXPECT_CODE(target_->Get("b"), Code::kNotFound);
+  EXPECT_THAT(target_->Get("b"), StatusIs(Code::kNotFound));
   ASSERT_OK(barrier_->Put("b", "4"));  // follows the stored reservation
   EXPECT_EQ(barrier_->Get("b")->value, "4");
 }
@@ -1103,7 +1109,8 @@ TEST_F(SealDuringHungIoTest, RotateKeepsNoKeyCopyAcrossIo) {
     return barrier_->Rotate().status();
   });
   EXPECT_EQ(wipes_.after_seal.load(), 0);
-  EXPECT_CODE(rotated, Code::kFailedPrecondition);  // refused after seal
+  EXPECT_THAT(rotated,
+              StatusIs(Code::kFailedPrecondition));  // refused after seal
   EXPECT_TRUE(barrier_->sealed());
   // The new term was stored and is loaded at the next unseal.
   ASSERT_OK(barrier_->Unseal(shares_[0]));
@@ -1114,7 +1121,7 @@ TEST_F(SealDuringHungIoTest, KeyringReloadKeepsNoKeyCopyAcrossIo) {
   absl::Status reloaded = SealWhileBlocked(
       FaultInjectingBackend::kGet, [&] { return barrier_->ReloadKeyring(); });
   EXPECT_EQ(wipes_.after_seal.load(), 0);
-  EXPECT_CODE(reloaded, Code::kFailedPrecondition);
+  EXPECT_THAT(reloaded, StatusIs(Code::kFailedPrecondition));
   EXPECT_TRUE(barrier_->sealed());
 }
 
@@ -1126,13 +1133,13 @@ TEST_F(BarrierFaultTest, BackendErrorDuringUnsealResetsProgress) {
   ASSERT_OK(barrier->Unseal((*shares)[0]));
   // The threshold share: config read succeeds, the root key read fails.
   flaky.fail_at = flaky.gets + 2;
-  EXPECT_CODE(barrier->Unseal((*shares)[1]), Code::kUnavailable);
+  EXPECT_THAT(barrier->Unseal((*shares)[1]), StatusIs(Code::kUnavailable));
   EXPECT_TRUE(barrier->sealed());
   EXPECT_EQ(barrier->Status()->progress, 0);
   // The keyring read fails: same.
   ASSERT_OK(barrier->Unseal((*shares)[0]));
   flaky.fail_at = flaky.gets + 3;
-  EXPECT_CODE(barrier->Unseal((*shares)[1]), Code::kUnavailable);
+  EXPECT_THAT(barrier->Unseal((*shares)[1]), StatusIs(Code::kUnavailable));
   EXPECT_TRUE(barrier->sealed());
   EXPECT_EQ(barrier->Status()->progress, 0);
   // Retry from scratch works.
@@ -1146,7 +1153,7 @@ TEST_F(BarrierFaultTest, RotateCommitFailureKeepsTerm) {
   ASSERT_OK(barrier_->Unseal((*shares)[0]));
   faults_->FailNext(1, absl::UnavailableError("injected"),
                     FaultInjectingBackend::kCommit);
-  EXPECT_CODE(barrier_->Rotate(), Code::kUnavailable);
+  EXPECT_THAT(barrier_->Rotate(), StatusIs(Code::kUnavailable));
   EXPECT_EQ(barrier_->Status()->term, 1u);
   faults_->LoseNextCommitAcks(1);
   auto term = barrier_->Rotate();
@@ -1162,13 +1169,13 @@ TEST_F(BarrierFaultTest, BackendErrorsPassThroughTheDataPath) {
   ASSERT_OK(barrier_->Unseal((*shares)[0]));
   faults_->FailNext(1, absl::UnavailableError("injected"),
                     FaultInjectingBackend::kCommit);
-  EXPECT_CODE(barrier_->Put("x", "y"), Code::kUnavailable);
+  EXPECT_THAT(barrier_->Put("x", "y"), StatusIs(Code::kUnavailable));
   faults_->FailNext(1, absl::UnavailableError("injected"),
                     FaultInjectingBackend::kGet);
-  EXPECT_CODE(barrier_->Get("x"), Code::kUnavailable);
+  EXPECT_THAT(barrier_->Get("x"), StatusIs(Code::kUnavailable));
   faults_->FailNext(1, absl::UnavailableError("injected"),
                     FaultInjectingBackend::kList);
-  EXPECT_CODE(barrier_->List(""), Code::kUnavailable);
+  EXPECT_THAT(barrier_->List(""), StatusIs(Code::kUnavailable));
 }
 
 // ---------------------------------------------------------------- fences
@@ -1184,23 +1191,28 @@ TEST_F(BarrierTest, FencedWritesAreRefusedWhenStale) {
   ASSERT_OK(grant);
   const FenceToken fence = (*grant)->fence();
   const FenceToken stale = fence + 1000;
-  EXPECT_CODE(barrier_->Initialize(3, 2, stale), Code::kFailedPrecondition);
+  EXPECT_THAT(barrier_->Initialize(3, 2, stale),
+              StatusIs(Code::kFailedPrecondition));
   EXPECT_FALSE(barrier_->Status()->initialized);
   auto shares = barrier_->Initialize(3, 2, fence);
   ASSERT_OK(shares);
   Unseal(barrier_.get(), *shares, 2);
   ASSERT_OK(barrier_->Put("a", "1", fence));
-  EXPECT_CODE(barrier_->Put("a", "2", stale), Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Delete("a", stale), Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Commit({WriteOp::Put("a", "3")}, stale),
-              Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Rotate(stale), Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Rekey(*shares, 3, 2, stale), Code::kFailedPrecondition);
+  EXPECT_THAT(barrier_->Put("a", "2", stale),
+              StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Delete("a", stale),
+              StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Commit({WriteOp::Put("a", "3")}, stale),
+              StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Rotate(stale), StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Rekey(*shares, 3, 2, stale),
+              StatusIs(Code::kFailedPrecondition));
   EXPECT_EQ(barrier_->Get("a")->value, "1");
   EXPECT_EQ(barrier_->Status()->term, 1u);
   ASSERT_OK(barrier_->Rotate(fence));
-  ASSERT_TRUE((*grant)->Release().ok());
-  EXPECT_CODE(barrier_->Put("a", "4", fence), Code::kFailedPrecondition);
+  ASSERT_OK((*grant)->Release());
+  EXPECT_THAT(barrier_->Put("a", "4", fence),
+              StatusIs(Code::kFailedPrecondition));
   EXPECT_EQ(barrier_->Get("a")->value, "1");
 }
 
@@ -1220,21 +1232,22 @@ TEST_F(BarrierTest, HaBackendRequiresAFence) {
   const FenceToken fence = (*grant)->fence();
   ASSERT_OK(barrier_->Put("a", "1", fence));
   auto put = barrier_->Put("a", "2");
-  EXPECT_CODE(put, Code::kFailedPrecondition);
+  EXPECT_THAT(put, StatusIs(Code::kFailedPrecondition));
   EXPECT_THAT(std::string(put.status().message()), HasSubstr("fence"));
   EXPECT_FALSE(IsStaleFence(put.status()));
-  EXPECT_CODE(barrier_->Delete("a"), Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Commit({WriteOp::Put("a", "3")}),
-              Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Commit({WriteOp::Delete("a")}),
-              Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Rotate(), Code::kFailedPrecondition);
-  EXPECT_CODE(barrier_->Rekey(*shares, 3, 2), Code::kFailedPrecondition);
+  EXPECT_THAT(barrier_->Delete("a"), StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Commit({WriteOp::Put("a", "3")}),
+              StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Commit({WriteOp::Delete("a")}),
+              StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Rotate(), StatusIs(Code::kFailedPrecondition));
+  EXPECT_THAT(barrier_->Rekey(*shares, 3, 2),
+              StatusIs(Code::kFailedPrecondition));
   EXPECT_EQ(barrier_->Get("a")->value, "1");
   EXPECT_EQ(barrier_->Status()->term, 1u);
   auto rev = backend_->Revision();
   ASSERT_OK(rev);
-  EXPECT_CODE(barrier_->Put("b", "x"), Code::kFailedPrecondition);
+  EXPECT_THAT(barrier_->Put("b", "x"), StatusIs(Code::kFailedPrecondition));
   EXPECT_EQ(*backend_->Revision(), *rev);  // nothing written
 }
 

@@ -5,6 +5,7 @@
 #include "gtest/gtest.h"
 #include "lib/seal/records.pb.h"
 #include "strongbox/secret_bytes.h"
+#include "strongbox/testing/status_matchers.h"
 
 namespace strongbox::seal {
 namespace {
@@ -12,9 +13,9 @@ namespace {
 using Code = absl::StatusCode;
 
 TEST(SealParametersTest, Rules) {
-  EXPECT_TRUE(ValidateSealParameters(1, 1).ok());
-  EXPECT_TRUE(ValidateSealParameters(5, 3).ok());
-  EXPECT_TRUE(ValidateSealParameters(255, 255).ok());
+  EXPECT_OK(ValidateSealParameters(1, 1));
+  EXPECT_OK(ValidateSealParameters(5, 3));
+  EXPECT_OK(ValidateSealParameters(255, 255));
   for (auto [n, t] : {std::pair{0, 0}, {2, 1}, {2, 3}, {256, 3}, {3, -1}}) {
     EXPECT_EQ(ValidateSealParameters(n, t).code(), Code::kInvalidArgument)
         << n << "/" << t;
@@ -23,7 +24,7 @@ TEST(SealParametersTest, Rules) {
 
 TEST(SealConfigTest, RoundTripAndStrictParse) {
   auto parsed = ParseSealConfig(SerializeSealConfig({5, 3}));
-  ASSERT_TRUE(parsed.ok());
+  ASSERT_OK(parsed);
   EXPECT_EQ(parsed->shares, 5);
   EXPECT_EQ(parsed->threshold, 3);
   EXPECT_EQ(ParseSealConfig("\xff").status().code(), Code::kDataLoss);
@@ -40,17 +41,17 @@ TEST(SealConfigTest, RoundTripAndStrictParse) {
             Code::kDataLoss);
   msg.set_format(1);
   msg.set_shares(0x100000003u);  // truncated to 32 bits by the setter
-  EXPECT_TRUE(ParseSealConfig(msg.SerializeAsString()).ok());
+  EXPECT_OK(ParseSealConfig(msg.SerializeAsString()));
 }
 
 TEST(SealedRecordTest, RoundTripAndAuthentication) {
   SecretBytes key = SecretBytes::Random(kKeyBytes);
   auto record = SealRecord(key, "core/root-key", "payload");
-  ASSERT_TRUE(record.ok());
+  ASSERT_OK(record);
   auto parts = ParseSealedRecord(*record);
-  ASSERT_TRUE(parts.ok());
+  ASSERT_OK(parts);
   auto opened = OpenRecord(key, "core/root-key", *parts);
-  ASSERT_TRUE(opened.ok());
+  ASSERT_OK(opened);
   EXPECT_EQ(opened->view(), "payload");
   EXPECT_EQ(OpenRecord(key, "core/keyring", *parts).status().code(),
             Code::kDataLoss);
@@ -76,9 +77,9 @@ TEST(SealedRecordTest, RoundTripAndAuthentication) {
   EXPECT_EQ(ParseSealedRecord("").status().code(), Code::kDataLoss);
   // An empty plaintext seals and opens.
   auto empty = SealRecord(key, "p", "");
-  ASSERT_TRUE(empty.ok());
+  ASSERT_OK(empty);
   auto empty_open = OpenRecord(key, "p", *ParseSealedRecord(*empty));
-  ASSERT_TRUE(empty_open.ok());
+  ASSERT_OK(empty_open);
   EXPECT_TRUE(empty_open->empty());
 }
 
@@ -89,7 +90,7 @@ TEST(KeyringTest, RoundTripAndValidation) {
   keyring.terms.push_back({1, SecretBytes::Random(kKeyBytes), 5});
   SecretBytes bytes = SerializeKeyring(keyring);
   auto parsed = ParseKeyring(bytes.view());
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_OK(parsed);
   EXPECT_EQ(parsed->active_term, 2u);
   ASSERT_EQ(parsed->terms.size(), 2u);
   EXPECT_EQ(parsed->terms[0].term, 1u);  // sorted
@@ -109,7 +110,7 @@ TEST(KeyringTest, RoundTripAndValidation) {
   t->set_key(std::string(31, 'k'));
   expect_loss(msg);  // short key
   t->set_key(std::string(32, 'k'));
-  EXPECT_TRUE(ParseKeyring(msg.SerializeAsString()).ok());
+  EXPECT_OK(ParseKeyring(msg.SerializeAsString()));
   msg.set_active_term(3);
   expect_loss(msg);  // active term missing
   msg.set_active_term(1);
@@ -131,7 +132,7 @@ TEST(KeyringTest, ReservedEncryptionsRoundTrip) {
       TermKey{2, SecretBytes::Random(kKeyBytes), 6, uint64_t{1} << 40});
   SecretBytes plain = SerializeKeyring(keyring);
   auto parsed = ParseKeyring(plain.view());
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_OK(parsed);
   EXPECT_EQ(parsed->terms[0].reserved_encryptions, 7u);
   EXPECT_EQ(parsed->terms[1].reserved_encryptions, uint64_t{1} << 40);
 }
@@ -139,9 +140,9 @@ TEST(KeyringTest, ReservedEncryptionsRoundTrip) {
 TEST(PendingRekeyTest, RoundTripAndStrictParse) {
   SecretBytes key = SecretBytes::Random(kKeyBytes);
   auto root = SealRecord(key, "core/root-key", "root key bytes");
-  ASSERT_TRUE(root.ok());
+  ASSERT_OK(root);
   auto parsed = ParsePendingRekey(SerializePendingRekey({{4, 3}, *root}));
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_OK(parsed);
   EXPECT_EQ(parsed->config.shares, 4);
   EXPECT_EQ(parsed->config.threshold, 3);
   EXPECT_EQ(parsed->root_record, *root);

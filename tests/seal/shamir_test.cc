@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/seal/shamir_internal.h"
+#include "strongbox/testing/status_matchers.h"
 
 namespace strongbox::shamir {
 namespace {
@@ -62,7 +63,7 @@ TEST(ShamirKnownAnswerTest, TwoOfThreeByHand) {
   const uint8_t xs[] = {1, 2, 3};
   const uint8_t coefficients[] = {0x05};
   auto shares = internal::SplitWith("\x42", 2, xs, coefficients);
-  ASSERT_TRUE(shares.ok()) << shares.status();
+  ASSERT_OK(shares);
   EXPECT_EQ(Hex((*shares)[0]), "4701");
   EXPECT_EQ(Hex((*shares)[1]), "4802");
   EXPECT_EQ(Hex((*shares)[2]), "4d03");
@@ -70,7 +71,7 @@ TEST(ShamirKnownAnswerTest, TwoOfThreeByHand) {
     for (int j = 0; j < 3; ++j) {
       if (i == j) continue;
       auto secret = Combine({(*shares)[i], (*shares)[j]});
-      ASSERT_TRUE(secret.ok());
+      ASSERT_OK(secret);
       EXPECT_EQ(*secret, "\x42");
     }
   }
@@ -82,7 +83,7 @@ TEST(ShamirKnownAnswerTest, ThreeOfFiveAgainstReference) {
   const uint8_t xs[] = {7, 200, 1, 99, 255};
   const uint8_t coefficients[] = {0x10, 0x20, 0xA5, 0x5A, 0xFF, 0x01};
   auto shares = internal::SplitWith("Hi!", 3, xs, coefficients);
-  ASSERT_TRUE(shares.ok()) << shares.status();
+  ASSERT_OK(shares);
   const std::vector<std::string> expected = {"aec1ff07", "de3633c8", "7896df01",
                                              "11139463", "77c921ff"};
   ASSERT_EQ(shares->size(), expected.size());
@@ -90,7 +91,7 @@ TEST(ShamirKnownAnswerTest, ThreeOfFiveAgainstReference) {
     EXPECT_EQ(Hex((*shares)[i]), expected[i]) << i;
   }
   auto secret = Combine({(*shares)[4], (*shares)[0], (*shares)[2]});
-  ASSERT_TRUE(secret.ok());
+  ASSERT_OK(secret);
   EXPECT_EQ(*secret, "Hi!");
 }
 
@@ -100,7 +101,7 @@ TEST(ShamirKnownAnswerTest, CombineDecodesReferenceSharesDirectly) {
     shares.push_back(absl::HexStringToBytes(hex));
   }
   auto secret = Combine(shares);
-  ASSERT_TRUE(secret.ok());
+  ASSERT_OK(secret);
   EXPECT_EQ(*secret, "Hi!");
 }
 
@@ -109,7 +110,7 @@ TEST(ShamirKnownAnswerTest, CombineDecodesReferenceSharesDirectly) {
 TEST(ShamirPropertyTest, ShareLayoutAndDistinctNonZeroX) {
   const std::string secret(32, 'k');
   auto shares = Split(secret, 255, 3);
-  ASSERT_TRUE(shares.ok());
+  ASSERT_OK(shares);
   std::vector<bool> seen(256, false);
   for (const std::string& share : *shares) {
     ASSERT_EQ(share.size(), secret.size() + 1);
@@ -131,7 +132,7 @@ TEST(ShamirPropertyTest, RandomParametersEveryThresholdSubsetRecombines) {
     std::string secret(len, '\0');
     for (char& c : secret) c = static_cast<char>(rng());
     auto shares = Split(secret, parts, threshold);
-    ASSERT_TRUE(shares.ok()) << shares.status();
+    ASSERT_OK(shares);
     for (int trial = 0; trial < 5; ++trial) {
       std::vector<std::string> subset = *shares;
       std::shuffle(subset.begin(), subset.end(), rng);
@@ -139,14 +140,14 @@ TEST(ShamirPropertyTest, RandomParametersEveryThresholdSubsetRecombines) {
           std::uniform_int_distribution<int>(threshold, parts)(rng);
       subset.resize(take);
       auto combined = Combine(subset);
-      ASSERT_TRUE(combined.ok()) << combined.status();
+      ASSERT_OK(combined);
       EXPECT_EQ(*combined, secret)
           << "parts=" << parts << " threshold=" << threshold
           << " take=" << take;
       if (threshold > 2) {
         subset.resize(threshold - 1);
         auto short_combined = Combine(subset);
-        ASSERT_TRUE(short_combined.ok());
+        ASSERT_OK(short_combined);
         EXPECT_EQ(short_combined->size(), secret.size());
         if (len >= 8) EXPECT_NE(*short_combined, secret);
       }
@@ -161,9 +162,9 @@ TEST(ShamirPropertyTest, FewerThanThresholdIsUniform) {
   const int kSplits = 256 * 40;
   for (int i = 0; i < kSplits; ++i) {
     auto shares = Split(std::string(1, '\0'), 3, 3);
-    ASSERT_TRUE(shares.ok());
+    ASSERT_OK(shares);
     auto guess = Combine({(*shares)[0], (*shares)[1]});
-    ASSERT_TRUE(guess.ok());
+    ASSERT_OK(guess);
     ++counts[static_cast<uint8_t>((*guess)[0])];
   }
   // Chi-squared with 255 degrees of freedom; 400 is far beyond p = 1e-6.
@@ -194,13 +195,13 @@ TEST(ShamirValidationTest, SplitRules) {
   ExpectInvalid(Split("s", 3, 0).status(), "at least 2");
   ExpectInvalid(Split("s", -1, -5).status(), "at least 2");
   ExpectInvalid(Split("", 3, 2).status(), "empty secret");
-  EXPECT_TRUE(Split("s", 255, 255).ok());
-  EXPECT_TRUE(Split("s", 2, 2).ok());
+  EXPECT_OK(Split("s", 255, 255));
+  EXPECT_OK(Split("s", 2, 2));
 }
 
 TEST(ShamirValidationTest, CombineRules) {
   auto shares = Split("secret bytes", 5, 3);
-  ASSERT_TRUE(shares.ok());
+  ASSERT_OK(shares);
   const std::vector<std::string>& s = *shares;
   ExpectInvalid(Combine({}).status(), "at least two shares");
   ExpectInvalid(Combine({s[0]}).status(), "at least two shares");
@@ -223,7 +224,7 @@ TEST(ShamirValidationTest, CombineRules) {
 // to honest ones would choose the unseal key. Combine refuses it.
 TEST(ShamirValidationTest, CombineRefusesXZero) {
   auto shares = Split("secret bytes", 5, 3);
-  ASSERT_TRUE(shares.ok());
+  ASSERT_OK(shares);
   const std::vector<std::string>& s = *shares;
   std::string forged = "chosen bytes";
   forged.push_back('\0');

@@ -45,9 +45,9 @@ struct BackendFactory {
 
 // For INSTANTIATE_TEST_SUITE_P's name generator argument.
 std::string BackendFactoryName(
-    const testing::TestParamInfo<BackendFactory>& info);
+    const ::testing::TestParamInfo<BackendFactory>& info);
 
-class BackendConformanceTest : public testing::TestWithParam<BackendFactory> {
+class BackendConformanceTest : public ::testing::TestWithParam<BackendFactory> {
  protected:
   void SetUp() override;
 
