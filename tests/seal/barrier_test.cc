@@ -26,7 +26,7 @@
 namespace strongbox {
 namespace {
 
-using ::strongbox::testing::StatusIs;
+using ::strongbox_testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;

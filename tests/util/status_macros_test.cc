@@ -16,9 +16,9 @@
 namespace strongbox {
 namespace {
 
-using ::strongbox::testing::IsOk;
-using ::strongbox::testing::IsOkAndHolds;
-using ::strongbox::testing::StatusIs;
+using ::strongbox_testing::IsOk;
+using ::strongbox_testing::IsOkAndHolds;
+using ::strongbox_testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
 

@@ -11,6 +11,8 @@
 // Each matcher accepts an absl::Status or any absl::StatusOr<T>. Failure
 // messages show the status code and message (never the value held by an
 // OK StatusOr, which may be a secret). Part of //:testing; header-only.
+// The namespace is strongbox_testing, not strongbox::testing, so that code
+// inside namespace strongbox still finds GoogleTest as plain `testing::`.
 #ifndef STRONGBOX_TESTING_STATUS_MATCHERS_H_
 #define STRONGBOX_TESTING_STATUS_MATCHERS_H_
 
@@ -24,7 +26,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace strongbox::testing {
+namespace strongbox_testing {
 namespace internal {
 
 inline const absl::Status& GetStatus(const absl::Status& status) {
@@ -164,26 +166,26 @@ internal::IsOkAndHoldsMatcher<std::decay_t<InnerMatcher>> IsOkAndHolds(
       std::forward<InnerMatcher>(inner));
 }
 
-}  // namespace strongbox::testing
+}  // namespace strongbox_testing
 
 #define STRONGBOX_TESTING_CONCAT_INNER_(a, b) a##b
 #define STRONGBOX_TESTING_CONCAT_(a, b) STRONGBOX_TESTING_CONCAT_INNER_(a, b)
 
 #ifndef EXPECT_OK
-#define EXPECT_OK(expr) EXPECT_THAT((expr), ::strongbox::testing::IsOk())
+#define EXPECT_OK(expr) EXPECT_THAT((expr), ::strongbox_testing::IsOk())
 #endif
 #ifndef ASSERT_OK
-#define ASSERT_OK(expr) ASSERT_THAT((expr), ::strongbox::testing::IsOk())
+#define ASSERT_OK(expr) ASSERT_THAT((expr), ::strongbox_testing::IsOk())
 #endif
 #ifndef ASSERT_OK_AND_ASSIGN
 // Asserts that `expr` (an absl::StatusOr<T>) is OK and moves its value into
 // `lhs` (a declaration or an existing variable).
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                   \
-  STRONGBOX_TESTING_ASSERT_OK_AND_ASSIGN_IMPL_(                           \
+#define ASSERT_OK_AND_ASSIGN(lhs, expr)         \
+  STRONGBOX_TESTING_ASSERT_OK_AND_ASSIGN_IMPL_( \
       STRONGBOX_TESTING_CONCAT_(strongbox_statusor_, __LINE__), lhs, expr)
 #define STRONGBOX_TESTING_ASSERT_OK_AND_ASSIGN_IMPL_(statusor, lhs, expr) \
   auto statusor = (expr);                                                 \
-  ASSERT_THAT(statusor.status(), ::strongbox::testing::IsOk());           \
+  ASSERT_THAT(statusor.status(), ::strongbox_testing::IsOk());            \
   lhs = *std::move(statusor)
 #endif
 
