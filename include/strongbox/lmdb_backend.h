@@ -53,7 +53,9 @@
 //   * with `kill_hung_holder`, sends it SIGKILL, but only when all three
 //     match (a pid reused by another process has another start time; a
 //     grant of another boot is dead already), never a live grant and never
-//     its own process; the takeover then completes within about TTL +
+//     its own process, nor one this process cannot see (/proc mounted with
+//     hidepid hides other users' processes: reported as "cannot see", not
+//     as exited); the takeover then completes within about TTL +
 //     grace. LMDB recovers the writer lock; fences keep out the writes of
 //     a holder killed too eagerly (it was expired anyway), so a wrong guess
 //     costs a restart, never data. The killed process's in-flight write is

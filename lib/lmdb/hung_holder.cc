@@ -18,13 +18,28 @@ namespace strongbox {
 namespace lmdb_internal {
 
 absl::StatusOr<uint64_t> ReadProcessStartTime(pid_t pid,
-                                              const std::string& proc_root) {
+                                              const std::string &proc_root) {
   const std::string path = absl::StrCat(proc_root, "/", pid, "/stat");
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
     if (err == ENOENT || err == ESRCH) {
-      return absl::NotFoundError(absl::StrCat("no process ", pid));
+      // No /proc entry is not proof of exit: /proc mounted with hidepid=2
+      // hides other users' processes, and /proc may not be mounted at all.
+      // Ask the kernel itself (kill with signal 0 sends nothing): only
+      // ESRCH means no such process.
+      if (kill(pid, 0) != 0 && errno == ESRCH) {
+        return absl::NotFoundError(absl::StrCat("no process ", pid));
+      }
+      return absl::PermissionDeniedError(absl::StrCat(
+          "cannot see process ", pid, ": it exists, but ", path,
+          " does not (/proc mounted with hidepid, or not mounted)"));
+    }
+    if (err == EACCES || err == EPERM) {
+      // hidepid=1: the entry is visible, its contents are not.
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot see process ", pid, ": ", path, ": ",
+                       std::strerror(err), " (/proc mounted with hidepid?)"));
     }
     return absl::ErrnoToStatus(err, absl::StrCat("cannot open ", path));
   }
@@ -32,7 +47,8 @@ absl::StatusOr<uint64_t> ReadProcessStartTime(pid_t pid,
   size_t got = 0;
   while (got < sizeof(buf)) {
     ssize_t n = read(fd, buf + got, sizeof(buf) - got);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINTR)
+      continue;
     if (n < 0) {
       const int err = errno;
       close(fd);
@@ -42,7 +58,8 @@ absl::StatusOr<uint64_t> ReadProcessStartTime(pid_t pid,
       }
       return absl::ErrnoToStatus(err, absl::StrCat("cannot read ", path));
     }
-    if (n == 0) break;
+    if (n == 0)
+      break;
     got += static_cast<size_t>(n);
   }
   close(fd);
@@ -69,9 +86,9 @@ absl::StatusOr<uint64_t> ReadProcessStartTime(pid_t pid,
 }
 
 HolderJudgement JudgeHolder(
-    const LeaseRecord& record, absl::Time boot_expiry, absl::Time boot_now,
+    const LeaseRecord &record, absl::Time boot_expiry, absl::Time boot_now,
     absl::Duration blocked_for, absl::Duration grace,
-    const std::string& boot_id, pid_t self_pid,
+    const std::string &boot_id, pid_t self_pid,
     absl::FunctionRef<absl::StatusOr<uint64_t>(pid_t)> read_start_time) {
   HolderJudgement j;
   if (!record.active) {
@@ -82,8 +99,10 @@ HolderJudgement JudgeHolder(
   // Never less than the grant's TTL: a renewal that began before the
   // expiry ends within a TTL of it, so a grant expired by a TTL can no
   // longer come back to life under a commit that was merely slow.
-  if (grace < record.ttl) grace = record.ttl;
-  if (blocked_for < grace) return j;  // kLive: not blocked long enough
+  if (grace < record.ttl)
+    grace = record.ttl;
+  if (blocked_for < grace)
+    return j; // kLive: not blocked long enough
   if (record.boot_id != boot_id) {
     j.verdict = HolderVerdict::kOtherBoot;
     j.reason = absl::StrCat("grant ", record.fence,
@@ -93,7 +112,8 @@ HolderJudgement JudgeHolder(
   }
   j.expired_for = boot_now - boot_expiry;
   // Never a live grant, nor one expired for less than the grace.
-  if (j.expired_for < grace) return j;
+  if (j.expired_for < grace)
+    return j;
   const pid_t pid = static_cast<pid_t>(record.pid);
   if (pid <= 0) {
     j.verdict = HolderVerdict::kUnknownIdentity;
@@ -144,7 +164,7 @@ HolderJudgement JudgeHolder(
 }
 
 absl::Status KillIfSameProcess(pid_t pid, uint64_t start_time,
-                               const std::string& proc_root) {
+                               const std::string &proc_root) {
   // The pidfd pins the process: if it has exited and its pid was reused
   // by the time the start time is read, the start time differs, and a
   // signal through the pidfd never reaches the newcomer.
@@ -162,8 +182,10 @@ absl::Status KillIfSameProcess(pid_t pid, uint64_t start_time,
   }
   absl::StatusOr<uint64_t> now_start = ReadProcessStartTime(pid, proc_root);
   if (!now_start.ok() || *now_start != start_time) {
-    if (pidfd >= 0) close(pidfd);
-    if (!now_start.ok()) return now_start.status();
+    if (pidfd >= 0)
+      close(pidfd);
+    if (!now_start.ok())
+      return now_start.status();
     return absl::FailedPreconditionError(
         absl::StrCat("pid ", pid, " now belongs to another process"));
   }
@@ -181,5 +203,5 @@ absl::Status KillIfSameProcess(pid_t pid, uint64_t start_time,
   return absl::OkStatus();
 }
 
-}  // namespace lmdb_internal
-}  // namespace strongbox
+} // namespace lmdb_internal
+} // namespace strongbox

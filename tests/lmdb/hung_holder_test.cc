@@ -4,6 +4,7 @@
 // itself on a real process.
 #include "lib/lmdb/hung_holder.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -16,9 +17,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "gtest/gtest.h"
 #include "lib/lmdb/records.h"
 #include "tests/lmdb/test_support.h"
+#include "gtest/gtest.h"
 
 namespace strongbox {
 namespace lmdb_internal {
@@ -44,14 +45,15 @@ LeaseRecord Record(uint32_t pid, uint64_t start_time) {
 // Judges `record` with the holder's start time now `now_start` (NOT_FOUND:
 // no such process), `expired_for` past expiry after `blocked_for` blocked,
 // with the default grace (the TTL).
-HolderJudgement Judge(const LeaseRecord& record,
+HolderJudgement Judge(const LeaseRecord &record,
                       absl::StatusOr<uint64_t> now_start,
                       absl::Duration expired_for, absl::Duration blocked_for,
-                      int* reads = nullptr) {
+                      int *reads = nullptr) {
   return JudgeHolder(record, kExpiry, kExpiry + expired_for, blocked_for,
                      absl::ZeroDuration(), kBoot, /*self_pid=*/1000,
                      [&](pid_t) {
-                       if (reads != nullptr) ++*reads;
+                       if (reads != nullptr)
+                         ++*reads;
                        return now_start;
                      });
 }
@@ -192,20 +194,47 @@ TEST(LeaseRecordTest, VersionThreeCarriesTheStartTimeAndOlderOnesStillRead) {
 
 // ----------------------------------------------------------- /proc parsing
 
+// The pid of a process that exited and was reaped, if no other process has
+// taken it since; else -1.
+pid_t DeadPid() {
+  const pid_t pid = fork();
+  if (pid == 0)
+    _exit(0);
+  if (pid < 0 || waitpid(pid, nullptr, 0) != pid)
+    return -1;
+  if (kill(pid, 0) == 0 || errno != ESRCH)
+    return -1;
+  return pid;
+}
+
+pid_t SpawnSleeper() {
+  pid_t pid = fork();
+  if (pid == 0) {
+    while (true)
+      pause();
+  }
+  return pid;
+}
+
 TEST(ProcessStartTimeTest, ParsesFieldTwentyTwoPastAnAwkwardName) {
   const std::string root = NewTestDir("proc");
   ASSERT_EQ(mkdir(root.c_str(), 0755), 0);
   ASSERT_EQ(mkdir((root + "/77").c_str(), 0755), 0);
   // comm may hold spaces and ')'; fields 3..21 are 1..19, field 22 is 4242.
   std::string line = "77 (a) b) c) S";
-  for (int field = 4; field <= 21; ++field) absl::StrAppend(&line, " ", field);
+  for (int field = 4; field <= 21; ++field)
+    absl::StrAppend(&line, " ", field);
   absl::StrAppend(&line, " 4242 23 24\n");
   std::ofstream(root + "/77/stat") << line;
   absl::StatusOr<uint64_t> start = ReadProcessStartTime(77, root);
   ASSERT_TRUE(start.ok()) << start.status();
   EXPECT_EQ(*start, 4242u);
-  EXPECT_EQ(ReadProcessStartTime(78, root).status().code(),
-            absl::StatusCode::kNotFound);
+  // No entry and no such process (the kernel says): exited.
+  const pid_t dead = DeadPid();
+  if (dead > 0) {
+    EXPECT_EQ(ReadProcessStartTime(dead, root).status().code(),
+              absl::StatusCode::kNotFound);
+  }
   // A zombie has exited.
   std::string zombie = line;
   zombie.replace(zombie.find(") S ") + 2, 1, "Z");
@@ -217,6 +246,28 @@ TEST(ProcessStartTimeTest, ParsesFieldTwentyTwoPastAnAwkwardName) {
             absl::StatusCode::kInternal);
 }
 
+// /proc mounted with hidepid=2 (or no /proc at all) shows no directory for
+// another user's process: that process is hidden, not exited, and must be
+// reported as "cannot see it", never as "has exited".
+TEST(ProcessStartTimeTest, HiddenProcessIsNotReportedAsExited) {
+  const std::string root = NewTestDir("hidden-proc");
+  ASSERT_EQ(mkdir(root.c_str(), 0755), 0); // a /proc showing nobody
+  const pid_t live = SpawnSleeper();
+  ASSERT_GT(live, 0);
+  absl::StatusOr<uint64_t> hidden = ReadProcessStartTime(live, root);
+  EXPECT_EQ(hidden.status().code(), absl::StatusCode::kPermissionDenied)
+      << hidden.status();
+  EXPECT_NE(hidden.status().message().find("cannot see"), std::string::npos)
+      << hidden.status();
+  kill(live, SIGKILL);
+  waitpid(live, nullptr, 0);
+  // The verdict names the reason and kills nothing.
+  HolderJudgement j =
+      Judge(Record(42, 555), hidden.status(), 2 * kTtl, 2 * kTtl);
+  EXPECT_EQ(j.verdict, HolderVerdict::kUnreadable) << j.reason;
+  EXPECT_NE(j.reason.find("cannot see"), std::string::npos) << j.reason;
+}
+
 TEST(ProcessStartTimeTest, RealProcessesDifferAndAreStable) {
   absl::StatusOr<uint64_t> self = ReadProcessStartTime(getpid(), "/proc");
   ASSERT_TRUE(self.ok()) << self.status();
@@ -225,14 +276,6 @@ TEST(ProcessStartTimeTest, RealProcessesDifferAndAreStable) {
 }
 
 // ---------------------------------------------------------------- the kill
-
-pid_t SpawnSleeper() {
-  pid_t pid = fork();
-  if (pid == 0) {
-    while (true) pause();
-  }
-  return pid;
-}
 
 TEST(KillIfSameProcessTest, KillsOnlyTheProvenProcess) {
   const pid_t pid = SpawnSleeper();
@@ -252,6 +295,6 @@ TEST(KillIfSameProcessTest, KillsOnlyTheProvenProcess) {
             absl::StatusCode::kNotFound);
 }
 
-}  // namespace
-}  // namespace lmdb_internal
-}  // namespace strongbox
+} // namespace
+} // namespace lmdb_internal
+} // namespace strongbox
