@@ -22,7 +22,12 @@
 //                              (SIGSTOP) inside its write transaction,
 //                              holding LMDB's writer lock
 //         --fake-start-time    grants record a wrong process start time
+//         --fake-pid-ns        grants record another pid namespace
 //         --boot-id=ID         LmdbBackendOptions::boot_id
+//   lmdb_child stopper DIR - -
+//       Not a contender: an unfenced Put (as an Initialize does) that prints
+//       "STOPPING_IN_WRITE" and stops itself (SIGSTOP) inside its write
+//       transaction, holding LMDB's writer lock; nothing after that.
 //   lmdb_child fill DIR COUNT BYTES
 //       Opens with a 1 MiB initial map, writes COUNT values of BYTES under
 //       fill/<i>, prints "DONE <revision>".
@@ -81,6 +86,7 @@ struct ContenderFlags {
   bool report_hung = false;
   bool stop_in_write = false;
   bool fake_start_time = false;
+  bool fake_pid_ns = false;
   std::string boot_id;
 };
 
@@ -116,6 +122,7 @@ int Contender(const std::string& dir, const std::string& name, int ttl_ms,
     };
   }
   if (flags.fake_start_time) hooks.grant_start_time = 1;
+  if (flags.fake_pid_ns) hooks.grant_pid_ns = 1;
   auto backend = lmdb_internal::OpenWithTestHooks(dir, backend_options, &hooks);
   if (!backend.ok()) return Fail(backend.status());
   const absl::Duration ttl = absl::Milliseconds(ttl_ms);
@@ -155,6 +162,20 @@ int Contender(const std::string& dir, const std::string& name, int ttl_ms,
       }
     }
   }
+}
+
+int Stopper(const std::string& dir) {
+  lmdb_internal::TestHooks hooks;
+  hooks.inside_commit = [](FenceToken) {
+    Say("STOPPING_IN_WRITE");
+    raise(SIGSTOP);
+  };
+  auto backend = lmdb_internal::OpenWithTestHooks(dir, {}, &hooks);
+  if (!backend.ok()) return Fail(backend.status());
+  absl::StatusOr<uint64_t> version = (*backend)->Put("stopper/x", "x");
+  if (!version.ok()) return Fail(version.status());
+  Say(absl::StrCat("WRITE_OK 0 ", *version));
+  return 0;
 }
 
 int Fill(const std::string& dir, int count, int bytes) {
@@ -213,6 +234,8 @@ int Main(int argc, char** argv) {
       flags.stop_in_write = true;
     } else if (flag == "--fake-start-time") {
       flags.fake_start_time = true;
+    } else if (flag == "--fake-pid-ns") {
+      flags.fake_pid_ns = true;
     } else if (flag.rfind("--boot-id=", 0) == 0) {
       flags.boot_id = flag.substr(10);
     } else {
@@ -232,6 +255,7 @@ int Main(int argc, char** argv) {
   if (mode == "contender" && absl::SimpleAtoi(argv[4], &b)) {
     return Contender(dir, argv[3], b, flags);
   }
+  if (mode == "stopper") return Stopper(dir);
   if (mode == "reader" && absl::SimpleAtoi(argv[3], &a)) {
     return Reader(dir, a);
   }

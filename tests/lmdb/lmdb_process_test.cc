@@ -774,6 +774,143 @@ TEST(LmdbHungHolderTest, HolderOfAnotherBootIsNeverKilled) {
   ExpectNotKilled({"--boot-id=an-earlier-boot"}, "another boot");
 }
 
+// Issue 18 review, item 4: containers sharing a boot id each have their own
+// pids; a grant made in another pid namespace is never killed.
+TEST(LmdbHungHolderTest, HolderOfAnotherPidNamespaceIsNeverKilled) {
+  ExpectNotKilled({"--fake-pid-ns"}, "another pid namespace");
+}
+
+// Issue 18 review, item 3: the kill does not always end the wait. Here a
+// third process waits for the writer lock behind the hung holder, ahead of
+// the taker; when the holder dies, LMDB's lock passes to it (futex waiters
+// wake in order), and it stops inside its own write. The taker's wait goes
+// on, and says so again, after the kill.
+TEST(LmdbHungHolderTest, WaitThatGoesOnAfterAKillIsReportedAgain) {
+  const std::string dir = NewTestDir("hung-again");
+  const int ttl_ms = 200;
+  StoppedHolder stopped;
+  StopHolderInsideAWrite(dir, ttl_ms, {}, &stopped);
+  if (HasFatalFailure()) return;
+  const pid_t pid = stopped.child->pid();
+  // Queued on the writer lock first.
+  Child third({"stopper", dir, "-", "-"});
+  ASSERT_TRUE(third.started());
+  absl::SleepFor(absl::Milliseconds(300));
+  RecordingObserver observer;
+  LmdbBackendOptions options;
+  options.kill_hung_holder = true;
+  options.hung_holder_observer = &observer;
+  auto backend = LmdbBackend::Open(dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  BackgroundAcquire acquire(backend->get(),
+                            Candidate("taker", absl::Seconds(60)));
+  // The holder is killed...
+  int status = 0;
+  ASSERT_TRUE(stopped.child->EndedWithin(absl::Seconds(10), &status))
+      << "the hung holder was not killed";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  // ...and the third process took the writer lock and stopped inside.
+  std::optional<std::string> line = third.ReadLine(absl::Seconds(10));
+  ASSERT_TRUE(line.has_value() && *line == "STOPPING_IN_WRITE")
+      << "the third process did not get the writer lock first: "
+      << (line.has_value() ? *line : "nothing");
+  std::optional<HungHolderEvent> again =
+      AwaitWaiting(**backend, absl::Seconds(10));
+  ASSERT_TRUE(again.has_value()) << "the wait after the kill went unreported";
+  EXPECT_EQ(again->pid, static_cast<uint32_t>(pid));
+  EXPECT_NE(again->reason.find("still waits after the kill"), std::string::npos)
+      << again->reason;
+  HungHolderStatus hung = (*backend)->hung_holder_status();
+  EXPECT_EQ(hung.kills, 1u);
+  std::vector<HungHolderEvent> events = observer.events();
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[0].kind, HungHolderEvent::Kind::kKilled);
+  EXPECT_EQ(events.back().kind, HungHolderEvent::Kind::kWaiting);
+  EXPECT_FALSE(acquire.done());
+  // The third process ends; the takeover completes, the report is gone.
+  third.Signal(SIGKILL);
+  third.Reap();
+  acquire.Join();
+  ASSERT_TRUE(acquire.result().ok()) << acquire.result().status();
+  EXPECT_FALSE((*backend)->hung_holder_status().waiting.has_value());
+}
+
+// LMDB does not say who holds its writer lock. When a process that is not
+// the holder (here an unfenced write, as an Initialize; equally a
+// contender's grant or a BreakLease) stops inside a write, the healthy
+// holder's renewal waits behind it and its grant expires: the holder looks
+// hung, but it is not inside a write, and killing it would cure nothing.
+// It is never killed; the wait is reported with the reason.
+TEST(LmdbHungHolderTest, HealthyHolderBlockedBehindAnotherWriterIsNeverKilled) {
+  const std::string dir = NewTestDir("hung-third");
+  const int ttl_ms = 200;
+  Child holder({"contender", dir, "healthy", absl::StrCat(ttl_ms)});
+  ASSERT_TRUE(holder.started());
+  // Granted and writing: a healthy holder, renewing every TTL/3.
+  int writes = 0;
+  while (writes < 3) {
+    std::optional<std::string> line = holder.ReadLine(absl::Seconds(10));
+    ASSERT_TRUE(line.has_value()) << "the holder went quiet";
+    if (line->rfind("WRITE_OK", 0) == 0) ++writes;
+    ASSERT_NE(line->rfind("ERROR", 0), 0u) << *line;
+  }
+  RecordingObserver observer;
+  LmdbBackendOptions options;
+  options.kill_hung_holder = true;
+  options.hung_holder_observer = &observer;
+  auto backend = LmdbBackend::Open(dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  BackgroundAcquire acquire(backend->get(),
+                            Candidate("taker", absl::Seconds(60)));
+  // A third process stops inside its write: every writer now waits,
+  // the holder's renewals too.
+  Child stopper({"stopper", dir, "-", "-"});
+  std::optional<std::string> stopping = stopper.ReadLine(absl::Seconds(10));
+  ASSERT_TRUE(stopping.has_value() && *stopping == "STOPPING_IN_WRITE")
+      << (stopping.has_value() ? *stopping : "nothing");
+  // The holder's grant expires; the taker's grant attempt waits on the
+  // writer lock and judges the holder: same boot, pid and start time, but
+  // not inside a write. The wait is reported, with the holder's pid.
+  HungHolderStatus hung;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!hung.waiting.has_value() && hung.kills == 0 &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+    hung = (*backend)->hung_holder_status();
+  }
+  ASSERT_EQ(hung.kills, 0u)
+      << "the healthy holder was killed: " << hung.last_kill->reason;
+  std::optional<HungHolderEvent> waiting = hung.waiting;
+  ASSERT_TRUE(waiting.has_value()) << "the wait was not reported";
+  EXPECT_EQ(waiting->pid, static_cast<uint32_t>(holder.pid()));
+  EXPECT_NE(waiting->reason.find("not inside a write"), std::string::npos)
+      << waiting->reason;
+  // Well past TTL + grace: the holder still lives, nothing was killed.
+  absl::SleepFor(absl::Milliseconds(4 * ttl_ms));
+  int status = 0;
+  EXPECT_FALSE(holder.EndedWithin(absl::ZeroDuration(), &status))
+      << "the healthy holder was killed (wait status " << status << ")";
+  EXPECT_EQ((*backend)->hung_holder_status().kills, 0u);
+  for (const HungHolderEvent& e : observer.events()) {
+    EXPECT_EQ(e.kind, HungHolderEvent::Kind::kWaiting) << e.reason;
+  }
+  EXPECT_FALSE(acquire.done());
+  // The real culprit ends: the writer lock passes on. The lapsed grant is
+  // taken over, or the holder, first to the lock, learns it lost and wins
+  // the lease again; either way it lives on.
+  stopper.Signal(SIGKILL);
+  stopper.Reap();
+  absl::SleepFor(absl::Milliseconds(2 * ttl_ms));
+  EXPECT_FALSE(holder.EndedWithin(absl::ZeroDuration(), &status))
+      << "the healthy holder was killed (wait status " << status << ")";
+  EXPECT_EQ((*backend)->hung_holder_status().kills, 0u);
+  // Its end (by the test) lets the taker in at once, if it is still out.
+  holder.Signal(SIGKILL);
+  holder.Reap();
+  acquire.Join();
+  ASSERT_TRUE(acquire.result().ok()) << acquire.result().status();
+}
+
 TEST(LmdbHungHolderTest, HolderWithinTheGraceIsNotKilled) {
   const std::string dir = NewTestDir("hung-grace");
   const int ttl_ms = 200;
