@@ -105,8 +105,14 @@ class Environment {
 
   // Runs `fn(txn)` in a read transaction and returns what it returns.
   // `fn` must copy out anything it needs: the transaction is reset after.
+  // A map grown by another process is adopted first (which waits for every
+  // transaction of this process to end), unless `adopt_map` is false: then
+  // the read fails with UNAVAILABLE instead. A thread that may run while
+  // another thread of this process waits inside mdb_txn_begin (the hung
+  // holder watchdog) must not adopt: that wait holds remap_mu_ shared and
+  // may last as long as a hung holder lives.
   template <typename Fn>
-  absl::Status Read(Fn&& fn);
+  absl::Status Read(Fn&& fn, bool adopt_map = true);
 
   // Runs `fn` in a write transaction. `fn` returns true to commit, false
   // to abort (nothing to write), or an error (abort; returned as is). If
@@ -230,7 +236,7 @@ class Environment {
 };
 
 template <typename Fn>
-absl::Status Environment::Read(Fn&& fn) {
+absl::Status Environment::Read(Fn&& fn, bool adopt_map) {
   bool checked_readers = false;
   while (true) {
     int rc;
@@ -258,6 +264,10 @@ absl::Status Environment::Read(Fn&& fn) {
     }
     if (rc != MDB_MAP_RESIZED) {
       return LmdbError(rc, "starting a read transaction");
+    }
+    if (!adopt_map) {
+      return absl::UnavailableError(
+          "lmdb: another process grew the map; not adopted by this read");
     }
     absl::Status adopted = AdoptMapSize();
     if (!adopted.ok()) return adopted;

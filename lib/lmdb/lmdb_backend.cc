@@ -814,8 +814,14 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     }
 
     void Look() {
+      // Never adopts a grown map: the grant attempt this watches holds the
+      // remap lock shared while it waits, so adopting (exclusive) would wait
+      // for the very hang being watched. A record that cannot be read now
+      // is judged as last read: only the holder's grant can have changed it
+      // meanwhile, and the kill still needs that holder inside one write for
+      // the whole grace, and its pinned identity.
       absl::StatusOr<std::optional<LeaseRecord>> read =
-          backend_->ReadLeaseNow();
+          backend_->ReadLeaseNow(/*adopt_map=*/false);
       if (read.ok() && read->has_value()) record_ = **read;
       const absl::Time now = backend_->ctx_->BootNow();
       std::optional<HungHolderEvent> event =
@@ -872,15 +878,19 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     }
   }
 
-  absl::StatusOr<std::optional<LeaseRecord>> ReadLeaseNow() {
+  // `adopt_map`: Environment::Read's.
+  absl::StatusOr<std::optional<LeaseRecord>> ReadLeaseNow(
+      bool adopt_map = true) {
     std::optional<LeaseRecord> seen;
-    absl::Status s = env_.Read([&](MDB_txn* txn) -> absl::Status {
-      absl::StatusOr<std::optional<LeaseRecord>> record =
-          ReadLease(txn, env_.dbi());
-      if (!record.ok()) return record.status();
-      seen = *std::move(record);
-      return absl::OkStatus();
-    });
+    absl::Status s = env_.Read(
+        [&](MDB_txn* txn) -> absl::Status {
+          absl::StatusOr<std::optional<LeaseRecord>> record =
+              ReadLease(txn, env_.dbi());
+          if (!record.ok()) return record.status();
+          seen = *std::move(record);
+          return absl::OkStatus();
+        },
+        adopt_map);
     if (!s.ok()) return s;
     return seen;
   }

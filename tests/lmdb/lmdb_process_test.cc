@@ -110,7 +110,10 @@ class Child {
   pid_t pid() const { return pid_; }
   int fd() const { return fd_; }
 
-  void Signal(int sig) { kill(pid_, sig); }
+  // Never kill(-1, ...): after Reap() or EndedWithin() there is no pid.
+  void Signal(int sig) {
+    if (pid_ > 0) kill(pid_, sig);
+  }
 
   // Waits for the process to end (after SIGKILL); returns its wait
   // status (-1 if there was no process).
@@ -732,6 +735,58 @@ TEST(LmdbHungHolderTest, NodeStatusReportsATakeoverWaitingOnAHungHolder) {
   EXPECT_EQ(status.find("takeover_waiting"), std::string::npos) << status;
 }
 
+// Issue 18 review, item 5: strongbox_node's grace is one TTL but never
+// less than a second (node::kMinHungHolderGrace). With a 40 ms TTL, a grace
+// of one TTL would kill an active node whose commit stalls for a fraction
+// of a second (a busy disk's fsync, swap), as if it were hung: a failover
+// and a restart for a hiccup. Here the holder is stopped inside a write;
+// a node with a 40 ms TTL leaves it alone well past the holder's own TTL
+// plus the node's TTL, and kills it only after the floor.
+TEST(LmdbHungHolderTest, NodeGraceHasAFloorAtSmallTtls) {
+  const std::string dir = NewTestDir("hung-floor");
+  node::NodeConfig config;
+  config.dir = dir;
+  config.node_id = "quick";
+  config.advertise = "127.0.0.1:9302";
+  config.lease_ttl = absl::Milliseconds(40);
+  ASSERT_TRUE(config.kill_hung_holder);  // the node's default
+  std::string share;
+  {
+    auto first = node::NodeHost::Open(config);
+    ASSERT_TRUE(first.ok()) << first.status();
+    const std::string init = (*first)->HandleLine("init 1 1");
+    const size_t at = init.find("[\"");
+    ASSERT_NE(at, std::string::npos) << "init failed";
+    share = init.substr(at + 2, init.find('"', at + 2) - at - 2);
+  }
+  const int holder_ttl_ms = 200;
+  StoppedHolder stopped;
+  StopHolderInsideAWrite(dir, holder_ttl_ms, {}, &stopped);
+  if (HasFatalFailure()) return;
+  const pid_t pid = stopped.child->pid();
+  auto host = node::NodeHost::Open(config);
+  ASSERT_TRUE(host.ok()) << host.status();
+  ASSERT_NE((*host)->HandleLine("unseal " + share).find("\"sealed\":false"),
+            std::string::npos);
+  // Expired by at most its TTL after the stop; a grace of one node TTL
+  // (or of the holder's TTL) would have killed it by about 2 x 200 ms.
+  absl::SleepFor(stopped.stopped_at + absl::Milliseconds(900) - absl::Now());
+  EXPECT_EQ(ProcessState(pid), 'T')
+      << "killed within 900 ms of the stop: the grace has no floor";
+  // After the floor it is killed, and the node takes over.
+  int status = 0;
+  EXPECT_TRUE(stopped.child->EndedWithin(absl::Seconds(10), &status))
+      << "the hung holder was never killed";
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  std::string state = (*host)->HandleLine("status");
+  while (state.find("\"state\":\"active\"") == std::string::npos) {
+    ASSERT_LT(absl::Now(), deadline) << "no takeover: " << state;
+    absl::SleepFor(absl::Milliseconds(5));
+    state = (*host)->HandleLine("status");
+  }
+  EXPECT_NE(state.find("\"hung_holders_killed\""), std::string::npos) << state;
+}
+
 // Waits for the report that a stopped holder of `flags` is not killed,
 // checks it is alive, then ends it and the takeover.
 void ExpectNotKilled(const std::vector<std::string>& flags,
@@ -909,6 +964,49 @@ TEST(LmdbHungHolderTest, HealthyHolderBlockedBehindAnotherWriterIsNeverKilled) {
   holder.Reap();
   acquire.Join();
   ASSERT_TRUE(acquire.result().ok()) << acquire.result().status();
+}
+
+// Issue 18 review, item 2: a map grown by another process while this
+// process's grant attempt waits for the writer lock. The attempt holds the
+// remap lock shared (its mdb_txn_begin may touch the map once it gets the
+// lock); the watchdog's read then finds MDB_MAP_RESIZED, and adopting the
+// new size needs that lock exclusively: it must not wait for it (the wait
+// would never end while the hung holder lives), and the hung holder must
+// still be killed. The grower holds the lease, commits a growth while the
+// taker waits, and stops inside its next write, which was queued first.
+TEST(LmdbHungHolderTest, MapGrownWhileTheTakeoverWaitsDoesNotStallTheWatch) {
+  const std::string dir = NewTestDir("hung-grown");
+  const int ttl_ms = 300;
+  LmdbBackendOptions options;
+  options.initial_map_bytes = 1 << 20;  // the grower's write outgrows it
+  options.kill_hung_holder = true;
+  // Long enough that the growth write, open past the grant's expiry, is
+  // not itself judged hung.
+  options.hung_holder_grace = absl::Seconds(1);
+  auto backend = LmdbBackend::Open(dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  ASSERT_EQ((*backend)->Get("absent").status().code(),
+            absl::StatusCode::kNotFound);
+  Child grower({"grower", dir, absl::StrCat(ttl_ms), "-"});
+  std::optional<std::string> granted = grower.ReadLine(absl::Seconds(10));
+  ASSERT_TRUE(granted.has_value() && granted->rfind("GRANTED", 0) == 0)
+      << (granted.has_value() ? *granted : "nothing");
+  BackgroundAcquire acquire(backend->get(),
+                            Candidate("taker", absl::Seconds(60)));
+  std::optional<std::string> stopping = grower.ReadLine(absl::Seconds(10));
+  ASSERT_TRUE(stopping.has_value() && *stopping == "STOPPING_IN_WRITE")
+      << (stopping.has_value() ? *stopping : "nothing");
+  int status = 0;
+  EXPECT_TRUE(grower.EndedWithin(absl::Seconds(10), &status))
+      << "the hung holder was not killed: the watchdog is stuck";
+  grower.Signal(SIGKILL);  // (if not) ends the wait either way
+  acquire.Join();
+  ASSERT_TRUE(acquire.result().ok()) << acquire.result().status();
+  EXPECT_EQ((*backend)->hung_holder_status().kills, 1u);
+  // The grown map is adopted afterwards: the grower's value reads back.
+  absl::StatusOr<Entry> big = (*backend)->Get("grower/big");
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_EQ(big->value.size(), size_t{3} << 19);
 }
 
 TEST(LmdbHungHolderTest, HolderWithinTheGraceIsNotKilled) {
