@@ -252,9 +252,13 @@ struct LmdbBackendOptions {
   // process, like strongbox_node, turn it on.
   bool kill_hung_holder = false;
 
-  // How long the grant must be past its expiry, and a grant attempt must
-  // have waited for the writer lock, before the holder counts as hung.
-  // Default (zero): the grant's own TTL.
+  // How long the grant must be past its expiry, a grant attempt must have
+  // waited for the writer lock, and the holder must have been inside one
+  // and the same write transaction of its own, before the holder counts as
+  // hung. Never less than the grant's TTL (a shorter one counts as the
+  // TTL). Default (zero): the grant's own TTL. A host with small TTLs may
+  // want a floor (strongbox_node uses max(TTL, 1 s)): a kill is not undone,
+  // and a single commit can stall for a fraction of a second on a busy disk.
   absl::Duration hung_holder_grace = absl::ZeroDuration();
 
   // Hears every wait on, and kill of, a hung holder. Not owned; must
