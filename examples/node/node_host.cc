@@ -143,6 +143,10 @@ absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
   return config;
 }
 
+absl::Duration HungHolderGrace(absl::Duration lease_ttl) {
+  return std::max(lease_ttl, kMinHungHolderGrace);
+}
+
 NodeHost::NodeHost(const NodeConfig& config) : config_(config) {}
 
 NodeHost::~NodeHost() {
@@ -156,6 +160,7 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Open(
     const NodeConfig& config) {
   LmdbBackendOptions backend_options;
   backend_options.kill_hung_holder = config.kill_hung_holder;
+  backend_options.hung_holder_grace = HungHolderGrace(config.lease_ttl);
   absl::StatusOr<std::unique_ptr<LmdbBackend>> backend =
       LmdbBackend::Open(config.dir, backend_options);
   if (!backend.ok()) return backend.status();

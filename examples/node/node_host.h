@@ -72,12 +72,23 @@ struct NodeConfig {
   // 40 <= TTL <= 600000 ms.
   absl::Duration lease_ttl = absl::Milliseconds(2000);
   // LmdbBackendOptions::kill_hung_holder: a standby kills an active node
-  // hung inside an LMDB write once its lease has been expired for a TTL
-  // (identity proven by boot id, pid and start time). Default: on;
-  // --no-kill-hung-holder turns it off (the takeover then waits for the
-  // hung node to resume or die).
+  // hung inside an LMDB write once its lease has been expired for the
+  // grace, HungHolderGrace(lease_ttl) (identity proven by boot id, pid
+  // namespace, pid and start time). Default: on; --no-kill-hung-holder
+  // turns it off (the takeover then waits for the hung node to resume or
+  // die).
   bool kill_hung_holder = true;
 };
+
+// The hung-holder grace the node gives LmdbBackend: one lease TTL, but never
+// less than kMinHungHolderGrace. The library's default (one TTL) is right
+// for TTLs of seconds; at the smallest TTLs (40 ms) it would kill an active
+// node whose one commit stalls for a fraction of a second (an fsync behind a
+// busy disk, swap, a starved container): a failover and a restart for a
+// hiccup, since a kill is not undone. With the floor, a node frozen inside a
+// write costs at most about TTL + 1 s without an active node.
+inline constexpr absl::Duration kMinHungHolderGrace = absl::Seconds(1);
+absl::Duration HungHolderGrace(absl::Duration lease_ttl);
 
 // Parses the command line (argv[0] is the program). INVALID_ARGUMENT with a
 // usage-style message for anything unknown, missing or out of range.

@@ -16,7 +16,8 @@
 // processes would.
 //
 // The HA lease. The grant (holder value, fence, expiry, TTL, the holder's
-// machine boot id, pid and process start time) is a record in the same LMDB
+// machine boot id, pid namespace, pid and process start time) is a record in
+// the same LMDB
 // environment, so a fenced write checks it atomically with the write. The
 // expiry is measured in time since the machine booted (CLOCK_BOOTTIME), which
 // every process of one boot shares and nobody steps, so a wall clock stepped
@@ -27,7 +28,7 @@
 // read the record this one writes: upgrade every process on a directory
 // together.) The
 // holder of grant F also keeps an OS lock (an open-file-description lock)
-// on `lease-F.lock`, which the kernel drops when the process dies. A
+// on byte 0 of `lease-F.lock`, which the kernel drops when the process dies. A
 // contender therefore treats the lease as free when any of these holds:
 //   * the record says released (Release(), BreakLease()),
 //   * the record's expiry has passed in boot time (a hung holder
@@ -48,12 +49,24 @@
 // lock on at once). So a contender whose grant attempt has waited for the
 // writer lock for a grace period (`hung_holder_grace`, default one TTL),
 // while the current grant has been expired for that long too, looks at the
-// grant's holder process, which the record names by boot id, pid and
-// process start time (/proc/<pid>/stat), and:
-//   * with `kill_hung_holder`, sends it SIGKILL, but only when all three
+// grant's holder process, which the record names by boot id, pid namespace,
+// pid and process start time (/proc/<pid>/stat), and:
+//   * with `kill_hung_holder`, sends it SIGKILL, but only when all four
 //     match (a pid reused by another process has another start time; a
-//     grant of another boot is dead already), never a live grant and never
-//     its own process; the takeover then completes within about TTL +
+//     grant of another boot is dead already; a pid of another namespace,
+//     as in containers sharing a boot id, is not ours) and the holder is
+//     proven inside a write transaction of its own, the same one for the
+//     whole grace: while its own write transaction is open, a holder keeps
+//     an "inside a write" marker lock on its lease file (see
+//     lib/lmdb/hung_holder.h for the races). LMDB does not say who holds
+//     its writer lock, so a holder whose renewal merely waits behind some
+//     other process stopped inside a write (a contender's grant, a
+//     BreakLease, an unfenced Initialize) is expired too, but unmarked:
+//     never killed (the wait is reported, with that reason). Never a live
+//     grant and never
+//     its own process, nor one this process cannot see (/proc mounted with
+//     hidepid hides other users' processes: reported as "cannot see", not
+//     as exited); the takeover then completes within about TTL +
 //     grace. LMDB recovers the writer lock; fences keep out the writes of
 //     a holder killed too eagerly (it was expired anyway), so a wrong guess
 //     costs a restart, never data. The killed process's in-flight write is
@@ -62,10 +75,10 @@
 // Open() of an existing store never waits for the writer lock, so a node
 // started during such a hang can open the directory and take over.
 // Either way the observer (`hung_holder_observer`) hears of it, and
-// hung_holder_status() shows it. What it cannot tell: LMDB does not say who
-// holds its writer lock, so if a non-holder process hangs inside a write
-// while the holder itself hangs (e.g. blocked renewing behind it), the
-// holder is the one killed and the wait goes on (reported again).
+// hung_holder_status() shows it; a wait that goes on a second after a kill
+// (the writer lock passed to another process, not to this contender) is
+// reported again. Records of older releases (version 3 and before: no pid
+// namespace, no marker) are read, and their holders never killed.
 //
 // A grant is durable before its fence is handed out: under kNoSync and
 // kNoMetaSync the grant's commit is followed by a sync (if that fails the
@@ -239,9 +252,13 @@ struct LmdbBackendOptions {
   // process, like strongbox_node, turn it on.
   bool kill_hung_holder = false;
 
-  // How long the grant must be past its expiry, and a grant attempt must
-  // have waited for the writer lock, before the holder counts as hung.
-  // Default (zero): the grant's own TTL.
+  // How long the grant must be past its expiry, a grant attempt must have
+  // waited for the writer lock, and the holder must have been inside one
+  // and the same write transaction of its own, before the holder counts as
+  // hung. Never less than the grant's TTL (a shorter one counts as the
+  // TTL). Default (zero): the grant's own TTL. A host with small TTLs may
+  // want a floor (strongbox_node uses max(TTL, 1 s)): a kill is not undone,
+  // and a single commit can stall for a fraction of a second on a busy disk.
   absl::Duration hung_holder_grace = absl::ZeroDuration();
 
   // Hears every wait on, and kill of, a hung holder. Not owned; must

@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
+#include "lib/lmdb/hung_holder.h"
 #include "lib/lmdb/records.h"
 
 namespace strongbox {
@@ -360,6 +361,15 @@ absl::Status Environment::Write(
       MDB_txn* txn = nullptr;
       rc = mdb_txn_begin(env_, nullptr, 0, &txn);
       if (rc == MDB_SUCCESS) {
+        // Marked only once begin has returned (a thread blocked in it is
+        // not inside a write), unmarked only after the commit or abort
+        // below has returned: every return path leaves this scope after
+        // the transaction ended.
+        struct InsideWrite {
+          Environment* env;
+          ~InsideWrite() { env->UnmarkInsideWrite(); }
+        } marked{this};
+        MarkInsideWrite();
         WriteTxn w(txn);
         absl::StatusOr<bool> commit = fn(w);
         if (w.map_full()) {
@@ -393,6 +403,32 @@ absl::Status Environment::Write(
     absl::Status adopted = AdoptMapSize();
     if (!adopted.ok()) return adopted;
   }
+}
+
+void Environment::AddWriteMarker(int fd) {
+  MutexLock lock(&marker_mu_);
+  marker_fds_.push_back(fd);
+  if (inside_write_) LockInsideWriteMarker(fd, write_seq_);
+}
+
+void Environment::RemoveWriteMarker(int fd) {
+  MutexLock lock(&marker_mu_);
+  marker_fds_.erase(std::remove(marker_fds_.begin(), marker_fds_.end(), fd),
+                    marker_fds_.end());
+  // Its marker, if any, goes with the descriptor, which the caller closes.
+}
+
+void Environment::MarkInsideWrite() {
+  MutexLock lock(&marker_mu_);
+  ++write_seq_;
+  inside_write_ = true;
+  for (int fd : marker_fds_) LockInsideWriteMarker(fd, write_seq_);
+}
+
+void Environment::UnmarkInsideWrite() {
+  MutexLock lock(&marker_mu_);
+  inside_write_ = false;
+  for (int fd : marker_fds_) UnlockInsideWriteMarkers(fd);
 }
 
 absl::Status Environment::Sync() {

@@ -37,6 +37,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -104,8 +105,14 @@ class Environment {
 
   // Runs `fn(txn)` in a read transaction and returns what it returns.
   // `fn` must copy out anything it needs: the transaction is reset after.
+  // A map grown by another process is adopted first (which waits for every
+  // transaction of this process to end), unless `adopt_map` is false: then
+  // the read fails with UNAVAILABLE instead. A thread that may run while
+  // another thread of this process waits inside mdb_txn_begin (the hung
+  // holder watchdog) must not adopt: that wait holds remap_mu_ shared and
+  // may last as long as a hung holder lives.
   template <typename Fn>
-  absl::Status Read(Fn&& fn);
+  absl::Status Read(Fn&& fn, bool adopt_map = true);
 
   // Runs `fn` in a write transaction. `fn` returns true to commit, false
   // to abort (nothing to write), or an error (abort; returned as is). If
@@ -150,6 +157,16 @@ class Environment {
     return by_pid && getpid() != opener_pid_;
   }
 
+  // The "inside a write" marker (hung_holder.h): the descriptors of the
+  // lock files of the grants this process holds on this directory. While a
+  // write transaction of this process is open — from just after
+  // mdb_txn_begin returned to just after mdb_txn_commit or mdb_txn_abort
+  // returned — each carries that transaction's marker. One added during a
+  // write transaction (a grant's own file) is marked at once. A descriptor
+  // must be removed before it is closed.
+  void AddWriteMarker(int fd);
+  void RemoveWriteMarker(int fd);
+
   // Lease waiters in this process park here; anything that frees the
   // lease from this process calls Wake() so they look again at once.
   // Waiting ends after `timeout` of real time at the latest (other
@@ -173,6 +190,12 @@ class Environment {
   MDB_txn* TakePooledReader();
   void ReturnReader(MDB_txn* txn);
 
+  // Marks or unmarks every registered lock file (see AddWriteMarker).
+  // LMDB's writer lock serializes the calls: one write transaction at a
+  // time per directory, in this process as across processes.
+  void MarkInsideWrite();
+  void UnmarkInsideWrite();
+
   // Adopts a bigger map written by another process (MDB_MAP_RESIZED).
   absl::Status AdoptMapSize();
   // Doubles the map if it is still `seen` bytes.
@@ -195,6 +218,12 @@ class Environment {
   // Reset read transactions ready for mdb_txn_renew; nullptr = empty slot.
   std::array<std::atomic<MDB_txn*>, kPoolSlots> pool_{};
 
+  // Leaf lock: nothing else is taken under it. Never held across LMDB.
+  Mutex marker_mu_;
+  std::vector<int> marker_fds_ ABSL_GUARDED_BY(marker_mu_);
+  uint64_t write_seq_ ABSL_GUARDED_BY(marker_mu_) = 0;
+  bool inside_write_ ABSL_GUARDED_BY(marker_mu_) = false;
+
   Mutex wake_mu_;
   uint64_t wake_epoch_ ABSL_GUARDED_BY(wake_mu_) = 0;
 
@@ -207,7 +236,7 @@ class Environment {
 };
 
 template <typename Fn>
-absl::Status Environment::Read(Fn&& fn) {
+absl::Status Environment::Read(Fn&& fn, bool adopt_map) {
   bool checked_readers = false;
   while (true) {
     int rc;
@@ -235,6 +264,10 @@ absl::Status Environment::Read(Fn&& fn) {
     }
     if (rc != MDB_MAP_RESIZED) {
       return LmdbError(rc, "starting a read transaction");
+    }
+    if (!adopt_map) {
+      return absl::UnavailableError(
+          "lmdb: another process grew the map; not adopted by this read");
     }
     absl::Status adopted = AdoptMapSize();
     if (!adopted.ok()) return adopted;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -24,7 +25,22 @@ absl::StatusOr<uint64_t> ReadProcessStartTime(pid_t pid,
   if (fd < 0) {
     const int err = errno;
     if (err == ENOENT || err == ESRCH) {
-      return absl::NotFoundError(absl::StrCat("no process ", pid));
+      // No /proc entry is not proof of exit: /proc mounted with hidepid=2
+      // hides other users' processes, and /proc may not be mounted at all.
+      // Ask the kernel itself (kill with signal 0 sends nothing): only
+      // ESRCH means no such process.
+      if (kill(pid, 0) != 0 && errno == ESRCH) {
+        return absl::NotFoundError(absl::StrCat("no process ", pid));
+      }
+      return absl::PermissionDeniedError(absl::StrCat(
+          "cannot see process ", pid, ": it exists, but ", path,
+          " does not (/proc mounted with hidepid, or not mounted)"));
+    }
+    if (err == EACCES || err == EPERM) {
+      // hidepid=1: the entry is visible, its contents are not.
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot see process ", pid, ": ", path, ": ",
+                       std::strerror(err), " (/proc mounted with hidepid?)"));
     }
     return absl::ErrnoToStatus(err, absl::StrCat("cannot open ", path));
   }
@@ -68,10 +84,59 @@ absl::StatusOr<uint64_t> ReadProcessStartTime(pid_t pid,
   return start_time;
 }
 
+absl::StatusOr<uint64_t> ReadOwnPidNamespace(const std::string& proc_root) {
+  const std::string path = absl::StrCat(proc_root, "/self/ns/pid");
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot stat ", path));
+  }
+  return static_cast<uint64_t>(st.st_ino);
+}
+
+namespace {
+
+bool SetMarkerLock(int fd, short type, off_t start, off_t len) {
+  struct flock lock;
+  std::memset(&lock, 0, sizeof(lock));
+  lock.l_type = type;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = start;
+  lock.l_len = len;
+  return fcntl(fd, F_OFD_SETLK, &lock) == 0;
+}
+
+}  // namespace
+
+bool LockInsideWriteMarker(int fd, uint64_t seq) {
+  return SetMarkerLock(
+      fd, F_WRLCK,
+      kInsideWriteMarkerBase + static_cast<off_t>(seq % kInsideWriteMarkerSpan),
+      1);
+}
+
+void UnlockInsideWriteMarkers(int fd) {
+  // Length 0: to the end of every possible offset.
+  SetMarkerLock(fd, F_UNLCK, kInsideWriteMarkerBase, 0);
+}
+
+std::optional<uint64_t> ProbeInsideWriteMarker(int fd) {
+  struct flock probe;
+  std::memset(&probe, 0, sizeof(probe));
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  probe.l_start = kInsideWriteMarkerBase;
+  probe.l_len = 0;
+  if (fcntl(fd, F_OFD_GETLK, &probe) != 0 || probe.l_type == F_UNLCK ||
+      probe.l_start < kInsideWriteMarkerBase) {
+    return std::nullopt;
+  }
+  return static_cast<uint64_t>(probe.l_start - kInsideWriteMarkerBase);
+}
+
 HolderJudgement JudgeHolder(
     const LeaseRecord& record, absl::Time boot_expiry, absl::Time boot_now,
-    absl::Duration blocked_for, absl::Duration grace,
-    const std::string& boot_id, pid_t self_pid,
+    absl::Duration blocked_for, absl::Duration grace, const SelfIdentity& self,
+    std::optional<absl::Duration> inside_write_for,
     absl::FunctionRef<absl::StatusOr<uint64_t>(pid_t)> read_start_time) {
   HolderJudgement j;
   if (!record.active) {
@@ -84,7 +149,7 @@ HolderJudgement JudgeHolder(
   // longer come back to life under a commit that was merely slow.
   if (grace < record.ttl) grace = record.ttl;
   if (blocked_for < grace) return j;  // kLive: not blocked long enough
-  if (record.boot_id != boot_id) {
+  if (record.boot_id != self.boot_id) {
     j.verdict = HolderVerdict::kOtherBoot;
     j.reason = absl::StrCat("grant ", record.fence,
                             " was made during another boot; its holder is "
@@ -100,17 +165,40 @@ HolderJudgement JudgeHolder(
     j.reason = absl::StrCat("grant ", record.fence, " names no process");
     return j;
   }
-  if (pid == self_pid) {
+  if (self.pid_ns == 0) {
+    j.verdict = HolderVerdict::kUnknownIdentity;
+    j.reason = absl::StrCat(
+        "this process cannot read its own pid namespace; "
+        "pid ",
+        pid, " of grant ", record.fence, " is unproven, not killed");
+    return j;
+  }
+  // Containers may share a boot id; a pid of another namespace names some
+  // unrelated process of ours, or none.
+  if (record.pid_ns != 0 && record.pid_ns != self.pid_ns) {
+    j.verdict = HolderVerdict::kOtherPidNamespace;
+    j.reason = absl::StrCat("grant ", record.fence, " (pid ", pid,
+                            ") was made in another pid namespace (",
+                            record.pid_ns, "; ours is ", self.pid_ns,
+                            "); its pid is not ours to judge, not killed");
+    return j;
+  }
+  if (pid == self.pid) {
     j.verdict = HolderVerdict::kSelf;
     j.reason = absl::StrCat("grant ", record.fence, " names this process (pid ",
                             pid, "); not killed");
     return j;
   }
-  if (record.start_time == 0) {
+  if (record.start_time == 0 || record.pid_ns == 0 ||
+      record.version < kLeaseRecordV4) {
     j.verdict = HolderVerdict::kUnknownIdentity;
-    j.reason = absl::StrCat("grant ", record.fence, " (pid ", pid,
-                            ") records no process start time (written by an "
-                            "older release); identity unproven, not killed");
+    j.reason = absl::StrCat(
+        "grant ", record.fence, " (pid ", pid,
+        ") records no process start time or pid namespace, or no "
+        "inside-a-write marker (lease record version ",
+        static_cast<int>(record.version),
+        ", an older release, or /proc unreadable to its holder); identity "
+        "unproven, not killed");
     return j;
   }
   absl::StatusOr<uint64_t> now_start = read_start_time(pid);
@@ -135,16 +223,29 @@ HolderJudgement JudgeHolder(
                      ", granted to ", record.start_time, "); not killed");
     return j;
   }
+  if (!inside_write_for.has_value()) {
+    j.verdict = HolderVerdict::kNotInsideWrite;
+    j.reason = absl::StrCat(
+        "grant ", record.fence, " has expired, but its holder, pid ", pid,
+        ", is not inside a write transaction: another process holds LMDB's "
+        "writer lock (the holder waits behind it too); not killed");
+    return j;
+  }
+  // Inside a write, but not (yet) one and the same write for the grace.
+  if (*inside_write_for < grace) return j;
   j.verdict = HolderVerdict::kProven;
-  j.reason = absl::StrCat("grant ", record.fence,
-                          " has expired and its holder, pid ", pid,
-                          " (same boot, same start time), still blocks the "
-                          "writer lock: hung inside a write");
+  j.reason = absl::StrCat(
+      "grant ", record.fence, " has expired and its holder, pid ", pid,
+      " (same boot, pid namespace and start time), has been inside one "
+      "write transaction for the grace (",
+      absl::FormatDuration(grace),
+      ") and holds the writer lock: hung inside a write");
   return j;
 }
 
 absl::Status KillIfSameProcess(pid_t pid, uint64_t start_time,
-                               const std::string& proc_root) {
+                               const std::string& proc_root,
+                               absl::FunctionRef<bool()> still_hung) {
   // The pidfd pins the process: if it has exited and its pid was reused
   // by the time the start time is read, the start time differs, and a
   // signal through the pidfd never reaches the newcomer.
@@ -162,23 +263,109 @@ absl::Status KillIfSameProcess(pid_t pid, uint64_t start_time,
   }
   absl::StatusOr<uint64_t> now_start = ReadProcessStartTime(pid, proc_root);
   if (!now_start.ok() || *now_start != start_time) {
-    if (pidfd >= 0) close(pidfd);
+    close(pidfd);
     if (!now_start.ok()) return now_start.status();
     return absl::FailedPreconditionError(
         absl::StrCat("pid ", pid, " now belongs to another process"));
+  }
+  // Pinned and the same process: is it still inside that one write?
+  if (!still_hung()) {
+    close(pidfd);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "pid ", pid, " left its write transaction before the kill"));
   }
   const int rc = static_cast<int>(
       syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0));
   const int err = errno;
   close(pidfd);
-  errno = err;
   if (rc != 0) {
-    if (errno == ESRCH) {
+    if (err == ESRCH) {
       return absl::NotFoundError(absl::StrCat("no process ", pid));
     }
-    return absl::ErrnoToStatus(errno, absl::StrCat("cannot kill pid ", pid));
+    return absl::ErrnoToStatus(err, absl::StrCat("cannot kill pid ", pid));
   }
   return absl::OkStatus();
+}
+
+HolderWatch::HolderWatch(const HolderWatchConfig& config, HolderWatchIo* io,
+                         absl::Time armed_at)
+    : config_(config), io_(io), armed_at_(armed_at) {}
+
+std::optional<HungHolderEvent> HolderWatch::Look(const LeaseRecord& record,
+                                                 absl::Time boot_expiry,
+                                                 absl::Time now) {
+  if (!record.active) return std::nullopt;
+  // The marker is tracked at every look, from the start of the wait, so
+  // that "one write transaction for the grace" can be told as soon as the
+  // rest of the proof holds.
+  const std::optional<uint64_t> seq = io_->ProbeInsideWrite(record.fence);
+  if (!seq.has_value()) {
+    marker_seq_.reset();
+  } else if (marker_fence_ != record.fence || marker_seq_ != seq) {
+    marker_fence_ = record.fence;
+    marker_seq_ = seq;
+    marker_since_ = now;
+  }
+  std::optional<absl::Duration> inside_for;
+  if (marker_seq_.has_value()) inside_for = now - marker_since_;
+  const HolderJudgement judged = JudgeHolder(
+      record, boot_expiry, now, now - armed_at_, config_.grace, config_.self,
+      inside_for, [&](pid_t pid) { return io_->ReadStartTime(pid); });
+  if (judged.verdict == HolderVerdict::kLive ||
+      judged.verdict == HolderVerdict::kNoHolder) {
+    return std::nullopt;
+  }
+  HungHolderEvent event;
+  event.kind = HungHolderEvent::Kind::kWaiting;
+  event.fence = record.fence;
+  event.holder = record.holder;
+  event.pid = record.pid;
+  event.expired_for = judged.expired_for;
+  event.reason = judged.reason;
+  const bool killed_this = killed_.has_value() && killed_->pid == record.pid &&
+                           killed_->start_time == record.start_time;
+  if (judged.verdict == HolderVerdict::kProven && killed_this) {
+    // SIGKILL was sent; it is exiting (or stuck in the kernel).
+    if (now - killed_->at < kAfterKillQuiet) return std::nullopt;
+    event.reason = absl::StrCat("pid ", record.pid,
+                                " was sent SIGKILL but has not exited (stuck "
+                                "in the kernel?); the takeover waits");
+  } else if (judged.verdict == HolderVerdict::kProven) {
+    if (!config_.kill) {
+      event.reason =
+          absl::StrCat(judged.reason, "; kill_hung_holder is off: waiting");
+    } else {
+      const FenceToken fence = record.fence;
+      const std::optional<uint64_t> seen = marker_seq_;
+      absl::Status killed =
+          io_->Kill(static_cast<pid_t>(record.pid), record.start_time,
+                    [&] { return io_->ProbeInsideWrite(fence) == seen; });
+      if (killed.ok()) {
+        killed_ = Killed{record.pid, record.start_time, record.fence, now};
+        event.kind = HungHolderEvent::Kind::kKilled;
+        event.reason = absl::StrCat(judged.reason, "; sent SIGKILL");
+        last_reason_ = event.reason;
+        return event;
+      }
+      event.reason =
+          absl::StrCat(judged.reason, "; not killed: ", killed.message());
+    }
+  } else if (killed_.has_value()) {
+    // The killed holder is gone (or the record moved on), yet this wait
+    // goes on: say so, once LMDB has had time to pass its lock on.
+    if (now - killed_->at < kAfterKillQuiet) return std::nullopt;
+    event.reason = absl::StrCat(
+        "the takeover still waits after the kill of "
+        "pid ",
+        killed_->pid, " (grant ", killed_->fence, "): ", judged.reason);
+    if (judged.verdict == HolderVerdict::kGone) {
+      absl::StrAppend(&event.reason,
+                      "; another process holds LMDB's writer lock");
+    }
+  }
+  if (event.reason == last_reason_) return std::nullopt;  // reported already
+  last_reason_ = event.reason;
+  return event;
 }
 
 }  // namespace lmdb_internal

@@ -102,6 +102,9 @@ struct LeaseContext {
   // could not tell; such a grant is never killed as hung).
   pid_t self_pid = 0;
   uint64_t self_start_time = 0;
+  // This process's pid namespace (0 if unreadable: then its grants are
+  // never killed, and it kills none).
+  uint64_t self_pid_ns = 0;
   absl::Duration poll;
   // LmdbBackendOptions' hung-holder settings.
   bool kill_hung_holder = false;
@@ -157,6 +160,17 @@ struct LeaseContext {
     return held;
   }
 
+  // The sequence number of the write transaction whose "inside a write"
+  // marker the holder of grant `fence` holds now (hung_holder.h); nullopt
+  // if none, or no such file.
+  std::optional<uint64_t> ProbeInsideWrite(FenceToken fence) const {
+    int fd = openat(dir_fd, LockName(fence).c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    std::optional<uint64_t> seq = lmdb_internal::ProbeInsideWriteMarker(fd);
+    close(fd);
+    return seq;
+  }
+
   // True if `record`'s grant is in force at `boot_now`: active, from this
   // boot, unexpired and its holder alive.
   bool InForce(const LeaseRecord& record, absl::Time boot_now) const {
@@ -197,11 +211,13 @@ absl::StatusOr<uint64_t> ReadRevision(MDB_txn* txn, MDB_dbi meta) {
   return DecodeRevision(**bytes);
 }
 
-// The OS lock a holder keeps on lease-<fence>.lock while it lives. The
-// file is named relative to the store's directory descriptor.
+// The OS lock a holder keeps on lease-<fence>.lock while it lives (byte 0),
+// and the descriptor that carries its "inside a write" marker (registered
+// with the environment; hung_holder.h). The file is named relative to the
+// store's directory descriptor.
 class LockFile {
  public:
-  explicit LockFile(int dir_fd) : dir_fd_(dir_fd) {}
+  LockFile(int dir_fd, Environment* env) : dir_fd_(dir_fd), env_(env) {}
   ~LockFile() { Close(); }
   LockFile(const LockFile&) = delete;
   LockFile& operator=(const LockFile&) = delete;
@@ -222,12 +238,15 @@ class LockFile {
     std::memset(&lock, 0, sizeof(lock));
     lock.l_type = F_WRLCK;
     lock.l_whence = SEEK_SET;
+    lock.l_start = lmdb_internal::kLivenessByte;
+    lock.l_len = 1;  // the marker bytes stay free for the marker
     if (fcntl(fd_, F_OFD_SETLK, &lock) != 0) {
       absl::Status s =
           absl::ErrnoToStatus(errno, absl::StrCat("locking ", name));
       RemoveIfOurs();
       return s;
     }
+    env_->AddWriteMarker(fd_);
     return absl::OkStatus();
   }
 
@@ -250,12 +269,28 @@ class LockFile {
   // Drops this process's descriptor (and with it the lock, unless a
   // forked child still shares the open file description). Leaves the file.
   void Close() {
+    if (fd_ < 0) return;
+    if (env_->InForkedChild(/*by_pid=*/true)) {
+      CloseInForkedChild();
+      return;
+    }
+    env_->RemoveWriteMarker(fd_);
+    close(fd_);
+    fd_ = -1;
+  }
+
+  // In a forked child: drops the descriptor only. The marker registry is
+  // the parent's (its lock may have been held by another parent thread at
+  // fork time), and the open file description, with its locks, is shared
+  // with the parent, who keeps them.
+  void CloseInForkedChild() {
     if (fd_ >= 0) close(fd_);
     fd_ = -1;
   }
 
  private:
   const int dir_fd_;
+  Environment* const env_;
   int fd_ = -1;
   std::string name_;
 };
@@ -305,7 +340,7 @@ class LmdbGrant final : public LeadershipGrant {
       if (!current) return false;
       (*record)->expiry = renewed = now + ttl_;
       (*record)->expiry_clock = lmdb_internal::ExpiryClock::kBoot;
-      (*record)->version = lmdb_internal::kLeaseRecordV3;
+      (*record)->version = lmdb_internal::kLeaseRecordV4;
       absl::Status put = txn.Put(env.dbi(), kLeaseKey, EncodeLease(**record));
       if (!put.ok()) return put;
       const lmdb_internal::TestHooks* hooks = ctx_->hooks;
@@ -405,7 +440,7 @@ class LmdbGrant final : public LeadershipGrant {
   // file. No lock: the child has one thread, and op_mu_ may have been held
   // by another thread of the parent at fork() time.
   void CloseInForkedChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    lock_file_->Close();
+    lock_file_->CloseInForkedChild();
   }
 
   // Reads the record without holding mu_ (a read transaction never waits
@@ -712,23 +747,40 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   // lock. Bounds the takeover time after the grace.
   static constexpr absl::Duration kWatchdogStep = absl::Milliseconds(10);
 
-  // What one watchdog has reported so far.
-  struct WatchState {
-    std::string last_reason;
-    bool killed = false;
-    bool reported_waiting = false;
+  // The watch's view of the world: /proc, the lock files, the kill.
+  class RealWatchIo : public lmdb_internal::HolderWatchIo {
+   public:
+    explicit RealWatchIo(const LeaseContext* ctx) : ctx_(ctx) {}
+    absl::StatusOr<uint64_t> ReadStartTime(pid_t pid) override {
+      return lmdb_internal::ReadProcessStartTime(pid, "/proc");
+    }
+    std::optional<uint64_t> ProbeInsideWrite(FenceToken fence) override {
+      return ctx_->ProbeInsideWrite(fence);
+    }
+    absl::Status Kill(pid_t pid, uint64_t start_time,
+                      absl::FunctionRef<bool()> still_hung) override {
+      return lmdb_internal::KillIfSameProcess(pid, start_time, "/proc",
+                                              still_hung);
+    }
+
+   private:
+    const LeaseContext* const ctx_;
   };
 
   // Watches one grant attempt's wait for LMDB's writer lock (the header's
-  // "A holder hung inside a write"): every kWatchdogStep it judges the
-  // current grant's holder, reports a wait and, with kill_hung_holder,
-  // kills a proven hung holder. Ends at Disarm() (the write transaction
-  // began) or destruction.
+  // "A holder hung inside a write"): every kWatchdogStep it reads the grant
+  // record and lets a HolderWatch judge it (and kill a proven hung holder),
+  // and reports what the watch says. Ends at Disarm() (the write
+  // transaction began) or destruction.
   class BeginWatchdog {
    public:
-    explicit BeginWatchdog(LmdbBackendImpl* backend)
+    // `seen`: the record the grant attempt acted on, the watch's record
+    // until a read succeeds.
+    BeginWatchdog(LmdbBackendImpl* backend, const LeaseRecord& seen)
         : backend_(backend),
-          armed_at_(backend->ctx_->BootNow()),
+          io_(backend->ctx_.get()),
+          watch_(backend->WatchConfig(), &io_, backend->ctx_->BootNow()),
+          record_(seen),
           thread_([this] { Run(); }) {}
     ~BeginWatchdog() {
       Disarm();
@@ -747,7 +799,6 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
 
    private:
     void Run() {
-      WatchState state;
       while (true) {
         {
           MutexLock lock(&mu_);
@@ -757,78 +808,60 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
             break;
           }
         }
-        backend_->WatchHolder(armed_at_, &state);
+        Look();
       }
-      backend_->EndWatch(&state);
+      backend_->EndWatch(this);
+    }
+
+    void Look() {
+      // Never adopts a grown map: the grant attempt this watches holds the
+      // remap lock shared while it waits, so adopting (exclusive) would wait
+      // for the very hang being watched. A record that cannot be read now
+      // is judged as last read: only the holder's grant can have changed it
+      // meanwhile, and the kill still needs that holder inside one write for
+      // the whole grace, and its pinned identity.
+      absl::StatusOr<std::optional<LeaseRecord>> read =
+          backend_->ReadLeaseNow(/*adopt_map=*/false);
+      if (read.ok() && read->has_value()) record_ = **read;
+      const absl::Time now = backend_->ctx_->BootNow();
+      std::optional<HungHolderEvent> event =
+          watch_.Look(record_, backend_->ctx_->BootExpiry(record_, now), now);
+      if (event.has_value()) backend_->Report(this, *event);
     }
 
     LmdbBackendImpl* const backend_;
-    const absl::Time armed_at_;  // boot clock
+    RealWatchIo io_;
+    lmdb_internal::HolderWatch watch_;  // used by the thread only
+    LeaseRecord record_;                // used by the thread only
     Mutex mu_;
     bool done_ ABSL_GUARDED_BY(mu_) = false;
     std::thread thread_;  // last: starts once the rest is built
   };
 
-  // One look of a watchdog armed at `armed_at` (boot clock).
-  void WatchHolder(absl::Time armed_at, WatchState* state) {
-    absl::StatusOr<std::optional<LeaseRecord>> seen = ReadLeaseNow();
-    if (!seen.ok() || !seen->has_value()) return;
-    const LeaseRecord& record = **seen;
-    const absl::Time now = ctx_->BootNow();
-    const lmdb_internal::HolderJudgement judged = lmdb_internal::JudgeHolder(
-        record, ctx_->BootExpiry(record, now), now, now - armed_at,
-        ctx_->hung_holder_grace, ctx_->boot_id, ctx_->self_pid, [](pid_t pid) {
-          return lmdb_internal::ReadProcessStartTime(pid, "/proc");
-        });
-    using lmdb_internal::HolderVerdict;
-    if (judged.verdict == HolderVerdict::kLive ||
-        judged.verdict == HolderVerdict::kNoHolder) {
-      return;
-    }
-    // Once this watchdog killed the holder, it only waits for the lock.
-    if (state->killed) return;
-    HungHolderEvent event;
-    event.kind = HungHolderEvent::Kind::kWaiting;
-    event.fence = record.fence;
-    event.holder = record.holder;
-    event.pid = record.pid;
-    event.expired_for = judged.expired_for;
-    event.reason = judged.reason;
-    if (judged.verdict == HolderVerdict::kProven) {
-      if (!ctx_->kill_hung_holder) {
-        event.reason =
-            absl::StrCat(judged.reason, "; kill_hung_holder is off: waiting");
-      } else {
-        absl::Status killed = lmdb_internal::KillIfSameProcess(
-            static_cast<pid_t>(record.pid), record.start_time, "/proc");
-        if (killed.ok()) {
-          state->killed = true;
-          event.kind = HungHolderEvent::Kind::kKilled;
-          event.reason = absl::StrCat(judged.reason, "; sent SIGKILL");
-        } else {
-          event.reason =
-              absl::StrCat(judged.reason, "; not killed: ", killed.message());
-        }
-      }
-    }
-    if (event.kind == HungHolderEvent::Kind::kWaiting &&
-        event.reason == state->last_reason) {
-      return;  // reported already
-    }
-    state->last_reason = event.reason;
+  lmdb_internal::HolderWatchConfig WatchConfig() const {
+    lmdb_internal::HolderWatchConfig config;
+    config.self.boot_id = ctx_->boot_id;
+    config.self.pid = ctx_->self_pid;
+    config.self.pid_ns = ctx_->self_pid_ns;
+    config.grace = ctx_->hung_holder_grace;
+    config.kill = ctx_->kill_hung_holder;
+    return config;
+  }
+
+  // Puts a watchdog's event in the status and tells the observer.
+  void Report(const BeginWatchdog* watchdog, const HungHolderEvent& event) {
     {
       MutexLock lock(&status_mu_);
       if (event.kind == HungHolderEvent::Kind::kKilled) {
         status_.last_kill = event;
         ++status_.kills;
-        if (waiting_owner_ == state) {
+        if (waiting_owner_ == watchdog) {
           status_.waiting.reset();
           waiting_owner_ = nullptr;
         }
       } else {
         status_.waiting = event;
-        waiting_owner_ = state;
-        state->reported_waiting = true;
+        waiting_owner_ = watchdog;
       }
     }
     if (ctx_->hung_holder_observer != nullptr) {
@@ -837,23 +870,27 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   }
 
   // A watchdog ends: the wait it reported (if any) is over.
-  void EndWatch(WatchState* state) {
+  void EndWatch(const BeginWatchdog* watchdog) {
     MutexLock lock(&status_mu_);
-    if (waiting_owner_ == state) {
+    if (waiting_owner_ == watchdog) {
       status_.waiting.reset();
       waiting_owner_ = nullptr;
     }
   }
 
-  absl::StatusOr<std::optional<LeaseRecord>> ReadLeaseNow() {
+  // `adopt_map`: Environment::Read's.
+  absl::StatusOr<std::optional<LeaseRecord>> ReadLeaseNow(
+      bool adopt_map = true) {
     std::optional<LeaseRecord> seen;
-    absl::Status s = env_.Read([&](MDB_txn* txn) -> absl::Status {
-      absl::StatusOr<std::optional<LeaseRecord>> record =
-          ReadLease(txn, env_.dbi());
-      if (!record.ok()) return record.status();
-      seen = *std::move(record);
-      return absl::OkStatus();
-    });
+    absl::Status s = env_.Read(
+        [&](MDB_txn* txn) -> absl::Status {
+          absl::StatusOr<std::optional<LeaseRecord>> record =
+              ReadLease(txn, env_.dbi());
+          if (!record.ok()) return record.status();
+          seen = *std::move(record);
+          return absl::OkStatus();
+        },
+        adopt_map);
     if (!s.ok()) return s;
     return seen;
   }
@@ -867,12 +904,12 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   absl::StatusOr<std::unique_ptr<LeadershipGrant>> TryGrant(
       const AcquireOptions& options, const std::optional<LeaseRecord>& seen) {
     const lmdb_internal::TestHooks* hooks = ctx_->hooks;
-    auto lock_file = std::make_unique<LockFile>(ctx_->dir_fd);
+    auto lock_file = std::make_unique<LockFile>(ctx_->dir_fd, &env_);
     LeaseRecord granted;
     FenceToken previous = kNoFence;
     bool free = false;
     std::optional<BeginWatchdog> watchdog;
-    if (seen.has_value() && seen->active) watchdog.emplace(this);
+    if (seen.has_value() && seen->active) watchdog.emplace(this, *seen);
     absl::Status s = env_.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
       if (watchdog.has_value()) watchdog->Disarm();
       absl::StatusOr<bool> wrote =
@@ -939,12 +976,15 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     granted->fence = *previous + 1;
     granted->expiry = now + options.ttl;
     granted->ttl = options.ttl;
-    granted->version = lmdb_internal::kLeaseRecordV3;
+    granted->version = lmdb_internal::kLeaseRecordV4;
     granted->pid = static_cast<uint32_t>(getpid());
     const lmdb_internal::TestHooks* test = ctx_->hooks;
     granted->start_time = test != nullptr && test->grant_start_time != 0
                               ? test->grant_start_time
                               : ctx_->self_start_time;
+    granted->pid_ns = test != nullptr && test->grant_pid_ns != 0
+                          ? test->grant_pid_ns
+                          : ctx_->self_pid_ns;
     granted->boot_id = ctx_->boot_id;
     granted->holder = options.holder;
     absl::Status locked = lock_file.Create(LockName(granted->fence));
@@ -969,7 +1009,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   Mutex status_mu_;
   HungHolderStatus status_ ABSL_GUARDED_BY(status_mu_);
   // The watchdog whose wait status_.waiting reports (identity only).
-  const WatchState* waiting_owner_ ABSL_GUARDED_BY(status_mu_) = nullptr;
+  const void* waiting_owner_ ABSL_GUARDED_BY(status_mu_) = nullptr;
 };
 
 }  // namespace
@@ -1053,6 +1093,8 @@ absl::StatusOr<std::unique_ptr<LmdbBackend>> OpenBackend(
   absl::StatusOr<uint64_t> start_time =
       lmdb_internal::ReadProcessStartTime(ctx->self_pid, "/proc");
   ctx->self_start_time = start_time.ok() ? *start_time : 0;
+  absl::StatusOr<uint64_t> pid_ns = lmdb_internal::ReadOwnPidNamespace("/proc");
+  ctx->self_pid_ns = pid_ns.ok() ? *pid_ns : 0;
   ctx->kill_hung_holder = options.kill_hung_holder;
   ctx->hung_holder_grace = options.hung_holder_grace;
   ctx->hung_holder_observer = options.hung_holder_observer;

@@ -111,6 +111,7 @@ std::string EncodeLease(const LeaseRecord& record) {
   PutFixed64(&out, static_cast<uint64_t>(absl::ToInt64Nanoseconds(record.ttl)));
   PutFixed32(&out, record.pid);
   if (record.version >= kLeaseRecordV3) PutFixed64(&out, record.start_time);
+  if (record.version >= kLeaseRecordV4) PutFixed64(&out, record.pid_ns);
   PutFixed32(&out, static_cast<uint32_t>(record.boot_id.size()));
   out.append(record.boot_id);
   PutFixed32(&out, static_cast<uint32_t>(record.holder.size()));
@@ -129,10 +130,11 @@ absl::StatusOr<LeaseRecord> DecodeLease(absl::string_view bytes) {
   record.ttl = absl::Nanoseconds(static_cast<int64_t>(r.U64()));
   record.pid = r.U32();
   if (version >= kLeaseRecordV3) record.start_time = r.U64();
+  if (version >= kLeaseRecordV4) record.pid_ns = r.U64();
   record.boot_id = r.Bytes();
   record.holder = r.Bytes();
   if (!r.ok() || active > 1 || version < kLeaseRecordV1 ||
-      version > kLeaseRecordV3) {
+      version > kLeaseRecordV4) {
     return absl::DataLossError("the lease record is corrupt");
   }
   record.version = version;

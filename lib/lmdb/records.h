@@ -56,6 +56,11 @@ absl::StatusOr<uint64_t> DecodeRevision(absl::string_view bytes);
 // clock ticks since boot), which with `boot_id` and `pid` names the holder
 // process exactly (a reused pid has another start time): only a proven
 // holder is ever killed as hung (LmdbBackendOptions::kill_hung_holder).
+// Version 4 adds the holder's pid namespace (the inode of /proc/<pid>/ns/pid):
+// containers may share a boot id, and a pid means nothing outside its own
+// namespace. It is also the first version whose holders keep the "inside a
+// write" marker on their lock file (hung_holder.h), which a kill requires.
+// Version 3 is version 4 without the pid namespace (pid_ns 0: unknown).
 // Version 2 is version 3 without the start time (start_time 0: unknown).
 // Version 1 (older releases) stored wall-clock time; it is still read, and
 // judged by the wall clock until the record is next written.
@@ -67,10 +72,11 @@ enum class ExpiryClock : uint8_t {
 inline constexpr uint8_t kLeaseRecordV1 = 1;
 inline constexpr uint8_t kLeaseRecordV2 = 2;
 inline constexpr uint8_t kLeaseRecordV3 = 3;
+inline constexpr uint8_t kLeaseRecordV4 = 4;
 
 struct LeaseRecord {
   // The layout to write; DecodeLease sets the version it read.
-  uint8_t version = kLeaseRecordV3;
+  uint8_t version = kLeaseRecordV4;
   ExpiryClock expiry_clock = ExpiryClock::kBoot;
   bool active = false;
   uint64_t fence = 0;
@@ -80,14 +86,16 @@ struct LeaseRecord {
   // The holder's start time in clock ticks since boot; 0 if unknown
   // (versions 1 and 2).
   uint64_t start_time = 0;
+  // The inode of the holder's pid namespace; 0 if unknown (versions 1-3).
+  uint64_t pid_ns = 0;
   std::string boot_id;
   std::string holder;
 };
-// Writes record version `record.version` (3 unless a test writes an old
-// record on purpose; version 1 and 2 imply their expiry clock and drop the
-// start time).
+// Writes record version `record.version` (4 unless a test writes an old
+// record on purpose; versions 1 and 2 imply their expiry clock, and older
+// versions drop the fields they lack).
 std::string EncodeLease(const LeaseRecord& record);
-// Reads versions 1, 2 and 3. DATA_LOSS if malformed or of another version.
+// Reads versions 1 to 4. DATA_LOSS if malformed or of another version.
 absl::StatusOr<LeaseRecord> DecodeLease(absl::string_view bytes);
 
 }  // namespace lmdb_internal

@@ -43,6 +43,9 @@ struct TestHooks {
   // If nonzero, grants record this process start time instead of the real
   // one (as if the pid had since been reused by another process).
   uint64_t grant_start_time = 0;
+  // If nonzero, grants record this pid namespace instead of the real one
+  // (as if the holder lived in another container).
+  uint64_t grant_pid_ns = 0;
 
   // Runs inside a renewal's write transaction, after the new expiry was
   // put and before the commit: a test can hold a renewal inside LMDB's

@@ -4,13 +4,17 @@
 // itself on a real process.
 #include "lib/lmdb/hung_holder.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -25,6 +29,7 @@ namespace lmdb_internal {
 namespace {
 
 constexpr char kBoot[] = "boot-a";
+constexpr uint64_t kPidNs = 4026531836;
 const absl::Time kExpiry = absl::UnixEpoch() + absl::Seconds(100);
 constexpr absl::Duration kTtl = absl::Milliseconds(500);
 
@@ -36,21 +41,25 @@ LeaseRecord Record(uint32_t pid, uint64_t start_time) {
   r.ttl = kTtl;
   r.pid = pid;
   r.start_time = start_time;
+  r.pid_ns = kPidNs;
   r.boot_id = kBoot;
   r.holder = "node-a";
   return r;
 }
 
+SelfIdentity Self() { return SelfIdentity{kBoot, /*pid=*/1000, kPidNs}; }
+
 // Judges `record` with the holder's start time now `now_start` (NOT_FOUND:
 // no such process), `expired_for` past expiry after `blocked_for` blocked,
-// with the default grace (the TTL).
+// the holder seen inside one write for `inside` (nullopt: not inside a
+// write), with the default grace (the TTL).
 HolderJudgement Judge(const LeaseRecord& record,
                       absl::StatusOr<uint64_t> now_start,
                       absl::Duration expired_for, absl::Duration blocked_for,
-                      int* reads = nullptr) {
+                      int* reads = nullptr,
+                      std::optional<absl::Duration> inside = absl::Hours(1)) {
   return JudgeHolder(record, kExpiry, kExpiry + expired_for, blocked_for,
-                     absl::ZeroDuration(), kBoot, /*self_pid=*/1000,
-                     [&](pid_t) {
+                     absl::ZeroDuration(), Self(), inside, [&](pid_t) {
                        if (reads != nullptr) ++*reads;
                        return now_start;
                      });
@@ -84,7 +93,7 @@ TEST(JudgeHolderTest, ExplicitGraceReplacesTheTtl) {
   const LeaseRecord r = Record(42, 555);
   auto judge = [&](absl::Duration expired_for) {
     return JudgeHolder(r, kExpiry, kExpiry + expired_for, absl::Hours(1),
-                       absl::Seconds(5), kBoot, 1000,
+                       absl::Seconds(5), Self(), absl::Hours(1),
                        [](pid_t) { return absl::StatusOr<uint64_t>(555); })
         .verdict;
   };
@@ -99,7 +108,7 @@ TEST(JudgeHolderTest, GraceShorterThanTheTtlCountsAsTheTtl) {
   const LeaseRecord r = Record(42, 555);
   auto judge = [&](absl::Duration expired_for, absl::Duration blocked_for) {
     return JudgeHolder(r, kExpiry, kExpiry + expired_for, blocked_for,
-                       absl::Milliseconds(10), kBoot, 1000,
+                       absl::Milliseconds(10), Self(), absl::Hours(1),
                        [](pid_t) { return absl::StatusOr<uint64_t>(555); })
         .verdict;
   };
@@ -131,6 +140,56 @@ TEST(JudgeHolderTest, OwnProcessIsNeverKilled) {
   EXPECT_EQ(j.verdict, HolderVerdict::kSelf) << j.reason;
 }
 
+// Issue 18 review, item 1: LMDB does not say who holds its writer lock. A
+// holder whose renewal waits behind another process stopped inside a write
+// is expired and proven, but not inside a write: never killed.
+TEST(JudgeHolderTest, HolderNotInsideAWriteIsNeverKilled) {
+  HolderJudgement j = Judge(Record(42, 555), uint64_t{555}, 2 * kTtl, 2 * kTtl,
+                            nullptr, std::nullopt);
+  EXPECT_EQ(j.verdict, HolderVerdict::kNotInsideWrite) << j.reason;
+  EXPECT_NE(j.reason.find("not inside a write"), std::string::npos) << j.reason;
+  // Inside a write, but not one write for the grace yet (a short write
+  // seen by chance, or the hang has just begun): not yet.
+  j = Judge(Record(42, 555), uint64_t{555}, 2 * kTtl, 2 * kTtl, nullptr,
+            kTtl - absl::Milliseconds(1));
+  EXPECT_EQ(j.verdict, HolderVerdict::kLive) << j.reason;
+  j = Judge(Record(42, 555), uint64_t{555}, 2 * kTtl, 2 * kTtl, nullptr, kTtl);
+  EXPECT_EQ(j.verdict, HolderVerdict::kProven) << j.reason;
+}
+
+// Issue 18 review, item 4: containers may share a boot id; a pid recorded
+// in another pid namespace is not ours to judge.
+TEST(JudgeHolderTest, HolderOfAnotherPidNamespaceIsNeverKilled) {
+  LeaseRecord r = Record(42, 555);
+  r.pid_ns = kPidNs + 1;
+  int reads = 0;
+  HolderJudgement j = Judge(r, uint64_t{555}, 2 * kTtl, 2 * kTtl, &reads);
+  EXPECT_EQ(j.verdict, HolderVerdict::kOtherPidNamespace) << j.reason;
+  EXPECT_NE(j.reason.find("another pid namespace"), std::string::npos)
+      << j.reason;
+  EXPECT_EQ(reads, 0) << "another namespace's pid was looked up in ours";
+  // Even when that pid is our own number.
+  r.pid = 1000;
+  EXPECT_EQ(Judge(r, uint64_t{555}, 2 * kTtl, 2 * kTtl).verdict,
+            HolderVerdict::kOtherPidNamespace);
+  // A contender that cannot read its own namespace proves nobody.
+  HolderJudgement unknown = JudgeHolder(
+      Record(42, 555), kExpiry, kExpiry + 2 * kTtl, 2 * kTtl,
+      absl::ZeroDuration(), SelfIdentity{kBoot, 1000, 0}, absl::Hours(1),
+      [](pid_t) { return absl::StatusOr<uint64_t>(555); });
+  EXPECT_EQ(unknown.verdict, HolderVerdict::kUnknownIdentity) << unknown.reason;
+}
+
+// Version 3 records (the previous build) name no pid namespace, and their
+// holders keep no marker: read, never killed.
+TEST(JudgeHolderTest, VersionThreeRecordIsNeverKilled) {
+  LeaseRecord r = Record(42, 555);
+  r.version = kLeaseRecordV3;
+  r.pid_ns = 0;
+  HolderJudgement j = Judge(r, uint64_t{555}, 2 * kTtl, 2 * kTtl);
+  EXPECT_EQ(j.verdict, HolderVerdict::kUnknownIdentity) << j.reason;
+}
+
 TEST(JudgeHolderTest, RecordWithoutStartTimeIsNeverKilled) {
   // A version 2 record (an older release) names no start time.
   HolderJudgement j = Judge(Record(42, 0), uint64_t{0}, 2 * kTtl, 2 * kTtl);
@@ -159,11 +218,24 @@ TEST(JudgeHolderTest, ReleasedGrantNamesNobody) {
 
 // ---------------------------------------------------------- record layout
 
-TEST(LeaseRecordTest, VersionThreeCarriesTheStartTimeAndOlderOnesStillRead) {
+TEST(LeaseRecordTest, VersionFourCarriesThePidNamespaceAndOlderOnesStillRead) {
   LeaseRecord r = Record(42, 123456789);
   absl::StatusOr<LeaseRecord> back = DecodeLease(EncodeLease(r));
   ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->version, kLeaseRecordV4);
+  EXPECT_EQ(back->pid_ns, kPidNs);
+  EXPECT_EQ(back->start_time, 123456789u);
+  // A version 3 record has a start time but no pid namespace.
+  r.version = kLeaseRecordV3;
+  back = DecodeLease(EncodeLease(r));
+  ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->version, kLeaseRecordV3);
+  EXPECT_EQ(back->start_time, 123456789u);
+  EXPECT_EQ(back->pid_ns, 0u);
+  EXPECT_EQ(back->holder, "node-a");
+  r.version = kLeaseRecordV4;
+  back = DecodeLease(EncodeLease(r));
+  ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->start_time, 123456789u);
   EXPECT_EQ(back->pid, 42u);
   EXPECT_EQ(back->boot_id, kBoot);
@@ -186,11 +258,29 @@ TEST(LeaseRecordTest, VersionThreeCarriesTheStartTimeAndOlderOnesStillRead) {
   std::string bytes = EncodeLease(Record(42, 1));
   EXPECT_EQ(DecodeLease(bytes.substr(0, bytes.size() - 1)).status().code(),
             absl::StatusCode::kDataLoss);
-  bytes[0] = 4;
+  bytes[0] = 5;
   EXPECT_EQ(DecodeLease(bytes).status().code(), absl::StatusCode::kDataLoss);
 }
 
 // ----------------------------------------------------------- /proc parsing
+
+// The pid of a process that exited and was reaped, if no other process has
+// taken it since; else -1.
+pid_t DeadPid() {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  if (pid < 0 || waitpid(pid, nullptr, 0) != pid) return -1;
+  if (kill(pid, 0) == 0 || errno != ESRCH) return -1;
+  return pid;
+}
+
+pid_t SpawnSleeper() {
+  pid_t pid = fork();
+  if (pid == 0) {
+    while (true) pause();
+  }
+  return pid;
+}
 
 TEST(ProcessStartTimeTest, ParsesFieldTwentyTwoPastAnAwkwardName) {
   const std::string root = NewTestDir("proc");
@@ -204,8 +294,12 @@ TEST(ProcessStartTimeTest, ParsesFieldTwentyTwoPastAnAwkwardName) {
   absl::StatusOr<uint64_t> start = ReadProcessStartTime(77, root);
   ASSERT_TRUE(start.ok()) << start.status();
   EXPECT_EQ(*start, 4242u);
-  EXPECT_EQ(ReadProcessStartTime(78, root).status().code(),
-            absl::StatusCode::kNotFound);
+  // No entry and no such process (the kernel says): exited.
+  const pid_t dead = DeadPid();
+  if (dead > 0) {
+    EXPECT_EQ(ReadProcessStartTime(dead, root).status().code(),
+              absl::StatusCode::kNotFound);
+  }
   // A zombie has exited.
   std::string zombie = line;
   zombie.replace(zombie.find(") S ") + 2, 1, "Z");
@@ -217,6 +311,28 @@ TEST(ProcessStartTimeTest, ParsesFieldTwentyTwoPastAnAwkwardName) {
             absl::StatusCode::kInternal);
 }
 
+// /proc mounted with hidepid=2 (or no /proc at all) shows no directory for
+// another user's process: that process is hidden, not exited, and must be
+// reported as "cannot see it", never as "has exited".
+TEST(ProcessStartTimeTest, HiddenProcessIsNotReportedAsExited) {
+  const std::string root = NewTestDir("hidden-proc");
+  ASSERT_EQ(mkdir(root.c_str(), 0755), 0);  // a /proc showing nobody
+  const pid_t live = SpawnSleeper();
+  ASSERT_GT(live, 0);
+  absl::StatusOr<uint64_t> hidden = ReadProcessStartTime(live, root);
+  EXPECT_EQ(hidden.status().code(), absl::StatusCode::kPermissionDenied)
+      << hidden.status();
+  EXPECT_NE(hidden.status().message().find("cannot see"), std::string::npos)
+      << hidden.status();
+  kill(live, SIGKILL);
+  waitpid(live, nullptr, 0);
+  // The verdict names the reason and kills nothing.
+  HolderJudgement j =
+      Judge(Record(42, 555), hidden.status(), 2 * kTtl, 2 * kTtl);
+  EXPECT_EQ(j.verdict, HolderVerdict::kUnreadable) << j.reason;
+  EXPECT_NE(j.reason.find("cannot see"), std::string::npos) << j.reason;
+}
+
 TEST(ProcessStartTimeTest, RealProcessesDifferAndAreStable) {
   absl::StatusOr<uint64_t> self = ReadProcessStartTime(getpid(), "/proc");
   ASSERT_TRUE(self.ok()) << self.status();
@@ -226,30 +342,162 @@ TEST(ProcessStartTimeTest, RealProcessesDifferAndAreStable) {
 
 // ---------------------------------------------------------------- the kill
 
-pid_t SpawnSleeper() {
-  pid_t pid = fork();
-  if (pid == 0) {
-    while (true) pause();
-  }
-  return pid;
-}
-
 TEST(KillIfSameProcessTest, KillsOnlyTheProvenProcess) {
   const pid_t pid = SpawnSleeper();
   ASSERT_GT(pid, 0);
   absl::StatusOr<uint64_t> start = ReadProcessStartTime(pid, "/proc");
   ASSERT_TRUE(start.ok()) << start.status();
   // A different start time: the pid "now belongs to another process".
-  EXPECT_EQ(KillIfSameProcess(pid, *start + 1, "/proc").code(),
+  auto hung = [] { return true; };
+  EXPECT_EQ(KillIfSameProcess(pid, *start + 1, "/proc", hung).code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(kill(pid, 0), 0) << "a process of another identity was killed";
-  ASSERT_TRUE(KillIfSameProcess(pid, *start, "/proc").ok());
+  // The same process, but it left its write once pinned: not killed.
+  EXPECT_EQ(
+      KillIfSameProcess(pid, *start, "/proc", [] { return false; }).code(),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(kill(pid, 0), 0) << "a process that left its write was killed";
+  ASSERT_TRUE(KillIfSameProcess(pid, *start, "/proc", hung).ok());
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
   // Reaped: gone.
-  EXPECT_EQ(KillIfSameProcess(pid, *start, "/proc").code(),
+  EXPECT_EQ(KillIfSameProcess(pid, *start, "/proc", hung).code(),
             absl::StatusCode::kNotFound);
+}
+
+// ------------------------------------------------- the inside-write marker
+
+TEST(InsideWriteMarkerTest, ProbeSeesTheTransactionNotTheLivenessLock) {
+  const std::string path = NewTestDir("marker");
+  const int holder = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(holder, 0);
+  const int prober = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(prober, 0);
+  struct flock live;
+  std::memset(&live, 0, sizeof(live));
+  live.l_type = F_WRLCK;
+  live.l_whence = SEEK_SET;
+  live.l_start = kLivenessByte;
+  live.l_len = 1;
+  ASSERT_EQ(fcntl(holder, F_OFD_SETLK, &live), 0);
+  EXPECT_FALSE(ProbeInsideWriteMarker(prober).has_value())
+      << "the liveness lock reads as a write";
+  ASSERT_TRUE(LockInsideWriteMarker(holder, 7));
+  EXPECT_EQ(ProbeInsideWriteMarker(prober), std::optional<uint64_t>(7));
+  UnlockInsideWriteMarkers(holder);
+  EXPECT_FALSE(ProbeInsideWriteMarker(prober).has_value());
+  // The next transaction is told apart from the last.
+  ASSERT_TRUE(LockInsideWriteMarker(holder, 8));
+  EXPECT_EQ(ProbeInsideWriteMarker(prober), std::optional<uint64_t>(8));
+  // The holder's own descriptor sees nothing of its own locks.
+  EXPECT_FALSE(ProbeInsideWriteMarker(holder).has_value());
+  close(holder);  // its locks go with it
+  EXPECT_FALSE(ProbeInsideWriteMarker(prober).has_value());
+  close(prober);
+}
+
+// ------------------------------------------------------------- the watch
+
+class FakeWatchIo : public HolderWatchIo {
+ public:
+  absl::StatusOr<uint64_t> ReadStartTime(pid_t pid) override {
+    return start_time;
+  }
+  std::optional<uint64_t> ProbeInsideWrite(FenceToken fence) override {
+    return marker;
+  }
+  absl::Status Kill(pid_t pid, uint64_t start,
+                    absl::FunctionRef<bool()> still_hung) override {
+    if (!still_hung()) return absl::FailedPreconditionError("left");
+    ++kills;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> start_time = uint64_t{555};
+  std::optional<uint64_t> marker = 3;
+  int kills = 0;
+};
+
+HolderWatchConfig KillingConfig() {
+  HolderWatchConfig config;
+  config.self = Self();
+  config.kill = true;
+  return config;
+}
+
+// Issue 18 review, item 3: after a kill, a wait that goes on (another
+// process took the writer lock, or the killed one does not exit) is
+// reported again, once.
+TEST(HolderWatchTest, WaitThatGoesOnAfterAKillIsReportedAgain) {
+  FakeWatchIo io;
+  const absl::Time armed = kExpiry;
+  HolderWatch watch(KillingConfig(), &io, armed);
+  const LeaseRecord r = Record(42, 555);
+  // Not yet: inside one write for less than the grace.
+  EXPECT_FALSE(watch.Look(r, kExpiry, armed).has_value());
+  std::optional<HungHolderEvent> e = watch.Look(r, kExpiry, armed + kTtl);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->kind, HungHolderEvent::Kind::kKilled) << e->reason;
+  EXPECT_EQ(io.kills, 1);
+  // The killed process is gone, but the wait goes on: quiet while LMDB
+  // passes its lock on, then reported, once.
+  io.start_time = absl::NotFoundError("gone");
+  io.marker.reset();
+  const absl::Time killed = armed + kTtl;
+  EXPECT_FALSE(
+      watch.Look(r, kExpiry, killed + absl::Milliseconds(10)).has_value());
+  e = watch.Look(r, kExpiry, killed + HolderWatch::kAfterKillQuiet);
+  ASSERT_TRUE(e.has_value()) << "the wait after the kill was not reported";
+  EXPECT_EQ(e->kind, HungHolderEvent::Kind::kWaiting);
+  EXPECT_EQ(e->pid, 42u);
+  EXPECT_NE(e->reason.find("still waits after the kill of pid 42"),
+            std::string::npos)
+      << e->reason;
+  EXPECT_FALSE(watch.Look(r, kExpiry, killed + 2 * HolderWatch::kAfterKillQuiet)
+                   .has_value())
+      << "reported again and again";
+  EXPECT_EQ(io.kills, 1);
+}
+
+TEST(HolderWatchTest, KilledHolderThatDoesNotExitIsReportedNotKilledAgain) {
+  FakeWatchIo io;
+  HolderWatch watch(KillingConfig(), &io, kExpiry);
+  const LeaseRecord r = Record(42, 555);
+  watch.Look(r, kExpiry, kExpiry);
+  std::optional<HungHolderEvent> e = watch.Look(r, kExpiry, kExpiry + kTtl);
+  ASSERT_TRUE(e.has_value());
+  ASSERT_EQ(e->kind, HungHolderEvent::Kind::kKilled);
+  // Still there, same identity, same write (stuck in the kernel).
+  const absl::Time killed = kExpiry + kTtl;
+  EXPECT_FALSE(
+      watch.Look(r, kExpiry, killed + absl::Milliseconds(10)).has_value());
+  e = watch.Look(r, kExpiry, killed + HolderWatch::kAfterKillQuiet);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->kind, HungHolderEvent::Kind::kWaiting);
+  EXPECT_NE(e->reason.find("has not exited"), std::string::npos) << e->reason;
+  EXPECT_EQ(io.kills, 1);
+}
+
+// A marker that changes between looks is many short writes, not one hang:
+// the clock of "inside one write" starts again at each new transaction.
+TEST(HolderWatchTest, ManyShortWritesAreNotAHang) {
+  FakeWatchIo io;
+  HolderWatch watch(KillingConfig(), &io, kExpiry);
+  const LeaseRecord r = Record(42, 555);
+  for (int i = 0; i < 100; ++i) {
+    io.marker = i;
+    EXPECT_FALSE(watch.Look(r, kExpiry, kExpiry + i * kTtl).has_value());
+  }
+  EXPECT_EQ(io.kills, 0);
+  // No marker: the holder is not inside a write; that is reported.
+  io.marker.reset();
+  std::optional<HungHolderEvent> e =
+      watch.Look(r, kExpiry, kExpiry + 101 * kTtl);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_NE(e->reason.find("not inside a write"), std::string::npos)
+      << e->reason;
+  EXPECT_EQ(io.kills, 0);
 }
 
 }  // namespace

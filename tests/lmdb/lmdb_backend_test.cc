@@ -17,6 +17,7 @@
 #include <chrono>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -25,6 +26,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "lib/lmdb/hung_holder.h"
 #include "lib/lmdb/records.h"
 #include "lib/lmdb/test_hooks.h"
 #include "strongbox/testing/fake_clock.h"
@@ -461,6 +463,54 @@ TEST(LmdbLeaseTest, LostDoesNotWaitBehindARenewalInsideItsWrite) {
   renewer.join();
   EXPECT_FALSE(lost_result.get());
   EXPECT_FALSE((*grant)->Lost());
+}
+
+// Issue 18 review, item 1: the holder carries its "inside a write" marker
+// exactly while one of its own write transactions is open (fenced or not,
+// data or renewal), a different one per transaction, and never outside.
+TEST(LmdbLeaseTest, HolderIsMarkedInsideItsOwnWritesOnly) {
+  const std::string dir = NewTestDir();
+  std::string lock_path;
+  auto probe = [&]() -> std::optional<uint64_t> {
+    const int fd = open(lock_path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    std::optional<uint64_t> seq = lmdb_internal::ProbeInsideWriteMarker(fd);
+    close(fd);
+    return seq;
+  };
+  std::optional<uint64_t> in_fenced, in_unfenced, in_renew;
+  lmdb_internal::TestHooks hooks;
+  hooks.inside_commit = [&](FenceToken fence) {
+    (fence == kNoFence ? in_unfenced : in_fenced) = probe();
+  };
+  hooks.inside_renew = [&] { in_renew = probe(); };
+  auto backend = lmdb_internal::OpenWithTestHooks(dir, {}, &hooks);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto grant = (*backend)->ha()->Acquire(Holder("node-a", absl::Seconds(30)));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  lock_path = absl::StrCat(dir, "/lease-", (*grant)->fence(), ".lock");
+  ASSERT_EQ(access(lock_path.c_str(), F_OK), 0);
+  EXPECT_FALSE(probe().has_value()) << "marked outside any write";
+  ASSERT_TRUE((*backend)->Put("a", "1", (*grant)->fence()).ok());
+  EXPECT_TRUE(in_fenced.has_value()) << "not marked inside a fenced commit";
+  EXPECT_FALSE(probe().has_value()) << "still marked after the commit";
+  ASSERT_TRUE((*backend)->Put("b", "2").ok());
+  ASSERT_TRUE(in_unfenced.has_value())
+      << "not marked inside an unfenced commit";
+  EXPECT_NE(*in_unfenced, *in_fenced) << "two writes share one marker";
+  EXPECT_FALSE(probe().has_value());
+  ASSERT_TRUE((*grant)->Renew().ok());
+  EXPECT_TRUE(in_renew.has_value()) << "not marked inside a renewal";
+  EXPECT_FALSE(probe().has_value());
+  // A write that aborts unmarks too.
+  EXPECT_EQ((*backend)
+                ->Commit({WriteOp::Put("a", "3").IfAbsent()}, (*grant)->fence())
+                .status()
+                .code(),
+            absl::StatusCode::kAborted);
+  EXPECT_FALSE(probe().has_value());
+  ASSERT_TRUE((*grant)->Release().ok());
+  EXPECT_FALSE(probe().has_value());
 }
 
 bool FileExists(const std::string& path) {

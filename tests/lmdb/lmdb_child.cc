@@ -22,7 +22,19 @@
 //                              (SIGSTOP) inside its write transaction,
 //                              holding LMDB's writer lock
 //         --fake-start-time    grants record a wrong process start time
+//         --fake-pid-ns        grants record another pid namespace
 //         --boot-id=ID         LmdbBackendOptions::boot_id
+//   lmdb_child stopper DIR - -
+//       Not a contender: an unfenced Put (as an Initialize does) that prints
+//       "STOPPING_IN_WRITE" and stops itself (SIGSTOP) inside its write
+//       transaction, holding LMDB's writer lock; nothing after that.
+//   lmdb_child grower DIR TTL_MS -
+//       Acquires the lease (prints "GRANTED <fence>"; never renews), then
+//       grows the store in one write (a 1.5 MiB value) that stays open
+//       until TTL + 300 ms after the grant; meanwhile a second thread
+//       queues on LMDB's writer lock (first in line), takes it right after
+//       the growth commits, prints "STOPPING_IN_WRITE" and stops the
+//       process (SIGSTOP) inside its own write transaction.
 //   lmdb_child fill DIR COUNT BYTES
 //       Opens with a 1 MiB initial map, writes COUNT values of BYTES under
 //       fill/<i>, prints "DONE <revision>".
@@ -37,11 +49,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
@@ -81,6 +95,7 @@ struct ContenderFlags {
   bool report_hung = false;
   bool stop_in_write = false;
   bool fake_start_time = false;
+  bool fake_pid_ns = false;
   std::string boot_id;
 };
 
@@ -116,6 +131,7 @@ int Contender(const std::string& dir, const std::string& name, int ttl_ms,
     };
   }
   if (flags.fake_start_time) hooks.grant_start_time = 1;
+  if (flags.fake_pid_ns) hooks.grant_pid_ns = 1;
   auto backend = lmdb_internal::OpenWithTestHooks(dir, backend_options, &hooks);
   if (!backend.ok()) return Fail(backend.status());
   const absl::Duration ttl = absl::Milliseconds(ttl_ms);
@@ -155,6 +171,57 @@ int Contender(const std::string& dir, const std::string& name, int ttl_ms,
       }
     }
   }
+}
+
+int Stopper(const std::string& dir) {
+  lmdb_internal::TestHooks hooks;
+  hooks.inside_commit = [](FenceToken) {
+    Say("STOPPING_IN_WRITE");
+    raise(SIGSTOP);
+  };
+  auto backend = lmdb_internal::OpenWithTestHooks(dir, {}, &hooks);
+  if (!backend.ok()) return Fail(backend.status());
+  absl::StatusOr<uint64_t> version = (*backend)->Put("stopper/x", "x");
+  if (!version.ok()) return Fail(version.status());
+  Say(absl::StrCat("WRITE_OK 0 ", *version));
+  return 0;
+}
+
+int Grower(const std::string& dir, int ttl_ms) {
+  lmdb_internal::TestHooks hooks;
+  std::atomic<int> commits{0};
+  absl::Time release_at;
+  std::unique_ptr<LmdbBackend> opened;
+  std::thread second;
+  hooks.inside_commit = [&](FenceToken) {
+    if (commits.fetch_add(1) == 0) {
+      // The growth: let the second write queue up first, then hold on.
+      second = std::thread([&] {
+        absl::StatusOr<uint64_t> v = opened->Put("grower/second", "x");
+        if (!v.ok()) Fail(v.status());
+      });
+      absl::SleepFor(absl::Milliseconds(100));
+      absl::SleepFor(release_at - absl::Now());
+      return;
+    }
+    Say("STOPPING_IN_WRITE");
+    raise(SIGSTOP);
+  };
+  auto backend = lmdb_internal::OpenWithTestHooks(dir, {}, &hooks);
+  if (!backend.ok()) return Fail(backend.status());
+  opened = *std::move(backend);
+  AcquireOptions options;
+  options.holder = "grower";
+  options.ttl = absl::Milliseconds(ttl_ms);
+  auto grant = opened->ha()->Acquire(options);
+  if (!grant.ok()) return Fail(grant.status());
+  release_at = absl::Now() + absl::Milliseconds(ttl_ms + 300);
+  Say(absl::StrCat("GRANTED ", (*grant)->fence()));
+  absl::StatusOr<uint64_t> v =
+      opened->Put("grower/big", std::string(3 << 19, 'g'));
+  if (!v.ok()) return Fail(v.status());
+  second.join();
+  return 0;
 }
 
 int Fill(const std::string& dir, int count, int bytes) {
@@ -213,6 +280,8 @@ int Main(int argc, char** argv) {
       flags.stop_in_write = true;
     } else if (flag == "--fake-start-time") {
       flags.fake_start_time = true;
+    } else if (flag == "--fake-pid-ns") {
+      flags.fake_pid_ns = true;
     } else if (flag.rfind("--boot-id=", 0) == 0) {
       flags.boot_id = flag.substr(10);
     } else {
@@ -232,6 +301,8 @@ int Main(int argc, char** argv) {
   if (mode == "contender" && absl::SimpleAtoi(argv[4], &b)) {
     return Contender(dir, argv[3], b, flags);
   }
+  if (mode == "stopper") return Stopper(dir);
+  if (mode == "grower" && absl::SimpleAtoi(argv[3], &a)) return Grower(dir, a);
   if (mode == "reader" && absl::SimpleAtoi(argv[3], &a)) {
     return Reader(dir, a);
   }

@@ -110,7 +110,10 @@ class Child {
   pid_t pid() const { return pid_; }
   int fd() const { return fd_; }
 
-  void Signal(int sig) { kill(pid_, sig); }
+  // Never kill(-1, ...): after Reap() or EndedWithin() there is no pid.
+  void Signal(int sig) {
+    if (pid_ > 0) kill(pid_, sig);
+  }
 
   // Waits for the process to end (after SIGKILL); returns its wait
   // status (-1 if there was no process).
@@ -732,6 +735,58 @@ TEST(LmdbHungHolderTest, NodeStatusReportsATakeoverWaitingOnAHungHolder) {
   EXPECT_EQ(status.find("takeover_waiting"), std::string::npos) << status;
 }
 
+// Issue 18 review, item 5: strongbox_node's grace is one TTL but never
+// less than a second (node::kMinHungHolderGrace). With a 40 ms TTL, a grace
+// of one TTL would kill an active node whose commit stalls for a fraction
+// of a second (a busy disk's fsync, swap), as if it were hung: a failover
+// and a restart for a hiccup. Here the holder is stopped inside a write;
+// a node with a 40 ms TTL leaves it alone well past the holder's own TTL
+// plus the node's TTL, and kills it only after the floor.
+TEST(LmdbHungHolderTest, NodeGraceHasAFloorAtSmallTtls) {
+  const std::string dir = NewTestDir("hung-floor");
+  node::NodeConfig config;
+  config.dir = dir;
+  config.node_id = "quick";
+  config.advertise = "127.0.0.1:9302";
+  config.lease_ttl = absl::Milliseconds(40);
+  ASSERT_TRUE(config.kill_hung_holder);  // the node's default
+  std::string share;
+  {
+    auto first = node::NodeHost::Open(config);
+    ASSERT_TRUE(first.ok()) << first.status();
+    const std::string init = (*first)->HandleLine("init 1 1");
+    const size_t at = init.find("[\"");
+    ASSERT_NE(at, std::string::npos) << "init failed";
+    share = init.substr(at + 2, init.find('"', at + 2) - at - 2);
+  }
+  const int holder_ttl_ms = 200;
+  StoppedHolder stopped;
+  StopHolderInsideAWrite(dir, holder_ttl_ms, {}, &stopped);
+  if (HasFatalFailure()) return;
+  const pid_t pid = stopped.child->pid();
+  auto host = node::NodeHost::Open(config);
+  ASSERT_TRUE(host.ok()) << host.status();
+  ASSERT_NE((*host)->HandleLine("unseal " + share).find("\"sealed\":false"),
+            std::string::npos);
+  // Expired by at most its TTL after the stop; a grace of one node TTL
+  // (or of the holder's TTL) would have killed it by about 2 x 200 ms.
+  absl::SleepFor(stopped.stopped_at + absl::Milliseconds(900) - absl::Now());
+  EXPECT_EQ(ProcessState(pid), 'T')
+      << "killed within 900 ms of the stop: the grace has no floor";
+  // After the floor it is killed, and the node takes over.
+  int status = 0;
+  EXPECT_TRUE(stopped.child->EndedWithin(absl::Seconds(10), &status))
+      << "the hung holder was never killed";
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  std::string state = (*host)->HandleLine("status");
+  while (state.find("\"state\":\"active\"") == std::string::npos) {
+    ASSERT_LT(absl::Now(), deadline) << "no takeover: " << state;
+    absl::SleepFor(absl::Milliseconds(5));
+    state = (*host)->HandleLine("status");
+  }
+  EXPECT_NE(state.find("\"hung_holders_killed\""), std::string::npos) << state;
+}
+
 // Waits for the report that a stopped holder of `flags` is not killed,
 // checks it is alive, then ends it and the takeover.
 void ExpectNotKilled(const std::vector<std::string>& flags,
@@ -772,6 +827,186 @@ TEST(LmdbHungHolderTest, HolderWhosePidWasReusedIsNeverKilled) {
 
 TEST(LmdbHungHolderTest, HolderOfAnotherBootIsNeverKilled) {
   ExpectNotKilled({"--boot-id=an-earlier-boot"}, "another boot");
+}
+
+// Issue 18 review, item 4: containers sharing a boot id each have their own
+// pids; a grant made in another pid namespace is never killed.
+TEST(LmdbHungHolderTest, HolderOfAnotherPidNamespaceIsNeverKilled) {
+  ExpectNotKilled({"--fake-pid-ns"}, "another pid namespace");
+}
+
+// Issue 18 review, item 3: the kill does not always end the wait. Here a
+// third process waits for the writer lock behind the hung holder, ahead of
+// the taker; when the holder dies, LMDB's lock passes to it (futex waiters
+// wake in order), and it stops inside its own write. The taker's wait goes
+// on, and says so again, after the kill.
+TEST(LmdbHungHolderTest, WaitThatGoesOnAfterAKillIsReportedAgain) {
+  const std::string dir = NewTestDir("hung-again");
+  const int ttl_ms = 200;
+  StoppedHolder stopped;
+  StopHolderInsideAWrite(dir, ttl_ms, {}, &stopped);
+  if (HasFatalFailure()) return;
+  const pid_t pid = stopped.child->pid();
+  // Queued on the writer lock first.
+  Child third({"stopper", dir, "-", "-"});
+  ASSERT_TRUE(third.started());
+  absl::SleepFor(absl::Milliseconds(300));
+  RecordingObserver observer;
+  LmdbBackendOptions options;
+  options.kill_hung_holder = true;
+  options.hung_holder_observer = &observer;
+  auto backend = LmdbBackend::Open(dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  BackgroundAcquire acquire(backend->get(),
+                            Candidate("taker", absl::Seconds(60)));
+  // The holder is killed...
+  int status = 0;
+  ASSERT_TRUE(stopped.child->EndedWithin(absl::Seconds(10), &status))
+      << "the hung holder was not killed";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  // ...and the third process took the writer lock and stopped inside.
+  std::optional<std::string> line = third.ReadLine(absl::Seconds(10));
+  ASSERT_TRUE(line.has_value() && *line == "STOPPING_IN_WRITE")
+      << "the third process did not get the writer lock first: "
+      << (line.has_value() ? *line : "nothing");
+  std::optional<HungHolderEvent> again =
+      AwaitWaiting(**backend, absl::Seconds(10));
+  ASSERT_TRUE(again.has_value()) << "the wait after the kill went unreported";
+  EXPECT_EQ(again->pid, static_cast<uint32_t>(pid));
+  EXPECT_NE(again->reason.find("still waits after the kill"), std::string::npos)
+      << again->reason;
+  HungHolderStatus hung = (*backend)->hung_holder_status();
+  EXPECT_EQ(hung.kills, 1u);
+  std::vector<HungHolderEvent> events = observer.events();
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[0].kind, HungHolderEvent::Kind::kKilled);
+  EXPECT_EQ(events.back().kind, HungHolderEvent::Kind::kWaiting);
+  EXPECT_FALSE(acquire.done());
+  // The third process ends; the takeover completes, the report is gone.
+  third.Signal(SIGKILL);
+  third.Reap();
+  acquire.Join();
+  ASSERT_TRUE(acquire.result().ok()) << acquire.result().status();
+  EXPECT_FALSE((*backend)->hung_holder_status().waiting.has_value());
+}
+
+// LMDB does not say who holds its writer lock. When a process that is not
+// the holder (here an unfenced write, as an Initialize; equally a
+// contender's grant or a BreakLease) stops inside a write, the healthy
+// holder's renewal waits behind it and its grant expires: the holder looks
+// hung, but it is not inside a write, and killing it would cure nothing.
+// It is never killed; the wait is reported with the reason.
+TEST(LmdbHungHolderTest, HealthyHolderBlockedBehindAnotherWriterIsNeverKilled) {
+  const std::string dir = NewTestDir("hung-third");
+  const int ttl_ms = 200;
+  Child holder({"contender", dir, "healthy", absl::StrCat(ttl_ms)});
+  ASSERT_TRUE(holder.started());
+  // Granted and writing: a healthy holder, renewing every TTL/3.
+  int writes = 0;
+  while (writes < 3) {
+    std::optional<std::string> line = holder.ReadLine(absl::Seconds(10));
+    ASSERT_TRUE(line.has_value()) << "the holder went quiet";
+    if (line->rfind("WRITE_OK", 0) == 0) ++writes;
+    ASSERT_NE(line->rfind("ERROR", 0), 0u) << *line;
+  }
+  RecordingObserver observer;
+  LmdbBackendOptions options;
+  options.kill_hung_holder = true;
+  options.hung_holder_observer = &observer;
+  auto backend = LmdbBackend::Open(dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  BackgroundAcquire acquire(backend->get(),
+                            Candidate("taker", absl::Seconds(60)));
+  // A third process stops inside its write: every writer now waits,
+  // the holder's renewals too.
+  Child stopper({"stopper", dir, "-", "-"});
+  std::optional<std::string> stopping = stopper.ReadLine(absl::Seconds(10));
+  ASSERT_TRUE(stopping.has_value() && *stopping == "STOPPING_IN_WRITE")
+      << (stopping.has_value() ? *stopping : "nothing");
+  // The holder's grant expires; the taker's grant attempt waits on the
+  // writer lock and judges the holder: same boot, pid and start time, but
+  // not inside a write. The wait is reported, with the holder's pid.
+  HungHolderStatus hung;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!hung.waiting.has_value() && hung.kills == 0 &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+    hung = (*backend)->hung_holder_status();
+  }
+  ASSERT_EQ(hung.kills, 0u)
+      << "the healthy holder was killed: " << hung.last_kill->reason;
+  std::optional<HungHolderEvent> waiting = hung.waiting;
+  ASSERT_TRUE(waiting.has_value()) << "the wait was not reported";
+  EXPECT_EQ(waiting->pid, static_cast<uint32_t>(holder.pid()));
+  EXPECT_NE(waiting->reason.find("not inside a write"), std::string::npos)
+      << waiting->reason;
+  // Well past TTL + grace: the holder still lives, nothing was killed.
+  absl::SleepFor(absl::Milliseconds(4 * ttl_ms));
+  int status = 0;
+  EXPECT_FALSE(holder.EndedWithin(absl::ZeroDuration(), &status))
+      << "the healthy holder was killed (wait status " << status << ")";
+  EXPECT_EQ((*backend)->hung_holder_status().kills, 0u);
+  for (const HungHolderEvent& e : observer.events()) {
+    EXPECT_EQ(e.kind, HungHolderEvent::Kind::kWaiting) << e.reason;
+  }
+  EXPECT_FALSE(acquire.done());
+  // The real culprit ends: the writer lock passes on. The lapsed grant is
+  // taken over, or the holder, first to the lock, learns it lost and wins
+  // the lease again; either way it lives on.
+  stopper.Signal(SIGKILL);
+  stopper.Reap();
+  absl::SleepFor(absl::Milliseconds(2 * ttl_ms));
+  EXPECT_FALSE(holder.EndedWithin(absl::ZeroDuration(), &status))
+      << "the healthy holder was killed (wait status " << status << ")";
+  EXPECT_EQ((*backend)->hung_holder_status().kills, 0u);
+  // Its end (by the test) lets the taker in at once, if it is still out.
+  holder.Signal(SIGKILL);
+  holder.Reap();
+  acquire.Join();
+  ASSERT_TRUE(acquire.result().ok()) << acquire.result().status();
+}
+
+// Issue 18 review, item 2: a map grown by another process while this
+// process's grant attempt waits for the writer lock. The attempt holds the
+// remap lock shared (its mdb_txn_begin may touch the map once it gets the
+// lock); the watchdog's read then finds MDB_MAP_RESIZED, and adopting the
+// new size needs that lock exclusively: it must not wait for it (the wait
+// would never end while the hung holder lives), and the hung holder must
+// still be killed. The grower holds the lease, commits a growth while the
+// taker waits, and stops inside its next write, which was queued first.
+TEST(LmdbHungHolderTest, MapGrownWhileTheTakeoverWaitsDoesNotStallTheWatch) {
+  const std::string dir = NewTestDir("hung-grown");
+  const int ttl_ms = 300;
+  LmdbBackendOptions options;
+  options.initial_map_bytes = 1 << 20;  // the grower's write outgrows it
+  options.kill_hung_holder = true;
+  // Long enough that the growth write, open past the grant's expiry, is
+  // not itself judged hung.
+  options.hung_holder_grace = absl::Seconds(1);
+  auto backend = LmdbBackend::Open(dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  ASSERT_EQ((*backend)->Get("absent").status().code(),
+            absl::StatusCode::kNotFound);
+  Child grower({"grower", dir, absl::StrCat(ttl_ms), "-"});
+  std::optional<std::string> granted = grower.ReadLine(absl::Seconds(10));
+  ASSERT_TRUE(granted.has_value() && granted->rfind("GRANTED", 0) == 0)
+      << (granted.has_value() ? *granted : "nothing");
+  BackgroundAcquire acquire(backend->get(),
+                            Candidate("taker", absl::Seconds(60)));
+  std::optional<std::string> stopping = grower.ReadLine(absl::Seconds(10));
+  ASSERT_TRUE(stopping.has_value() && *stopping == "STOPPING_IN_WRITE")
+      << (stopping.has_value() ? *stopping : "nothing");
+  int status = 0;
+  EXPECT_TRUE(grower.EndedWithin(absl::Seconds(10), &status))
+      << "the hung holder was not killed: the watchdog is stuck";
+  grower.Signal(SIGKILL);  // (if not) ends the wait either way
+  acquire.Join();
+  ASSERT_TRUE(acquire.result().ok()) << acquire.result().status();
+  EXPECT_EQ((*backend)->hung_holder_status().kills, 1u);
+  // The grown map is adopted afterwards: the grower's value reads back.
+  absl::StatusOr<Entry> big = (*backend)->Get("grower/big");
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_EQ(big->value.size(), size_t{3} << 19);
 }
 
 TEST(LmdbHungHolderTest, HolderWithinTheGraceIsNotKilled) {
