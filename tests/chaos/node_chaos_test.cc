@@ -50,8 +50,8 @@
 #include "absl/time/time.h"
 #include "examples/node/json.h"
 #include "examples/node/node_process.h"
-#include "lib/util/mutex.h"
 #include "gtest/gtest.h"
+#include "lib/util/mutex.h"
 
 namespace strongbox {
 namespace node {
@@ -70,20 +70,18 @@ constexpr int kPutsPerSecond = 1000;
 // An answer that takes longer than this means a hung node.
 constexpr absl::Duration kAnswerTimeout = absl::Seconds(10);
 
-int64_t EnvInt(const char *name, int64_t fallback) {
-  const char *text = std::getenv(name);
+int64_t EnvInt(const char* name, int64_t fallback) {
+  const char* text = std::getenv(name);
   int64_t value;
-  if (text == nullptr || !absl::SimpleAtoi(text, &value))
-    return fallback;
+  if (text == nullptr || !absl::SimpleAtoi(text, &value)) return fallback;
   return value;
 }
 
 std::string Address(int i) { return absl::StrCat("node", i, ":8200"); }
 
-int IndexOf(const std::string &address) {
+int IndexOf(const std::string& address) {
   for (int i = 0; i < kNodes; ++i) {
-    if (Address(i) == address)
-      return i;
+    if (Address(i) == address) return i;
   }
   return -1;
 }
@@ -113,28 +111,26 @@ struct Slot {
 
 // Claims a slot's process for one exchange, or fails after `wait`.
 class Claim {
-public:
-  Claim(Slot *slot, absl::Duration wait) : slot_(slot) {
+ public:
+  Claim(Slot* slot, absl::Duration wait) : slot_(slot) {
     MutexLock lock(&slot_->mu);
     owned_ = slot_->mu.AwaitWithTimeout([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
                                             slot_->mu) { return !slot_->busy; },
                                         wait);
-    if (owned_)
-      slot_->busy = true;
+    if (owned_) slot_->busy = true;
   }
   ~Claim() {
-    if (!owned_)
-      return;
+    if (!owned_) return;
     MutexLock lock(&slot_->mu);
     slot_->busy = false;
     slot_->mu.SignalAll();
   }
-  Claim(const Claim &) = delete;
-  Claim &operator=(const Claim &) = delete;
+  Claim(const Claim&) = delete;
+  Claim& operator=(const Claim&) = delete;
   bool owned() const { return owned_; }
 
-private:
-  Slot *const slot_;
+ private:
+  Slot* const slot_;
   bool owned_ = false;
 };
 
@@ -147,27 +143,26 @@ struct KeyHistory {
 };
 
 class NodeChaosTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     signal(SIGPIPE, SIG_IGN);
     absl::StatusOr<std::string> binary = FindNodeBinary("", "");
     ASSERT_TRUE(binary.ok()) << binary.status();
     binary_ = *binary;
-    const char *tmp = std::getenv("TEST_TMPDIR");
+    const char* tmp = std::getenv("TEST_TMPDIR");
     dir_ =
         absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/node-chaos-", getpid());
-    const char *out = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR");
+    const char* out = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR");
     log_dir_ = out != nullptr ? out : dir_ + "-logs";
     mkdir(log_dir_.c_str(), 0755);
-    for (int i = 0; i < kNodes; ++i)
-      slots_.push_back(std::make_unique<Slot>());
+    for (int i = 0; i < kNodes; ++i) slots_.push_back(std::make_unique<Slot>());
   }
 
   // Every path out of the test, failed assertions included: stop the
   // threads, then every process by pid (SIGKILL, SIGCONT, reap).
   void TearDown() override {
     StopThreads();
-    for (auto &slot : slots_) {
+    for (auto& slot : slots_) {
       Claim claim(slot.get(), absl::Seconds(30));
       slot->process.reset();
     }
@@ -175,18 +170,16 @@ protected:
 
   void StopThreads() {
     stop_.store(true);
-    for (auto &slot : slots_) {
+    for (auto& slot : slots_) {
       // A writer may wait on a stopped node's answer.
       const pid_t pid = slot->pid.load();
-      if (pid > 0 && slot->phase.load() == Slot::kStopped)
-        kill(pid, SIGCONT);
+      if (pid > 0 && slot->phase.load() == Slot::kStopped) kill(pid, SIGCONT);
     }
-    for (std::thread &t : threads_)
-      t.join();
+    for (std::thread& t : threads_) t.join();
     threads_.clear();
   }
 
-  void Log(const std::string &line) {
+  void Log(const std::string& line) {
     const std::string stamped =
         absl::StrCat(absl::FormatDuration(absl::Trunc(absl::Now() - start_,
                                                       absl::Milliseconds(1))),
@@ -195,7 +188,7 @@ protected:
     log_.push_back(stamped);
   }
 
-  void Violation(const std::string &what) {
+  void Violation(const std::string& what) {
     Log("VIOLATION: " + what);
     MutexLock lock(&log_mu_);
     violations_.push_back(what);
@@ -208,15 +201,14 @@ protected:
   // Starts node i's process (sealed or uninitialized). Call with the slot
   // claimed.
   absl::Status StartProcess(int i) {
-    Slot &slot = *slots_[i];
+    Slot& slot = *slots_[i];
     const int incarnation = slot.incarnation.fetch_add(1) + 1;
     absl::StatusOr<std::unique_ptr<NodeProcess>> p = NodeProcess::Start(
         binary_,
         {"--dir=" + dir_, absl::StrCat("--node-id=node", i),
          "--advertise=" + Address(i), absl::StrCat("--lease-ttl-ms=", kTtlMs)},
         absl::StrCat(log_dir_, "/node", i, ".log"));
-    if (!p.ok())
-      return p.status();
+    if (!p.ok()) return p.status();
     slot.process = *std::move(p);
     slot.pid.store(slot.process->pid());
     slot.lost.store(false);
@@ -229,15 +221,14 @@ protected:
   // One command to node i: its answer, UNAVAILABLE if the node is not
   // running or busy longer than `claim_wait`, or if the exchange failed (the
   // node is then marked lost).
-  absl::StatusOr<JsonValue> Exchange(int i, const std::string &line,
+  absl::StatusOr<JsonValue> Exchange(int i, const std::string& line,
                                      absl::Duration claim_wait) {
-    Slot &slot = *slots_[i];
+    Slot& slot = *slots_[i];
     if (slot.phase.load() != Slot::kRunning || slot.lost.load()) {
       return absl::UnavailableError("not running");
     }
     Claim claim(&slot, claim_wait);
-    if (!claim.owned())
-      return absl::UnavailableError("busy");
+    if (!claim.owned()) return absl::UnavailableError("busy");
     if (slot.phase.load() != Slot::kRunning || slot.lost.load() ||
         slot.process == nullptr) {
       return absl::UnavailableError("not running");
@@ -269,9 +260,9 @@ protected:
       absl::StatusOr<JsonValue> a = Exchange(
           i, "unseal " + shares_[(i + k) % shares_.size()], absl::Seconds(30));
       if (!a.ok() || !a->GetBool("ok")) {
-        Log(absl::StrCat("node", i, " unseal failed: ",
-                         a.ok() ? slots_[i]->process->last_line()
-                                : a.status().ToString()));
+        Log(absl::StrCat(
+            "node", i, " unseal failed: ",
+            a.ok() ? slots_[i]->process->last_line() : a.status().ToString()));
         return false;
       }
     }
@@ -281,8 +272,8 @@ protected:
 
   // Kills node i's process (if any) by pid, reaps it, starts a new one and
   // unseals it.
-  bool RestartNode(int i, const char *why) {
-    Slot &slot = *slots_[i];
+  bool RestartNode(int i, const char* why) {
+    Slot& slot = *slots_[i];
     slot.phase.store(Slot::kDown);
     const pid_t pid = slot.pid.load();
     if (pid > 0) {
@@ -318,8 +309,7 @@ protected:
   // holder), without reaping it.
   bool Exited(int i) {
     const pid_t pid = slots_[i]->pid.load();
-    if (pid <= 0)
-      return true;
+    if (pid <= 0) return true;
     siginfo_t info = {};
     if (waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
       return false;
@@ -337,15 +327,13 @@ protected:
     bool eligible = false;
     bool complete = true;
     for (int i = 0; i < kNodes; ++i) {
-      Slot &slot = *slots_[i];
-      if (slot.phase.load() != Slot::kRunning)
-        continue;
+      Slot& slot = *slots_[i];
+      if (slot.phase.load() != Slot::kRunning) continue;
       const int incarnation = slot.incarnation.load();
       absl::StatusOr<JsonValue> s =
           Exchange(i, "status", absl::Milliseconds(200));
       if (!s.ok()) {
-        if (slot.phase.load() == Slot::kRunning)
-          complete = false;
+        if (slot.phase.load() == Slot::kRunning) complete = false;
         continue;
       }
       if (!s->GetBool("ok")) {
@@ -359,8 +347,7 @@ protected:
       uint64_t fence = 0;
       const bool has_fence = s->Find("fence") != nullptr &&
                              absl::SimpleAtoi(s->GetString("fence"), &fence);
-      if (!sealed)
-        eligible = true;
+      if (!sealed) eligible = true;
       const auto key = std::make_pair(i, incarnation);
       if (has_fence) {
         auto it = last_fence_.find(key);
@@ -395,7 +382,7 @@ protected:
           }
         }
       }
-      if (const JsonValue *waiting = s->Find("takeover_waiting")) {
+      if (const JsonValue* waiting = s->Find("takeover_waiting")) {
         auto wkey = std::make_pair(waiting->GetString("pid"),
                                    waiting->GetString("fence"));
         if (seen_waits_.insert(wkey).second) {
@@ -405,7 +392,7 @@ protected:
         }
       }
       const int64_t killed = s->GetInt("hung_holders_killed", 0);
-      int64_t &known = hung_kills_[key];
+      int64_t& known = hung_kills_[key];
       if (killed > known) {
         Log(absl::StrCat("node", i, " killed ", killed - known,
                          " hung holder(s)"));
@@ -418,11 +405,9 @@ protected:
       gap_start_ = absl::InfiniteFuture();
     } else if (!eligible) {
       // No unsealed node running and not stopped (or none answered).
-      if (complete)
-        gap_start_ = absl::InfiniteFuture();
+      if (complete) gap_start_ = absl::InfiniteFuture();
     } else {
-      if (gap_start_ == absl::InfiniteFuture())
-        gap_start_ = round_start;
+      if (gap_start_ == absl::InfiniteFuture()) gap_start_ = round_start;
       const absl::Duration gap = now - gap_start_;
       if (gap > longest_gap_) {
         longest_gap_ = gap;
@@ -436,15 +421,14 @@ protected:
                                absl::FormatDuration(kMaxActiveless), ")"));
       }
     }
-    if (actives > 0)
-      gap_reported_ = false;
+    if (actives > 0) gap_reported_ = false;
     rounds_.fetch_add(1);
   }
 
   void MonitorLoop() {
     while (!stop_.load()) {
       MonitorRound();
-      absl::SleepFor(absl::Milliseconds(5)); // pacing, not synchronization
+      absl::SleepFor(absl::Milliseconds(5));  // pacing, not synchronization
     }
   }
 
@@ -462,8 +446,7 @@ protected:
     const absl::Time deadline = absl::Now() + timeout;
     const int64_t acks = acked_.load();
     while (absl::Now() < deadline) {
-      if (acked_.load() >= acks + 5)
-        return true;
+      if (acked_.load() >= acks + 5) return true;
       absl::SleepFor(absl::Milliseconds(2));
     }
     return false;
@@ -481,7 +464,7 @@ protected:
     while (!stop_.load()) {
       const absl::Time now = absl::Now();
       if (now < next) {
-        absl::SleepFor(next - now); // pacing, not synchronization
+        absl::SleepFor(next - now);  // pacing, not synchronization
       }
       next = std::max(next + interval, absl::Now() - 10 * interval);
       const int k = static_cast<int>(rng() % kKeysPerWriter);
@@ -498,7 +481,7 @@ protected:
         if (a.status().message() != "not running" &&
             a.status().message() != "busy") {
           MutexLock lock(&writes_mu_);
-          histories_[w][k].maybe_applied.insert(s); // outcome unknown
+          histories_[w][k].maybe_applied.insert(s);  // outcome unknown
           ++unknown_;
         }
         const int hint = last_active_.load();
@@ -507,7 +490,7 @@ protected:
       }
       {
         MutexLock lock(&writes_mu_);
-        KeyHistory &h = histories_[w][k];
+        KeyHistory& h = histories_[w][k];
         h.maybe_applied.insert(s);
         if (a->GetBool("ok")) {
           h.latest_acked = s;
@@ -563,22 +546,23 @@ protected:
   std::atomic<int64_t> sent_{0};
 
   Mutex writes_mu_;
-  std::map<int, std::map<int, KeyHistory>>
-      histories_ ABSL_GUARDED_BY(writes_mu_);
+  std::map<int, std::map<int, KeyHistory>> histories_
+      ABSL_GUARDED_BY(writes_mu_);
   int64_t unknown_ ABSL_GUARDED_BY(writes_mu_) = 0;
   int64_t refused_ ABSL_GUARDED_BY(writes_mu_) = 0;
 };
 
 TEST_F(NodeChaosTest, SeededChaosRunOfThreeNodes) {
-  const char *env_seed = std::getenv("NODE_CHAOS_SEED");
+  const char* env_seed = std::getenv("NODE_CHAOS_SEED");
   seed_ = env_seed != nullptr ? std::strtoull(env_seed, nullptr, 10)
                               : std::random_device()();
   const absl::Duration budget = absl::Seconds(EnvInt("NODE_CHAOS_SECONDS", 25));
-  std::printf("node chaos seed %llu (rerun with NODE_CHAOS_SEED=%llu), "
-              "budget %s, node logs in %s\n",
-              static_cast<unsigned long long>(seed_),
-              static_cast<unsigned long long>(seed_),
-              absl::FormatDuration(budget).c_str(), log_dir_.c_str());
+  std::printf(
+      "node chaos seed %llu (rerun with NODE_CHAOS_SEED=%llu), "
+      "budget %s, node logs in %s\n",
+      static_cast<unsigned long long>(seed_),
+      static_cast<unsigned long long>(seed_),
+      absl::FormatDuration(budget).c_str(), log_dir_.c_str());
   std::fflush(stdout);
   SCOPED_TRACE(absl::StrCat("NODE_CHAOS_SEED=", seed_));
   RecordProperty("seed", std::to_string(seed_));
@@ -595,11 +579,10 @@ TEST_F(NodeChaosTest, SeededChaosRunOfThreeNodes) {
   absl::StatusOr<JsonValue> init = Exchange(0, "init 5 3", absl::Seconds(1));
   ASSERT_TRUE(init.ok()) << init.status();
   ASSERT_TRUE(init->GetBool("ok")) << slots_[0]->process->last_line();
-  for (const JsonValue &s : init->Find("shares")->array) {
+  for (const JsonValue& s : init->Find("shares")->array) {
     shares_.push_back(s.string);
   }
-  for (int i = 0; i < kNodes; ++i)
-    ASSERT_TRUE(UnsealNode(i));
+  for (int i = 0; i < kNodes; ++i) ASSERT_TRUE(UnsealNode(i));
 
   threads_.emplace_back([this] { MonitorLoop(); });
   for (int w = 0; w < kWriters; ++w) {
@@ -607,7 +590,7 @@ TEST_F(NodeChaosTest, SeededChaosRunOfThreeNodes) {
   }
   ASSERT_TRUE(AwaitSettled(absl::Seconds(20))) << "no active node took puts";
 
-  const char *const kStepNames[] = {"kill -9", "SIGSTOP below the TTL",
+  const char* const kStepNames[] = {"kill -9", "SIGSTOP below the TTL",
                                     "SIGSTOP past the TTL", "step-down",
                                     "seal"};
   int counts[5] = {0, 0, 0, 0, 0};
@@ -637,61 +620,61 @@ TEST_F(NodeChaosTest, SeededChaosRunOfThreeNodes) {
     ++counts[action];
     Log(absl::StrCat("step ", steps, ": ", kStepNames[action], " node", target,
                      target == active ? " (active)" : " (standby)"));
-    Slot &slot = *slots_[target];
+    Slot& slot = *slots_[target];
     switch (action) {
-    case 0: // kill -9, restart, unseal
-      ASSERT_TRUE(RestartNode(target, "kill -9")) << "node" << target;
-      break;
-    case 1:   // SIGSTOP below the TTL
-    case 2: { // SIGSTOP past the TTL (a peer kills it if in a write)
-      const absl::Duration stop =
-          action == 1 ? uniform_ms(50, 400) : uniform_ms(1200, 2500);
-      const pid_t pid = slot.pid.load();
-      ASSERT_GT(pid, 0) << "node" << target << " has no process";
-      slot.phase.store(Slot::kStopped);
-      kill(pid, SIGSTOP);
-      const absl::Time stopped_at = absl::Now();
-      absl::SleepFor(stop); // the chaos itself
-      if (Exited(target)) {
-        ++stops_killed;
-        Log(absl::StrCat(
-            "node", target, " was killed ",
-            "while stopped (a hung holder) within ",
-            absl::FormatDuration(
-                absl::Trunc(absl::Now() - stopped_at, absl::Milliseconds(1)))));
-        ASSERT_TRUE(RestartNode(target, "killed while stopped"));
-      } else {
-        kill(pid, SIGCONT);
-        slot.phase.store(Slot::kRunning);
-        Log(absl::StrCat("node", target, " resumed after ",
-                         absl::FormatDuration(stop)));
+      case 0:  // kill -9, restart, unseal
+        ASSERT_TRUE(RestartNode(target, "kill -9")) << "node" << target;
+        break;
+      case 1:    // SIGSTOP below the TTL
+      case 2: {  // SIGSTOP past the TTL (a peer kills it if in a write)
+        const absl::Duration stop =
+            action == 1 ? uniform_ms(50, 400) : uniform_ms(1200, 2500);
+        const pid_t pid = slot.pid.load();
+        ASSERT_GT(pid, 0) << "node" << target << " has no process";
+        slot.phase.store(Slot::kStopped);
+        kill(pid, SIGSTOP);
+        const absl::Time stopped_at = absl::Now();
+        absl::SleepFor(stop);  // the chaos itself
+        if (Exited(target)) {
+          ++stops_killed;
+          Log(absl::StrCat(
+              "node", target, " was killed ",
+              "while stopped (a hung holder) within ",
+              absl::FormatDuration(absl::Trunc(absl::Now() - stopped_at,
+                                               absl::Milliseconds(1)))));
+          ASSERT_TRUE(RestartNode(target, "killed while stopped"));
+        } else {
+          kill(pid, SIGCONT);
+          slot.phase.store(Slot::kRunning);
+          Log(absl::StrCat("node", target, " resumed after ",
+                           absl::FormatDuration(stop)));
+        }
+        break;
       }
-      break;
-    }
-    case 3: { // step-down
-      absl::StatusOr<JsonValue> a =
-          Exchange(target, "step-down", absl::Seconds(30));
-      if (a.ok() && !a->GetBool("ok")) {
-        Violation(absl::StrCat("step-down on node", target, ": ",
-                               slot.process->last_line()));
+      case 3: {  // step-down
+        absl::StatusOr<JsonValue> a =
+            Exchange(target, "step-down", absl::Seconds(30));
+        if (a.ok() && !a->GetBool("ok")) {
+          Violation(absl::StrCat("step-down on node", target, ": ",
+                                 slot.process->last_line()));
+        }
+        break;
       }
-      break;
-    }
-    case 4: { // seal, then unseal after a while
-      absl::StatusOr<JsonValue> a = Exchange(target, "seal", absl::Seconds(30));
-      if (a.ok() && !a->GetBool("ok")) {
-        Violation(absl::StrCat("seal on node", target, ": ",
-                               slot.process->last_line()));
+      case 4: {  // seal, then unseal after a while
+        absl::StatusOr<JsonValue> a =
+            Exchange(target, "seal", absl::Seconds(30));
+        if (a.ok() && !a->GetBool("ok")) {
+          Violation(absl::StrCat("seal on node", target, ": ",
+                                 slot.process->last_line()));
+        }
+        absl::SleepFor(uniform_ms(0, kTtlMs));  // sealed for a while
+        if (!slot.lost.load()) UnsealNode(target);
+        break;
       }
-      absl::SleepFor(uniform_ms(0, kTtlMs)); // sealed for a while
-      if (!slot.lost.load())
-        UnsealNode(target);
-      break;
-    }
     }
     // Every step ends with the monitor's full look at the cluster.
     AwaitRounds(1);
-    absl::SleepFor(uniform_ms(50, 300)); // writes between steps
+    absl::SleepFor(uniform_ms(50, 300));  // writes between steps
   }
   const absl::Duration chaos_time = absl::Now() - chaos_start;
   const int64_t acked_in_chaos = acked_.load() - acked_before;
@@ -713,25 +696,23 @@ TEST_F(NodeChaosTest, SeededChaosRunOfThreeNodes) {
   for (int attempt = 0; attempt < 3000 && reader < 0; ++attempt) {
     for (int i = 0; i < kNodes && reader < 0; ++i) {
       absl::StatusOr<JsonValue> s = Exchange(i, "status", absl::Seconds(5));
-      if (s.ok() && s->GetString("state") == "active")
-        reader = i;
+      if (s.ok() && s->GetString("state") == "active") reader = i;
     }
-    if (reader < 0)
-      absl::SleepFor(absl::Milliseconds(5));
+    if (reader < 0) absl::SleepFor(absl::Milliseconds(5));
   }
   ASSERT_GE(reader, 0) << "no active node to read back from";
   int64_t checked = 0, lost = 0;
   {
     MutexLock lock(&writes_mu_);
-    for (const auto &[w, keys] : histories_) {
-      for (const auto &[k, h] : keys) {
+    for (const auto& [w, keys] : histories_) {
+      for (const auto& [k, h] : keys) {
         const std::string path = absl::StrCat("chaos/w", w, "/k", k);
         absl::StatusOr<JsonValue> g =
             Exchange(reader, "get " + path, absl::Seconds(5));
         ASSERT_TRUE(g.ok()) << g.status();
         int64_t got = -1;
         if (g->GetBool("ok")) {
-          const JsonValue *data = g->Find("data");
+          const JsonValue* data = g->Find("data");
           ASSERT_NE(data, nullptr) << slots_[reader]->process->last_line();
           ASSERT_TRUE(absl::SimpleAtoi(data->GetString("v"), &got))
               << slots_[reader]->process->last_line();
@@ -747,8 +728,7 @@ TEST_F(NodeChaosTest, SeededChaosRunOfThreeNodes) {
           Violation(absl::StrCat(path, " reads back ", got,
                                  "; latest acknowledged put ", h.latest_acked));
         }
-        if (h.latest_acked >= 0)
-          ++checked;
+        if (h.latest_acked >= 0) ++checked;
       }
     }
   }
@@ -795,15 +775,13 @@ TEST_F(NodeChaosTest, SeededChaosRunOfThreeNodes) {
   RecordProperty("unexpected_restarts", unexpected_restarts);
 
   MutexLock lock(&log_mu_);
-  for (const std::string &v : violations_)
-    ADD_FAILURE() << v;
+  for (const std::string& v : violations_) ADD_FAILURE() << v;
   if (!violations_.empty()) {
     std::printf("event log (node logs in %s):\n", log_dir_.c_str());
-    for (const std::string &line : log_)
-      std::printf("  %s\n", line.c_str());
+    for (const std::string& line : log_) std::printf("  %s\n", line.c_str());
   }
 }
 
-} // namespace
-} // namespace node
-} // namespace strongbox
+}  // namespace
+}  // namespace node
+}  // namespace strongbox
