@@ -198,8 +198,8 @@ struct BlockedTakeoverEvent {
 absl::string_view BlockedTakeoverKindName(BlockedTakeoverEvent::Kind kind);
 
 // Hears of blocked takeovers. Called on a backend-internal thread while a
-// grant attempt waits; must return promptly, must not destroy the backend
-// and must not add or remove blocked-takeover observers.
+// grant attempt waits, under no lock of the backend's; must return
+// promptly and must not destroy the backend.
 class BlockedTakeoverObserver {
  public:
   virtual ~BlockedTakeoverObserver() = default;
