@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -595,6 +596,7 @@ TEST_F(NodeChaosTest, SeededChaosRunOfThreeNodes) {
                                     "seal"};
   int counts[5] = {0, 0, 0, 0, 0};
   int stops_killed = 0, unexpected_restarts = 0, steps = 0;
+  std::set<pid_t> stopped_pids;  // every process this test SIGSTOPped
   const absl::Time chaos_start = absl::Now();
   const int64_t acked_before = acked_.load();
   const int64_t sent_before = sent_.load();
@@ -632,6 +634,7 @@ TEST_F(NodeChaosTest, SeededChaosRunOfThreeNodes) {
         const pid_t pid = slot.pid.load();
         ASSERT_GT(pid, 0) << "node" << target << " has no process";
         slot.phase.store(Slot::kStopped);
+        stopped_pids.insert(pid);
         kill(pid, SIGSTOP);
         const absl::Time stopped_at = absl::Now();
         absl::SleepFor(stop);  // the chaos itself
@@ -748,6 +751,33 @@ TEST_F(NodeChaosTest, SeededChaosRunOfThreeNodes) {
       std::max(absl::ToDoubleSeconds(chaos_time), 1e-3);
   const double puts_per_second = sent_in_chaos / chaos_seconds;
   const double acks_per_second = acked_in_chaos / chaos_seconds;
+  // Who the standbys killed, from the nodes' logs (each logs its
+  // coordinator's blocked-takeover events): two standbys may both kill one
+  // holder. A killed process this test never stopped would be a healthy
+  // node killed because another one hung inside a write (an open item of
+  // issue 18): counted and logged, not failed.
+  std::set<pid_t> killed_pids;
+  for (int i = 0; i < kNodes; ++i) {
+    std::ifstream in(absl::StrCat(log_dir_, "/node", i, ".log"));
+    const std::string marker = "killed hung holder pid ";
+    for (std::string line; std::getline(in, line);) {
+      const size_t at = line.find(marker);
+      int pid;
+      if (at == std::string::npos) continue;
+      const std::string rest = line.substr(at + marker.size());
+      if (absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &pid)) {
+        killed_pids.insert(pid);
+      }
+    }
+  }
+  int killed_not_stopped = 0;
+  for (pid_t pid : killed_pids) {
+    if (stopped_pids.count(pid) == 0) {
+      ++killed_not_stopped;
+      Log(absl::StrCat("pid ", pid, " was killed as a hung holder but this ",
+                       "test never stopped it"));
+    }
+  }
   const std::string summary = absl::StrCat(
       "node chaos seed ", seed_, ": ", steps, " steps (", counts[0],
       " kill -9, ", counts[1], " SIGSTOP below the TTL, ", counts[2],
@@ -759,10 +789,11 @@ TEST_F(NodeChaosTest, SeededChaosRunOfThreeNodes) {
       " keys read back, ", lost, " lost; longest stretch without an active ",
       static_cast<int64_t>(longest_gap_ms), " ms (bound ", Ms(kMaxActiveless),
       " ms); ", stops_killed, " stopped nodes killed as hung holders (",
-      total_hung_kills_.load(),
-      " kills reported by standbys: two may kill the same holder); ",
-      unexpected_restarts, " unexpected restarts; highest fence ",
-      max_fence_seen_, "; ", status_polls_, " status polls");
+      killed_pids.size(), " distinct pids in the nodes' logs, ",
+      total_hung_kills_.load(), " kills reported by standbys, ",
+      killed_not_stopped, " of processes never stopped); ", unexpected_restarts,
+      " unexpected restarts; highest fence ", max_fence_seen_, "; ",
+      status_polls_, " status polls");
   std::printf("%s\n", summary.c_str());
   RecordProperty("steps", steps);
   RecordProperty("acked_puts", static_cast<int>(acked_.load()));
@@ -773,6 +804,7 @@ TEST_F(NodeChaosTest, SeededChaosRunOfThreeNodes) {
   RecordProperty("hung_holder_kills_reported",
                  static_cast<int>(total_hung_kills_.load()));
   RecordProperty("unexpected_restarts", unexpected_restarts);
+  RecordProperty("killed_but_never_stopped", killed_not_stopped);
 
   MutexLock lock(&log_mu_);
   for (const std::string& v : violations_) ADD_FAILURE() << v;
