@@ -671,7 +671,9 @@ TEST_F(NodeChaosTest, SeededChaosRunOfThreeNodes) {
                                  slot.process->last_line()));
         }
         absl::SleepFor(uniform_ms(0, kTtlMs));  // sealed for a while
-        if (!slot.lost.load()) UnsealNode(target);
+        if (!UnsealNode(target) && !slot.lost.load()) {
+          Violation(absl::StrCat("node", target, " did not unseal after seal"));
+        }
         break;
       }
     }
