@@ -89,6 +89,17 @@ class NodeHost::StateLogger : public HaObserver {
     line.push_back('\n');
     std::fputs(line.c_str(), stderr);
   }
+  // A takeover of this node waits on a holder hung inside an LMDB write,
+  // or that holder was killed.
+  void OnBlockedTakeover(const BlockedTakeoverEvent& event) override {
+    const std::string line = absl::StrCat(
+        "strongbox_node[", node_id_, "]: takeover ",
+        event.kind == BlockedTakeoverEvent::Kind::kHolderKilled
+            ? "killed hung holder"
+            : "waiting on holder",
+        " pid ", event.pid, " (fence ", event.fence, "): ", event.reason, "\n");
+    std::fputs(line.c_str(), stderr);
+  }
 
  private:
   const std::string node_id_;
@@ -164,11 +175,7 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Open(
   absl::StatusOr<std::unique_ptr<LmdbBackend>> backend =
       LmdbBackend::Open(config.dir, backend_options);
   if (!backend.ok()) return backend.status();
-  LmdbBackend* lmdb = backend->get();
-  absl::StatusOr<std::unique_ptr<NodeHost>> host =
-      OpenWithBackend(config, *std::move(backend));
-  if (host.ok()) (*host)->lmdb_ = lmdb;
-  return host;
+  return OpenWithBackend(config, *std::move(backend));
 }
 
 absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::OpenWithBackend(
@@ -345,18 +352,18 @@ std::string NodeHost::Status() {
     out.String("leader", s.leader_address)
         .String("fence", absl::StrCat(s.fence));
   }
-  if (lmdb_ != nullptr) {
-    // A takeover that waits on a holder hung inside an LMDB write (it holds
-    // LMDB's writer lock): said, not silently waited out.
-    const HungHolderStatus hung = lmdb_->hung_holder_status();
-    if (hung.waiting.has_value()) {
-      out.StringObject("takeover_waiting",
-                       {{"pid", absl::StrCat(hung.waiting->pid)},
-                        {"fence", absl::StrCat(hung.waiting->fence)},
-                        {"holder", hung.waiting->holder},
-                        {"reason", hung.waiting->reason}});
-    }
-    if (hung.kills > 0) out.Int("hung_holders_killed", hung.kills);
+  // A takeover that waits on a holder hung inside an LMDB write (it holds
+  // LMDB's writer lock): said, not silently waited out. The coordinator
+  // carries the backend's report (HaStatus), whatever the backend.
+  if (s.takeover_waiting.has_value()) {
+    out.StringObject("takeover_waiting",
+                     {{"pid", absl::StrCat(s.takeover_waiting->pid)},
+                      {"fence", absl::StrCat(s.takeover_waiting->fence)},
+                      {"holder", s.takeover_waiting->holder},
+                      {"reason", s.takeover_waiting->reason}});
+  }
+  if (s.holders_killed > 0) {
+    out.Int("hung_holders_killed", static_cast<int64_t>(s.holders_killed));
   }
   return out.Finish();
 }

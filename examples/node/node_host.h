@@ -142,9 +142,6 @@ class NodeHost {
   // Destroyed in reverse order: store, coordinator (releases the lease),
   // logger, backend.
   std::unique_ptr<Backend> backend_;
-  // backend_ when it is the LMDB backend (Open), for the hung-holder
-  // report in `status`; null otherwise.
-  LmdbBackend* lmdb_ = nullptr;
   std::unique_ptr<StateLogger> logger_;
   std::unique_ptr<HaCoordinator> coordinator_;
   std::unique_ptr<SecretStore> store_;

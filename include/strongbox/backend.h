@@ -171,6 +171,51 @@ struct AcquireOptions {
   const Cancellation* cancel = nullptr;
 };
 
+// A takeover held up by a holder that stopped renewing but still blocks
+// its successors: with LmdbBackend, a process stopped inside a write
+// transaction holds LMDB's single writer lock past its grant's expiry, so
+// no contender can write its grant until that process resumes or dies. A
+// backend where this can happen reports such waits, and the fencing of the
+// holder (killing it) where it does that; for the others (a lapsed grant
+// simply expires: etcd, in-memory) nothing is ever reported.
+struct BlockedTakeoverEvent {
+  enum class Kind {
+    // A grant attempt waits on the holder; `reason` says why it is not (or
+    // not yet) fenced.
+    kWaiting,
+    // The holder, its identity proven, was killed so the takeover can go on.
+    kHolderKilled,
+  };
+  Kind kind = Kind::kWaiting;
+  FenceToken fence = kNoFence;  // the expired grant
+  std::string holder;           // its holder value (advertise address)
+  uint32_t pid = 0;             // its process; 0 if unknown
+  absl::Duration expired_for;   // how long past its expiry (0 if unknown)
+  std::string reason;           // one line for logs; no secrets
+};
+
+// "waiting" or "holder_killed".
+absl::string_view BlockedTakeoverKindName(BlockedTakeoverEvent::Kind kind);
+
+// Hears of blocked takeovers. Called on a backend-internal thread while a
+// grant attempt waits, under no lock of the backend's; must return
+// promptly and must not destroy the backend.
+class BlockedTakeoverObserver {
+ public:
+  virtual ~BlockedTakeoverObserver() = default;
+  virtual void OnBlockedTakeover(const BlockedTakeoverEvent& event) = 0;
+};
+
+// What HaBackend::blocked_takeover_status() reports.
+struct BlockedTakeoverStatus {
+  // Set while a grant attempt of this backend waits on a blocking holder
+  // (the latest event); cleared when the wait ends.
+  std::optional<BlockedTakeoverEvent> waiting;
+  // The last holder this backend killed, and how many it killed.
+  std::optional<BlockedTakeoverEvent> last_kill;
+  uint64_t kills = 0;
+};
+
 // The optional HA capability of a backend (Backend::ha()).
 class HaBackend {
  public:
@@ -191,6 +236,18 @@ class HaBackend {
   // breaking a stuck lock, or a test forcing expiry). OK if it already
   // ended; its holder observes the loss.
   virtual absl::Status BreakLease(FenceToken fence) = 0;
+
+  // Blocked takeovers (BlockedTakeoverEvent). A backend where a lapsed
+  // holder can block its successors reports every wait and kill to these
+  // observers and in blocked_takeover_status(); the defaults report
+  // nothing, so other backends need not implement them. Observers are not
+  // owned; RemoveBlockedTakeoverObserver() returns only once no call to
+  // that observer is in flight, so the caller may then destroy it.
+  virtual void AddBlockedTakeoverObserver(BlockedTakeoverObserver* observer) {}
+  virtual void RemoveBlockedTakeoverObserver(
+      BlockedTakeoverObserver* observer) {}
+  // Cheap (no I/O).
+  virtual BlockedTakeoverStatus blocked_takeover_status() { return {}; }
 };
 
 class Backend {
@@ -260,6 +317,11 @@ class BackendWrapper : public Backend, public HaBackend {
       const AcquireOptions& options) override;
   absl::StatusOr<std::optional<LeaseHolder>> CurrentHolder() override;
   absl::Status BreakLease(FenceToken fence) override;
+  // Forwarded to the target's HA capability (nothing when it has none).
+  void AddBlockedTakeoverObserver(BlockedTakeoverObserver* observer) override;
+  void RemoveBlockedTakeoverObserver(
+      BlockedTakeoverObserver* observer) override;
+  BlockedTakeoverStatus blocked_takeover_status() override;
 
   Backend* target() const { return target_; }
 

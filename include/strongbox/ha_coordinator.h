@@ -76,6 +76,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -151,6 +152,16 @@ struct HaStatus {
   FenceToken fence = kNoFence;  // the leader's fence
   absl::Time active_since = absl::InfinitePast();  // this node, if active
   std::string last_error;  // the last failed promotion/renewal, if any
+  // Blocked takeovers (BlockedTakeoverEvent, backend.h) as the backend this
+  // node contends through reports them (HaBackend::
+  // blocked_takeover_status()): set while a grant attempt waits on a holder
+  // that blocks it past its expiry (with LmdbBackend, a process hung inside
+  // a write: "takeover waiting on holder pid P, fence F, reason"); the last
+  // such holder killed, and how many. Always empty with a backend that has
+  // no such failure mode.
+  std::optional<BlockedTakeoverEvent> takeover_waiting;
+  std::optional<BlockedTakeoverEvent> last_holder_killed;
+  uint64_t holders_killed = 0;
 };
 
 struct StateChange {
@@ -172,6 +183,14 @@ class HaObserver {
   HaObserver(const HaObserver&) = delete;
   HaObserver& operator=(const HaObserver&) = delete;
   virtual void OnStateChange(const StateChange& change) = 0;
+  // This node's takeover waits on a holder that blocks it past its expiry,
+  // or that holder was killed (BlockedTakeoverEvent; only backends with
+  // that failure mode send these, e.g. LmdbBackend with a holder hung
+  // inside a write). Delivered like state changes: one at a time, in order
+  // with them, never under the coordinator's lock, on the backend thread
+  // that noticed (the node's own loop is blocked in the takeover) or on
+  // another thread delivering events. Default: ignored.
+  virtual void OnBlockedTakeover(const BlockedTakeoverEvent& event) {}
 };
 
 class HaCoordinator {

@@ -189,4 +189,32 @@ absl::Status BackendWrapper::BreakLease(FenceToken fence) {
   return ha->BreakLease(fence);
 }
 
+void BackendWrapper::AddBlockedTakeoverObserver(
+    BlockedTakeoverObserver* observer) {
+  if (HaBackend* ha = target_->ha()) ha->AddBlockedTakeoverObserver(observer);
+}
+
+void BackendWrapper::RemoveBlockedTakeoverObserver(
+    BlockedTakeoverObserver* observer) {
+  if (HaBackend* ha = target_->ha()) {
+    ha->RemoveBlockedTakeoverObserver(observer);
+  }
+}
+
+BlockedTakeoverStatus BackendWrapper::blocked_takeover_status() {
+  HaBackend* ha = target_->ha();
+  return ha != nullptr ? ha->blocked_takeover_status()
+                       : BlockedTakeoverStatus();
+}
+
+absl::string_view BlockedTakeoverKindName(BlockedTakeoverEvent::Kind kind) {
+  switch (kind) {
+    case BlockedTakeoverEvent::Kind::kWaiting:
+      return "waiting";
+    case BlockedTakeoverEvent::Kind::kHolderKilled:
+      return "holder_killed";
+  }
+  return "unknown";
+}
+
 }  // namespace strongbox

@@ -131,6 +131,26 @@ absl::Status ValidateOptions(const HaCoordinator::Options& o) {
   return absl::OkStatus();
 }
 
+// An observer event waiting for delivery: a state change, or a blocked
+// takeover the backend reported.
+struct PendingEvent {
+  StateChange change;
+  std::optional<BlockedTakeoverEvent> takeover;
+};
+
+class HaCoordinatorImpl;
+
+// Forwards the backend's blocked-takeover reports to the coordinator.
+class TakeoverSink final : public BlockedTakeoverObserver {
+ public:
+  explicit TakeoverSink(HaCoordinatorImpl* coordinator)
+      : coordinator_(coordinator) {}
+  void OnBlockedTakeover(const BlockedTakeoverEvent& event) override;
+
+ private:
+  HaCoordinatorImpl* const coordinator_;
+};
+
 class HaCoordinatorImpl final : public HaCoordinator {
  public:
   HaCoordinatorImpl(Options options, std::unique_ptr<Barrier> barrier,
@@ -140,13 +160,20 @@ class HaCoordinatorImpl final : public HaCoordinator {
         ha_(options_.backend->ha()),
         barrier_(std::move(barrier)),
         state_(initialized ? HaState::kSealed : HaState::kUninitialized),
-        rng_(options_.seed) {
+        rng_(options_.seed),
+        takeover_sink_(this) {
+    // Before the loop starts: its first grant attempt may be the one that
+    // waits.
+    ha_->AddBlockedTakeoverObserver(&takeover_sink_);
     if (options_.background_thread) {
       thread_ = std::thread([this] { Loop(); });
     }
   }
 
   ~HaCoordinatorImpl() override {
+    // First, so the backend never calls into a coordinator being destroyed
+    // (it returns once no call is in flight).
+    ha_->RemoveBlockedTakeoverObserver(&takeover_sink_);
     {
       MutexLock lock(&loop_mu_);
       stopping_ = true;
@@ -573,7 +600,18 @@ class HaCoordinatorImpl final : public HaCoordinator {
     return state_;
   }
 
+  // The coordinator's own view, plus the backend's blocked-takeover report
+  // (no I/O), read outside mu_.
   HaStatus Status() override {
+    HaStatus s = OwnStatus();
+    BlockedTakeoverStatus blocked = ha_->blocked_takeover_status();
+    s.takeover_waiting = std::move(blocked.waiting);
+    s.last_holder_killed = std::move(blocked.last_kill);
+    s.holders_killed = blocked.kills;
+    return s;
+  }
+
+  HaStatus OwnStatus() {
     HaStatus s;
     absl::StatusOr<SealStatus> seal = barrier_->Status();
     ReaderLock lock(&mu_);
@@ -629,6 +667,19 @@ class HaCoordinatorImpl final : public HaCoordinator {
 
   void Poll() override { Step(/*may_block=*/false); }
 
+  // From the backend (TakeoverSink), on its thread: queued with the state
+  // changes and delivered from here, since this node's own loop is the one
+  // blocked in the takeover.
+  void QueueBlockedTakeover(const BlockedTakeoverEvent& event) {
+    {
+      WriterLock lock(&mu_);
+      PendingEvent pending;
+      pending.takeover = event;
+      pending_events_.push_back(std::move(pending));
+    }
+    DeliverEvents();
+  }
+
   absl::Time NextPollTime() override {
     const absl::Time wall = clock_->Now();
     const absl::Duration now = Mono();
@@ -674,7 +725,9 @@ class HaCoordinatorImpl final : public HaCoordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     StateChange change{state_, to, std::move(reason), fence, clock_->Now()};
     state_ = to;
-    pending_events_.push_back(std::move(change));
+    PendingEvent event;
+    event.change = std::move(change);
+    pending_events_.push_back(std::move(event));
   }
 
   // I3: the state changes first (writes stop), the caller then releases the
@@ -1031,11 +1084,11 @@ class HaCoordinatorImpl final : public HaCoordinator {
       if (!delivering.owns_lock()) return;
       deliverer_.store(std::this_thread::get_id());
       while (true) {
-        StateChange change;
+        PendingEvent event;
         {
           WriterLock lock(&mu_);
           if (pending_events_.empty()) break;
-          change = std::move(pending_events_.front());
+          event = std::move(pending_events_.front());
           pending_events_.pop_front();
         }
         std::vector<HaObserver*> observers;
@@ -1043,7 +1096,13 @@ class HaCoordinatorImpl final : public HaCoordinator {
           MutexLock lock(&observers_mu_);
           observers = observers_;
         }
-        for (HaObserver* o : observers) o->OnStateChange(change);
+        for (HaObserver* o : observers) {
+          if (event.takeover.has_value()) {
+            o->OnBlockedTakeover(*event.takeover);
+          } else {
+            o->OnStateChange(event.change);
+          }
+        }
       }
       deliverer_.store(std::thread::id());
       delivering.unlock();
@@ -1088,11 +1147,14 @@ class HaCoordinatorImpl final : public HaCoordinator {
   // Bumped by Seal (and shutdown) so a promotion in flight notices.
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<Cancellation> current_cancel_ ABSL_GUARDED_BY(mu_);
-  std::deque<StateChange> pending_events_ ABSL_GUARDED_BY(mu_);
+  std::deque<PendingEvent> pending_events_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
 
   Mutex observers_mu_;
   std::vector<HaObserver*> observers_ ABSL_GUARDED_BY(observers_mu_);
+  // Hears the backend's blocked takeovers (registered for the coordinator's
+  // whole life) and queues them for observers.
+  TakeoverSink takeover_sink_;
   std::mutex deliver_mu_;
   std::atomic<std::thread::id> deliverer_{};
 
@@ -1119,6 +1181,10 @@ class HaCoordinatorImpl final : public HaCoordinator {
   bool kicked_ ABSL_GUARDED_BY(loop_mu_) = false;
   std::thread thread_;
 };
+
+void TakeoverSink::OnBlockedTakeover(const BlockedTakeoverEvent& event) {
+  coordinator_->QueueBlockedTakeover(event);
+}
 
 }  // namespace
 

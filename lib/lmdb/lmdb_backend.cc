@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "lib/backend/batch.h"
+#include "lib/backend/blocked_takeover_observers.h"
 #include "lib/lmdb/environment.h"
 #include "lib/lmdb/hung_holder.h"
 #include "lib/lmdb/records.h"
@@ -669,6 +670,38 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     return status_;
   }
 
+  // The same, backend-neutral (HaBackend), for coordinators.
+  void AddBlockedTakeoverObserver(BlockedTakeoverObserver* observer) override {
+    takeover_observers_.Add(observer);
+  }
+  void RemoveBlockedTakeoverObserver(
+      BlockedTakeoverObserver* observer) override {
+    takeover_observers_.Remove(observer);
+  }
+  BlockedTakeoverStatus blocked_takeover_status() override {
+    const HungHolderStatus hung = hung_holder_status();
+    BlockedTakeoverStatus out;
+    if (hung.waiting.has_value())
+      out.waiting = AsBlockedTakeover(*hung.waiting);
+    if (hung.last_kill.has_value()) {
+      out.last_kill = AsBlockedTakeover(*hung.last_kill);
+    }
+    out.kills = hung.kills;
+    return out;
+  }
+  static BlockedTakeoverEvent AsBlockedTakeover(const HungHolderEvent& e) {
+    BlockedTakeoverEvent out;
+    out.kind = e.kind == HungHolderEvent::Kind::kKilled
+                   ? BlockedTakeoverEvent::Kind::kHolderKilled
+                   : BlockedTakeoverEvent::Kind::kWaiting;
+    out.fence = e.fence;
+    out.holder = e.holder;
+    out.pid = e.pid;
+    out.expired_for = e.expired_for;
+    out.reason = e.reason;
+    return out;
+  }
+
   absl::StatusOr<std::unique_ptr<LeadershipGrant>> Acquire(
       const AcquireOptions& options) override {
     if (env_.InForkedChild(/*by_pid=*/true)) return ForkedChildError();
@@ -867,6 +900,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     if (ctx_->hung_holder_observer != nullptr) {
       ctx_->hung_holder_observer->OnHungHolder(event);
     }
+    takeover_observers_.Notify(AsBlockedTakeover(event));
   }
 
   // A watchdog ends: the wait it reported (if any) is over.
@@ -1006,6 +1040,8 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   Clock* const clock_;
   const BackendLimits limits_;
 
+  // Coordinators hearing of hung holders (HaBackend).
+  BlockedTakeoverObservers takeover_observers_;
   Mutex status_mu_;
   HungHolderStatus status_ ABSL_GUARDED_BY(status_mu_);
   // The watchdog whose wait status_.waiting reports (identity only).

@@ -42,13 +42,16 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "examples/node/node_host.h"
 #include "gtest/gtest.h"
 #include "lib/lmdb/test_hooks.h"
+#include "strongbox/ha_coordinator.h"
 #include "strongbox/lmdb_backend.h"
 #include "strongbox/testing/fake_clock.h"
 #include "tests/lmdb/test_support.h"
@@ -785,6 +788,123 @@ TEST(LmdbHungHolderTest, NodeGraceHasAFloorAtSmallTtls) {
     state = (*host)->HandleLine("status");
   }
   EXPECT_NE(state.find("\"hung_holders_killed\""), std::string::npos) << state;
+}
+
+// The coordinator carries the backend's hung-holder reports to its
+// observers and its status (HaObserver::OnBlockedTakeover, HaStatus), in
+// order with its state changes: with kill_hung_holder, the kill of a
+// holder stopped inside a write, then this node's promotion; without it,
+// the wait, named by pid, until the holder ends.
+class TakeoverRecorder : public HaObserver {
+ public:
+  void OnStateChange(const StateChange& change) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    log_.push_back(absl::StrCat("state ", HaStateName(change.to)));
+  }
+  void OnBlockedTakeover(const BlockedTakeoverEvent& event) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    log_.push_back(absl::StrCat(BlockedTakeoverKindName(event.kind), " ",
+                                event.pid, " ", event.fence));
+    reasons_.push_back(event.reason);
+  }
+  std::vector<std::string> log() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return log_;
+  }
+  std::vector<std::string> reasons() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return reasons_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> log_;
+  std::vector<std::string> reasons_;
+};
+
+void CoordinatorHearsOfAHungHolder(bool kill) {
+  const std::string dir = NewTestDir(kill ? "hung-coord-kill" : "hung-coord");
+  const int ttl_ms = 200;
+  LmdbBackendOptions backend_options;
+  backend_options.kill_hung_holder = kill;
+  auto backend = LmdbBackend::Open(dir, backend_options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  HaCoordinator::Options options;
+  options.backend = backend->get();
+  options.node_id = "patient";
+  options.advertise_address = "127.0.0.1:9302";
+  options.lease_ttl = absl::Milliseconds(ttl_ms);
+  options.renew_interval = absl::Milliseconds(ttl_ms / 4);
+  options.leader_refresh = absl::Milliseconds(ttl_ms / 4);
+  auto coordinator = HaCoordinator::Create(options);
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  auto shares = (*coordinator)->Initialize(1, 1);
+  ASSERT_TRUE(shares.ok()) << shares.status();
+  StoppedHolder stopped;
+  StopHolderInsideAWrite(dir, ttl_ms, {}, &stopped);
+  if (testing::Test::HasFatalFailure()) return;
+  const pid_t pid = stopped.child->pid();
+  TakeoverRecorder recorder;
+  (*coordinator)->AddObserver(&recorder);
+  ASSERT_TRUE((*coordinator)->Unseal((*shares)[0]).ok());
+  const std::string event_prefix = absl::StrCat(
+      kill ? "holder_killed " : "waiting ", pid, " ", stopped.fence);
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  auto heard = [&] {
+    for (const std::string& line : recorder.log()) {
+      if (line == event_prefix) return true;
+    }
+    return false;
+  };
+  while (!heard()) {
+    ASSERT_LT(absl::Now(), deadline)
+        << "no '" << event_prefix
+        << "' event; heard: " << absl::StrJoin(recorder.log(), ", ");
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  HaStatus status = (*coordinator)->Status();
+  if (kill) {
+    int wait_status = 0;
+    EXPECT_TRUE(stopped.child->EndedWithin(absl::Seconds(5), &wait_status));
+    EXPECT_TRUE(WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == SIGKILL);
+    EXPECT_EQ(status.holders_killed, 1u);
+    ASSERT_TRUE(status.last_holder_killed.has_value());
+    EXPECT_EQ(status.last_holder_killed->pid, static_cast<uint32_t>(pid));
+    EXPECT_EQ(status.last_holder_killed->fence, stopped.fence);
+  } else {
+    ASSERT_TRUE(status.takeover_waiting.has_value());
+    EXPECT_EQ(status.takeover_waiting->pid, static_cast<uint32_t>(pid));
+    EXPECT_EQ(status.takeover_waiting->fence, stopped.fence);
+    EXPECT_NE(status.takeover_waiting->reason.find("kill_hung_holder is off"),
+              std::string::npos)
+        << status.takeover_waiting->reason;
+    EXPECT_EQ(status.holders_killed, 0u);
+    EXPECT_EQ(ProcessState(pid), 'T') << "the holder was killed";
+    stopped.child->Signal(SIGKILL);  // the wait ends with the holder
+  }
+  while ((*coordinator)->state() != HaState::kActive) {
+    ASSERT_LT(absl::Now(), deadline) << "no takeover";
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  EXPECT_FALSE((*coordinator)->Status().takeover_waiting.has_value());
+  // In order: unsealed to standby, the hung holder's event(s), active.
+  const std::vector<std::string> log = recorder.log();
+  ASSERT_GE(log.size(), 3u) << absl::StrJoin(log, ", ");
+  EXPECT_EQ(log.front(), "state standby") << absl::StrJoin(log, ", ");
+  EXPECT_EQ(log.back(), "state active") << absl::StrJoin(log, ", ");
+  const std::string holder_suffix = absl::StrCat(" ", pid, " ", stopped.fence);
+  for (size_t i = 1; i + 1 < log.size(); ++i) {
+    EXPECT_TRUE(absl::EndsWith(log[i], holder_suffix)) << log[i];
+  }
+  (*coordinator)->RemoveObserver(&recorder);
+}
+
+TEST(LmdbHungHolderTest, CoordinatorObserversHearOfAHungHolderKilled) {
+  CoordinatorHearsOfAHungHolder(/*kill=*/true);
+}
+
+TEST(LmdbHungHolderTest, CoordinatorObserversHearOfATakeoverWaiting) {
+  CoordinatorHearsOfAHungHolder(/*kill=*/false);
 }
 
 // Waits for the report that a stopped holder of `flags` is not killed,
