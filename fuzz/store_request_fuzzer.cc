@@ -1,7 +1,7 @@
 // Feeds arbitrary bytes to an active node's SecretStore: as a serialized
 // request (what a host hands over from its transport) and as a Transit
 // ciphertext. Every call must answer — a parseable Response, a Status —
-// and never crash, hang or leak (invariant 6).
+// and never crash, hang or leak (D6).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

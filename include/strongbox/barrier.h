@@ -182,7 +182,7 @@ class Barrier {
   // Registers `listener` to be called on the sealing thread each time
   // Seal() runs, after the barrier's own keys are wiped and before Seal()
   // returns: layers that cache key material derived through the barrier
-  // (the Transit engine) drop it at the same moment (invariant 2). The
+  // (the Transit engine) drop it at the same moment (D2). The
   // listener must not call Seal(). Returns an id for RemoveSealListener.
   int AddSealListener(std::function<void()> listener);
   // After it returns, the listener is not running and will not be called.

@@ -24,31 +24,31 @@
 //   Lost*: the grant was released, broken or taken over; renewal failed
 //     until the grant's own expiry; the backend refused a renewal or
 //     refused a write with this node's fence (ReportStaleFence()).
-//   Granted+ready: won the lease and finished promotion (I4). A promotion
+//   Granted+ready: won the lease and finished promotion (HA4). A promotion
 //     that fails leaves the node where it was (an observer event with the
 //     same from and to states carries the reason).
 //   An uninitialized node also moves to kSealed when it notices that another
 //   node initialized the shared backend.
 //
 // Invariants (tests cite these numbers):
-//   I1. Only an unsealed node contends for the lease; a sealed node holds no
+//   HA1. Only an unsealed node contends for the lease; a sealed node holds no
 //       key material (the Barrier wipes it) and no grant.
-//   I2. A node is kActive only while it holds a grant it has not seen lost
+//   HA2. A node is kActive only while it holds a grant it has not seen lost
 //       and whose expiry (by its own monotonic clock) has not passed;
 //       Route() checks the expiry on every call, so a node that hung past
 //       its TTL refuses writes the moment it resumes, before its loop
 //       notices.
-//   I3. Leaving kActive for any reason stops writes first (the state
+//   HA3. Leaving kActive for any reason stops writes first (the state
 //       changes under the lock, so Route() and WriteFence() refuse at once),
 //       then releases the grant (so a standby is granted without waiting
 //       out the TTL; Seal() waits for the release only a bounded time and
 //       lets it finish in the background), then notifies observers, then
 //       contends again — after step_down_pause if it stepped down.
-//   I4. Promotion: on a grant, the node re-checks it is still unsealed,
+//   HA4. Promotion: on a grant, the node re-checks it is still unsealed,
 //       reloads the keyring, runs the activation hook, and only then becomes
 //       kActive. If any step fails it releases the grant, backs off with
 //       jitter and stays standby; the reason goes to observers.
-//   I5. Every write an active node issues carries its fence (WriteFence()),
+//   HA5. Every write an active node issues carries its fence (WriteFence()),
 //       and the backend applies it only if that fence is still current.
 //
 // Driving: by default the coordinator runs one background thread that
@@ -258,7 +258,7 @@ class HaCoordinator {
     uint64_t seed = 0x5eed;
     // Called after the grant is won and the keyring reloaded, before the
     // node becomes active (post-unseal setup). A non-OK status aborts the
-    // promotion (I4). Must not call back into the coordinator. Optional.
+    // promotion (HA4). Must not call back into the coordinator. Optional.
     std::function<absl::Status(FenceToken fence)> on_activate;
     // Passed to the Barrier (see BarrierOptions).
     std::string core_prefix = "core/";
@@ -271,7 +271,7 @@ class HaCoordinator {
 
   // Stops the loop (joining its thread), releases any grant, seals. Clean
   // and safe from any thread except an observer callback.
-  // Lease times: the node's own deadline (I2) is the moment before the
+  // Lease times: the node's own deadline (HA2) is the moment before the
   // grant (or renewal) began plus the TTL, measured on the clock's
   // monotonic reading (Clock::MonotonicNow()), as are renewals, backoff,
   // pauses and leader refreshes. A wall-clock step neither stretches nor
@@ -334,7 +334,7 @@ class HaCoordinator {
   virtual RouteDecision Route(OperationKind kind) = 0;
 
   // The fence for a write on this node: OK only while kActive and the
-  // grant is unexpired (I2). FAILED_PRECONDITION when sealed or
+  // grant is unexpired (HA2). FAILED_PRECONDITION when sealed or
   // uninitialized; UNAVAILABLE (with the leader's address in the message
   // when known) for a standby or a lapsed active.
   virtual absl::StatusOr<FenceToken> WriteFence() = 0;
@@ -346,7 +346,7 @@ class HaCoordinator {
   // its loop noticed steps down at once and gets what WriteFence() gives a
   // standby. For callers that trust state they cached as active (the
   // Transit key cache): a write needs no such check, since the backend
-  // refuses a stale fence (I5).
+  // refuses a stale fence (HA5).
   virtual absl::StatusOr<FenceToken> VerifiedWriteFence() = 0;
 
   // Tells the coordinator that the backend refused a write carrying
@@ -363,7 +363,7 @@ class HaCoordinator {
 
   // Data access through this node's barrier. Writes must carry
   // WriteFence(); the coordinator does not stop a caller from bypassing
-  // Route(), but the backend refuses a stale fence (I5). nullptr in a
+  // Route(), but the backend refuses a stale fence (HA5). nullptr in a
   // forked child (see fork() above).
   virtual Barrier* barrier() = 0;
 

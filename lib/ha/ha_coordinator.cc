@@ -300,11 +300,11 @@ class HaCoordinatorImpl final : public HaCoordinator {
     std::shared_ptr<Cancellation> cancel;
     {
       WriterLock lock(&mu_);
-      // A promotion or an Unseal in flight notices (I1).
+      // A promotion or an Unseal in flight notices (HA1).
       ++epoch_;
       cancel = current_cancel_;
       if (state_ == HaState::kActive) {
-        // I3: stop writes first.
+        // HA3: stop writes first.
         grant =
             LeaveActiveLocked(HaState::kSealed, "sealed", absl::ZeroDuration());
       } else if (IsStandby(state_)) {
@@ -313,7 +313,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
     }
     if (cancel != nullptr) cancel->Cancel();
     RunSealGapHook();
-    // I1: no key material once sealed.
+    // HA1: no key material once sealed.
     barrier_->Seal();
     {
       // An Unseal() that read epoch_ after the bump above and finished
@@ -481,7 +481,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
         return d;
       case HaState::kActive:
         if (now >= lease_expiry_) {
-          // I2: a node that hung past its TTL refuses at once.
+          // HA2: a node that hung past its TTL refuses at once.
           d.leader_address.clear();
           d.fence = kNoFence;
           d.reason = "leadership lapsed: lease not renewed in time";
@@ -543,7 +543,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       if (fence_ == *fence) grant = grant_;
     }
     if (grant == nullptr) return WriteFence();  // left kActive meanwhile
-    // I2 is this node's own reckoning; the backend may already have ended
+    // HA2 is this node's own reckoning; the backend may already have ended
     // the grant (broken, taken over) before the loop looks again. Ask it,
     // but at most once per verify_interval and one caller at a time: on
     // LMDB, Lost() may wait behind a renewal's write.
@@ -730,7 +730,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
     pending_events_.push_back(std::move(event));
   }
 
-  // I3: the state changes first (writes stop), the caller then releases the
+  // HA3: the state changes first (writes stop), the caller then releases the
   // returned grant outside the lock and delivers the events.
   std::shared_ptr<LeadershipGrant> LeaveActiveLocked(HaState to,
                                                      std::string reason,
@@ -872,10 +872,10 @@ class HaCoordinatorImpl final : public HaCoordinator {
     absl::StatusOr<std::unique_ptr<LeadershipGrant>> acquired =
         ha_->Acquire(acquire);
     // The grant began after `acquire_started` and lasts the TTL, so this
-    // node's own deadline (I2) is that moment plus the TTL on its monotonic
+    // node's own deadline (HA2) is that moment plus the TTL on its monotonic
     // clock. The grant's expiry() is a time on the backend's clock: it is
     // never compared with this node's clock, so neither a backend clock
-    // running ahead nor a wall-clock step here stretches I2.
+    // running ahead nor a wall-clock step here stretches HA2.
     const absl::Duration local_deadline = acquire_started + options_.lease_ttl;
     {
       WriterLock lock(&mu_);
@@ -897,7 +897,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
     Promote(std::move(grant), epoch, local_deadline);
   }
 
-  // I4: every check and step happens before the node serves as active.
+  // HA4: every check and step happens before the node serves as active.
   void Promote(std::shared_ptr<LeadershipGrant> grant, uint64_t epoch,
                absl::Duration local_deadline) {
     const FenceToken fence = grant->fence();

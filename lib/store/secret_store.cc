@@ -150,7 +150,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                       options.max_secret_bytes, options.default_max_versions}),
         transit_(TransitOptionsOf(options)) {
     coordinator_->AddObserver(this);
-    // Transit keys go with the seal, synchronously (invariant 2), however
+    // Transit keys go with the seal, synchronously (D2), however
     // the barrier is sealed.
     seal_listener_ = coordinator_->barrier()->AddSealListener(
         [this] { transit_.ClearCache(); });

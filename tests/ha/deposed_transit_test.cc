@@ -1,7 +1,7 @@
 // A deposed-but-alive active: the backend ended its grant (broken by an
 // operator, taken over) and another node is active, but its own loop has
 // not run yet, so it still believes it is active and its lease deadline
-// (I2) has not passed. Its Transit key cache was written under its fence;
+// (HA2) has not passed. Its Transit key cache was written under its fence;
 // it must not trust it any longer (issue 9 item 7).
 #include <memory>
 #include <string>

@@ -163,7 +163,7 @@ TEST(HaCoordinatorTest, WrongSharesLeaveTheNodeSealed) {
   EXPECT_FALSE(c.shared->ha()->CurrentHolder()->has_value());
 }
 
-// I1: a sealed node never contends.
+// HA1: a sealed node never contends.
 TEST(HaCoordinatorTest, SealedNodesNeverContend) {
   Cluster c;
   c.Initialize();
@@ -317,7 +317,7 @@ TEST(HaCoordinatorTest, CrashedActiveIsReplacedAfterTheTtl) {
   ASSERT_EQ(writable.size(), 1u);
   EXPECT_NE(writable[0], old);
   EXPECT_GT(*c.nodes[writable[0]]->WriteFence(), old_fence);
-  // I2: the crashed node's own view refuses writes, even without polling.
+  // HA2: the crashed node's own view refuses writes, even without polling.
   EXPECT_EQ(c.nodes[old]->WriteFence().status().code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(c.nodes[old]->Route(OperationKind::kWrite).action,
@@ -343,12 +343,12 @@ TEST(HaCoordinatorTest, HungActiveResumesDeposedAndItsWriteIsRejected) {
       c.nodes[next]->barrier()->Put("app/config", "v2", next_fence).ok());
 
   // The hung node resumes: it still believes it is active, but refuses
-  // writes at once (I2) ...
+  // writes at once (HA2) ...
   EXPECT_EQ(c.nodes[old]->state(), HaState::kActive);
   EXPECT_EQ(c.nodes[old]->Route(OperationKind::kWrite).action,
             Action::kUnavailable);
   // ... and a write it had in flight with its old fence is rejected by the
-  // backend with nothing applied (I5).
+  // backend with nothing applied (HA5).
   const uint64_t revision = *c.shared->Revision();
   EXPECT_EQ(old_barrier->Put("app/config", "stale", old_fence).status().code(),
             absl::StatusCode::kFailedPrecondition);
@@ -842,7 +842,7 @@ TEST(HaCoordinatorTest, RemoveObserverWaitsForADeliveryInProgress) {
   c.Unseal(0);
 }
 
-// I2 does not trust the backend's clock: a backend whose clock runs ahead
+// HA2 does not trust the backend's clock: a backend whose clock runs ahead
 // of the node's reports a later expiry, but the node stops writing at its
 // own deadline (its clock before the grant + TTL).
 TEST(HaCoordinatorTest, BackendClockAheadDoesNotStretchTheLease) {
@@ -916,7 +916,7 @@ struct SteppedNode {
   FenceToken fence = kNoFence;
 };
 
-// I2 on the monotonic clock: the wall clock stepped back an hour does not
+// HA2 on the monotonic clock: the wall clock stepped back an hour does not
 // stretch the lease of a node that stopped renewing, nor stop the renewals
 // of a healthy one.
 TEST(HaCoordinatorClockTest, WallClockSteppedBackNeitherStretchesNorStalls) {

@@ -204,7 +204,7 @@ TEST_F(HardeningTest, PromotionEarlyReleaseDoesNotHoldTheLock) {
 
 // Item 2: an Unseal() that reads the seal epoch after Seal() bumped it and
 // finishes unsealing the barrier before Seal() wipes it must not leave the
-// node a standby with a sealed barrier (I1, D2), contending for a lease it
+// node a standby with a sealed barrier (HA1, D2), contending for a lease it
 // cannot serve under.
 TEST_F(HardeningTest, UnsealInsideTheSealGapEndsSealed) {
   Start(0, NodeOptions(0));
