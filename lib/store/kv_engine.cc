@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "lib/store/kv_records.pb.h"
+#include "lib/store/retry.h"
 #include "lib/store/wipe.h"
 #include "strongbox/secret_bytes.h"
 
@@ -21,8 +22,6 @@ using store::KvVersionRecord;
 
 constexpr absl::string_view kMetaPrefix = "kv/meta/";
 constexpr absl::string_view kDataPrefix = "kv/data/";
-// Read-modify-write attempts before a conflicting writer wins for good.
-constexpr int kMaxAttempts = 8;
 
 std::string MetaPath(absl::string_view path) {
   return absl::StrCat(kMetaPrefix, path);
@@ -167,11 +166,12 @@ class KvEngineOps {
     }
   }
 
-  // Commits `ops` (with the metadata write) under the call's fence.
+  // Commits `ops` (with the metadata write) under the call's fence; a
+  // conflict is retried by RetryOnConflict.
   absl::Status Commit(const WipedBatch& ops) {
     absl::StatusOr<uint64_t> index =
         call_.barrier->Commit(ops.ops(), call_.write_fence);
-    if (!index.ok()) return index.status();
+    if (!index.ok()) return VersionedCommitStatus(index.status());
     response_->set_index(*index);
     return absl::OkStatus();
   }
@@ -197,7 +197,7 @@ class KvEngineOps {
           "secret is ", bytes, " bytes; the limit (max_secret_bytes) is ",
           options_.max_secret_bytes));
     }
-    for (int attempt = 0;; ++attempt) {
+    return RetryOnConflict([&]() -> absl::Status {
       absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
       if (!meta.ok()) return meta.status();
       KvMetadataRecord& record = *meta->record;
@@ -229,11 +229,10 @@ class KvEngineOps {
       Prune(req.path(), record, ops);
       ops.Add(MetaWrite(req.path(), *meta));
       absl::Status done = Commit(ops);
-      if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
       if (!done.ok()) return done;
       response_->mutable_kv_write()->set_version(version);
       return absl::OkStatus();
-    }
+    });
   }
 
   absl::Status Get(const store::KvGetRequest& req) {
@@ -294,7 +293,7 @@ class KvEngineOps {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
     MutexLock stripe(&engine_.WriteStripe(req.path()));
-    for (int attempt = 0;; ++attempt) {
+    return RetryOnConflict([&]() -> absl::Status {
       absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
       if (!meta.ok()) return meta.status();
       KvMetadataRecord& record = *meta->record;
@@ -337,10 +336,8 @@ class KvEngineOps {
       }
       record.set_updated_unix_micros(now);
       ops.Add(MetaWrite(req.path(), *meta));
-      absl::Status done = Commit(ops);
-      if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
-      return done;
-    }
+      return Commit(ops);
+    });
   }
 
   absl::Status MetadataGet(const store::KvPathRequest& req) {
@@ -377,7 +374,7 @@ class KvEngineOps {
                        " is above the limit (max_max_versions) of ",
                        options_.max_max_versions));
     }
-    for (int attempt = 0;; ++attempt) {
+    return RetryOnConflict([&]() -> absl::Status {
       absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
       if (!meta.ok()) return meta.status();
       KvMetadataRecord& record = *meta->record;
@@ -390,17 +387,15 @@ class KvEngineOps {
       WipedBatch ops;
       Prune(req.path(), record, ops);
       ops.Add(MetaWrite(req.path(), *meta));
-      absl::Status done = Commit(ops);
-      if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
-      return done;
-    }
+      return Commit(ops);
+    });
   }
 
   absl::Status DeleteAll(const store::KvPathRequest& req) {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
     MutexLock stripe(&engine_.WriteStripe(req.path()));
-    for (int attempt = 0;; ++attempt) {
+    return RetryOnConflict([&]() -> absl::Status {
       absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
       if (!meta.ok()) return meta.status();
       if (!meta->backend_version.has_value()) return absl::OkStatus();
@@ -413,10 +408,8 @@ class KvEngineOps {
       WriteOp meta_op = WriteOp::Delete(MetaPath(req.path()));
       meta_op.IfVersion(*meta->backend_version);
       ops.Add(std::move(meta_op));
-      absl::Status done = Commit(ops);
-      if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
-      return done;
-    }
+      return Commit(ops);
+    });
   }
 
   absl::Status List(const store::KvListRequest& req) {
