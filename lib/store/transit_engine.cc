@@ -15,8 +15,8 @@
 #include "absl/time/time.h"
 #include "lib/crypto/aead.h"
 #include "lib/seal/nonce_pool.h"
+#include "lib/store/transit_ciphertext.h"
 #include "lib/store/transit_records.pb.h"
-#include "lib/util/base64.h"
 #include "lib/util/mutex.h"
 #include "strongbox/secret_bytes.h"
 
@@ -24,11 +24,12 @@ namespace strongbox {
 namespace {
 
 constexpr absl::string_view kPathPrefix = "transit/keys/";
-constexpr absl::string_view kCiphertextPrefix = "strongbox:v";
 constexpr uint32_t kRecordFormat = 1;
 constexpr size_t kKeyBytes = 32;
-constexpr size_t kNonceBytes = seal::NoncePool::kNonceBytes;
-constexpr size_t kTagBytes = 16;
+using transit::kNonceBytes;
+using transit::kTagBytes;
+static_assert(kNonceBytes == seal::NoncePool::kNonceBytes,
+              "transit ciphertexts carry the nonce pool's nonces");
 // A write retries its read-modify-write this often on ABORTED (another
 // write to the same key won the race) before handing ABORTED back.
 constexpr int kWriteAttempts = 5;
@@ -37,72 +38,6 @@ int CodeOf(absl::StatusCode code) { return static_cast<int>(code); }
 
 std::string KeyPath(absl::string_view name) {
   return absl::StrCat(kPathPrefix, name);
-}
-
-// ------------------------------------------------------------- ciphertext
-
-// Parses "strongbox:v<N>:<base64>" strictly: N is 1..2^32-1 in decimal with
-// no sign or leading zero. On success *raw is nonce || ciphertext || tag.
-absl::Status ParseCiphertext(absl::string_view text, size_t max_raw_bytes,
-                             uint32_t* version, std::string* raw) {
-  if (text.empty()) return absl::InvalidArgumentError("ciphertext is empty");
-  if (text.substr(0, kCiphertextPrefix.size()) != kCiphertextPrefix) {
-    return absl::InvalidArgumentError(
-        "ciphertext does not start with \"strongbox:v\"");
-  }
-  text.remove_prefix(kCiphertextPrefix.size());
-  const size_t colon = text.find(':');
-  if (colon == absl::string_view::npos) {
-    return absl::InvalidArgumentError(
-        "ciphertext lacks the ':' after the key version");
-  }
-  absl::string_view digits = text.substr(0, colon);
-  uint64_t v = 0;
-  if (digits.empty() || digits.size() > 10 || digits[0] == '0') {
-    return absl::InvalidArgumentError(
-        "ciphertext key version must be a decimal number from 1 to "
-        "4294967295");
-  }
-  for (char c : digits) {
-    if (c < '0' || c > '9') {
-      return absl::InvalidArgumentError(
-          "ciphertext key version must be a decimal number from 1 to "
-          "4294967295");
-    }
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  if (v > UINT32_MAX) {
-    return absl::InvalidArgumentError(
-        "ciphertext key version must be a decimal number from 1 to "
-        "4294967295");
-  }
-  absl::string_view b64 = text.substr(colon + 1);
-  if (b64.size() > Base64Size(max_raw_bytes)) {
-    return absl::InvalidArgumentError("ciphertext is too long");
-  }
-  if (!Base64Decode(b64, raw)) {
-    return absl::InvalidArgumentError("ciphertext is not canonical base64");
-  }
-  if (raw->size() < kNonceBytes + kTagBytes) {
-    return absl::InvalidArgumentError("ciphertext is too short");
-  }
-  *version = static_cast<uint32_t>(v);
-  return absl::OkStatus();
-}
-
-// Additional data: a label, the key name, the key version and the caller's
-// context, so a ciphertext opens only under the key, version and context it
-// was made with. The name holds no NUL and the context comes last, so the
-// encoding is unambiguous.
-std::string AadPrefix(absl::string_view name, uint32_t version) {
-  std::string out =
-      absl::StrCat("strongbox-transit", absl::string_view("\0", 1), name,
-                   absl::string_view("\0", 1));
-  const char be[4] = {
-      static_cast<char>(version >> 24), static_cast<char>(version >> 16),
-      static_cast<char>(version >> 8), static_cast<char>(version)};
-  out.append(be, 4);
-  return out;
 }
 
 // ------------------------------------------------------------- key records
@@ -202,10 +137,31 @@ class VersionCipher {
     aad_prefix_ = std::move(aad_prefix);
     return absl::OkStatus();
   }
-  const crypto::Aes256GcmKey& aead() const { return *aead_; }
-  const std::string& aad_prefix() const { return aad_prefix_; }
+  // Seals `plaintext` under `nonce` into `out` (ciphertext || tag), the
+  // additional data being this version's prefix and `context`.
+  absl::Status Seal(absl::Span<const uint8_t> nonce,
+                    absl::string_view plaintext, absl::string_view context,
+                    absl::Span<uint8_t> out) const {
+    std::string heap;
+    return aead_->Seal(nonce, plaintext, Aad(context, &heap), out);
+  }
+  // Opens `sealed` (ciphertext || tag) into `out`; on failure `out` is
+  // wiped and nothing of the plaintext is returned.
+  absl::Status Open(absl::Span<const uint8_t> nonce, absl::string_view sealed,
+                    absl::string_view context, absl::Span<uint8_t> out) const {
+    std::string heap;
+    return aead_->Open(nonce, sealed, Aad(context, &heap), out);
+  }
 
  private:
+  // The prefix, followed by `context` when there is one (built in *heap).
+  absl::string_view Aad(absl::string_view context, std::string* heap) const {
+    if (context.empty()) return aad_prefix_;
+    heap->reserve(aad_prefix_.size() + context.size());
+    heap->append(aad_prefix_).append(context.data(), context.size());
+    return *heap;
+  }
+
   std::unique_ptr<crypto::Aes256GcmKey> aead_;
   std::string aad_prefix_;
 };
@@ -265,8 +221,8 @@ absl::StatusOr<std::shared_ptr<CachedKey>> DecodeKey(
   for (uint32_t v = key->min_decryption_version; v <= key->latest_version;
        ++v) {
     auto cipher = std::make_unique<VersionCipher>();
-    absl::Status s =
-        cipher->Init(record.versions(v - 1).key(), AadPrefix(record.name(), v));
+    absl::Status s = cipher->Init(record.versions(v - 1).key(),
+                                  transit::TransitAadPrefix(record.name(), v));
     if (!s.ok()) return s;
     key->ciphers.push_back(std::move(cipher));
   }
@@ -926,35 +882,13 @@ absl::Status TransitEngine::Impl::SealOne(const CachedKey& key,
   }
   if (absl::Status s = nonces_.Draw(raw); !s.ok()) return s;
 
-  const std::string& prefix = cipher->aad_prefix();
-  std::string aad_heap;
-  absl::string_view aad = prefix;
-  if (!context.empty()) {
-    aad_heap.reserve(prefix.size() + context.size());
-    aad_heap.append(prefix).append(context.data(), context.size());
-    aad = aad_heap;
-  }
-  if (absl::Status s = cipher->aead().Seal(
-          absl::MakeConstSpan(raw, kNonceBytes), plaintext, aad,
+  if (absl::Status s = cipher->Seal(
+          absl::MakeConstSpan(raw, kNonceBytes), plaintext, context,
           absl::MakeSpan(raw + kNonceBytes, raw_size - kNonceBytes));
       !s.ok()) {
     return s;
   }
-
-  char digits[10];
-  size_t n_digits = 0;
-  for (uint32_t v = version; v != 0; v /= 10) {
-    digits[sizeof(digits) - ++n_digits] = static_cast<char>('0' + v % 10);
-  }
-  const size_t head = kCiphertextPrefix.size() + n_digits + 1;
-  out->resize(head + Base64Size(raw_size));
-  char* p = out->data();
-  std::memcpy(p, kCiphertextPrefix.data(), kCiphertextPrefix.size());
-  p += kCiphertextPrefix.size();
-  std::memcpy(p, digits + sizeof(digits) - n_digits, n_digits);
-  p += n_digits;
-  *p++ = ':';
-  Base64EncodeTo(raw, raw_size, p);
+  transit::FormatCiphertext(version, raw, raw_size, out);
   return absl::OkStatus();
 }
 
@@ -963,7 +897,7 @@ absl::Status TransitEngine::Impl::OpenOne(const CachedKey& key,
                                           absl::string_view context,
                                           std::string* out, uint32_t* version) {
   std::string raw;
-  absl::Status parsed = ParseCiphertext(
+  absl::Status parsed = transit::ParseCiphertext(
       ciphertext, options_.max_plaintext_bytes + kNonceBytes + kTagBytes,
       version, &raw);
   if (!parsed.ok()) return parsed;
@@ -979,21 +913,13 @@ absl::Status TransitEngine::Impl::OpenOne(const CachedKey& key,
                      key.min_decryption_version));
   }
   const VersionCipher* cipher = key.cipher(*version);
-  const std::string& prefix = cipher->aad_prefix();
-  std::string aad_heap;
-  absl::string_view aad = prefix;
-  if (!context.empty()) {
-    aad_heap.reserve(prefix.size() + context.size());
-    aad_heap.append(prefix).append(context.data(), context.size());
-    aad = aad_heap;
-  }
   const uint8_t* in = reinterpret_cast<const uint8_t*>(raw.data());
   out->resize(raw.size() - kNonceBytes - kTagBytes);
-  if (!cipher->aead()
-           .Open(absl::MakeConstSpan(in, kNonceBytes),
-                 absl::string_view(raw).substr(kNonceBytes), aad,
-                 absl::MakeSpan(reinterpret_cast<uint8_t*>(out->data()),
-                                out->size()))
+  if (!cipher
+           ->Open(absl::MakeConstSpan(in, kNonceBytes),
+                  absl::string_view(raw).substr(kNonceBytes), context,
+                  absl::MakeSpan(reinterpret_cast<uint8_t*>(out->data()),
+                                 out->size()))
            .ok()) {
     // Open wiped the buffer; clear it too.
     WipeString(*out);
