@@ -15,7 +15,9 @@
 #include "absl/time/time.h"
 #include "lib/crypto/aead.h"
 #include "lib/seal/nonce_pool.h"
+#include "lib/store/retry.h"
 #include "lib/store/transit_ciphertext.h"
+#include "lib/store/transit_key_record.h"
 #include "lib/store/transit_records.pb.h"
 #include "lib/util/mutex.h"
 #include "strongbox/secret_bytes.h"
@@ -23,100 +25,18 @@
 namespace strongbox {
 namespace {
 
-constexpr absl::string_view kPathPrefix = "transit/keys/";
-constexpr uint32_t kRecordFormat = 1;
-constexpr size_t kKeyBytes = 32;
 using transit::kNonceBytes;
 using transit::kTagBytes;
 static_assert(kNonceBytes == seal::NoncePool::kNonceBytes,
               "transit ciphertexts carry the nonce pool's nonces");
-// A write retries its read-modify-write this often on ABORTED (another
-// write to the same key won the race) before handing ABORTED back.
-constexpr int kWriteAttempts = 5;
+using transit::FillInfo;
+using transit::Grant;
+using transit::KeyPath;
+using transit::Mutation;
+using transit::ParseRecord;
+using transit::RecordWiper;
 
 int CodeOf(absl::StatusCode code) { return static_cast<int>(code); }
-
-std::string KeyPath(absl::string_view name) {
-  return absl::StrCat(kPathPrefix, name);
-}
-
-// ------------------------------------------------------------- key records
-
-// Wipes the key bytes a parsed record holds (protobuf owns them as
-// std::string), on every path out of a scope.
-class RecordWiper {
- public:
-  explicit RecordWiper(store::TransitKeyRecord* record) : record_(record) {}
-  ~RecordWiper() {
-    for (store::TransitKeyVersionRecord& v : *record_->mutable_versions()) {
-      WipeString(*v.mutable_key());
-    }
-  }
-  RecordWiper(const RecordWiper&) = delete;
-  RecordWiper& operator=(const RecordWiper&) = delete;
-
- private:
-  store::TransitKeyRecord* const record_;
-};
-
-// Parses and checks a stored record (DATA_LOSS when it is not a valid
-// record for `name`). The caller wipes `record` (RecordWiper).
-absl::Status ParseRecord(absl::string_view name, absl::string_view bytes,
-                         store::TransitKeyRecord* record) {
-  if (!record->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return absl::DataLossError("transit key record does not parse");
-  }
-  if (record->format() != kRecordFormat) {
-    return absl::DataLossError(absl::StrCat(
-        "transit key record has unknown format ", record->format()));
-  }
-  if (record->name() != name) {
-    return absl::DataLossError("transit key record names another key");
-  }
-  const uint32_t latest = record->latest_version();
-  if (latest == 0 || static_cast<uint64_t>(record->versions_size()) != latest) {
-    return absl::DataLossError("transit key record has inconsistent versions");
-  }
-  for (int i = 0; i < record->versions_size(); ++i) {
-    const auto& v = record->versions(i);
-    if (v.version() != static_cast<uint32_t>(i) + 1 ||
-        v.key().size() != kKeyBytes) {
-      return absl::DataLossError("transit key record has a malformed version");
-    }
-  }
-  const uint32_t min_dec = record->min_decryption_version();
-  const uint32_t min_enc = record->min_encryption_version();
-  if (min_dec < 1 || min_dec > latest || min_enc > latest ||
-      (min_enc != 0 && min_enc < min_dec)) {
-    return absl::DataLossError("transit key record has inconsistent minimums");
-  }
-  return absl::OkStatus();
-}
-
-// A put of the serialized record (key material: the caller wipes
-// op.value once the commit is done).
-WriteOp PutRecord(const std::string& path,
-                  const store::TransitKeyRecord& record) {
-  WriteOp op;
-  op.kind = WriteOp::Kind::kPut;
-  op.key = path;
-  record.SerializeToString(&op.value);
-  return op;
-}
-
-// Adds version latest + 1 with `reserved` encryptions reserved under it
-// (the writer's first block).
-void AddVersion(store::TransitKeyRecord* record, absl::Time now,
-                uint64_t reserved) {
-  const uint32_t version = record->latest_version() + 1;
-  store::TransitKeyVersionRecord* v = record->add_versions();
-  v->set_version(version);
-  SecretBytes key = SecretBytes::Random(kKeyBytes);
-  v->set_key(key.data(), key.size());
-  v->set_created_unix_micros(absl::ToUnixMicros(now));
-  v->set_reserved_encryptions(reserved);
-  record->set_latest_version(version);
-}
 
 // ------------------------------------------------------------- cache
 
@@ -241,19 +161,6 @@ void FillInfo(const CachedKey& key, store::TransitKeyInfo* info) {
   }
 }
 
-void FillInfo(const store::TransitKeyRecord& record,
-              store::TransitKeyInfo* info) {
-  info->set_name(record.name());
-  info->set_latest_version(record.latest_version());
-  info->set_min_decryption_version(record.min_decryption_version());
-  info->set_min_encryption_version(record.min_encryption_version());
-  info->set_deletion_allowed(record.deletion_allowed());
-  auto* created = info->mutable_version_created_unix_micros();
-  for (const auto& v : record.versions()) {
-    (*created)[v.version()] = v.created_unix_micros();
-  }
-}
-
 // A write that changes nothing (create of an existing key, a config equal
 // to the stored one): answers the key as it is, at its current index.
 absl::Status AnswerUnchanged(const store::TransitKeyRecord& record,
@@ -287,7 +194,9 @@ class TransitEngine::Impl {
             std::max<uint64_t>(options.max_encryptions_per_version, 1)),
         reservation_block_(
             std::min(std::max<uint64_t>(options.encryption_reservation, 1),
-                     max_encryptions_)) {}
+                     max_encryptions_)),
+        block_policy_{max_encryptions_, reservation_block_,
+                      options.rotate_at_limit} {}
 
   absl::Status Execute(const store::Request& request, const EngineCall& call,
                        store::Response* response);
@@ -312,13 +221,6 @@ class TransitEngine::Impl {
   // or rotate at the limit (Reserve).
   enum class WriteKind { kCreate, kRotate, kConfig, kDelete, kReserve };
 
-  // A block of encryptions stored for one version by a kReserve write.
-  struct Grant {
-    uint32_t version = 0;
-    uint64_t first = 0;
-    uint64_t end = 0;
-  };
-
   absl::Status ValidateName(absl::string_view name) const;
 
   // The current key `name` for this call: from the cache when it is trusted
@@ -326,10 +228,19 @@ class TransitEngine::Impl {
   absl::StatusOr<std::shared_ptr<const CachedKey>> Lookup(
       const std::string& name, const EngineCall& call);
 
-  // `grant` is required for kReserve and unused otherwise.
+  // One key write, a read-modify-write retried on conflicts; `grant`
+  // (optional) receives the block the write stored for this node.
   absl::Status Write(WriteKind kind, const std::string& name,
                      const store::Request& request, const EngineCall& call,
                      store::Response* response, Grant* grant = nullptr);
+
+  // What `kind` makes of `record` (read at `record_version`; `exists`
+  // false: no key yet): transit_key_record.h, one function per kind.
+  absl::StatusOr<Mutation> Mutate(WriteKind kind, const std::string& name,
+                                  bool exists, uint64_t record_version,
+                                  const store::Request& request,
+                                  const EngineCall& call,
+                                  store::TransitKeyRecord* record) const;
 
   absl::Status Encrypt(const store::TransitBatchRequest& batch,
                        const EngineCall& call, store::Response* response);
@@ -384,6 +295,7 @@ class TransitEngine::Impl {
   const TransitOptions options_;
   const uint64_t max_encryptions_;    // >= 1
   const uint64_t reservation_block_;  // 1..max_encryptions_
+  const transit::BlockPolicy block_policy_;
   seal::NoncePool nonces_;
 
   // Serializes the writes that store a block (a reservation, one per
@@ -442,15 +354,16 @@ bool ClaimFromBlock(VersionUsage& usage) {
 
 absl::Status TransitEngine::Impl::ClaimEncryption(
     const EngineCall& call, std::shared_ptr<const CachedKey>* key) {
-  // A few rounds: another thread may use up a block we just stored, or
-  // rotate meanwhile; each round stores (or finds) a fresh block.
-  for (int attempt = 0; attempt < 4; ++attempt) {
+  // Another thread may use up a block we just stored, or rotate meanwhile:
+  // that is a conflict, and each attempt stores (or finds) a fresh block.
+  absl::Status status = RetryOnConflict([&]() -> absl::Status {
     // The claim is made on the snapshot the value is sealed with, so the
     // count and the version agree.
     if ((*key)->latest_usage != nullptr &&
         ClaimFromBlock(*(*key)->latest_usage)) {
       return absl::OkStatus();
     }
+    // Never ABORTED (Reserve answers UNAVAILABLE for a lost race).
     if (absl::Status s = Reserve((*key)->name, (*key)->latest_version, call);
         !s.ok()) {
       return s;
@@ -461,7 +374,9 @@ absl::Status TransitEngine::Impl::ClaimEncryption(
         Lookup((*key)->name, call);
     if (!fresh.ok()) return fresh.status();
     *key = *std::move(fresh);
-  }
+    return ConflictError("encryption block used up by other encryptions");
+  });
+  if (status.code() != absl::StatusCode::kAborted) return status;
   return absl::UnavailableError(absl::StrCat(
       "could not reserve encryptions for transit key \"", (*key)->name,
       "\" (other encryptions used each new block first); retry"));
@@ -639,6 +554,28 @@ absl::StatusOr<std::shared_ptr<const CachedKey>> TransitEngine::Impl::Lookup(
 
 // ------------------------------------------------------------- writes
 
+absl::StatusOr<Mutation> TransitEngine::Impl::Mutate(
+    WriteKind kind, const std::string& name, bool exists,
+    uint64_t record_version, const store::Request& request,
+    const EngineCall& call, store::TransitKeyRecord* record) const {
+  switch (kind) {
+    case WriteKind::kCreate:
+      return transit::CreateKey(name, exists, call.now, block_policy_, record);
+    case WriteKind::kRotate:
+      return transit::RotateKey(record_version, call.now, block_policy_,
+                                record);
+    case WriteKind::kConfig:
+      return transit::ConfigureKey(record_version, request.transit_config_key(),
+                                   record);
+    case WriteKind::kDelete:
+      return transit::DeleteKey(record_version, *record);
+    case WriteKind::kReserve:
+      return transit::ReserveEncryptions(record_version, call.now,
+                                         block_policy_, record);
+  }
+  return absl::InternalError("unknown transit write kind");
+}
+
 absl::Status TransitEngine::Impl::Write(WriteKind kind, const std::string& name,
                                         const store::Request& request,
                                         const EngineCall& call,
@@ -649,212 +586,89 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind, const std::string& name,
   // fence (the active's, as for any write); kNoFence only without HA.
   const FenceToken fence = call.write_fence;
   const std::string path = KeyPath(name);
-  // Create, rotate and kReserve store a block for the writer (a new
-  // version starts with one, as a new barrier term does).
   Grant local_grant;
   if (grant == nullptr) grant = &local_grant;
 
   const uint64_t generation = BeginWrite();
   std::shared_ptr<CachedKey> installed;
   bool erase = false;
-  absl::Status status;
-  for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+  absl::Status status = RetryOnConflict([&]() -> absl::Status {
     *grant = Grant{};
     absl::StatusOr<Entry> entry = call.barrier->Get(path);
     const bool exists = entry.ok();
     if (!exists && entry.status().code() != absl::StatusCode::kNotFound) {
-      status = entry.status();
-      break;
+      return entry.status();
     }
+    const uint64_t record_version = exists ? entry->version : 0;
     store::TransitKeyRecord record;
     RecordWiper wipe_record(&record);
     if (exists) {
       absl::Status parsed = ParseRecord(name, entry->value, &record);
       WipeString(entry->value);
-      if (!parsed.ok()) {
-        status = parsed;
-        break;
-      }
+      if (!parsed.ok()) return parsed;
     } else if (kind != WriteKind::kCreate) {
-      status = absl::NotFoundError(
+      return absl::NotFoundError(
           absl::StrCat("transit key \"", name, "\" does not exist"));
-      break;
     }
 
-    WriteOp op;
-    switch (kind) {
-      case WriteKind::kCreate:
-        if (exists) {
-          // As in Vault: creating an existing key changes nothing.
-          status = AnswerUnchanged(record, entry->version, response);
-          break;
-        }
-        record.set_format(kRecordFormat);
-        record.set_name(name);
-        AddVersion(&record, call.now, reservation_block_);
-        *grant = Grant{1, 0, reservation_block_};
-        record.set_min_decryption_version(1);
-        op = PutRecord(path, record);
-        op.IfAbsent();
-        break;
-      case WriteKind::kRotate:
-        if (record.latest_version() == UINT32_MAX) {
-          status = absl::FailedPreconditionError(
-              "transit key has reached the maximum number of versions");
-          break;
-        }
-        AddVersion(&record, call.now, reservation_block_);
-        *grant = Grant{record.latest_version(), 0, reservation_block_};
-        op = PutRecord(path, record);
-        op.IfVersion(entry->version);
-        break;
-      case WriteKind::kConfig: {
-        const store::TransitConfigRequest& config =
-            request.transit_config_key();
-        const uint32_t latest = record.latest_version();
-        const uint32_t min_dec = config.min_decryption_version() != 0
-                                     ? config.min_decryption_version()
-                                     : record.min_decryption_version();
-        const uint32_t min_enc = config.min_encryption_version() != 0
-                                     ? config.min_encryption_version()
-                                     : record.min_encryption_version();
-        if (min_dec > latest) {
-          status = absl::InvalidArgumentError(
-              absl::StrCat("min_decryption_version ", min_dec,
-                           " is above the key's latest version ", latest));
-          break;
-        }
-        if (min_enc > latest) {
-          status = absl::InvalidArgumentError(
-              absl::StrCat("min_encryption_version ", min_enc,
-                           " is above the key's latest version ", latest));
-          break;
-        }
-        if (min_enc != 0 && min_enc < min_dec) {
-          status = absl::InvalidArgumentError(
-              absl::StrCat("min_encryption_version ", min_enc,
-                           " is below min_decryption_version ", min_dec));
-          break;
-        }
-        const bool deletion_allowed = config.set_deletion_allowed()
-                                          ? config.deletion_allowed()
-                                          : record.deletion_allowed();
-        if (min_dec == record.min_decryption_version() &&
-            min_enc == record.min_encryption_version() &&
-            deletion_allowed == record.deletion_allowed()) {
-          status = AnswerUnchanged(record, entry->version, response);
-          break;
-        }
-        record.set_min_decryption_version(min_dec);
-        record.set_min_encryption_version(min_enc);
-        record.set_deletion_allowed(deletion_allowed);
-        op = PutRecord(path, record);
-        op.IfVersion(entry->version);
-        break;
-      }
-      case WriteKind::kDelete:
-        if (!record.deletion_allowed()) {
-          status = absl::FailedPreconditionError(
-              "deletion is not allowed for this key");
-          break;
-        }
-        op = WriteOp::Delete(path).IfVersion(entry->version);
-        break;
-      case WriteKind::kReserve: {
-        store::TransitKeyVersionRecord* latest =
-            record.mutable_versions(record.versions_size() - 1);
-        // Absent: stored before counting existed; count it used up.
-        const uint64_t mark = latest->has_reserved_encryptions()
-                                  ? latest->reserved_encryptions()
-                                  : max_encryptions_;
-        if (mark < max_encryptions_) {
-          *grant = Grant{
-              record.latest_version(), mark,
-              mark + std::min(reservation_block_, max_encryptions_ - mark)};
-          latest->set_reserved_encryptions(grant->end);
-        } else if (!options_.rotate_at_limit) {
-          status = absl::FailedPreconditionError(absl::StrCat(
-              "transit key \"", name, "\" version ", record.latest_version(),
-              latest->has_reserved_encryptions()
-                  ? absl::StrCat(" reached its limit of ", max_encryptions_,
-                                 " encryptions")
-                  : std::string(" has no stored encryption count (written "
-                                "before counting)"),
-              "; rotate the key"));
-          break;
-        } else if (record.latest_version() == UINT32_MAX) {
-          status = absl::FailedPreconditionError(absl::StrCat(
-              "transit key \"", name,
-              "\" reached its encryption limit and the maximum number of "
-              "versions; it cannot rotate"));
-          break;
-        } else {
-          // Rotate: the new version, with its first block, is stored
-          // before anything is sealed under it.
-          AddVersion(&record, call.now, reservation_block_);
-          *grant = Grant{record.latest_version(), 0, reservation_block_};
-        }
-        op = PutRecord(path, record);
-        op.IfVersion(entry->version);
-        break;
-      }
+    absl::StatusOr<Mutation> mutation =
+        Mutate(kind, name, exists, record_version, request, call, &record);
+    if (!mutation.ok()) return mutation.status();
+    if (!mutation->write.has_value()) {
+      return AnswerUnchanged(record, record_version, response);
     }
-    if (op.key.empty()) break;  // decided without writing (status is set)
-
+    WriteOp& op = *mutation->write;
     absl::StatusOr<uint64_t> revision =
         call.barrier->Commit(absl::MakeConstSpan(&op, 1), fence);
     WipeString(op.value);
-    if (revision.status().code() == absl::StatusCode::kAborted) {
-      status = revision.status();
-      continue;  // another write won: re-read and re-apply
-    }
     if (!revision.ok()) {
-      status = revision.status();
-      // The commit may have been applied with its answer lost: forget
-      // the cached record so the next call reads storage.
-      erase = true;
-      break;
+      // Another write won (ABORTED: re-read and re-apply); or the commit
+      // may have been applied with its answer lost: forget the cached
+      // record so the next call reads storage.
+      if (revision.status().code() != absl::StatusCode::kAborted) {
+        erase = true;
+      }
+      return VersionedCommitStatus(revision.status());
     }
+    *grant = mutation->grant;
     response->set_index(*revision);
     if (kind == WriteKind::kDelete) {
       erase = true;
       ForgetUsage(name);
-    } else {
-      absl::StatusOr<std::shared_ptr<CachedKey>> key =
-          DecodeKey(record, *revision);
-      if (!key.ok()) {
-        status = key.status();
-        erase = true;
-        break;
-      }
-      AttachUsage(**key);
-      VersionUsage& usage = *(*key)->latest_usage;
-      if (grant->end != 0 && grant->version == (*key)->latest_version &&
-          grant->first >= usage.reserved.load(std::memory_order_relaxed)) {
-        // Adopt the stored block (under reserve_mu_). grant->first is the
-        // mark stored before this write, at or above every block this
-        // node adopted for the version, so raising `used` first makes
-        // every concurrent claim fail (its compare-exchange sees a changed
-        // `used`, then used >= the old `reserved`) until `reserved` is
-        // raised too. Any rest of the old block is skipped. (A block below
-        // `reserved` could only come from a key of the same name this node
-        // used before a delete it did not see; it stays unused.)
-        usage.used.store(grant->first, std::memory_order_relaxed);
-        usage.reserved.store(grant->end, std::memory_order_release);
-      }
-      if (kind != WriteKind::kReserve) {
-        FillInfo(**key, response->mutable_transit_key());
-      }
-      (*key)->trusted_fence.store(call.active_fence, std::memory_order_relaxed);
-      installed = *std::move(key);
+      return absl::OkStatus();
     }
-    status = absl::OkStatus();
-    break;
-  }
+    absl::StatusOr<std::shared_ptr<CachedKey>> key =
+        DecodeKey(record, *revision);
+    if (!key.ok()) {
+      erase = true;
+      return key.status();
+    }
+    AttachUsage(**key);
+    VersionUsage& usage = *(*key)->latest_usage;
+    if (grant->end != 0 && grant->version == (*key)->latest_version &&
+        grant->first >= usage.reserved.load(std::memory_order_relaxed)) {
+      // Adopt the stored block (under reserve_mu_). grant->first is the
+      // mark stored before this write, at or above every block this
+      // node adopted for the version, so raising `used` first makes
+      // every concurrent claim fail (its compare-exchange sees a changed
+      // `used`, then used >= the old `reserved`) until `reserved` is
+      // raised too. Any rest of the old block is skipped. (A block below
+      // `reserved` could only come from a key of the same name this node
+      // used before a delete it did not see; it stays unused.)
+      usage.used.store(grant->first, std::memory_order_relaxed);
+      usage.reserved.store(grant->end, std::memory_order_release);
+    }
+    if (kind != WriteKind::kReserve) {
+      FillInfo(**key, response->mutable_transit_key());
+    }
+    (*key)->trusted_fence.store(call.active_fence, std::memory_order_relaxed);
+    installed = *std::move(key);
+    return absl::OkStatus();
+  });
   if (status.code() == absl::StatusCode::kAborted) {
     status = absl::AbortedError(absl::StrCat(
         "transit key \"", name, "\" kept changing during the write (",
-        kWriteAttempts, " attempts); retry"));
+        kConflictAttempts, " attempts); retry"));
   }
   EndWrite(name, std::move(installed), erase, generation);
   return status;

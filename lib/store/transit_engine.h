@@ -56,12 +56,12 @@
 // NOT_FOUND for a missing key; FAILED_PRECONDITION for a sealed barrier, a
 // stale fence at the backend, or delete without deletion_allowed;
 // INVALID_ARGUMENT for config minimums outside 1..latest or
-// min_encryption < min_decryption; ABORTED when a write lost the race five
-// times; DATA_LOSS for a stored record that fails authentication or
-// parsing; UNAVAILABLE and others pass through from the backend. Create of
-// an existing key is OK and changes nothing (as in Vault). Per item
-// (TransitResultItem.code): INVALID_ARGUMENT for a plaintext over
-// max_plaintext_bytes, a malformed ciphertext, or one that does not
+// min_encryption < min_decryption; ABORTED when a write lost the race
+// kConflictAttempts times (lib/store/retry.h); DATA_LOSS for a stored record
+// that fails authentication or parsing; UNAVAILABLE and others pass through
+// from the backend. Create of an existing key is OK and changes nothing (as in
+// Vault). Per item (TransitResultItem.code): INVALID_ARGUMENT for a plaintext
+// over max_plaintext_bytes, a malformed ciphertext, or one that does not
 // authenticate (wrong key, version, context, or tampered; never partial
 // plaintext); NOT_FOUND for a version above the key's latest;
 // PERMISSION_DENIED for a version below min_decryption_version (refused by
