@@ -1,22 +1,19 @@
 #include "lib/store/transit_engine.h"
 
-#include <atomic>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "lib/crypto/aead.h"
 #include "lib/seal/nonce_pool.h"
 #include "lib/store/retry.h"
 #include "lib/store/transit_ciphertext.h"
+#include "lib/store/transit_key_cache.h"
 #include "lib/store/transit_key_record.h"
 #include "lib/store/transit_records.pb.h"
 #include "lib/util/mutex.h"
@@ -25,141 +22,22 @@
 namespace strongbox {
 namespace {
 
-using transit::kNonceBytes;
-using transit::kTagBytes;
-static_assert(kNonceBytes == seal::NoncePool::kNonceBytes,
-              "transit ciphertexts carry the nonce pool's nonces");
+using transit::CachedKey;
+using transit::DecodeKey;
 using transit::FillInfo;
 using transit::Grant;
 using transit::KeyPath;
+using transit::kNonceBytes;
+using transit::kTagBytes;
 using transit::Mutation;
 using transit::ParseRecord;
 using transit::RecordWiper;
+using transit::VersionCipher;
+using transit::VersionUsage;
+static_assert(kNonceBytes == seal::NoncePool::kNonceBytes,
+              "transit ciphertexts carry the nonce pool's nonces");
 
 int CodeOf(absl::StatusCode code) { return static_cast<int>(code); }
-
-// ------------------------------------------------------------- cache
-
-// One usable key version: its AEAD key (lib/crypto, which wipes the key
-// schedule) and its additional-data prefix. Immutable after Init; the key
-// may seal and open on many threads at once.
-class VersionCipher {
- public:
-  VersionCipher() = default;
-  VersionCipher(const VersionCipher&) = delete;
-  VersionCipher& operator=(const VersionCipher&) = delete;
-
-  absl::Status Init(absl::string_view key, std::string aad_prefix) {
-    absl::StatusOr<std::unique_ptr<crypto::Aes256GcmKey>> aead =
-        crypto::Aes256GcmKey::Create(key);
-    if (!aead.ok()) return absl::InternalError("AEAD init failed");
-    aead_ = *std::move(aead);
-    aad_prefix_ = std::move(aad_prefix);
-    return absl::OkStatus();
-  }
-  // Seals `plaintext` under `nonce` into `out` (ciphertext || tag), the
-  // additional data being this version's prefix and `context`.
-  absl::Status Seal(absl::Span<const uint8_t> nonce,
-                    absl::string_view plaintext, absl::string_view context,
-                    absl::Span<uint8_t> out) const {
-    std::string heap;
-    return aead_->Seal(nonce, plaintext, Aad(context, &heap), out);
-  }
-  // Opens `sealed` (ciphertext || tag) into `out`; on failure `out` is
-  // wiped and nothing of the plaintext is returned.
-  absl::Status Open(absl::Span<const uint8_t> nonce, absl::string_view sealed,
-                    absl::string_view context, absl::Span<uint8_t> out) const {
-    std::string heap;
-    return aead_->Open(nonce, sealed, Aad(context, &heap), out);
-  }
-
- private:
-  // The prefix, followed by `context` when there is one (built in *heap).
-  absl::string_view Aad(absl::string_view context, std::string* heap) const {
-    if (context.empty()) return aad_prefix_;
-    heap->reserve(aad_prefix_.size() + context.size());
-    heap->append(aad_prefix_).append(context.data(), context.size());
-    return *heap;
-  }
-
-  std::unique_ptr<crypto::Aes256GcmKey> aead_;
-  std::string aad_prefix_;
-};
-
-// The encryptions this node may still make with one key version: the
-// block [used, reserved) it stored in the key record (issue 9 item 13).
-// Claims move `used` up to `reserved` (never past it). A write that stored
-// a block (create, rotate, reserve; all under reserve_mu_) moves both, and
-// only forward: the new block starts at or above `reserved`, so `used`
-// never decreases and no count is handed out twice.
-struct VersionUsage {
-  std::atomic<uint64_t> used{0};
-  std::atomic<uint64_t> reserved{0};
-};
-
-// A decoded key record. Everything but `trusted_fence` is constant after
-// construction; a changed record is a new CachedKey, never an edit.
-struct CachedKey {
-  std::string name;
-  uint64_t record_version = 0;  // backend version of the record
-  uint32_t latest_version = 0;
-  uint32_t min_decryption_version = 0;
-  uint32_t min_encryption_version = 0;
-  bool deletion_allowed = false;
-  std::vector<int64_t> created_unix_micros;  // [v - 1]
-  // [v - min_decryption_version] for v in min_decryption..latest: versions
-  // below the minimum can open nothing, so they get no context.
-  std::vector<std::unique_ptr<VersionCipher>> ciphers;
-  // The active fence under which this entry is known current (kNoFence:
-  // not trusted; re-validate). Set without the exclusive lock.
-  std::atomic<FenceToken> trusted_fence{kNoFence};
-  // This node's reservation for latest_version, shared with every other
-  // entry for the same version (Impl::AttachUsage).
-  std::shared_ptr<VersionUsage> latest_usage;
-
-  const VersionCipher* cipher(uint32_t version) const {
-    if (version < min_decryption_version || version > latest_version) {
-      return nullptr;
-    }
-    return ciphers[version - min_decryption_version].get();
-  }
-};
-
-absl::StatusOr<std::shared_ptr<CachedKey>> DecodeKey(
-    const store::TransitKeyRecord& record, uint64_t record_version) {
-  auto key = std::make_shared<CachedKey>();
-  key->name = record.name();
-  key->record_version = record_version;
-  key->latest_version = record.latest_version();
-  key->min_decryption_version = record.min_decryption_version();
-  key->min_encryption_version = record.min_encryption_version();
-  key->deletion_allowed = record.deletion_allowed();
-  key->created_unix_micros.reserve(record.versions_size());
-  for (const auto& v : record.versions()) {
-    key->created_unix_micros.push_back(v.created_unix_micros());
-  }
-  for (uint32_t v = key->min_decryption_version; v <= key->latest_version;
-       ++v) {
-    auto cipher = std::make_unique<VersionCipher>();
-    absl::Status s = cipher->Init(record.versions(v - 1).key(),
-                                  transit::TransitAadPrefix(record.name(), v));
-    if (!s.ok()) return s;
-    key->ciphers.push_back(std::move(cipher));
-  }
-  return key;
-}
-
-void FillInfo(const CachedKey& key, store::TransitKeyInfo* info) {
-  info->set_name(key.name);
-  info->set_latest_version(key.latest_version);
-  info->set_min_decryption_version(key.min_decryption_version);
-  info->set_min_encryption_version(key.min_encryption_version);
-  info->set_deletion_allowed(key.deletion_allowed);
-  auto* created = info->mutable_version_created_unix_micros();
-  for (size_t i = 0; i < key.created_unix_micros.size(); ++i) {
-    (*created)[static_cast<uint32_t>(i + 1)] = key.created_unix_micros[i];
-  }
-}
 
 // A write that changes nothing (create of an existing key, a config equal
 // to the stored one): answers the key as it is, at its current index.
@@ -200,21 +78,7 @@ class TransitEngine::Impl {
 
   absl::Status Execute(const store::Request& request, const EngineCall& call,
                        store::Response* response);
-  void ClearCache() {
-    absl::flat_hash_map<std::string, std::shared_ptr<CachedKey>> dropped;
-    {
-      WriterLock lock(&mu_);
-      dropped.swap(cache_);
-      ++write_epoch_;  // loads in flight must not install as trusted...
-      ++generation_;   // ...nor at all (the node may be sealing)
-    }
-    {
-      // Unused blocks are skipped: stored, so never reissued.
-      MutexLock lock(&usage_mu_);
-      usage_.clear();
-    }
-    // `dropped` wipes the contexts (SecretBytes) outside the lock.
-  }
+  void ClearCache() { cache_.Clear(); }
 
  private:
   // kReserve: store the next block of encryptions for the latest version,
@@ -222,11 +86,6 @@ class TransitEngine::Impl {
   enum class WriteKind { kCreate, kRotate, kConfig, kDelete, kReserve };
 
   absl::Status ValidateName(absl::string_view name) const;
-
-  // The current key `name` for this call: from the cache when it is trusted
-  // under call.active_fence, else re-validated against storage.
-  absl::StatusOr<std::shared_ptr<const CachedKey>> Lookup(
-      const std::string& name, const EngineCall& call);
 
   // One key write, a read-modify-write retried on conflicts; `grant`
   // (optional) receives the block the write stored for this node.
@@ -249,10 +108,6 @@ class TransitEngine::Impl {
                        store::Response* response);
 
   // ---- Encryption counting (TransitOptions::max_encryptions_per_version).
-  // Gives a freshly decoded `key` (not yet shared) its version's usage.
-  void AttachUsage(CachedKey& key);
-  // Drops the reservations of a deleted key.
-  void ForgetUsage(const std::string& name);
   // Claims one encryption with the latest version of *key, storing the
   // next block (or rotating, which replaces *key with the new snapshot)
   // when this node's block is used up. On failure nothing may be sealed.
@@ -277,20 +132,6 @@ class TransitEngine::Impl {
                        absl::string_view context, std::string* out,
                        uint32_t* version);
 
-  // Write bookkeeping, so a load that overlaps a write on this engine is
-  // never trusted (the write may change the record after the load read
-  // it). BeginWrite before the write's first read; EndWrite after its
-  // commit, installing the written entry (or erasing the cached one when
-  // the outcome is unknown or the key was deleted).
-  // BeginWrite returns the cache generation to hand to EndWrite.
-  uint64_t BeginWrite();
-  void EndWrite(const std::string& name, std::shared_ptr<CachedKey> installed,
-                bool erase, uint64_t generation);
-  // Installs `key` unless the cache holds a newer record version, or was
-  // cleared since `generation` was read.
-  void InstallLocked(std::shared_ptr<CachedKey> key, uint64_t generation)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
   // Constant after construction.
   const TransitOptions options_;
   const uint64_t max_encryptions_;    // >= 1
@@ -302,41 +143,11 @@ class TransitEngine::Impl {
   // block or a rotation at the limit; create; rotate), so threads that use
   // up a block together store one new block and blocks are adopted in
   // order. Held across that key-record write, as the barrier holds its
-  // seal-op lock across a keyring write; taken before mu_ and usage_mu_.
-  Mutex reserve_mu_ ABSL_ACQUIRED_BEFORE(mu_, usage_mu_);
+  // seal-op lock across a keyring write; taken before the cache's locks.
+  Mutex reserve_mu_;
 
-  // Readers (every encrypt/decrypt) take it shared; installs take it
-  // exclusively, never across backend I/O or AEAD work.
-  SharedMutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<CachedKey>> cache_
-      ABSL_GUARDED_BY(mu_);
-  // ++ at the start and the end of every write, and on ClearCache.
-  uint64_t write_epoch_ ABSL_GUARDED_BY(mu_) = 0;
-  int writes_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  // ++ on ClearCache: nothing loaded before it may be installed after it.
-  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
-
-  // This node's reservations, per key and version. Kept beside the cache,
-  // not in it, so a reloaded entry keeps its block; dropped with the cache
-  // (a leadership change may hide a deleted and recreated key of the same
-  // name). Taken when an entry is decoded, never on the encrypt path.
-  Mutex usage_mu_;
-  absl::flat_hash_map<
-      std::string, absl::flat_hash_map<uint32_t, std::shared_ptr<VersionUsage>>>
-      usage_ ABSL_GUARDED_BY(usage_mu_);
+  transit::TransitKeyCache cache_;
 };
-
-void TransitEngine::Impl::AttachUsage(CachedKey& key) {
-  MutexLock lock(&usage_mu_);
-  std::shared_ptr<VersionUsage>& usage = usage_[key.name][key.latest_version];
-  if (usage == nullptr) usage = std::make_shared<VersionUsage>();
-  key.latest_usage = usage;
-}
-
-void TransitEngine::Impl::ForgetUsage(const std::string& name) {
-  MutexLock lock(&usage_mu_);
-  usage_.erase(name);
-}
 
 namespace {
 
@@ -371,7 +182,7 @@ absl::Status TransitEngine::Impl::ClaimEncryption(
     // The reservation installed the record it wrote (a rotation: the new
     // version); take it.
     absl::StatusOr<std::shared_ptr<const CachedKey>> fresh =
-        Lookup((*key)->name, call);
+        cache_.Lookup((*key)->name, call);
     if (!fresh.ok()) return fresh.status();
     *key = *std::move(fresh);
     return ConflictError("encryption block used up by other encryptions");
@@ -388,12 +199,7 @@ absl::Status TransitEngine::Impl::Reserve(const std::string& name,
   MutexLock lock(&reserve_mu_);
   {
     // Another thread may have stored a block (or rotated) meanwhile.
-    std::shared_ptr<CachedKey> cached;
-    {
-      ReaderLock cache_lock(&mu_);
-      auto it = cache_.find(name);
-      if (it != cache_.end()) cached = it->second;
-    }
+    std::shared_ptr<const CachedKey> cached = cache_.Peek(name);
     if (cached != nullptr && cached->latest_usage != nullptr &&
         (cached->latest_version > version ||
          cached->latest_usage->used.load() <
@@ -430,126 +236,6 @@ absl::Status TransitEngine::Impl::ValidateName(absl::string_view name) const {
   return absl::InvalidArgumentError(
       absl::StrCat("transit key name must be 1 to ", options_.max_name_bytes,
                    " bytes of [A-Za-z0-9_.-], and not \".\" or \"..\""));
-}
-
-uint64_t TransitEngine::Impl::BeginWrite() {
-  WriterLock lock(&mu_);
-  ++write_epoch_;
-  ++writes_in_flight_;
-  return generation_;
-}
-
-void TransitEngine::Impl::EndWrite(const std::string& name,
-                                   std::shared_ptr<CachedKey> installed,
-                                   bool erase, uint64_t generation) {
-  std::shared_ptr<CachedKey> dropped;  // freed outside the lock
-  WriterLock lock(&mu_);
-  ++write_epoch_;
-  --writes_in_flight_;
-  if (erase) {
-    auto it = cache_.find(name);
-    if (it != cache_.end()) {
-      dropped = std::move(it->second);
-      cache_.erase(it);
-    }
-  }
-  if (installed != nullptr) InstallLocked(std::move(installed), generation);
-}
-
-void TransitEngine::Impl::InstallLocked(std::shared_ptr<CachedKey> key,
-                                        uint64_t generation) {
-  if (generation != generation_) return;  // cleared meanwhile
-  std::shared_ptr<CachedKey>& slot = cache_[key->name];
-  if (slot == nullptr || slot->record_version < key->record_version) {
-    slot.swap(key);  // the old entry (if any) is freed with `key`
-  } else if (slot->record_version == key->record_version) {
-    // Same record: keep the entry readers hold, take the stronger trust.
-    const FenceToken f = key->trusted_fence.load(std::memory_order_relaxed);
-    if (f != kNoFence) slot->trusted_fence.store(f, std::memory_order_release);
-  }
-}
-
-absl::StatusOr<std::shared_ptr<const CachedKey>> TransitEngine::Impl::Lookup(
-    const std::string& name, const EngineCall& call) {
-  std::shared_ptr<CachedKey> cached;
-  uint64_t epoch = 0;
-  uint64_t generation = 0;
-  bool quiet = false;  // no write in flight on this engine at `epoch`
-  {
-    ReaderLock lock(&mu_);
-    auto it = cache_.find(name);
-    if (it != cache_.end()) cached = it->second;
-    epoch = write_epoch_;
-    generation = generation_;
-    quiet = writes_in_flight_ == 0;
-  }
-  // The active is the only writer in the cluster and every write goes
-  // through this engine, which updates the cache: an entry known current
-  // under this fence stays current while the fence does.
-  if (cached != nullptr && call.active_fence != kNoFence &&
-      cached->trusted_fence.load(std::memory_order_acquire) ==
-          call.active_fence) {
-    return std::shared_ptr<const CachedKey>(std::move(cached));
-  }
-
-  // Re-validate: compare the record's backend version, read without
-  // decrypting. Every such read is fresh, so it also satisfies
-  // call.min_index (the write that produced the index completed before
-  // this request was made).
-  const std::string path = KeyPath(name);
-  absl::StatusOr<Entry> raw = call.barrier->backend()->Get(path);
-  if (raw.status().code() == absl::StatusCode::kNotFound) {
-    if (cached != nullptr) {
-      std::shared_ptr<CachedKey> dropped;
-      WriterLock lock(&mu_);
-      auto it = cache_.find(name);
-      if (it != cache_.end() && it->second == cached) {
-        dropped = std::move(it->second);
-        cache_.erase(it);
-      }
-    }
-    return absl::NotFoundError(
-        absl::StrCat("transit key \"", name, "\" does not exist"));
-  }
-  if (!raw.ok()) return raw.status();
-
-  const bool may_trust = call.active_fence != kNoFence && quiet;
-  if (cached != nullptr && raw->version == cached->record_version) {
-    if (may_trust) {
-      ReaderLock lock(&mu_);  // excludes EndWrite while we check and mark
-      if (write_epoch_ == epoch) {
-        cached->trusted_fence.store(call.active_fence,
-                                    std::memory_order_release);
-      }
-    }
-    return std::shared_ptr<const CachedKey>(std::move(cached));
-  }
-
-  // Changed (or never loaded): read it through the barrier and decode.
-  absl::StatusOr<Entry> entry = call.barrier->Get(path);
-  if (entry.status().code() == absl::StatusCode::kNotFound) {
-    return absl::NotFoundError(
-        absl::StrCat("transit key \"", name, "\" does not exist"));
-  }
-  if (!entry.ok()) return entry.status();
-  store::TransitKeyRecord record;
-  RecordWiper wipe_record(&record);
-  absl::Status parsed = ParseRecord(name, entry->value, &record);
-  WipeString(entry->value);
-  if (!parsed.ok()) return parsed;
-  absl::StatusOr<std::shared_ptr<CachedKey>> decoded =
-      DecodeKey(record, entry->version);
-  if (!decoded.ok()) return decoded.status();
-  std::shared_ptr<CachedKey> key = *std::move(decoded);
-  AttachUsage(*key);
-  {
-    WriterLock lock(&mu_);
-    if (may_trust && write_epoch_ == epoch) {
-      key->trusted_fence.store(call.active_fence, std::memory_order_relaxed);
-    }
-    InstallLocked(key, generation);
-  }
-  return std::shared_ptr<const CachedKey>(std::move(key));
 }
 
 // ------------------------------------------------------------- writes
@@ -589,7 +275,7 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind, const std::string& name,
   Grant local_grant;
   if (grant == nullptr) grant = &local_grant;
 
-  const uint64_t generation = BeginWrite();
+  const uint64_t generation = cache_.BeginWrite();
   std::shared_ptr<CachedKey> installed;
   bool erase = false;
   absl::Status status = RetryOnConflict([&]() -> absl::Status {
@@ -634,7 +320,7 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind, const std::string& name,
     response->set_index(*revision);
     if (kind == WriteKind::kDelete) {
       erase = true;
-      ForgetUsage(name);
+      cache_.ForgetUsage(name);
       return absl::OkStatus();
     }
     absl::StatusOr<std::shared_ptr<CachedKey>> key =
@@ -643,7 +329,7 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind, const std::string& name,
       erase = true;
       return key.status();
     }
-    AttachUsage(**key);
+    cache_.AttachUsage(**key);
     VersionUsage& usage = *(*key)->latest_usage;
     if (grant->end != 0 && grant->version == (*key)->latest_version &&
         grant->first >= usage.reserved.load(std::memory_order_relaxed)) {
@@ -670,7 +356,7 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind, const std::string& name,
         "transit key \"", name, "\" kept changing during the write (",
         kConflictAttempts, " attempts); retry"));
   }
-  EndWrite(name, std::move(installed), erase, generation);
+  cache_.EndWrite(name, std::move(installed), erase, generation);
   return status;
 }
 
@@ -748,7 +434,7 @@ absl::Status TransitEngine::Impl::Encrypt(
     store::Response* response) {
   if (!MayReserve(call)) return NoReservationError();
   absl::StatusOr<std::shared_ptr<const CachedKey>> key =
-      Lookup(batch.name(), call);
+      cache_.Lookup(batch.name(), call);
   if (!key.ok()) return key.status();
   store::TransitBatchResult* result = response->mutable_transit_batch();
   result->mutable_items()->Reserve(batch.items_size());
@@ -780,7 +466,7 @@ absl::Status TransitEngine::Impl::Decrypt(
     bool rewrap, store::Response* response) {
   if (rewrap && !MayReserve(call)) return NoReservationError();
   absl::StatusOr<std::shared_ptr<const CachedKey>> key =
-      Lookup(batch.name(), call);
+      cache_.Lookup(batch.name(), call);
   if (!key.ok()) return key.status();
   store::TransitBatchResult* result = response->mutable_transit_batch();
   result->mutable_items()->Reserve(batch.items_size());
@@ -843,7 +529,8 @@ absl::Status TransitEngine::Impl::Execute(const store::Request& request,
     case store::Request::kTransitReadKey: {
       const std::string& name = request.transit_read_key().name();
       if (absl::Status s = ValidateName(name); !s.ok()) return s;
-      absl::StatusOr<std::shared_ptr<const CachedKey>> key = Lookup(name, call);
+      absl::StatusOr<std::shared_ptr<const CachedKey>> key =
+          cache_.Lookup(name, call);
       if (!key.ok()) return key.status();
       FillInfo(**key, response->mutable_transit_key());
       return absl::OkStatus();

@@ -38,17 +38,20 @@
 // through as FAILED_PRECONDITION with IsStaleFence); it keeps sealing only
 // inside a block it stored while it was the leader.
 //
-// Cache rule: an entry is trusted without touching storage only when
-// call.active_fence != kNoFence and the entry was written, loaded or
-// re-validated under that same fence with no write on this engine in flight
-// meanwhile. Any other call (a standby; an earlier term) reads the record's
-// backend version (no decryption) and re-decodes only if it changed, so
-// every such call is as fresh as the backend (which also satisfies
-// min_index). A write whose outcome is unknown drops the cached entry.
+// Cache rule (the epoch protocol, documented in transit_key_cache.h): an
+// entry is trusted without touching storage only when call.active_fence !=
+// kNoFence and the entry was written, loaded or re-validated under that
+// same fence with no write on this engine in flight meanwhile. Any other
+// call (a standby; an earlier term) reads the record's backend version (no
+// decryption) and re-decodes only if it changed. A write whose outcome is
+// unknown drops the cached entry.
 //
-// Ciphertext: "strongbox:v<N>:" + base64(nonce(12) || ciphertext || tag(16)),
-// canonical standard base64; the additional data binds the key name, N and
-// the item's context. Encryption always uses the latest version.
+// Ciphertext (transit_ciphertext.h): "strongbox:v<N>:" + base64(nonce(12)
+// || ciphertext || tag(16)), canonical standard base64; the additional data
+// binds the key name, N and the item's context. Encryption always uses the
+// latest version. Key records and what each write makes of them:
+// transit_key_record.h; writes retry on conflicts in RetryOnConflict
+// (retry.h).
 //
 // Codes. Request level (the whole call fails, no items): INVALID_ARGUMENT
 // for a bad name (1..max_name_bytes of [A-Za-z0-9_.-], not "." or ".."), an
