@@ -201,11 +201,13 @@ class KvEngineOps {
       absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
       if (!meta.ok()) return meta.status();
       KvMetadataRecord& record = *meta->record;
-      if (record.cas_required() && !req.has_cas()) {
+      // Either field: a node before proto3 `optional` sends only the flag.
+      const bool has_cas = req.has_cas() || req.legacy_has_cas();
+      if (record.cas_required() && !has_cas) {
         return absl::InvalidArgumentError(absl::StrCat(
             "check-and-set is required for ", req.path(), "; pass cas"));
       }
-      if (req.has_cas() && req.cas() != record.current_version()) {
+      if (has_cas && req.cas() != record.current_version()) {
         return absl::AbortedError(absl::StrCat(
             "check-and-set mismatch for ", req.path(), ": current version is ",
             record.current_version(), ", cas was ", req.cas()));

@@ -253,8 +253,8 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     put->set_path(std::string(path));
     for (const auto& [k, v] : data) (*put->mutable_data())[k] = v;
     if (cas.has_value()) {
-      put->set_has_cas(true);
       put->set_cas(*cas);
+      put->set_legacy_has_cas(true);  // for nodes before `optional`
     }
     Wiped<Response> response(Handle(*r));
     absl::Status status = ResponseStatus(*response);

@@ -87,7 +87,7 @@
 
 #include "absl/status/status.h"
 #include "lib/store/engine.h"
-#include "lib/store/requests.pb.h"
+#include "strongbox/requests.pb.h"
 
 namespace strongbox {
 

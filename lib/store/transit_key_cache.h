@@ -49,10 +49,10 @@
 #include "absl/types/span.h"
 #include "lib/crypto/aead.h"
 #include "lib/store/engine.h"
-#include "lib/store/requests.pb.h"
 #include "lib/store/transit_records.pb.h"
 #include "lib/util/mutex.h"
 #include "strongbox/backend.h"
+#include "strongbox/requests.pb.h"
 
 namespace strongbox {
 namespace transit {

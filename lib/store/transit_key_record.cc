@@ -157,9 +157,11 @@ absl::StatusOr<Mutation> ConfigureKey(uint64_t record_version,
         absl::StrCat("min_encryption_version ", min_enc,
                      " is below min_decryption_version ", min_dec));
   }
-  const bool deletion_allowed = config.set_deletion_allowed()
-                                    ? config.deletion_allowed()
-                                    : record->deletion_allowed();
+  // Either field: a node before proto3 `optional` sends only the flag.
+  const bool deletion_allowed =
+      config.has_deletion_allowed() || config.legacy_set_deletion_allowed()
+          ? config.deletion_allowed()
+          : record->deletion_allowed();
   if (min_dec == record->min_decryption_version() &&
       min_enc == record->min_encryption_version() &&
       deletion_allowed == record->deletion_allowed()) {

@@ -24,9 +24,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "lib/store/requests.pb.h"
 #include "lib/store/transit_records.pb.h"
 #include "strongbox/backend.h"
+#include "strongbox/requests.pb.h"
 
 namespace strongbox {
 namespace transit {

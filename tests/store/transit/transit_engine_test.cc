@@ -140,10 +140,7 @@ class TransitTest : public ::testing::Test {
     c->set_name(std::string(name));
     c->set_min_decryption_version(min_dec);
     c->set_min_encryption_version(min_enc);
-    if (deletion_allowed >= 0) {
-      c->set_set_deletion_allowed(true);
-      c->set_deletion_allowed(deletion_allowed == 1);
-    }
+    if (deletion_allowed >= 0) c->set_deletion_allowed(deletion_allowed == 1);
     return RunA(r, out);
   }
 
