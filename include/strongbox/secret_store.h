@@ -4,8 +4,9 @@
 // Every operation is a protobuf store::Request with a matching
 // store::Response (strongbox/requests.proto, the public wire protocol). One
 // table classifies each operation as a read (changes no storage) or a write
-// (ClassifyRequest). Handle() executes a request on this node, or, when this
-// node must not serve it:
+// (ClassifyRequest), and names the engine (KV, Transit) that executes it.
+// Handle() executes a request on this node, or, when this node must not serve
+// it:
 //   - a performance standby forwards a write through the host's Forwarder
 //     (if one is registered) to the active node and returns its answer;
 //   - otherwise the answer is UNAVAILABLE with the active node's advertise
