@@ -57,9 +57,11 @@
 namespace strongbox {
 namespace transit {
 
-// One usable key version: its AEAD key (lib/crypto, which wipes the key
-// schedule) and its additional-data prefix. Immutable after Init; the key
-// may seal and open on many threads at once.
+// One usable key version: its AEAD key and its additional-data prefix. The
+// AEAD is lib/crypto's Aes256GcmKey (which wipes the key schedule), as for
+// the barrier's terms; this class adds only Transit's additional data
+// (transit_ciphertext.h). Immutable after Init; it may seal and open on
+// many threads at once.
 class VersionCipher {
  public:
   VersionCipher() = default;
@@ -107,9 +109,8 @@ class VersionCipher {
 // block [used, reserved) it stored in the key record (issue 9 item 13).
 // Claims move `used` up to `reserved` (never past it). A write that stored
 // a block (create, rotate, reserve; all under the engine's reserve lock)
-// moves both, and
-// only forward: the new block starts at or above `reserved`, so `used`
-// never decreases and no count is handed out twice.
+// moves both, and only forward: the new block starts at or above
+// `reserved`, so `used` never decreases and no count is handed out twice.
 struct VersionUsage {
   std::atomic<uint64_t> used{0};
   std::atomic<uint64_t> reserved{0};
