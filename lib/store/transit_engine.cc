@@ -1,15 +1,14 @@
 #include "lib/store/transit_engine.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
-#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/time/time.h"
 #include "lib/seal/nonce_pool.h"
 #include "lib/store/retry.h"
 #include "lib/store/transit_ciphertext.h"
