@@ -176,10 +176,22 @@ class KvEngineOps {
     return absl::OkStatus();
   }
 
+  // One read-modify-write of the secret at `path`: under the path's write
+  // stripe, reads its metadata and hands it to `apply`, which decides and
+  // commits; a conflict is retried (RetryOnConflict, lib/store/retry.h).
+  template <typename Apply>
+  absl::Status ModifyMeta(const std::string& path, Apply apply) {
+    MutexLock stripe(&engine_.WriteStripe(path));
+    return RetryOnConflict([&]() -> absl::Status {
+      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, path);
+      if (!meta.ok()) return meta.status();
+      return apply(*meta);
+    });
+  }
+
   absl::Status Put(const store::KvPutRequest& req) {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
-    MutexLock stripe(&engine_.WriteStripe(req.path()));
     if (static_cast<size_t>(req.data_size()) > options_.max_fields) {
       return absl::InvalidArgumentError(absl::StrCat(
           "secret has ", req.data_size(), " fields; the limit (max_fields) is ",
@@ -197,10 +209,8 @@ class KvEngineOps {
           "secret is ", bytes, " bytes; the limit (max_secret_bytes) is ",
           options_.max_secret_bytes));
     }
-    return RetryOnConflict([&]() -> absl::Status {
-      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
-      if (!meta.ok()) return meta.status();
-      KvMetadataRecord& record = *meta->record;
+    return ModifyMeta(req.path(), [&](Meta& meta) -> absl::Status {
+      KvMetadataRecord& record = *meta.record;
       // Either field: a node before proto3 `optional` sends only the flag.
       const bool has_cas = req.has_cas() || req.legacy_has_cas();
       if (record.cas_required() && !has_cas) {
@@ -214,7 +224,7 @@ class KvEngineOps {
       }
       const uint64_t version = record.current_version() + 1;
       const int64_t now = Micros(call_.now);
-      if (!meta->backend_version.has_value())
+      if (!meta.backend_version.has_value())
         record.set_created_unix_micros(now);
       record.set_updated_unix_micros(now);
       record.set_current_version(version);
@@ -229,7 +239,7 @@ class KvEngineOps {
       data_op.IfAbsent();
       ops.Add(std::move(data_op));
       Prune(req.path(), record, ops);
-      ops.Add(MetaWrite(req.path(), *meta));
+      ops.Add(MetaWrite(req.path(), meta));
       absl::Status done = Commit(ops);
       if (!done.ok()) return done;
       response_->mutable_kv_write()->set_version(version);
@@ -294,12 +304,9 @@ class KvEngineOps {
   absl::Status Versions(const store::KvVersionsRequest& req, VersionOp op) {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
-    MutexLock stripe(&engine_.WriteStripe(req.path()));
-    return RetryOnConflict([&]() -> absl::Status {
-      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
-      if (!meta.ok()) return meta.status();
-      KvMetadataRecord& record = *meta->record;
-      if (!meta->backend_version.has_value()) {
+    return ModifyMeta(req.path(), [&](Meta& meta) -> absl::Status {
+      KvMetadataRecord& record = *meta.record;
+      if (!meta.backend_version.has_value()) {
         return absl::NotFoundError(absl::StrCat("no secret at ", req.path()));
       }
       std::vector<uint64_t> versions(req.versions().begin(),
@@ -337,7 +344,7 @@ class KvEngineOps {
         }
       }
       record.set_updated_unix_micros(now);
-      ops.Add(MetaWrite(req.path(), *meta));
+      ops.Add(MetaWrite(req.path(), meta));
       return Commit(ops);
     });
   }
@@ -369,26 +376,23 @@ class KvEngineOps {
   absl::Status MetadataPut(const store::KvMetadataPutRequest& req) {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
-    MutexLock stripe(&engine_.WriteStripe(req.path()));
     if (req.max_versions() > options_.max_max_versions) {
       return absl::InvalidArgumentError(
           absl::StrCat("max_versions ", req.max_versions(),
                        " is above the limit (max_max_versions) of ",
                        options_.max_max_versions));
     }
-    return RetryOnConflict([&]() -> absl::Status {
-      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
-      if (!meta.ok()) return meta.status();
-      KvMetadataRecord& record = *meta->record;
+    return ModifyMeta(req.path(), [&](Meta& meta) -> absl::Status {
+      KvMetadataRecord& record = *meta.record;
       const int64_t now = Micros(call_.now);
-      if (!meta->backend_version.has_value())
+      if (!meta.backend_version.has_value())
         record.set_created_unix_micros(now);
       record.set_updated_unix_micros(now);
       record.set_max_versions(req.max_versions());
       record.set_cas_required(req.cas_required());
       WipedBatch ops;
       Prune(req.path(), record, ops);
-      ops.Add(MetaWrite(req.path(), *meta));
+      ops.Add(MetaWrite(req.path(), meta));
       return Commit(ops);
     });
   }
@@ -396,19 +400,16 @@ class KvEngineOps {
   absl::Status DeleteAll(const store::KvPathRequest& req) {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
-    MutexLock stripe(&engine_.WriteStripe(req.path()));
-    return RetryOnConflict([&]() -> absl::Status {
-      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
-      if (!meta.ok()) return meta.status();
-      if (!meta->backend_version.has_value()) return absl::OkStatus();
+    return ModifyMeta(req.path(), [&](Meta& meta) -> absl::Status {
+      if (!meta.backend_version.has_value()) return absl::OkStatus();
       WipedBatch ops;
-      for (const KvVersionRecord& v : meta->record->versions()) {
+      for (const KvVersionRecord& v : meta.record->versions()) {
         if (!v.destroyed()) {
           ops.Add(WriteOp::Delete(DataPath(req.path(), v.version())));
         }
       }
       WriteOp meta_op = WriteOp::Delete(MetaPath(req.path()));
-      meta_op.IfVersion(*meta->backend_version);
+      meta_op.IfVersion(*meta.backend_version);
       ops.Add(std::move(meta_op));
       return Commit(ops);
     });
