@@ -14,8 +14,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "examples/node/json.h"
-#include "lib/store/requests.pb.h"
 #include "lib/util/base64.h"
+#include "strongbox/requests.pb.h"
 #include "strongbox/secret_bytes.h"
 
 namespace strongbox {

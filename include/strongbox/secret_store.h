@@ -2,10 +2,11 @@
 // encryption, on top of one node's HaCoordinator.
 //
 // Every operation is a protobuf store::Request with a matching
-// store::Response (lib/store/requests.proto). One table classifies each
-// operation as a read (changes no storage) or a write (ClassifyRequest).
-// Handle() executes a request on this node, or, when this node must not
-// serve it:
+// store::Response (strongbox/requests.proto, the public wire protocol). One
+// table classifies each operation as a read (changes no storage) or a write
+// (ClassifyRequest), and names the engine (KV, Transit) that executes it.
+// Handle() executes a request on this node, or, when this node must not serve
+// it:
 //   - a performance standby forwards a write through the host's Forwarder
 //     (if one is registered) to the active node and returns its answer;
 //   - otherwise the answer is UNAVAILABLE with the active node's advertise
@@ -65,8 +66,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "lib/store/requests.pb.h"
 #include "strongbox/ha_coordinator.h"
+#include "strongbox/requests.pb.h"
 #include "strongbox/secret_bytes.h"
 
 namespace strongbox {

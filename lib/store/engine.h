@@ -7,9 +7,9 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "lib/store/requests.pb.h"
 #include "strongbox/backend.h"
 #include "strongbox/barrier.h"
+#include "strongbox/requests.pb.h"
 
 namespace strongbox {
 

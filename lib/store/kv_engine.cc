@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "lib/store/kv_records.pb.h"
+#include "lib/store/retry.h"
 #include "lib/store/wipe.h"
 #include "strongbox/secret_bytes.h"
 
@@ -21,8 +22,6 @@ using store::KvVersionRecord;
 
 constexpr absl::string_view kMetaPrefix = "kv/meta/";
 constexpr absl::string_view kDataPrefix = "kv/data/";
-// Read-modify-write attempts before a conflicting writer wins for good.
-constexpr int kMaxAttempts = 8;
 
 std::string MetaPath(absl::string_view path) {
   return absl::StrCat(kMetaPrefix, path);
@@ -167,19 +166,32 @@ class KvEngineOps {
     }
   }
 
-  // Commits `ops` (with the metadata write) under the call's fence.
+  // Commits `ops` (with the metadata write) under the call's fence; a
+  // conflict is retried by RetryOnConflict.
   absl::Status Commit(const WipedBatch& ops) {
     absl::StatusOr<uint64_t> index =
         call_.barrier->Commit(ops.ops(), call_.write_fence);
-    if (!index.ok()) return index.status();
+    if (!index.ok()) return VersionedCommitStatus(index.status());
     response_->set_index(*index);
     return absl::OkStatus();
+  }
+
+  // One read-modify-write of the secret at `path`: under the path's write
+  // stripe, reads its metadata and hands it to `apply`, which decides and
+  // commits; a conflict is retried (RetryOnConflict, lib/store/retry.h).
+  template <typename Apply>
+  absl::Status ModifyMeta(const std::string& path, Apply apply) {
+    MutexLock stripe(&engine_.WriteStripe(path));
+    return RetryOnConflict([&]() -> absl::Status {
+      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, path);
+      if (!meta.ok()) return meta.status();
+      return apply(*meta);
+    });
   }
 
   absl::Status Put(const store::KvPutRequest& req) {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
-    MutexLock stripe(&engine_.WriteStripe(req.path()));
     if (static_cast<size_t>(req.data_size()) > options_.max_fields) {
       return absl::InvalidArgumentError(absl::StrCat(
           "secret has ", req.data_size(), " fields; the limit (max_fields) is ",
@@ -197,22 +209,22 @@ class KvEngineOps {
           "secret is ", bytes, " bytes; the limit (max_secret_bytes) is ",
           options_.max_secret_bytes));
     }
-    for (int attempt = 0;; ++attempt) {
-      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
-      if (!meta.ok()) return meta.status();
-      KvMetadataRecord& record = *meta->record;
-      if (record.cas_required() && !req.has_cas()) {
+    return ModifyMeta(req.path(), [&](Meta& meta) -> absl::Status {
+      KvMetadataRecord& record = *meta.record;
+      // Either field: a node before proto3 `optional` sends only the flag.
+      const bool has_cas = req.has_cas() || req.legacy_has_cas();
+      if (record.cas_required() && !has_cas) {
         return absl::InvalidArgumentError(absl::StrCat(
             "check-and-set is required for ", req.path(), "; pass cas"));
       }
-      if (req.has_cas() && req.cas() != record.current_version()) {
+      if (has_cas && req.cas() != record.current_version()) {
         return absl::AbortedError(absl::StrCat(
             "check-and-set mismatch for ", req.path(), ": current version is ",
             record.current_version(), ", cas was ", req.cas()));
       }
       const uint64_t version = record.current_version() + 1;
       const int64_t now = Micros(call_.now);
-      if (!meta->backend_version.has_value())
+      if (!meta.backend_version.has_value())
         record.set_created_unix_micros(now);
       record.set_updated_unix_micros(now);
       record.set_current_version(version);
@@ -227,13 +239,12 @@ class KvEngineOps {
       data_op.IfAbsent();
       ops.Add(std::move(data_op));
       Prune(req.path(), record, ops);
-      ops.Add(MetaWrite(req.path(), *meta));
+      ops.Add(MetaWrite(req.path(), meta));
       absl::Status done = Commit(ops);
-      if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
       if (!done.ok()) return done;
       response_->mutable_kv_write()->set_version(version);
       return absl::OkStatus();
-    }
+    });
   }
 
   absl::Status Get(const store::KvGetRequest& req) {
@@ -293,12 +304,9 @@ class KvEngineOps {
   absl::Status Versions(const store::KvVersionsRequest& req, VersionOp op) {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
-    MutexLock stripe(&engine_.WriteStripe(req.path()));
-    for (int attempt = 0;; ++attempt) {
-      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
-      if (!meta.ok()) return meta.status();
-      KvMetadataRecord& record = *meta->record;
-      if (!meta->backend_version.has_value()) {
+    return ModifyMeta(req.path(), [&](Meta& meta) -> absl::Status {
+      KvMetadataRecord& record = *meta.record;
+      if (!meta.backend_version.has_value()) {
         return absl::NotFoundError(absl::StrCat("no secret at ", req.path()));
       }
       std::vector<uint64_t> versions(req.versions().begin(),
@@ -336,11 +344,9 @@ class KvEngineOps {
         }
       }
       record.set_updated_unix_micros(now);
-      ops.Add(MetaWrite(req.path(), *meta));
-      absl::Status done = Commit(ops);
-      if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
-      return done;
-    }
+      ops.Add(MetaWrite(req.path(), meta));
+      return Commit(ops);
+    });
   }
 
   absl::Status MetadataGet(const store::KvPathRequest& req) {
@@ -370,53 +376,43 @@ class KvEngineOps {
   absl::Status MetadataPut(const store::KvMetadataPutRequest& req) {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
-    MutexLock stripe(&engine_.WriteStripe(req.path()));
     if (req.max_versions() > options_.max_max_versions) {
       return absl::InvalidArgumentError(
           absl::StrCat("max_versions ", req.max_versions(),
                        " is above the limit (max_max_versions) of ",
                        options_.max_max_versions));
     }
-    for (int attempt = 0;; ++attempt) {
-      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
-      if (!meta.ok()) return meta.status();
-      KvMetadataRecord& record = *meta->record;
+    return ModifyMeta(req.path(), [&](Meta& meta) -> absl::Status {
+      KvMetadataRecord& record = *meta.record;
       const int64_t now = Micros(call_.now);
-      if (!meta->backend_version.has_value())
+      if (!meta.backend_version.has_value())
         record.set_created_unix_micros(now);
       record.set_updated_unix_micros(now);
       record.set_max_versions(req.max_versions());
       record.set_cas_required(req.cas_required());
       WipedBatch ops;
       Prune(req.path(), record, ops);
-      ops.Add(MetaWrite(req.path(), *meta));
-      absl::Status done = Commit(ops);
-      if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
-      return done;
-    }
+      ops.Add(MetaWrite(req.path(), meta));
+      return Commit(ops);
+    });
   }
 
   absl::Status DeleteAll(const store::KvPathRequest& req) {
     absl::Status valid = ValidatePath(req.path());
     if (!valid.ok()) return valid;
-    MutexLock stripe(&engine_.WriteStripe(req.path()));
-    for (int attempt = 0;; ++attempt) {
-      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
-      if (!meta.ok()) return meta.status();
-      if (!meta->backend_version.has_value()) return absl::OkStatus();
+    return ModifyMeta(req.path(), [&](Meta& meta) -> absl::Status {
+      if (!meta.backend_version.has_value()) return absl::OkStatus();
       WipedBatch ops;
-      for (const KvVersionRecord& v : meta->record->versions()) {
+      for (const KvVersionRecord& v : meta.record->versions()) {
         if (!v.destroyed()) {
           ops.Add(WriteOp::Delete(DataPath(req.path(), v.version())));
         }
       }
       WriteOp meta_op = WriteOp::Delete(MetaPath(req.path()));
-      meta_op.IfVersion(*meta->backend_version);
+      meta_op.IfVersion(*meta.backend_version);
       ops.Add(std::move(meta_op));
-      absl::Status done = Commit(ops);
-      if (absl::IsAborted(done) && attempt + 1 < kMaxAttempts) continue;
-      return done;
-    }
+      return Commit(ops);
+    });
   }
 
   absl::Status List(const store::KvListRequest& req) {

@@ -19,8 +19,8 @@
 
 #include "absl/status/status.h"
 #include "lib/store/engine.h"
-#include "lib/store/requests.pb.h"
 #include "lib/util/mutex.h"
+#include "strongbox/requests.pb.h"
 
 namespace strongbox {
 

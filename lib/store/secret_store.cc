@@ -20,33 +20,44 @@ using store::Response;
 
 constexpr absl::string_view kRoutePayload = "type.strongbox.dev/route";
 
-// The one classification table: every operation, read or write.
+// The engine that executes an operation.
+enum class Engine { kKv, kTransit };
+
+// The one classification table: every operation, its kind (read: changes
+// no storage; write) and the engine that executes it.
 struct Operation {
   Request::OpCase op;
   absl::string_view name;
   OperationKind kind;
+  Engine engine;
 };
+constexpr OperationKind kRead = OperationKind::kRead;
+constexpr OperationKind kWrite = OperationKind::kWrite;
 constexpr Operation kOperations[] = {
-    {Request::kKvPut, "kv_put", OperationKind::kWrite},
-    {Request::kKvGet, "kv_get", OperationKind::kRead},
-    {Request::kKvDelete, "kv_delete", OperationKind::kWrite},
-    {Request::kKvUndelete, "kv_undelete", OperationKind::kWrite},
-    {Request::kKvDestroy, "kv_destroy", OperationKind::kWrite},
-    {Request::kKvMetadataGet, "kv_metadata_get", OperationKind::kRead},
-    {Request::kKvMetadataPut, "kv_metadata_put", OperationKind::kWrite},
-    {Request::kKvDeleteAll, "kv_delete_all", OperationKind::kWrite},
-    {Request::kKvList, "kv_list", OperationKind::kRead},
-    {Request::kTransitCreateKey, "transit_create_key", OperationKind::kWrite},
-    {Request::kTransitRotateKey, "transit_rotate_key", OperationKind::kWrite},
-    {Request::kTransitReadKey, "transit_read_key", OperationKind::kRead},
-    {Request::kTransitConfigKey, "transit_config_key", OperationKind::kWrite},
-    {Request::kTransitDeleteKey, "transit_delete_key", OperationKind::kWrite},
+    {Request::kKvPut, "kv_put", kWrite, Engine::kKv},
+    {Request::kKvGet, "kv_get", kRead, Engine::kKv},
+    {Request::kKvDelete, "kv_delete", kWrite, Engine::kKv},
+    {Request::kKvUndelete, "kv_undelete", kWrite, Engine::kKv},
+    {Request::kKvDestroy, "kv_destroy", kWrite, Engine::kKv},
+    {Request::kKvMetadataGet, "kv_metadata_get", kRead, Engine::kKv},
+    {Request::kKvMetadataPut, "kv_metadata_put", kWrite, Engine::kKv},
+    {Request::kKvDeleteAll, "kv_delete_all", kWrite, Engine::kKv},
+    {Request::kKvList, "kv_list", kRead, Engine::kKv},
+    {Request::kTransitCreateKey, "transit_create_key", kWrite,
+     Engine::kTransit},
+    {Request::kTransitRotateKey, "transit_rotate_key", kWrite,
+     Engine::kTransit},
+    {Request::kTransitReadKey, "transit_read_key", kRead, Engine::kTransit},
+    {Request::kTransitConfigKey, "transit_config_key", kWrite,
+     Engine::kTransit},
+    {Request::kTransitDeleteKey, "transit_delete_key", kWrite,
+     Engine::kTransit},
     // Decrypt changes no storage: perf standbys serve it. Encrypt and
     // rewrap store encryption reservations (and rotate the key at its
     // limit) on the active, so they are writes (transit_engine.h).
-    {Request::kTransitEncrypt, "transit_encrypt", OperationKind::kWrite},
-    {Request::kTransitDecrypt, "transit_decrypt", OperationKind::kRead},
-    {Request::kTransitRewrap, "transit_rewrap", OperationKind::kWrite},
+    {Request::kTransitEncrypt, "transit_encrypt", kWrite, Engine::kTransit},
+    {Request::kTransitDecrypt, "transit_decrypt", kRead, Engine::kTransit},
+    {Request::kTransitRewrap, "transit_rewrap", kWrite, Engine::kTransit},
 };
 
 const Operation* FindOperation(const Request& request) {
@@ -54,10 +65,6 @@ const Operation* FindOperation(const Request& request) {
     if (op.op == request.op_case()) return &op;
   }
   return nullptr;
-}
-
-bool IsTransit(Request::OpCase op) {
-  return op >= Request::kTransitCreateKey && op <= Request::kTransitRewrap;
 }
 
 void SetStatus(const absl::Status& status, Response* response) {
@@ -173,14 +180,15 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
 
   Response Handle(const Request& request) override {
     Response response;
-    absl::StatusOr<OperationKind> kind = ClassifyRequest(request);
-    if (!kind.ok()) {
-      SetStatus(kind.status(), &response);
+    const Operation* op = FindOperation(request);
+    if (op == nullptr) {
+      SetStatus(ClassifyRequest(request).status(), &response);
       return response;
     }
+    const OperationKind kind = op->kind;
     if (request.forwarded() && coordinator_->state() != HaState::kActive) {
       // Forwarded requests run only on the active: never forward again.
-      RouteDecision d = coordinator_->Route(*kind);
+      RouteDecision d = coordinator_->Route(kind);
       SetStatus(absl::UnavailableError(
                     "a forwarded request reached a node that is not active"),
                 &response);
@@ -188,10 +196,10 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                &response);
       return response;
     }
-    RouteDecision d = coordinator_->Route(*kind);
+    RouteDecision d = coordinator_->Route(kind);
     switch (d.action) {
       case RouteDecision::Action::kServeLocally:
-        Execute(request, *kind, &response);
+        Execute(request, *op, &response);
         return response;
       case RouteDecision::Action::kForwardToActive:
         if (options_.forwarder != nullptr && !request.forwarded()) {
@@ -253,8 +261,8 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     put->set_path(std::string(path));
     for (const auto& [k, v] : data) (*put->mutable_data())[k] = v;
     if (cas.has_value()) {
-      put->set_has_cas(true);
       put->set_cas(*cas);
+      put->set_legacy_has_cas(true);  // for nodes before `optional`
     }
     Wiped<Response> response(Handle(*r));
     absl::Status status = ResponseStatus(*response);
@@ -470,11 +478,13 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     }
   }
 
-  void Execute(const Request& request, OperationKind kind, Response* response) {
+  void Execute(const Request& request, const Operation& op,
+               Response* response) {
+    const OperationKind kind = op.kind;
     EngineCall call;
     call.barrier = coordinator_->barrier();
     call.min_index = request.min_index();
-    const bool transit = IsTransit(request.op_case());
+    const bool transit = op.engine == Engine::kTransit;
     // KV reads need neither the time nor the fence; skip both on the hot
     // read path.
     if (kind == OperationKind::kWrite || transit) call.now = clock_->Now();

@@ -1,302 +1,42 @@
 #include "lib/store/transit_engine.h"
 
-#include <atomic>
+#include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <utility>
-#include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/time/time.h"
-#include "lib/crypto/aead.h"
 #include "lib/seal/nonce_pool.h"
+#include "lib/store/retry.h"
+#include "lib/store/transit_ciphertext.h"
+#include "lib/store/transit_key_cache.h"
+#include "lib/store/transit_key_record.h"
 #include "lib/store/transit_records.pb.h"
-#include "lib/util/base64.h"
 #include "lib/util/mutex.h"
 #include "strongbox/secret_bytes.h"
 
 namespace strongbox {
 namespace {
 
-constexpr absl::string_view kPathPrefix = "transit/keys/";
-constexpr absl::string_view kCiphertextPrefix = "strongbox:v";
-constexpr uint32_t kRecordFormat = 1;
-constexpr size_t kKeyBytes = 32;
-constexpr size_t kNonceBytes = seal::NoncePool::kNonceBytes;
-constexpr size_t kTagBytes = 16;
-// A write retries its read-modify-write this often on ABORTED (another
-// write to the same key won the race) before handing ABORTED back.
-constexpr int kWriteAttempts = 5;
+using transit::CachedKey;
+using transit::DecodeKey;
+using transit::FillInfo;
+using transit::Grant;
+using transit::KeyPath;
+using transit::kNonceBytes;
+using transit::kTagBytes;
+using transit::Mutation;
+using transit::ParseRecord;
+using transit::RecordWiper;
+using transit::VersionCipher;
+using transit::VersionUsage;
+static_assert(kNonceBytes == seal::NoncePool::kNonceBytes,
+              "transit ciphertexts carry the nonce pool's nonces");
 
 int CodeOf(absl::StatusCode code) { return static_cast<int>(code); }
-
-std::string KeyPath(absl::string_view name) {
-  return absl::StrCat(kPathPrefix, name);
-}
-
-// ------------------------------------------------------------- ciphertext
-
-// Parses "strongbox:v<N>:<base64>" strictly: N is 1..2^32-1 in decimal with
-// no sign or leading zero. On success *raw is nonce || ciphertext || tag.
-absl::Status ParseCiphertext(absl::string_view text, size_t max_raw_bytes,
-                             uint32_t* version, std::string* raw) {
-  if (text.empty()) return absl::InvalidArgumentError("ciphertext is empty");
-  if (text.substr(0, kCiphertextPrefix.size()) != kCiphertextPrefix) {
-    return absl::InvalidArgumentError(
-        "ciphertext does not start with \"strongbox:v\"");
-  }
-  text.remove_prefix(kCiphertextPrefix.size());
-  const size_t colon = text.find(':');
-  if (colon == absl::string_view::npos) {
-    return absl::InvalidArgumentError(
-        "ciphertext lacks the ':' after the key version");
-  }
-  absl::string_view digits = text.substr(0, colon);
-  uint64_t v = 0;
-  if (digits.empty() || digits.size() > 10 || digits[0] == '0') {
-    return absl::InvalidArgumentError(
-        "ciphertext key version must be a decimal number from 1 to "
-        "4294967295");
-  }
-  for (char c : digits) {
-    if (c < '0' || c > '9') {
-      return absl::InvalidArgumentError(
-          "ciphertext key version must be a decimal number from 1 to "
-          "4294967295");
-    }
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  if (v > UINT32_MAX) {
-    return absl::InvalidArgumentError(
-        "ciphertext key version must be a decimal number from 1 to "
-        "4294967295");
-  }
-  absl::string_view b64 = text.substr(colon + 1);
-  if (b64.size() > Base64Size(max_raw_bytes)) {
-    return absl::InvalidArgumentError("ciphertext is too long");
-  }
-  if (!Base64Decode(b64, raw)) {
-    return absl::InvalidArgumentError("ciphertext is not canonical base64");
-  }
-  if (raw->size() < kNonceBytes + kTagBytes) {
-    return absl::InvalidArgumentError("ciphertext is too short");
-  }
-  *version = static_cast<uint32_t>(v);
-  return absl::OkStatus();
-}
-
-// Additional data: a label, the key name, the key version and the caller's
-// context, so a ciphertext opens only under the key, version and context it
-// was made with. The name holds no NUL and the context comes last, so the
-// encoding is unambiguous.
-std::string AadPrefix(absl::string_view name, uint32_t version) {
-  std::string out =
-      absl::StrCat("strongbox-transit", absl::string_view("\0", 1), name,
-                   absl::string_view("\0", 1));
-  const char be[4] = {
-      static_cast<char>(version >> 24), static_cast<char>(version >> 16),
-      static_cast<char>(version >> 8), static_cast<char>(version)};
-  out.append(be, 4);
-  return out;
-}
-
-// ------------------------------------------------------------- key records
-
-// Wipes the key bytes a parsed record holds (protobuf owns them as
-// std::string), on every path out of a scope.
-class RecordWiper {
- public:
-  explicit RecordWiper(store::TransitKeyRecord* record) : record_(record) {}
-  ~RecordWiper() {
-    for (store::TransitKeyVersionRecord& v : *record_->mutable_versions()) {
-      WipeString(*v.mutable_key());
-    }
-  }
-  RecordWiper(const RecordWiper&) = delete;
-  RecordWiper& operator=(const RecordWiper&) = delete;
-
- private:
-  store::TransitKeyRecord* const record_;
-};
-
-// Parses and checks a stored record (DATA_LOSS when it is not a valid
-// record for `name`). The caller wipes `record` (RecordWiper).
-absl::Status ParseRecord(absl::string_view name, absl::string_view bytes,
-                         store::TransitKeyRecord* record) {
-  if (!record->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return absl::DataLossError("transit key record does not parse");
-  }
-  if (record->format() != kRecordFormat) {
-    return absl::DataLossError(absl::StrCat(
-        "transit key record has unknown format ", record->format()));
-  }
-  if (record->name() != name) {
-    return absl::DataLossError("transit key record names another key");
-  }
-  const uint32_t latest = record->latest_version();
-  if (latest == 0 || static_cast<uint64_t>(record->versions_size()) != latest) {
-    return absl::DataLossError("transit key record has inconsistent versions");
-  }
-  for (int i = 0; i < record->versions_size(); ++i) {
-    const auto& v = record->versions(i);
-    if (v.version() != static_cast<uint32_t>(i) + 1 ||
-        v.key().size() != kKeyBytes) {
-      return absl::DataLossError("transit key record has a malformed version");
-    }
-  }
-  const uint32_t min_dec = record->min_decryption_version();
-  const uint32_t min_enc = record->min_encryption_version();
-  if (min_dec < 1 || min_dec > latest || min_enc > latest ||
-      (min_enc != 0 && min_enc < min_dec)) {
-    return absl::DataLossError("transit key record has inconsistent minimums");
-  }
-  return absl::OkStatus();
-}
-
-// A put of the serialized record (key material: the caller wipes
-// op.value once the commit is done).
-WriteOp PutRecord(const std::string& path,
-                  const store::TransitKeyRecord& record) {
-  WriteOp op;
-  op.kind = WriteOp::Kind::kPut;
-  op.key = path;
-  record.SerializeToString(&op.value);
-  return op;
-}
-
-// Adds version latest + 1 with `reserved` encryptions reserved under it
-// (the writer's first block).
-void AddVersion(store::TransitKeyRecord* record, absl::Time now,
-                uint64_t reserved) {
-  const uint32_t version = record->latest_version() + 1;
-  store::TransitKeyVersionRecord* v = record->add_versions();
-  v->set_version(version);
-  SecretBytes key = SecretBytes::Random(kKeyBytes);
-  v->set_key(key.data(), key.size());
-  v->set_created_unix_micros(absl::ToUnixMicros(now));
-  v->set_reserved_encryptions(reserved);
-  record->set_latest_version(version);
-}
-
-// ------------------------------------------------------------- cache
-
-// One usable key version: its AEAD key (lib/crypto, which wipes the key
-// schedule) and its additional-data prefix. Immutable after Init; the key
-// may seal and open on many threads at once.
-class VersionCipher {
- public:
-  VersionCipher() = default;
-  VersionCipher(const VersionCipher&) = delete;
-  VersionCipher& operator=(const VersionCipher&) = delete;
-
-  absl::Status Init(absl::string_view key, std::string aad_prefix) {
-    absl::StatusOr<std::unique_ptr<crypto::Aes256GcmKey>> aead =
-        crypto::Aes256GcmKey::Create(key);
-    if (!aead.ok()) return absl::InternalError("AEAD init failed");
-    aead_ = *std::move(aead);
-    aad_prefix_ = std::move(aad_prefix);
-    return absl::OkStatus();
-  }
-  const crypto::Aes256GcmKey& aead() const { return *aead_; }
-  const std::string& aad_prefix() const { return aad_prefix_; }
-
- private:
-  std::unique_ptr<crypto::Aes256GcmKey> aead_;
-  std::string aad_prefix_;
-};
-
-// The encryptions this node may still make with one key version: the
-// block [used, reserved) it stored in the key record (issue 9 item 13).
-// Claims move `used` up to `reserved` (never past it). A write that stored
-// a block (create, rotate, reserve; all under reserve_mu_) moves both, and
-// only forward: the new block starts at or above `reserved`, so `used`
-// never decreases and no count is handed out twice.
-struct VersionUsage {
-  std::atomic<uint64_t> used{0};
-  std::atomic<uint64_t> reserved{0};
-};
-
-// A decoded key record. Everything but `trusted_fence` is constant after
-// construction; a changed record is a new CachedKey, never an edit.
-struct CachedKey {
-  std::string name;
-  uint64_t record_version = 0;  // backend version of the record
-  uint32_t latest_version = 0;
-  uint32_t min_decryption_version = 0;
-  uint32_t min_encryption_version = 0;
-  bool deletion_allowed = false;
-  std::vector<int64_t> created_unix_micros;  // [v - 1]
-  // [v - min_decryption_version] for v in min_decryption..latest: versions
-  // below the minimum can open nothing, so they get no context.
-  std::vector<std::unique_ptr<VersionCipher>> ciphers;
-  // The active fence under which this entry is known current (kNoFence:
-  // not trusted; re-validate). Set without the exclusive lock.
-  std::atomic<FenceToken> trusted_fence{kNoFence};
-  // This node's reservation for latest_version, shared with every other
-  // entry for the same version (Impl::AttachUsage).
-  std::shared_ptr<VersionUsage> latest_usage;
-
-  const VersionCipher* cipher(uint32_t version) const {
-    if (version < min_decryption_version || version > latest_version) {
-      return nullptr;
-    }
-    return ciphers[version - min_decryption_version].get();
-  }
-};
-
-absl::StatusOr<std::shared_ptr<CachedKey>> DecodeKey(
-    const store::TransitKeyRecord& record, uint64_t record_version) {
-  auto key = std::make_shared<CachedKey>();
-  key->name = record.name();
-  key->record_version = record_version;
-  key->latest_version = record.latest_version();
-  key->min_decryption_version = record.min_decryption_version();
-  key->min_encryption_version = record.min_encryption_version();
-  key->deletion_allowed = record.deletion_allowed();
-  key->created_unix_micros.reserve(record.versions_size());
-  for (const auto& v : record.versions()) {
-    key->created_unix_micros.push_back(v.created_unix_micros());
-  }
-  for (uint32_t v = key->min_decryption_version; v <= key->latest_version;
-       ++v) {
-    auto cipher = std::make_unique<VersionCipher>();
-    absl::Status s =
-        cipher->Init(record.versions(v - 1).key(), AadPrefix(record.name(), v));
-    if (!s.ok()) return s;
-    key->ciphers.push_back(std::move(cipher));
-  }
-  return key;
-}
-
-void FillInfo(const CachedKey& key, store::TransitKeyInfo* info) {
-  info->set_name(key.name);
-  info->set_latest_version(key.latest_version);
-  info->set_min_decryption_version(key.min_decryption_version);
-  info->set_min_encryption_version(key.min_encryption_version);
-  info->set_deletion_allowed(key.deletion_allowed);
-  auto* created = info->mutable_version_created_unix_micros();
-  for (size_t i = 0; i < key.created_unix_micros.size(); ++i) {
-    (*created)[static_cast<uint32_t>(i + 1)] = key.created_unix_micros[i];
-  }
-}
-
-void FillInfo(const store::TransitKeyRecord& record,
-              store::TransitKeyInfo* info) {
-  info->set_name(record.name());
-  info->set_latest_version(record.latest_version());
-  info->set_min_decryption_version(record.min_decryption_version());
-  info->set_min_encryption_version(record.min_encryption_version());
-  info->set_deletion_allowed(record.deletion_allowed());
-  auto* created = info->mutable_version_created_unix_micros();
-  for (const auto& v : record.versions()) {
-    (*created)[v.version()] = v.created_unix_micros();
-  }
-}
 
 // A write that changes nothing (create of an existing key, a config equal
 // to the stored one): answers the key as it is, at its current index.
@@ -331,49 +71,34 @@ class TransitEngine::Impl {
             std::max<uint64_t>(options.max_encryptions_per_version, 1)),
         reservation_block_(
             std::min(std::max<uint64_t>(options.encryption_reservation, 1),
-                     max_encryptions_)) {}
+                     max_encryptions_)),
+        block_policy_{max_encryptions_, reservation_block_,
+                      options.rotate_at_limit} {}
 
   absl::Status Execute(const store::Request& request, const EngineCall& call,
                        store::Response* response);
-  void ClearCache() {
-    absl::flat_hash_map<std::string, std::shared_ptr<CachedKey>> dropped;
-    {
-      WriterLock lock(&mu_);
-      dropped.swap(cache_);
-      ++write_epoch_;  // loads in flight must not install as trusted...
-      ++generation_;   // ...nor at all (the node may be sealing)
-    }
-    {
-      // Unused blocks are skipped: stored, so never reissued.
-      MutexLock lock(&usage_mu_);
-      usage_.clear();
-    }
-    // `dropped` wipes the contexts (SecretBytes) outside the lock.
-  }
+  void ClearCache() { cache_.Clear(); }
 
  private:
   // kReserve: store the next block of encryptions for the latest version,
   // or rotate at the limit (Reserve).
   enum class WriteKind { kCreate, kRotate, kConfig, kDelete, kReserve };
 
-  // A block of encryptions stored for one version by a kReserve write.
-  struct Grant {
-    uint32_t version = 0;
-    uint64_t first = 0;
-    uint64_t end = 0;
-  };
-
   absl::Status ValidateName(absl::string_view name) const;
 
-  // The current key `name` for this call: from the cache when it is trusted
-  // under call.active_fence, else re-validated against storage.
-  absl::StatusOr<std::shared_ptr<const CachedKey>> Lookup(
-      const std::string& name, const EngineCall& call);
-
-  // `grant` is required for kReserve and unused otherwise.
+  // One key write, a read-modify-write retried on conflicts; `grant`
+  // (optional) receives the block the write stored for this node.
   absl::Status Write(WriteKind kind, const std::string& name,
                      const store::Request& request, const EngineCall& call,
                      store::Response* response, Grant* grant = nullptr);
+
+  // What `kind` makes of `record` (read at `record_version`; `exists`
+  // false: no key yet): transit_key_record.h, one function per kind.
+  absl::StatusOr<Mutation> Mutate(WriteKind kind, const std::string& name,
+                                  bool exists, uint64_t record_version,
+                                  const store::Request& request,
+                                  const EngineCall& call,
+                                  store::TransitKeyRecord* record) const;
 
   absl::Status Encrypt(const store::TransitBatchRequest& batch,
                        const EngineCall& call, store::Response* response);
@@ -382,10 +107,6 @@ class TransitEngine::Impl {
                        store::Response* response);
 
   // ---- Encryption counting (TransitOptions::max_encryptions_per_version).
-  // Gives a freshly decoded `key` (not yet shared) its version's usage.
-  void AttachUsage(CachedKey& key);
-  // Drops the reservations of a deleted key.
-  void ForgetUsage(const std::string& name);
   // Claims one encryption with the latest version of *key, storing the
   // next block (or rotating, which replaces *key with the new snapshot)
   // when this node's block is used up. On failure nothing may be sealed.
@@ -410,65 +131,22 @@ class TransitEngine::Impl {
                        absl::string_view context, std::string* out,
                        uint32_t* version);
 
-  // Write bookkeeping, so a load that overlaps a write on this engine is
-  // never trusted (the write may change the record after the load read
-  // it). BeginWrite before the write's first read; EndWrite after its
-  // commit, installing the written entry (or erasing the cached one when
-  // the outcome is unknown or the key was deleted).
-  // BeginWrite returns the cache generation to hand to EndWrite.
-  uint64_t BeginWrite();
-  void EndWrite(const std::string& name, std::shared_ptr<CachedKey> installed,
-                bool erase, uint64_t generation);
-  // Installs `key` unless the cache holds a newer record version, or was
-  // cleared since `generation` was read.
-  void InstallLocked(std::shared_ptr<CachedKey> key, uint64_t generation)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
   // Constant after construction.
   const TransitOptions options_;
   const uint64_t max_encryptions_;    // >= 1
   const uint64_t reservation_block_;  // 1..max_encryptions_
+  const transit::BlockPolicy block_policy_;
   seal::NoncePool nonces_;
 
   // Serializes the writes that store a block (a reservation, one per
   // block or a rotation at the limit; create; rotate), so threads that use
   // up a block together store one new block and blocks are adopted in
   // order. Held across that key-record write, as the barrier holds its
-  // seal-op lock across a keyring write; taken before mu_ and usage_mu_.
-  Mutex reserve_mu_ ABSL_ACQUIRED_BEFORE(mu_, usage_mu_);
+  // seal-op lock across a keyring write; taken before the cache's locks.
+  Mutex reserve_mu_;
 
-  // Readers (every encrypt/decrypt) take it shared; installs take it
-  // exclusively, never across backend I/O or AEAD work.
-  SharedMutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<CachedKey>> cache_
-      ABSL_GUARDED_BY(mu_);
-  // ++ at the start and the end of every write, and on ClearCache.
-  uint64_t write_epoch_ ABSL_GUARDED_BY(mu_) = 0;
-  int writes_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  // ++ on ClearCache: nothing loaded before it may be installed after it.
-  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
-
-  // This node's reservations, per key and version. Kept beside the cache,
-  // not in it, so a reloaded entry keeps its block; dropped with the cache
-  // (a leadership change may hide a deleted and recreated key of the same
-  // name). Taken when an entry is decoded, never on the encrypt path.
-  Mutex usage_mu_;
-  absl::flat_hash_map<
-      std::string, absl::flat_hash_map<uint32_t, std::shared_ptr<VersionUsage>>>
-      usage_ ABSL_GUARDED_BY(usage_mu_);
+  transit::TransitKeyCache cache_;
 };
-
-void TransitEngine::Impl::AttachUsage(CachedKey& key) {
-  MutexLock lock(&usage_mu_);
-  std::shared_ptr<VersionUsage>& usage = usage_[key.name][key.latest_version];
-  if (usage == nullptr) usage = std::make_shared<VersionUsage>();
-  key.latest_usage = usage;
-}
-
-void TransitEngine::Impl::ForgetUsage(const std::string& name) {
-  MutexLock lock(&usage_mu_);
-  usage_.erase(name);
-}
 
 namespace {
 
@@ -486,15 +164,16 @@ bool ClaimFromBlock(VersionUsage& usage) {
 
 absl::Status TransitEngine::Impl::ClaimEncryption(
     const EngineCall& call, std::shared_ptr<const CachedKey>* key) {
-  // A few rounds: another thread may use up a block we just stored, or
-  // rotate meanwhile; each round stores (or finds) a fresh block.
-  for (int attempt = 0; attempt < 4; ++attempt) {
+  // Another thread may use up a block we just stored, or rotate meanwhile:
+  // that is a conflict, and each attempt stores (or finds) a fresh block.
+  absl::Status status = RetryOnConflict([&]() -> absl::Status {
     // The claim is made on the snapshot the value is sealed with, so the
     // count and the version agree.
     if ((*key)->latest_usage != nullptr &&
         ClaimFromBlock(*(*key)->latest_usage)) {
       return absl::OkStatus();
     }
+    // Never ABORTED (Reserve answers UNAVAILABLE for a lost race).
     if (absl::Status s = Reserve((*key)->name, (*key)->latest_version, call);
         !s.ok()) {
       return s;
@@ -502,10 +181,12 @@ absl::Status TransitEngine::Impl::ClaimEncryption(
     // The reservation installed the record it wrote (a rotation: the new
     // version); take it.
     absl::StatusOr<std::shared_ptr<const CachedKey>> fresh =
-        Lookup((*key)->name, call);
+        cache_.Lookup((*key)->name, call);
     if (!fresh.ok()) return fresh.status();
     *key = *std::move(fresh);
-  }
+    return ConflictError("encryption block used up by other encryptions");
+  });
+  if (status.code() != absl::StatusCode::kAborted) return status;
   return absl::UnavailableError(absl::StrCat(
       "could not reserve encryptions for transit key \"", (*key)->name,
       "\" (other encryptions used each new block first); retry"));
@@ -517,12 +198,7 @@ absl::Status TransitEngine::Impl::Reserve(const std::string& name,
   MutexLock lock(&reserve_mu_);
   {
     // Another thread may have stored a block (or rotated) meanwhile.
-    std::shared_ptr<CachedKey> cached;
-    {
-      ReaderLock cache_lock(&mu_);
-      auto it = cache_.find(name);
-      if (it != cache_.end()) cached = it->second;
-    }
+    std::shared_ptr<const CachedKey> cached = cache_.Peek(name);
     if (cached != nullptr && cached->latest_usage != nullptr &&
         (cached->latest_version > version ||
          cached->latest_usage->used.load() <
@@ -561,127 +237,29 @@ absl::Status TransitEngine::Impl::ValidateName(absl::string_view name) const {
                    " bytes of [A-Za-z0-9_.-], and not \".\" or \"..\""));
 }
 
-uint64_t TransitEngine::Impl::BeginWrite() {
-  WriterLock lock(&mu_);
-  ++write_epoch_;
-  ++writes_in_flight_;
-  return generation_;
-}
-
-void TransitEngine::Impl::EndWrite(const std::string& name,
-                                   std::shared_ptr<CachedKey> installed,
-                                   bool erase, uint64_t generation) {
-  std::shared_ptr<CachedKey> dropped;  // freed outside the lock
-  WriterLock lock(&mu_);
-  ++write_epoch_;
-  --writes_in_flight_;
-  if (erase) {
-    auto it = cache_.find(name);
-    if (it != cache_.end()) {
-      dropped = std::move(it->second);
-      cache_.erase(it);
-    }
-  }
-  if (installed != nullptr) InstallLocked(std::move(installed), generation);
-}
-
-void TransitEngine::Impl::InstallLocked(std::shared_ptr<CachedKey> key,
-                                        uint64_t generation) {
-  if (generation != generation_) return;  // cleared meanwhile
-  std::shared_ptr<CachedKey>& slot = cache_[key->name];
-  if (slot == nullptr || slot->record_version < key->record_version) {
-    slot.swap(key);  // the old entry (if any) is freed with `key`
-  } else if (slot->record_version == key->record_version) {
-    // Same record: keep the entry readers hold, take the stronger trust.
-    const FenceToken f = key->trusted_fence.load(std::memory_order_relaxed);
-    if (f != kNoFence) slot->trusted_fence.store(f, std::memory_order_release);
-  }
-}
-
-absl::StatusOr<std::shared_ptr<const CachedKey>> TransitEngine::Impl::Lookup(
-    const std::string& name, const EngineCall& call) {
-  std::shared_ptr<CachedKey> cached;
-  uint64_t epoch = 0;
-  uint64_t generation = 0;
-  bool quiet = false;  // no write in flight on this engine at `epoch`
-  {
-    ReaderLock lock(&mu_);
-    auto it = cache_.find(name);
-    if (it != cache_.end()) cached = it->second;
-    epoch = write_epoch_;
-    generation = generation_;
-    quiet = writes_in_flight_ == 0;
-  }
-  // The active is the only writer in the cluster and every write goes
-  // through this engine, which updates the cache: an entry known current
-  // under this fence stays current while the fence does.
-  if (cached != nullptr && call.active_fence != kNoFence &&
-      cached->trusted_fence.load(std::memory_order_acquire) ==
-          call.active_fence) {
-    return std::shared_ptr<const CachedKey>(std::move(cached));
-  }
-
-  // Re-validate: compare the record's backend version, read without
-  // decrypting. Every such read is fresh, so it also satisfies
-  // call.min_index (the write that produced the index completed before
-  // this request was made).
-  const std::string path = KeyPath(name);
-  absl::StatusOr<Entry> raw = call.barrier->backend()->Get(path);
-  if (raw.status().code() == absl::StatusCode::kNotFound) {
-    if (cached != nullptr) {
-      std::shared_ptr<CachedKey> dropped;
-      WriterLock lock(&mu_);
-      auto it = cache_.find(name);
-      if (it != cache_.end() && it->second == cached) {
-        dropped = std::move(it->second);
-        cache_.erase(it);
-      }
-    }
-    return absl::NotFoundError(
-        absl::StrCat("transit key \"", name, "\" does not exist"));
-  }
-  if (!raw.ok()) return raw.status();
-
-  const bool may_trust = call.active_fence != kNoFence && quiet;
-  if (cached != nullptr && raw->version == cached->record_version) {
-    if (may_trust) {
-      ReaderLock lock(&mu_);  // excludes EndWrite while we check and mark
-      if (write_epoch_ == epoch) {
-        cached->trusted_fence.store(call.active_fence,
-                                    std::memory_order_release);
-      }
-    }
-    return std::shared_ptr<const CachedKey>(std::move(cached));
-  }
-
-  // Changed (or never loaded): read it through the barrier and decode.
-  absl::StatusOr<Entry> entry = call.barrier->Get(path);
-  if (entry.status().code() == absl::StatusCode::kNotFound) {
-    return absl::NotFoundError(
-        absl::StrCat("transit key \"", name, "\" does not exist"));
-  }
-  if (!entry.ok()) return entry.status();
-  store::TransitKeyRecord record;
-  RecordWiper wipe_record(&record);
-  absl::Status parsed = ParseRecord(name, entry->value, &record);
-  WipeString(entry->value);
-  if (!parsed.ok()) return parsed;
-  absl::StatusOr<std::shared_ptr<CachedKey>> decoded =
-      DecodeKey(record, entry->version);
-  if (!decoded.ok()) return decoded.status();
-  std::shared_ptr<CachedKey> key = *std::move(decoded);
-  AttachUsage(*key);
-  {
-    WriterLock lock(&mu_);
-    if (may_trust && write_epoch_ == epoch) {
-      key->trusted_fence.store(call.active_fence, std::memory_order_relaxed);
-    }
-    InstallLocked(key, generation);
-  }
-  return std::shared_ptr<const CachedKey>(std::move(key));
-}
-
 // ------------------------------------------------------------- writes
+
+absl::StatusOr<Mutation> TransitEngine::Impl::Mutate(
+    WriteKind kind, const std::string& name, bool exists,
+    uint64_t record_version, const store::Request& request,
+    const EngineCall& call, store::TransitKeyRecord* record) const {
+  switch (kind) {
+    case WriteKind::kCreate:
+      return transit::CreateKey(name, exists, call.now, block_policy_, record);
+    case WriteKind::kRotate:
+      return transit::RotateKey(record_version, call.now, block_policy_,
+                                record);
+    case WriteKind::kConfig:
+      return transit::ConfigureKey(record_version, request.transit_config_key(),
+                                   record);
+    case WriteKind::kDelete:
+      return transit::DeleteKey(record_version, *record);
+    case WriteKind::kReserve:
+      return transit::ReserveEncryptions(record_version, call.now,
+                                         block_policy_, record);
+  }
+  return absl::InternalError("unknown transit write kind");
+}
 
 absl::Status TransitEngine::Impl::Write(WriteKind kind, const std::string& name,
                                         const store::Request& request,
@@ -693,214 +271,91 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind, const std::string& name,
   // fence (the active's, as for any write); kNoFence only without HA.
   const FenceToken fence = call.write_fence;
   const std::string path = KeyPath(name);
-  // Create, rotate and kReserve store a block for the writer (a new
-  // version starts with one, as a new barrier term does).
   Grant local_grant;
   if (grant == nullptr) grant = &local_grant;
 
-  const uint64_t generation = BeginWrite();
+  const uint64_t generation = cache_.BeginWrite();
   std::shared_ptr<CachedKey> installed;
   bool erase = false;
-  absl::Status status;
-  for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+  absl::Status status = RetryOnConflict([&]() -> absl::Status {
     *grant = Grant{};
     absl::StatusOr<Entry> entry = call.barrier->Get(path);
     const bool exists = entry.ok();
     if (!exists && entry.status().code() != absl::StatusCode::kNotFound) {
-      status = entry.status();
-      break;
+      return entry.status();
     }
+    const uint64_t record_version = exists ? entry->version : 0;
     store::TransitKeyRecord record;
     RecordWiper wipe_record(&record);
     if (exists) {
       absl::Status parsed = ParseRecord(name, entry->value, &record);
       WipeString(entry->value);
-      if (!parsed.ok()) {
-        status = parsed;
-        break;
-      }
+      if (!parsed.ok()) return parsed;
     } else if (kind != WriteKind::kCreate) {
-      status = absl::NotFoundError(
+      return absl::NotFoundError(
           absl::StrCat("transit key \"", name, "\" does not exist"));
-      break;
     }
 
-    WriteOp op;
-    switch (kind) {
-      case WriteKind::kCreate:
-        if (exists) {
-          // As in Vault: creating an existing key changes nothing.
-          status = AnswerUnchanged(record, entry->version, response);
-          break;
-        }
-        record.set_format(kRecordFormat);
-        record.set_name(name);
-        AddVersion(&record, call.now, reservation_block_);
-        *grant = Grant{1, 0, reservation_block_};
-        record.set_min_decryption_version(1);
-        op = PutRecord(path, record);
-        op.IfAbsent();
-        break;
-      case WriteKind::kRotate:
-        if (record.latest_version() == UINT32_MAX) {
-          status = absl::FailedPreconditionError(
-              "transit key has reached the maximum number of versions");
-          break;
-        }
-        AddVersion(&record, call.now, reservation_block_);
-        *grant = Grant{record.latest_version(), 0, reservation_block_};
-        op = PutRecord(path, record);
-        op.IfVersion(entry->version);
-        break;
-      case WriteKind::kConfig: {
-        const store::TransitConfigRequest& config =
-            request.transit_config_key();
-        const uint32_t latest = record.latest_version();
-        const uint32_t min_dec = config.min_decryption_version() != 0
-                                     ? config.min_decryption_version()
-                                     : record.min_decryption_version();
-        const uint32_t min_enc = config.min_encryption_version() != 0
-                                     ? config.min_encryption_version()
-                                     : record.min_encryption_version();
-        if (min_dec > latest) {
-          status = absl::InvalidArgumentError(
-              absl::StrCat("min_decryption_version ", min_dec,
-                           " is above the key's latest version ", latest));
-          break;
-        }
-        if (min_enc > latest) {
-          status = absl::InvalidArgumentError(
-              absl::StrCat("min_encryption_version ", min_enc,
-                           " is above the key's latest version ", latest));
-          break;
-        }
-        if (min_enc != 0 && min_enc < min_dec) {
-          status = absl::InvalidArgumentError(
-              absl::StrCat("min_encryption_version ", min_enc,
-                           " is below min_decryption_version ", min_dec));
-          break;
-        }
-        const bool deletion_allowed = config.set_deletion_allowed()
-                                          ? config.deletion_allowed()
-                                          : record.deletion_allowed();
-        if (min_dec == record.min_decryption_version() &&
-            min_enc == record.min_encryption_version() &&
-            deletion_allowed == record.deletion_allowed()) {
-          status = AnswerUnchanged(record, entry->version, response);
-          break;
-        }
-        record.set_min_decryption_version(min_dec);
-        record.set_min_encryption_version(min_enc);
-        record.set_deletion_allowed(deletion_allowed);
-        op = PutRecord(path, record);
-        op.IfVersion(entry->version);
-        break;
-      }
-      case WriteKind::kDelete:
-        if (!record.deletion_allowed()) {
-          status = absl::FailedPreconditionError(
-              "deletion is not allowed for this key");
-          break;
-        }
-        op = WriteOp::Delete(path).IfVersion(entry->version);
-        break;
-      case WriteKind::kReserve: {
-        store::TransitKeyVersionRecord* latest =
-            record.mutable_versions(record.versions_size() - 1);
-        // Absent: stored before counting existed; count it used up.
-        const uint64_t mark = latest->has_reserved_encryptions()
-                                  ? latest->reserved_encryptions()
-                                  : max_encryptions_;
-        if (mark < max_encryptions_) {
-          *grant = Grant{
-              record.latest_version(), mark,
-              mark + std::min(reservation_block_, max_encryptions_ - mark)};
-          latest->set_reserved_encryptions(grant->end);
-        } else if (!options_.rotate_at_limit) {
-          status = absl::FailedPreconditionError(absl::StrCat(
-              "transit key \"", name, "\" version ", record.latest_version(),
-              latest->has_reserved_encryptions()
-                  ? absl::StrCat(" reached its limit of ", max_encryptions_,
-                                 " encryptions")
-                  : std::string(" has no stored encryption count (written "
-                                "before counting)"),
-              "; rotate the key"));
-          break;
-        } else if (record.latest_version() == UINT32_MAX) {
-          status = absl::FailedPreconditionError(absl::StrCat(
-              "transit key \"", name,
-              "\" reached its encryption limit and the maximum number of "
-              "versions; it cannot rotate"));
-          break;
-        } else {
-          // Rotate: the new version, with its first block, is stored
-          // before anything is sealed under it.
-          AddVersion(&record, call.now, reservation_block_);
-          *grant = Grant{record.latest_version(), 0, reservation_block_};
-        }
-        op = PutRecord(path, record);
-        op.IfVersion(entry->version);
-        break;
-      }
+    absl::StatusOr<Mutation> mutation =
+        Mutate(kind, name, exists, record_version, request, call, &record);
+    if (!mutation.ok()) return mutation.status();
+    if (!mutation->write.has_value()) {
+      return AnswerUnchanged(record, record_version, response);
     }
-    if (op.key.empty()) break;  // decided without writing (status is set)
-
+    WriteOp& op = *mutation->write;
     absl::StatusOr<uint64_t> revision =
         call.barrier->Commit(absl::MakeConstSpan(&op, 1), fence);
     WipeString(op.value);
-    if (revision.status().code() == absl::StatusCode::kAborted) {
-      status = revision.status();
-      continue;  // another write won: re-read and re-apply
-    }
     if (!revision.ok()) {
-      status = revision.status();
-      // The commit may have been applied with its answer lost: forget
-      // the cached record so the next call reads storage.
-      erase = true;
-      break;
+      // Another write won (ABORTED: re-read and re-apply); or the commit
+      // may have been applied with its answer lost: forget the cached
+      // record so the next call reads storage.
+      if (revision.status().code() != absl::StatusCode::kAborted) {
+        erase = true;
+      }
+      return VersionedCommitStatus(revision.status());
     }
+    *grant = mutation->grant;
     response->set_index(*revision);
     if (kind == WriteKind::kDelete) {
       erase = true;
-      ForgetUsage(name);
-    } else {
-      absl::StatusOr<std::shared_ptr<CachedKey>> key =
-          DecodeKey(record, *revision);
-      if (!key.ok()) {
-        status = key.status();
-        erase = true;
-        break;
-      }
-      AttachUsage(**key);
-      VersionUsage& usage = *(*key)->latest_usage;
-      if (grant->end != 0 && grant->version == (*key)->latest_version &&
-          grant->first >= usage.reserved.load(std::memory_order_relaxed)) {
-        // Adopt the stored block (under reserve_mu_). grant->first is the
-        // mark stored before this write, at or above every block this
-        // node adopted for the version, so raising `used` first makes
-        // every concurrent claim fail (its compare-exchange sees a changed
-        // `used`, then used >= the old `reserved`) until `reserved` is
-        // raised too. Any rest of the old block is skipped. (A block below
-        // `reserved` could only come from a key of the same name this node
-        // used before a delete it did not see; it stays unused.)
-        usage.used.store(grant->first, std::memory_order_relaxed);
-        usage.reserved.store(grant->end, std::memory_order_release);
-      }
-      if (kind != WriteKind::kReserve) {
-        FillInfo(**key, response->mutable_transit_key());
-      }
-      (*key)->trusted_fence.store(call.active_fence, std::memory_order_relaxed);
-      installed = *std::move(key);
+      cache_.ForgetUsage(name);
+      return absl::OkStatus();
     }
-    status = absl::OkStatus();
-    break;
-  }
+    absl::StatusOr<std::shared_ptr<CachedKey>> key =
+        DecodeKey(record, *revision);
+    if (!key.ok()) {
+      erase = true;
+      return key.status();
+    }
+    cache_.AttachUsage(**key);
+    VersionUsage& usage = *(*key)->latest_usage;
+    if (grant->end != 0 && grant->version == (*key)->latest_version &&
+        grant->first >= usage.reserved.load(std::memory_order_relaxed)) {
+      // Adopt the stored block (under reserve_mu_). grant->first is the
+      // mark stored before this write, at or above every block this
+      // node adopted for the version, so raising `used` first makes
+      // every concurrent claim fail (its compare-exchange sees a changed
+      // `used`, then used >= the old `reserved`) until `reserved` is
+      // raised too. Any rest of the old block is skipped. (A block below
+      // `reserved` could only come from a key of the same name this node
+      // used before a delete it did not see; it stays unused.)
+      usage.used.store(grant->first, std::memory_order_relaxed);
+      usage.reserved.store(grant->end, std::memory_order_release);
+    }
+    if (kind != WriteKind::kReserve) {
+      FillInfo(**key, response->mutable_transit_key());
+    }
+    (*key)->trusted_fence.store(call.active_fence, std::memory_order_relaxed);
+    installed = *std::move(key);
+    return absl::OkStatus();
+  });
   if (status.code() == absl::StatusCode::kAborted) {
     status = absl::AbortedError(absl::StrCat(
         "transit key \"", name, "\" kept changing during the write (",
-        kWriteAttempts, " attempts); retry"));
+        kConflictAttempts, " attempts); retry"));
   }
-  EndWrite(name, std::move(installed), erase, generation);
+  cache_.EndWrite(name, std::move(installed), erase, generation);
   return status;
 }
 
@@ -926,35 +381,13 @@ absl::Status TransitEngine::Impl::SealOne(const CachedKey& key,
   }
   if (absl::Status s = nonces_.Draw(raw); !s.ok()) return s;
 
-  const std::string& prefix = cipher->aad_prefix();
-  std::string aad_heap;
-  absl::string_view aad = prefix;
-  if (!context.empty()) {
-    aad_heap.reserve(prefix.size() + context.size());
-    aad_heap.append(prefix).append(context.data(), context.size());
-    aad = aad_heap;
-  }
-  if (absl::Status s = cipher->aead().Seal(
-          absl::MakeConstSpan(raw, kNonceBytes), plaintext, aad,
+  if (absl::Status s = cipher->Seal(
+          absl::MakeConstSpan(raw, kNonceBytes), plaintext, context,
           absl::MakeSpan(raw + kNonceBytes, raw_size - kNonceBytes));
       !s.ok()) {
     return s;
   }
-
-  char digits[10];
-  size_t n_digits = 0;
-  for (uint32_t v = version; v != 0; v /= 10) {
-    digits[sizeof(digits) - ++n_digits] = static_cast<char>('0' + v % 10);
-  }
-  const size_t head = kCiphertextPrefix.size() + n_digits + 1;
-  out->resize(head + Base64Size(raw_size));
-  char* p = out->data();
-  std::memcpy(p, kCiphertextPrefix.data(), kCiphertextPrefix.size());
-  p += kCiphertextPrefix.size();
-  std::memcpy(p, digits + sizeof(digits) - n_digits, n_digits);
-  p += n_digits;
-  *p++ = ':';
-  Base64EncodeTo(raw, raw_size, p);
+  transit::FormatCiphertext(version, raw, raw_size, out);
   return absl::OkStatus();
 }
 
@@ -963,7 +396,7 @@ absl::Status TransitEngine::Impl::OpenOne(const CachedKey& key,
                                           absl::string_view context,
                                           std::string* out, uint32_t* version) {
   std::string raw;
-  absl::Status parsed = ParseCiphertext(
+  absl::Status parsed = transit::ParseCiphertext(
       ciphertext, options_.max_plaintext_bytes + kNonceBytes + kTagBytes,
       version, &raw);
   if (!parsed.ok()) return parsed;
@@ -979,21 +412,13 @@ absl::Status TransitEngine::Impl::OpenOne(const CachedKey& key,
                      key.min_decryption_version));
   }
   const VersionCipher* cipher = key.cipher(*version);
-  const std::string& prefix = cipher->aad_prefix();
-  std::string aad_heap;
-  absl::string_view aad = prefix;
-  if (!context.empty()) {
-    aad_heap.reserve(prefix.size() + context.size());
-    aad_heap.append(prefix).append(context.data(), context.size());
-    aad = aad_heap;
-  }
   const uint8_t* in = reinterpret_cast<const uint8_t*>(raw.data());
   out->resize(raw.size() - kNonceBytes - kTagBytes);
-  if (!cipher->aead()
-           .Open(absl::MakeConstSpan(in, kNonceBytes),
-                 absl::string_view(raw).substr(kNonceBytes), aad,
-                 absl::MakeSpan(reinterpret_cast<uint8_t*>(out->data()),
-                                out->size()))
+  if (!cipher
+           ->Open(absl::MakeConstSpan(in, kNonceBytes),
+                  absl::string_view(raw).substr(kNonceBytes), context,
+                  absl::MakeSpan(reinterpret_cast<uint8_t*>(out->data()),
+                                 out->size()))
            .ok()) {
     // Open wiped the buffer; clear it too.
     WipeString(*out);
@@ -1008,7 +433,7 @@ absl::Status TransitEngine::Impl::Encrypt(
     store::Response* response) {
   if (!MayReserve(call)) return NoReservationError();
   absl::StatusOr<std::shared_ptr<const CachedKey>> key =
-      Lookup(batch.name(), call);
+      cache_.Lookup(batch.name(), call);
   if (!key.ok()) return key.status();
   store::TransitBatchResult* result = response->mutable_transit_batch();
   result->mutable_items()->Reserve(batch.items_size());
@@ -1040,7 +465,7 @@ absl::Status TransitEngine::Impl::Decrypt(
     bool rewrap, store::Response* response) {
   if (rewrap && !MayReserve(call)) return NoReservationError();
   absl::StatusOr<std::shared_ptr<const CachedKey>> key =
-      Lookup(batch.name(), call);
+      cache_.Lookup(batch.name(), call);
   if (!key.ok()) return key.status();
   store::TransitBatchResult* result = response->mutable_transit_batch();
   result->mutable_items()->Reserve(batch.items_size());
@@ -1103,7 +528,8 @@ absl::Status TransitEngine::Impl::Execute(const store::Request& request,
     case store::Request::kTransitReadKey: {
       const std::string& name = request.transit_read_key().name();
       if (absl::Status s = ValidateName(name); !s.ok()) return s;
-      absl::StatusOr<std::shared_ptr<const CachedKey>> key = Lookup(name, call);
+      absl::StatusOr<std::shared_ptr<const CachedKey>> key =
+          cache_.Lookup(name, call);
       if (!key.ok()) return key.status();
       FillInfo(**key, response->mutable_transit_key());
       return absl::OkStatus();

@@ -38,17 +38,20 @@
 // through as FAILED_PRECONDITION with IsStaleFence); it keeps sealing only
 // inside a block it stored while it was the leader.
 //
-// Cache rule: an entry is trusted without touching storage only when
-// call.active_fence != kNoFence and the entry was written, loaded or
-// re-validated under that same fence with no write on this engine in flight
-// meanwhile. Any other call (a standby; an earlier term) reads the record's
-// backend version (no decryption) and re-decodes only if it changed, so
-// every such call is as fresh as the backend (which also satisfies
-// min_index). A write whose outcome is unknown drops the cached entry.
+// Cache rule (the epoch protocol, documented in transit_key_cache.h): an
+// entry is trusted without touching storage only when call.active_fence !=
+// kNoFence and the entry was written, loaded or re-validated under that
+// same fence with no write on this engine in flight meanwhile. Any other
+// call (a standby; an earlier term) reads the record's backend version (no
+// decryption) and re-decodes only if it changed. A write whose outcome is
+// unknown drops the cached entry.
 //
-// Ciphertext: "strongbox:v<N>:" + base64(nonce(12) || ciphertext || tag(16)),
-// canonical standard base64; the additional data binds the key name, N and
-// the item's context. Encryption always uses the latest version.
+// Ciphertext (transit_ciphertext.h): "strongbox:v<N>:" + base64(nonce(12)
+// || ciphertext || tag(16)), canonical standard base64; the additional data
+// binds the key name, N and the item's context. Encryption always uses the
+// latest version. Key records and what each write makes of them:
+// transit_key_record.h; writes retry on conflicts in RetryOnConflict
+// (retry.h).
 //
 // Codes. Request level (the whole call fails, no items): INVALID_ARGUMENT
 // for a bad name (1..max_name_bytes of [A-Za-z0-9_.-], not "." or ".."), an
@@ -56,12 +59,12 @@
 // NOT_FOUND for a missing key; FAILED_PRECONDITION for a sealed barrier, a
 // stale fence at the backend, or delete without deletion_allowed;
 // INVALID_ARGUMENT for config minimums outside 1..latest or
-// min_encryption < min_decryption; ABORTED when a write lost the race five
-// times; DATA_LOSS for a stored record that fails authentication or
-// parsing; UNAVAILABLE and others pass through from the backend. Create of
-// an existing key is OK and changes nothing (as in Vault). Per item
-// (TransitResultItem.code): INVALID_ARGUMENT for a plaintext over
-// max_plaintext_bytes, a malformed ciphertext, or one that does not
+// min_encryption < min_decryption; ABORTED when a write lost the race
+// kConflictAttempts times (lib/store/retry.h); DATA_LOSS for a stored record
+// that fails authentication or parsing; UNAVAILABLE and others pass through
+// from the backend. Create of an existing key is OK and changes nothing (as in
+// Vault). Per item (TransitResultItem.code): INVALID_ARGUMENT for a plaintext
+// over max_plaintext_bytes, a malformed ciphertext, or one that does not
 // authenticate (wrong key, version, context, or tampered; never partial
 // plaintext); NOT_FOUND for a version above the key's latest;
 // PERMISSION_DENIED for a version below min_decryption_version (refused by
@@ -84,7 +87,7 @@
 
 #include "absl/status/status.h"
 #include "lib/store/engine.h"
-#include "lib/store/requests.pb.h"
+#include "strongbox/requests.pb.h"
 
 namespace strongbox {
 

@@ -12,7 +12,7 @@
 #include "google/protobuf/unknown_field_set.h"
 #include "lib/crypto/secure_memory.h"
 #include "lib/store/kv_records.pb.h"
-#include "lib/store/requests.pb.h"
+#include "strongbox/requests.pb.h"
 
 namespace strongbox {
 namespace {

@@ -22,8 +22,8 @@
 #include "google/protobuf/map.h"
 #include "google/protobuf/message.h"
 #include "lib/store/kv_records.pb.h"
-#include "lib/store/requests.pb.h"
 #include "strongbox/backend.h"
+#include "strongbox/requests.pb.h"
 #include "strongbox/secret_bytes.h"
 #include "strongbox/secret_store.h"
 

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "lib/store/requests.pb.h"
+#include "strongbox/requests.pb.h"
 #include "strongbox/secret_store.h"
 #include "tests/ha/cluster.h"
 
@@ -55,8 +55,7 @@ class DeposedTransitTest : public ::testing::Test {
     store::TransitConfigRequest* c = r.mutable_transit_config_key();
     c->set_name(name);
     c->set_min_decryption_version(min_decryption);
-    c->set_set_deletion_allowed(allow_delete);
-    c->set_deletion_allowed(allow_delete);
+    if (allow_delete) c->set_deletion_allowed(true);
     return stores_[node]->Handle(r);
   }
 

@@ -14,7 +14,7 @@
 #include "absl/time/clock.h"
 #include "examples/node/json.h"
 #include "gtest/gtest.h"
-#include "lib/store/requests.pb.h"
+#include "strongbox/requests.pb.h"
 
 namespace strongbox {
 namespace node {

@@ -14,7 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "lib/store/requests.pb.h"
+#include "strongbox/requests.pb.h"
 #include "strongbox/secret_bytes.h"
 #include "strongbox/secret_store.h"
 #include "tests/ha/cluster.h"

@@ -215,6 +215,34 @@ TEST_F(StoreTest, CheckAndSet) {
   EXPECT_TRUE(active()->KvPut("c", {{"k", "3"}}, 2).ok());
 }
 
+// The wire protocol stays compatible with nodes from before proto3
+// `optional` (strongbox/requests.proto): they send only legacy_has_cas and
+// omit cas = 0, and they read only legacy_has_cas.
+TEST_F(StoreTest, CheckAndSetFromNodesBeforeOptional) {
+  // kv_put { path: "w", data { "k": "v" }, legacy_has_cas: true }, as an
+  // older node encodes cas = 0 ("only if absent"): no field 4.
+  store::Request old_put;
+  old_put.mutable_kv_put()->set_path("w");
+  (*old_put.mutable_kv_put()->mutable_data())["k"] = "v";
+  old_put.mutable_kv_put()->set_legacy_has_cas(true);
+  ASSERT_FALSE(old_put.kv_put().has_cas());
+  store::Response resp;
+  ASSERT_TRUE(resp.ParseFromString(
+      active()->HandleSerialized(old_put.SerializeAsString())));
+  EXPECT_EQ(resp.code(), 0) << resp.error();
+  ASSERT_TRUE(resp.ParseFromString(
+      active()->HandleSerialized(old_put.SerializeAsString())));
+  EXPECT_EQ(resp.code(), static_cast<int>(absl::StatusCode::kAborted))
+      << "the flag alone must mean check-and-set with cas = 0";
+
+  // What this version sends for cas = 0: the value on the wire (field 4)
+  // and the flag an older node reads (field 3 = true).
+  store::KvPutRequest now;
+  now.set_cas(0);
+  now.set_legacy_has_cas(true);
+  EXPECT_EQ(now.SerializeAsString(), std::string("\x18\x01\x20\x00", 4));
+}
+
 TEST_F(StoreTest, SoftDeleteUndeleteDestroy) {
   ASSERT_TRUE(active()->KvPut("s", {{"v", "1"}}).ok());
   ASSERT_TRUE(active()->KvPut("s", {{"v", "2"}}).ok());

@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "lib/store/kv_records.pb.h"
-#include "lib/store/requests.pb.h"
+#include "strongbox/requests.pb.h"
 
 namespace strongbox {
 namespace {

@@ -140,10 +140,7 @@ class TransitTest : public ::testing::Test {
     c->set_name(std::string(name));
     c->set_min_decryption_version(min_dec);
     c->set_min_encryption_version(min_enc);
-    if (deletion_allowed >= 0) {
-      c->set_set_deletion_allowed(true);
-      c->set_deletion_allowed(deletion_allowed == 1);
-    }
+    if (deletion_allowed >= 0) c->set_deletion_allowed(deletion_allowed == 1);
     return RunA(r, out);
   }
 
@@ -409,6 +406,26 @@ TEST_F(TransitTest, DeleteOnlyWhenAllowed) {
   EXPECT_EQ(item.plaintext(), "");
   item = One(1, "d", old_ct, "", /*standby=*/true);
   EXPECT_EQ(item.code(), C(Code::kInvalidArgument));
+}
+
+// A config from a node before proto3 `optional` (strongbox/requests.proto)
+// carries only the legacy flag: deletion_allowed = false is not on the
+// wire, yet the flag still means "set it".
+TEST_F(TransitTest, DeletionAllowedFromNodesBeforeOptional) {
+  ASSERT_TRUE(Create("l").ok());
+  ASSERT_TRUE(Config("l", 0, 0, 1).ok());
+  ASSERT_TRUE(ReadA("l")->deletion_allowed());
+  store::Request r;
+  auto* c = r.mutable_transit_config_key();
+  c->set_name("l");
+  c->set_legacy_set_deletion_allowed(true);
+  ASSERT_FALSE(c->has_deletion_allowed());
+  ASSERT_TRUE(RunA(r).ok());
+  EXPECT_FALSE(ReadA("l")->deletion_allowed());
+  // Neither field: unchanged.
+  ASSERT_TRUE(Config("l", 0, 0, 1).ok());
+  ASSERT_TRUE(Config("l", 0, 0).ok());
+  EXPECT_TRUE(ReadA("l")->deletion_allowed());
 }
 
 // ------------------------------------------------------------- data path
