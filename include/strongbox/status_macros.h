@@ -15,6 +15,12 @@
 //     variable, so use it at most once per line; `lhs` must not contain an
 //     unparenthesized comma.
 //
+// Secrets: the hidden StatusOr lives to the end of the enclosing scope. A
+// moved-from std::string that fit its inline buffer keeps its bytes there,
+// unwiped, so do not pass secret bytes through ASSIGN_OR_RETURN as a
+// StatusOr<std::string>: return SecretBytes (which a move empties) or wipe
+// by hand.
+//
 // The messages are passed through untouched: these macros add no context
 // and never log. Inside strongbox, lib/util/status_macros.h provides the
 // short names RETURN_IF_ERROR and ASSIGN_OR_RETURN.

@@ -15,6 +15,21 @@
 namespace strongbox {
 namespace {
 
+// A host may build a Request with only the proto3 `optional` presence
+// (set_cas, set_deletion_allowed). A node from before `optional` reads the
+// legacy flags instead and would take such a check-and-set as an
+// unconditional write: every request forwarded to another node carries both.
+void SetLegacyPresenceFlags(store::Request* request) {
+  if (request->has_kv_put() && request->kv_put().has_cas()) {
+    request->mutable_kv_put()->set_legacy_has_cas(true);
+  }
+  if (request->has_transit_config_key() &&
+      request->transit_config_key().has_deletion_allowed()) {
+    request->mutable_transit_config_key()->set_legacy_set_deletion_allowed(
+        true);
+  }
+}
+
 using store::Request;
 using store::Response;
 
@@ -431,6 +446,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       Wiped<Request> forwarded;
       *forwarded = request;
       forwarded->set_forwarded(true);
+      SetLegacyPresenceFlags(forwarded.get());
       request_bytes = SerializeToSecretBytes(*forwarded);
     }
     Response response;

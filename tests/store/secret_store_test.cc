@@ -32,6 +32,7 @@ class TestForwarder : public Forwarder {
   absl::StatusOr<std::string> Forward(absl::string_view leader,
                                       absl::string_view request) override {
     ++calls;
+    last_request = std::string(request);
     auto it = stores.find(std::string(leader));
     if (it == stores.end() || down) {
       return absl::UnavailableError("no route to host");
@@ -40,6 +41,7 @@ class TestForwarder : public Forwarder {
   }
   std::map<std::string, SecretStore*> stores;
   std::atomic<int> calls{0};
+  std::string last_request;  // the bytes of the last forwarded request
   bool down = false;
 };
 
@@ -241,6 +243,47 @@ TEST_F(StoreTest, CheckAndSetFromNodesBeforeOptional) {
   now.set_cas(0);
   now.set_legacy_has_cas(true);
   EXPECT_EQ(now.SerializeAsString(), std::string("\x18\x01\x20\x00", 4));
+}
+
+// A host that builds a request with only the `optional` presence (set_cas,
+// set_deletion_allowed) and sends it to a standby: the forwarded bytes also
+// carry the legacy flags, so an active from before `optional` still applies
+// the check-and-set (not an unconditional write) and the config change.
+TEST_F(StoreTest, ForwardedRequestsCarryTheLegacyPresenceFlags) {
+  store::Request put;
+  put.mutable_kv_put()->set_path("host-cas");
+  (*put.mutable_kv_put()->mutable_data())["k"] = "v";
+  put.mutable_kv_put()->set_cas(0);
+  ASSERT_FALSE(put.kv_put().legacy_has_cas());
+  store::Response resp = standby()->Handle(put);
+  EXPECT_EQ(resp.code(), 0) << resp.error();
+  store::Request sent;
+  ASSERT_TRUE(sent.ParseFromString(forwarder_.last_request));
+  EXPECT_TRUE(sent.forwarded());
+  EXPECT_TRUE(sent.kv_put().has_cas());
+  EXPECT_TRUE(sent.kv_put().legacy_has_cas());
+  // As an old active reads it: the flag alone makes it check-and-set, so
+  // the same request again is refused.
+  resp = standby()->Handle(put);
+  EXPECT_EQ(resp.code(), static_cast<int>(absl::StatusCode::kAborted));
+
+  ASSERT_TRUE(active()->TransitCreateKey("legacy-cfg").ok());
+  store::Request config;
+  config.mutable_transit_config_key()->set_name("legacy-cfg");
+  config.mutable_transit_config_key()->set_deletion_allowed(true);
+  resp = standby()->Handle(config);
+  EXPECT_EQ(resp.code(), 0) << resp.error();
+  ASSERT_TRUE(sent.ParseFromString(forwarder_.last_request));
+  EXPECT_TRUE(sent.transit_config_key().legacy_set_deletion_allowed());
+
+  // A request with no presence set gets no flag.
+  store::Request plain;
+  plain.mutable_kv_put()->set_path("host-plain");
+  (*plain.mutable_kv_put()->mutable_data())["k"] = "v";
+  resp = standby()->Handle(plain);
+  EXPECT_EQ(resp.code(), 0) << resp.error();
+  ASSERT_TRUE(sent.ParseFromString(forwarder_.last_request));
+  EXPECT_FALSE(sent.kv_put().legacy_has_cas());
 }
 
 TEST_F(StoreTest, SoftDeleteUndeleteDestroy) {

@@ -38,7 +38,8 @@ class FakeClock : public Clock {
 
   // Number of threads blocked in SleepFor() whose wake time is still ahead
   // (a thread that Advance() released no longer counts, even before it
-  // runs), so a test can advance exactly when something waits on it.
+  // runs), so a test can advance exactly when something waits on it. A
+  // SleepFor() of zero or less returns at once and is never counted.
   int sleepers() const;
 
  private:
