@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <set>
@@ -410,6 +412,28 @@ TEST(HaProcessTest, CrashesDuringGrantsNeverShareAFenceOrApplyARefusedWrite) {
   EXPECT_GT(acked, 20);
 }
 
+// True if thread `tid` of this process sleeps in a futex wait (state 'S',
+// and its current system call, or failing that its wait channel, is a
+// futex).
+bool ThreadSleepsOnAFutex(pid_t tid) {
+  const std::string task = absl::StrCat("/proc/self/task/", tid);
+  std::ifstream stat_file(task + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(stat_file)),
+                   std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat.size() ||
+      stat[paren + 2] != 'S') {
+    return false;
+  }
+  std::ifstream syscall_file(task + "/syscall");
+  std::string number;
+  if (syscall_file >> number && number == absl::StrCat(SYS_futex)) return true;
+  std::ifstream wchan_file(task + "/wchan");
+  std::string wchan;
+  return std::getline(wchan_file, wchan) &&
+         wchan.find("futex") != std::string::npos;
+}
+
 // Seal() returns, with the keys wiped, while the active node's renewal is
 // stuck behind LMDB's writer lock, held by a peer process stopped inside
 // a write transaction (before the fix, the release waited on the grant's
@@ -459,11 +483,21 @@ TEST(HaProcessTest, SealReturnsWhileAStoppedPeerHoldsTheLmdbWriterLock) {
   // A renewal falls due and gets stuck behind the peer.
   clock.Advance(absl::Seconds(1));
   std::atomic<bool> renewed{false};
+  std::atomic<pid_t> loop_tid{0};
   std::thread loop([&] {
+    loop_tid = static_cast<pid_t>(syscall(SYS_gettid));
     node->Poll();
     renewed = true;
   });
-  absl::SleepFor(absl::Milliseconds(200));  // let it reach the lock
+  // Let it reach the lock: no fixed sleep (under a sanitizer on a loaded
+  // machine it may take longer), but until the renewal sleeps on LMDB's
+  // (futex) writer lock, over a few looks in a row.
+  const absl::Time reach_deadline = absl::Now() + absl::Seconds(30);
+  for (int calm = 0; calm < 5 && !renewed && absl::Now() < reach_deadline;) {
+    const pid_t tid = loop_tid.load();
+    calm = tid > 0 && ThreadSleepsOnAFutex(tid) ? calm + 1 : 0;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
 
   std::atomic<bool> sealed{false};
   std::thread sealer([&] {

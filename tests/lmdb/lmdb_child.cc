@@ -25,9 +25,13 @@
 //         --fake-pid-ns        grants record another pid namespace
 //         --boot-id=ID         LmdbBackendOptions::boot_id
 //   lmdb_child stopper DIR - -
+//   lmdb_child stopper DIR announce -
 //       Not a contender: an unfenced Put (as an Initialize does) that prints
 //       "STOPPING_IN_WRITE" and stops itself (SIGSTOP) inside its write
-//       transaction, holding LMDB's writer lock; nothing after that.
+//       transaction, holding LMDB's writer lock; nothing after that. With
+//       `announce` it first prints "WRITING" right before the Put, whose
+//       next blocking call is the wait for LMDB's writer lock
+//       (mdb_txn_begin): a parent can then wait until it sleeps there.
 //   lmdb_child grower DIR TTL_MS -
 //       Acquires the lease (prints "GRANTED <fence>"; never renews), then
 //       grows the store in one write (a 1.5 MiB value) that stays open
@@ -173,7 +177,7 @@ int Contender(const std::string& dir, const std::string& name, int ttl_ms,
   }
 }
 
-int Stopper(const std::string& dir) {
+int Stopper(const std::string& dir, bool announce) {
   lmdb_internal::TestHooks hooks;
   hooks.inside_commit = [](FenceToken) {
     Say("STOPPING_IN_WRITE");
@@ -181,6 +185,7 @@ int Stopper(const std::string& dir) {
   };
   auto backend = lmdb_internal::OpenWithTestHooks(dir, {}, &hooks);
   if (!backend.ok()) return Fail(backend.status());
+  if (announce) Say("WRITING");
   absl::StatusOr<uint64_t> version = (*backend)->Put("stopper/x", "x");
   if (!version.ok()) return Fail(version.status());
   Say(absl::StrCat("WRITE_OK 0 ", *version));
@@ -301,7 +306,9 @@ int Main(int argc, char** argv) {
   if (mode == "contender" && absl::SimpleAtoi(argv[4], &b)) {
     return Contender(dir, argv[3], b, flags);
   }
-  if (mode == "stopper") return Stopper(dir);
+  if (mode == "stopper") {
+    return Stopper(dir, std::string(argv[3]) == "announce");
+  }
   if (mode == "grower" && absl::SimpleAtoi(argv[3], &a)) return Grower(dir, a);
   if (mode == "reader" && absl::SimpleAtoi(argv[3], &a)) {
     return Reader(dir, a);

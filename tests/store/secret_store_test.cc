@@ -559,8 +559,15 @@ TEST_F(StoreTest, MinIndexWaitRunsOnTheInjectedClock) {
     got = patient->KvGet("idx", 0, next);
     done = true;
   });
-  while (wait_clock.sleepers() == 0) std::this_thread::yield();
-  EXPECT_FALSE(done.load());  // asleep on the fake clock, not finished
+  // Bounded by `done` too: a reader that returns without sleeping must fail
+  // the check below, not spin here forever.
+  while (wait_clock.sleepers() == 0 && !done.load()) std::this_thread::yield();
+  EXPECT_FALSE(done.load()) << "the read returned without sleeping on the "
+                               "store's clock";
+  if (done.load()) {
+    reader.join();
+    return;
+  }
   ASSERT_TRUE(active()->KvPut("idx", {{"k", "2"}}).ok());
   const absl::Duration before = wait_clock.MonotonicNow();
   while (!done.load()) {
