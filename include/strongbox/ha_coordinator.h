@@ -176,6 +176,12 @@ struct StateChange {
 // Called on the thread that caused the change (a caller of Seal(),
 // Unseal(), StepDown(), or the coordinator's loop thread), after the
 // coordinator's locks are released.
+//
+// Callbacks must return promptly and must not wait for the coordinator to
+// act (for example for a promotion or a state change): the thread that
+// delivers may be the coordinator's loop or, for OnBlockedTakeover, the
+// backend's watchdog thread, and the takeover waits while they run. Hand
+// anything slow to a thread of your own.
 class HaObserver {
  public:
   HaObserver() = default;
