@@ -364,7 +364,10 @@ absl::Status Environment::Write(
         // Marked only once begin has returned (a thread blocked in it is
         // not inside a write), unmarked only after the commit or abort
         // below has returned: every return path leaves this scope after
-        // the transaction ended.
+        // the transaction ended. Known gap (issue 18): a process stopped
+        // inside mdb_txn_begin after LMDB took its writer lock holds the
+        // lock unmarked, so no contender can prove it hung; the takeover
+        // then waits for the stop to end.
         struct InsideWrite {
           Environment* env;
           ~InsideWrite() { env->UnmarkInsideWrite(); }
