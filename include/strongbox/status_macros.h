@@ -32,22 +32,22 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define STRONGBOX_RETURN_IF_ERROR(expr)                                  \
-  do {                                                                   \
-    if (::absl::Status strongbox_status_macro_ = (expr);                 \
-        !strongbox_status_macro_.ok()) {                                 \
-      return strongbox_status_macro_;                                    \
-    }                                                                    \
+#define STRONGBOX_RETURN_IF_ERROR(expr)                  \
+  do {                                                   \
+    if (::absl::Status strongbox_status_macro_ = (expr); \
+        !strongbox_status_macro_.ok()) {                 \
+      return strongbox_status_macro_;                    \
+    }                                                    \
   } while (false)
 
 #define STRONGBOX_STATUS_MACROS_CONCAT_INNER_(a, b) a##b
 #define STRONGBOX_STATUS_MACROS_CONCAT_(a, b) \
   STRONGBOX_STATUS_MACROS_CONCAT_INNER_(a, b)
 
-#define STRONGBOX_ASSIGN_OR_RETURN(lhs, expr)                         \
-  STRONGBOX_ASSIGN_OR_RETURN_IMPL_(                                   \
-      STRONGBOX_STATUS_MACROS_CONCAT_(strongbox_statusor_, __LINE__), \
-      lhs, expr)
+#define STRONGBOX_ASSIGN_OR_RETURN(lhs, expr)                              \
+  STRONGBOX_ASSIGN_OR_RETURN_IMPL_(                                        \
+      STRONGBOX_STATUS_MACROS_CONCAT_(strongbox_statusor_, __LINE__), lhs, \
+      expr)
 
 #define STRONGBOX_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
   auto statusor = (expr);                                     \

@@ -59,8 +59,7 @@ absl::StatusOr<int> ReturnsIntoStatusOr(bool fail) {
 }
 
 TEST(ReturnIfErrorTest, WorksInAFunctionReturningStatusOr) {
-  EXPECT_THAT(ReturnsIntoStatusOr(true),
-              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(ReturnsIntoStatusOr(true), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(ReturnsIntoStatusOr(false), IsOkAndHolds(7));
 }
 
