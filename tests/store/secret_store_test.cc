@@ -1,6 +1,7 @@
 #include "strongbox/secret_store.h"
 
 #include <atomic>
+#include <functional>
 #include <optional>
 #include <random>
 #include <set>
@@ -47,7 +48,10 @@ class TestForwarder : public Forwarder {
 
 class StoreTest : public ::testing::Test {
  protected:
-  void SetUpCluster(StandbyMode mode, bool with_forwarder) {
+  // `tweak`, if given, adjusts each node's store options.
+  void SetUpCluster(
+      StandbyMode mode, bool with_forwarder,
+      std::function<void(SecretStore::Options*)> tweak = nullptr) {
     ClusterOptions o;
     o.mode = mode;
     cluster_ = std::make_unique<Cluster>(o);
@@ -60,6 +64,7 @@ class StoreTest : public ::testing::Test {
       so.forwarder = with_forwarder ? &forwarder_ : nullptr;
       so.clock = &cluster_->clock;
       so.max_index_wait = absl::Milliseconds(20);
+      if (tweak) tweak(&so);
       stores_.push_back(*SecretStore::Create(so));
       forwarder_.stores[Cluster::Address(i)] = stores_.back().get();
     }
@@ -684,23 +689,11 @@ TEST_F(StoreTest, TransitEncryptOnAPerfStandbyWithoutForwarderNamesTheActive) {
 TEST_F(StoreTest, TransitCountIsClusterWideAndSurvivesFailover) {
   stores_.clear();
   forwarder_.stores.clear();
-  ClusterOptions o;
-  o.mode = StandbyMode::kPerfStandby;
-  cluster_ = std::make_unique<Cluster>(o);
-  cluster_->Initialize();
-  cluster_->UnsealAll();
-  cluster_->Run(absl::Seconds(1));
-  for (int i = 0; i < 3; ++i) {
-    SecretStore::Options so;
-    so.coordinator = cluster_->nodes[i].get();
-    so.forwarder = &forwarder_;
-    so.clock = &cluster_->clock;
-    so.transit_max_encryptions_per_version = 10;
-    so.transit_encryption_reservation = 4;
-    stores_.push_back(*SecretStore::Create(so));
-    forwarder_.stores[Cluster::Address(i)] = stores_.back().get();
-  }
-  active_ = cluster_->Active();
+  SetUpCluster(StandbyMode::kPerfStandby, /*with_forwarder=*/true,
+               [](SecretStore::Options* so) {
+                 so->transit_max_encryptions_per_version = 10;
+                 so->transit_encryption_reservation = 4;
+               });
   ASSERT_TRUE(stores_[active_]->TransitCreateKey("k").ok());
   std::map<std::string, int> per_version;  // "v<N>" -> ciphertexts
   std::vector<std::string> cts;
@@ -745,24 +738,11 @@ TEST_F(StoreTest, TransitCountIsClusterWideAndSurvivesFailover) {
 TEST_F(StoreTest, TransitRefusesAtTheLimitWithoutAutomaticRotation) {
   stores_.clear();
   forwarder_.stores.clear();
-  ClusterOptions o;
-  o.mode = StandbyMode::kPerfStandby;
-  cluster_ = std::make_unique<Cluster>(o);
-  cluster_->Initialize();
-  cluster_->UnsealAll();
-  cluster_->Run(absl::Seconds(1));
-  for (int i = 0; i < 3; ++i) {
-    SecretStore::Options so;
-    so.coordinator = cluster_->nodes[i].get();
-    so.forwarder = &forwarder_;
-    so.clock = &cluster_->clock;
-    so.transit_max_encryptions_per_version = 2;
-    so.transit_rotate_at_limit = false;
-    stores_.push_back(*SecretStore::Create(so));
-    forwarder_.stores[Cluster::Address(i)] = stores_.back().get();
-  }
-  active_ = cluster_->Active();
-  standby_ = (active_ + 1) % 3;
+  SetUpCluster(StandbyMode::kPerfStandby, /*with_forwarder=*/true,
+               [](SecretStore::Options* so) {
+                 so->transit_max_encryptions_per_version = 2;
+                 so->transit_rotate_at_limit = false;
+               });
   ASSERT_TRUE(active()->TransitCreateKey("k").ok());
   ASSERT_TRUE(active()->TransitEncrypt("k", "a").ok());
   ASSERT_TRUE(standby()->TransitEncrypt("k", "b").ok());
