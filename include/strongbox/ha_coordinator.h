@@ -52,7 +52,8 @@
 //       and the backend applies it only if that fence is still current.
 //
 // Driving: by default the coordinator runs one background thread that
-// waits for the lease, renews it and watches for loss. With
+// waits for the lease, renews it and watches for loss, and one that
+// delivers that thread's and the backend's observer events. With
 // `Options::background_thread = false` nothing runs by itself: the caller
 // drives the node with Poll(), one non-blocking step at a time, which with a
 // FakeClock makes election and failover tests deterministic.
@@ -62,7 +63,8 @@
 // outlive the coordinator or be removed first.
 // Thread-safety: every method may be called from any thread, concurrently.
 // Observers are called one at a time, in order, never under the
-// coordinator's lock, so they may call back into the coordinator.
+// coordinator's lock, so they may call back into the coordinator (on which
+// threads: HaObserver).
 // fork(): a coordinator belongs to the process that created it. In a forked
 // child every call fails closed and touches neither the backend nor the
 // lease: status-returning methods answer FAILED_PRECONDITION, Route()
@@ -173,15 +175,27 @@ struct StateChange {
 };
 
 // Gets every state change of a node, for the host's logs and metrics.
-// Called on the thread that caused the change (a caller of Seal(),
-// Unseal(), StepDown(), or the coordinator's loop thread), after the
-// coordinator's locks are released.
 //
-// Callbacks must return promptly and must not wait for the coordinator to
-// act (for example for a promotion or a state change): the thread that
-// delivers may be the coordinator's loop or, for OnBlockedTakeover, the
-// backend's watchdog thread, and the takeover waits while they run. Hand
-// anything slow to a thread of your own.
+// Threads. Events are delivered one at a time, in the order they happened,
+// never under the coordinator's locks, and never on a backend's thread nor
+// on the coordinator's loop thread (the one that contends for, renews and
+// watches the lease), so a slow observer delays neither a takeover nor a
+// renewal, and an observer may wait for the loop (e.g. for the node to
+// become active) without deadlocking it:
+//   * An event caused by a host call (Initialize(), Unseal(), Seal(),
+//     StepDown(), ReportStaleFence(), VerifiedWriteFence(), Poll(), the
+//     destructor) is delivered on that caller's thread before the call
+//     returns, unless another thread is delivering at that moment (below).
+//   * With the background thread, an event of the loop's (promotion,
+//     demotion, a failed promotion, initialization noticed) and every
+//     OnBlockedTakeover report is delivered on the coordinator's event
+//     thread, a second thread of its own, promptly: a "waiting" report
+//     reaches observers while the takeover still waits.
+//   * Without it (Poll mode), an OnBlockedTakeover report is queued and
+//     delivered by the next Poll() (or other call above).
+// Whichever thread delivers takes every event queued by then, so an event
+// may reach observers on another of these threads if that one is
+// delivering already (it then delivers it, in order, before it stops).
 class HaObserver {
  public:
   HaObserver() = default;
@@ -192,10 +206,11 @@ class HaObserver {
   // This node's takeover waits on a holder that blocks it past its expiry,
   // or that holder was killed (BlockedTakeoverEvent; only backends with
   // that failure mode send these, e.g. LmdbBackend with a holder hung
-  // inside a write). Delivered like state changes: one at a time, in order
-  // with them, never under the coordinator's lock, on the backend thread
-  // that noticed (the node's own loop is blocked in the takeover) or on
-  // another thread delivering events. Default: ignored.
+  // inside a write). Delivered like state changes (see "Threads" above):
+  // one at a time, in order with them, never under the coordinator's lock,
+  // and never on the backend thread that noticed (the backend only queues
+  // it; HaStatus shows it at once): on the event thread with the
+  // background thread, by the next Poll() without it. Default: ignored.
   virtual void OnBlockedTakeover(const BlockedTakeoverEvent& event) {}
 };
 
@@ -275,7 +290,8 @@ class HaCoordinator {
   // FAILED_PRECONDITION for a backend without HA, backend errors pass.
   static absl::StatusOr<std::unique_ptr<HaCoordinator>> Create(Options options);
 
-  // Stops the loop (joining its thread), releases any grant, seals. Clean
+  // Stops the loop (joining its threads, after the event thread delivered
+  // what was queued), releases any grant, seals. Clean
   // and safe from any thread except an observer callback.
   // Lease times: the node's own deadline (HA2) is the moment before the
   // grant (or renewal) began plus the TTL, measured on the clock's
@@ -378,7 +394,8 @@ class HaCoordinator {
 
   // One non-blocking step of the election loop: try for the lease once if
   // standby and due, renew if active and due, notice a lost or expired
-  // grant, notice initialization by another node. Only meaningful with
+  // grant, notice initialization by another node; then delivers the queued
+  // observer events (the backend's reports too). Only meaningful with
   // background_thread = false (with a thread it is allowed but redundant).
   virtual void Poll() = 0;
 

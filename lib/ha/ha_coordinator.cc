@@ -166,6 +166,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
     // waits.
     ha_->AddBlockedTakeoverObserver(&takeover_sink_);
     if (options_.background_thread) {
+      event_thread_ = std::thread([this] { EventLoop(); });
       thread_ = std::thread([this] { Loop(); });
     }
   }
@@ -194,6 +195,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
     barrier_->Seal();
     if (grant != nullptr) grant->Release().IgnoreError();
     StopReleaser();
+    StopEventThread();
     DeliverEvents();
   }
 
@@ -665,11 +667,21 @@ class HaCoordinatorImpl final : public HaCoordinator {
     }
   }
 
-  void Poll() override { Step(/*may_block=*/false); }
+  void Poll() override {
+    Step(/*may_block=*/false);
+    // Also what the backend reported since the last delivery (Poll mode has
+    // no event thread).
+    DeliverEvents();
+  }
 
-  // From the backend (TakeoverSink), on its thread: queued with the state
-  // changes and delivered from here, since this node's own loop is the one
-  // blocked in the takeover.
+  // From the backend (TakeoverSink), on the backend's own thread (LMDB: the
+  // watchdog of a grant attempt, which that attempt joins before it
+  // returns). Only queues the event, in order with the state changes, and
+  // wakes the event thread: no observer runs on the backend's thread, so a
+  // slow or blocking observer can neither stall the takeover nor deadlock
+  // with this node's loop (blocked in that very takeover). Without the
+  // background thread, the next Poll() (or any call that delivers events)
+  // delivers it.
   void QueueBlockedTakeover(const BlockedTakeoverEvent& event) {
     {
       WriterLock lock(&mu_);
@@ -677,7 +689,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       pending.takeover = event;
       pending_events_.push_back(std::move(pending));
     }
-    DeliverEvents();
+    WakeEventThread();
   }
 
   absl::Time NextPollTime() override {
@@ -1050,6 +1062,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
   }
 
   void Loop() {
+    loop_thread_id_.store(std::this_thread::get_id());
     while (true) {
       {
         MutexLock lock(&loop_mu_);
@@ -1074,10 +1087,55 @@ class HaCoordinatorImpl final : public HaCoordinator {
     }
   }
 
+  // Wakes the event thread (background mode; otherwise a no-op). Never
+  // blocks on an observer: event_mu_ is held only to set the flag.
+  void WakeEventThread() {
+    if (!options_.background_thread) return;
+    {
+      MutexLock lock(&event_mu_);
+      event_wake_ = true;
+    }
+    event_mu_.SignalAll();
+  }
+
+  // The event thread: delivers what the loop and the backend queue.
+  void EventLoop() {
+    while (true) {
+      bool stop;
+      {
+        MutexLock lock(&event_mu_);
+        event_mu_.Await([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(event_mu_) {
+          return event_stopping_ || event_wake_;
+        });
+        stop = event_stopping_;
+        event_wake_ = false;
+      }
+      DeliverEvents();
+      if (stop) return;
+    }
+  }
+
+  void StopEventThread() {
+    if (!event_thread_.joinable()) return;
+    {
+      MutexLock lock(&event_mu_);
+      event_stopping_ = true;
+    }
+    event_mu_.SignalAll();
+    event_thread_.join();
+  }
+
   // Calls observers with queued events, one at a time and in order, never
   // under mu_. Re-entrant calls (an observer calling Seal()) leave their
-  // events for the outer delivery loop.
+  // events for the outer delivery loop. The loop thread never calls an
+  // observer: it hands its events to the event thread, so a slow observer
+  // delays neither promotion nor renewals, and an observer that waits for
+  // the loop cannot deadlock with it.
   void DeliverEvents() {
+    if (loop_thread_id_.load() == std::this_thread::get_id()) {
+      WakeEventThread();
+      return;
+    }
     if (deliverer_.load() == std::this_thread::get_id()) return;
     while (true) {
       std::unique_lock<std::mutex> delivering(deliver_mu_, std::try_to_lock);
@@ -1157,6 +1215,15 @@ class HaCoordinatorImpl final : public HaCoordinator {
   TakeoverSink takeover_sink_;
   std::mutex deliver_mu_;
   std::atomic<std::thread::id> deliverer_{};
+  // The loop thread's id once it runs (none without the background thread).
+  std::atomic<std::thread::id> loop_thread_id_{};
+
+  // The event thread (background mode only) delivers the events of the loop
+  // thread and of the backend's reports.
+  Mutex event_mu_;
+  bool event_wake_ ABSL_GUARDED_BY(event_mu_) = false;
+  bool event_stopping_ ABSL_GUARDED_BY(event_mu_) = false;
+  std::thread event_thread_;
 
   // The releaser thread (started on the first Seal() of an active node)
   // releases grants that Seal() handed over.

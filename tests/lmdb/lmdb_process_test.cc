@@ -887,6 +887,18 @@ void CoordinatorHearsOfAHungHolder(bool kill) {
     ASSERT_LT(absl::Now(), deadline) << "no takeover";
     absl::SleepFor(absl::Milliseconds(2));
   }
+  // The loop's events reach observers on the coordinator's event thread,
+  // just after the state changes.
+  auto heard_active = [&] {
+    const std::vector<std::string> log = recorder.log();
+    return !log.empty() && log.back() == "state active";
+  };
+  while (!heard_active()) {
+    ASSERT_LT(absl::Now(), deadline)
+        << "active, but observers did not hear of it; heard: "
+        << absl::StrJoin(recorder.log(), ", ");
+    absl::SleepFor(absl::Milliseconds(2));
+  }
   EXPECT_FALSE((*coordinator)->Status().takeover_waiting.has_value());
   // In order: unsealed to standby, the hung holder's event(s), active.
   const std::vector<std::string> log = recorder.log();
