@@ -93,6 +93,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "strongbox/backend.h"
+#include "strongbox/clock.h"
 
 namespace strongbox {
 
@@ -125,6 +126,10 @@ struct BarrierOptions {
   // can skip, and how often a writer pays one keyring write. REQUIRES:
   // >= 1 (capped at max_encryptions_per_term). Default: 1,048,576.
   uint64_t encryption_reservation = uint64_t{1} << 20;
+  // Where the barrier reads the wall time it stores with each key term
+  // (its creation date). Not owned; must outlive the barrier. Default
+  // (nullptr): RealClock().
+  Clock* clock = nullptr;
 };
 
 class Barrier {

@@ -1266,6 +1266,7 @@ absl::StatusOr<std::unique_ptr<HaCoordinator>> HaCoordinator::Create(
   BarrierOptions barrier_options;
   barrier_options.backend = options.backend;
   barrier_options.core_prefix = options.core_prefix;
+  barrier_options.clock = options.clock;
   absl::StatusOr<std::unique_ptr<Barrier>> barrier =
       Barrier::Create(barrier_options);
   if (!barrier.ok()) return barrier.status();

@@ -80,6 +80,7 @@ bool CommitDefinitelyFailed(const absl::Status& s) {
 
 Barrier::Impl::Impl(const BarrierOptions& options)
     : backend_(options.backend),
+      clock_(options.clock != nullptr ? options.clock : RealClock()),
       core_prefix_(options.core_prefix),
       config_path_(absl::StrCat(options.core_prefix, "seal-config")),
       root_key_path_(absl::StrCat(options.core_prefix, "root-key")),
@@ -196,7 +197,7 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Initialize(
   seal::KeyringContents keyring;
   keyring.active_term = 1;
   keyring.terms.push_back(seal::TermKey{1, SecretBytes::Random(kKeyBytes),
-                                        absl::ToUnixMicros(absl::Now()), 0});
+                                        absl::ToUnixMicros(clock_->Now()), 0});
   SecretBytes keyring_plain = seal::SerializeKeyring(keyring);
 
   ASSIGN_OR_RETURN(
@@ -343,7 +344,7 @@ absl::StatusOr<std::string> Barrier::Impl::SealKeyringLocked(
   if (new_term != 0) {
     keyring.terms.push_back(seal::TermKey{new_term,
                                           SecretBytes::Random(kKeyBytes),
-                                          absl::ToUnixMicros(absl::Now()), 0});
+                                          absl::ToUnixMicros(clock_->Now()), 0});
   }
   for (seal::TermKey& t : keyring.terms) {
     if (t.term == keyring.active_term) t.reserved_encryptions = active_reserved;
@@ -1034,6 +1035,17 @@ absl::StatusOr<uint64_t> Barrier::Impl::Commit(absl::Span<const WriteOp> ops,
     sealed_ops.push_back(std::move(out));
   }
   return backend_->Commit(sealed_ops, fence);
+}
+
+std::vector<std::pair<uint32_t, int64_t>>
+Barrier::Impl::TermCreationForTesting() {
+  std::vector<std::pair<uint32_t, int64_t>> out;
+  ReaderLock lock(&keys_mu_);
+  if (keys_ == nullptr) return out;
+  for (const auto& [term, cipher] : keys_->terms) {
+    out.emplace_back(term, cipher->created_unix_micros());
+  }
+  return out;
 }
 
 std::vector<std::pair<const void*, size_t>>

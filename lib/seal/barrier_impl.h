@@ -104,6 +104,9 @@ class Barrier::Impl {
   // Every live buffer holding key material (root key, term keys, AEAD
   // contexts, presented shares), for the wipe-on-seal test.
   std::vector<std::pair<const void*, size_t>> KeyBuffersForTesting();
+  // Each key term with the wall time (BarrierOptions::clock) it was created
+  // at, in Unix microseconds; empty while sealed.
+  std::vector<std::pair<uint32_t, int64_t>> TermCreationForTesting();
 
  private:
   struct Keys {
@@ -210,6 +213,7 @@ class Barrier::Impl {
 
   // Constant after construction.
   Backend* const backend_;
+  Clock* const clock_;  // wall time of a new key term; not owned
   const std::string core_prefix_;
   const std::string config_path_;
   const std::string root_key_path_;

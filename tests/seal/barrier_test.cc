@@ -20,6 +20,7 @@
 #include "lib/seal/barrier_impl.h"
 #include "strongbox/in_memory_backend.h"
 #include "strongbox/secret_bytes.h"
+#include "strongbox/testing/fake_clock.h"
 #include "strongbox/testing/fault_injecting_backend.h"
 #include "strongbox/testing/status_matchers.h"
 
@@ -96,6 +97,32 @@ class BarrierTest : public ::testing::Test {
 };
 
 // ---------------------------------------------------------------- create
+
+// The barrier reads the wall time only through BarrierOptions::clock: the
+// creation dates stored with the key terms are the fake clock's.
+TEST(BarrierClockTest, KeyTermDatesComeFromTheInjectedClock) {
+  const absl::Time start = absl::FromUnixSeconds(946684800);  // 2000-01-01
+  FakeClock clock(start);
+  std::unique_ptr<Backend> backend = NewTestBackend();
+  BarrierOptions options;
+  options.backend = backend.get();
+  options.clock = &clock;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Barrier> barrier,
+                       Barrier::Create(options));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> shares,
+                       barrier->Initialize(1, 1));
+  ASSERT_OK(barrier->Unseal(shares[0]));
+  clock.Advance(absl::Hours(1));
+  ASSERT_OK_AND_ASSIGN(uint32_t term, barrier->Rotate());
+  EXPECT_EQ(term, 2u);
+  std::vector<std::pair<uint32_t, int64_t>> dates =
+      BarrierTestPeer::impl(*barrier)->TermCreationForTesting();
+  std::sort(dates.begin(), dates.end());
+  EXPECT_THAT(dates,
+              ElementsAre(std::make_pair(1u, absl::ToUnixMicros(start)),
+                          std::make_pair(2u, absl::ToUnixMicros(
+                                                 start + absl::Hours(1)))));
+}
 
 TEST(BarrierCreateTest, ValidatesOptions) {
   EXPECT_THAT(Barrier::Create(BarrierOptions{}),
