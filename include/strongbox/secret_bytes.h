@@ -66,12 +66,6 @@ class SecretBytes {
   // Wipes and frees; afterwards empty().
   void Clear();
 
-  // ---- Test seam. Called with every buffer just after it was wiped and
-  // just before it is freed, so a test can check that nothing survived.
-  // Process-wide; set it only in tests, and reset it to nullptr.
-  using WipeObserver = void (*)(const uint8_t* data, size_t size, void* arg);
-  static void SetWipeObserverForTesting(WipeObserver observer, void* arg);
-
  private:
   uint8_t* data_ = nullptr;
   size_t size_ = 0;

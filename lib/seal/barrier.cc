@@ -342,9 +342,9 @@ absl::StatusOr<std::string> Barrier::Impl::SealKeyringLocked(
                       it == keys.reserved.end() ? 0 : it->second});
   }
   if (new_term != 0) {
-    keyring.terms.push_back(seal::TermKey{new_term,
-                                          SecretBytes::Random(kKeyBytes),
-                                          absl::ToUnixMicros(clock_->Now()), 0});
+    keyring.terms.push_back(
+        seal::TermKey{new_term, SecretBytes::Random(kKeyBytes),
+                      absl::ToUnixMicros(clock_->Now()), 0});
   }
   for (seal::TermKey& t : keyring.terms) {
     if (t.term == keyring.active_term) t.reserved_encryptions = active_reserved;

@@ -11,11 +11,12 @@
 
 #include "lib/crypto/random.h"
 #include "lib/crypto/secure_memory.h"
+#include "strongbox/testing/secret_bytes_wipe_observer.h"
 
 namespace strongbox {
 namespace {
 
-std::atomic<SecretBytes::WipeObserver> g_wipe_observer{nullptr};
+std::atomic<SecretBytesWipeObserver> g_wipe_observer{nullptr};
 std::atomic<void*> g_wipe_observer_arg{nullptr};
 
 size_t PageSize() {
@@ -93,7 +94,8 @@ bool SecretBytes::Equals(absl::string_view other) const {
 void SecretBytes::Clear() {
   if (data_ == nullptr) return;
   crypto::Cleanse(data_, capacity_);
-  if (WipeObserver observer = g_wipe_observer.load(std::memory_order_acquire)) {
+  if (SecretBytesWipeObserver observer =
+          g_wipe_observer.load(std::memory_order_acquire)) {
     observer(data_, capacity_, g_wipe_observer_arg.load());
   }
   if (locked_) munlock(data_, capacity_);
@@ -104,7 +106,8 @@ void SecretBytes::Clear() {
   locked_ = false;
 }
 
-void SecretBytes::SetWipeObserverForTesting(WipeObserver observer, void* arg) {
+void SetSecretBytesWipeObserverForTesting(SecretBytesWipeObserver observer,
+                                          void* arg) {
   g_wipe_observer_arg.store(arg);
   g_wipe_observer.store(observer, std::memory_order_release);
 }

@@ -22,6 +22,7 @@
 #include "strongbox/secret_bytes.h"
 #include "strongbox/testing/fake_clock.h"
 #include "strongbox/testing/fault_injecting_backend.h"
+#include "strongbox/testing/secret_bytes_wipe_observer.h"
 #include "strongbox/testing/status_matchers.h"
 
 namespace strongbox {
@@ -120,8 +121,8 @@ TEST(BarrierClockTest, KeyTermDatesComeFromTheInjectedClock) {
   std::sort(dates.begin(), dates.end());
   EXPECT_THAT(dates,
               ElementsAre(std::make_pair(1u, absl::ToUnixMicros(start)),
-                          std::make_pair(2u, absl::ToUnixMicros(
-                                                 start + absl::Hours(1)))));
+                          std::make_pair(
+                              2u, absl::ToUnixMicros(start + absl::Hours(1)))));
 }
 
 TEST(BarrierCreateTest, ValidatesOptions) {
@@ -451,11 +452,11 @@ TEST_F(BarrierTest, KeyBytesDoNotSurviveSeal) {
     EXPECT_TRUE(nonzero) << "a live key buffer should hold key bytes";
   }
   WipeLog log;
-  SecretBytes::SetWipeObserverForTesting(&RecordWipe, &log);
+  SetSecretBytesWipeObserverForTesting(&RecordWipe, &log);
   crypto::SetCleanseObserverForTesting(&RecordWipe, &log);
   barrier_->Seal();
   crypto::SetCleanseObserverForTesting(nullptr, nullptr);
-  SecretBytes::SetWipeObserverForTesting(nullptr, nullptr);
+  SetSecretBytesWipeObserverForTesting(nullptr, nullptr);
   EXPECT_TRUE(log.all_zero);
   for (const auto& [data, size] : buffers) {
     bool found = false;
@@ -474,9 +475,9 @@ TEST_F(BarrierTest, PresentedSharesAreWipedOnReset) {
   const auto buffers = BarrierTestPeer::impl(*barrier_)->KeyBuffersForTesting();
   ASSERT_EQ(buffers.size(), 1u);
   WipeLog log;
-  SecretBytes::SetWipeObserverForTesting(&RecordWipe, &log);
+  SetSecretBytesWipeObserverForTesting(&RecordWipe, &log);
   barrier_->ResetUnsealProgress();
-  SecretBytes::SetWipeObserverForTesting(nullptr, nullptr);
+  SetSecretBytesWipeObserverForTesting(nullptr, nullptr);
   EXPECT_TRUE(log.all_zero);
   ASSERT_FALSE(log.wiped.empty());
   EXPECT_EQ(log.wiped[0].first, buffers[0].first);
@@ -1105,10 +1106,10 @@ class SealDuringHungIoTest : public BarrierFaultTest {
     ASSERT_OK(shares);
     shares_ = *shares;
     ASSERT_OK(barrier_->Unseal(shares_[0]));
-    SecretBytes::SetWipeObserverForTesting(&CountWipe, &wipes_);
+    SetSecretBytesWipeObserverForTesting(&CountWipe, &wipes_);
   }
   void TearDown() override {
-    SecretBytes::SetWipeObserverForTesting(nullptr, nullptr);
+    SetSecretBytesWipeObserverForTesting(nullptr, nullptr);
   }
   // Runs `op` in a thread, blocks it in the backend calls `ops`, seals,
   // then lets it finish.

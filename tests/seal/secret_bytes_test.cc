@@ -10,6 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "lib/seal/nonce_pool.h"
+#include "strongbox/testing/secret_bytes_wipe_observer.h"
 
 namespace strongbox {
 namespace {
@@ -42,7 +43,7 @@ TEST(SecretBytesTest, CopyRandomEqualsAndClear) {
 
 TEST(SecretBytesTest, WipedBeforeFreeOnClearMoveAndDestruction) {
   Log log;
-  SecretBytes::SetWipeObserverForTesting(&Observe, &log);
+  SetSecretBytesWipeObserverForTesting(&Observe, &log);
   const void* p1;
   const void* p2;
   {
@@ -56,7 +57,7 @@ TEST(SecretBytesTest, WipedBeforeFreeOnClearMoveAndDestruction) {
     EXPECT_EQ(b.data(), p1);
     EXPECT_TRUE(a.empty());  // NOLINT(bugprone-use-after-move)
   }
-  SecretBytes::SetWipeObserverForTesting(nullptr, nullptr);
+  SetSecretBytesWipeObserverForTesting(nullptr, nullptr);
   ASSERT_EQ(log.wiped.size(), 2u);
   EXPECT_EQ(log.wiped[1], p1);
   EXPECT_TRUE(log.all_zero);

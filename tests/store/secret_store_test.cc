@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "lib/crypto/aead.h"
 #include "strongbox/secret_bytes.h"
+#include "strongbox/testing/secret_bytes_wipe_observer.h"
 #include "tests/ha/cluster.h"
 
 namespace strongbox {
@@ -831,9 +832,9 @@ TEST_F(StoreTest, SealWipesCachedTransitKeys) {
     // schedule; lib/crypto's tests check that per provider).
     WipeCount count;
     const int64_t live = crypto::Aes256GcmKey::LiveKeysForTesting();
-    SecretBytes::SetWipeObserverForTesting(&CountWipe, &count);
+    SetSecretBytesWipeObserverForTesting(&CountWipe, &count);
     EXPECT_TRUE(cluster_->nodes[standby_]->Seal().ok());
-    SecretBytes::SetWipeObserverForTesting(nullptr, nullptr);
+    SetSecretBytesWipeObserverForTesting(nullptr, nullptr);
     EXPECT_TRUE(count.all_zero);
     return count.wiped +
            static_cast<int>(live - crypto::Aes256GcmKey::LiveKeysForTesting());
@@ -850,9 +851,9 @@ TEST_F(StoreTest, SealWipesCachedTransitKeys) {
   ASSERT_TRUE(standby()->TransitDecrypt("wiped", ct).ok());
   WipeCount direct;
   const int64_t live = crypto::Aes256GcmKey::LiveKeysForTesting();
-  SecretBytes::SetWipeObserverForTesting(&CountWipe, &direct);
+  SetSecretBytesWipeObserverForTesting(&CountWipe, &direct);
   cluster_->nodes[standby_]->barrier()->Seal();
-  SecretBytes::SetWipeObserverForTesting(nullptr, nullptr);
+  SetSecretBytesWipeObserverForTesting(nullptr, nullptr);
   direct.wiped +=
       static_cast<int>(live - crypto::Aes256GcmKey::LiveKeysForTesting());
   EXPECT_TRUE(direct.all_zero);
