@@ -17,6 +17,7 @@
 #include "lib/util/base64.h"
 #include "strongbox/requests.pb.h"
 #include "strongbox/secret_bytes.h"
+#include "strongbox/status_macros.h"
 
 namespace strongbox {
 namespace node {
@@ -198,18 +199,16 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::OpenWithBackend(
   options.leader_refresh =
       std::min(config.lease_ttl / 4, absl::Milliseconds(500));
   options.step_down_pause = config.lease_ttl / 2;
-  absl::StatusOr<std::unique_ptr<HaCoordinator>> coordinator =
-      HaCoordinator::Create(std::move(options));
-  if (!coordinator.ok()) return coordinator.status();
-  host->coordinator_ = std::move(*coordinator);
+  STRONGBOX_ASSIGN_OR_RETURN(std::unique_ptr<HaCoordinator> coordinator,
+                             HaCoordinator::Create(std::move(options)));
+  host->coordinator_ = std::move(coordinator);
   host->coordinator_->AddObserver(host->logger_.get());
 
   SecretStore::Options store_options;
   store_options.coordinator = host->coordinator_.get();
-  absl::StatusOr<std::unique_ptr<SecretStore>> store =
-      SecretStore::Create(store_options);
-  if (!store.ok()) return store.status();
-  host->store_ = std::move(*store);
+  STRONGBOX_ASSIGN_OR_RETURN(std::unique_ptr<SecretStore> store,
+                             SecretStore::Create(store_options));
+  host->store_ = std::move(store);
   return host;
 }
 

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "strongbox/status_macros.h"
 
 extern char** environ;
 
@@ -195,12 +196,10 @@ absl::StatusOr<std::string> NodeProcess::ReadLine(absl::Duration timeout) {
 
 absl::StatusOr<JsonValue> NodeProcess::Command(absl::string_view line,
                                                absl::Duration timeout) {
-  absl::Status written = Write(absl::StrCat(line, "\n"));
-  if (!written.ok()) return written;
-  absl::StatusOr<std::string> answer = ReadLine(timeout);
-  if (!answer.ok()) return answer.status();
-  last_line_ = *answer;
-  absl::StatusOr<JsonValue> parsed = ParseJson(*answer);
+  STRONGBOX_RETURN_IF_ERROR(Write(absl::StrCat(line, "\n")));
+  STRONGBOX_ASSIGN_OR_RETURN(std::string answer, ReadLine(timeout));
+  last_line_ = answer;
+  absl::StatusOr<JsonValue> parsed = ParseJson(answer);
   if (!parsed.ok()) {
     return absl::DataLossError(absl::StrCat("the node answered non-JSON: ",
                                             parsed.status().message()));

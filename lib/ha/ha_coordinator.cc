@@ -15,6 +15,7 @@
 #include "lib/ha/fork_checked_coordinator.h"
 #include "lib/ha/test_hooks.h"
 #include "lib/util/mutex.h"
+#include "lib/util/status_macros.h"
 
 namespace strongbox {
 
@@ -391,31 +392,27 @@ class HaCoordinatorImpl final : public HaCoordinator {
       absl::Span<const std::string> current_shares, int new_shares,
       int new_threshold) override {
     MutexLock seal_lock(&seal_mu_);
-    absl::StatusOr<FenceToken> fence = WriteFence();
-    if (!fence.ok()) return fence.status();
-    return barrier_->Rekey(current_shares, new_shares, new_threshold, *fence);
+    ASSIGN_OR_RETURN(FenceToken fence, WriteFence());
+    return barrier_->Rekey(current_shares, new_shares, new_threshold, fence);
   }
 
   absl::Status CompleteRekey(
       absl::Span<const std::string> new_shares) override {
     MutexLock seal_lock(&seal_mu_);
-    absl::StatusOr<FenceToken> fence = WriteFence();
-    if (!fence.ok()) return fence.status();
-    return barrier_->CompleteRekey(new_shares, *fence);
+    ASSIGN_OR_RETURN(FenceToken fence, WriteFence());
+    return barrier_->CompleteRekey(new_shares, fence);
   }
 
   absl::Status CancelRekey() override {
     MutexLock seal_lock(&seal_mu_);
-    absl::StatusOr<FenceToken> fence = WriteFence();
-    if (!fence.ok()) return fence.status();
-    return barrier_->CancelRekey(*fence);
+    ASSIGN_OR_RETURN(FenceToken fence, WriteFence());
+    return barrier_->CancelRekey(fence);
   }
 
   absl::StatusOr<uint32_t> Rotate() override {
     MutexLock seal_lock(&seal_mu_);
-    absl::StatusOr<FenceToken> fence = WriteFence();
-    if (!fence.ok()) return fence.status();
-    return barrier_->Rotate(*fence);
+    ASSIGN_OR_RETURN(FenceToken fence, WriteFence());
+    return barrier_->Rotate(fence);
   }
 
   // ------------------------------------------------------------------ HA
@@ -1257,8 +1254,7 @@ void TakeoverSink::OnBlockedTakeover(const BlockedTakeoverEvent& event) {
 
 absl::StatusOr<std::unique_ptr<HaCoordinator>> HaCoordinator::Create(
     Options options) {
-  absl::Status valid = ValidateOptions(options);
-  if (!valid.ok()) return valid;
+  RETURN_IF_ERROR(ValidateOptions(options));
   if (options.backend->ha() == nullptr) {
     return absl::FailedPreconditionError(
         "backend has no HA lease; a coordinator needs one");
@@ -1270,10 +1266,9 @@ absl::StatusOr<std::unique_ptr<HaCoordinator>> HaCoordinator::Create(
   absl::StatusOr<std::unique_ptr<Barrier>> barrier =
       Barrier::Create(barrier_options);
   if (!barrier.ok()) return barrier.status();
-  absl::StatusOr<SealStatus> seal = (*barrier)->Status();
-  if (!seal.ok()) return seal.status();
+  ASSIGN_OR_RETURN(SealStatus seal, (*barrier)->Status());
   return ForkChecked(std::make_unique<HaCoordinatorImpl>(
-      std::move(options), *std::move(barrier), seal->initialized));
+      std::move(options), *std::move(barrier), seal.initialized));
 }
 
 }  // namespace strongbox

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "lib/lmdb/hung_holder.h"
 #include "lib/lmdb/records.h"
+#include "lib/util/status_macros.h"
 
 namespace strongbox {
 namespace lmdb_internal {
@@ -69,8 +70,7 @@ absl::StatusOr<char*> WriteTxn::Reserve(MDB_dbi dbi, absl::string_view key,
                                         size_t size) {
   MDB_val k = ToVal(key);
   MDB_val v{size, nullptr};
-  absl::Status s = Check(mdb_put(txn_, dbi, &k, &v, MDB_RESERVE), "writing");
-  if (!s.ok()) return s;
+  RETURN_IF_ERROR(Check(mdb_put(txn_, dbi, &k, &v, MDB_RESERVE), "writing"));
   return static_cast<char*>(v.mv_data);
 }
 
@@ -178,8 +178,7 @@ absl::StatusOr<std::shared_ptr<Environment>> Environment::OpenShared(
   env->id_ = id;
   env->opener_pid_ = getpid();
   env->opener_fork_generation_ = ForkGeneration();
-  absl::Status opened = env->OpenEnv(dir, options);
-  if (!opened.ok()) return opened;
+  RETURN_IF_ERROR(env->OpenEnv(dir, options));
   std::shared_ptr<Environment> shared(env.release(), EnvironmentDeleter());
   registry.envs[id] = shared;
   return shared;
@@ -221,8 +220,7 @@ absl::Status Environment::OpenEnv(const std::string& dir,
   if (rc != MDB_SUCCESS) {
     return LmdbError(rc, absl::StrCat("opening the store in ", dir));
   }
-  absl::Status checked = InitOrCheckStore(dir);
-  if (!checked.ok()) return checked;
+  RETURN_IF_ERROR(InitOrCheckStore(dir));
   MDB_envinfo info;
   mdb_env_info(env_, &info);
   WriterLock lock(&remap_mu_);
@@ -396,15 +394,13 @@ absl::Status Environment::Write(
       // A dead reader pinning an old snapshot keeps freed pages from being
       // reused; free it and try again before growing the map.
       if (CheckReaders() > 0) continue;
-      absl::Status grown = GrowMap(seen);
-      if (!grown.ok()) return grown;
+      RETURN_IF_ERROR(GrowMap(seen));
       continue;
     }
     if (rc != MDB_MAP_RESIZED) {
       return LmdbError(rc, "starting a write transaction");
     }
-    absl::Status adopted = AdoptMapSize();
-    if (!adopted.ok()) return adopted;
+    RETURN_IF_ERROR(AdoptMapSize());
   }
 }
 

@@ -27,6 +27,7 @@
 #include "lib/lmdb/records.h"
 #include "lib/lmdb/test_hooks.h"
 #include "lib/util/mutex.h"
+#include "lib/util/status_macros.h"
 
 namespace strongbox {
 namespace {
@@ -193,23 +194,21 @@ struct LeaseContext {
 
 absl::StatusOr<std::optional<LeaseRecord>> ReadLease(MDB_txn* txn,
                                                      MDB_dbi meta) {
-  absl::StatusOr<std::optional<absl::string_view>> bytes =
-      TxnGet(txn, meta, kLeaseKey);
-  if (!bytes.ok()) return bytes.status();
-  if (!bytes->has_value()) return std::optional<LeaseRecord>();
-  absl::StatusOr<LeaseRecord> record = DecodeLease(**bytes);
+  ASSIGN_OR_RETURN(std::optional<absl::string_view> bytes,
+                   TxnGet(txn, meta, kLeaseKey));
+  if (!bytes.has_value()) return std::optional<LeaseRecord>();
+  absl::StatusOr<LeaseRecord> record = DecodeLease(*bytes);
   if (!record.ok()) return record.status();
   return std::optional<LeaseRecord>(*std::move(record));
 }
 
 absl::StatusOr<uint64_t> ReadRevision(MDB_txn* txn, MDB_dbi meta) {
-  absl::StatusOr<std::optional<absl::string_view>> bytes =
-      TxnGet(txn, meta, kRevisionKey);
-  if (!bytes.ok()) return bytes.status();
-  if (!bytes->has_value()) {
+  ASSIGN_OR_RETURN(std::optional<absl::string_view> bytes,
+                   TxnGet(txn, meta, kRevisionKey));
+  if (!bytes.has_value()) {
     return absl::DataLossError("the revision record is missing");
   }
-  return DecodeRevision(**bytes);
+  return DecodeRevision(*bytes);
 }
 
 // The OS lock a holder keeps on lease-<fence>.lock while it lives (byte 0),
@@ -333,17 +332,15 @@ class LmdbGrant final : public LeadershipGrant {
     Environment& env = *ctx_->env;
     env.MaybeCheckReaders(ctx_->BootNow());
     absl::Status s = env.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
-      absl::StatusOr<std::optional<LeaseRecord>> record =
-          ReadLease(txn.txn(), env.dbi());
-      if (!record.ok()) return record.status();
+      ASSIGN_OR_RETURN(std::optional<LeaseRecord> record,
+                       ReadLease(txn.txn(), env.dbi()));
       const absl::Time now = ctx_->BootNow();
-      current = ctx_->MayWrite(*record, fence_, now);
+      current = ctx_->MayWrite(record, fence_, now);
       if (!current) return false;
-      (*record)->expiry = renewed = now + ttl_;
-      (*record)->expiry_clock = lmdb_internal::ExpiryClock::kBoot;
-      (*record)->version = lmdb_internal::kLeaseRecordV4;
-      absl::Status put = txn.Put(env.dbi(), kLeaseKey, EncodeLease(**record));
-      if (!put.ok()) return put;
+      (record)->expiry = renewed = now + ttl_;
+      (record)->expiry_clock = lmdb_internal::ExpiryClock::kBoot;
+      (record)->version = lmdb_internal::kLeaseRecordV4;
+      RETURN_IF_ERROR(txn.Put(env.dbi(), kLeaseKey, EncodeLease(*record)));
       const lmdb_internal::TestHooks* hooks = ctx_->hooks;
       if (hooks != nullptr && hooks->inside_renew) hooks->inside_renew();
       return true;
@@ -369,16 +366,14 @@ class LmdbGrant final : public LeadershipGrant {
       if (released_) return absl::OkStatus();
       Environment& env = *ctx_->env;
       s = env.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
-        absl::StatusOr<std::optional<LeaseRecord>> record =
-            ReadLease(txn.txn(), env.dbi());
-        if (!record.ok()) return record.status();
-        if (!record->has_value() || (*record)->fence != fence_ ||
-            !(*record)->active) {
+        ASSIGN_OR_RETURN(std::optional<LeaseRecord> record,
+                         ReadLease(txn.txn(), env.dbi()));
+        if (!record.has_value() || (record)->fence != fence_ ||
+            !(record)->active) {
           return false;
         }
-        (*record)->active = false;
-        absl::Status put = txn.Put(env.dbi(), kLeaseKey, EncodeLease(**record));
-        if (!put.ok()) return put;
+        (record)->active = false;
+        RETURN_IF_ERROR(txn.Put(env.dbi(), kLeaseKey, EncodeLease(*record)));
         return true;
       });
       // Even if the record could not be updated, dropping the file lock
@@ -509,8 +504,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
 
   absl::StatusOr<Entry> Get(absl::string_view key) override {
     if (env_.InForkedChild()) return ForkedChildError();
-    absl::Status valid = ValidateKey(key, limits_);
-    if (!valid.ok()) return valid;
+    RETURN_IF_ERROR(ValidateKey(key, limits_));
     Entry entry;
     absl::Status s = env_.Read([&](MDB_txn* txn) -> absl::Status {
       MDB_val k = ToVal(key);
@@ -537,8 +531,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   absl::StatusOr<std::vector<std::string>> List(
       absl::string_view prefix) override {
     if (env_.InForkedChild()) return ForkedChildError();
-    absl::Status valid = ValidatePrefix(prefix, limits_);
-    if (!valid.ok()) return valid;
+    RETURN_IF_ERROR(ValidatePrefix(prefix, limits_));
     std::vector<std::string> children;
     absl::Status s = env_.Read([&](MDB_txn* txn) -> absl::Status {
       MDB_cursor* cursor = nullptr;
@@ -583,57 +576,50 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     if (env_.InForkedChild(/*by_pid=*/fence != kNoFence)) {
       return ForkedChildError();
     }
-    absl::Status valid = ValidateBatch(ops, limits_);
-    if (!valid.ok()) return valid;
+    RETURN_IF_ERROR(ValidateBatch(ops, limits_));
     env_.MaybeCheckReaders(ctx_->BootNow());
     uint64_t revision = 0;
     absl::Status s = env_.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
       if (fence != kNoFence) {
-        absl::StatusOr<std::optional<LeaseRecord>> record =
-            ReadLease(txn.txn(), env_.dbi());
-        if (!record.ok()) return record.status();
-        if (!ctx_->MayWrite(*record, fence, ctx_->BootNow())) {
+        ASSIGN_OR_RETURN(std::optional<LeaseRecord> record,
+                         ReadLease(txn.txn(), env_.dbi()));
+        if (!ctx_->MayWrite(record, fence, ctx_->BootNow())) {
           return StaleFenceError(fence);
         }
       }
       for (const WriteOp& op : ops) {
         if (op.expect == WriteOp::Expect::kAnything) continue;
-        absl::StatusOr<std::optional<absl::string_view>> bytes =
-            TxnGet(txn.txn(), env_.dbi(), op.key);
-        if (!bytes.ok()) return bytes.status();
+        ASSIGN_OR_RETURN(std::optional<absl::string_view> bytes,
+                         TxnGet(txn.txn(), env_.dbi(), op.key));
         std::optional<uint64_t> version;
-        if (bytes->has_value()) {
-          if ((*bytes)->size() < kEntryHeaderBytes) {
+        if (bytes.has_value()) {
+          if ((bytes)->size() < kEntryHeaderBytes) {
             return absl::DataLossError(
                 absl::StrCat("the record at ", op.key, " is corrupt"));
           }
-          version = DecodeFixed64((*bytes)->data());
+          version = DecodeFixed64((bytes)->data());
         }
-        absl::Status met = CheckPrecondition(op, version);
-        if (!met.ok()) return met;
+        RETURN_IF_ERROR(CheckPrecondition(op, version));
       }
-      absl::StatusOr<uint64_t> current = ReadRevision(txn.txn(), env_.dbi());
-      if (!current.ok()) return current.status();
-      revision = *current;
+      ASSIGN_OR_RETURN(uint64_t current, ReadRevision(txn.txn(), env_.dbi()));
+      revision = current;
       if (!HasWrites(ops)) return false;
       ++revision;
       for (const WriteOp& op : ops) {
         if (op.kind == WriteOp::Kind::kPut) {
-          absl::StatusOr<char*> out = txn.Reserve(
-              env_.dbi(), op.key, kEntryHeaderBytes + op.value.size());
-          if (!out.ok()) return out.status();
-          EncodeEntryHeader(revision, *out);
-          std::memcpy(*out + kEntryHeaderBytes, op.value.data(),
+          ASSIGN_OR_RETURN(char* out,
+                           txn.Reserve(env_.dbi(), op.key,
+                                       kEntryHeaderBytes + op.value.size()));
+          EncodeEntryHeader(revision, out);
+          std::memcpy(out + kEntryHeaderBytes, op.value.data(),
                       op.value.size());
         } else if (op.kind == WriteOp::Kind::kDelete) {
-          absl::Status del = txn.Delete(env_.dbi(), op.key);
-          if (!del.ok()) return del;
+          RETURN_IF_ERROR(txn.Delete(env_.dbi(), op.key));
         }
       }
       std::string bytes;
       PutFixed64(&bytes, revision);
-      absl::Status put = txn.Put(env_.dbi(), kRevisionKey, bytes);
-      if (!put.ok()) return put;
+      RETURN_IF_ERROR(txn.Put(env_.dbi(), kRevisionKey, bytes));
       if (ctx_->hooks != nullptr && ctx_->hooks->inside_commit) {
         ctx_->hooks->inside_commit(fence);
       }
@@ -647,9 +633,8 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     if (env_.InForkedChild()) return ForkedChildError();
     uint64_t revision = 0;
     absl::Status s = env_.Read([&](MDB_txn* txn) -> absl::Status {
-      absl::StatusOr<uint64_t> r = ReadRevision(txn, env_.dbi());
-      if (!r.ok()) return r.status();
-      revision = *r;
+      ASSIGN_OR_RETURN(uint64_t r, ReadRevision(txn, env_.dbi()));
+      revision = r;
       return absl::OkStatus();
     });
     if (!s.ok()) return s;
@@ -724,11 +709,10 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
       env_.MaybeCheckReaders(boot_now);
       // Look first in a read transaction, so waiting contenders never
       // take the writer lock from the holder's writes.
-      absl::StatusOr<std::optional<LeaseRecord>> seen = ReadLeaseNow();
-      if (!seen.ok()) return seen.status();
-      if (!seen->has_value() || !ctx_->InForce(**seen, boot_now)) {
+      ASSIGN_OR_RETURN(std::optional<LeaseRecord> seen, ReadLeaseNow());
+      if (!seen.has_value() || !ctx_->InForce(*seen, boot_now)) {
         absl::StatusOr<std::unique_ptr<LeadershipGrant>> grant =
-            TryGrant(options, *seen);
+            TryGrant(options, seen);
         if (!grant.ok() || *grant != nullptr) return grant;
       }
       if (clock_->MonotonicNow() - start >= remaining) {
@@ -746,29 +730,26 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
     if (env_.InForkedChild(/*by_pid=*/true)) return ForkedChildError();
     const absl::Time boot_now = ctx_->BootNow();
     env_.MaybeCheckReaders(boot_now);
-    absl::StatusOr<std::optional<LeaseRecord>> record = ReadLeaseNow();
-    if (!record.ok()) return record.status();
-    if (!record->has_value() || !ctx_->InForce(**record, boot_now)) {
+    ASSIGN_OR_RETURN(std::optional<LeaseRecord> record, ReadLeaseNow());
+    if (!record.has_value() || !ctx_->InForce(*record, boot_now)) {
       return std::optional<LeaseHolder>();
     }
     return std::optional<LeaseHolder>(LeaseHolder{
-        (*record)->holder, (*record)->fence,
-        ctx_->ToInterfaceTime(ctx_->BootExpiry(**record, boot_now), boot_now)});
+        (record)->holder, (record)->fence,
+        ctx_->ToInterfaceTime(ctx_->BootExpiry(*record, boot_now), boot_now)});
   }
 
   absl::Status BreakLease(FenceToken fence) override {
     if (env_.InForkedChild(/*by_pid=*/true)) return ForkedChildError();
     absl::Status s = env_.Write([&](WriteTxn& txn) -> absl::StatusOr<bool> {
-      absl::StatusOr<std::optional<LeaseRecord>> record =
-          ReadLease(txn.txn(), env_.dbi());
-      if (!record.ok()) return record.status();
-      if (!record->has_value() || !(*record)->active ||
-          (*record)->fence != fence) {
+      ASSIGN_OR_RETURN(std::optional<LeaseRecord> record,
+                       ReadLease(txn.txn(), env_.dbi()));
+      if (!record.has_value() || !(record)->active ||
+          (record)->fence != fence) {
         return false;
       }
-      (*record)->active = false;
-      absl::Status put = txn.Put(env_.dbi(), kLeaseKey, EncodeLease(**record));
-      if (!put.ok()) return put;
+      (record)->active = false;
+      RETURN_IF_ERROR(txn.Put(env_.dbi(), kLeaseKey, EncodeLease(*record)));
       return true;
     });
     env_.Wake();
@@ -998,13 +979,12 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   absl::StatusOr<bool> WriteGrant(WriteTxn& txn, const AcquireOptions& options,
                                   LeaseRecord* granted, FenceToken* previous,
                                   bool* free, LockFile& lock_file) {
-    absl::StatusOr<std::optional<LeaseRecord>> record =
-        ReadLease(txn.txn(), env_.dbi());
-    if (!record.ok()) return record.status();
+    ASSIGN_OR_RETURN(std::optional<LeaseRecord> record,
+                     ReadLease(txn.txn(), env_.dbi()));
     const absl::Time now = ctx_->BootNow();
-    *free = !record->has_value() || !ctx_->InForce(**record, now);
+    *free = !record.has_value() || !ctx_->InForce(*record, now);
     if (!*free) return false;
-    *previous = record->has_value() ? (*record)->fence : kNoFence;
+    *previous = record.has_value() ? (record)->fence : kNoFence;
     granted->expiry_clock = lmdb_internal::ExpiryClock::kBoot;
     granted->active = true;
     granted->fence = *previous + 1;
@@ -1021,14 +1001,11 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
                           : ctx_->self_pid_ns;
     granted->boot_id = ctx_->boot_id;
     granted->holder = options.holder;
-    absl::Status locked = lock_file.Create(LockName(granted->fence));
-    if (!locked.ok()) return locked;
-    absl::Status put = txn.Put(env_.dbi(), kLeaseKey, EncodeLease(*granted));
-    if (!put.ok()) return put;
+    RETURN_IF_ERROR(lock_file.Create(LockName(granted->fence)));
+    RETURN_IF_ERROR(txn.Put(env_.dbi(), kLeaseKey, EncodeLease(*granted)));
     const lmdb_internal::TestHooks* hooks = ctx_->hooks;
     if (hooks != nullptr && hooks->inside_grant) {
-      absl::Status injected = hooks->inside_grant();
-      if (!injected.ok()) return injected;
+      RETURN_IF_ERROR(hooks->inside_grant());
     }
     return true;
   }

@@ -11,6 +11,7 @@
 #include "lib/store/kv_records.pb.h"
 #include "lib/store/retry.h"
 #include "lib/store/wipe.h"
+#include "lib/util/status_macros.h"
 #include "strongbox/secret_bytes.h"
 
 namespace strongbox {
@@ -183,9 +184,8 @@ class KvEngineOps {
   absl::Status ModifyMeta(const std::string& path, Apply apply) {
     MutexLock stripe(&engine_.WriteStripe(path));
     return RetryOnConflict([&]() -> absl::Status {
-      absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, path);
-      if (!meta.ok()) return meta.status();
-      return apply(*meta);
+      ASSIGN_OR_RETURN(Meta meta, ReadMeta(call_.barrier, path));
+      return apply(meta);
     });
   }
 
@@ -240,22 +240,19 @@ class KvEngineOps {
       ops.Add(std::move(data_op));
       Prune(req.path(), record, ops);
       ops.Add(MetaWrite(req.path(), meta));
-      absl::Status done = Commit(ops);
-      if (!done.ok()) return done;
+      RETURN_IF_ERROR(Commit(ops));
       response_->mutable_kv_write()->set_version(version);
       return absl::OkStatus();
     });
   }
 
   absl::Status Get(const store::KvGetRequest& req) {
-    absl::Status valid = ValidatePath(req.path());
-    if (!valid.ok()) return valid;
-    absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
-    if (!meta.ok()) return meta.status();
-    KvMetadataRecord& record = *meta->record;
+    RETURN_IF_ERROR(ValidatePath(req.path()));
+    ASSIGN_OR_RETURN(Meta meta, ReadMeta(call_.barrier, req.path()));
+    KvMetadataRecord& record = *meta.record;
     const uint64_t wanted =
         req.version() == 0 ? record.current_version() : req.version();
-    if (!meta->backend_version.has_value() || wanted == 0) {
+    if (!meta.backend_version.has_value() || wanted == 0) {
       return absl::NotFoundError(absl::StrCat("no secret at ", req.path()));
     }
     const KvVersionRecord* v = FindVersion(record, wanted);
@@ -302,8 +299,7 @@ class KvEngineOps {
   enum class VersionOp { kDelete, kUndelete, kDestroy };
 
   absl::Status Versions(const store::KvVersionsRequest& req, VersionOp op) {
-    absl::Status valid = ValidatePath(req.path());
-    if (!valid.ok()) return valid;
+    RETURN_IF_ERROR(ValidatePath(req.path()));
     return ModifyMeta(req.path(), [&](Meta& meta) -> absl::Status {
       KvMetadataRecord& record = *meta.record;
       if (!meta.backend_version.has_value()) {
@@ -350,14 +346,12 @@ class KvEngineOps {
   }
 
   absl::Status MetadataGet(const store::KvPathRequest& req) {
-    absl::Status valid = ValidatePath(req.path());
-    if (!valid.ok()) return valid;
-    absl::StatusOr<Meta> meta = ReadMeta(call_.barrier, req.path());
-    if (!meta.ok()) return meta.status();
-    if (!meta->backend_version.has_value()) {
+    RETURN_IF_ERROR(ValidatePath(req.path()));
+    ASSIGN_OR_RETURN(Meta meta, ReadMeta(call_.barrier, req.path()));
+    if (!meta.backend_version.has_value()) {
       return absl::NotFoundError(absl::StrCat("no secret at ", req.path()));
     }
-    const KvMetadataRecord& record = *meta->record;
+    const KvMetadataRecord& record = *meta.record;
     store::KvMetadata* out = response_->mutable_kv_metadata();
     out->set_path(req.path());
     out->set_created_unix_micros(record.created_unix_micros());
@@ -374,8 +368,7 @@ class KvEngineOps {
   }
 
   absl::Status MetadataPut(const store::KvMetadataPutRequest& req) {
-    absl::Status valid = ValidatePath(req.path());
-    if (!valid.ok()) return valid;
+    RETURN_IF_ERROR(ValidatePath(req.path()));
     if (req.max_versions() > options_.max_max_versions) {
       return absl::InvalidArgumentError(
           absl::StrCat("max_versions ", req.max_versions(),
@@ -398,8 +391,7 @@ class KvEngineOps {
   }
 
   absl::Status DeleteAll(const store::KvPathRequest& req) {
-    absl::Status valid = ValidatePath(req.path());
-    if (!valid.ok()) return valid;
+    RETURN_IF_ERROR(ValidatePath(req.path()));
     return ModifyMeta(req.path(), [&](Meta& meta) -> absl::Status {
       if (!meta.backend_version.has_value()) return absl::OkStatus();
       WipedBatch ops;
@@ -422,14 +414,12 @@ class KvEngineOps {
         return absl::InvalidArgumentError(
             "list prefix must be empty or end with '/'");
       }
-      absl::Status valid = ValidatePath(prefix.substr(0, prefix.size() - 1));
-      if (!valid.ok()) return valid;
+      RETURN_IF_ERROR(ValidatePath(prefix.substr(0, prefix.size() - 1)));
     }
-    absl::StatusOr<std::vector<std::string>> keys =
-        call_.barrier->List(absl::StrCat(kMetaPrefix, prefix));
-    if (!keys.ok()) return keys.status();
+    ASSIGN_OR_RETURN(std::vector<std::string> keys,
+                     call_.barrier->List(absl::StrCat(kMetaPrefix, prefix)));
     store::KvListResult* out = response_->mutable_kv_list();
-    for (std::string& key : *keys) out->add_keys(std::move(key));
+    for (std::string& key : keys) out->add_keys(std::move(key));
     return absl::OkStatus();
   }
 

@@ -10,6 +10,7 @@
 #include "lib/store/kv_engine.h"
 #include "lib/store/transit_engine.h"
 #include "lib/store/wipe.h"
+#include "lib/util/status_macros.h"
 #include "strongbox/secret_bytes.h"
 
 namespace strongbox {
@@ -280,8 +281,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       put->set_legacy_has_cas(true);  // for nodes before `optional`
     }
     Wiped<Response> response(Handle(*r));
-    absl::Status status = ResponseStatus(*response);
-    if (!status.ok()) return status;
+    RETURN_IF_ERROR(ResponseStatus(*response));
     return KvWriteResult{response->kv_write().version(), response->index()};
   }
 
@@ -293,8 +293,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     r.mutable_kv_get()->set_version(version);
     r.set_min_index(min_index);
     Wiped<Response> response(Handle(r));
-    absl::Status status = ResponseStatus(*response);
-    if (!status.ok()) return status;
+    RETURN_IF_ERROR(ResponseStatus(*response));
     // Moved out by swapping: the caller owns the secret (and wipes it).
     return std::move(*response->mutable_kv_secret());
   }
@@ -328,8 +327,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     Request r;
     r.mutable_kv_metadata_get()->set_path(std::string(path));
     Response response = Handle(r);
-    absl::Status status = ResponseStatus(response);
-    if (!status.ok()) return status;
+    RETURN_IF_ERROR(ResponseStatus(response));
     return std::move(*response.mutable_kv_metadata());
   }
 
@@ -353,8 +351,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     Request r;
     r.mutable_kv_list()->set_prefix(std::string(prefix));
     Response response = Handle(r);
-    absl::Status status = ResponseStatus(response);
-    if (!status.ok()) return status;
+    RETURN_IF_ERROR(ResponseStatus(response));
     return std::vector<std::string>(response.kv_list().keys().begin(),
                                     response.kv_list().keys().end());
   }
@@ -378,8 +375,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     Request r;
     r.mutable_transit_read_key()->set_name(std::string(name));
     Response response = Handle(r);
-    absl::Status status = ResponseStatus(response);
-    if (!status.ok()) return status;
+    RETURN_IF_ERROR(ResponseStatus(response));
     return std::move(*response.mutable_transit_key());
   }
 
@@ -400,8 +396,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     item->mutable_ciphertext()->assign(ciphertext.data(), ciphertext.size());
     item->mutable_context()->assign(context.data(), context.size());
     Wiped<Response> response(Handle(r));
-    absl::Status status = ResponseStatus(*response);
-    if (!status.ok()) return status;
+    RETURN_IF_ERROR(ResponseStatus(*response));
     if (response->transit_batch().items_size() != 1) {
       return absl::InternalError("transit answered no item");
     }

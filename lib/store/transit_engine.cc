@@ -16,6 +16,7 @@
 #include "lib/store/transit_key_record.h"
 #include "lib/store/transit_records.pb.h"
 #include "lib/util/mutex.h"
+#include "lib/util/status_macros.h"
 #include "strongbox/secret_bytes.h"
 
 namespace strongbox {
@@ -296,13 +297,13 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind, const std::string& name,
           absl::StrCat("transit key \"", name, "\" does not exist"));
     }
 
-    absl::StatusOr<Mutation> mutation =
-        Mutate(kind, name, exists, record_version, request, call, &record);
-    if (!mutation.ok()) return mutation.status();
-    if (!mutation->write.has_value()) {
+    ASSIGN_OR_RETURN(
+        Mutation mutation,
+        Mutate(kind, name, exists, record_version, request, call, &record));
+    if (!mutation.write.has_value()) {
       return AnswerUnchanged(record, record_version, response);
     }
-    WriteOp& op = *mutation->write;
+    WriteOp& op = *mutation.write;
     absl::StatusOr<uint64_t> revision =
         call.barrier->Commit(absl::MakeConstSpan(&op, 1), fence);
     WipeString(op.value);
@@ -315,7 +316,7 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind, const std::string& name,
       }
       return VersionedCommitStatus(revision.status());
     }
-    *grant = mutation->grant;
+    *grant = mutation.grant;
     response->set_index(*revision);
     if (kind == WriteKind::kDelete) {
       erase = true;
@@ -396,10 +397,9 @@ absl::Status TransitEngine::Impl::OpenOne(const CachedKey& key,
                                           absl::string_view context,
                                           std::string* out, uint32_t* version) {
   std::string raw;
-  absl::Status parsed = transit::ParseCiphertext(
+  RETURN_IF_ERROR(transit::ParseCiphertext(
       ciphertext, options_.max_plaintext_bytes + kNonceBytes + kTagBytes,
-      version, &raw);
-  if (!parsed.ok()) return parsed;
+      version, &raw));
   if (*version > key.latest_version) {
     return absl::NotFoundError(absl::StrCat("key version ", *version,
                                             " does not exist (latest is ",
@@ -432,9 +432,8 @@ absl::Status TransitEngine::Impl::Encrypt(
     const store::TransitBatchRequest& batch, const EngineCall& call,
     store::Response* response) {
   if (!MayReserve(call)) return NoReservationError();
-  absl::StatusOr<std::shared_ptr<const CachedKey>> key =
-      cache_.Lookup(batch.name(), call);
-  if (!key.ok()) return key.status();
+  ASSIGN_OR_RETURN(std::shared_ptr<const CachedKey> key,
+                   cache_.Lookup(batch.name(), call));
   store::TransitBatchResult* result = response->mutable_transit_batch();
   result->mutable_items()->Reserve(batch.items_size());
   for (const store::TransitItem& item : batch.items()) {
@@ -447,15 +446,15 @@ absl::Status TransitEngine::Impl::Encrypt(
       continue;
     }
     // A failed reservation fails the request: nothing more is sealed.
-    if (absl::Status s = ClaimEncryption(call, &*key); !s.ok()) return s;
-    absl::Status s = SealOne(**key, item.plaintext(), item.context(),
+    if (absl::Status s = ClaimEncryption(call, &key); !s.ok()) return s;
+    absl::Status s = SealOne(*key, item.plaintext(), item.context(),
                              out->mutable_ciphertext());
     if (!s.ok()) {
       out->clear_ciphertext();
       SetItemError(s, out);
       continue;
     }
-    out->set_key_version((*key)->latest_version);
+    out->set_key_version((key)->latest_version);
   }
   return absl::OkStatus();
 }
@@ -464,9 +463,8 @@ absl::Status TransitEngine::Impl::Decrypt(
     const store::TransitBatchRequest& batch, const EngineCall& call,
     bool rewrap, store::Response* response) {
   if (rewrap && !MayReserve(call)) return NoReservationError();
-  absl::StatusOr<std::shared_ptr<const CachedKey>> key =
-      cache_.Lookup(batch.name(), call);
-  if (!key.ok()) return key.status();
+  ASSIGN_OR_RETURN(std::shared_ptr<const CachedKey> key,
+                   cache_.Lookup(batch.name(), call));
   store::TransitBatchResult* result = response->mutable_transit_batch();
   result->mutable_items()->Reserve(batch.items_size());
   std::string plaintext;
@@ -474,18 +472,18 @@ absl::Status TransitEngine::Impl::Decrypt(
     store::TransitResultItem* out = result->add_items();
     uint32_t version = 0;
     absl::Status s =
-        OpenOne(**key, item.ciphertext(), item.context(),
+        OpenOne(*key, item.ciphertext(), item.context(),
                 rewrap ? &plaintext : out->mutable_plaintext(), &version);
     if (s.ok() && rewrap) {
       // Opened under the snapshot taken before the claim, which may
       // replace it (a rotation): that only ever moves forward.
-      if (absl::Status c = ClaimEncryption(call, &*key); !c.ok()) {
+      if (absl::Status c = ClaimEncryption(call, &key); !c.ok()) {
         WipeString(plaintext);
         return c;
       }
-      s = SealOne(**key, plaintext, item.context(), out->mutable_ciphertext());
+      s = SealOne(*key, plaintext, item.context(), out->mutable_ciphertext());
       WipeString(plaintext);
-      version = (*key)->latest_version;
+      version = (key)->latest_version;
     }
     if (!s.ok()) {
       out->clear_plaintext();
@@ -528,10 +526,9 @@ absl::Status TransitEngine::Impl::Execute(const store::Request& request,
     case store::Request::kTransitReadKey: {
       const std::string& name = request.transit_read_key().name();
       if (absl::Status s = ValidateName(name); !s.ok()) return s;
-      absl::StatusOr<std::shared_ptr<const CachedKey>> key =
-          cache_.Lookup(name, call);
-      if (!key.ok()) return key.status();
-      FillInfo(**key, response->mutable_transit_key());
+      ASSIGN_OR_RETURN(std::shared_ptr<const CachedKey> key,
+                       cache_.Lookup(name, call));
+      FillInfo(*key, response->mutable_transit_key());
       return absl::OkStatus();
     }
     case store::Request::kTransitEncrypt:

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "lib/store/transit_ciphertext.h"
 #include "lib/store/transit_key_record.h"
+#include "lib/util/status_macros.h"
 #include "strongbox/secret_bytes.h"
 
 namespace strongbox {
@@ -26,9 +27,8 @@ absl::StatusOr<std::shared_ptr<CachedKey>> DecodeKey(
   for (uint32_t v = key->min_decryption_version; v <= key->latest_version;
        ++v) {
     auto cipher = std::make_unique<VersionCipher>();
-    absl::Status s = cipher->Init(record.versions(v - 1).key(),
-                                  TransitAadPrefix(record.name(), v));
-    if (!s.ok()) return s;
+    RETURN_IF_ERROR(cipher->Init(record.versions(v - 1).key(),
+                                 TransitAadPrefix(record.name(), v)));
     key->ciphers.push_back(std::move(cipher));
   }
   return key;
