@@ -5,7 +5,6 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <thread>
 #include <utility>
@@ -52,8 +51,9 @@ absl::string_view RouteActionName(RouteDecision::Action action) {
 namespace {
 
 std::atomic<bool> seal_gap_hook_set{false};
-std::mutex seal_gap_hook_mu;
-std::function<void()>& SealGapHook() {
+Mutex seal_gap_hook_mu;
+std::function<void()>& SealGapHook()
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(seal_gap_hook_mu) {
   static auto* hook = new std::function<void()>();
   return *hook;
 }
@@ -62,7 +62,7 @@ void RunSealGapHook() {
   if (!seal_gap_hook_set.load(std::memory_order_acquire)) return;
   std::function<void()> hook;
   {
-    std::lock_guard<std::mutex> lock(seal_gap_hook_mu);
+    MutexLock lock(&seal_gap_hook_mu);
     hook = SealGapHook();
   }
   if (hook) hook();
@@ -71,7 +71,7 @@ void RunSealGapHook() {
 }  // namespace
 
 void ha_testing::SetSealGapHook(std::function<void()> hook) {
-  std::lock_guard<std::mutex> lock(seal_gap_hook_mu);
+  MutexLock lock(&seal_gap_hook_mu);
   seal_gap_hook_set.store(hook != nullptr, std::memory_order_release);
   SealGapHook() = std::move(hook);
 }
@@ -660,7 +660,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
     // observer on return. (From inside a callback there is nothing to wait
     // for: the caller is the deliverer.)
     if (deliverer_.load() != std::this_thread::get_id()) {
-      std::lock_guard<std::mutex> wait(deliver_mu_);
+      MutexLock wait(&deliver_mu_);
     }
   }
 
@@ -1135,8 +1135,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
     }
     if (deliverer_.load() == std::this_thread::get_id()) return;
     while (true) {
-      std::unique_lock<std::mutex> delivering(deliver_mu_, std::try_to_lock);
-      if (!delivering.owns_lock()) return;
+      if (!deliver_mu_.TryLock()) return;
       deliverer_.store(std::this_thread::get_id());
       while (true) {
         PendingEvent event;
@@ -1160,7 +1159,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
         }
       }
       deliverer_.store(std::thread::id());
-      delivering.unlock();
+      deliver_mu_.Unlock();
       ReaderLock lock(&mu_);
       if (pending_events_.empty()) return;
     }
@@ -1175,7 +1174,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
   // Serializes Initialize, Unseal, Rekey and Rotate (taken before mu_).
   // Seal() does not take it: it must never wait behind backend I/O; an
   // Unseal that overlaps a Seal notices through epoch_.
-  Mutex seal_mu_;
+  Mutex seal_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
   SharedMutex mu_;
   HaState state_ ABSL_GUARDED_BY(mu_);
@@ -1210,7 +1209,9 @@ class HaCoordinatorImpl final : public HaCoordinator {
   // Hears the backend's blocked takeovers (registered for the coordinator's
   // whole life) and queues them for observers.
   TakeoverSink takeover_sink_;
-  std::mutex deliver_mu_;
+  // Held by the one thread delivering events (deliverer_); RemoveObserver
+  // waits on it. Taken before mu_ and observers_mu_.
+  Mutex deliver_mu_ ABSL_ACQUIRED_BEFORE(mu_, observers_mu_);
   std::atomic<std::thread::id> deliverer_{};
   // The loop thread's id once it runs (none without the background thread).
   std::atomic<std::thread::id> loop_thread_id_{};

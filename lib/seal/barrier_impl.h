@@ -228,7 +228,7 @@ class Barrier::Impl {
   // Serializes the seal operations (Initialize, Unseal, Rekey, Rotate,
   // ReloadKeyring). Seal() does not take it, so it is never stuck behind a
   // slow backend. Acquired before keys_mu_ and progress_mu_.
-  Mutex op_mu_;
+  Mutex op_mu_ ABSL_ACQUIRED_BEFORE(keys_mu_, progress_mu_);
   // The root key record of an Initialize whose outcome was unknown (not a
   // secret: ciphertext). A retry may replace exactly those records.
   std::string lost_init_root_record_ ABSL_GUARDED_BY(op_mu_);

@@ -143,7 +143,9 @@ class TransitEngine::Impl {
   // block or a rotation at the limit; create; rotate), so threads that use
   // up a block together store one new block and blocks are adopted in
   // order. Held across that key-record write, as the barrier holds its
-  // seal-op lock across a keyring write; taken before the cache's locks.
+  // seal-op lock across a keyring write; taken before the cache's locks
+  // (TransitKeyCache::mu_ and usage_mu_, private to it, so Clang cannot
+  // name them here).
   Mutex reserve_mu_;
 
   transit::TransitKeyCache cache_;
