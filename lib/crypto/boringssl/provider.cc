@@ -3,7 +3,6 @@
 #include <openssl/aead.h>
 #include <openssl/crypto.h>
 #include <openssl/digest.h>
-#include <openssl/hmac.h>
 #include <openssl/mem.h>
 #include <openssl/rand.h>
 
@@ -11,7 +10,6 @@
 #include <cstring>
 
 #include "lib/crypto/aead.h"
-#include "lib/crypto/digest.h"
 #include "lib/crypto/random.h"
 #include "lib/crypto/secure_memory.h"
 
@@ -124,43 +122,6 @@ absl::Status RandomBytes(absl::Span<uint8_t> out) {
     return absl::InternalError("random number generator failed");
   }
   return absl::OkStatus();
-}
-
-// ---------------------------------------------------------------- memory
-
-namespace internal {
-void ProviderCleanse(void* data, size_t size) { OPENSSL_cleanse(data, size); }
-}  // namespace internal
-
-bool ConstantTimeEquals(const void* a, const void* b, size_t size) {
-  return size == 0 || CRYPTO_memcmp(a, b, size) == 0;
-}
-
-// --------------------------------------------------------------- digests
-
-absl::StatusOr<Sha256Digest> Sha256(absl::string_view data) {
-  Sha256Digest digest;
-  unsigned int len = 0;
-  if (!EVP_Digest(data.data(), data.size(), digest.data(), &len, EVP_sha256(),
-                  nullptr) ||
-      len != digest.size()) {
-    return absl::InternalError("SHA-256 failed");
-  }
-  return digest;
-}
-
-absl::StatusOr<Sha256Digest> HmacSha256(absl::string_view key,
-                                        absl::string_view data) {
-  Sha256Digest mac;
-  unsigned int len = 0;
-  // HMAC() needs a valid pointer even for an empty key.
-  static const uint8_t kEmpty[1] = {0};
-  if (HMAC(EVP_sha256(), key.empty() ? kEmpty : U8(key), key.size(), U8(data),
-           data.size(), mac.data(), &len) == nullptr ||
-      len != mac.size()) {
-    return absl::InternalError("HMAC-SHA256 failed");
-  }
-  return mac;
 }
 
 }  // namespace strongbox::crypto

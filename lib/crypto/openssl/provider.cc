@@ -10,14 +10,12 @@
 // expansion.
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <climits>
 #include <cstring>
 
 #include "lib/crypto/aead.h"
-#include "lib/crypto/digest.h"
 #include "lib/crypto/random.h"
 #include "lib/crypto/secure_memory.h"
 #include "lib/util/mutex.h"
@@ -229,46 +227,6 @@ absl::Status RandomBytes(absl::Span<uint8_t> out) {
     left -= static_cast<size_t>(n);
   }
   return absl::OkStatus();
-}
-
-// ---------------------------------------------------------------- memory
-
-namespace internal {
-void ProviderCleanse(void* data, size_t size) { OPENSSL_cleanse(data, size); }
-}  // namespace internal
-
-bool ConstantTimeEquals(const void* a, const void* b, size_t size) {
-  return size == 0 || CRYPTO_memcmp(a, b, size) == 0;
-}
-
-// --------------------------------------------------------------- digests
-
-absl::StatusOr<Sha256Digest> Sha256(absl::string_view data) {
-  Sha256Digest digest;
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), digest.data(), &len, EVP_sha256(),
-                 nullptr) != 1 ||
-      len != digest.size()) {
-    return absl::InternalError("SHA-256 failed");
-  }
-  return digest;
-}
-
-absl::StatusOr<Sha256Digest> HmacSha256(absl::string_view key,
-                                        absl::string_view data) {
-  Sha256Digest mac;
-  unsigned int len = 0;
-  static const uint8_t kEmpty[1] = {0};
-  if (!FitsInt(key.size())) {
-    return absl::InvalidArgumentError("HMAC key is too long");
-  }
-  if (HMAC(EVP_sha256(), key.empty() ? kEmpty : U8(key),
-           static_cast<int>(key.size()), U8(data), data.size(), mac.data(),
-           &len) == nullptr ||
-      len != mac.size()) {
-    return absl::InternalError("HMAC-SHA256 failed");
-  }
-  return mac;
 }
 
 }  // namespace strongbox::crypto
