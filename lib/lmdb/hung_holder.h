@@ -9,7 +9,8 @@
 // but only a process proven to be the one that took the grant — the same
 // boot, pid namespace, pid and process start time (a pid reused by another
 // process has another start time) — and proven to be inside a write
-// transaction of its own, since LMDB does not say who holds its writer lock:
+// transaction of its own (its marker, or its thread owning LMDB's writer
+// mutex: below), since LMDB's API does not say who holds its writer lock:
 // a healthy holder whose renewal merely waits behind some other process
 // stopped inside a write looks just as expired.
 //
@@ -22,8 +23,9 @@
 // probes it with F_OFD_GETLK, which takes nothing and names the locked byte,
 // so it can tell one long transaction from many short ones. Races, and how
 // they fall:
-//   * Holder blocked in begin behind another process: unmarked, never
-//     killed (the point of the marker).
+//   * Holder blocked in begin behind another process: unmarked, and the
+//     writer mutex's owner is that other process's thread: never killed
+//     (the point of the marker, and of naming the owner).
 //   * Holder stopped inside its begin after LMDB locked but before the
 //     marker: unmarked, but the owner of LMDB's writer mutex says who it is
 //     (below): killed like a marked one.
@@ -67,6 +69,15 @@
 //   * the owner thread runs, or is not the holder's.
 // A holder merely waiting for the writer mutex is never the owner (the
 // owner is whoever holds it), so it is never killed by this route either.
+// Why the owner rather than a second marker taken before mdb_txn_begin: a
+// process stopped while waiting in begin and one stopped just after LMDB
+// locked look the same from outside (both "entering", neither running);
+// only ruling out every other writer would tell them apart, and writers
+// without a grant (a contender's grant attempt, an unfenced Initialize,
+// another program) carry no marker. The mutex names its owner directly.
+// Left open: a process of another pid namespace that writes to the store
+// without ever reading it (so it holds no pid lock) is not seen by the
+// namespace check; strongbox's own processes always read at Open().
 //
 // Free functions are stateless and thread-safe; a HolderWatch belongs to
 // one watchdog thread.
