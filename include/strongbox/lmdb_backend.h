@@ -57,13 +57,18 @@
 //     as in containers sharing a boot id, is not ours) and the holder is
 //     proven inside a write transaction of its own, the same one for the
 //     whole grace: while its own write transaction is open, a holder keeps
-//     an "inside a write" marker lock on its lease file (see
-//     lib/lmdb/hung_holder.h for the races). LMDB does not say who holds
-//     its writer lock, so a holder whose renewal merely waits behind some
-//     other process stopped inside a write (a contender's grant, a
-//     BreakLease, an unfenced Initialize) is expired too, but unmarked:
-//     never killed (the wait is reported, with that reason). Never a live
-//     grant and never
+//     an "inside a write" marker lock on its lease file; a holder stopped
+//     inside mdb_txn_begin after LMDB took its writer lock, before it could
+//     mark itself, is told instead by the owner of LMDB's writer mutex
+//     (lock.mdb, Debian's liblmdb 0.9 with robust glibc mutexes): one of
+//     its own threads, which has not run all along. That route refuses to
+//     judge (no kill; the wait is reported) on any other lock.mdb layout or
+//     when a process of another pid namespace uses the store (see
+//     lib/lmdb/hung_holder.h for both proofs and their races). A holder
+//     whose renewal merely waits behind some other process stopped inside
+//     a write (a contender's grant, a BreakLease, an unfenced Initialize)
+//     is expired too, but neither marked nor the owner: never killed (the
+//     wait is reported, with that reason). Never a live grant and never
 //     its own process, nor one this process cannot see (/proc mounted with
 //     hidepid hides other users' processes: reported as "cannot see", not
 //     as exited); the takeover then completes within about TTL +
@@ -254,7 +259,8 @@ struct LmdbBackendOptions {
 
   // How long the grant must be past its expiry, a grant attempt must have
   // waited for the writer lock, and the holder must have been inside one
-  // and the same write transaction of its own, before the holder counts as
+  // and the same write transaction of its own (or owned LMDB's writer
+  // mutex in one hold, not running), before the holder counts as
   // hung. Never less than the grant's TTL (a shorter one counts as the
   // TTL). Default (zero): the grant's own TTL. A host with small TTLs may
   // want a floor (strongbox_node uses max(TTL, 1 s)): a kill is not undone,

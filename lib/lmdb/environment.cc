@@ -1,6 +1,8 @@
 #include "lib/lmdb/environment.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -220,12 +222,36 @@ absl::Status Environment::OpenEnv(const std::string& dir,
   if (rc != MDB_SUCCESS) {
     return LmdbError(rc, absl::StrCat("opening the store in ", dir));
   }
+  OpenLockHeader(dir);
   RETURN_IF_ERROR(InitOrCheckStore(dir));
   MDB_envinfo info;
   mdb_env_info(env_, &info);
   WriterLock lock(&remap_mu_);
   map_bytes_ = info.me_mapsize;
   return absl::OkStatus();
+}
+
+void Environment::OpenLockHeader(const std::string& dir) {
+  const std::string path = dir + "/lock.mdb";
+  lock_fd_ = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (lock_fd_ < 0) return;  // WriterLockOwner says it cannot tell
+  struct stat st;
+  if (fstat(lock_fd_, &st) != 0 ||
+      st.st_size < static_cast<off_t>(kLockHeaderBytes)) {
+    return;
+  }
+  void* map =
+      mmap(nullptr, kLockHeaderBytes, PROT_READ, MAP_SHARED, lock_fd_, 0);
+  if (map != MAP_FAILED) lock_header_ = static_cast<const unsigned char*>(map);
+}
+
+absl::StatusOr<std::optional<pid_t>> Environment::WriterLockOwner() {
+  if (lock_header_ == nullptr) {
+    return absl::UnavailableError("lock.mdb could not be opened and mapped");
+  }
+  absl::Status shared = CheckLockFileUsersShareOurPidNs(lock_fd_);
+  if (!shared.ok()) return shared;
+  return WriterLockOwnerFromHeader(lock_header_);
 }
 
 absl::Status Environment::InitOrCheckStore(const std::string& dir) {
@@ -306,6 +332,12 @@ Environment::~Environment() {
     if (txn != nullptr) mdb_txn_abort(txn);
   }
   if (env_ != nullptr) mdb_env_close(env_);
+  // Only now: closing lock.mdb drops this process's POSIX locks on it,
+  // LMDB's included.
+  if (lock_header_ != nullptr) {
+    munmap(const_cast<unsigned char*>(lock_header_), kLockHeaderBytes);
+  }
+  if (lock_fd_ >= 0) close(lock_fd_);
 }
 
 namespace {
@@ -362,10 +394,15 @@ absl::Status Environment::Write(
         // Marked only once begin has returned (a thread blocked in it is
         // not inside a write), unmarked only after the commit or abort
         // below has returned: every return path leaves this scope after
-        // the transaction ended. Known gap (issue 18): a process stopped
-        // inside mdb_txn_begin after LMDB took its writer lock holds the
-        // lock unmarked, so no contender can prove it hung; the takeover
-        // then waits for the stop to end.
+        // the transaction ended. A process stopped inside mdb_txn_begin
+        // after LMDB took its writer lock, or right here, holds the lock
+        // unmarked: contenders then tell it by the owner of LMDB's writer
+        // mutex instead (hung_holder.h, "The owner of LMDB's writer
+        // mutex").
+        if (const std::function<void()>* hook =
+                after_write_begin_.load(std::memory_order_acquire)) {
+          (*hook)();
+        }
         struct InsideWrite {
           Environment* env;
           ~InsideWrite() { env->UnmarkInsideWrite(); }

@@ -33,6 +33,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -167,6 +168,19 @@ class Environment {
   void AddWriteMarker(int fd);
   void RemoveWriteMarker(int fd);
 
+  // The thread that owns LMDB's writer mutex now (nullopt: free), read
+  // from lock.mdb, or why it cannot be told: the header's layout is not
+  // the one hung_holder.h knows, or a process of another pid namespace
+  // uses the store (hung_holder.h, "The owner of LMDB's writer mutex").
+  absl::StatusOr<std::optional<pid_t>> WriterLockOwner();
+
+  // A test seam (TestHooks::after_write_begin): runs in every write
+  // transaction right after mdb_txn_begin returned, before the process is
+  // marked inside the write. Not owned; null: none. Set before any write.
+  void SetAfterWriteBeginHook(const std::function<void()>* hook) {
+    after_write_begin_.store(hook, std::memory_order_release);
+  }
+
   // Lease waiters in this process park here; anything that frees the
   // lease from this process calls Wake() so they look again at once.
   // Waiting ends after `timeout` of real time at the latest (other
@@ -184,6 +198,9 @@ class Environment {
   absl::Status OpenEnv(const std::string& dir,
                        const LmdbBackendOptions& options);
   absl::Status InitOrCheckStore(const std::string& dir);
+  // Opens lock.mdb and maps its header (lock_fd_, lock_header_); on
+  // failure leaves them unset.
+  void OpenLockHeader(const std::string& dir);
 
   // Ends a txn that `Read` used: reset and keep it for reuse if a slot is
   // free, else abort it.
@@ -226,6 +243,16 @@ class Environment {
 
   Mutex wake_mu_;
   uint64_t wake_epoch_ ABSL_GUARDED_BY(wake_mu_) = 0;
+
+  // lock.mdb, opened read-only, and its header mapped (for
+  // WriterLockOwner). Constant after OpenShared; -1 / null if they could
+  // not be had. The descriptor stays open until the environment is closed:
+  // closing any descriptor of lock.mdb would drop LMDB's own POSIX locks
+  // on it in this process.
+  int lock_fd_ = -1;
+  const unsigned char* lock_header_ = nullptr;
+
+  std::atomic<const std::function<void()>*> after_write_begin_{nullptr};
 
   std::atomic<uint64_t> syncs_{0};
   std::atomic<uint64_t> readers_cleared_{0};

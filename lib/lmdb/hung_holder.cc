@@ -2,12 +2,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
+#include <fstream>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -133,11 +137,164 @@ std::optional<uint64_t> ProbeInsideWriteMarker(int fd) {
   return static_cast<uint64_t>(probe.l_start - kInsideWriteMarkerBase);
 }
 
+// ------------------------------------------ the owner of the writer mutex
+
+namespace {
+
+// liblmdb 0.9's lock.mdb (mdb.c, MDB_txninfo), as Debian builds it
+// (MDB_USE_POSIX_MUTEX with MDB_USE_ROBUST): the magic, the lock format
+// (MDB_LOCK_VERSION 1, plus MDB_PIDLOCK at bit 16), the reader mutex at
+// byte 8, and the writer mutex at byte 64 (the first part is padded to a
+// 64-byte cache line). Checked against the file every time.
+constexpr uint32_t kLmdbMagic = 0xBEEFC0DE;
+constexpr uint32_t kLmdbLockFormat = 0x00010001;
+constexpr size_t kReaderMutexOffset = 8;
+constexpr size_t kWriterMutexOffset = 64;
+
+#if defined(__GLIBC__) && defined(__LP64__)
+constexpr bool kGlibcMutexLayout =
+    sizeof(pthread_mutex_t) == 40 &&
+    offsetof(pthread_mutex_t, __data.__lock) == 0 &&
+    offsetof(pthread_mutex_t, __data.__kind) == 16;
+constexpr size_t kMutexKindOffset = 16;
+#else
+constexpr bool kGlibcMutexLayout = false;
+constexpr size_t kMutexKindOffset = 0;
+#endif
+// glibc's __kind of a robust, process-shared mutex of the normal type
+// (PTHREAD_MUTEX_ROBUST_NORMAL_NP | PTHREAD_MUTEX_PSHARED_BIT): what LMDB
+// asks for. Anything else (another type, elision bits) is not vouched for.
+constexpr int32_t kRobustSharedKind = 16 | 128;
+
+uint32_t Load32(const unsigned char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<pid_t>> WriterLockOwnerFromHeader(
+    const unsigned char* header) {
+  if (!kGlibcMutexLayout) {
+    return absl::FailedPreconditionError(
+        "not built against glibc's 64-bit pthread_mutex_t layout");
+  }
+  if (Load32(header) != kLmdbMagic || Load32(header + 4) != kLmdbLockFormat) {
+    return absl::FailedPreconditionError(
+        "lock.mdb is not the LMDB 0.9 lock file layout this code knows");
+  }
+  const int32_t reader_kind = static_cast<int32_t>(
+      Load32(header + kReaderMutexOffset + kMutexKindOffset));
+  const int32_t writer_kind = static_cast<int32_t>(
+      Load32(header + kWriterMutexOffset + kMutexKindOffset));
+  if (reader_kind != kRobustSharedKind || writer_kind != kRobustSharedKind) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "lock.mdb's mutexes are not robust process-shared glibc mutexes "
+        "(kinds ",
+        reader_kind, ", ", writer_kind, ")"));
+  }
+  // The robust futex word: the owner's thread id, with the waiters and
+  // owner-died bits (linux/futex.h). Written by other processes: one
+  // atomic load of the aligned word.
+  const uint32_t word = __atomic_load_n(
+      reinterpret_cast<const uint32_t*>(header + kWriterMutexOffset),
+      __ATOMIC_ACQUIRE);
+  if ((word & FUTEX_OWNER_DIED) != 0) return std::optional<pid_t>();
+  const pid_t tid = static_cast<pid_t>(word & FUTEX_TID_MASK);
+  if (tid == 0) return std::optional<pid_t>();
+  return std::optional<pid_t>(tid);
+}
+
+namespace {
+
+// Lists the POSIX locks of other processes on bytes [lo, hi] of `fd`
+// (hi < 0: to the end) by bisection: F_GETLK names one conflicting lock,
+// then both sides of it are searched. Write locks of different processes
+// never overlap, so each is found once.
+absl::Status CheckLockRange(int fd, off_t lo, off_t hi, int* budget) {
+  if (hi >= 0 && lo > hi) return absl::OkStatus();
+  if (--*budget < 0) {
+    return absl::UnavailableError("too many locks on lock.mdb to list");
+  }
+  struct flock q;
+  std::memset(&q, 0, sizeof(q));
+  q.l_type = F_WRLCK;
+  q.l_whence = SEEK_SET;
+  q.l_start = lo;
+  q.l_len = hi < 0 ? 0 : hi - lo + 1;
+  if (fcntl(fd, F_GETLK, &q) != 0) {
+    return absl::ErrnoToStatus(errno, "listing the locks on lock.mdb");
+  }
+  if (q.l_type == F_UNLCK) return absl::OkStatus();
+  // LMDB's own: byte <pid> of a process that reads, one byte, which the
+  // kernel names by the pid this process sees (0 if it cannot see it, -1
+  // for an OFD lock: not LMDB's).
+  if (q.l_len != 1 || q.l_pid <= 0 || q.l_start != q.l_pid) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "a process this one cannot place in its pid namespace uses the store "
+        "(lock.mdb byte ",
+        q.l_start, " is held by pid ", q.l_pid, " as seen from here)"));
+  }
+  absl::Status left = CheckLockRange(fd, lo, q.l_start - 1, budget);
+  if (!left.ok()) return left;
+  return CheckLockRange(fd, q.l_start + 1, hi, budget);
+}
+
+}  // namespace
+
+absl::Status CheckLockFileUsersShareOurPidNs(int fd) {
+  // Byte 0 carries every user's shared lock (LMDB's "is anyone else
+  // here"); the per-process locks start at byte 1 (pids start at 1).
+  int budget = 4096;
+  return CheckLockRange(fd, 1, -1, &budget);
+}
+
+absl::StatusOr<ThreadRun> ReadThreadRun(pid_t pid, pid_t tid,
+                                        const std::string& proc_root) {
+  const std::string dir = absl::StrCat(proc_root, "/", pid, "/task/", tid);
+  std::string stat;
+  {
+    // /proc/<pid>/task/<tid> exists only for a thread of that process.
+    const std::string path = dir + "/stat";
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT || errno == ESRCH) {
+        return absl::NotFoundError(
+            absl::StrCat("thread ", tid, " is not a thread of pid ", pid));
+      }
+      return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", path));
+    }
+    char buf[1024];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) < 0 && errno == EINTR) {
+    }
+    const int err = errno;
+    close(fd);
+    if (n < 0 && err == ESRCH) {
+      return absl::NotFoundError(absl::StrCat("thread ", tid, " has exited"));
+    }
+    if (n <= 0) return absl::ErrnoToStatus(err, absl::StrCat("reading ", path));
+    stat.assign(buf, static_cast<size_t>(n));
+  }
+  ThreadRun run;
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat.size()) {
+    return absl::InternalError(absl::StrCat(dir, "/stat is malformed"));
+  }
+  run.state = stat[paren + 2];
+  std::ifstream schedstat(dir + "/schedstat");
+  uint64_t on_cpu = 0;
+  if (schedstat >> on_cpu) run.on_cpu_ns = on_cpu;
+  return run;
+}
+
 HolderJudgement JudgeHolder(
     const LeaseRecord& record, absl::Time boot_expiry, absl::Time boot_now,
     absl::Duration blocked_for, absl::Duration grace, const SelfIdentity& self,
     std::optional<absl::Duration> inside_write_for,
-    absl::FunctionRef<absl::StatusOr<uint64_t>(pid_t)> read_start_time) {
+    absl::FunctionRef<absl::StatusOr<uint64_t>(pid_t)> read_start_time,
+    absl::string_view inside_how, absl::string_view not_inside_why) {
   HolderJudgement j;
   if (!record.active) {
     j.verdict = HolderVerdict::kNoHolder;
@@ -227,8 +384,11 @@ HolderJudgement JudgeHolder(
     j.verdict = HolderVerdict::kNotInsideWrite;
     j.reason = absl::StrCat(
         "grant ", record.fence, " has expired, but its holder, pid ", pid,
-        ", is not inside a write transaction: another process holds LMDB's "
-        "writer lock (the holder waits behind it too); not killed");
+        ", is not inside a write transaction: ",
+        not_inside_why.empty() ? "another process holds LMDB's writer lock "
+                                 "(the holder waits behind it too)"
+                               : not_inside_why,
+        "; not killed");
     return j;
   }
   // Inside a write, but not (yet) one and the same write for the grace.
@@ -236,9 +396,9 @@ HolderJudgement JudgeHolder(
   j.verdict = HolderVerdict::kProven;
   j.reason = absl::StrCat(
       "grant ", record.fence, " has expired and its holder, pid ", pid,
-      " (same boot, pid namespace and start time), has been inside one "
-      "write transaction for the grace (",
-      absl::FormatDuration(grace),
+      " (same boot, pid namespace and start time), has ",
+      inside_how.empty() ? "been inside one write transaction" : inside_how,
+      " for the grace (", absl::FormatDuration(grace),
       ") and holds the writer lock: hung inside a write");
   return j;
 }
@@ -308,9 +468,25 @@ std::optional<HungHolderEvent> HolderWatch::Look(const LeaseRecord& record,
   }
   std::optional<absl::Duration> inside_for;
   if (marker_seq_.has_value()) inside_for = now - marker_since_;
+  // Unmarked: it may still hold the writer mutex, stopped inside
+  // mdb_txn_begin before it could mark (the file comment).
+  std::string inside_how;
+  std::string not_inside_why;
+  if (inside_for.has_value()) {
+    owner_.reset();
+  } else {
+    inside_for = TrackOwner(record, now, &not_inside_why);
+    if (inside_for.has_value()) {
+      inside_how = absl::StrCat(
+          "owned LMDB's writer lock in one hold (its thread ", owner_->tid,
+          " has not run since), though not marked inside a write,");
+    }
+  }
+  const bool by_owner = !marker_seq_.has_value() && owner_.has_value();
   const HolderJudgement judged = JudgeHolder(
       record, boot_expiry, now, now - armed_at_, config_.grace, config_.self,
-      inside_for, [&](pid_t pid) { return io_->ReadStartTime(pid); });
+      inside_for, [&](pid_t pid) { return io_->ReadStartTime(pid); },
+      inside_how, not_inside_why);
   if (judged.verdict == HolderVerdict::kLive ||
       judged.verdict == HolderVerdict::kNoHolder) {
     return std::nullopt;
@@ -337,9 +513,12 @@ std::optional<HungHolderEvent> HolderWatch::Look(const LeaseRecord& record,
     } else {
       const FenceToken fence = record.fence;
       const std::optional<uint64_t> seen = marker_seq_;
+      const std::optional<Owner> owner = owner_;
       absl::Status killed =
-          io_->Kill(static_cast<pid_t>(record.pid), record.start_time,
-                    [&] { return io_->ProbeInsideWrite(fence) == seen; });
+          io_->Kill(static_cast<pid_t>(record.pid), record.start_time, [&] {
+            if (by_owner) return OwnerStillHolds(*owner);
+            return io_->ProbeInsideWrite(fence) == seen;
+          });
       if (killed.ok()) {
         killed_ = Killed{record.pid, record.start_time, record.fence, now};
         event.kind = HungHolderEvent::Kind::kKilled;
@@ -366,6 +545,67 @@ std::optional<HungHolderEvent> HolderWatch::Look(const LeaseRecord& record,
   if (event.reason == last_reason_) return std::nullopt;  // reported already
   last_reason_ = event.reason;
   return event;
+}
+
+std::optional<absl::Duration> HolderWatch::TrackOwner(const LeaseRecord& record,
+                                                      absl::Time now,
+                                                      std::string* why) {
+  std::optional<Owner> last = std::move(owner_);
+  owner_.reset();
+  const pid_t pid = static_cast<pid_t>(record.pid);
+  if (pid <= 0) return std::nullopt;
+  absl::StatusOr<std::optional<pid_t>> owner = io_->WriterLockOwner();
+  if (!owner.ok()) {
+    *why = absl::StrCat(
+        "not marked, and the owner of LMDB's writer lock cannot be told (",
+        owner.status().message(), ")");
+    return std::nullopt;
+  }
+  if (!owner->has_value()) {
+    *why = "not marked, and LMDB's writer lock is changing hands";
+    return std::nullopt;
+  }
+  const pid_t tid = **owner;
+  absl::StatusOr<ThreadRun> run = io_->ReadThreadRun(pid, tid);
+  if (absl::IsNotFound(run.status())) {
+    *why = absl::StrCat(
+        "another process holds LMDB's writer lock (its owner, thread ", tid,
+        ", is not one of the holder's; the holder waits behind it too)");
+    return std::nullopt;
+  }
+  if (!run.ok()) {
+    *why = absl::StrCat("not marked, and thread ", tid,
+                        " owning LMDB's writer lock cannot be read (",
+                        run.status().message(), ")");
+    return std::nullopt;
+  }
+  if (run->on_cpu_ns == 0) {
+    *why = absl::StrCat("not marked; its thread ", tid,
+                        " owns LMDB's writer lock, but the scheduler's times "
+                        "are unreadable (schedstat), so one hold is unproven");
+    return std::nullopt;
+  }
+  if (run->state == 'R') {
+    *why = absl::StrCat("not marked; its thread ", tid,
+                        " owns LMDB's writer lock and is running");
+    return std::nullopt;
+  }
+  // The same thread, not run at all since it was first seen owning the
+  // mutex: it cannot have let go in between, so this is one hold.
+  if (last.has_value() && last->fence == record.fence && last->pid == pid &&
+      last->tid == tid && last->on_cpu_ns == run->on_cpu_ns) {
+    owner_ = last;
+  } else {
+    owner_ = Owner{record.fence, pid, tid, run->on_cpu_ns, now};
+  }
+  return now - owner_->since;
+}
+
+bool HolderWatch::OwnerStillHolds(const Owner& owner) {
+  absl::StatusOr<std::optional<pid_t>> now = io_->WriterLockOwner();
+  if (!now.ok() || *now != std::optional<pid_t>(owner.tid)) return false;
+  absl::StatusOr<ThreadRun> run = io_->ReadThreadRun(owner.pid, owner.tid);
+  return run.ok() && run->state != 'R' && run->on_cpu_ns == owner.on_cpu_ns;
 }
 
 }  // namespace lmdb_internal

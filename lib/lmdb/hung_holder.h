@@ -9,7 +9,8 @@
 // but only a process proven to be the one that took the grant — the same
 // boot, pid namespace, pid and process start time (a pid reused by another
 // process has another start time) — and proven to be inside a write
-// transaction of its own, since LMDB does not say who holds its writer lock:
+// transaction of its own (its marker, or its thread owning LMDB's writer
+// mutex: below), since LMDB's API does not say who holds its writer lock:
 // a healthy holder whose renewal merely waits behind some other process
 // stopped inside a write looks just as expired.
 //
@@ -22,10 +23,12 @@
 // probes it with F_OFD_GETLK, which takes nothing and names the locked byte,
 // so it can tell one long transaction from many short ones. Races, and how
 // they fall:
-//   * Holder blocked in begin behind another process: unmarked, never
-//     killed (the point of the marker).
+//   * Holder blocked in begin behind another process: unmarked, and the
+//     writer mutex's owner is that other process's thread: never killed
+//     (the point of the marker, and of naming the owner).
 //   * Holder stopped inside its begin after LMDB locked but before the
-//     marker: unmarked, not killed; the takeover waits (the safe side).
+//     marker: unmarked, but the owner of LMDB's writer mutex says who it is
+//     (below): killed like a marked one.
 //   * Holder stopped inside its commit after LMDB unlocked but before the
 //     marker is dropped: marked though the lock has passed on. It is killed
 //     only if some other writer also hangs then and the holder stays stopped
@@ -39,6 +42,43 @@
 // directory (Environment::Write), fenced or not: any of them holds the
 // writer lock.
 //
+// The owner of LMDB's writer mutex. The marker cannot cover the moment
+// between LMDB taking its writer mutex inside mdb_txn_begin and
+// mdb_txn_begin returning (a SIGSTOP lands there about once in fifteen
+// stops of a busy holder). Debian's liblmdb 0.9 keeps the writer mutex in
+// lock.mdb as a robust, process-shared glibc pthread mutex, and the word a
+// robust futex locks holds the owner's thread id (the kernel's robust futex
+// ABI: the kernel itself reads it when the owner dies). So when the holder
+// is not marked, a contender reads that word (WriterLockOwnerFromHeader)
+// and the holder counts as inside a write if the owner is one of the
+// holder's own threads (/proc/<pid>/task/<tid>) that has not run at all
+// (/proc/<pid>/task/<tid>/schedstat: the same time on a CPU, and not
+// running) since it was first seen owning it: a thread that executes
+// nothing cannot release a mutex, so it is one and the same hold, and the
+// kill needs it for the whole grace, then seen again once the process is
+// pinned. Fails safe, never guesses: no kill by this route when
+//   * lock.mdb's header is not the layout checked here (LMDB's magic and
+//     lock format 0.9 with its pid locks, and robust process-shared glibc
+//     mutexes in both mutex slots), or the word is not a plain owner;
+//   * any process whose pid this contender cannot see as the very number
+//     it locked in lock.mdb (LMDB locks byte <pid> for each process that
+//     reads) uses the store: a thread id is a number in its own pid
+//     namespace, so one from a process of another namespace could match a
+//     thread of the holder by chance (CheckLockFileUsersShareOurPidNs);
+//   * the scheduler's times are unreadable (schedstat off: zeros);
+//   * the owner thread runs, or is not the holder's.
+// A holder merely waiting for the writer mutex is never the owner (the
+// owner is whoever holds it), so it is never killed by this route either.
+// Why the owner rather than a second marker taken before mdb_txn_begin: a
+// process stopped while waiting in begin and one stopped just after LMDB
+// locked look the same from outside (both "entering", neither running);
+// only ruling out every other writer would tell them apart, and writers
+// without a grant (a contender's grant attempt, an unfenced Initialize,
+// another program) carry no marker. The mutex names its owner directly.
+// Left open: a process of another pid namespace that writes to the store
+// without ever reading it (so it holds no pid lock) is not seen by the
+// namespace check; strongbox's own processes always read at Open().
+//
 // Free functions are stateless and thread-safe; a HolderWatch belongs to
 // one watchdog thread.
 #ifndef STRONGBOX_LIB_LMDB_HUNG_HOLDER_H_
@@ -46,6 +86,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -53,6 +94,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "lib/lmdb/records.h"
 #include "strongbox/lmdb_backend.h"
@@ -93,6 +135,35 @@ void UnlockInsideWriteMarkers(int fd);
 // file; nullopt if none (or the probe failed).
 std::optional<uint64_t> ProbeInsideWriteMarker(int fd);
 
+// ------------------------------------------ the owner of the writer mutex
+
+// How many bytes of lock.mdb's header WriterLockOwnerFromHeader reads.
+inline constexpr size_t kLockHeaderBytes = 128;
+
+// The thread id that owns LMDB's writer mutex, read from the first
+// kLockHeaderBytes of lock.mdb (mapped shared: the owner word is read
+// atomically); nullopt if the mutex is free or its owner died.
+// FAILED_PRECONDITION if the header is not the layout this code knows (see
+// the file comment).
+absl::StatusOr<std::optional<pid_t>> WriterLockOwnerFromHeader(
+    const unsigned char* header);
+
+// OK if every POSIX lock other processes hold on lock.mdb (`fd`) past byte
+// 0 is one of LMDB's per-process locks (byte <pid>, one byte) taken by a
+// process this process sees under that same pid, i.e. every process that
+// has read the store shares our pid namespace. FAILED_PRECONDITION naming
+// the first lock that is not; UNAVAILABLE if the locks cannot be listed.
+absl::Status CheckLockFileUsersShareOurPidNs(int fd);
+
+// A thread as the scheduler sees it.
+struct ThreadRun {
+  char state = '?';        // field 3 of /proc/<pid>/task/<tid>/stat
+  uint64_t on_cpu_ns = 0;  // first field of .../schedstat (0: unknown)
+};
+// NOT_FOUND if `tid` is not (or no longer) a thread of process `pid`.
+absl::StatusOr<ThreadRun> ReadThreadRun(pid_t pid, pid_t tid,
+                                        const std::string& proc_root);
+
 // --------------------------------------------------------------- verdicts
 
 // What a contender may do about the holder named by an expired record.
@@ -106,10 +177,12 @@ enum class HolderVerdict {
   kGone,               // no process has that pid any more (the kernel says)
   kPidReused,          // that pid now belongs to another process
   kUnreadable,         // cannot see it (hidepid) or read it: unprovable
-  kNotInsideWrite,     // the holder itself, but not inside a write: some
-                       // other process holds the writer lock
+  kNotInsideWrite,     // the holder itself, but not inside a write (nor
+                       // proven the owner of the writer mutex): some other
+                       // process holds the writer lock
   kProven,             // same boot, namespace, pid and start time, inside one
-                       // write for the grace: the hung holder itself
+                       // write (or one hold of the writer mutex, not running)
+                       // for the grace: the hung holder itself
 };
 
 // The contender itself, as grants record it.
@@ -132,11 +205,15 @@ struct HolderJudgement {
   absl::Duration expired_for;  // how long past its expiry (this boot only)
   std::string reason;          // for logs and the observer; no secrets
 };
+// `inside_how` says how the holder was seen inside a write (empty: by its
+// marker); `not_inside_why` why the writer mutex's owner proved nothing
+// (empty: not looked). Both only shape the reason.
 HolderJudgement JudgeHolder(
     const LeaseRecord& record, absl::Time boot_expiry, absl::Time boot_now,
     absl::Duration blocked_for, absl::Duration grace, const SelfIdentity& self,
     std::optional<absl::Duration> inside_write_for,
-    absl::FunctionRef<absl::StatusOr<uint64_t>(pid_t)> read_start_time);
+    absl::FunctionRef<absl::StatusOr<uint64_t>(pid_t)> read_start_time,
+    absl::string_view inside_how = {}, absl::string_view not_inside_why = {});
 
 // Sends SIGKILL to `pid` if, checked after taking a pidfd (so the pid cannot
 // be reused between the checks and the signal), its start time is still
@@ -159,6 +236,16 @@ class HolderWatchIo {
   // KillIfSameProcess.
   virtual absl::Status Kill(pid_t pid, uint64_t start_time,
                             absl::FunctionRef<bool()> still_hung) = 0;
+  // The thread owning LMDB's writer mutex now (nullopt: free), or why that
+  // cannot be told (WriterLockOwnerFromHeader after
+  // CheckLockFileUsersShareOurPidNs). By default it cannot.
+  virtual absl::StatusOr<std::optional<pid_t>> WriterLockOwner() {
+    return absl::UnimplementedError("the writer mutex's owner is not read");
+  }
+  // ReadThreadRun. By default: unknown.
+  virtual absl::StatusOr<ThreadRun> ReadThreadRun(pid_t pid, pid_t tid) {
+    return absl::UnimplementedError("threads are not read");
+  }
 };
 
 struct HolderWatchConfig {
@@ -197,10 +284,27 @@ class HolderWatch {
   const HolderWatchConfig config_;
   HolderWatchIo* const io_;
   const absl::Time armed_at_;
+  // The writer mutex's owner, a thread of the holder of grant `fence`,
+  // that has not run since `since` (its time on a CPU was `on_cpu_ns`).
+  struct Owner {
+    FenceToken fence = kNoFence;
+    pid_t pid = 0;
+    pid_t tid = 0;
+    uint64_t on_cpu_ns = 0;
+    absl::Time since;
+  };
+  // How long the holder of `record` has owned LMDB's writer mutex in one
+  // hold (see the file comment), or nullopt with the reason in *why.
+  std::optional<absl::Duration> TrackOwner(const LeaseRecord& record,
+                                           absl::Time now, std::string* why);
+  // Once pinned, just before the kill: the same owner, still not run.
+  bool OwnerStillHolds(const Owner& owner);
+
   // The marker last seen: on which grant, which transaction, since when.
   FenceToken marker_fence_ = kNoFence;
   std::optional<uint64_t> marker_seq_;
   absl::Time marker_since_;
+  std::optional<Owner> owner_;
   std::optional<Killed> killed_;
   std::string last_reason_;
 };

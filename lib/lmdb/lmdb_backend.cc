@@ -776,6 +776,13 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
       return lmdb_internal::KillIfSameProcess(pid, start_time, "/proc",
                                               still_hung);
     }
+    absl::StatusOr<std::optional<pid_t>> WriterLockOwner() override {
+      return ctx_->env->WriterLockOwner();
+    }
+    absl::StatusOr<lmdb_internal::ThreadRun> ReadThreadRun(pid_t pid,
+                                                           pid_t tid) override {
+      return lmdb_internal::ReadThreadRun(pid, tid, "/proc");
+    }
 
    private:
     const LeaseContext* const ctx_;
@@ -1074,6 +1081,9 @@ absl::StatusOr<std::unique_ptr<LmdbBackend>> OpenBackend(
       Environment::OpenShared(dir, options);
   if (!env.ok()) return env.status();
   ctx->env = *std::move(env);
+  if (hooks != nullptr && hooks->after_write_begin) {
+    ctx->env->SetAfterWriteBeginHook(&hooks->after_write_begin);
+  }
   ctx->clock = options.clock != nullptr ? options.clock : RealClock();
   if (options.kill_hung_holder) {
     // Expiry and blocked time decide a kill: they must be boot time, the

@@ -40,6 +40,14 @@ struct TestHooks {
   // stop the process right there, holding LMDB's writer lock.
   std::function<void(FenceToken)> inside_commit;
 
+  // Runs in every write transaction of the environment (this process's,
+  // whichever backend), right after mdb_txn_begin returned and before the
+  // process is marked inside the write: a test may stop the process there,
+  // holding LMDB's writer lock unmarked (as a stop inside mdb_txn_begin
+  // after LMDB took its lock would). Applies to the environment from this
+  // Open on; the hooks must outlive every backend on that directory here.
+  std::function<void()> after_write_begin;
+
   // If nonzero, grants record this process start time instead of the real
   // one (as if the pid had since been reused by another process).
   uint64_t grant_start_time = 0;

@@ -6,16 +6,21 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <lmdb.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -409,13 +414,29 @@ class FakeWatchIo : public HolderWatchIo {
   }
   absl::Status Kill(pid_t pid, uint64_t start,
                     absl::FunctionRef<bool()> still_hung) override {
+    if (before_kill) before_kill();
     if (!still_hung()) return absl::FailedPreconditionError("left");
     ++kills;
     return absl::OkStatus();
   }
+  absl::StatusOr<std::optional<pid_t>> WriterLockOwner() override {
+    return owner;
+  }
+  absl::StatusOr<ThreadRun> ReadThreadRun(pid_t pid, pid_t tid) override {
+    if (pid != 42 || tid != kHolderThread) {
+      return absl::NotFoundError("not a thread of that process");
+    }
+    return run;
+  }
 
+  static constexpr pid_t kHolderThread = 43;
   absl::StatusOr<uint64_t> start_time = uint64_t{555};
   std::optional<uint64_t> marker = 3;
+  // By default the owner of the writer mutex cannot be told.
+  absl::StatusOr<std::optional<pid_t>> owner =
+      absl::UnimplementedError("not read");
+  ThreadRun run{'T', 1000};
+  std::function<void()> before_kill;
   int kills = 0;
 };
 
@@ -498,6 +519,285 @@ TEST(HolderWatchTest, ManyShortWritesAreNotAHang) {
   EXPECT_NE(e->reason.find("not inside a write"), std::string::npos)
       << e->reason;
   EXPECT_EQ(io.kills, 0);
+}
+
+// ------------------------------------- the owner of LMDB's writer mutex
+
+// The gap of the marker: a holder stopped inside mdb_txn_begin after LMDB
+// took its writer mutex, unmarked. The mutex's owner is one of its threads
+// and that thread does not run: one hold, killed after the grace.
+TEST(HolderWatchTest, UnmarkedHolderOwningTheWriterLockWithoutRunningIsKilled) {
+  FakeWatchIo io;
+  io.marker.reset();
+  io.owner = std::optional<pid_t>(FakeWatchIo::kHolderThread);
+  HolderWatch watch(KillingConfig(), &io, kExpiry);
+  const LeaseRecord r = Record(42, 555);
+  EXPECT_FALSE(watch.Look(r, kExpiry, kExpiry).has_value());
+  EXPECT_FALSE(
+      watch.Look(r, kExpiry, kExpiry + kTtl / 2).has_value());  // within
+  std::optional<HungHolderEvent> e = watch.Look(r, kExpiry, kExpiry + kTtl);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->kind, HungHolderEvent::Kind::kKilled) << e->reason;
+  EXPECT_NE(e->reason.find("owned LMDB's writer lock in one hold (its "
+                           "thread 43"),
+            std::string::npos)
+      << e->reason;
+  EXPECT_EQ(io.kills, 1);
+}
+
+// An owner thread that runs may have let go and taken the lock again
+// (many short writes): its hold starts again at every look; never killed.
+TEST(HolderWatchTest, OwnerThreadThatRunsIsNotAHang) {
+  FakeWatchIo io;
+  io.marker.reset();
+  io.owner = std::optional<pid_t>(FakeWatchIo::kHolderThread);
+  HolderWatch watch(KillingConfig(), &io, kExpiry);
+  const LeaseRecord r = Record(42, 555);
+  for (int i = 0; i < 50; ++i) {
+    io.run.on_cpu_ns += 1;
+    std::optional<HungHolderEvent> e =
+        watch.Look(r, kExpiry, kExpiry + i * kTtl);
+    if (e.has_value()) EXPECT_EQ(e->kind, HungHolderEvent::Kind::kWaiting);
+  }
+  // Running right now: not hung, whatever its times say.
+  io.run.state = 'R';
+  for (int i = 50; i < 100; ++i) {
+    std::optional<HungHolderEvent> e =
+        watch.Look(r, kExpiry, kExpiry + i * kTtl);
+    if (e.has_value()) {
+      EXPECT_EQ(e->kind, HungHolderEvent::Kind::kWaiting);
+      EXPECT_NE(e->reason.find("and is running"), std::string::npos)
+          << e->reason;
+    }
+  }
+  EXPECT_EQ(io.kills, 0);
+}
+
+// A holder merely waiting for the writer mutex: its owner is some other
+// process's thread. Never killed, and the reason says so.
+TEST(HolderWatchTest, HolderWaitingBehindAnotherOwnerIsNeverKilled) {
+  FakeWatchIo io;
+  io.marker.reset();
+  io.owner = std::optional<pid_t>(99);
+  HolderWatch watch(KillingConfig(), &io, kExpiry);
+  const LeaseRecord r = Record(42, 555);
+  std::optional<HungHolderEvent> last;
+  for (int i = 0; i < 20; ++i) {
+    std::optional<HungHolderEvent> e =
+        watch.Look(r, kExpiry, kExpiry + i * kTtl);
+    if (e.has_value()) last = e;
+  }
+  EXPECT_EQ(io.kills, 0);
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->kind, HungHolderEvent::Kind::kWaiting);
+  EXPECT_NE(last->reason.find("not inside a write"), std::string::npos);
+  EXPECT_NE(last->reason.find("(its owner, thread 99, is not one of the "
+                              "holder's"),
+            std::string::npos)
+      << last->reason;
+}
+
+// Unverifiable: the layout is unknown or another pid namespace uses the
+// store. Fails safe.
+TEST(HolderWatchTest, UnknownOwnerIsNeverKilled) {
+  FakeWatchIo io;
+  io.marker.reset();
+  io.owner = absl::FailedPreconditionError("not the layout this code knows");
+  HolderWatch watch(KillingConfig(), &io, kExpiry);
+  const LeaseRecord r = Record(42, 555);
+  std::optional<HungHolderEvent> last;
+  for (int i = 0; i < 20; ++i) {
+    std::optional<HungHolderEvent> e =
+        watch.Look(r, kExpiry, kExpiry + i * kTtl);
+    if (e.has_value()) last = e;
+  }
+  EXPECT_EQ(io.kills, 0);
+  ASSERT_TRUE(last.has_value());
+  EXPECT_NE(last->reason.find("cannot be told (not the layout"),
+            std::string::npos)
+      << last->reason;
+  // Schedstat off (zeros): one hold cannot be shown either.
+  FakeWatchIo io2;
+  io2.marker.reset();
+  io2.owner = std::optional<pid_t>(FakeWatchIo::kHolderThread);
+  io2.run.on_cpu_ns = 0;
+  HolderWatch watch2(KillingConfig(), &io2, kExpiry);
+  for (int i = 0; i < 20; ++i) watch2.Look(r, kExpiry, kExpiry + i * kTtl);
+  EXPECT_EQ(io2.kills, 0);
+}
+
+// Checked again once the process is pinned: a thread that ran meanwhile
+// (or let go) is not killed.
+TEST(HolderWatchTest, OwnerThatRanBeforeTheSignalIsNotKilled) {
+  FakeWatchIo io;
+  io.marker.reset();
+  io.owner = std::optional<pid_t>(FakeWatchIo::kHolderThread);
+  io.before_kill = [&] { io.run.on_cpu_ns += 5; };
+  HolderWatch watch(KillingConfig(), &io, kExpiry);
+  const LeaseRecord r = Record(42, 555);
+  watch.Look(r, kExpiry, kExpiry);
+  std::optional<HungHolderEvent> e = watch.Look(r, kExpiry, kExpiry + kTtl);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->kind, HungHolderEvent::Kind::kWaiting);
+  EXPECT_NE(e->reason.find("not killed"), std::string::npos) << e->reason;
+  EXPECT_EQ(io.kills, 0);
+}
+
+// The real lock.mdb of Debian's liblmdb: the owner word names the thread
+// inside a write transaction, and nothing once it ended.
+class LockHeader {
+ public:
+  explicit LockHeader(const std::string& dir) {
+    fd_ = open((dir + "/lock.mdb").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) return;
+    void* map = mmap(nullptr, kLockHeaderBytes, PROT_READ, MAP_SHARED, fd_, 0);
+    if (map != MAP_FAILED) map_ = static_cast<const unsigned char*>(map);
+  }
+  ~LockHeader() {
+    if (map_ != nullptr) {
+      munmap(const_cast<unsigned char*>(map_), kLockHeaderBytes);
+    }
+    // Closing lock.mdb drops this process's LMDB locks on it: only after
+    // the environment is closed (the test closes it first).
+    if (fd_ >= 0) close(fd_);
+  }
+  const unsigned char* get() const { return map_; }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  const unsigned char* map_ = nullptr;
+};
+
+pid_t ThisThread() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+TEST(WriterLockOwnerTest, NamesTheThreadInsideAWriteTransaction) {
+  const std::string dir = NewTestDir("owner");
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+  MDB_env* env = nullptr;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  ASSERT_EQ(mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0644), 0);
+  {
+    LockHeader header(dir);
+    ASSERT_NE(header.get(), nullptr);
+    // This process read nothing yet and is in our namespace anyway.
+    EXPECT_TRUE(CheckLockFileUsersShareOurPidNs(header.fd()).ok());
+    absl::StatusOr<std::optional<pid_t>> owner =
+        WriterLockOwnerFromHeader(header.get());
+    ASSERT_TRUE(owner.ok()) << owner.status();
+    EXPECT_FALSE(owner->has_value());
+    MDB_txn* txn = nullptr;
+    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    owner = WriterLockOwnerFromHeader(header.get());
+    ASSERT_TRUE(owner.ok()) << owner.status();
+    EXPECT_EQ(*owner, std::optional<pid_t>(ThisThread()));
+    mdb_txn_abort(txn);
+    // Another thread's write names that thread.
+    pid_t other = 0;
+    std::optional<pid_t> seen;
+    std::thread writer([&] {
+      MDB_txn* t = nullptr;
+      ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &t), 0);
+      other = ThisThread();
+      absl::StatusOr<std::optional<pid_t>> o =
+          WriterLockOwnerFromHeader(header.get());
+      if (o.ok()) seen = *o;
+      mdb_txn_abort(t);
+    });
+    writer.join();
+    EXPECT_NE(other, ThisThread());
+    EXPECT_EQ(seen, std::optional<pid_t>(other));
+    owner = WriterLockOwnerFromHeader(header.get());
+    ASSERT_TRUE(owner.ok());
+    EXPECT_FALSE(owner->has_value());
+    // A copy with any checked field changed is refused, not guessed at.
+    alignas(64) unsigned char copy[kLockHeaderBytes];
+    for (size_t offset :
+         {size_t{0}, size_t{4}, size_t{8 + 16}, size_t{64 + 16}}) {
+      std::memcpy(copy, header.get(), sizeof(copy));
+      copy[offset] ^= 0x01;
+      EXPECT_EQ(WriterLockOwnerFromHeader(copy).status().code(),
+                absl::StatusCode::kFailedPrecondition)
+          << "offset " << offset;
+    }
+    // An owner that died: nobody to blame (LMDB recovers the lock).
+    std::memcpy(copy, header.get(), sizeof(copy));
+    const uint32_t died = 0x40000000u | 1234;
+    std::memcpy(copy + 64, &died, sizeof(died));
+    absl::StatusOr<std::optional<pid_t>> dead = WriterLockOwnerFromHeader(copy);
+    ASSERT_TRUE(dead.ok());
+    EXPECT_FALSE(dead->has_value());
+    mdb_env_close(env);
+  }
+}
+
+// A child that holds a POSIX write lock on byte `byte` of `path` until it
+// is killed. Returns its pid once the lock is taken.
+pid_t LockByteInChild(const std::string& path, off_t byte_or_own_pid) {
+  int ready[2];
+  if (pipe(ready) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int fd = open(path.c_str(), O_RDWR);
+    struct flock lock;
+    std::memset(&lock, 0, sizeof(lock));
+    lock.l_type = F_WRLCK;
+    lock.l_whence = SEEK_SET;
+    lock.l_start = byte_or_own_pid < 0 ? getpid() : byte_or_own_pid;
+    lock.l_len = 1;
+    const char ok = fd >= 0 && fcntl(fd, F_SETLK, &lock) == 0 ? 'y' : 'n';
+    (void)!write(ready[1], &ok, 1);
+    while (true) pause();
+  }
+  close(ready[1]);
+  char ok = 'n';
+  (void)!read(ready[0], &ok, 1);
+  close(ready[0]);
+  if (ok != 'y') {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    return -1;
+  }
+  return pid;
+}
+
+// LMDB locks byte <pid> for each process that reads the store; a thread id
+// only means something in its own pid namespace. A lock whose byte is not
+// the pid this process sees for its holder (a process of another pid
+// namespace, which the kernel shows here as 0 or another number) refuses
+// the owner route. A process of this namespace cannot fake another
+// namespace, but a lock on a byte that is not its pid looks the same.
+TEST(LockFileUsersTest, OnlyLocksOnOwnPidBytesPass) {
+  const std::string path = NewTestDir("lockers");
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  EXPECT_TRUE(CheckLockFileUsersShareOurPidNs(fd).ok());
+  const pid_t own = LockByteInChild(path, -1);
+  ASSERT_GT(own, 0);
+  const pid_t own2 = LockByteInChild(path, -1);
+  ASSERT_GT(own2, 0);
+  EXPECT_TRUE(CheckLockFileUsersShareOurPidNs(fd).ok());
+  const pid_t stranger = LockByteInChild(path, 5);
+  ASSERT_GT(stranger, 0);
+  absl::Status s = CheckLockFileUsersShareOurPidNs(fd);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("byte 5"), std::string::npos) << s;
+  for (pid_t p : {own, own2, stranger}) {
+    kill(p, SIGKILL);
+    waitpid(p, nullptr, 0);
+  }
+  EXPECT_TRUE(CheckLockFileUsersShareOurPidNs(fd).ok());
+  close(fd);
+}
+
+TEST(ThreadRunTest, ThreadsOfThisProcessAndNoOther) {
+  absl::StatusOr<ThreadRun> run =
+      ReadThreadRun(getpid(), ThisThread(), "/proc");
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->state, 'R');  // it is reading its own stat
+  // The parent's main thread is no thread of this process.
+  EXPECT_EQ(ReadThreadRun(getpid(), getppid(), "/proc").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -21,6 +21,12 @@
 //                              "STOPPING_IN_WRITE <seq>" and stops itself
 //                              (SIGSTOP) inside its write transaction,
 //                              holding LMDB's writer lock
+//         --stop-after-begin   when the file DIR/stop-after-begin exists,
+//                              the next fenced write removes it, prints
+//                              "STOPPING_AFTER_BEGIN <seq>" and stops
+//                              itself (SIGSTOP) right after mdb_txn_begin
+//                              returned, before it is marked inside the
+//                              write: it holds LMDB's writer lock unmarked
 //         --fake-start-time    grants record a wrong process start time
 //         --fake-pid-ns        grants record another pid namespace
 //         --boot-id=ID         LmdbBackendOptions::boot_id
@@ -98,6 +104,7 @@ struct ContenderFlags {
   bool kill_hung_holder = false;
   bool report_hung = false;
   bool stop_in_write = false;
+  bool stop_after_begin = false;
   bool fake_start_time = false;
   bool fake_pid_ns = false;
   std::string boot_id;
@@ -115,6 +122,8 @@ class PrintingObserver : public HungHolderObserver {
 
 // The sequence number of the write in progress (for STOPPING_IN_WRITE).
 int g_seq = 0;
+// True while the contender's fenced Put runs (not a renewal or a grant).
+std::atomic<bool> g_putting{false};
 
 int Contender(const std::string& dir, const std::string& name, int ttl_ms,
               const ContenderFlags& flags) {
@@ -131,6 +140,14 @@ int Contender(const std::string& dir, const std::string& name, int ttl_ms,
     hooks.inside_commit = [&](FenceToken fence) {
       if (fence == kNoFence || unlink(trigger.c_str()) != 0) return;
       Say(absl::StrCat("STOPPING_IN_WRITE ", g_seq));
+      raise(SIGSTOP);
+    };
+  }
+  const std::string begin_trigger = dir + "/stop-after-begin";
+  if (flags.stop_after_begin) {
+    hooks.after_write_begin = [&] {
+      if (!g_putting.load() || unlink(begin_trigger.c_str()) != 0) return;
+      Say(absl::StrCat("STOPPING_AFTER_BEGIN ", g_seq));
       raise(SIGSTOP);
     };
   }
@@ -161,8 +178,10 @@ int Contender(const std::string& dir, const std::string& name, int ttl_ms,
         if (r.ok()) renewed = absl::Now();
       }
       ++seq;
+      g_putting.store(true);
       absl::StatusOr<uint64_t> version = (*backend)->Put(
           absl::StrCat("w/", name, "/", seq), absl::StrCat(fence), fence);
+      g_putting.store(false);
       if (version.ok()) {
         Say(absl::StrCat("WRITE_OK ", seq, " ", *version));
       } else {
@@ -281,6 +300,8 @@ int Main(int argc, char** argv) {
       flags.kill_hung_holder = true;
     } else if (flag == "--report-hung") {
       flags.report_hung = true;
+    } else if (flag == "--stop-after-begin") {
+      flags.stop_after_begin = true;
     } else if (flag == "--stop-in-write") {
       flags.stop_in_write = true;
     } else if (flag == "--fake-start-time") {
