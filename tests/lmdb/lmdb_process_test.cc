@@ -438,10 +438,15 @@ enum class StopPoint {
   kAfterBeginUnmarked,
 };
 
+// With `lost_first` set, a holder whose own lease lapsed before it reached
+// the stop (WRITE_REFUSED or LOST: a renewal starved on a loaded machine
+// with a short TTL) is killed and reported there instead of failing, so
+// the caller can start over; nothing was measured yet.
 void StopHolderInsideAWrite(const std::string& dir, int ttl_ms,
                             const std::vector<std::string>& flags,
                             StoppedHolder* out,
-                            StopPoint where = StopPoint::kInsideCommit) {
+                            StopPoint where = StopPoint::kInsideCommit,
+                            bool* lost_first = nullptr) {
   const bool after_begin = where == StopPoint::kAfterBeginUnmarked;
   std::vector<std::string> args = {
       "contender", dir, "stopper", absl::StrCat(ttl_ms),
@@ -468,6 +473,13 @@ void StopHolderInsideAWrite(const std::string& dir, int ttl_ms,
       out->in_flight = std::stoi(w[1]);
       out->stopped_at = absl::Now();
       break;
+    } else if (lost_first != nullptr &&
+               (w[0] == "WRITE_REFUSED" || w[0] == "LOST")) {
+      *lost_first = true;
+      child.Signal(SIGKILL);
+      int status = 0;
+      ASSERT_TRUE(child.EndedWithin(absl::Seconds(10), &status));
+      return;
     } else if (w[0] == "ERROR" || w[0] == "WRITE_REFUSED" || w[0] == "LOST") {
       FAIL() << "holder: " << *line;
     }
@@ -534,10 +546,21 @@ void TakeOverFromHolderStoppedInAWrite(
     int ttl_ms, absl::Duration* took,
     StopPoint where = StopPoint::kInsideCommit,
     std::string* kill_reason = nullptr) {
-  const std::string dir = NewTestDir("hung");
+  std::string dir;
   StoppedHolder stopped;
-  StopHolderInsideAWrite(dir, ttl_ms, {}, &stopped, where);
-  if (testing::Test::HasFatalFailure()) return;
+  // A holder that lost its own short lease before it stopped is started
+  // over in a fresh directory (at most 3 times).
+  for (int attempt = 0;; ++attempt) {
+    dir = NewTestDir("hung");
+    stopped = StoppedHolder();
+    bool lost_first = false;
+    StopHolderInsideAWrite(dir, ttl_ms, {}, &stopped, where,
+                           attempt < 3 ? &lost_first : nullptr);
+    if (testing::Test::HasFatalFailure()) return;
+    if (!lost_first) break;
+    std::printf("holder lost its %d ms lease before it stopped; again\n",
+                ttl_ms);
+  }
   const pid_t pid = stopped.child->pid();
 
   RecordingObserver observer;
@@ -1346,8 +1369,12 @@ TEST(LmdbHungHolderTest, MapGrownWhileTheTakeoverWaitsDoesNotStallTheWatch) {
   ASSERT_TRUE(stopping.has_value() && *stopping == "STOPPING_IN_WRITE")
       << (stopping.has_value() ? *stopping : "nothing");
   int status = 0;
-  EXPECT_TRUE(grower.EndedWithin(absl::Seconds(10), &status))
-      << "the hung holder was not killed: the watchdog is stuck";
+  if (!grower.EndedWithin(absl::Seconds(10), &status)) {
+    HungHolderStatus hung = (*backend)->hung_holder_status();
+    ADD_FAILURE() << "the hung holder was not killed within 10 s; waiting: "
+                  << (hung.waiting.has_value() ? hung.waiting->reason
+                                               : "nothing");
+  }
   grower.Signal(SIGKILL);  // (if not) ends the wait either way
   acquire.Join();
   ASSERT_TRUE(acquire.result().ok()) << acquire.result().status();
