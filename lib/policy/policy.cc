@@ -1,9 +1,9 @@
 #include "lib/policy/policy.h"
 
-// No exceptions in strongbox: nlohmann/json's throw sites become abort(),
-// and the SAX parse below reaches none of them (its errors arrive through
-// the handler's parse_error; the fuzzer checks it).
-#define JSON_NOEXCEPTION 1
+// No exceptions in strongbox: nlohmann/json is built with JSON_NOEXCEPTION
+// (@system_libs//:nlohmann_json), so its throw sites become abort(), and the
+// SAX parse below reaches none of them (its errors arrive through the
+// handler's parse_error; the fuzzer checks it).
 #include <algorithm>
 #include <cstddef>
 #include <iterator>

@@ -1,0 +1,317 @@
+#include "lib/audit/audit_dispatcher.h"
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "lib/crypto/digest.h"
+#include "lib/util/mutex.h"
+
+namespace strongbox::audit {
+
+absl::StatusOr<std::string> HashForAudit(absl::string_view salt,
+                                         absl::string_view value) {
+  absl::StatusOr<crypto::Sha256Digest> mac = crypto::HmacSha256(salt, value);
+  if (!mac.ok()) return mac.status();
+  return absl::StrCat(
+      "hmac-sha256:",
+      absl::BytesToHexString(absl::string_view(
+          reinterpret_cast<const char*>(mac->data()), mac->size())));
+}
+
+// One sink, its queue and its thread.
+class AuditDispatcher::Worker {
+ public:
+  // One entry on its way to the sink. `entry` is written before the entry
+  // is queued and read only by the worker thread afterwards; `done` and
+  // `status` are guarded by the worker's mu_.
+  struct Pending {
+    AuditEntry entry;
+    bool done = false;
+    absl::Status status;
+  };
+
+  explicit Worker(SinkOptions options)
+      : name_(std::move(options.name)),
+        sink_(std::move(options.sink)),
+        salt_(std::move(options.salt)),
+        timeout_(options.timeout),
+        max_queue_(options.max_queue) {
+    if (salt_.empty()) salt_ = SecretBytes::Random(32);
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  ~Worker() {
+    {
+      MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    mu_.SignalAll();
+    thread_.join();
+  }
+
+  const std::string& name() const { return name_; }
+  absl::Duration timeout() const { return timeout_; }
+  bool enabled() const { return enabled_.load(std::memory_order_acquire); }
+  void set_enabled(bool e) { enabled_.store(e, std::memory_order_release); }
+  absl::string_view salt() const { return salt_.view(); }
+  AuditSink* sink() { return sink_.get(); }
+
+  // Queues `entry`; null (and *reason set) if the sink is hung or its queue
+  // is full.
+  std::shared_ptr<Pending> Submit(AuditEntry entry,
+                                  AuditFailure::Reason* reason) {
+    auto pending = std::make_shared<Pending>();
+    pending->entry = std::move(entry);
+    {
+      MutexLock lock(&mu_);
+      if (hung_) {
+        *reason = AuditFailure::Reason::kHung;
+        return nullptr;
+      }
+      if (queue_.size() >= max_queue_) {
+        *reason = AuditFailure::Reason::kQueueFull;
+        return nullptr;
+      }
+      queue_.push_back(pending);
+    }
+    mu_.SignalAll();
+    return pending;
+  }
+
+  // Waits up to `wait` for `pending`; false on timeout (the sink is then
+  // marked hung until its current write returns).
+  bool Await(const std::shared_ptr<Pending>& pending, absl::Duration wait,
+             absl::Status* status) {
+    MutexLock lock(&mu_);
+    Pending* p = pending.get();
+    const bool done = mu_.AwaitWithTimeout([p] { return p->done; }, wait);
+    if (!done) {
+      hung_ = true;
+      return false;
+    }
+    *status = p->status;
+    return true;
+  }
+
+ private:
+  void Run() {
+    std::vector<std::shared_ptr<Pending>> batch;
+    std::vector<const AuditEntry*> entries;
+    for (;;) {
+      {
+        MutexLock lock(&mu_);
+        mu_.Await([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stop_ || !queue_.empty();
+        });
+        if (queue_.empty()) return;  // stopping, everything written
+        batch.assign(queue_.begin(), queue_.end());
+        queue_.clear();
+      }
+      entries.clear();
+      for (const auto& p : batch) entries.push_back(&p->entry);
+      const absl::Status s = sink_->WriteBatch(entries);
+      {
+        MutexLock lock(&mu_);
+        for (const auto& p : batch) {
+          p->done = true;
+          p->status = s;
+        }
+        hung_ = false;  // it answered
+      }
+      mu_.SignalAll();
+      batch.clear();
+    }
+  }
+
+  // Constant after construction.
+  const std::string name_;
+  const std::unique_ptr<AuditSink> sink_;
+  SecretBytes salt_;  // set in the constructor, then only read
+  const absl::Duration timeout_;
+  const size_t max_queue_;
+  std::atomic<bool> enabled_{true};
+
+  Mutex mu_;
+  std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
+  bool hung_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::thread thread_;  // last: starts once the rest exists
+};
+
+AuditDispatcher::AuditDispatcher(const Options& options)
+    : options_(options),
+      clock_(options.clock != nullptr ? options.clock : RealClock()) {}
+
+AuditDispatcher::~AuditDispatcher() = default;
+
+absl::Status AuditDispatcher::AddSink(SinkOptions options) {
+  if (options.sink == nullptr) {
+    return absl::InvalidArgumentError("audit sink: no sink given");
+  }
+  if (options.name.empty()) {
+    return absl::InvalidArgumentError("audit sink: no name given");
+  }
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("audit sink: timeout must be positive");
+  }
+  for (const auto& w : workers_) {
+    if (w->name() == options.name) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("audit sink \"", options.name, "\" already exists"));
+    }
+  }
+  workers_.push_back(std::make_unique<Worker>(std::move(options)));
+  return absl::OkStatus();
+}
+
+absl::Status AuditDispatcher::SetEnabled(absl::string_view name, bool enabled) {
+  for (const auto& w : workers_) {
+    if (w->name() == name) {
+      w->set_enabled(enabled);
+      return absl::OkStatus();
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("no audit sink \"", name, "\""));
+}
+
+bool AuditDispatcher::enabled() const {
+  for (const auto& w : workers_) {
+    if (w->enabled()) return true;
+  }
+  return false;
+}
+
+int AuditDispatcher::Dispatch(AuditEntry::Kind kind, uint64_t id,
+                              const AuditEvent& event) {
+  const absl::Time now = clock_->Now();
+  struct InFlight {
+    Worker* worker;
+    std::shared_ptr<Worker::Pending> pending;
+  };
+  std::vector<InFlight> in_flight;
+  std::vector<AuditFailure> failures;
+  for (const auto& w : workers_) {
+    if (!w->enabled()) continue;
+    AuditEntry e;
+    e.kind = kind;
+    e.id = id;
+    e.time = now;
+    if (event.caller != nullptr) {
+      e.caller = event.caller->caller;
+      e.policies = event.caller->policies;
+      e.root = event.caller->root;
+    }
+    e.operation = event.operation;
+    e.path = event.path;
+    e.fields.reserve(event.fields.size());
+    for (const AuditField& f : event.fields) {
+      if (!f.secret) {
+        e.fields.emplace_back(f.name, std::string(f.value));
+        continue;
+      }
+      absl::StatusOr<std::string> h = HashForAudit(w->salt(), f.value);
+      // Never the value: without a hash, the field says so.
+      e.fields.emplace_back(
+          f.name, h.ok() ? *std::move(h) : std::string("hmac-sha256:error"));
+    }
+    if (kind == AuditEntry::Kind::kResponse) {
+      e.code = event.outcome.code();
+      e.error = std::string(event.outcome.message());
+      e.index = event.index;
+      e.elapsed = event.elapsed;
+    }
+    AuditFailure::Reason reason;
+    std::shared_ptr<Worker::Pending> p = w->Submit(std::move(e), &reason);
+    if (p == nullptr) {
+      failures.push_back({w->name(), kind, reason, absl::OkStatus()});
+    } else {
+      in_flight.push_back({w.get(), std::move(p)});
+    }
+  }
+  const absl::Duration start = clock_->MonotonicNow();
+  int accepted = 0;
+  for (InFlight& f : in_flight) {
+    absl::Duration wait =
+        f.worker->timeout() - (clock_->MonotonicNow() - start);
+    if (wait < absl::ZeroDuration()) wait = absl::ZeroDuration();
+    absl::Status status;
+    if (!f.worker->Await(f.pending, wait, &status)) {
+      failures.push_back({f.worker->name(), kind,
+                          AuditFailure::Reason::kTimedOut, absl::OkStatus()});
+    } else if (!status.ok()) {
+      failures.push_back(
+          {f.worker->name(), kind, AuditFailure::Reason::kFailed, status});
+    } else {
+      ++accepted;
+    }
+  }
+  for (const AuditFailure& f : failures) {
+    if (f.reason == AuditFailure::Reason::kFailed) {
+      sink_failures_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      sink_timeouts_.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (options_.observer != nullptr) options_.observer->OnAuditFailure(f);
+  }
+  return accepted;
+}
+
+absl::Status AuditDispatcher::LogRequest(const AuditEvent& event,
+                                         uint64_t* id_out) {
+  const uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  if (id_out != nullptr) *id_out = id;
+  if (!enabled()) return absl::OkStatus();
+  if (Dispatch(AuditEntry::Kind::kRequest, id, event) == 0) {
+    requests_refused_.fetch_add(1, std::memory_order_relaxed);
+    return absl::UnavailableError(
+        "audit: no sink accepted the request entry; request not executed");
+  }
+  return absl::OkStatus();
+}
+
+void AuditDispatcher::LogResponse(uint64_t id, const AuditEvent& event) {
+  int enabled_sinks = 0;
+  for (const auto& w : workers_) enabled_sinks += w->enabled() ? 1 : 0;
+  if (enabled_sinks == 0) return;
+  if (Dispatch(AuditEntry::Kind::kResponse, id, event) < enabled_sinks) {
+    response_failures_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+absl::Status AuditDispatcher::ReopenSinks() {
+  absl::Status first;
+  for (const auto& w : workers_) {
+    absl::Status s = w->sink()->Reopen();
+    if (!s.ok() && first.ok()) {
+      first = absl::Status(s.code(), absl::StrCat("audit sink \"", w->name(),
+                                                  "\": ", s.message()));
+    }
+  }
+  return first;
+}
+
+absl::StatusOr<std::string> AuditDispatcher::HashValue(
+    absl::string_view name, absl::string_view value) const {
+  for (const auto& w : workers_) {
+    if (w->name() == name) return HashForAudit(w->salt(), value);
+  }
+  return absl::NotFoundError(absl::StrCat("no audit sink \"", name, "\""));
+}
+
+AuditDispatcher::Stats AuditDispatcher::stats() const {
+  Stats s;
+  s.requests_refused = requests_refused_.load(std::memory_order_relaxed);
+  s.sink_failures = sink_failures_.load(std::memory_order_relaxed);
+  s.sink_timeouts = sink_timeouts_.load(std::memory_order_relaxed);
+  s.response_failures = response_failures_.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace strongbox::audit
