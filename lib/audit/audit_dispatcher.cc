@@ -1,6 +1,7 @@
 #include "lib/audit/audit_dispatcher.h"
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -27,17 +28,22 @@ absl::StatusOr<std::string> HashForAudit(absl::string_view salt,
 // One sink, its queue and its thread.
 class AuditDispatcher::Worker {
  public:
-  // One entry on its way to the sink. `entry` is written before the entry
-  // is queued and read only by the worker thread afterwards; `done` and
+  // One entry on its way to the sink. `entry` and `waited` are written
+  // before the entry is queued and only read afterwards; `done` and
   // `status` are guarded by the worker's mu_.
   struct Pending {
     AuditEntry entry;
+    bool waited = true;  // false: nobody waits (a response entry)
     bool done = false;
     absl::Status status;
   };
 
-  explicit Worker(SinkOptions options)
-      : name_(std::move(options.name)),
+  // `on_unwaited_failure` is told, on this worker's thread, of every failed
+  // write of an entry nobody waits for.
+  Worker(SinkOptions options,
+         std::function<void(const AuditFailure&)> on_unwaited_failure)
+      : on_unwaited_failure_(std::move(on_unwaited_failure)),
+        name_(std::move(options.name)),
         sink_(std::move(options.sink)),
         salt_(std::move(options.salt)),
         timeout_(options.timeout),
@@ -64,10 +70,11 @@ class AuditDispatcher::Worker {
 
   // Queues `entry`; null (and *reason set) if the sink is hung or its queue
   // is full.
-  std::shared_ptr<Pending> Submit(AuditEntry entry,
+  std::shared_ptr<Pending> Submit(AuditEntry entry, bool waited,
                                   AuditFailure::Reason* reason) {
     auto pending = std::make_shared<Pending>();
     pending->entry = std::move(entry);
+    pending->waited = waited;
     {
       MutexLock lock(&mu_);
       if (hung_) {
@@ -99,6 +106,16 @@ class AuditDispatcher::Worker {
     return true;
   }
 
+  // Waits until everything queued has been written, at most `wait`.
+  bool Flush(absl::Duration wait) {
+    MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(
+        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return queue_.empty() && !in_write_;
+        },
+        wait);
+  }
+
  private:
   void Run() {
     std::vector<std::shared_ptr<Pending>> batch;
@@ -112,10 +129,19 @@ class AuditDispatcher::Worker {
         if (queue_.empty()) return;  // stopping, everything written
         batch.assign(queue_.begin(), queue_.end());
         queue_.clear();
+        in_write_ = true;
       }
       entries.clear();
       for (const auto& p : batch) entries.push_back(&p->entry);
       const absl::Status s = sink_->WriteBatch(entries);
+      if (!s.ok()) {
+        for (const auto& p : batch) {
+          if (!p->waited) {
+            on_unwaited_failure_(AuditFailure{
+                name_, p->entry.kind, AuditFailure::Reason::kFailed, s});
+          }
+        }
+      }
       {
         MutexLock lock(&mu_);
         for (const auto& p : batch) {
@@ -123,6 +149,7 @@ class AuditDispatcher::Worker {
           p->status = s;
         }
         hung_ = false;  // it answered
+        in_write_ = false;
       }
       mu_.SignalAll();
       batch.clear();
@@ -130,6 +157,7 @@ class AuditDispatcher::Worker {
   }
 
   // Constant after construction.
+  const std::function<void(const AuditFailure&)> on_unwaited_failure_;
   const std::string name_;
   const std::unique_ptr<AuditSink> sink_;
   SecretBytes salt_;  // set in the constructor, then only read
@@ -140,6 +168,7 @@ class AuditDispatcher::Worker {
   Mutex mu_;
   std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
   bool hung_ ABSL_GUARDED_BY(mu_) = false;
+  bool in_write_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread thread_;  // last: starts once the rest exists
@@ -167,7 +196,8 @@ absl::Status AuditDispatcher::AddSink(SinkOptions options) {
           absl::StrCat("audit sink \"", options.name, "\" already exists"));
     }
   }
-  workers_.push_back(std::make_unique<Worker>(std::move(options)));
+  workers_.push_back(std::make_unique<Worker>(
+      std::move(options), [this](const AuditFailure& f) { Report(f); }));
   return absl::OkStatus();
 }
 
@@ -197,6 +227,7 @@ int AuditDispatcher::Dispatch(AuditEntry::Kind kind, uint64_t id,
   };
   std::vector<InFlight> in_flight;
   std::vector<AuditFailure> failures;
+  int accepted = 0;
   for (const auto& w : workers_) {
     if (!w->enabled()) continue;
     AuditEntry e;
@@ -227,16 +258,20 @@ int AuditDispatcher::Dispatch(AuditEntry::Kind kind, uint64_t id,
       e.index = event.index;
       e.elapsed = event.elapsed;
     }
+    // Only a request entry is waited for; a response entry's failure is
+    // reported by the sink's thread (Report).
+    const bool wait = kind == AuditEntry::Kind::kRequest;
     AuditFailure::Reason reason;
-    std::shared_ptr<Worker::Pending> p = w->Submit(std::move(e), &reason);
+    std::shared_ptr<Worker::Pending> p = w->Submit(std::move(e), wait, &reason);
     if (p == nullptr) {
       failures.push_back({w->name(), kind, reason, absl::OkStatus()});
-    } else {
+    } else if (wait) {
       in_flight.push_back({w.get(), std::move(p)});
+    } else {
+      ++accepted;  // queued
     }
   }
   const absl::Duration start = clock_->MonotonicNow();
-  int accepted = 0;
   for (InFlight& f : in_flight) {
     absl::Duration wait =
         f.worker->timeout() - (clock_->MonotonicNow() - start);
@@ -252,15 +287,20 @@ int AuditDispatcher::Dispatch(AuditEntry::Kind kind, uint64_t id,
       ++accepted;
     }
   }
-  for (const AuditFailure& f : failures) {
-    if (f.reason == AuditFailure::Reason::kFailed) {
-      sink_failures_.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      sink_timeouts_.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (options_.observer != nullptr) options_.observer->OnAuditFailure(f);
-  }
+  for (const AuditFailure& f : failures) Report(f);
   return accepted;
+}
+
+void AuditDispatcher::Report(const AuditFailure& f) {
+  if (f.reason == AuditFailure::Reason::kFailed) {
+    sink_failures_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    sink_timeouts_.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (f.kind == AuditEntry::Kind::kResponse) {
+    response_failures_.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (options_.observer != nullptr) options_.observer->OnAuditFailure(f);
 }
 
 absl::Status AuditDispatcher::LogRequest(const AuditEvent& event,
@@ -277,12 +317,14 @@ absl::Status AuditDispatcher::LogRequest(const AuditEvent& event,
 }
 
 void AuditDispatcher::LogResponse(uint64_t id, const AuditEvent& event) {
-  int enabled_sinks = 0;
-  for (const auto& w : workers_) enabled_sinks += w->enabled() ? 1 : 0;
-  if (enabled_sinks == 0) return;
-  if (Dispatch(AuditEntry::Kind::kResponse, id, event) < enabled_sinks) {
-    response_failures_.fetch_add(1, std::memory_order_relaxed);
-  }
+  if (!enabled()) return;
+  Dispatch(AuditEntry::Kind::kResponse, id, event);
+}
+
+bool AuditDispatcher::Flush(absl::Duration timeout) {
+  bool all = true;
+  for (const auto& w : workers_) all = w->Flush(timeout) && all;
+  return all;
 }
 
 absl::Status AuditDispatcher::ReopenSinks() {

@@ -12,9 +12,11 @@
 //     later entries fail over it at once instead of waiting again, so a hung
 //     sink never freezes callers (Vault #37, #5361, #18943). An entry that
 //     timed out stays queued and may still be written late.
-//   - LogResponse never fails: a sink that refuses or times out a response
-//     entry is counted (Stats::response_failures) and reported, and the
-//     response stands (a committed write stays committed; Vault PR #6484).
+//   - LogResponse never fails and never waits: it queues the response entry
+//     on each enabled sink and returns; a sink that refuses it (reported
+//     from the sink's thread) or cannot queue it (hung, queue full) is
+//     counted (Stats::response_failures) and reported, and the response
+//     stands (a committed write stays committed; Vault PR #6484).
 //   - Every field marked secret is replaced, per sink, by
 //     "hmac-sha256:<hex>" of the value under that sink's salt before the
 //     entry leaves the dispatcher; raw values never reach a sink.
@@ -82,7 +84,9 @@ struct AuditFailure {
 class AuditObserver {
  public:
   virtual ~AuditObserver() = default;
-  // Called on the thread that made the entry. Must return promptly.
+  // Called on the thread that made the entry, or for a response entry that
+  // a sink refused, on that sink's thread. Must return promptly and
+  // thread-safely.
   virtual void OnAuditFailure(const AuditFailure& failure) = 0;
 };
 
@@ -115,7 +119,8 @@ class AuditDispatcher {
     uint64_t requests_refused = 0;   // LogRequest answered UNAVAILABLE
     uint64_t sink_failures = 0;      // every kFailed
     uint64_t sink_timeouts = 0;      // every kTimedOut, kHung, kQueueFull
-    uint64_t response_failures = 0;  // response entries some sink missed
+    uint64_t response_failures = 0;  // response entries a sink missed
+                                     // (per sink)
   };
 
   explicit AuditDispatcher(const Options& options);
@@ -136,6 +141,10 @@ class AuditDispatcher {
   absl::Status LogRequest(const AuditEvent& event, uint64_t* id_out);
   void LogResponse(uint64_t id, const AuditEvent& event);
 
+  // Waits until every entry queued so far is written (or failed), at most
+  // `timeout` per sink; false if some sink did not finish in time.
+  bool Flush(absl::Duration timeout);
+
   // Reopens every sink (log rotation). The first error, after trying all.
   absl::Status ReopenSinks();
 
@@ -149,8 +158,12 @@ class AuditDispatcher {
  private:
   class Worker;
 
-  // Sends the entry to every enabled sink; the number that accepted it.
+  // Sends the entry to every enabled sink. A request entry: waits, and
+  // returns the number of sinks that accepted it. A response entry: the
+  // number that queued it.
   int Dispatch(AuditEntry::Kind kind, uint64_t id, const AuditEvent& event);
+  // Counts and reports one failure (any thread).
+  void Report(const AuditFailure& failure);
 
   const Options options_;
   Clock* const clock_;

@@ -172,6 +172,7 @@ TEST(AuditTest, FileSinkWritesRedactedJsonLinesWithMode0600) {
   resp.index = 42;
   resp.elapsed = absl::Microseconds(17);
   d.LogResponse(id, resp);
+  ASSERT_TRUE(d.Flush(absl::Seconds(60)));
 
   struct stat st;
   ASSERT_EQ(stat(path.c_str(), &st), 0);
@@ -326,6 +327,7 @@ TEST(AuditTest, FailedResponseEntryIsCountedNeverAnError) {
   uint64_t id = 0;
   ASSERT_THAT(d.LogRequest(PutEvent(&caller), &id), IsOk());
   d.LogResponse(id, PutEvent(&caller));  // void: cannot turn into an error
+  ASSERT_TRUE(d.Flush(absl::Seconds(60)));
   EXPECT_EQ(d.stats().response_failures, 1u);
   EXPECT_EQ(d.stats().requests_refused, 0u);
   ASSERT_EQ(observer.failures().size(), 1u);
