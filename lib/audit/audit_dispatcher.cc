@@ -178,7 +178,11 @@ AuditDispatcher::AuditDispatcher(const Options& options)
     : options_(options),
       clock_(options.clock != nullptr ? options.clock : RealClock()) {}
 
-AuditDispatcher::~AuditDispatcher() = default;
+AuditDispatcher::~AuditDispatcher() {
+  // Stop the sink threads first: while they drain they may still Report()
+  // into the counters below.
+  workers_.clear();
+}
 
 absl::Status AuditDispatcher::AddSink(SinkOptions options) {
   if (options.sink == nullptr) {
