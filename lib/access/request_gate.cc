@@ -21,8 +21,8 @@ void InMemoryPolicySource::Delete(absl::string_view name) {
   cache_.clear();
 }
 
-std::shared_ptr<const policy::CompiledPolicySet> InMemoryPolicySource::Compiled(
-    absl::Span<const std::string> names) {
+absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>>
+InMemoryPolicySource::Compiled(absl::Span<const std::string> names) {
   const std::string key = absl::StrJoin(names, "\n");
   MutexLock lock(&mu_);
   auto it = cache_.find(key);
@@ -38,7 +38,7 @@ std::shared_ptr<const policy::CompiledPolicySet> InMemoryPolicySource::Compiled(
   return set;
 }
 
-bool InMemoryPolicySource::AnyPolicy() {
+absl::StatusOr<bool> InMemoryPolicySource::AnyPolicy() {
   MutexLock lock(&mu_);
   return !policies_.empty();
 }
@@ -59,14 +59,17 @@ absl::Status RequestGate::Admit(const CallContext* caller,
                              ->name();
   absl::Status verdict;
   if (caller == nullptr) {
-    if (options_.policies->AnyPolicy()) {
+    absl::StatusOr<bool> any = options_.policies->AnyPolicy();
+    if (!any.ok()) return any.status();
+    if (*any) {
       verdict = absl::PermissionDeniedError(
           "permission denied: the request names no caller");
     }
   } else if (!caller->root) {
-    std::shared_ptr<const policy::CompiledPolicySet> set =
+    absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>> set =
         options_.policies->Compiled(caller->policies);
-    if (!set->Allows(access->path, access->capability)) {
+    if (!set.ok()) return set.status();
+    if (!(*set)->Allows(access->path, access->capability)) {
       verdict = absl::PermissionDeniedError(absl::StrCat(
           "permission denied: \"", CapabilityName(access->capability),
           "\" on \"", access->path, "\" is not granted to this caller"));

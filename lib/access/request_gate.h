@@ -40,11 +40,12 @@ class PolicySource {
  public:
   virtual ~PolicySource() = default;
   // The compiled union of the named policies (unknown names add nothing).
-  // Never null.
-  virtual std::shared_ptr<const policy::CompiledPolicySet> Compiled(
-      absl::Span<const std::string> names) = 0;
+  // Never null when OK. An error (storage unreachable, sealed, a record
+  // that fails to open) refuses the request with that status.
+  virtual absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>>
+  Compiled(absl::Span<const std::string> names) = 0;
   // Whether any policy exists.
-  virtual bool AnyPolicy() = 0;
+  virtual absl::StatusOr<bool> AnyPolicy() = 0;
 };
 
 // Policies held in memory; compiled sets cached per list of names until the
@@ -53,9 +54,9 @@ class InMemoryPolicySource : public PolicySource {
  public:
   void Put(policy::Policy p);
   void Delete(absl::string_view name);
-  std::shared_ptr<const policy::CompiledPolicySet> Compiled(
+  absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>> Compiled(
       absl::Span<const std::string> names) override;
-  bool AnyPolicy() override;
+  absl::StatusOr<bool> AnyPolicy() override;
 
  private:
   Mutex mu_;
@@ -91,6 +92,7 @@ class RequestGate {
   // OK: execute the request, then call Complete. PERMISSION_DENIED: the
   // policies refuse (the refusal is audited, best effort). UNAVAILABLE: no
   // audit sink accepted the request entry. INVALID_ARGUMENT: no operation.
+  // The PolicySource's error if it cannot answer.
   absl::Status Admit(const CallContext* caller, const store::Request& request,
                      Admission* admission);
   // Writes the response entry. Never fails.
