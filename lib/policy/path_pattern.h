@@ -69,6 +69,11 @@ class PathPattern {
   // For a plain glob (trailing '*', no '+'): the prefix before the '*'.
   // For an exact pattern: the path itself.
   absl::string_view literal() const { return literal_; }
+  // For a pattern with a wildcard: the text before its first wildcard,
+  // which every path it matches starts with (rule 1 orders by its length).
+  absl::string_view head() const {
+    return absl::string_view(literal_).substr(0, first_wildcard_);
+  }
 
   // Whether `a` has priority over `b`, and by which rule. Both are assumed
   // to match the same path.

@@ -26,24 +26,34 @@ CompiledPolicySet CompiledPolicySet::Compile(
     if (r.capabilities.Has(Capability::kDeny)) {
       r.capabilities = CapabilitySet(Capability::kDeny);
     }
-    if (r.pattern.has_plus()) {
-      set.plus_.push_back(i);
-    } else if (r.pattern.has_trailing_glob()) {
-      set.globs_.emplace(std::string(r.pattern.literal()), i);
-      set.glob_lengths_.push_back(r.pattern.literal().size());
-    } else {
+    if (r.pattern.is_exact()) {
       set.exact_.emplace(std::string(r.pattern.literal()), i);
+    } else {
+      set.by_head_[std::string(r.pattern.head())].push_back(i);
     }
   }
-  std::sort(set.glob_lengths_.begin(), set.glob_lengths_.end(),
-            std::greater<size_t>());
-  set.glob_lengths_.erase(
-      std::unique(set.glob_lengths_.begin(), set.glob_lengths_.end()),
-      set.glob_lengths_.end());
-  std::sort(set.plus_.begin(), set.plus_.end(), [&set](size_t a, size_t b) {
-    return PathPattern::HigherPriority(set.rules_[a].pattern,
-                                       set.rules_[b].pattern);
-  });
+  for (auto& [head, bucket] : set.by_head_) {
+    std::sort(bucket.begin(), bucket.end(), [&set](size_t a, size_t b) {
+      return PathPattern::HigherPriority(set.rules_[a].pattern,
+                                         set.rules_[b].pattern);
+    });
+    auto it = std::find_if(set.head_lengths_.begin(), set.head_lengths_.end(),
+                           [&head = head](const HeadLength& h) {
+                             return h.length == head.size();
+                           });
+    if (it == set.head_lengths_.end()) {
+      set.head_lengths_.push_back(HeadLength{head.size(), {0, 0, 0, 0}});
+      it = set.head_lengths_.end() - 1;
+    }
+    if (!head.empty()) {
+      const unsigned char last = static_cast<unsigned char>(head.back());
+      it->last_byte[last >> 6] |= uint64_t{1} << (last & 63);
+    }
+  }
+  std::sort(set.head_lengths_.begin(), set.head_lengths_.end(),
+            [](const HeadLength& a, const HeadLength& b) {
+              return a.length > b.length;
+            });
   set.rule_count_ = set.rules_.size();
   return set;
 }
@@ -55,27 +65,22 @@ const CompiledPolicySet::Rule* CompiledPolicySet::Winner(
     auto it = exact_.find(path);
     if (it != exact_.end()) return &rules_[it->second];
   }
-  // Among plain globs, the longest prefix wins (rule 1).
-  const Rule* best = nullptr;
-  for (size_t len : glob_lengths_) {
-    if (len > path.size()) continue;
-    auto it = globs_.find(path.substr(0, len));
-    if (it != globs_.end()) {
-      best = &rules_[it->second];
-      break;
+  // Longest head first (rule 1); within a bucket, priority order.
+  for (const HeadLength& h : head_lengths_) {
+    if (h.length > path.size()) continue;
+    if (h.length > 0) {
+      const unsigned char b = static_cast<unsigned char>(path[h.length - 1]);
+      if ((h.last_byte[b >> 6] & (uint64_t{1} << (b & 63))) == 0) continue;
+    }
+    auto it = by_head_.find(path.substr(0, h.length));
+    if (it == by_head_.end()) continue;
+    for (size_t i : it->second) {
+      const Rule& r = rules_[i];
+      // A plain glob matches on its head alone; '+' patterns need the rest.
+      if (!r.pattern.has_plus() || r.pattern.Matches(path)) return &r;
     }
   }
-  // '+' patterns in priority order: the first that matches is the best of
-  // them; once the glob found outranks one, it outranks all that follow.
-  for (size_t i : plus_) {
-    const Rule& r = rules_[i];
-    if (best != nullptr &&
-        PathPattern::HigherPriority(best->pattern, r.pattern)) {
-      break;
-    }
-    if (r.pattern.Matches(path)) return &r;
-  }
-  return best;
+  return nullptr;
 }
 
 CapabilitySet CompiledPolicySet::Capabilities(absl::string_view path) const {

@@ -10,16 +10,20 @@
 //   - If the winner's union holds `deny`, nothing is allowed.
 //   - No matching pattern: nothing is allowed.
 //
-// Evaluation cost: one hash lookup for exact patterns; one per distinct
-// prefix length of the plain globs (longest first, stopping at the first
-// hit); then the '+' patterns, kept sorted by priority, until the first one
-// that matches or that a found glob outranks.
+// Evaluation: exact patterns are one hash lookup (an exact match wins
+// outright). Wildcard patterns are bucketed by their head (the text before
+// the first wildcard): rule 1 ranks patterns by the head's length, so the
+// buckets are tried longest head first, and the first bucket holding a
+// pattern that matches holds the winner (its patterns are kept in priority
+// order). A head length is skipped without hashing unless the path's byte
+// at that position could end such a head (a 256-bit set per length).
 //
 // Immutable after Compile; thread-safe for concurrent Capabilities calls.
 #ifndef STRONGBOX_LIB_POLICY_POLICY_SET_H_
 #define STRONGBOX_LIB_POLICY_POLICY_SET_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -65,11 +69,17 @@ class CompiledPolicySet {
   // The winning rule for `path`, null if none matches.
   const Rule* Winner(absl::string_view path) const;
 
+  // Wildcard heads of one length.
+  struct HeadLength {
+    size_t length;
+    uint64_t last_byte[4];  // bit b: some head of this length ends in b
+  };
+
   std::vector<Rule> rules_;  // every merged pattern; the maps index it
   absl::flat_hash_map<std::string, size_t> exact_;
-  absl::flat_hash_map<std::string, size_t> globs_;  // prefix -> rule
-  std::vector<size_t> glob_lengths_;                // distinct, descending
-  std::vector<size_t> plus_;  // rules with '+', highest priority first
+  // head -> its wildcard rules, highest priority first
+  absl::flat_hash_map<std::string, std::vector<size_t>> by_head_;
+  std::vector<HeadLength> head_lengths_;  // distinct lengths, descending
   size_t rule_count_ = 0;
 };
 
