@@ -28,6 +28,9 @@ absl::StatusOr<std::string> HashForAudit(absl::string_view salt,
 // One sink, its queue and its thread.
 class AuditDispatcher::Worker {
  public:
+  // The longest a queued response entry waits for a batch to ride with.
+  static constexpr absl::Duration kUnwaitedDelay = absl::Milliseconds(20);
+
   // One entry on its way to the sink. `entry` and `waited` are written
   // before the entry is queued and only read afterwards; `done` and
   // `status` are guarded by the worker's mu_.
@@ -86,6 +89,8 @@ class AuditDispatcher::Worker {
         return nullptr;
       }
       queue_.push_back(pending);
+      if (!waited) return pending;  // rides with the next batch (Run)
+      ++waited_queued_;
     }
     mu_.SignalAll();
     return pending;
@@ -109,11 +114,14 @@ class AuditDispatcher::Worker {
   // Waits until everything queued has been written, at most `wait`.
   bool Flush(absl::Duration wait) {
     MutexLock lock(&mu_);
-    return mu_.AwaitWithTimeout(
-        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return queue_.empty() && !in_write_;
-        },
-        wait);
+    ++flushers_;
+    mu_.SignalAll();
+    const bool done =
+        mu_.AwaitWithTimeout([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                 mu_) { return queue_.empty() && !in_write_; },
+                             wait);
+    --flushers_;
+    return done;
   }
 
  private:
@@ -123,12 +131,22 @@ class AuditDispatcher::Worker {
     for (;;) {
       {
         MutexLock lock(&mu_);
-        mu_.Await([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return stop_ || !queue_.empty();
-        });
-        if (queue_.empty()) return;  // stopping, everything written
+        // Wake for a waited entry, a flush or stop; entries nobody waits
+        // for (responses) are not worth a wake-up of their own: they go
+        // with the next batch, or after kUnwaitedDelay at the latest.
+        mu_.AwaitWithTimeout(
+            [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+              return stop_ || waited_queued_ > 0 ||
+                     (flushers_ > 0 && !queue_.empty());
+            },
+            kUnwaitedDelay);
+        if (queue_.empty()) {
+          if (stop_) return;  // everything written
+          continue;
+        }
         batch.assign(queue_.begin(), queue_.end());
         queue_.clear();
+        waited_queued_ = 0;
         in_write_ = true;
       }
       entries.clear();
@@ -168,6 +186,8 @@ class AuditDispatcher::Worker {
   Mutex mu_;
   std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
   bool hung_ ABSL_GUARDED_BY(mu_) = false;
+  size_t waited_queued_ ABSL_GUARDED_BY(mu_) = 0;  // waited entries queued
+  int flushers_ ABSL_GUARDED_BY(mu_) = 0;          // threads in Flush
   bool in_write_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
 

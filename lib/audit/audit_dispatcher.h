@@ -13,10 +13,11 @@
 //     sink never freezes callers (Vault #37, #5361, #18943). An entry that
 //     timed out stays queued and may still be written late.
 //   - LogResponse never fails and never waits: it queues the response entry
-//     on each enabled sink and returns; a sink that refuses it (reported
-//     from the sink's thread) or cannot queue it (hung, queue full) is
-//     counted (Stats::response_failures) and reported, and the response
-//     stands (a committed write stays committed; Vault PR #6484).
+//     on each enabled sink and returns (the entry is written with the
+//     sink's next batch, or within 20 ms; Flush() writes it now); a sink that
+//     refuses it (reported from the sink's thread) or cannot queue it (hung,
+//     queue full) is counted (Stats::response_failures) and reported, and the
+//     response stands (a committed write stays committed; Vault PR #6484).
 //   - Every field marked secret is replaced, per sink, by
 //     "hmac-sha256:<hex>" of the value under that sink's salt before the
 //     entry leaves the dispatcher; raw values never reach a sink.
