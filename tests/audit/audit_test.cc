@@ -47,6 +47,7 @@ class RecordingSink : public AuditSink {
       return absl::UnavailableError("injected failure");
     }
     entries_.push_back(entry);
+    mu_.SignalAll();
     return absl::OkStatus();
   }
   void set_fail_all(bool f) {
@@ -60,6 +61,14 @@ class RecordingSink : public AuditSink {
   std::vector<AuditEntry> entries() {
     MutexLock lock(&mu_);
     return entries_;
+  }
+  // Waits (on the sink's own condition, at most `timeout`) until it holds
+  // `n` entries.
+  bool AwaitEntries(size_t n, absl::Duration timeout) {
+    MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout([this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                    mu_) { return entries_.size() >= n; },
+                                timeout);
   }
 
  private:
@@ -332,6 +341,22 @@ TEST(AuditTest, FailedResponseEntryIsCountedNeverAnError) {
   EXPECT_EQ(d.stats().requests_refused, 0u);
   ASSERT_EQ(observer.failures().size(), 1u);
   EXPECT_EQ(observer.failures()[0].kind, AuditEntry::Kind::kResponse);
+}
+
+// A response entry waits for no one, but it is written even when no other
+// request follows (within the sink thread's 20 ms, no Flush needed).
+TEST(AuditTest, ResponseEntryIsWrittenWithoutAnotherRequest) {
+  AuditDispatcher d({});
+  auto sink = std::make_unique<RecordingSink>();
+  RecordingSink* rec = sink.get();
+  ASSERT_THAT(d.AddSink(Sink("s", std::move(sink))), IsOk());
+  const CallContext caller = CallContext::Root();
+  uint64_t id = 0;
+  ASSERT_THAT(d.LogRequest(PutEvent(&caller), &id), IsOk());
+  d.LogResponse(id, PutEvent(&caller));
+  ASSERT_TRUE(rec->AwaitEntries(2, absl::Seconds(60)));
+  EXPECT_EQ(rec->entries()[1].kind, AuditEntry::Kind::kResponse);
+  EXPECT_EQ(rec->entries()[1].id, id);
 }
 
 TEST(AuditTest, NoEnabledSinkMeansAuditingIsOff) {
