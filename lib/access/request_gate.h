@@ -4,11 +4,12 @@
 // (UNAVAILABLE otherwise, nothing executed); after execution, Complete()
 // writes the response entry, whose failure never changes the response.
 //
-// SecretStore::Handle calls Admit before routing and Complete after it, on
-// every node (a forwarded request carries its caller and is checked again
-// on the active). Policies come from a PolicySource: the one behind the
-// barrier (stored, cached, invalidated) implements it; InMemoryPolicySource
-// serves tests and hosts that keep policies themselves.
+// Meant for SecretStore::Handle (not wired yet, issue 15): Admit before
+// routing and Complete after it, on every node (a forwarded request carries
+// its caller and is checked again on the active). Policies come from a
+// PolicySource: StoredPolicies (behind the barrier) implements it;
+// InMemoryPolicySource serves tests and hosts that keep policies
+// themselves.
 //
 // Callers: a root CallContext skips the policy check (it is still
 // audited). A request with no caller (null) passes only while no policy
