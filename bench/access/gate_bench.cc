@@ -1,0 +1,154 @@
+// The issue-15 measurement: KvGet (1 KiB secret, one active node on an
+// in-memory backend) plain, beside the same KvGet wrapped as the wired
+// pipeline will wrap it — RequestGate::Admit (a policy of 100 rules, the
+// request entry to a file sink without fsync), SecretStore::Handle,
+// RequestGate::Complete (the response entry) — and with the policy alone.
+// Goal (issue 15): gated <= 1.5x plain.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "benchmark/benchmark.h"
+#include "lib/access/request_gate.h"
+#include "lib/audit/audit_dispatcher.h"
+#include "lib/policy/policy.h"
+#include "strongbox/audit_sink.h"
+#include "strongbox/ha_coordinator.h"
+#include "strongbox/in_memory_backend.h"
+#include "strongbox/secret_store.h"
+
+namespace strongbox {
+namespace {
+
+std::string HundredRules() {
+  std::vector<std::string> rules;
+  auto add = [&](const std::string& pattern, const char* caps) {
+    rules.push_back(
+        absl::StrCat("\"", pattern, "\":{\"capabilities\":[", caps, "]}"));
+  };
+  for (int i = 0; i < 40; ++i)
+    add(absl::StrCat("apps/app", i, "/config"), "\"read\"");
+  for (int i = 0; i < 39; ++i)
+    add(absl::StrCat("team", i, "/*"), "\"read\",\"list\"");
+  for (int i = 0; i < 20; ++i)
+    add(absl::StrCat("svc/+/env", i, "/creds"), "\"read\"");
+  add("bench/*", "\"read\"");
+  return absl::StrCat("{\"path\":{", absl::StrJoin(rules, ","), "}}");
+}
+
+// Accepts everything at once: what the hand-off to a sink's thread costs.
+class NullSink : public AuditSink {
+ public:
+  absl::Status Write(const AuditEntry&) override { return absl::OkStatus(); }
+};
+
+class Fixture {
+ public:
+  static Fixture& Get() {
+    static Fixture* f = new Fixture();
+    return *f;
+  }
+  SecretStore* store() { return store_.get(); }
+  access::InMemoryPolicySource* policies() { return &policies_; }
+  audit::AuditDispatcher* audit() { return audit_.get(); }
+  audit::AuditDispatcher* null_audit() { return null_audit_.get(); }
+
+ private:
+  Fixture() {
+    backend_ = NewInMemoryBackend();
+    HaCoordinator::Options o;
+    o.backend = backend_.get();
+    o.node_id = "b0";
+    o.advertise_address = "b0:1";
+    o.lease_ttl = absl::Hours(10);
+    o.renew_interval = absl::Hours(1);
+    o.background_thread = false;
+    node_ = *HaCoordinator::Create(o);
+    std::vector<std::string> shares = *node_->Initialize(1, 1);
+    (void)node_->Unseal(shares[0]);
+    node_->Poll();
+    SecretStore::Options so;
+    so.coordinator = node_.get();
+    store_ = *SecretStore::Create(so);
+    (void)store_->KvPut("bench/secret", {{"value", std::string(1024, 's')}});
+    policies_.Put(*policy::ParsePolicy("bench", HundredRules()));
+    audit_ = std::make_unique<audit::AuditDispatcher>(
+        audit::AuditDispatcher::Options{});
+    FileAuditSinkOptions fo;
+    fo.path = "/tmp/strongbox-gate-bench-audit.log";
+    std::remove(fo.path.c_str());
+    audit::AuditDispatcher::SinkOptions sink;
+    sink.name = "file";
+    sink.sink = *NewFileAuditSink(fo);
+    (void)audit_->AddSink(std::move(sink));
+    null_audit_ = std::make_unique<audit::AuditDispatcher>(
+        audit::AuditDispatcher::Options{});
+    audit::AuditDispatcher::SinkOptions null_sink;
+    null_sink.name = "null";
+    null_sink.sink = std::make_unique<NullSink>();
+    (void)null_audit_->AddSink(std::move(null_sink));
+  }
+
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<HaCoordinator> node_;
+  std::unique_ptr<SecretStore> store_;
+  access::InMemoryPolicySource policies_;
+  std::unique_ptr<audit::AuditDispatcher> audit_;
+  std::unique_ptr<audit::AuditDispatcher> null_audit_;
+};
+
+void BM_KvGet_Plain(benchmark::State& state) {
+  SecretStore* store = Fixture::Get().store();
+  for (auto _ : state) {
+    store::Request r;
+    r.mutable_kv_get()->set_path("bench/secret");
+    store::Response resp = store->Handle(r);
+    benchmark::DoNotOptimize(resp);
+  }
+}
+BENCHMARK(BM_KvGet_Plain);
+
+void Gated(benchmark::State& state, audit::AuditDispatcher* audit) {
+  Fixture& f = Fixture::Get();
+  access::RequestGate::Options go;
+  go.policies = f.policies();
+  go.audit = audit;
+  access::RequestGate gate(go);
+  const CallContext caller = CallContext::As("bench-user", {"bench"});
+  for (auto _ : state) {
+    store::Request r;
+    r.mutable_kv_get()->set_path("bench/secret");
+    access::RequestGate::Admission adm;
+    if (!gate.Admit(&caller, r, &adm).ok()) {
+      state.SkipWithError("refused");
+      break;
+    }
+    store::Response resp = f.store()->Handle(r);
+    gate.Complete(&caller, r, adm, resp);
+    benchmark::DoNotOptimize(resp);
+  }
+}
+
+void BM_KvGet_Policy100(benchmark::State& state) { Gated(state, nullptr); }
+BENCHMARK(BM_KvGet_Policy100);
+
+void BM_KvGet_Policy100_FileSink(benchmark::State& state) {
+  Gated(state, Fixture::Get().audit());
+}
+BENCHMARK(BM_KvGet_Policy100_FileSink);
+
+// The same with a sink that does no I/O: the cost of the hand-off to the
+// sink's thread and back (the price of never running a sink on the
+// caller's thread, so that a hung sink cannot freeze it).
+void BM_KvGet_Policy100_NullSink(benchmark::State& state) {
+  Gated(state, Fixture::Get().null_audit());
+}
+BENCHMARK(BM_KvGet_Policy100_NullSink);
+
+}  // namespace
+}  // namespace strongbox
+
+BENCHMARK_MAIN();

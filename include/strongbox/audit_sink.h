@@ -1,0 +1,109 @@
+// AuditSink: where strongbox writes its audit trail — one entry before a
+// request executes and one with its outcome — and the built-in file sink.
+//
+// An AuditEntry reaches a sink already redacted: every secret value
+// (secret data, Transit plaintext and ciphertext, shares, context) is
+// replaced by "hmac-sha256:<64 hex>", an HMAC-SHA256 of the value under a
+// salt of the sink's own, so an operator holding the salt (or asking the
+// node to hash a known value) can grep for a value without the log ever
+// holding it. Entries carry no secret byte (D5).
+//
+// The dispatcher that calls sinks (lib/audit/audit_dispatcher.h) runs each
+// sink on a thread of its own and waits for it at most the sink's timeout:
+// a request executes only after at least one enabled sink accepted its
+// request entry; a failing or hung sink is counted and reported, never
+// freezes the caller, and a failed response entry never turns a committed
+// write into an error.
+//
+// Thread safety: the dispatcher calls Write/WriteBatch from one thread per
+// sink, and Reopen from whichever thread the host uses; an implementation
+// makes Reopen safe against a concurrent write.
+#ifndef STRONGBOX_AUDIT_SINK_H_
+#define STRONGBOX_AUDIT_SINK_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+
+namespace strongbox {
+
+// One audit entry, redacted. Plain value.
+struct AuditEntry {
+  enum class Kind { kRequest, kResponse };
+  Kind kind = Kind::kRequest;
+  // Pairs a response entry with its request entry (unique per dispatcher).
+  uint64_t id = 0;
+  absl::Time time;  // when the entry was made (the store's clock)
+  // Who: as the host's CallContext said.
+  std::string caller;
+  std::vector<std::string> policies;
+  bool root = false;
+  // What: the operation's name ("kv_put") and the path its policy check
+  // used ("app/db", "metadata/app/db", "transit/keys/k", "sys/policy/p").
+  std::string operation;
+  std::string path;
+  // Further request / response details by name ("data.password",
+  // "items.0.plaintext", "version"): secret values already replaced by
+  // "hmac-sha256:<hex>".
+  std::vector<std::pair<std::string, std::string>> fields;
+  // Response entries only: the outcome (absl::StatusCode and message), the
+  // index the write was applied at or the read saw, and the time from the
+  // request entry to the response.
+  absl::StatusCode code = absl::StatusCode::kOk;
+  std::string error;
+  uint64_t index = 0;
+  absl::Duration elapsed;
+
+  // One line of JSON (no trailing newline): the file sink's format.
+  std::string ToJsonLine() const;
+};
+
+class AuditSink {
+ public:
+  AuditSink() = default;
+  virtual ~AuditSink() = default;
+  AuditSink(const AuditSink&) = delete;
+  AuditSink& operator=(const AuditSink&) = delete;
+
+  // Records one entry; OK only once it is stored as durably as the sink
+  // promises. Any error counts as "not accepted".
+  virtual absl::Status Write(const AuditEntry& entry) = 0;
+  // Records several entries at once (all or nothing, as far as the sink can
+  // tell). The default writes them one by one and stops at the first error.
+  virtual absl::Status WriteBatch(absl::Span<const AuditEntry* const> entries);
+  // Closes and reopens the destination (log rotation: the host calls this
+  // after renaming the file, e.g. on SIGHUP — from a thread, not from the
+  // signal handler). Default: nothing to do.
+  virtual absl::Status Reopen() { return absl::OkStatus(); }
+};
+
+// The built-in file sink: JSON lines appended to a file.
+struct FileAuditSinkOptions {
+  // The file; created if missing. REQUIRED.
+  std::string path;
+  // Permission bits for the file; an existing regular file is set to them
+  // too. Default: 0600.
+  uint32_t mode = 0600;
+  // fsync after every batch, so an accepted entry survives a power loss.
+  // Costs a disk flush per batch. Default: false.
+  bool fsync = false;
+};
+
+// Opens (creates) the file. INVALID_ARGUMENT without a path; UNAVAILABLE
+// if it cannot be opened. Write appends each batch with one write(2), under
+// a lock that Reopen also takes, so rotation loses no entry: every entry
+// lands whole in the old file or in the new one.
+absl::StatusOr<std::unique_ptr<AuditSink>> NewFileAuditSink(
+    const FileAuditSinkOptions& options);
+
+}  // namespace strongbox
+
+#endif  // STRONGBOX_AUDIT_SINK_H_

@@ -1,0 +1,120 @@
+#include "lib/access/request_gate.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "lib/access/request_access.h"
+
+namespace strongbox::access {
+
+void InMemoryPolicySource::Put(policy::Policy p) {
+  MutexLock lock(&mu_);
+  std::string name = p.name;
+  policies_.insert_or_assign(std::move(name), std::move(p));
+  cache_.clear();
+}
+
+void InMemoryPolicySource::Delete(absl::string_view name) {
+  MutexLock lock(&mu_);
+  policies_.erase(name);
+  cache_.clear();
+}
+
+absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>>
+InMemoryPolicySource::Compiled(absl::Span<const std::string> names) {
+  const std::string key = absl::StrJoin(names, "\n");
+  MutexLock lock(&mu_);
+  auto it = cache_.find(key);
+  if (it != cache_.end()) return it->second;
+  std::vector<const policy::Policy*> chosen;
+  for (const std::string& n : names) {
+    auto p = policies_.find(n);
+    if (p != policies_.end()) chosen.push_back(&p->second);
+  }
+  auto set = std::make_shared<const policy::CompiledPolicySet>(
+      policy::CompiledPolicySet::Compile(chosen));
+  cache_.emplace(key, set);
+  return set;
+}
+
+absl::StatusOr<bool> InMemoryPolicySource::AnyPolicy() {
+  MutexLock lock(&mu_);
+  return !policies_.empty();
+}
+
+RequestGate::RequestGate(const Options& options)
+    : options_(options),
+      clock_(options.clock != nullptr ? options.clock : RealClock()) {}
+
+absl::Status RequestGate::Admit(const CallContext* caller,
+                                const store::Request& request,
+                                Admission* admission) {
+  absl::StatusOr<Access> access = RequiredAccess(request);
+  if (!access.ok()) return access.status();
+  admission->start = clock_->MonotonicNow();
+  admission->path = access->path;
+  admission->operation = store::Request::descriptor()
+                             ->FindFieldByNumber(request.op_case())
+                             ->name();
+  absl::Status verdict;
+  if (caller == nullptr) {
+    absl::StatusOr<bool> any = options_.policies->AnyPolicy();
+    if (!any.ok()) return any.status();
+    if (*any) {
+      verdict = absl::PermissionDeniedError(
+          "permission denied: the request names no caller");
+    }
+  } else if (!caller->root) {
+    absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>> set =
+        options_.policies->Compiled(caller->policies);
+    if (!set.ok()) return set.status();
+    if (!(*set)->Allows(access->path, access->capability)) {
+      verdict = absl::PermissionDeniedError(absl::StrCat(
+          "permission denied: \"", CapabilityName(access->capability),
+          "\" on \"", access->path, "\" is not granted to this caller"));
+    }
+  }
+  if (options_.audit == nullptr) return verdict;
+  const CallContext anonymous;
+  audit::AuditEvent event;
+  event.caller = caller != nullptr ? caller : &anonymous;
+  event.operation = admission->operation;
+  event.path = admission->path;
+  AuditFieldsOf(request, &event.fields);
+  const absl::Status logged =
+      options_.audit->LogRequest(event, &admission->audit_id);
+  if (!verdict.ok()) {
+    // A refusal is audited too, best effort: it stays a refusal whatever
+    // the sinks say.
+    event.outcome = verdict;
+    event.fields.clear();
+    event.elapsed = clock_->MonotonicNow() - admission->start;
+    options_.audit->LogResponse(admission->audit_id, event);
+    return verdict;
+  }
+  return logged;
+}
+
+void RequestGate::Complete(const CallContext* caller,
+                           const store::Request& request,
+                           const Admission& admission,
+                           const store::Response& response) {
+  if (options_.audit == nullptr) return;
+  const CallContext anonymous;
+  audit::AuditEvent event;
+  event.caller = caller != nullptr ? caller : &anonymous;
+  event.operation = admission.operation;
+  event.path = admission.path;
+  AuditFieldsOf(response, &event.fields);
+  event.outcome =
+      response.code() == 0
+          ? absl::OkStatus()
+          : absl::Status(static_cast<absl::StatusCode>(response.code()),
+                         response.error());
+  event.index = response.index();
+  event.elapsed = clock_->MonotonicNow() - admission.start;
+  options_.audit->LogResponse(admission.audit_id, event);
+}
+
+}  // namespace strongbox::access

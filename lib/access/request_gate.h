@@ -1,0 +1,110 @@
+// RequestGate: the front of the request pipeline (DESIGN.md): the caller's
+// policies must allow the operation on its path (PERMISSION_DENIED
+// otherwise), then the audit sinks must accept the request entry
+// (UNAVAILABLE otherwise, nothing executed); after execution, Complete()
+// writes the response entry, whose failure never changes the response.
+//
+// Meant for SecretStore::Handle (not wired yet, issue 15): Admit before
+// routing and Complete after it, on every node (a forwarded request carries
+// its caller and is checked again on the active). Policies come from a
+// PolicySource: StoredPolicies (behind the barrier) implements it;
+// InMemoryPolicySource serves tests and hosts that keep policies
+// themselves.
+//
+// Callers: a root CallContext skips the policy check (it is still
+// audited). A request with no caller (null) passes only while no policy
+// exists at all (a store that has not adopted policies behaves as before).
+//
+// Thread-safe.
+#ifndef STRONGBOX_LIB_ACCESS_REQUEST_GATE_H_
+#define STRONGBOX_LIB_ACCESS_REQUEST_GATE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "lib/audit/audit_dispatcher.h"
+#include "lib/policy/policy.h"
+#include "lib/policy/policy_set.h"
+#include "lib/util/mutex.h"
+#include "strongbox/call_context.h"
+#include "strongbox/clock.h"
+#include "strongbox/requests.pb.h"
+
+namespace strongbox::access {
+
+class PolicySource {
+ public:
+  virtual ~PolicySource() = default;
+  // The compiled union of the named policies (unknown names add nothing).
+  // Never null when OK. An error (storage unreachable, sealed, a record
+  // that fails to open) refuses the request with that status.
+  virtual absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>>
+  Compiled(absl::Span<const std::string> names) = 0;
+  // Whether any policy exists.
+  virtual absl::StatusOr<bool> AnyPolicy() = 0;
+};
+
+// Policies held in memory; compiled sets cached per list of names until the
+// next Put/Delete.
+class InMemoryPolicySource : public PolicySource {
+ public:
+  void Put(policy::Policy p);
+  void Delete(absl::string_view name);
+  absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>> Compiled(
+      absl::Span<const std::string> names) override;
+  absl::StatusOr<bool> AnyPolicy() override;
+
+ private:
+  Mutex mu_;
+  absl::flat_hash_map<std::string, policy::Policy> policies_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string,
+                      std::shared_ptr<const policy::CompiledPolicySet>>
+      cache_ ABSL_GUARDED_BY(mu_);  // key: names joined by '\n'
+};
+
+class RequestGate {
+ public:
+  struct Options {
+    // Where policies come from. Not owned. REQUIRED.
+    PolicySource* policies = nullptr;
+    // Audit sinks. Not owned. Optional: no auditing.
+    audit::AuditDispatcher* audit = nullptr;
+    // For the response entry's elapsed time. Not owned. Default:
+    // RealClock().
+    Clock* clock = nullptr;
+  };
+
+  // What Admit hands Complete.
+  struct Admission {
+    uint64_t audit_id = 0;
+    absl::Duration start;
+    std::string path;
+    std::string operation;
+  };
+
+  explicit RequestGate(const Options& options);
+
+  // OK: execute the request, then call Complete. PERMISSION_DENIED: the
+  // policies refuse (the refusal is audited, best effort). UNAVAILABLE: no
+  // audit sink accepted the request entry. INVALID_ARGUMENT: no operation.
+  // The PolicySource's error if it cannot answer.
+  absl::Status Admit(const CallContext* caller, const store::Request& request,
+                     Admission* admission);
+  // Writes the response entry. Never fails.
+  void Complete(const CallContext* caller, const store::Request& request,
+                const Admission& admission, const store::Response& response);
+
+ private:
+  const Options options_;
+  Clock* const clock_;
+};
+
+}  // namespace strongbox::access
+
+#endif  // STRONGBOX_LIB_ACCESS_REQUEST_GATE_H_

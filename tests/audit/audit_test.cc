@@ -1,0 +1,452 @@
+// The audit dispatcher and the file sink: entries redacted per sink, a hung
+// sink times out and is reported without freezing callers, a failing sink
+// (a full disk) refuses the request, a failed response entry is counted but
+// never an error, and reopening the file while writing loses no entry.
+// Timeouts are real time but short, against sinks that block until the
+// test releases them: no sleeps, and no assertion on how long anything took.
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/audit/audit_dispatcher.h"
+#include "lib/util/mutex.h"
+#include "nlohmann/json.hpp"
+#include "strongbox/audit_sink.h"
+#include "strongbox/call_context.h"
+#include "strongbox/testing/status_matchers.h"
+
+namespace strongbox::audit {
+namespace {
+
+using ::strongbox_testing::IsOk;
+using ::strongbox_testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kSecret[] = "hunter2-PLAINTEXT-must-not-appear";
+
+// Keeps every entry it is given; can be told to fail, or to fail only
+// response entries.
+class RecordingSink : public AuditSink {
+ public:
+  absl::Status Write(const AuditEntry& entry) override {
+    MutexLock lock(&mu_);
+    if (fail_all_ ||
+        (fail_responses_ && entry.kind == AuditEntry::Kind::kResponse)) {
+      return absl::UnavailableError("injected failure");
+    }
+    entries_.push_back(entry);
+    mu_.SignalAll();
+    return absl::OkStatus();
+  }
+  void set_fail_all(bool f) {
+    MutexLock lock(&mu_);
+    fail_all_ = f;
+  }
+  void set_fail_responses(bool f) {
+    MutexLock lock(&mu_);
+    fail_responses_ = f;
+  }
+  std::vector<AuditEntry> entries() {
+    MutexLock lock(&mu_);
+    return entries_;
+  }
+  // Waits (on the sink's own condition, at most `timeout`) until it holds
+  // `n` entries.
+  bool AwaitEntries(size_t n, absl::Duration timeout) {
+    MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout([this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                    mu_) { return entries_.size() >= n; },
+                                timeout);
+  }
+
+ private:
+  Mutex mu_;
+  bool fail_all_ ABSL_GUARDED_BY(mu_) = false;
+  bool fail_responses_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<AuditEntry> entries_ ABSL_GUARDED_BY(mu_);
+};
+
+// Blocks in Write until released: a hung audit device (Vault #37).
+class BlockingSink : public AuditSink {
+ public:
+  absl::Status Write(const AuditEntry&) override {
+    MutexLock lock(&mu_);
+    ++writes_started_;
+    mu_.SignalAll();
+    mu_.Await([this]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return released_; });
+    return absl::OkStatus();
+  }
+  void Release() {
+    {
+      MutexLock lock(&mu_);
+      released_ = true;
+    }
+    mu_.SignalAll();
+  }
+  int writes_started() {
+    MutexLock lock(&mu_);
+    return writes_started_;
+  }
+
+ private:
+  Mutex mu_;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  int writes_started_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class RecordingObserver : public AuditObserver {
+ public:
+  void OnAuditFailure(const AuditFailure& f) override {
+    MutexLock lock(&mu_);
+    failures_.push_back(f);
+  }
+  std::vector<AuditFailure> failures() {
+    MutexLock lock(&mu_);
+    return failures_;
+  }
+
+ private:
+  Mutex mu_;
+  std::vector<AuditFailure> failures_ ABSL_GUARDED_BY(mu_);
+};
+
+AuditDispatcher::SinkOptions Sink(std::string name,
+                                  std::unique_ptr<AuditSink> sink,
+                                  absl::Duration timeout = absl::Seconds(10)) {
+  AuditDispatcher::SinkOptions o;
+  o.name = std::move(name);
+  o.sink = std::move(sink);
+  o.timeout = timeout;
+  return o;
+}
+
+AuditEvent PutEvent(const CallContext* caller) {
+  AuditEvent e;
+  e.caller = caller;
+  e.operation = "kv_put";
+  e.path = "app/db";
+  e.fields = {{"data.password", kSecret, /*secret=*/true},
+              {"cas", "3", /*secret=*/false}};
+  return e;
+}
+
+std::string TempPath(absl::string_view name) {
+  return absl::StrCat(getenv("TEST_TMPDIR"), "/", name);
+}
+
+std::vector<std::string> ReadLines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(AuditTest, FileSinkWritesRedactedJsonLinesWithMode0600) {
+  const std::string path = TempPath("audit-0600.log");
+  {  // An existing, too-open file is tightened.
+    std::ofstream(path) << "";
+    ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  }
+  FileAuditSinkOptions fo;
+  fo.path = path;
+  fo.fsync = true;
+  absl::StatusOr<std::unique_ptr<AuditSink>> file = NewFileAuditSink(fo);
+  ASSERT_THAT(file.status(), IsOk());
+  AuditDispatcher d({});
+  ASSERT_THAT(d.AddSink(Sink("file", *std::move(file))), IsOk());
+  const CallContext caller = CallContext::As("alice", {"app-rw"});
+  uint64_t id = 0;
+  AuditEvent req = PutEvent(&caller);
+  ASSERT_THAT(d.LogRequest(req, &id), IsOk());
+  AuditEvent resp = PutEvent(&caller);
+  resp.outcome = absl::OkStatus();
+  resp.index = 42;
+  resp.elapsed = absl::Microseconds(17);
+  d.LogResponse(id, resp);
+  ASSERT_TRUE(d.Flush(absl::Seconds(60)));
+
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  const std::string text = ReadAll(path);
+  EXPECT_THAT(text, Not(HasSubstr(kSecret)));
+  const std::vector<std::string> lines = ReadLines(path);
+  ASSERT_EQ(lines.size(), 2u);
+  absl::StatusOr<std::string> hash = d.HashValue("file", kSecret);
+  ASSERT_THAT(hash.status(), IsOk());
+  EXPECT_TRUE(std::regex_match(*hash, std::regex("hmac-sha256:[0-9a-f]{64}")));
+  for (const std::string& line : lines) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    EXPECT_EQ(j["id"], id);
+    EXPECT_EQ(j["caller"], "alice");
+    EXPECT_EQ(j["policies"][0], "app-rw");
+    EXPECT_EQ(j["operation"], "kv_put");
+    EXPECT_EQ(j["path"], "app/db");
+    EXPECT_EQ(j["fields"]["data.password"], *hash);  // grep-able by hash
+    EXPECT_EQ(j["fields"]["cas"], "3");
+  }
+  nlohmann::json r = nlohmann::json::parse(lines[1], nullptr, false);
+  EXPECT_EQ(r["type"], "response");
+  EXPECT_EQ(r["code"], "OK");
+  EXPECT_EQ(r["index"], 42);
+  EXPECT_EQ(r["elapsed_us"], 17);
+}
+
+TEST(AuditTest, SecretsAreHashedWithEachSinksOwnSalt) {
+  AuditDispatcher d({});
+  auto a = std::make_unique<RecordingSink>();
+  auto b = std::make_unique<RecordingSink>();
+  RecordingSink* ra = a.get();
+  RecordingSink* rb = b.get();
+  AuditDispatcher::SinkOptions oa = Sink("a", std::move(a));
+  oa.salt = SecretBytes::Copy("salt-a");
+  ASSERT_THAT(d.AddSink(std::move(oa)), IsOk());
+  ASSERT_THAT(d.AddSink(Sink("b", std::move(b))), IsOk());  // random salt
+  const CallContext caller = CallContext::Root();
+  ASSERT_THAT(d.LogRequest(PutEvent(&caller), nullptr), IsOk());
+  const std::string ha = ra->entries().at(0).fields.at(0).second;
+  const std::string hb = rb->entries().at(0).fields.at(0).second;
+  EXPECT_EQ(ha, *HashForAudit("salt-a", kSecret));
+  EXPECT_EQ(ha, *d.HashValue("a", kSecret));
+  EXPECT_EQ(hb, *d.HashValue("b", kSecret));
+  EXPECT_NE(ha, hb);
+  EXPECT_THAT(d.HashValue("nope", kSecret),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(AuditTest, HungSinkTimesOutIsReportedAndDoesNotFreezeLaterCalls) {
+  RecordingObserver observer;
+  AuditDispatcher::Options opts;
+  opts.observer = &observer;
+  AuditDispatcher d(opts);
+  auto blocking = std::make_unique<BlockingSink>();
+  BlockingSink* hung = blocking.get();
+  ASSERT_THAT(
+      d.AddSink(Sink("hung", std::move(blocking), absl::Milliseconds(20))),
+      IsOk());
+  const CallContext caller = CallContext::Root();
+
+  // The only sink hangs: the request times out and is refused.
+  EXPECT_THAT(
+      d.LogRequest(PutEvent(&caller), nullptr),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("no sink accepted")));
+  ASSERT_EQ(observer.failures().size(), 1u);
+  EXPECT_EQ(observer.failures()[0].reason, AuditFailure::Reason::kTimedOut);
+  EXPECT_EQ(observer.failures()[0].sink, "hung");
+
+  // Later calls fail over the hung sink at once (kHung: never queued, never
+  // waited for), however many there are.
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_THAT(d.LogRequest(PutEvent(&caller), nullptr),
+                StatusIs(absl::StatusCode::kUnavailable));
+  }
+  ASSERT_EQ(observer.failures().size(), 101u);
+  EXPECT_EQ(observer.failures()[100].reason, AuditFailure::Reason::kHung);
+  EXPECT_EQ(hung->writes_started(), 1);
+  EXPECT_EQ(d.stats().requests_refused, 101u);
+  EXPECT_EQ(d.stats().sink_timeouts, 101u);
+
+  // Once its stuck write returns, it is trusted again (the worker clears
+  // the mark right after the write returns: retry until it has).
+  hung->Release();
+  absl::Status s;
+  for (int i = 0; i < 1000000; ++i) {
+    s = d.LogRequest(PutEvent(&caller), nullptr);
+    if (s.ok()) break;
+    std::this_thread::yield();
+  }
+  EXPECT_THAT(s, IsOk());
+  EXPECT_EQ(hung->writes_started(), 2);
+}
+
+TEST(AuditTest, OneHealthySinkIsEnoughWhileAnotherHangs) {
+  RecordingObserver observer;
+  AuditDispatcher::Options opts;
+  opts.observer = &observer;
+  AuditDispatcher d(opts);
+  auto blocking = std::make_unique<BlockingSink>();
+  BlockingSink* hung = blocking.get();
+  auto good = std::make_unique<RecordingSink>();
+  RecordingSink* rec = good.get();
+  ASSERT_THAT(
+      d.AddSink(Sink("hung", std::move(blocking), absl::Milliseconds(20))),
+      IsOk());
+  ASSERT_THAT(d.AddSink(Sink("good", std::move(good))), IsOk());
+  const CallContext caller = CallContext::Root();
+  EXPECT_THAT(d.LogRequest(PutEvent(&caller), nullptr), IsOk());
+  EXPECT_EQ(rec->entries().size(), 1u);
+  ASSERT_EQ(observer.failures().size(), 1u);
+  EXPECT_EQ(observer.failures()[0].sink, "hung");
+  hung->Release();
+}
+
+// A full disk: the file sink on /dev/full fails every write (ENOSPC). The
+// request is refused, so the caller applies nothing.
+TEST(AuditTest, FullDiskRefusesTheRequest) {
+  FileAuditSinkOptions fo;
+  fo.path = "/dev/full";
+  absl::StatusOr<std::unique_ptr<AuditSink>> full = NewFileAuditSink(fo);
+  ASSERT_THAT(full.status(), IsOk());
+  RecordingObserver observer;
+  AuditDispatcher::Options opts;
+  opts.observer = &observer;
+  AuditDispatcher d(opts);
+  ASSERT_THAT(d.AddSink(Sink("full", *std::move(full))), IsOk());
+  const CallContext caller = CallContext::Root();
+  int applied = 0;
+  absl::Status s = d.LogRequest(PutEvent(&caller), nullptr);
+  if (s.ok()) ++applied;  // the store's pipeline: execute only after OK
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(applied, 0);
+  ASSERT_EQ(observer.failures().size(), 1u);
+  EXPECT_EQ(observer.failures()[0].reason, AuditFailure::Reason::kFailed);
+  EXPECT_THAT(observer.failures()[0].status.message(),
+              HasSubstr("No space left"));
+  EXPECT_EQ(d.stats().sink_failures, 1u);
+}
+
+TEST(AuditTest, FailedResponseEntryIsCountedNeverAnError) {
+  RecordingObserver observer;
+  AuditDispatcher::Options opts;
+  opts.observer = &observer;
+  AuditDispatcher d(opts);
+  auto sink = std::make_unique<RecordingSink>();
+  sink->set_fail_responses(true);
+  ASSERT_THAT(d.AddSink(Sink("s", std::move(sink))), IsOk());
+  const CallContext caller = CallContext::Root();
+  uint64_t id = 0;
+  ASSERT_THAT(d.LogRequest(PutEvent(&caller), &id), IsOk());
+  d.LogResponse(id, PutEvent(&caller));  // void: cannot turn into an error
+  ASSERT_TRUE(d.Flush(absl::Seconds(60)));
+  EXPECT_EQ(d.stats().response_failures, 1u);
+  EXPECT_EQ(d.stats().requests_refused, 0u);
+  ASSERT_EQ(observer.failures().size(), 1u);
+  EXPECT_EQ(observer.failures()[0].kind, AuditEntry::Kind::kResponse);
+}
+
+// A response entry waits for no one, but it is written even when no other
+// request follows (within the sink thread's 20 ms, no Flush needed).
+TEST(AuditTest, ResponseEntryIsWrittenWithoutAnotherRequest) {
+  AuditDispatcher d({});
+  auto sink = std::make_unique<RecordingSink>();
+  RecordingSink* rec = sink.get();
+  ASSERT_THAT(d.AddSink(Sink("s", std::move(sink))), IsOk());
+  const CallContext caller = CallContext::Root();
+  uint64_t id = 0;
+  ASSERT_THAT(d.LogRequest(PutEvent(&caller), &id), IsOk());
+  d.LogResponse(id, PutEvent(&caller));
+  ASSERT_TRUE(rec->AwaitEntries(2, absl::Seconds(60)));
+  EXPECT_EQ(rec->entries()[1].kind, AuditEntry::Kind::kResponse);
+  EXPECT_EQ(rec->entries()[1].id, id);
+}
+
+TEST(AuditTest, NoEnabledSinkMeansAuditingIsOff) {
+  AuditDispatcher d({});
+  const CallContext caller = CallContext::Root();
+  EXPECT_FALSE(d.enabled());
+  EXPECT_THAT(d.LogRequest(PutEvent(&caller), nullptr), IsOk());
+  auto sink = std::make_unique<RecordingSink>();
+  sink->set_fail_all(true);
+  ASSERT_THAT(d.AddSink(Sink("s", std::move(sink))), IsOk());
+  EXPECT_TRUE(d.enabled());
+  EXPECT_THAT(d.LogRequest(PutEvent(&caller), nullptr),
+              StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_THAT(d.SetEnabled("s", false), IsOk());
+  EXPECT_THAT(d.LogRequest(PutEvent(&caller), nullptr), IsOk());
+  EXPECT_THAT(d.SetEnabled("nope", false),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(AuditTest, AddSinkValidates) {
+  AuditDispatcher d({});
+  EXPECT_THAT(d.AddSink(Sink("x", nullptr)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(d.AddSink(Sink("", std::make_unique<RecordingSink>())),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(d.AddSink(Sink("x", std::make_unique<RecordingSink>(),
+                             absl::ZeroDuration())),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_THAT(d.AddSink(Sink("x", std::make_unique<RecordingSink>())), IsOk());
+  EXPECT_THAT(d.AddSink(Sink("x", std::make_unique<RecordingSink>())),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(NewFileAuditSink({}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  FileAuditSinkOptions bad;
+  bad.path = TempPath("no/such/dir/audit.log");
+  EXPECT_THAT(NewFileAuditSink(bad).status(),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
+// Log rotation under load: writers log while the test renames the file and
+// reopens the sink again and again. Every entry is in exactly one of the
+// files, whole.
+TEST(AuditTest, ReopenWhileWritingLosesNoEntry) {
+  const std::string path = TempPath("audit-rotate.log");
+  std::remove(path.c_str());
+  FileAuditSinkOptions fo;
+  fo.path = path;
+  absl::StatusOr<std::unique_ptr<AuditSink>> file = NewFileAuditSink(fo);
+  ASSERT_THAT(file.status(), IsOk());
+  AuditDispatcher d({});
+  ASSERT_THAT(d.AddSink(Sink("file", *std::move(file))), IsOk());
+  const CallContext caller = CallContext::As("w", {"p"});
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 500;
+  std::atomic<int> refused{0};
+  std::atomic<int> running{kThreads};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i) {
+        if (!d.LogRequest(PutEvent(&caller), nullptr).ok()) ++refused;
+      }
+      --running;
+    });
+  }
+  std::vector<std::string> files;
+  for (int k = 0; running.load() > 0 || k < 3; ++k) {
+    const std::string rotated = absl::StrCat(path, ".", k);
+    ASSERT_EQ(std::rename(path.c_str(), rotated.c_str()), 0);
+    files.push_back(rotated);
+    ASSERT_THAT(d.ReopenSinks(), IsOk());
+  }
+  for (std::thread& t : writers) t.join();
+  files.push_back(path);
+  EXPECT_EQ(refused.load(), 0);
+  std::set<uint64_t> ids;
+  size_t lines = 0;
+  for (const std::string& f : files) {
+    for (const std::string& line : ReadLines(f)) {
+      ++lines;
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      ASSERT_FALSE(j.is_discarded()) << f << ": " << line;
+      ids.insert(j["id"].get<uint64_t>());
+      EXPECT_THAT(line, Not(HasSubstr(kSecret)));
+    }
+  }
+  EXPECT_EQ(lines, size_t{kThreads * kPerThread});
+  EXPECT_EQ(ids.size(), size_t{kThreads * kPerThread});
+  EXPECT_GE(files.size(), 4u);
+}
+
+}  // namespace
+}  // namespace strongbox::audit
