@@ -238,6 +238,10 @@ absl::Status Client::MapError(Kind kind, absl::string_view what,
                               const grpc::Status& status, int endpoint) const {
   const std::string where =
       absl::StrCat("etcd ", what, " at ", endpoints_[endpoint]->url, ": ");
+  if (MessageHas(status, "authentication failed")) {
+    return absl::UnauthenticatedError(
+        absl::StrCat(where, "invalid username or password"));
+  }
   switch (status.error_code()) {
     case grpc::StatusCode::INVALID_ARGUMENT:
       if (MessageHas(status, "user name is empty")) {
@@ -255,10 +259,6 @@ absl::Status Client::MapError(Kind kind, absl::string_view what,
       return absl::PermissionDeniedError(
           absl::StrCat(where, status.error_message()));
     case grpc::StatusCode::FAILED_PRECONDITION:
-      if (MessageHas(status, "authentication failed")) {
-        return absl::UnauthenticatedError(
-            absl::StrCat(where, "invalid username or password"));
-      }
       return absl::FailedPreconditionError(
           absl::StrCat(where, status.error_message()));
     case grpc::StatusCode::RESOURCE_EXHAUSTED:

@@ -2,6 +2,9 @@
 // three-member etcd cluster (tests/etcd/etcd_cluster.h), one fresh key
 // prefix per test. etcd counts lease TTLs in whole seconds on its own
 // clock, so the lease cases run in real time (real_time_lease).
+//
+// Built twice (BUILD.bazel): plain http, and with STRONGBOX_ETCD_TLS over
+// https with client certificates made at test time.
 #include <atomic>
 
 #include "absl/strings/str_cat.h"
@@ -18,7 +21,11 @@ testing_etcd::EtcdCluster* cluster = nullptr;
 class ClusterEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
-    auto started = testing_etcd::EtcdCluster::Start();
+    testing_etcd::ClusterOptions options;
+#ifdef STRONGBOX_ETCD_TLS
+    options.tls = true;
+#endif
+    auto started = testing_etcd::EtcdCluster::Start(options);
     ASSERT_TRUE(started.ok()) << started.status();
     cluster_ = *std::move(started);
     cluster = cluster_.get();
@@ -41,6 +48,11 @@ std::unique_ptr<Backend> OpenFresh() {
   EtcdBackendOptions options;
   options.endpoints = cluster->endpoints();
   options.prefix = absl::StrCat("conformance/", next++, "/");
+#ifdef STRONGBOX_ETCD_TLS
+  options.ca_file = cluster->ca_file();
+  options.cert_file = cluster->client_cert_file();
+  options.key_file = cluster->client_key_file();
+#endif
   auto backend = EtcdBackend::Open(options);
   EXPECT_TRUE(backend.ok()) << backend.status();
   if (!backend.ok()) return nullptr;
