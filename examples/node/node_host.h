@@ -68,7 +68,8 @@ struct NodeConfig {
   // --etcd=URL[,URL...]: EtcdBackend on this etcd cluster (client URLs as
   // etcd prints them, http://host:port or https://host:port). Needs a
   // strongbox_node built with --config=openssl; otherwise Open() fails
-  // with FAILED_PRECONDITION saying so.
+  // with FAILED_PRECONDITION saying so. The etcd request timeout is
+  // lease_ttl / 2, within [1 s, 3 s].
   std::vector<std::string> etcd_endpoints;
   std::string etcd_prefix = "strongbox/";  // --etcd-prefix
   // --etcd-ca, --etcd-cert, --etcd-key: PEM files for https endpoints.
