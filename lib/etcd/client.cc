@@ -122,6 +122,18 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(
 
 absl::Status Client::Connect() {
   const absl::Time deadline = absl::Now() + options_.dial_timeout;
+  // Every channel starts connecting (a failover later finds them ready);
+  // the first endpoint listed is preferred if it connects within half the
+  // dial timeout, so the order given is the order used.
+  for (auto& ep : endpoints_) ep->channel->GetState(/*try_to_connect=*/true);
+  const absl::Time first_by = absl::Now() + options_.dial_timeout / 2;
+  auto& first = endpoints_[0]->channel;
+  for (grpc_connectivity_state state = first->GetState(true);
+       (state == GRPC_CHANNEL_IDLE || state == GRPC_CHANNEL_CONNECTING) &&
+       absl::Now() < first_by;
+       state = first->GetState(true)) {
+    first->WaitForStateChange(state, absl::ToChronoTime(first_by));
+  }
   absl::StatusOr<int> ready = AwaitEndpoint(deadline);
   if (!ready.ok()) {
     // Ask gRPC why: a fail-fast call reports the last connection error.

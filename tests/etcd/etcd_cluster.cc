@@ -307,7 +307,14 @@ absl::Status EtcdCluster::WaitHealthy(absl::Duration timeout) {
       }
       leader = st->leader();
     }
-    if (agree && leader != 0) return absl::OkStatus();
+    // The leader must be one of the running members (the survivors of a
+    // kill report the dead leader until they elect a new one).
+    bool leader_runs = false;
+    for (const Member& m : members_) {
+      leader_runs |= m.pid > 0 && !m.paused && m.id == leader;
+    }
+    if (agree && leader != 0 && leader_runs) return absl::OkStatus();
+    if (agree && leader != 0) last = "the leader is not running";
     absl::SleepFor(absl::Milliseconds(20));
   }
   return absl::UnavailableError(absl::StrCat(
@@ -331,14 +338,19 @@ absl::StatusOr<int> EtcdCluster::Leader(absl::Duration timeout) {
 absl::StatusOr<int64_t> RawVersion(const EtcdCluster& cluster, int member,
                                    const std::string& key) {
   auto stub = etcdserverpb::KV::NewStub(cluster.Channel(member));
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
-  etcdserverpb::RangeRequest request;
-  request.set_key(key);
-  etcdserverpb::RangeResponse response;
-  grpc::Status s = stub->Range(&context, request, &response);
-  if (!s.ok()) return absl::UnavailableError(s.error_message());
-  return response.kvs_size() == 0 ? 0 : response.kvs(0).version();
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (true) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    etcdserverpb::RangeRequest request;
+    request.set_key(key);
+    etcdserverpb::RangeResponse response;
+    grpc::Status s = stub->Range(&context, request, &response);
+    if (s.ok()) return response.kvs_size() == 0 ? 0 : response.kvs(0).version();
+    // A linearizable read fails while the cluster elects a leader.
+    if (absl::Now() >= end) return absl::UnavailableError(s.error_message());
+    absl::SleepFor(absl::Milliseconds(20));
+  }
 }
 
 }  // namespace testing_etcd
