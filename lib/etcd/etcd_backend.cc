@@ -766,8 +766,24 @@ absl::StatusOr<std::unique_ptr<LeadershipGrant>> EtcdBackendImpl::Acquire(
     }
     int64_t seen = 0;
     FenceToken holder_fence = kNoFence;
+    // Look first: while the lock is held an attempt costs one read, not a
+    // lease grant, a Txn and a revoke (three raft writes).
     absl::StatusOr<std::unique_ptr<LeadershipGrant>> grant =
-        TryAcquire(options, &seen, &holder_fence);
+        std::unique_ptr<LeadershipGrant>();
+    pb::RangeRequest look;
+    look.set_key(layout_.lock_key());
+    look.set_keys_only(true);
+    pb::RangeResponse holder_now;
+    absl::Status read = Range(look, &holder_now, "read of the lock");
+    if (read.ok() && holder_now.kvs_size() > 0) {
+      seen = holder_now.header().revision();
+      holder_fence =
+          static_cast<FenceToken>(holder_now.kvs(0).create_revision());
+    } else if (read.ok()) {
+      grant = TryAcquire(options, &seen, &holder_fence);
+    } else {
+      grant = read;
+    }
     if (grant.ok() && *grant != nullptr) return grant;
     if (grant.ok()) {
       // Held. By a grant of ours that is lost? Then its lease goes now.

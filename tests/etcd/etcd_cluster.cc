@@ -1,6 +1,7 @@
 #include "tests/etcd/etcd_cluster.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -243,8 +245,34 @@ void EtcdCluster::Kill(int i) {
   m.pid = -1;
 }
 
+// True once every thread of `pid` is stopped ('T' in /proc/pid/task/*/stat):
+// kill() returns before a running thread has actually stopped.
+bool AllThreadsStopped(pid_t pid) {
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  std::unique_ptr<DIR, int (*)(DIR*)> tasks(opendir(dir.c_str()), closedir);
+  if (tasks == nullptr) return false;
+  int seen = 0;
+  while (struct dirent* e = readdir(tasks.get())) {
+    if (e->d_name[0] == '.') continue;
+    const std::string stat =
+        ReadFile(absl::StrCat(dir, "/", e->d_name, "/stat"));
+    const size_t paren = stat.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= stat.size()) return false;
+    const char state = stat[paren + 2];
+    if (state != 'T' && state != 't') return false;
+    ++seen;
+  }
+  return seen > 0;
+}
+
 void EtcdCluster::Pause(int i) {
-  if (members_[i].pid > 0) kill(members_[i].pid, SIGSTOP);
+  if (members_[i].pid > 0) {
+    kill(members_[i].pid, SIGSTOP);
+    const absl::Time end = absl::Now() + absl::Seconds(2);
+    while (!AllThreadsStopped(members_[i].pid) && absl::Now() < end) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
   members_[i].paused = true;
 }
 
@@ -351,6 +379,17 @@ absl::StatusOr<int64_t> RawVersion(const EtcdCluster& cluster, int member,
     if (absl::Now() >= end) return absl::UnavailableError(s.error_message());
     absl::SleepFor(absl::Milliseconds(20));
   }
+}
+
+absl::StatusOr<uint64_t> RaftIndex(const EtcdCluster& cluster, int member) {
+  auto stub = etcdserverpb::Maintenance::NewStub(cluster.Channel(member));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  etcdserverpb::StatusResponse response;
+  grpc::Status s =
+      stub->Status(&context, etcdserverpb::StatusRequest(), &response);
+  if (!s.ok()) return absl::UnavailableError(s.error_message());
+  return response.raftindex();
 }
 
 }  // namespace testing_etcd

@@ -59,7 +59,8 @@ class EtcdCluster {
 
   // kill -9 of member i, reaped.
   void Kill(int i);
-  // SIGSTOP / SIGCONT.
+  // SIGSTOP (returns once every thread of the member is stopped) /
+  // SIGCONT.
   void Pause(int i);
   void Resume(int i);
   // Restarts a killed member on its data directory and waits until it
@@ -100,6 +101,10 @@ class EtcdCluster {
 // raw from member `member`; 0 if absent.
 absl::StatusOr<int64_t> RawVersion(const EtcdCluster& cluster, int member,
                                    const std::string& key);
+
+// Member `member`'s raft index (it grows with every proposal: writes, lease
+// grants and revokes, failed Txns; not with reads).
+absl::StatusOr<uint64_t> RaftIndex(const EtcdCluster& cluster, int member);
 
 }  // namespace testing_etcd
 }  // namespace strongbox

@@ -317,6 +317,29 @@ TEST(EtcdFailoverTest, StepDownHandsOverAtOnce) {
   EXPECT_LT(handovers[2], absl::Milliseconds(200));
 }
 
+// A standby waiting for a held lock watches it and re-checks it with reads:
+// it proposes nothing to raft (no lease grant, Txn or revoke per re-check).
+TEST(EtcdFailoverTest, WaitingContenderProposesNothingWhileTheLockIsHeld) {
+  auto cluster = StartCluster();
+  ASSERT_NE(cluster, nullptr);
+  auto a = OpenBackend(cluster->endpoints(), absl::Seconds(1));
+  auto b = OpenBackend(cluster->endpoints(), absl::Seconds(1));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  auto held = AcquireOrDie(a.get(), "a", absl::Seconds(30));
+  ASSERT_NE(held, nullptr);
+  ASSERT_OK_AND_ASSIGN(uint64_t before, testing_etcd::RaftIndex(*cluster, 0));
+  AcquireOptions wait;
+  wait.holder = "b";
+  wait.ttl = absl::Seconds(5);
+  // Four safety re-checks (every 500 ms) in 2 s.
+  wait.deadline = absl::Now() + absl::Seconds(2);
+  EXPECT_EQ(b->ha()->Acquire(wait).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  ASSERT_OK_AND_ASSIGN(uint64_t after, testing_etcd::RaftIndex(*cluster, 0));
+  EXPECT_LE(after - before, 1u) << "raft entries proposed while waiting";
+}
+
 TEST(EtcdFailoverTest, OperatorDeletingTheLockKeyDeposesTheActiveAtOnce) {
   auto cluster = StartCluster();
   ASSERT_NE(cluster, nullptr);
