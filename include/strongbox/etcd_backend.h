@@ -49,6 +49,11 @@
 // default value limit (1.25 MiB) leaves room for a 1 MiB secret under the
 // default server limit.
 //
+// History. etcd keeps every old revision until it is compacted; the backend
+// never compacts. Run etcd with --auto-compaction-retention (e.g. "1h") or
+// compact from operations; a watch that meets a compacted revision simply
+// re-reads the lock key.
+//
 // Thread-safety: every method is safe to call concurrently from any thread.
 // Ownership: grants must be destroyed before the backend.
 #ifndef STRONGBOX_ETCD_BACKEND_H_

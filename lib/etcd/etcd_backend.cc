@@ -334,49 +334,45 @@ class EtcdBackendImpl : public EtcdBackend, public HaBackend {
 // ---------------------------------------------------------------- KV calls
 
 absl::Status EtcdBackendImpl::Init() {
-  pb::RangeRequest format = ReadOf(layout_.format_key());
-  format.set_serializable(false);
-  pb::RangeResponse found;
-  RETURN_IF_ERROR(Range(format, &found, "read of the format record"));
-  if (found.kvs_size() > 0) {
-    if (found.kvs(0).value() != etcd::kFormatValue) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "etcd prefix \"", layout_.prefix(),
-          "\" holds a format record of another kind or version; not a "
-          "strongbox store this release can open"));
-    }
-    return absl::OkStatus();
-  }
-  pb::RangeRequest any;
-  any.set_key(layout_.prefix());
-  any.set_range_end(etcd::PrefixRangeEnd(layout_.prefix()));
-  any.set_count_only(true);
-  pb::RangeResponse counted;
-  RETURN_IF_ERROR(Range(any, &counted, "check of the prefix"));
-  if (counted.count() > 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "etcd prefix \"", layout_.prefix(), "\" holds ", counted.count(),
-        " keys but no strongbox format record: it belongs to something "
-        "else; choose another prefix"));
-  }
-  pb::TxnRequest create;
-  AddCompare(&create, layout_.format_key(), pb::Compare::CREATE,
-             pb::Compare::EQUAL)
+  // One Txn, so nodes opening an empty prefix together all agree: the
+  // format record is written only if nothing at all is under the prefix
+  // (a compare over the whole range); otherwise the record is read back.
+  pb::TxnRequest txn;
+  AddCompare(&txn, layout_.prefix(), pb::Compare::CREATE, pb::Compare::EQUAL)
       ->set_create_revision(0);
-  pb::PutRequest* put = create.add_success()->mutable_request_put();
+  txn.mutable_compare(0)->set_range_end(etcd::PrefixRangeEnd(layout_.prefix()));
+  pb::PutRequest* put = txn.add_success()->mutable_request_put();
   put->set_key(layout_.format_key());
   put->set_value(std::string(etcd::kFormatValue));
-  pb::TxnResponse created;
-  // Unknown outcome or a racing Open(): either way the record is re-read.
+  AddRange(txn.mutable_failure(), layout_.format_key(), /*keys_only=*/false);
+  pb::TxnResponse response;
   absl::Status s =
-      Txn(Client::Kind::kWrite, create, &created, "write of the format record");
-  if (s.ok() && created.succeeded()) return absl::OkStatus();
-  if (!s.ok() && !absl::IsUnavailable(s)) return s;
-  RETURN_IF_ERROR(Range(format, &found, "read of the format record"));
-  if (found.kvs_size() == 0 || found.kvs(0).value() != etcd::kFormatValue) {
-    return absl::UnavailableError(
-        absl::StrCat("etcd prefix \"", layout_.prefix(),
-                     "\": could not write the format record: ", s.message()));
+      Txn(Client::Kind::kWrite, txn, &response, "check of the prefix");
+  const mvccpb::KeyValue* format = nullptr;
+  if (s.ok() && response.succeeded()) return absl::OkStatus();
+  pb::RangeResponse reread;
+  if (s.ok()) {
+    format = RangeResult(response, 0);
+  } else if (absl::IsUnavailable(s)) {
+    // Outcome unknown: the record tells.
+    RETURN_IF_ERROR(
+        Range(ReadOf(layout_.format_key()), &reread, "read of the format"));
+    if (reread.kvs_size() == 0) return s;
+    format = &reread.kvs(0);
+  } else {
+    return s;
+  }
+  if (format == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "etcd prefix \"", layout_.prefix(),
+        "\" holds keys but no strongbox format record: it belongs to "
+        "something else; choose another prefix"));
+  }
+  if (format->value() != etcd::kFormatValue) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "etcd prefix \"", layout_.prefix(),
+        "\" holds a format record of another kind or version; not a "
+        "strongbox store this release can open"));
   }
   return absl::OkStatus();
 }

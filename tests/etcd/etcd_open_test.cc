@@ -5,6 +5,7 @@
 // cluster, and a cluster with authentication on but no (or wrong)
 // credentials.
 #include <cstdlib>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -107,6 +108,26 @@ TEST(EtcdOpenTest, PrefixHoldingSomethingElseIsRefused) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("app/data/"));
   EXPECT_EQ(testing_etcd::RawVersion(*cluster, 0, "app/data/format").value(),
             0);
+}
+
+// Nodes starting together on an empty prefix all open it (the format
+// record is created once, in one Txn with the emptiness check).
+TEST(EtcdOpenTest, ConcurrentOpensOfAnEmptyPrefixAllSucceed) {
+  auto cluster = Start(/*tls=*/false);
+  ASSERT_NE(cluster, nullptr);
+  for (int round = 0; round < 5; ++round) {
+    EtcdBackendOptions options;
+    options.endpoints = cluster->endpoints();
+    options.prefix = absl::StrCat("together", round, "/");
+    std::vector<absl::Status> results(8);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back(
+          [&, t] { results[t] = EtcdBackend::Open(options).status(); });
+    }
+    for (std::thread& t : threads) t.join();
+    for (const absl::Status& s : results) EXPECT_OK(s);
+  }
 }
 
 TEST(EtcdOpenTest, TlsMistakesAreClearAndPrompt) {
