@@ -76,6 +76,14 @@ def strongbox_dependencies():
                 "absl_time",
             ],
         )
+    if not native.existing_rule("system_grpc"):
+        # Debian's gRPC 1.51 (libgrpc++-dev), for the etcd backend add-on
+        # only (//:etcd_backend). Linking needs pkg-config's whole list (it
+        # names about 60 Abseil libraries, re2, c-ares, upb, ssl, z).
+        pkg_config_library(
+            name = "system_grpc",
+            modules = ["grpc++", "protobuf"],
+        )
     _system_repository("boringssl", Label("//third_party:boringssl.BUILD"))
     _system_repository("openssl", Label("//third_party:openssl.BUILD"))
     _system_repository("system_libs", Label("//third_party:system_libs.BUILD"))

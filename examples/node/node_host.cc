@@ -107,7 +107,9 @@ class NodeHost::StateLogger : public HaObserver {
 };
 
 std::string NodeUsage() {
-  return "usage: strongbox_node --dir=DIR --node-id=ID --advertise=ADDR "
+  return "usage: strongbox_node (--dir=DIR | --etcd=URL[,URL...] "
+         "[--etcd-prefix=P] [--etcd-ca=F --etcd-cert=F --etcd-key=F]) "
+         "--node-id=ID --advertise=ADDR "
          "[--perf-standby] [--lease-ttl-ms=N] [--no-kill-hung-holder]";
 }
 
@@ -123,6 +125,19 @@ absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
     };
     if (take("--dir=")) {
       config.dir = std::string(value);
+    } else if (take("--etcd=")) {
+      config.etcd_endpoints = absl::StrSplit(value, ',', absl::SkipEmpty());
+      if (config.etcd_endpoints.empty()) {
+        return absl::InvalidArgumentError("--etcd needs at least one URL");
+      }
+    } else if (take("--etcd-prefix=")) {
+      config.etcd_prefix = std::string(value);
+    } else if (take("--etcd-ca=")) {
+      config.etcd_ca = std::string(value);
+    } else if (take("--etcd-cert=")) {
+      config.etcd_cert = std::string(value);
+    } else if (take("--etcd-key=")) {
+      config.etcd_key = std::string(value);
     } else if (take("--node-id=")) {
       config.node_id = std::string(value);
     } else if (take("--advertise=")) {
@@ -144,8 +159,10 @@ absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
           absl::StrCat("unknown argument '", arg, "'"));
     }
   }
-  if (config.dir.empty())
-    return absl::InvalidArgumentError("--dir is required");
+  if (config.dir.empty() == config.etcd_endpoints.empty()) {
+    return absl::InvalidArgumentError(
+        "exactly one of --dir and --etcd is required");
+  }
   if (config.node_id.empty()) {
     return absl::InvalidArgumentError("--node-id is required");
   }
@@ -170,6 +187,11 @@ NodeHost::~NodeHost() {
 
 absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Open(
     const NodeConfig& config) {
+  if (!config.etcd_endpoints.empty()) {
+    absl::StatusOr<std::unique_ptr<Backend>> etcd = OpenNodeEtcdBackend(config);
+    if (!etcd.ok()) return etcd.status();
+    return OpenWithBackend(config, *std::move(etcd));
+  }
   LmdbBackendOptions backend_options;
   backend_options.kill_hung_holder = config.kill_hung_holder;
   backend_options.hung_holder_grace = HungHolderGrace(config.lease_ttl);

@@ -47,6 +47,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -62,7 +63,17 @@ namespace node {
 inline constexpr size_t kMaxLineBytes = 64 << 10;
 
 struct NodeConfig {
-  std::string dir;            // --dir: the shared LMDB directory. REQUIRED.
+  // The backend: exactly one of --dir and --etcd.
+  std::string dir;  // --dir: the shared LMDB directory.
+  // --etcd=URL[,URL...]: EtcdBackend on this etcd cluster (client URLs as
+  // etcd prints them, http://host:port or https://host:port). Needs a
+  // strongbox_node built with --config=openssl; otherwise Open() fails
+  // with FAILED_PRECONDITION saying so. The etcd request timeout is
+  // lease_ttl / 2, within [1 s, 3 s].
+  std::vector<std::string> etcd_endpoints;
+  std::string etcd_prefix = "strongbox/";  // --etcd-prefix
+  // --etcd-ca, --etcd-cert, --etcd-key: PEM files for https endpoints.
+  std::string etcd_ca, etcd_cert, etcd_key;
   std::string node_id;        // --node-id. REQUIRED.
   std::string advertise;      // --advertise: this node's address. REQUIRED.
   bool perf_standby = false;  // --perf-standby: serve reads as a standby.
@@ -96,6 +107,11 @@ absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv);
 
 // One line of usage text for error messages.
 std::string NodeUsage();
+
+// The node's EtcdBackend for config.etcd_*: examples/node/etcd_open_*.cc,
+// one per crypto provider (the BoringSSL build has no gRPC and refuses).
+absl::StatusOr<std::unique_ptr<Backend>> OpenNodeEtcdBackend(
+    const NodeConfig& config);
 
 class NodeHost {
  public:

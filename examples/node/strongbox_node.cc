@@ -7,6 +7,13 @@
 //   strongbox_node --dir=DIR --node-id=ID --advertise=ADDR
 //                  [--perf-standby] [--lease-ttl-ms=N]
 //                  [--no-kill-hung-holder]
+//   strongbox_node --etcd=URL[,URL...] [--etcd-prefix=P]
+//                  [--etcd-ca=F --etcd-cert=F --etcd-key=F]
+//                  --node-id=ID --advertise=ADDR [...as above]
+//
+// --etcd puts the node on an etcd cluster (EtcdBackend) instead of an
+// LMDB directory; it needs a strongbox_node built with --config=openssl
+// (the default build answers with exit 1 and a message saying so).
 //
 // stdout carries only answers, one JSON object per line, flushed after each.
 // Logs (state changes) go to stderr. `quit`, end of input, SIGTERM or SIGINT
@@ -167,7 +174,8 @@ int Run(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<NodeHost>> host = NodeHost::Open(*config);
   if (!host.ok()) {
     std::fprintf(stderr, "strongbox_node: cannot open %s: %s\n",
-                 config->dir.c_str(), host.status().ToString().c_str());
+                 config->dir.empty() ? "the etcd backend" : config->dir.c_str(),
+                 host.status().ToString().c_str());
     return 1;
   }
   LineReader reader;

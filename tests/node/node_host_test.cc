@@ -126,6 +126,52 @@ TEST(NodeFlagsTest, ParsesAndRejects) {
   }
 }
 
+TEST(NodeFlagsTest, EtcdFlagsParseAndExcludeDir) {
+  auto parse = [](std::vector<std::string> v) {
+    std::vector<char*> argv;
+    for (std::string& s : v) argv.push_back(s.data());
+    return ParseNodeFlags(argv.size(), argv.data());
+  };
+  absl::StatusOr<NodeConfig> c =
+      parse({"node", "--etcd=http://a:1,http://b:2", "--etcd-prefix=p/",
+             "--etcd-ca=ca.pem", "--etcd-cert=c.pem", "--etcd-key=k.pem",
+             "--node-id=n", "--advertise=a"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->etcd_endpoints,
+            (std::vector<std::string>{"http://a:1", "http://b:2"}));
+  EXPECT_EQ(c->etcd_prefix, "p/");
+  EXPECT_EQ(c->etcd_ca, "ca.pem");
+  EXPECT_EQ(c->etcd_cert, "c.pem");
+  EXPECT_EQ(c->etcd_key, "k.pem");
+  EXPECT_TRUE(c->dir.empty());
+  c = parse({"node", "--etcd=http://a:1", "--node-id=n", "--advertise=a"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->etcd_prefix, "strongbox/");
+  for (std::vector<std::string> bad : std::vector<std::vector<std::string>>{
+           {"node", "--etcd=", "--node-id=n", "--advertise=a"},
+           {"node", "--etcd=http://a:1", "--dir=/d", "--node-id=n",
+            "--advertise=a"},
+       }) {
+    EXPECT_EQ(parse(bad).status().code(), absl::StatusCode::kInvalidArgument)
+        << bad[1];
+  }
+}
+
+TEST(NodeHostTest, EtcdNeedsTheOpenSslBuild) {
+  NodeConfig config;
+  config.etcd_endpoints = {"http://127.0.0.1:1"};
+  config.node_id = "n";
+  config.advertise = "a:1";
+  absl::Status s = NodeHost::Open(config).status();
+#if STRONGBOX_NODE_HAS_ETCD
+  // Nothing listens on port 1: the dial timeout ends it.
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+#else
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("--config=openssl"), absl::string_view::npos) << s;
+#endif
+}
+
 TEST(NodeHostTest, MalformedLinesAreRefusedAndChangeNothing) {
   absl::StatusOr<std::unique_ptr<NodeHost>> host =
       NodeHost::Open(Config(NewDir("bad"), "n1"));
