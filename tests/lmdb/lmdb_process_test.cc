@@ -422,6 +422,25 @@ class BackgroundAcquire {
 // A contender that was granted the lease alone, acknowledged some fenced
 // writes, and then stopped itself inside the write transaction of the next
 // one: it holds LMDB's writer lock.
+// Reads a contender's lines until it acknowledged `n` writes; fails on an
+// ERROR line or silence.
+void AwaitHolderWrites(Child& holder, int n) {
+  int writes = 0;
+  while (writes < n) {
+    std::optional<std::string> line = holder.ReadLine(absl::Seconds(10));
+    ASSERT_TRUE(line.has_value()) << "the holder went quiet";
+    if (line->rfind("WRITE_OK", 0) == 0) ++writes;
+    ASSERT_NE(line->rfind("ERROR", 0), 0u) << *line;
+  }
+}
+
+// A stopper child's first line: it is stopping inside its write.
+void ExpectStoppingInWrite(Child& stopper) {
+  std::optional<std::string> stopping = stopper.ReadLine(absl::Seconds(10));
+  ASSERT_TRUE(stopping.has_value() && *stopping == "STOPPING_IN_WRITE")
+      << (stopping.has_value() ? *stopping : "nothing");
+}
+
 struct StoppedHolder {
   std::unique_ptr<Child> child;
   FenceToken fence = kNoFence;
@@ -1191,13 +1210,8 @@ TEST(LmdbHungHolderTest, HolderStoppedWhileWaitingForTheWriterLockIsNotKilled) {
   const int ttl_ms = 200;
   Child holder({"contender", dir, "waiter", absl::StrCat(ttl_ms)});
   ASSERT_TRUE(holder.started());
-  int writes = 0;
-  while (writes < 3) {
-    std::optional<std::string> line = holder.ReadLine(absl::Seconds(10));
-    ASSERT_TRUE(line.has_value()) << "the holder went quiet";
-    if (line->rfind("WRITE_OK", 0) == 0) ++writes;
-    ASSERT_NE(line->rfind("ERROR", 0), 0u) << *line;
-  }
+  AwaitHolderWrites(holder, 3);
+  if (testing::Test::HasFatalFailure()) return;
   RecordingObserver observer;
   LmdbBackendOptions options;
   options.kill_hung_holder = true;
@@ -1207,9 +1221,8 @@ TEST(LmdbHungHolderTest, HolderStoppedWhileWaitingForTheWriterLockIsNotKilled) {
   BackgroundAcquire acquire(backend->get(),
                             Candidate("taker", absl::Seconds(60)));
   Child stopper({"stopper", dir, "-", "-"});
-  std::optional<std::string> stopping = stopper.ReadLine(absl::Seconds(10));
-  ASSERT_TRUE(stopping.has_value() && *stopping == "STOPPING_IN_WRITE")
-      << (stopping.has_value() ? *stopping : "nothing");
+  ExpectStoppingInWrite(stopper);
+  if (testing::Test::HasFatalFailure()) return;
   // The holder's next write (it writes every 30 ms) now waits for the
   // writer lock: once it has been quiet for a while, it waits there. Stop
   // it as it waits.
@@ -1267,13 +1280,8 @@ TEST(LmdbHungHolderTest, HealthyHolderBlockedBehindAnotherWriterIsNeverKilled) {
   Child holder({"contender", dir, "healthy", absl::StrCat(ttl_ms)});
   ASSERT_TRUE(holder.started());
   // Granted and writing: a healthy holder, renewing every TTL/3.
-  int writes = 0;
-  while (writes < 3) {
-    std::optional<std::string> line = holder.ReadLine(absl::Seconds(10));
-    ASSERT_TRUE(line.has_value()) << "the holder went quiet";
-    if (line->rfind("WRITE_OK", 0) == 0) ++writes;
-    ASSERT_NE(line->rfind("ERROR", 0), 0u) << *line;
-  }
+  AwaitHolderWrites(holder, 3);
+  if (testing::Test::HasFatalFailure()) return;
   RecordingObserver observer;
   LmdbBackendOptions options;
   options.kill_hung_holder = true;
@@ -1285,9 +1293,8 @@ TEST(LmdbHungHolderTest, HealthyHolderBlockedBehindAnotherWriterIsNeverKilled) {
   // A third process stops inside its write: every writer now waits,
   // the holder's renewals too.
   Child stopper({"stopper", dir, "-", "-"});
-  std::optional<std::string> stopping = stopper.ReadLine(absl::Seconds(10));
-  ASSERT_TRUE(stopping.has_value() && *stopping == "STOPPING_IN_WRITE")
-      << (stopping.has_value() ? *stopping : "nothing");
+  ExpectStoppingInWrite(stopper);
+  if (testing::Test::HasFatalFailure()) return;
   // The holder's grant expires; the taker's grant attempt waits on the
   // writer lock and judges the holder: same boot, pid and start time, but
   // not inside a write. The wait is reported, with the holder's pid.
