@@ -124,7 +124,14 @@ absl::Status NoncePool::Refill(Shard& shard, uint64_t generation) {
 }
 
 absl::Status NoncePool::Draw(uint8_t* out) {
-  Shard& shard = shards_[ThisThreadIndex() % kShards];
+  return DrawFrom(shards_[ThisThreadIndex() % kShards], out);
+}
+
+absl::Status NoncePool::DrawFromShardForTesting(int shard, uint8_t* out) {
+  return DrawFrom(shards_[static_cast<unsigned>(shard) % kShards], out);
+}
+
+absl::Status NoncePool::DrawFrom(Shard& shard, uint8_t* out) {
   // Read before locking: only this thread can fork this thread, so neither
   // changes until Draw returns. getpid() is a system call (≈ 1.5 µs on
   // this project's VMs, several 64-byte seals), so it runs on every draw

@@ -64,6 +64,11 @@ class NoncePool {
   // fork() child (pthread_atfork).
   static uint64_t ForkGenerationForTesting();
 
+  // Draw() from shard `shard % kShards` instead of the calling thread's:
+  // lets a fork test reach every shard from one thread.
+  absl::Status DrawFromShardForTesting(int shard, uint8_t* out);
+  static constexpr int kShardsForTesting() { return kShards; }
+
  private:
   friend class NoncePoolForkHandlers;
 
@@ -81,6 +86,7 @@ class NoncePool {
     pid_t refill_pid ABSL_GUARDED_BY(mu) = 0;  // the process that filled it
     uint64_t refill_generation ABSL_GUARDED_BY(mu) = 0;
   };
+  absl::Status DrawFrom(Shard& shard, uint8_t* out);
   absl::Status Refill(Shard& shard, uint64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Around fork() (NoncePoolForkHandlers): every shard locked, then
