@@ -85,6 +85,34 @@ class AuditSink {
   virtual absl::Status Reopen() { return absl::OkStatus(); }
 };
 
+// Why a sink did not take an entry, for the host's logs and metrics.
+struct AuditFailure {
+  enum class Reason { kFailed, kTimedOut, kHung, kQueueFull };
+  std::string sink;
+  AuditEntry::Kind kind = AuditEntry::Kind::kRequest;
+  Reason reason = Reason::kFailed;
+  absl::Status status;  // the sink's error for kFailed
+};
+
+// Told of every audit failure (SecretStore::Options::audit_observer).
+class AuditObserver {
+ public:
+  virtual ~AuditObserver() = default;
+  // Called on the thread that made the entry, or for a response entry that
+  // a sink refused, on that sink's thread. Must return promptly and
+  // thread-safely.
+  virtual void OnAuditFailure(const AuditFailure& failure) = 0;
+};
+
+// Counters since the store (its dispatcher) was created.
+struct AuditStats {
+  uint64_t requests_refused = 0;   // no sink accepted a request entry
+  uint64_t sink_failures = 0;      // every kFailed
+  uint64_t sink_timeouts = 0;      // every kTimedOut, kHung, kQueueFull
+  uint64_t response_failures = 0;  // response entries a sink missed
+                                   // (per sink)
+};
+
 // The built-in file sink: JSON lines appended to a file.
 struct FileAuditSinkOptions {
   // The file; created if missing. REQUIRED.
