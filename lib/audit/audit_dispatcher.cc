@@ -50,6 +50,7 @@ class AuditDispatcher::Worker {
         sink_(std::move(options.sink)),
         timeout_(options.timeout),
         max_queue_(options.max_queue) {
+    direct_.store(!sink_->blocking(), std::memory_order_relaxed);
     set_salt(options.salt.empty() ? SecretBytes::Random(32)
                                   : std::move(options.salt));
     thread_ = std::thread([this] { Run(); });
@@ -67,6 +68,10 @@ class AuditDispatcher::Worker {
   const std::string& name() const { return name_; }
   absl::Duration timeout() const { return timeout_; }
   bool enabled() const { return enabled_.load(std::memory_order_acquire); }
+  // Request entries are written on the caller's thread (a non-blocking
+  // sink that has not yet overrun its timeout).
+  bool direct() const { return direct_.load(std::memory_order_acquire); }
+  void demote() { direct_.store(false, std::memory_order_release); }
   void set_enabled(bool e) { enabled_.store(e, std::memory_order_release); }
   std::shared_ptr<const SecretBytes> salt() const {
     MutexLock lock(&salt_mu_);
@@ -193,6 +198,7 @@ class AuditDispatcher::Worker {
   const absl::Duration timeout_;
   const size_t max_queue_;
   std::atomic<bool> enabled_{true};
+  std::atomic<bool> direct_{false};
 
   Mutex mu_;
   std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
@@ -318,6 +324,23 @@ int AuditDispatcher::Dispatch(AuditEntry::Kind kind, uint64_t id,
     // Only a request entry is waited for; a response entry's failure is
     // reported by the sink's thread (Report).
     const bool wait = kind == AuditEntry::Kind::kRequest;
+    if (wait && w->direct()) {
+      // A non-blocking sink: written here (audit_sink.h, blocking()).
+      const absl::Duration began = clock_->MonotonicNow();
+      const absl::Status written = w->sink()->Write(e);
+      if (written.ok()) {
+        ++accepted;
+      } else {
+        failures.push_back(
+            {w->name(), kind, AuditFailure::Reason::kFailed, written});
+      }
+      if (clock_->MonotonicNow() - began > w->timeout()) {
+        w->demote();
+        failures.push_back({w->name(), kind, AuditFailure::Reason::kTimedOut,
+                            absl::OkStatus()});
+      }
+      continue;
+    }
     AuditFailure::Reason reason;
     std::shared_ptr<Worker::Pending> p = w->Submit(std::move(e), wait, &reason);
     if (p == nullptr) {

@@ -61,6 +61,8 @@ class FileAuditSink : public AuditSink {
     return absl::OkStatus();
   }
 
+  bool blocking() const override { return options_.fsync; }
+
   absl::Status Reopen() override {
     MutexLock lock(&mu_);
     if (fd_ >= 0) {

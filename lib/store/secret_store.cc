@@ -179,6 +179,7 @@ class LentSink final : public AuditSink {
       absl::Span<const AuditEntry* const> entries) override {
     return sink_->WriteBatch(entries);
   }
+  bool blocking() const override { return sink_->blocking(); }
   absl::Status Reopen() override { return sink_->Reopen(); }
 
  private:
