@@ -144,6 +144,10 @@ struct FileAuditSinkOptions {
   // With fsync the sink runs on its own thread, each entry within its
   // timeout.
   bool fsync = false;
+  // Without fsync, whether the sink declares itself non-blocking (above).
+  // false: it runs on its own thread, each entry within its timeout.
+  // Default: true.
+  bool caller_thread_writes = true;
 };
 
 // Opens (creates) the file. INVALID_ARGUMENT without a path; UNAVAILABLE

@@ -61,7 +61,9 @@ class FileAuditSink : public AuditSink {
     return absl::OkStatus();
   }
 
-  bool blocking() const override { return options_.fsync; }
+  bool blocking() const override {
+    return options_.fsync || !options_.caller_thread_writes;
+  }
 
   absl::Status Reopen() override {
     MutexLock lock(&mu_);
