@@ -202,6 +202,43 @@ void BM_KvGet_Policy100_NullSink(benchmark::State& state) {
 }
 BENCHMARK(BM_KvGet_Policy100_NullSink);
 
+// A store with default options (policies enforced, no policy stored, no
+// sink) called with no caller, as hosts from before issue 15 call it: the
+// gate asks the backend whether any policy exists on every request.
+void BM_KvGet_DefaultOptionsNoCaller(benchmark::State& state) {
+  static std::unique_ptr<Backend> backend = NewInMemoryBackend();
+  static std::unique_ptr<HaCoordinator> node = [] {
+    HaCoordinator::Options o;
+    o.backend = backend.get();
+    o.node_id = "d0";
+    o.advertise_address = "d0:1";
+    o.lease_ttl = absl::Hours(10);
+    o.renew_interval = absl::Hours(1);
+    o.background_thread = false;
+    std::unique_ptr<HaCoordinator> n = *HaCoordinator::Create(o);
+    std::vector<std::string> shares = *n->Initialize(1, 1);
+    (void)n->Unseal(shares[0]);
+    n->Poll();
+    return n;
+  }();
+  static std::unique_ptr<SecretStore> store = [] {
+    SecretStore::Options so;
+    so.coordinator = node.get();
+    std::unique_ptr<SecretStore> s = *SecretStore::Create(so);
+    (void)s->KvPut("bench/secret", {{"value", std::string(1024, 's')}});
+    return s;
+  }();
+  for (auto _ : state) {
+    absl::StatusOr<store::KvSecret> got = store->KvGet("bench/secret");
+    if (!got.ok()) {
+      state.SkipWithError("refused");
+      break;
+    }
+    benchmark::DoNotOptimize(got);
+  }
+}
+BENCHMARK(BM_KvGet_DefaultOptionsNoCaller);
+
 void BM_KvGet_PlainTyped(benchmark::State& state) {
   SecretStore* store = Fixture::Get().store();
   for (auto _ : state) {
