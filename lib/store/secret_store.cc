@@ -248,8 +248,15 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   }
 
   // HaObserver: keys cached by the Transit engine also go with leadership.
+  // The active also creates the audit salts at once, so standbys can load
+  // them before the active handles a request of its own (best effort: a
+  // failure is retried by the next request).
   void OnStateChange(const StateChange& change) override {
-    if (change.to != HaState::kActive) transit_.ClearCache();
+    if (change.to != HaState::kActive) {
+      transit_.ClearCache();
+    } else if (audit_.enabled()) {
+      (void)EnsureAuditSalts();
+    }
   }
 
   Response Handle(const Request& request) override {
@@ -608,6 +615,13 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   }
   AuditStats audit_stats() override { return audit_.stats(); }
 
+  // On an active node, the audit salts now (see OnStateChange).
+  void CreateAuditSaltsIfActive() {
+    if (audit_.enabled() && coordinator_->state() == HaState::kActive) {
+      (void)EnsureAuditSalts();
+    }
+  }
+
   // Adds the options' sinks to the dispatcher (Create calls it once).
   absl::Status AddSinks() {
     for (const Options::AuditSinkOptions& o : options_.audit_sinks) {
@@ -910,6 +924,7 @@ absl::StatusOr<std::unique_ptr<SecretStore>> SecretStore::Create(
   }
   auto store = std::make_unique<SecretStoreImpl>(options);
   RETURN_IF_ERROR(store->AddSinks());
+  store->CreateAuditSaltsIfActive();
   return std::unique_ptr<SecretStore>(std::move(store));
 }
 

@@ -210,6 +210,14 @@ TEST_F(AccessTest, ForwardedRequestsCarryTheCallerAndAreJudgedOnTheActive) {
   EXPECT_EQ(resp.code(), static_cast<int>(kDenied));
 }
 
+// The active creates the audit salts without waiting for a request of its
+// own: a cluster whose requests all reach a standby first works at once.
+TEST_F(AccessTest, FirstRequestOnAStandbyFindsTheSalt) {
+  absl::StatusOr<KvWriteResult> put = standby()->KvPut("app/s", {{"k", "v"}});
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_TRUE(stores_[(standby_ + 1) % 3]->KvGet("app/s", 0, put->index).ok());
+}
+
 TEST_F(AccessTest, ReservedKvFoldersAreRefused) {
   for (const char* path : {"metadata/a", "sys/policy/p", "transit/keys/k",
                            "undelete/a", "destroy/a"}) {
