@@ -83,8 +83,11 @@
 //     operator grepping the log.
 //   - A sealed node executes nothing: its refusals are not audited (no
 //     policy or salt is readable).
-//   - A forwarded request is audited on both nodes (the forwarding node's
-//     entry says route "forward_to_active").
+//   - A forwarded request is audited on both nodes, with the same caller,
+//     operation, path and outcome (entries do not say which node executed
+//     it).
+//   - The store owns its audit dispatcher: destroying the store waits for
+//     each sink's write in progress, so a sink hung forever blocks it.
 //
 // Ownership: the caller owns the coordinator and the forwarder; both must
 // outlive the store. Create one SecretStore per coordinator: the Transit
