@@ -72,7 +72,9 @@
 //     with their record's version and re-validates that version per
 //     request, so a policy change acknowledged at index N is in force for a
 //     request carrying min_index N on any node (the node first catches up
-//     to N, then judges).
+//     to N, then judges; a node that cannot catch up in time forwards the
+//     read, judged and audited on the active, or refuses it UNAVAILABLE,
+//     neither judged nor audited here).
 //   - While policies are enforced, KV paths whose first segment is
 //     "metadata", "undelete", "destroy", "transit" or "sys" are refused
 //     (INVALID_ARGUMENT): their policy path would be another operation's.

@@ -16,7 +16,6 @@
 #include "lib/store/kv_engine.h"
 #include "lib/store/transit_engine.h"
 #include "lib/store/wipe.h"
-#include "lib/util/mutex.h"
 #include "lib/util/status_macros.h"
 #include "strongbox/secret_bytes.h"
 
