@@ -73,6 +73,20 @@ absl::StatusOr<int> ParseCount(absl::string_view word, const char* what) {
 
 std::string Ok() { return JsonObjectWriter().Bool("ok", true).Finish(); }
 
+// `line` after its first `n` words and the blanks that follow them.
+absl::string_view RestAfterWords(absl::string_view line, int n) {
+  const auto blank = [](char c) { return c == ' ' || c == '\t'; };
+  size_t i = 0;
+  while (i < line.size() && blank(line[i])) ++i;
+  for (int w = 0; w < n; ++w) {
+    while (i < line.size() && !blank(line[i])) ++i;
+    while (i < line.size() && blank(line[i])) ++i;
+  }
+  absl::string_view rest = line.substr(i);
+  while (!rest.empty() && blank(rest.back())) rest.remove_suffix(1);
+  return rest;
+}
+
 }  // namespace
 
 // Logs every state change to stderr (stdout carries only the protocol).
@@ -110,7 +124,8 @@ std::string NodeUsage() {
   return "usage: strongbox_node (--dir=DIR | --etcd=URL[,URL...] "
          "[--etcd-prefix=P] [--etcd-ca=F --etcd-cert=F --etcd-key=F]) "
          "--node-id=ID --advertise=ADDR "
-         "[--perf-standby] [--lease-ttl-ms=N] [--no-kill-hung-holder]";
+         "[--perf-standby] [--lease-ttl-ms=N] [--no-kill-hung-holder] "
+         "[--audit-file=F]";
 }
 
 absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
@@ -144,6 +159,11 @@ absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
       config.advertise = std::string(value);
     } else if (arg == "--perf-standby") {
       config.perf_standby = true;
+    } else if (take("--audit-file=")) {
+      if (value.empty()) {
+        return absl::InvalidArgumentError("--audit-file needs a file name");
+      }
+      config.audit_file = std::string(value);
     } else if (arg == "--no-kill-hung-holder") {
       config.kill_hung_holder = false;
     } else if (take("--lease-ttl-ms=")) {
@@ -228,6 +248,13 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::OpenWithBackend(
 
   SecretStore::Options store_options;
   store_options.coordinator = host->coordinator_.get();
+  if (!config.audit_file.empty()) {
+    FileAuditSinkOptions sink_options;
+    sink_options.path = config.audit_file;
+    STRONGBOX_ASSIGN_OR_RETURN(host->audit_sink_,
+                               NewFileAuditSink(sink_options));
+    store_options.audit_sinks.push_back({"file", host->audit_sink_.get()});
+  }
   STRONGBOX_ASSIGN_OR_RETURN(std::unique_ptr<SecretStore> store,
                              SecretStore::Create(store_options));
   host->store_ = std::move(store);
@@ -287,6 +314,14 @@ std::string NodeHost::HandleLine(absl::string_view line) {
     return absl::InvalidArgumentError(absl::StrCat("usage: ", usage));
   };
   absl::Status bad;
+  if (command == "as") return As(line);
+  if (absl::StartsWith(command, "policy-")) {
+    return PolicyCommand(command, RestAfterWords(line, 1));
+  }
+  if (as_.has_value() && command != "put" && command != "get") {
+    return Failure(absl::InvalidArgumentError(
+        "as: only put, get and policy-* commands run as a caller"));
+  }
   if (command == "init") {
     if (!(bad = arity(2, "init SHARES THRESHOLD")).ok()) return Failure(bad);
     return Init(words[1], words[2]);
@@ -324,7 +359,76 @@ std::string NodeHost::HandleLine(absl::string_view line) {
   // pasted on its own.
   return Failure(absl::InvalidArgumentError(
       "unknown command; commands: init, unseal, status, put, get, step-down, "
-      "seal, quit"));
+      "seal, policy-put, policy-get, policy-delete, policy-list, as, quit"));
+}
+
+// ---- Policies and callers (issue 15).
+
+std::string NodeHost::As(absl::string_view line) {
+  std::vector<absl::string_view> words =
+      absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+  if (words.size() < 4) {
+    return Failure(absl::InvalidArgumentError(
+        "usage: as CALLER POLICY[,POLICY...] COMMAND..."));
+  }
+  if (as_.has_value() || words[3] == "as") {
+    return Failure(absl::InvalidArgumentError("as: one caller per command"));
+  }
+  std::vector<std::string> policies =
+      absl::StrSplit(words[2], ',', absl::SkipEmpty());
+  as_ = CallContext::As(std::string(words[1]), std::move(policies));
+  std::string answer = HandleLine(RestAfterWords(line, 3));
+  as_.reset();
+  return answer;
+}
+
+std::string NodeHost::PolicyCommand(absl::string_view command,
+                                    absl::string_view rest) {
+  std::vector<absl::string_view> args =
+      absl::StrSplit(rest, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+  store::Request request;
+  if (command == "policy-put") {
+    if (args.size() < 2) {
+      return Failure(absl::InvalidArgumentError(
+          "usage: policy-put NAME <policy JSON on one line>"));
+    }
+    request.mutable_policy_put()->set_name(std::string(args[0]));
+    request.mutable_policy_put()->set_document(
+        std::string(RestAfterWords(rest, 1)));
+  } else if (command == "policy-get" || command == "policy-delete") {
+    if (args.size() != 1) {
+      return Failure(absl::InvalidArgumentError(
+          absl::StrCat("usage: ", command, " NAME")));
+    }
+    (command == "policy-get" ? request.mutable_policy_get()
+                             : request.mutable_policy_delete())
+        ->set_name(std::string(args[0]));
+  } else if (command == "policy-list") {
+    if (!args.empty()) {
+      return Failure(absl::InvalidArgumentError("usage: policy-list"));
+    }
+    request.mutable_policy_list();
+  } else {
+    return Failure(absl::InvalidArgumentError(
+        "unknown command; policy commands: policy-put, policy-get, "
+        "policy-delete, policy-list"));
+  }
+  store::Response response = store_->Handle(request, caller());
+  absl::Status status = ResponseStatus(response);
+  if (!status.ok()) return Failure(status, response.leader_address());
+  JsonObjectWriter out;
+  out.Bool("ok", true);
+  if (response.has_policy()) {
+    out.String("name", response.policy().name())
+        .String("policy", response.policy().document());
+  } else if (response.has_policy_list()) {
+    std::vector<std::string> names(response.policy_list().names().begin(),
+                                   response.policy_list().names().end());
+    out.StringArray("policies", names);
+  } else {
+    out.String("index", absl::StrCat(response.index()));
+  }
+  return out.Finish();
 }
 
 std::string NodeHost::Init(absl::string_view shares_word,
@@ -418,7 +522,7 @@ std::string NodeHost::Put(const std::vector<absl::string_view>& words) {
                        "= is not canonical base64")));
     }
   }
-  store::Response response = store_->Handle(request);
+  store::Response response = store_->Handle(request, caller());
   WipeOnExit wipe_response(&response);
   absl::Status status = ResponseStatus(response);
   if (!status.ok()) return Failure(status, response.leader_address());
@@ -431,7 +535,7 @@ std::string NodeHost::Put(const std::vector<absl::string_view>& words) {
 std::string NodeHost::Get(absl::string_view path) {
   store::Request request;
   request.mutable_kv_get()->set_path(std::string(path));
-  store::Response response = store_->Handle(request);
+  store::Response response = store_->Handle(request, caller());
   WipeOnExit wipe_response(&response);
   absl::Status status = ResponseStatus(response);
   if (!status.ok()) return Failure(status, response.leader_address());

@@ -10,6 +10,17 @@
 //   get PATH                {"ok":true,"version":1,"data":{"K":"V"}}
 //                           (+ "data_b64":{"K2":"<base64>"}, see below)
 //   step-down | seal        {"ok":true}
+//   policy-put NAME <policy JSON on one line>
+//                           {"ok":true,"index":"12"}
+//   policy-get NAME         {"ok":true,"name":"NAME","policy":"<the JSON>"}
+//   policy-delete NAME      {"ok":true,"index":"13"}
+//   policy-list             {"ok":true,"policies":["NAME",...]}
+//   as CALLER POLICY[,POLICY...] <put|get|policy-... command>
+//                           that one command as CALLER with those policies
+//                           (commands without `as` run as the host's
+//                           administrator, CallContext::Root); a policy
+//                           refusal is {"ok":false,"code":"PERMISSION_DENIED",
+//                           "error":"..."}
 //   quit                    (handled by the I/O loop; see strongbox_node.cc)
 //
 // `state` is uninitialized, sealed, standby, perf_standby or active. In
@@ -21,6 +32,18 @@
 // K=V without '=', duplicate fields, lines that are too long or not UTF-8)
 // answer INVALID_ARGUMENT and change nothing. No answer ever echoes the
 // input line (an unknown command may be a share pasted on its own).
+//
+// Policies are Vault's JSON policy format,
+// {"path":{"app/*":{"capabilities":["read","list"]}}}: KV paths are the
+// paths `put` and `get` use (no "data/" prefix); metadata operations check
+// "metadata/<path>", policy commands "sys/policy/<name>" with "sudo". KV
+// paths whose first segment is metadata, undelete, destroy, transit or sys
+// are refused (INVALID_ARGUMENT) while policies are enforced. "index" is a
+// decimal string (a later read's min_index).
+//
+// --audit-file=F: every request and its outcome are appended to F as JSON
+// lines (mode 0600), secret values as "hmac-sha256:<hex>" under a salt kept
+// behind the barrier (AuditSink's file sink, named "file").
 //
 // Binary values: lines are UTF-8 text, and a secret may hold any bytes
 // (written through the library API). `get` answers each value that is
@@ -46,12 +69,15 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "strongbox/audit_sink.h"
+#include "strongbox/call_context.h"
 #include "strongbox/ha_coordinator.h"
 #include "strongbox/lmdb_backend.h"
 #include "strongbox/secret_store.h"
@@ -89,6 +115,8 @@ struct NodeConfig {
   // turns it off (the takeover then waits for the hung node to resume or
   // die).
   bool kill_hung_holder = true;
+  // --audit-file=F: the file audit sink (JSON lines, 0600). Default: none.
+  std::string audit_file;
 };
 
 // The hung-holder grace the node gives LmdbBackend: one lease TTL, but never
@@ -149,6 +177,12 @@ class NodeHost {
   std::string Status();
   std::string Put(const std::vector<absl::string_view>& words);
   std::string Get(absl::string_view path);
+  // Policy commands and the `as` prefix (issue 15). `rest`: the line after
+  // the command word.
+  std::string PolicyCommand(absl::string_view command, absl::string_view rest);
+  std::string As(absl::string_view line);
+  // Whom store requests run as: the `as` caller of this line, else root.
+  const CallContext& caller() const { return as_.has_value() ? *as_ : root_; }
   // {"ok":false,...} for `status`, with the leader when this node is not
   // active (from `leader_hint`, else from the coordinator).
   std::string Failure(const absl::Status& status,
@@ -160,7 +194,10 @@ class NodeHost {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<StateLogger> logger_;
   std::unique_ptr<HaCoordinator> coordinator_;
+  std::unique_ptr<AuditSink> audit_sink_;  // --audit-file; outlives store_
   std::unique_ptr<SecretStore> store_;
+  const CallContext root_ = CallContext::Root("root");
+  std::optional<CallContext> as_;  // set while one `as` command runs
 };
 
 }  // namespace node

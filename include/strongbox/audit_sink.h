@@ -16,8 +16,9 @@
 // write into an error.
 //
 // Thread safety: the dispatcher calls Write/WriteBatch from one thread per
-// sink, and Reopen from whichever thread the host uses; an implementation
-// makes Reopen safe against a concurrent write.
+// sink (and, for a sink whose blocking() is false, Write from the
+// requests' threads too), and Reopen from whichever thread the host uses;
+// an implementation makes Reopen safe against a concurrent write.
 #ifndef STRONGBOX_AUDIT_SINK_H_
 #define STRONGBOX_AUDIT_SINK_H_
 
@@ -79,10 +80,49 @@ class AuditSink {
   // Records several entries at once (all or nothing, as far as the sink can
   // tell). The default writes them one by one and stops at the first error.
   virtual absl::Status WriteBatch(absl::Span<const AuditEntry* const> entries);
+  // Whether Write may wait on something slow (a disk flush, the network).
+  // A sink that answers false promises that Write returns promptly and is
+  // safe to call from several threads at once: its request entries are
+  // then written on the caller's thread, with no hand-off to the sink's
+  // thread and back (the hand-off costs several microseconds per request).
+  // Its timeout cannot interrupt such a write: a write that took longer
+  // than the timeout still counts as accepted (the entry is stored), is
+  // reported (kTimedOut) and counted, and from then on the sink is served
+  // from its own thread with its timeout enforced, like a blocking one.
+  // Response entries always go through the sink's thread. Default: true.
+  virtual bool blocking() const { return true; }
   // Closes and reopens the destination (log rotation: the host calls this
   // after renaming the file, e.g. on SIGHUP — from a thread, not from the
   // signal handler). Default: nothing to do.
   virtual absl::Status Reopen() { return absl::OkStatus(); }
+};
+
+// Why a sink did not take an entry, for the host's logs and metrics.
+struct AuditFailure {
+  enum class Reason { kFailed, kTimedOut, kHung, kQueueFull };
+  std::string sink;
+  AuditEntry::Kind kind = AuditEntry::Kind::kRequest;
+  Reason reason = Reason::kFailed;
+  absl::Status status;  // the sink's error for kFailed
+};
+
+// Told of every audit failure (SecretStore::Options::audit_observer).
+class AuditObserver {
+ public:
+  virtual ~AuditObserver() = default;
+  // Called on the thread that made the entry, or for a response entry that
+  // a sink refused, on that sink's thread. Must return promptly and
+  // thread-safely.
+  virtual void OnAuditFailure(const AuditFailure& failure) = 0;
+};
+
+// Counters since the store (its dispatcher) was created.
+struct AuditStats {
+  uint64_t requests_refused = 0;   // no sink accepted a request entry
+  uint64_t sink_failures = 0;      // every kFailed
+  uint64_t sink_timeouts = 0;      // every kTimedOut, kHung, kQueueFull
+  uint64_t response_failures = 0;  // response entries a sink missed
+                                   // (per sink)
 };
 
 // The built-in file sink: JSON lines appended to a file.
@@ -94,7 +134,20 @@ struct FileAuditSinkOptions {
   uint32_t mode = 0600;
   // fsync after every batch, so an accepted entry survives a power loss.
   // Costs a disk flush per batch. Default: false.
+  //
+  // Without fsync the sink declares itself non-blocking
+  // (AuditSink::blocking() false): a request entry is one write(2) to the
+  // page cache on the caller's thread, under the sink's lock. Such a write
+  // is not bounded by the sink's timeout (a file on a stalled network file
+  // system, or a kernel throttling dirty pages, can make it slow): one that
+  // overruns it is reported and the sink moves to its own thread for good.
+  // With fsync the sink runs on its own thread, each entry within its
+  // timeout.
   bool fsync = false;
+  // Without fsync, whether the sink declares itself non-blocking (above).
+  // false: it runs on its own thread, each entry within its timeout.
+  // Default: true.
+  bool caller_thread_writes = true;
 };
 
 // Opens (creates) the file. INVALID_ARGUMENT without a path; UNAVAILABLE

@@ -8,6 +8,10 @@
 // path pattern with a set of capabilities (lib/policy/policy.h describes the
 // JSON format, the matching and the priority order).
 //
+// No caller: a default-constructed CallContext (no id, no policies, not
+// root) stands for "no caller"; it passes while no policy exists and is
+// refused once one does.
+//
 // Root: a context with `root` set is the host's own administrative context;
 // it bypasses policy evaluation (it is still audited). A host must never
 // build one from a remote caller's claims.
@@ -112,6 +116,9 @@ struct CallContext {
   std::vector<std::string> policies;
   // The host's own administrative context: no policy check. Default: false.
   bool root = false;
+
+  // No caller at all (the default): refused once any policy exists.
+  bool anonymous() const { return caller.empty() && policies.empty() && !root; }
 
   static CallContext Root(std::string caller = "root") {
     CallContext c;

@@ -48,6 +48,49 @@
 // bytes of HandleSerialized, a KvSecret, Transit plaintext) belongs to the
 // caller, who wipes it with WipeMessage() / WipeString() when done.
 //
+// Policies and audit (issue 15; DESIGN.md's request pipeline): every
+// request is judged and recorded before it runs, on whichever node takes
+// it, in this order: the caller's policies must allow the operation on its
+// path (PERMISSION_DENIED otherwise; the table is lib/access/
+// request_access.h), then at least one enabled audit sink must accept the
+// request entry within its timeout (UNAVAILABLE otherwise: nothing is
+// applied), then the request is routed and executed, then its response
+// entry is written — a failure there is counted (audit_stats()) and
+// reported (Options::audit_observer), never turned into an error, so a
+// committed write stays acknowledged.
+//   - The caller: Handle(request, caller) and the typed calls take a
+//     CallContext from the host; Handle(request) and HandleSerialized take
+//     the request's own Request.caller (for bytes from the host's own
+//     server or forwarded by a cluster peer, whose transport authenticated
+//     them; a forwarded request carries its caller unchanged and is judged
+//     again on the active). A request with no caller (an empty CallContext,
+//     no Request.caller) passes while no policy exists and is refused once
+//     one does; CallContext::Root() skips the policy check (still audited).
+//   - Policies are stored behind the barrier ("policy/<name>"), written
+//     through the active (policy_put / policy_delete, which need "sudo" on
+//     sys/policy/<name>), read on every node; each node caches them tagged
+//     with their record's version and re-validates that version per
+//     request, so a policy change acknowledged at index N is in force for a
+//     request carrying min_index N on any node (the node first catches up
+//     to N, then judges; a node that cannot catch up in time forwards the
+//     read, judged and audited on the active, or refuses it UNAVAILABLE,
+//     neither judged nor audited here).
+//   - While policies are enforced, KV paths whose first segment is
+//     "metadata", "undelete", "destroy", "transit" or "sys" are refused
+//     (INVALID_ARGUMENT): their policy path would be another operation's.
+//   - Each sink's HMAC salt is kept behind the barrier ("audit/salt/<sink>"),
+//     created once by the active node and loaded by every node before its
+//     first audited request (a standby answers UNAVAILABLE until the active
+//     has created it); AuditHash() hashes a known value with it, for an
+//     operator grepping the log.
+//   - A sealed node executes nothing: its refusals are not audited (no
+//     policy or salt is readable).
+//   - A forwarded request is audited on both nodes, with the same caller,
+//     operation, path and outcome (entries do not say which node executed
+//     it).
+//   - The store owns its audit dispatcher: destroying the store waits for
+//     each sink's write in progress, so a sink hung forever blocks it.
+//
 // Ownership: the caller owns the coordinator and the forwarder; both must
 // outlive the store. Create one SecretStore per coordinator: the Transit
 // key cache trusts that every write on the active goes through it.
@@ -66,6 +109,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "strongbox/audit_sink.h"
+#include "strongbox/call_context.h"
 #include "strongbox/ha_coordinator.h"
 #include "strongbox/requests.pb.h"
 #include "strongbox/secret_bytes.h"
@@ -157,6 +202,26 @@ class SecretStore {
     // with FAILED_PRECONDITION until an operator rotates it (false).
     // Default: true.
     bool transit_rotate_at_limit = true;
+
+    // ---- Policies and audit (see the file comment).
+    // Check each request against the caller's policies. Off: every caller
+    // may do everything (requests are still audited). Default: true.
+    bool enforce_policies = true;
+    struct AuditSinkOptions {
+      // Unique among the store's sinks; names its salt record, so keep it
+      // stable across restarts. REQUIRED.
+      std::string name;
+      // The sink. Not owned; must outlive the store. REQUIRED.
+      AuditSink* sink = nullptr;
+      // Longest wait for this sink to accept one entry; a sink that does
+      // not answer in time is reported and skipped until it answers.
+      // Default: 2 s.
+      absl::Duration timeout = absl::Seconds(2);
+    };
+    // Audit sinks. None: no auditing. Default: none.
+    std::vector<AuditSinkOptions> audit_sinks;
+    // Told of every audit failure. Not owned. Optional.
+    AuditObserver* audit_observer = nullptr;
   };
 
   static absl::StatusOr<std::unique_ptr<SecretStore>> Create(
@@ -168,7 +233,12 @@ class SecretStore {
   // Executes (or forwards, or routes) one request. Failures are in
   // Response.code / error / leader_address / route; never throws or
   // crashes on any input.
+  // The caller is the request's Request.caller (see the file comment).
   virtual store::Response Handle(const store::Request& request) = 0;
+  // The same as `caller`, which the host authenticated; it replaces any
+  // Request.caller (and is what a forwarded copy carries).
+  virtual store::Response Handle(const store::Request& request,
+                                 const CallContext& caller) = 0;
   // The same on bytes: what a host's server calls with forwarded bytes.
   // Unparseable input gives a serialized INVALID_ARGUMENT response.
   virtual std::string HandleSerialized(absl::string_view request) = 0;
@@ -176,39 +246,81 @@ class SecretStore {
   // ---- KV conveniences (thin wrappers over Handle).
   virtual absl::StatusOr<KvWriteResult> KvPut(
       absl::string_view path, const std::map<std::string, std::string>& data,
-      std::optional<uint64_t> cas = std::nullopt) = 0;
-  virtual absl::StatusOr<store::KvSecret> KvGet(absl::string_view path,
-                                                uint64_t version = 0,
-                                                uint64_t min_index = 0) = 0;
+      std::optional<uint64_t> cas = std::nullopt,
+      const CallContext& caller = CallContext()) = 0;
+  virtual absl::StatusOr<store::KvSecret> KvGet(
+      absl::string_view path, uint64_t version = 0, uint64_t min_index = 0,
+      const CallContext& caller = CallContext()) = 0;
   virtual absl::Status KvDelete(absl::string_view path,
-                                std::vector<uint64_t> versions = {}) = 0;
-  virtual absl::Status KvUndelete(absl::string_view path,
-                                  std::vector<uint64_t> versions) = 0;
+                                std::vector<uint64_t> versions = {},
+                                const CallContext& caller = CallContext()) = 0;
+  virtual absl::Status KvUndelete(
+      absl::string_view path, std::vector<uint64_t> versions,
+      const CallContext& caller = CallContext()) = 0;
   virtual absl::Status KvDestroy(absl::string_view path,
-                                 std::vector<uint64_t> versions) = 0;
+                                 std::vector<uint64_t> versions,
+                                 const CallContext& caller = CallContext()) = 0;
   virtual absl::StatusOr<store::KvMetadata> KvMetadata(
-      absl::string_view path) = 0;
-  virtual absl::Status KvSetMetadata(absl::string_view path,
-                                     uint32_t max_versions,
-                                     bool cas_required) = 0;
-  virtual absl::Status KvDeleteAll(absl::string_view path) = 0;
+      absl::string_view path, const CallContext& caller = CallContext()) = 0;
+  virtual absl::Status KvSetMetadata(
+      absl::string_view path, uint32_t max_versions, bool cas_required,
+      const CallContext& caller = CallContext()) = 0;
+  virtual absl::Status KvDeleteAll(
+      absl::string_view path, const CallContext& caller = CallContext()) = 0;
   virtual absl::StatusOr<std::vector<std::string>> KvList(
-      absl::string_view prefix) = 0;
+      absl::string_view prefix, const CallContext& caller = CallContext()) = 0;
 
   // ---- Transit conveniences.
-  virtual absl::Status TransitCreateKey(absl::string_view name) = 0;
-  virtual absl::Status TransitRotateKey(absl::string_view name) = 0;
+  virtual absl::Status TransitCreateKey(
+      absl::string_view name, const CallContext& caller = CallContext()) = 0;
+  virtual absl::Status TransitRotateKey(
+      absl::string_view name, const CallContext& caller = CallContext()) = 0;
   virtual absl::StatusOr<store::TransitKeyInfo> TransitReadKey(
-      absl::string_view name) = 0;
+      absl::string_view name, const CallContext& caller = CallContext()) = 0;
   virtual absl::StatusOr<std::string> TransitEncrypt(
       absl::string_view name, absl::string_view plaintext,
-      absl::string_view context = "") = 0;
+      absl::string_view context = "",
+      const CallContext& caller = CallContext()) = 0;
   virtual absl::StatusOr<std::string> TransitDecrypt(
       absl::string_view name, absl::string_view ciphertext,
-      absl::string_view context = "") = 0;
+      absl::string_view context = "",
+      const CallContext& caller = CallContext()) = 0;
   virtual absl::StatusOr<std::string> TransitRewrap(
       absl::string_view name, absl::string_view ciphertext,
-      absl::string_view context = "") = 0;
+      absl::string_view context = "",
+      const CallContext& caller = CallContext()) = 0;
+
+  // ---- Policies (need "sudo" on sys/policy/<name>; writes go to the
+  // active). PolicyPut: INVALID_ARGUMENT naming the line for a bad
+  // document (nothing stored); returns the index it was applied at (a
+  // min_index for requests that must see it).
+  virtual absl::StatusOr<uint64_t> PolicyPut(
+      absl::string_view name, absl::string_view document,
+      const CallContext& caller = CallContext()) = 0;
+  // The document as it was put. NOT_FOUND if there is none.
+  virtual absl::StatusOr<std::string> PolicyGet(
+      absl::string_view name, const CallContext& caller = CallContext()) = 0;
+  // Every policy name, sorted.
+  virtual absl::StatusOr<std::vector<std::string>> PolicyList(
+      const CallContext& caller = CallContext()) = 0;
+  // Absent is fine. Returns the index it was applied at.
+  virtual absl::StatusOr<uint64_t> PolicyDelete(
+      absl::string_view name, const CallContext& caller = CallContext()) = 0;
+
+  // ---- Audit (operator calls; not themselves audited).
+  // `value` as sink `sink` writes it ("hmac-sha256:<hex>" under the sink's
+  // salt kept behind the barrier), to grep its log for a known value.
+  // NOT_FOUND for an unknown sink; UNAVAILABLE while the salt cannot be
+  // loaded (sealed, or no active has created it yet).
+  virtual absl::StatusOr<std::string> AuditHash(absl::string_view sink,
+                                                absl::string_view value) = 0;
+  // Closes and reopens every sink (log rotation; e.g. on SIGHUP, from a
+  // thread). The first error, after trying all.
+  virtual absl::Status ReopenAuditSinks() = 0;
+  // Waits until every entry made so far is written (or failed), at most
+  // `timeout` per sink; false if some sink did not finish.
+  virtual bool FlushAudit(absl::Duration timeout) = 0;
+  virtual AuditStats audit_stats() = 0;
 
  protected:
   SecretStore() = default;

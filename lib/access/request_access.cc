@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace strongbox::access {
@@ -38,6 +39,16 @@ constexpr Row kRows[] = {
     {Request::kTransitEncrypt, Capability::kUpdate, "transit/encrypt/", ""},
     {Request::kTransitDecrypt, Capability::kUpdate, "transit/decrypt/", ""},
     {Request::kTransitRewrap, Capability::kUpdate, "transit/rewrap/", ""},
+    {Request::kPolicyPut, Capability::kSudo, kSysPolicyPrefix, ""},
+    {Request::kPolicyGet, Capability::kSudo, kSysPolicyPrefix, ""},
+    {Request::kPolicyList, Capability::kSudo, kSysPolicyPrefix, ""},
+    {Request::kPolicyDelete, Capability::kSudo, kSysPolicyPrefix, ""},
+};
+
+// First segments a KV path may not start with: they are the policy paths
+// of other operations (see the header).
+constexpr absl::string_view kReservedKvFolders[] = {
+    "metadata/", "undelete/", "destroy/", "transit/", "sys/",
 };
 
 // The path or key name the request names.
@@ -77,6 +88,13 @@ absl::string_view Subject(const Request& r) {
       return r.transit_decrypt().name();
     case Request::kTransitRewrap:
       return r.transit_rewrap().name();
+    case Request::kPolicyPut:
+      return r.policy_put().name();
+    case Request::kPolicyGet:
+      return r.policy_get().name();
+    case Request::kPolicyDelete:
+      return r.policy_delete().name();
+    case Request::kPolicyList:
     case Request::OP_NOT_SET:
       break;
   }
@@ -117,6 +135,31 @@ absl::StatusOr<Access> RequiredAccess(const Request& request) {
     return a;
   }
   return absl::InvalidArgumentError("request names no operation");
+}
+
+absl::Status CheckKvPathOutsideReserved(const Request& request) {
+  switch (request.op_case()) {
+    case Request::kKvPut:
+    case Request::kKvGet:
+    case Request::kKvDelete:
+    case Request::kKvUndelete:
+    case Request::kKvDestroy:
+    case Request::kKvMetadataGet:
+    case Request::kKvMetadataPut:
+    case Request::kKvDeleteAll:
+      break;
+    default:
+      return absl::OkStatus();
+  }
+  const absl::string_view path = Subject(request);
+  for (absl::string_view folder : kReservedKvFolders) {
+    if (absl::StartsWith(path, folder)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "KV paths under \"", folder,
+          "\" are reserved: their policy path is another operation's"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 void AuditFieldsOf(const Request& r, std::vector<AuditField>* fields) {

@@ -26,12 +26,15 @@
 //   transit_encrypt      update      transit/encrypt/<name>
 //   transit_decrypt      update      transit/decrypt/<name>
 //   transit_rewrap       update      transit/rewrap/<name>
-//   policy administration sudo       sys/policy/<name>   (kSysPolicyPrefix)
+//   policy_put/get/delete sudo       sys/policy/<name>   (kSysPolicyPrefix)
+//   policy_list           sudo       sys/policy/
 //
 // KV paths are the secret paths as given (no "data/" prefix), so a KV
 // secret whose path starts with "metadata/", "undelete/", "destroy/",
 // "transit/" or "sys/" shares its policy path with those operations: a
-// store that enforces policies should refuse such secret paths.
+// store that enforces policies refuses such secret paths
+// (CheckKvPathOutsideReserved; SecretStore does, for every caller, while
+// Options::enforce_policies is on).
 //
 // AuditFieldsOf(request / response): the request's and the response's
 // details for an audit entry, each marked secret or not. Secret: every KV
@@ -62,6 +65,11 @@ struct Access {
 
 // INVALID_ARGUMENT for a request with no operation.
 absl::StatusOr<Access> RequiredAccess(const store::Request& request);
+
+// INVALID_ARGUMENT for a KV operation on a path whose first segment is
+// "metadata", "undelete", "destroy", "transit" or "sys" (kv_list is not
+// refused: its prefix is checked under "metadata/" anyway).
+absl::Status CheckKvPathOutsideReserved(const store::Request& request);
 
 // Appends the details of `request` / `response` to `fields`.
 void AuditFieldsOf(const store::Request& request,

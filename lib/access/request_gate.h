@@ -4,12 +4,11 @@
 // (UNAVAILABLE otherwise, nothing executed); after execution, Complete()
 // writes the response entry, whose failure never changes the response.
 //
-// Meant for SecretStore::Handle (not wired yet, issue 15): Admit before
-// routing and Complete after it, on every node (a forwarded request carries
-// its caller and is checked again on the active). Policies come from a
-// PolicySource: StoredPolicies (behind the barrier) implements it;
-// InMemoryPolicySource serves tests and hosts that keep policies
-// themselves.
+// SecretStore::Handle calls Admit before routing and Complete after it, on
+// every node (a forwarded request carries its caller and is checked again on
+// the active). Policies come from a PolicySource: StoredPolicies (behind the
+// barrier) implements it; InMemoryPolicySource serves tests and hosts that keep
+// policies themselves.
 //
 // Callers: a root CallContext skips the policy check (it is still
 // audited). A request with no caller (null) passes only while no policy
@@ -71,8 +70,11 @@ class InMemoryPolicySource : public PolicySource {
 class RequestGate {
  public:
   struct Options {
-    // Where policies come from. Not owned. REQUIRED.
+    // Where policies come from. Not owned. REQUIRED when check_policies.
     PolicySource* policies = nullptr;
+    // Judge callers by their policies. Off: every caller passes (entries
+    // are still audited). Default: true.
+    bool check_policies = true;
     // Audit sinks. Not owned. Optional: no auditing.
     audit::AuditDispatcher* audit = nullptr;
     // For the response entry's elapsed time. Not owned. Default:

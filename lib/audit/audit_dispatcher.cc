@@ -48,10 +48,11 @@ class AuditDispatcher::Worker {
       : on_unwaited_failure_(std::move(on_unwaited_failure)),
         name_(std::move(options.name)),
         sink_(std::move(options.sink)),
-        salt_(std::move(options.salt)),
         timeout_(options.timeout),
         max_queue_(options.max_queue) {
-    if (salt_.empty()) salt_ = SecretBytes::Random(32);
+    direct_.store(!sink_->blocking(), std::memory_order_relaxed);
+    set_salt(options.salt.empty() ? SecretBytes::Random(32)
+                                  : std::move(options.salt));
     thread_ = std::thread([this] { Run(); });
   }
 
@@ -67,8 +68,22 @@ class AuditDispatcher::Worker {
   const std::string& name() const { return name_; }
   absl::Duration timeout() const { return timeout_; }
   bool enabled() const { return enabled_.load(std::memory_order_acquire); }
+  // Request entries are written on the caller's thread (a non-blocking
+  // sink that has not yet overrun its timeout).
+  bool direct() const { return direct_.load(std::memory_order_acquire); }
+  void demote() { direct_.store(false, std::memory_order_release); }
   void set_enabled(bool e) { enabled_.store(e, std::memory_order_release); }
-  absl::string_view salt() const { return salt_.view(); }
+  std::shared_ptr<const SecretBytes> salt() const {
+    MutexLock lock(&salt_mu_);
+    return salt_;
+  }
+  void set_salt(SecretBytes salt) {
+    auto fresh = std::make_shared<const SecretBytes>(std::move(salt));
+    MutexLock lock(&salt_mu_);
+    salt_.swap(fresh);
+    // The old salt is wiped (SecretBytes) when `fresh` goes, outside the
+    // lock, once no entry in flight holds it.
+  }
   AuditSink* sink() { return sink_.get(); }
 
   // Queues `entry`; null (and *reason set) if the sink is hung or its queue
@@ -178,10 +193,12 @@ class AuditDispatcher::Worker {
   const std::function<void(const AuditFailure&)> on_unwaited_failure_;
   const std::string name_;
   const std::unique_ptr<AuditSink> sink_;
-  SecretBytes salt_;  // set in the constructor, then only read
+  mutable Mutex salt_mu_;
+  std::shared_ptr<const SecretBytes> salt_ ABSL_GUARDED_BY(salt_mu_);
   const absl::Duration timeout_;
   const size_t max_queue_;
   std::atomic<bool> enabled_{true};
+  std::atomic<bool> direct_{false};
 
   Mutex mu_;
   std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
@@ -225,6 +242,20 @@ absl::Status AuditDispatcher::AddSink(SinkOptions options) {
   return absl::OkStatus();
 }
 
+absl::Status AuditDispatcher::SetSalt(absl::string_view name,
+                                      SecretBytes salt) {
+  if (salt.empty()) {
+    return absl::InvalidArgumentError("audit sink: the salt is empty");
+  }
+  for (const auto& w : workers_) {
+    if (w->name() == name) {
+      w->set_salt(std::move(salt));
+      return absl::OkStatus();
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("no audit sink \"", name, "\""));
+}
+
 absl::Status AuditDispatcher::SetEnabled(absl::string_view name, bool enabled) {
   for (const auto& w : workers_) {
     if (w->name() == name) {
@@ -233,6 +264,12 @@ absl::Status AuditDispatcher::SetEnabled(absl::string_view name, bool enabled) {
     }
   }
   return absl::NotFoundError(absl::StrCat("no audit sink \"", name, "\""));
+}
+
+std::vector<std::string> AuditDispatcher::sink_names() const {
+  std::vector<std::string> names;
+  for (const auto& w : workers_) names.push_back(w->name());
+  return names;
 }
 
 bool AuditDispatcher::enabled() const {
@@ -254,6 +291,7 @@ int AuditDispatcher::Dispatch(AuditEntry::Kind kind, uint64_t id,
   int accepted = 0;
   for (const auto& w : workers_) {
     if (!w->enabled()) continue;
+    std::shared_ptr<const SecretBytes> salt;
     AuditEntry e;
     e.kind = kind;
     e.id = id;
@@ -271,7 +309,8 @@ int AuditDispatcher::Dispatch(AuditEntry::Kind kind, uint64_t id,
         e.fields.emplace_back(f.name, std::string(f.value));
         continue;
       }
-      absl::StatusOr<std::string> h = HashForAudit(w->salt(), f.value);
+      if (salt == nullptr) salt = w->salt();
+      absl::StatusOr<std::string> h = HashForAudit(salt->view(), f.value);
       // Never the value: without a hash, the field says so.
       e.fields.emplace_back(
           f.name, h.ok() ? *std::move(h) : std::string("hmac-sha256:error"));
@@ -285,6 +324,23 @@ int AuditDispatcher::Dispatch(AuditEntry::Kind kind, uint64_t id,
     // Only a request entry is waited for; a response entry's failure is
     // reported by the sink's thread (Report).
     const bool wait = kind == AuditEntry::Kind::kRequest;
+    if (wait && w->direct()) {
+      // A non-blocking sink: written here (audit_sink.h, blocking()).
+      const absl::Duration began = clock_->MonotonicNow();
+      const absl::Status written = w->sink()->Write(e);
+      if (written.ok()) {
+        ++accepted;
+      } else {
+        failures.push_back(
+            {w->name(), kind, AuditFailure::Reason::kFailed, written});
+      }
+      if (clock_->MonotonicNow() - began > w->timeout()) {
+        w->demote();
+        failures.push_back({w->name(), kind, AuditFailure::Reason::kTimedOut,
+                            absl::OkStatus()});
+      }
+      continue;
+    }
     AuditFailure::Reason reason;
     std::shared_ptr<Worker::Pending> p = w->Submit(std::move(e), wait, &reason);
     if (p == nullptr) {
@@ -366,7 +422,7 @@ absl::Status AuditDispatcher::ReopenSinks() {
 absl::StatusOr<std::string> AuditDispatcher::HashValue(
     absl::string_view name, absl::string_view value) const {
   for (const auto& w : workers_) {
-    if (w->name() == name) return HashForAudit(w->salt(), value);
+    if (w->name() == name) return HashForAudit(w->salt()->view(), value);
   }
   return absl::NotFoundError(absl::StrCat("no audit sink \"", name, "\""));
 }

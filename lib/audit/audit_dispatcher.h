@@ -24,7 +24,10 @@
 //
 // Each sink runs on a thread of its own, which drains the sink's queue in
 // batches (one WriteBatch per drain), so concurrent requests share a write
-// (and an fsync).
+// (and an fsync). A sink whose blocking() is false gets its request entries
+// written on the caller's thread instead (no hand-off); one such write that
+// overruns the sink's timeout is reported (kTimedOut, the entry still
+// accepted) and moves the sink to its thread for good.
 //
 // Thread-safe. Sinks are added before use (AddSink is not synchronized
 // with LogRequest/LogResponse: call it before the dispatcher is shared).
@@ -73,23 +76,9 @@ struct AuditEvent {
   absl::Duration elapsed;
 };
 
-// Why a sink did not take an entry, for the host's logs and metrics.
-struct AuditFailure {
-  enum class Reason { kFailed, kTimedOut, kHung, kQueueFull };
-  std::string sink;
-  AuditEntry::Kind kind = AuditEntry::Kind::kRequest;
-  Reason reason = Reason::kFailed;
-  absl::Status status;  // the sink's error for kFailed
-};
-
-class AuditObserver {
- public:
-  virtual ~AuditObserver() = default;
-  // Called on the thread that made the entry, or for a response entry that
-  // a sink refused, on that sink's thread. Must return promptly and
-  // thread-safely.
-  virtual void OnAuditFailure(const AuditFailure& failure) = 0;
-};
+// Public in strongbox/audit_sink.h.
+using AuditFailure = ::strongbox::AuditFailure;
+using AuditObserver = ::strongbox::AuditObserver;
 
 class AuditDispatcher {
  public:
@@ -105,9 +94,9 @@ class AuditDispatcher {
     std::string name;
     // The sink. Owned by the dispatcher. REQUIRED.
     std::unique_ptr<AuditSink> sink;
-    // HMAC key for this sink's secret values. Empty: 32 random bytes (the
-    // caller that wants hashes to stay comparable across restarts stores a
-    // salt behind the barrier and passes it here). Default: empty.
+    // HMAC key for this sink's secret values. Empty: 32 random bytes until
+    // SetSalt (SecretStore keeps each sink's salt behind the barrier and
+    // sets it before the first entry). Default: empty.
     SecretBytes salt;
     // Longest wait for this sink to accept one entry. Default: 2 s.
     absl::Duration timeout = absl::Seconds(2);
@@ -116,13 +105,7 @@ class AuditDispatcher {
     size_t max_queue = 4096;
   };
 
-  struct Stats {
-    uint64_t requests_refused = 0;   // LogRequest answered UNAVAILABLE
-    uint64_t sink_failures = 0;      // every kFailed
-    uint64_t sink_timeouts = 0;      // every kTimedOut, kHung, kQueueFull
-    uint64_t response_failures = 0;  // response entries a sink missed
-                                     // (per sink)
-  };
+  using Stats = AuditStats;
 
   explicit AuditDispatcher(const Options& options);
   ~AuditDispatcher();  // stops the sink threads (after their current write)
@@ -132,6 +115,13 @@ class AuditDispatcher {
   // INVALID_ARGUMENT for a missing sink or name, a duplicate name, or a
   // non-positive timeout.
   absl::Status AddSink(SinkOptions options);
+  // Replaces sink `name`'s salt (SecretStore loads the one kept behind the
+  // barrier on unseal). Entries made after the call use it; safe against
+  // concurrent LogRequest / LogResponse. INVALID_ARGUMENT for an empty salt,
+  // NOT_FOUND for an unknown name.
+  absl::Status SetSalt(absl::string_view name, SecretBytes salt);
+  // The names of the sinks, in the order added.
+  std::vector<std::string> sink_names() const;
   // Enables or disables a sink (a disabled one gets no entries). NOT_FOUND
   // for an unknown name.
   absl::Status SetEnabled(absl::string_view name, bool enabled);

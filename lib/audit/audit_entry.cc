@@ -12,6 +12,16 @@ namespace {
 // A JSON string literal; bytes that are not UTF-8 become U+FFFD (the host's
 // caller id is the only field not checked elsewhere).
 std::string Quoted(absl::string_view s) {
+  // Fast path: printable ASCII without '"' or '\\' is its own JSON text.
+  bool plain = true;
+  for (char c : s) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u >= 0x7f || c == '"' || c == '\\') {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return absl::StrCat("\"", s, "\"");
   return nlohmann::json(std::string(s))
       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

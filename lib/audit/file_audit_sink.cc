@@ -61,6 +61,10 @@ class FileAuditSink : public AuditSink {
     return absl::OkStatus();
   }
 
+  bool blocking() const override {
+    return options_.fsync || !options_.caller_thread_writes;
+  }
+
   absl::Status Reopen() override {
     MutexLock lock(&mu_);
     if (fd_ >= 0) {

@@ -1,12 +1,18 @@
 #include "strongbox/secret_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
+#include <set>
 #include <utility>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "lib/access/request_access.h"
+#include "lib/access/request_gate.h"
+#include "lib/access/stored_policies.h"
+#include "lib/audit/audit_dispatcher.h"
 #include "lib/store/kv_engine.h"
 #include "lib/store/transit_engine.h"
 #include "lib/store/wipe.h"
@@ -37,7 +43,7 @@ using store::Response;
 constexpr absl::string_view kRoutePayload = "type.strongbox.dev/route";
 
 // The engine that executes an operation.
-enum class Engine { kKv, kTransit };
+enum class Engine { kKv, kTransit, kPolicy };
 
 // The one classification table: every operation, its kind (read: changes
 // no storage; write) and the engine that executes it.
@@ -74,6 +80,10 @@ constexpr Operation kOperations[] = {
     {Request::kTransitEncrypt, "transit_encrypt", kWrite, Engine::kTransit},
     {Request::kTransitDecrypt, "transit_decrypt", kRead, Engine::kTransit},
     {Request::kTransitRewrap, "transit_rewrap", kWrite, Engine::kTransit},
+    {Request::kPolicyPut, "policy_put", kWrite, Engine::kPolicy},
+    {Request::kPolicyGet, "policy_get", kRead, Engine::kPolicy},
+    {Request::kPolicyList, "policy_list", kRead, Engine::kPolicy},
+    {Request::kPolicyDelete, "policy_delete", kWrite, Engine::kPolicy},
 };
 
 const Operation* FindOperation(const Request& request) {
@@ -154,6 +164,47 @@ size_t EffectiveMaxPath(const SecretStore::Options& options) {
   return std::min(options.max_path_bytes, fits);
 }
 
+// Where each audit sink's salt is kept, behind the barrier.
+constexpr absl::string_view kAuditSaltPrefix = "audit/salt/";
+
+// The dispatcher owns its sinks; the store's options lend them.
+class LentSink final : public AuditSink {
+ public:
+  explicit LentSink(AuditSink* sink) : sink_(sink) {}
+  absl::Status Write(const AuditEntry& entry) override {
+    return sink_->Write(entry);
+  }
+  absl::Status WriteBatch(
+      absl::Span<const AuditEntry* const> entries) override {
+    return sink_->WriteBatch(entries);
+  }
+  bool blocking() const override { return sink_->blocking(); }
+  absl::Status Reopen() override { return sink_->Reopen(); }
+
+ private:
+  AuditSink* const sink_;
+};
+
+CallContext ContextOf(const store::Caller& caller) {
+  CallContext c;
+  c.caller = caller.id();
+  c.policies.assign(caller.policies().begin(), caller.policies().end());
+  c.root = caller.root();
+  return c;
+}
+
+void SetCaller(const CallContext* caller, Request* request) {
+  if (caller == nullptr) {
+    request->clear_caller();
+    return;
+  }
+  store::Caller* c = request->mutable_caller();
+  c->set_id(caller->caller);
+  c->mutable_policies()->Clear();
+  for (const std::string& p : caller->policies) c->add_policies(p);
+  c->set_root(caller->root);
+}
+
 TransitOptions TransitOptionsOf(const SecretStore::Options& options) {
   TransitOptions transit;
   transit.max_encryptions_per_version =
@@ -171,12 +222,18 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
         clock_(options.clock != nullptr ? options.clock : RealClock()),
         kv_(KvOptions{EffectiveMaxPath(options), options.max_fields,
                       options.max_secret_bytes, options.default_max_versions}),
-        transit_(TransitOptionsOf(options)) {
+        transit_(TransitOptionsOf(options)),
+        policies_(coordinator_->barrier()),
+        audit_(AuditOptionsOf(options, clock_)),
+        gate_(GateOptionsOf(options, &policies_, &audit_, clock_)),
+        gated_(options.enforce_policies || !options.audit_sinks.empty()) {
     coordinator_->AddObserver(this);
     // Transit keys go with the seal, synchronously (D2), however
-    // the barrier is sealed.
-    seal_listener_ = coordinator_->barrier()->AddSealListener(
-        [this] { transit_.ClearCache(); });
+    // the barrier is sealed; audit salts are loaded again after unseal.
+    seal_listener_ = coordinator_->barrier()->AddSealListener([this] {
+      transit_.ClearCache();
+      salts_loaded_.store(false, std::memory_order_release);
+    });
   }
 
   ~SecretStoreImpl() override {
@@ -190,18 +247,75 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   }
 
   // HaObserver: keys cached by the Transit engine also go with leadership.
+  // The active also creates the audit salts at once, so standbys can load
+  // them before the active handles a request of its own (best effort: a
+  // failure is retried by the next request).
   void OnStateChange(const StateChange& change) override {
-    if (change.to != HaState::kActive) transit_.ClearCache();
+    if (change.to != HaState::kActive) {
+      transit_.ClearCache();
+    } else if (audit_.enabled()) {
+      (void)EnsureAuditSalts();
+    }
   }
 
   Response Handle(const Request& request) override {
+    if (!request.has_caller()) return HandleAs(request, nullptr);
+    const CallContext caller = ContextOf(request.caller());
+    return HandleAs(request, caller.anonymous() ? nullptr : &caller);
+  }
+
+  Response Handle(const Request& request, const CallContext& caller) override {
+    return HandleAs(request, caller.anonymous() ? nullptr : &caller);
+  }
+
+  // The request pipeline (file comment of secret_store.h): judge, audit,
+  // route and execute, audit the outcome. `caller` null: no caller.
+  Response HandleAs(const Request& request, const CallContext* caller) {
     Response response;
     const Operation* op = FindOperation(request);
     if (op == nullptr) {
       SetStatus(ClassifyRequest(request).status(), &response);
       return response;
     }
-    const OperationKind kind = op->kind;
+    if (!gated_ || coordinator_->barrier()->sealed()) {
+      // Sealed: nothing runs, nothing can be judged (Route answers).
+      Route(request, *op, caller, IndexState::kUnchecked, &response);
+      return response;
+    }
+    IndexState index = IndexState::kUnchecked;
+    if (op->kind == OperationKind::kRead && request.min_index() > 0) {
+      // Judge by the policies as of min_index: catch up first. A node that
+      // cannot forwards the request (judged on the active) or fails.
+      index = CaughtUp(request.min_index()) ? IndexState::kReached
+                                            : IndexState::kBehind;
+      if (index == IndexState::kBehind) {
+        Route(request, *op, caller, index, &response);
+        return response;
+      }
+    }
+    absl::Status admitted = options_.enforce_policies
+                                ? access::CheckKvPathOutsideReserved(request)
+                                : absl::OkStatus();
+    if (admitted.ok() && audit_.enabled()) admitted = EnsureAuditSalts();
+    access::RequestGate::Admission admission;
+    if (admitted.ok()) admitted = gate_.Admit(caller, request, &admission);
+    if (!admitted.ok()) {
+      SetStatus(admitted, &response);
+      return response;
+    }
+    Route(request, *op, caller, index, &response);
+    gate_.Complete(caller, request, admission, response);
+    return response;
+  }
+
+  // Whether this node has been checked to have reached the request's
+  // min_index.
+  enum class IndexState { kUnchecked, kReached, kBehind };
+
+  void Route(const Request& request, const Operation& op,
+             const CallContext* caller, IndexState index, Response* out) {
+    Response& response = *out;
+    const OperationKind kind = op.kind;
     if (request.forwarded() && coordinator_->state() != HaState::kActive) {
       // Forwarded requests run only on the active: never forward again.
       RouteDecision d = coordinator_->Route(kind);
@@ -210,16 +324,17 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                 &response);
       SetRoute(RouteDecision::Action::kUnavailable, d.leader_address,
                &response);
-      return response;
+      return;
     }
     RouteDecision d = coordinator_->Route(kind);
     switch (d.action) {
       case RouteDecision::Action::kServeLocally:
-        Execute(request, *op, &response);
-        return response;
+        Execute(request, op, caller, index, &response);
+        return;
       case RouteDecision::Action::kForwardToActive:
         if (options_.forwarder != nullptr && !request.forwarded()) {
-          return Forward(request, d.leader_address);
+          response = Forward(request, caller, d.leader_address);
+          return;
         }
         SetStatus(absl::UnavailableError(absl::StrCat(
                       "this node is a performance standby; send writes to "
@@ -227,14 +342,14 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                       d.leader_address)),
                   &response);
         SetRoute(d.action, d.leader_address, &response);
-        return response;
+        return;
       case RouteDecision::Action::kRedirectToActive:
         SetStatus(absl::UnavailableError(absl::StrCat(
                       "this node is a standby; the active node is at ",
                       d.leader_address)),
                   &response);
         SetRoute(d.action, d.leader_address, &response);
-        return response;
+        return;
       case RouteDecision::Action::kUnavailable: {
         const HaState state = coordinator_->state();
         if (state == HaState::kSealed || state == HaState::kUninitialized) {
@@ -245,10 +360,9 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
           SetStatus(absl::UnavailableError(d.reason), &response);
         }
         SetRoute(d.action, d.leader_address, &response);
-        return response;
+        return;
       }
     }
-    return response;
   }
 
   std::string HandleSerialized(absl::string_view bytes) override {
@@ -271,7 +385,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
 
   absl::StatusOr<KvWriteResult> KvPut(
       absl::string_view path, const std::map<std::string, std::string>& data,
-      std::optional<uint64_t> cas) override {
+      std::optional<uint64_t> cas, const CallContext& caller) override {
     Wiped<Request> r;
     store::KvPutRequest* put = r->mutable_kv_put();
     put->set_path(std::string(path));
@@ -280,19 +394,19 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       put->set_cas(*cas);
       put->set_legacy_has_cas(true);  // for nodes before `optional`
     }
-    Wiped<Response> response(Handle(*r));
+    Wiped<Response> response(Handle(*r, caller));
     RETURN_IF_ERROR(ResponseStatus(*response));
     return KvWriteResult{response->kv_write().version(), response->index()};
   }
 
   absl::StatusOr<store::KvSecret> KvGet(absl::string_view path,
-                                        uint64_t version,
-                                        uint64_t min_index) override {
+                                        uint64_t version, uint64_t min_index,
+                                        const CallContext& caller) override {
     Request r;
     r.mutable_kv_get()->set_path(std::string(path));
     r.mutable_kv_get()->set_version(version);
     r.set_min_index(min_index);
-    Wiped<Response> response(Handle(r));
+    Wiped<Response> response(Handle(r, caller));
     RETURN_IF_ERROR(ResponseStatus(*response));
     // Moved out by swapping: the caller owns the secret (and wipes it).
     return std::move(*response->mutable_kv_secret());
@@ -300,57 +414,61 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
 
   absl::Status KvVersions(absl::string_view path,
                           const std::vector<uint64_t>& versions,
-                          store::KvVersionsRequest* req, Request& r) {
+                          store::KvVersionsRequest* req, Request& r,
+                          const CallContext& caller) {
     req->set_path(std::string(path));
     for (uint64_t v : versions) req->add_versions(v);
-    return ResponseStatus(Handle(r));
+    return ResponseStatus(Handle(r, caller));
   }
 
-  absl::Status KvDelete(absl::string_view path,
-                        std::vector<uint64_t> versions) override {
+  absl::Status KvDelete(absl::string_view path, std::vector<uint64_t> versions,
+                        const CallContext& caller) override {
     Request r;
-    return KvVersions(path, versions, r.mutable_kv_delete(), r);
+    return KvVersions(path, versions, r.mutable_kv_delete(), r, caller);
   }
   absl::Status KvUndelete(absl::string_view path,
-                          std::vector<uint64_t> versions) override {
+                          std::vector<uint64_t> versions,
+                          const CallContext& caller) override {
     Request r;
-    return KvVersions(path, versions, r.mutable_kv_undelete(), r);
+    return KvVersions(path, versions, r.mutable_kv_undelete(), r, caller);
   }
-  absl::Status KvDestroy(absl::string_view path,
-                         std::vector<uint64_t> versions) override {
+  absl::Status KvDestroy(absl::string_view path, std::vector<uint64_t> versions,
+                         const CallContext& caller) override {
     Request r;
-    return KvVersions(path, versions, r.mutable_kv_destroy(), r);
+    return KvVersions(path, versions, r.mutable_kv_destroy(), r, caller);
   }
 
   absl::StatusOr<store::KvMetadata> KvMetadata(
-      absl::string_view path) override {
+      absl::string_view path, const CallContext& caller) override {
     Request r;
     r.mutable_kv_metadata_get()->set_path(std::string(path));
-    Response response = Handle(r);
+    Response response = Handle(r, caller);
     RETURN_IF_ERROR(ResponseStatus(response));
     return std::move(*response.mutable_kv_metadata());
   }
 
   absl::Status KvSetMetadata(absl::string_view path, uint32_t max_versions,
-                             bool cas_required) override {
+                             bool cas_required,
+                             const CallContext& caller) override {
     Request r;
     r.mutable_kv_metadata_put()->set_path(std::string(path));
     r.mutable_kv_metadata_put()->set_max_versions(max_versions);
     r.mutable_kv_metadata_put()->set_cas_required(cas_required);
-    return ResponseStatus(Handle(r));
+    return ResponseStatus(Handle(r, caller));
   }
 
-  absl::Status KvDeleteAll(absl::string_view path) override {
+  absl::Status KvDeleteAll(absl::string_view path,
+                           const CallContext& caller) override {
     Request r;
     r.mutable_kv_delete_all()->set_path(std::string(path));
-    return ResponseStatus(Handle(r));
+    return ResponseStatus(Handle(r, caller));
   }
 
   absl::StatusOr<std::vector<std::string>> KvList(
-      absl::string_view prefix) override {
+      absl::string_view prefix, const CallContext& caller) override {
     Request r;
     r.mutable_kv_list()->set_prefix(std::string(prefix));
-    Response response = Handle(r);
+    Response response = Handle(r, caller);
     RETURN_IF_ERROR(ResponseStatus(response));
     return std::vector<std::string>(response.kv_list().keys().begin(),
                                     response.kv_list().keys().end());
@@ -358,28 +476,29 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
 
   // ------------------------------------------------------------- Transit
 
-  absl::Status TransitCreateKey(absl::string_view name) override {
+  absl::Status TransitCreateKey(absl::string_view name,
+                                const CallContext& caller) override {
     Request r;
     r.mutable_transit_create_key()->set_name(std::string(name));
-    return ResponseStatus(Handle(r));
+    return ResponseStatus(Handle(r, caller));
   }
 
-  absl::Status TransitRotateKey(absl::string_view name) override {
+  absl::Status TransitRotateKey(absl::string_view name,
+                                const CallContext& caller) override {
     Request r;
     r.mutable_transit_rotate_key()->set_name(std::string(name));
-    return ResponseStatus(Handle(r));
+    return ResponseStatus(Handle(r, caller));
   }
 
   absl::StatusOr<store::TransitKeyInfo> TransitReadKey(
-      absl::string_view name) override {
+      absl::string_view name, const CallContext& caller) override {
     Request r;
     r.mutable_transit_read_key()->set_name(std::string(name));
-    Response response = Handle(r);
+    Response response = Handle(r, caller);
     RETURN_IF_ERROR(ResponseStatus(response));
     return std::move(*response.mutable_transit_key());
   }
 
-  // One-item batch helper for encrypt / decrypt / rewrap.
   // One-item batch helper for encrypt / decrypt / rewrap: the item's
   // result (ciphertext or plaintext) is copied into a string of its exact
   // size; the request and response are wiped.
@@ -388,14 +507,15 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                                          absl::string_view plaintext,
                                          absl::string_view ciphertext,
                                          absl::string_view context,
-                                         bool want_plaintext) {
+                                         bool want_plaintext,
+                                         const CallContext& caller) {
     batch->set_name(std::string(name));
     store::TransitItem* item = batch->add_items();
     // Assigned in place: set_plaintext() would free a temporary copy.
     item->mutable_plaintext()->assign(plaintext.data(), plaintext.size());
     item->mutable_ciphertext()->assign(ciphertext.data(), ciphertext.size());
     item->mutable_context()->assign(context.data(), context.size());
-    Wiped<Response> response(Handle(r));
+    Wiped<Response> response(Handle(r, caller));
     RETURN_IF_ERROR(ResponseStatus(*response));
     if (response->transit_batch().items_size() != 1) {
       return absl::InternalError("transit answered no item");
@@ -412,35 +532,227 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
 
   absl::StatusOr<std::string> TransitEncrypt(
       absl::string_view name, absl::string_view plaintext,
-      absl::string_view context) override {
+      absl::string_view context, const CallContext& caller) override {
     Wiped<Request> r;
     return TransitOne(r->mutable_transit_encrypt(), *r, name, plaintext, "",
-                      context, /*want_plaintext=*/false);
+                      context, /*want_plaintext=*/false, caller);
   }
 
   absl::StatusOr<std::string> TransitDecrypt(
       absl::string_view name, absl::string_view ciphertext,
-      absl::string_view context) override {
+      absl::string_view context, const CallContext& caller) override {
     Wiped<Request> r;
     return TransitOne(r->mutable_transit_decrypt(), *r, name, "", ciphertext,
-                      context, /*want_plaintext=*/true);
+                      context, /*want_plaintext=*/true, caller);
   }
 
   absl::StatusOr<std::string> TransitRewrap(
       absl::string_view name, absl::string_view ciphertext,
-      absl::string_view context) override {
+      absl::string_view context, const CallContext& caller) override {
     Wiped<Request> r;
     return TransitOne(r->mutable_transit_rewrap(), *r, name, "", ciphertext,
-                      context, /*want_plaintext=*/false);
+                      context, /*want_plaintext=*/false, caller);
+  }
+
+  // ------------------------------------------------------------ Policies
+
+  absl::StatusOr<uint64_t> PolicyPut(absl::string_view name,
+                                     absl::string_view document,
+                                     const CallContext& caller) override {
+    Request r;
+    r.mutable_policy_put()->set_name(std::string(name));
+    r.mutable_policy_put()->set_document(std::string(document));
+    Response response = Handle(r, caller);
+    RETURN_IF_ERROR(ResponseStatus(response));
+    return response.index();
+  }
+
+  absl::StatusOr<std::string> PolicyGet(absl::string_view name,
+                                        const CallContext& caller) override {
+    Request r;
+    r.mutable_policy_get()->set_name(std::string(name));
+    Response response = Handle(r, caller);
+    RETURN_IF_ERROR(ResponseStatus(response));
+    return std::move(*response.mutable_policy()->mutable_document());
+  }
+
+  absl::StatusOr<std::vector<std::string>> PolicyList(
+      const CallContext& caller) override {
+    Request r;
+    r.mutable_policy_list();
+    Response response = Handle(r, caller);
+    RETURN_IF_ERROR(ResponseStatus(response));
+    return std::vector<std::string>(response.policy_list().names().begin(),
+                                    response.policy_list().names().end());
+  }
+
+  absl::StatusOr<uint64_t> PolicyDelete(absl::string_view name,
+                                        const CallContext& caller) override {
+    Request r;
+    r.mutable_policy_delete()->set_name(std::string(name));
+    Response response = Handle(r, caller);
+    RETURN_IF_ERROR(ResponseStatus(response));
+    return response.index();
+  }
+
+  // --------------------------------------------------------------- Audit
+
+  absl::StatusOr<std::string> AuditHash(absl::string_view sink,
+                                        absl::string_view value) override {
+    bool known = false;
+    for (const auto& s : options_.audit_sinks) known = known || s.name == sink;
+    if (!known) {
+      return absl::NotFoundError(absl::StrCat("no audit sink \"", sink, "\""));
+    }
+    RETURN_IF_ERROR(EnsureAuditSalts());
+    return audit_.HashValue(sink, value);
+  }
+
+  absl::Status ReopenAuditSinks() override { return audit_.ReopenSinks(); }
+  bool FlushAudit(absl::Duration timeout) override {
+    return audit_.Flush(timeout);
+  }
+  AuditStats audit_stats() override { return audit_.stats(); }
+
+  // On an active node, the audit salts now (see OnStateChange).
+  void CreateAuditSaltsIfActive() {
+    if (audit_.enabled() && coordinator_->state() == HaState::kActive) {
+      (void)EnsureAuditSalts();
+    }
+  }
+
+  // Adds the options' sinks to the dispatcher (Create calls it once).
+  absl::Status AddSinks() {
+    for (const Options::AuditSinkOptions& o : options_.audit_sinks) {
+      if (o.sink == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("options.audit_sinks: sink \"", o.name, "\" is null"));
+      }
+      audit::AuditDispatcher::SinkOptions so;
+      so.name = o.name;
+      so.sink = std::make_unique<LentSink>(o.sink);
+      so.timeout = o.timeout;
+      RETURN_IF_ERROR(audit_.AddSink(std::move(so)));
+    }
+    return absl::OkStatus();
   }
 
  private:
-  Response Forward(const Request& request, const std::string& leader) {
+  static audit::AuditDispatcher::Options AuditOptionsOf(const Options& options,
+                                                        Clock* clock) {
+    audit::AuditDispatcher::Options o;
+    o.clock = clock;
+    o.observer = options.audit_observer;
+    return o;
+  }
+  static access::RequestGate::Options GateOptionsOf(
+      const Options& options, access::PolicySource* policies,
+      audit::AuditDispatcher* audit, Clock* clock) {
+    access::RequestGate::Options o;
+    o.policies = policies;
+    o.check_policies = options.enforce_policies;
+    o.audit = options.audit_sinks.empty() ? nullptr : audit;
+    o.clock = clock;
+    return o;
+  }
+
+  // Loads every sink's salt from behind the barrier, the active creating
+  // any that is missing (once: only-if-absent, so two racing actives keep
+  // the first). Until then no entry is made: UNAVAILABLE.
+  absl::Status EnsureAuditSalts() {
+    if (salts_loaded_.load(std::memory_order_acquire)) return absl::OkStatus();
+    Barrier* barrier = coordinator_->barrier();
+    for (const Options::AuditSinkOptions& sink : options_.audit_sinks) {
+      const std::string key = absl::StrCat(kAuditSaltPrefix, sink.name);
+      for (int attempt = 0;; ++attempt) {
+        absl::StatusOr<Entry> stored = barrier->Get(key);
+        if (stored.ok()) {
+          SecretBytes salt = SecretBytes::Copy(stored->value);
+          WipeBuffer(&stored->value);
+          RETURN_IF_ERROR(audit_.SetSalt(sink.name, std::move(salt)));
+          break;
+        }
+        if (stored.status().code() != absl::StatusCode::kNotFound) {
+          return absl::UnavailableError(
+              absl::StrCat("audit: cannot load the salt of sink \"", sink.name,
+                           "\": ", stored.status().message()));
+        }
+        absl::StatusOr<FenceToken> fence = coordinator_->WriteFence();
+        if (!fence.ok() || attempt > 0) {
+          return absl::UnavailableError(
+              absl::StrCat("audit: the salt of sink \"", sink.name,
+                           "\" is not stored yet; the active node creates it"));
+        }
+        SecretBytes fresh = SecretBytes::Random(32);
+        absl::StatusOr<uint64_t> created;
+        {
+          WipedBatch batch;
+          batch.Add(std::move(WriteOp::Put(key, fresh.view()).IfAbsent()));
+          created = barrier->Commit(batch.ops(), *fence);
+        }
+        if (created.ok()) {
+          RETURN_IF_ERROR(audit_.SetSalt(sink.name, std::move(fresh)));
+          break;
+        }
+        if (created.status().code() != absl::StatusCode::kAborted) {
+          return absl::UnavailableError(
+              absl::StrCat("audit: cannot store the salt of sink \"", sink.name,
+                           "\": ", created.status().message()));
+        }
+        // Another active stored one first: read it.
+      }
+    }
+    salts_loaded_.store(true, std::memory_order_release);
+    return absl::OkStatus();
+  }
+
+  absl::Status ExecutePolicy(const Request& r, const EngineCall& call,
+                             Response* response) {
+    switch (r.op_case()) {
+      case Request::kPolicyPut: {
+        ASSIGN_OR_RETURN(
+            uint64_t index,
+            policies_.Put(r.policy_put().name(), r.policy_put().document(),
+                          call.write_fence));
+        response->set_index(index);
+        return absl::OkStatus();
+      }
+      case Request::kPolicyDelete: {
+        ASSIGN_OR_RETURN(
+            uint64_t index,
+            policies_.Delete(r.policy_delete().name(), call.write_fence));
+        response->set_index(index);
+        return absl::OkStatus();
+      }
+      case Request::kPolicyGet: {
+        ASSIGN_OR_RETURN(std::string document,
+                         policies_.GetDocument(r.policy_get().name()));
+        store::PolicyDocument* out = response->mutable_policy();
+        out->set_name(r.policy_get().name());
+        *out->mutable_document() = std::move(document);
+        return absl::OkStatus();
+      }
+      case Request::kPolicyList: {
+        ASSIGN_OR_RETURN(std::vector<std::string> names, policies_.List());
+        for (std::string& n : names) {
+          response->mutable_policy_list()->add_names(std::move(n));
+        }
+        return absl::OkStatus();
+      }
+      default:
+        return absl::InternalError("not a policy operation");
+    }
+  }
+
+  // Forwards `request` to the active, carrying `caller` (null: none).
+  Response Forward(const Request& request, const CallContext* caller,
+                   const std::string& leader) {
     SecretBytes request_bytes;
     {
       Wiped<Request> forwarded;
       *forwarded = request;
       forwarded->set_forwarded(true);
+      SetCaller(caller, forwarded.get());
       SetLegacyPresenceFlags(forwarded.get());
       request_bytes = SerializeToSecretBytes(*forwarded);
     }
@@ -490,6 +802,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   }
 
   void Execute(const Request& request, const Operation& op,
+               const CallContext* caller, IndexState index,
                Response* response) {
     const OperationKind kind = op.kind;
     EngineCall call;
@@ -518,12 +831,14 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
         return;
       }
       call.write_fence = *fence;
-    } else if (request.min_index() > 0 && !CaughtUp(request.min_index())) {
+    } else if (request.min_index() > 0 && index != IndexState::kReached &&
+               (index == IndexState::kBehind ||
+                !CaughtUp(request.min_index()))) {
       RouteDecision d = coordinator_->Route(OperationKind::kWrite);
       if (request.forward_if_behind() && options_.forwarder != nullptr &&
           !request.forwarded() && !d.leader_address.empty() &&
           d.action != RouteDecision::Action::kServeLocally) {
-        *response = Forward(request, d.leader_address);
+        *response = Forward(request, caller, d.leader_address);
         return;
       }
       SetStatus(absl::UnavailableError(absl::StrCat(
@@ -534,8 +849,10 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       return;
     }
     if (fence.ok()) call.active_fence = *fence;
-    absl::Status status = transit ? transit_.Execute(request, call, response)
-                                  : kv_.Execute(request, call, response);
+    absl::Status status = op.engine == Engine::kPolicy
+                              ? ExecutePolicy(request, call, response)
+                          : transit ? transit_.Execute(request, call, response)
+                                    : kv_.Execute(request, call, response);
     if (!status.ok() && kind == OperationKind::kWrite && IsStaleFence(status)) {
       coordinator_->ReportStaleFence(call.write_fence);
       // The backend refused our fence: leadership moved mid-write. Nothing
@@ -559,6 +876,12 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   Clock* const clock_;
   const KvEngine kv_;
   TransitEngine transit_;
+  access::StoredPolicies policies_;
+  audit::AuditDispatcher audit_;
+  access::RequestGate gate_;
+  // Whether requests go through gate_ at all (policies or sinks).
+  const bool gated_;
+  std::atomic<bool> salts_loaded_{false};
   int seal_listener_ = 0;
 };
 
@@ -590,7 +913,18 @@ absl::StatusOr<std::unique_ptr<SecretStore>> SecretStore::Create(
         "options: transit_max_encryptions_per_version and "
         "transit_encryption_reservation must be positive");
   }
-  return std::unique_ptr<SecretStore>(new SecretStoreImpl(options));
+  std::set<std::string> sink_names;
+  for (const auto& sink : options.audit_sinks) {
+    if (sink.name.empty() || !sink_names.insert(sink.name).second ||
+        sink.name.find('/') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          "options.audit_sinks: every sink needs a unique name without '/'");
+    }
+  }
+  auto store = std::make_unique<SecretStoreImpl>(options);
+  RETURN_IF_ERROR(store->AddSinks());
+  store->CreateAuditSaltsIfActive();
+  return std::unique_ptr<SecretStore>(std::move(store));
 }
 
 }  // namespace strongbox

@@ -24,6 +24,7 @@
 #include "nlohmann/json.hpp"
 #include "strongbox/audit_sink.h"
 #include "strongbox/call_context.h"
+#include "strongbox/testing/fake_clock.h"
 #include "strongbox/testing/status_matchers.h"
 
 namespace strongbox::audit {
@@ -446,6 +447,73 @@ TEST(AuditTest, ReopenWhileWritingLosesNoEntry) {
   EXPECT_EQ(lines, size_t{kThreads * kPerThread});
   EXPECT_EQ(ids.size(), size_t{kThreads * kPerThread});
   EXPECT_GE(files.size(), 4u);
+}
+
+// A sink that declares itself non-blocking gets its request entries on the
+// caller's thread (no hand-off); one write that overruns its timeout (here
+// the sink moves the dispatcher's fake clock on) is still accepted, is
+// reported, and sends the sink back to its own thread for good.
+class NonBlockingSink : public AuditSink {
+ public:
+  explicit NonBlockingSink(FakeClock* clock) : clock_(clock) {}
+  bool blocking() const override { return false; }
+  absl::Status Write(const AuditEntry& entry) override {
+    MutexLock lock(&mu_);
+    if (entry.kind == AuditEntry::Kind::kRequest) {
+      request_threads_.push_back(std::this_thread::get_id());
+    }
+    clock_->Advance(stall_);
+    return absl::OkStatus();
+  }
+  void set_stall(absl::Duration d) {
+    MutexLock lock(&mu_);
+    stall_ = d;
+  }
+  std::vector<std::thread::id> request_threads() {
+    MutexLock lock(&mu_);
+    return request_threads_;
+  }
+
+ private:
+  FakeClock* const clock_;
+  Mutex mu_;
+  absl::Duration stall_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread::id> request_threads_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(AuditTest, NonBlockingSinkIsWrittenOnTheCallersThreadUntilItOverruns) {
+  FakeClock clock;
+  RecordingObserver observer;
+  AuditDispatcher::Options opts;
+  opts.clock = &clock;
+  opts.observer = &observer;
+  AuditDispatcher d(opts);
+  auto sink = std::make_unique<NonBlockingSink>(&clock);
+  NonBlockingSink* s = sink.get();
+  ASSERT_THAT(d.AddSink(Sink("nb", std::move(sink), absl::Seconds(1))), IsOk());
+  const CallContext caller = CallContext::Root();
+  ASSERT_THAT(d.LogRequest(PutEvent(&caller), nullptr), IsOk());
+  s->set_stall(absl::Seconds(2));  // over the 1 s timeout
+  ASSERT_THAT(d.LogRequest(PutEvent(&caller), nullptr), IsOk());  // accepted
+  s->set_stall(absl::ZeroDuration());
+  ASSERT_THAT(d.LogRequest(PutEvent(&caller), nullptr), IsOk());
+  const std::vector<std::thread::id> threads = s->request_threads();
+  ASSERT_EQ(threads.size(), 3u);
+  EXPECT_EQ(threads[0], std::this_thread::get_id());
+  EXPECT_EQ(threads[1], std::this_thread::get_id());
+  EXPECT_NE(threads[2], std::this_thread::get_id());  // the sink's thread
+  ASSERT_EQ(observer.failures().size(), 1u);
+  EXPECT_EQ(observer.failures()[0].reason, AuditFailure::Reason::kTimedOut);
+  EXPECT_EQ(d.stats().sink_timeouts, 1u);
+  EXPECT_EQ(d.stats().requests_refused, 0u);
+}
+
+TEST(AuditTest, FileSinkIsNonBlockingOnlyWithoutFsync) {
+  FileAuditSinkOptions fo;
+  fo.path = TempPath("nonblocking.log");
+  EXPECT_FALSE((*NewFileAuditSink(fo))->blocking());
+  fo.fsync = true;
+  EXPECT_TRUE((*NewFileAuditSink(fo))->blocking());
 }
 
 }  // namespace

@@ -6,17 +6,24 @@
 #include "examples/node/node_process.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "examples/node/json.h"
 #include "gtest/gtest.h"
@@ -426,6 +433,98 @@ TEST_F(NodeProcessTest, BadArgumentsExitTwo) {
     ASSERT_TRUE(exit.ok());
     EXPECT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 2) << *exit;
   }
+}
+
+// Issue 15 on a real process: a policy put as root, then `as alice
+// app-read` may get but not put; --audit-file holds one request and one
+// response entry per store command, secret values only as HMACs.
+TEST_F(NodeProcessTest, PoliciesAndTheAuditFile) {
+  const std::string audit = dir_ + "-audit.log";
+  nodes_.push_back(Start(0, /*perf=*/false, {"--audit-file=" + audit}));
+  ASSERT_NE(nodes_[0], nullptr);
+  InitAndUnsealAll();
+  ASSERT_EQ(AwaitOneActive(), 0);
+  const std::string secret_a = "first-Secret-3f9a1c";
+  const std::string secret_b = "second-Secret-77be20";
+  const std::string doc = R"({"path":{"app/*":{"capabilities":["read"]}}})";
+  // Store commands, in order (each makes a request and a response entry).
+  EXPECT_EQ(AskRaw(0, "put app/x pw=" + secret_a),
+            R"({"ok":true,"version":1})");
+  JsonValue put_policy = Ask(0, "policy-put app-read " + doc);
+  EXPECT_TRUE(put_policy.GetBool("ok")) << nodes_[0]->last_line();
+  EXPECT_FALSE(put_policy.GetString("index").empty());
+  JsonValue got = Ask(0, "as alice app-read get app/x");
+  EXPECT_TRUE(got.GetBool("ok")) << nodes_[0]->last_line();
+  ASSERT_NE(got.Find("data"), nullptr);
+  EXPECT_EQ(got.Find("data")->GetString("pw"), secret_a);
+  const std::string refused =
+      AskRaw(0, "as alice app-read put app/x pw=" + secret_b);
+  EXPECT_TRUE(absl::StartsWith(
+      refused, R"({"ok":false,"code":"PERMISSION_DENIED","error":")"))
+      << refused;
+  EXPECT_FALSE(absl::StrContains(refused, secret_b));
+  EXPECT_EQ(Ask(0, "policy-get app-read").GetString("policy"), doc);
+  EXPECT_EQ(Ask(0, "as alice app-read policy-get app-read").GetString("code"),
+            "PERMISSION_DENIED");
+  EXPECT_EQ(Ask(0, "get app/x").Find("data")->GetString("pw"), secret_a);
+  EXPECT_TRUE(Ask(0, "policy-delete app-read").GetBool("ok"));
+  // No policy is left: alice's names grant nothing.
+  EXPECT_EQ(Ask(0, "as alice app-read get app/x").GetString("code"),
+            "PERMISSION_DENIED");
+  const int store_commands = 9;
+  // A clean exit writes every queued entry.
+  nodes_[0]->CloseInput();
+  absl::StatusOr<int> exit = nodes_[0]->Wait(absl::Seconds(10));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  nodes_[0] = nullptr;
+
+  struct stat st;
+  ASSERT_EQ(stat(audit.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  std::ifstream in(audit);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string log = text.str();
+  // Grepping the file for the secret values written finds nothing.
+  EXPECT_FALSE(absl::StrContains(log, secret_a));
+  EXPECT_FALSE(absl::StrContains(log, secret_b));
+  std::map<std::string, int> kinds;
+  std::map<std::string, std::string> responses;  // id -> operation:code
+  std::vector<std::string> pw_values;
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    absl::StatusOr<JsonValue> e = ParseJson(line);
+    ASSERT_TRUE(e.ok()) << line;
+    ++kinds[e->GetString("type")];
+    if (e->GetString("type") == "response") {
+      responses[e->Find("id")->string] =
+          absl::StrCat(e->GetString("operation"), ":", e->GetString("code"));
+    }
+    if (const JsonValue* fields = e->Find("fields")) {
+      if (const JsonValue* pw = fields->Find("data.pw")) {
+        pw_values.push_back(pw->string);
+      }
+    }
+  }
+  EXPECT_EQ(kinds["request"], store_commands) << log;
+  EXPECT_EQ(kinds["response"], store_commands) << log;
+  int denied = 0;
+  for (const auto& [id, outcome] : responses) {
+    denied += absl::EndsWith(outcome, ":PERMISSION_DENIED");
+  }
+  EXPECT_EQ(denied, 3) << log;
+  // data.pw: the two puts' request entries and the two gets' responses,
+  // each an HMAC, the same value hashing alike (entries are not in command
+  // order: a response entry rides with the next batch).
+  ASSERT_EQ(pw_values.size(), 4u) << log;
+  std::map<std::string, int> counts;
+  for (const std::string& v : pw_values) {
+    EXPECT_TRUE(absl::StartsWith(v, "hmac-sha256:")) << v;
+    ++counts[v];
+  }
+  ASSERT_EQ(counts.size(), 2u) << log;
+  std::vector<int> n = {counts.begin()->second, counts.rbegin()->second};
+  std::sort(n.begin(), n.end());
+  EXPECT_EQ(n, (std::vector<int>{1, 3})) << log;  // B once, A three times
 }
 
 }  // namespace
