@@ -18,7 +18,10 @@ namespace strongbox {
 namespace {
 
 using store::KvDataRecord;
+using store::KvDataRecordEntries;
+using store::KvFieldEntry;
 using store::KvMetadataRecord;
+using store::KvMetadataRecordEntries;
 using store::KvVersionRecord;
 
 constexpr absl::string_view kMetaPrefix = "kv/meta/";
@@ -79,8 +82,19 @@ struct Meta {
   std::optional<uint64_t> backend_version;  // nullopt: absent
 };
 
-absl::StatusOr<Meta> ReadMeta(Barrier* barrier, absl::string_view path) {
-  Meta meta;
+// `Record` is KvMetadataRecord (read-modify-write) or its wire-identical
+// view KvMetadataRecordEntries (KvGet: no hash map is built).
+template <typename Record>
+struct MetaOf {
+  Wiped<Record> record;
+  std::optional<uint64_t> backend_version;  // nullopt: absent
+};
+using MetaEntries = MetaOf<KvMetadataRecordEntries>;
+
+template <typename Record>
+absl::StatusOr<MetaOf<Record>> ReadMetaAs(Barrier* barrier,
+                                          absl::string_view path) {
+  MetaOf<Record> meta;
   absl::StatusOr<Entry> entry = barrier->Get(MetaPath(path));
   if (absl::IsNotFound(entry.status())) return meta;
   if (!entry.ok()) return entry.status();
@@ -94,6 +108,25 @@ absl::StatusOr<Meta> ReadMeta(Barrier* barrier, absl::string_view path) {
   return meta;
 }
 
+absl::StatusOr<Meta> ReadMeta(Barrier* barrier, absl::string_view path) {
+  ASSIGN_OR_RETURN(MetaOf<KvMetadataRecord> read,
+                   ReadMetaAs<KvMetadataRecord>(barrier, path));
+  Meta meta;
+  meta.record = std::move(read.record);
+  meta.backend_version = read.backend_version;
+  return meta;
+}
+
+// Moves the values of `entries` into `fields` (the response's map); the last
+// of repeated names wins, as when a map is parsed. What is left behind in
+// `entries` is wiped with them.
+void MoveEntries(google::protobuf::RepeatedPtrField<KvFieldEntry>* entries,
+                 SecretFields* fields) {
+  for (KvFieldEntry& e : *entries) {
+    (*fields)[e.key()].swap(*e.mutable_value());
+  }
+}
+
 WriteOp MetaWrite(absl::string_view path, const Meta& meta) {
   WriteOp op = PutMessage(MetaPath(path), *meta.record);
   if (meta.backend_version.has_value()) {
@@ -104,7 +137,8 @@ WriteOp MetaWrite(absl::string_view path, const Meta& meta) {
   return op;
 }
 
-KvVersionRecord* FindVersion(KvMetadataRecord& record, uint64_t version) {
+template <typename Record>
+KvVersionRecord* FindVersion(Record& record, uint64_t version) {
   for (KvVersionRecord& v : *record.mutable_versions()) {
     if (v.version() == version) return &v;
   }
@@ -248,8 +282,9 @@ class KvEngineOps {
 
   absl::Status Get(const store::KvGetRequest& req) {
     RETURN_IF_ERROR(ValidatePath(req.path()));
-    ASSIGN_OR_RETURN(Meta meta, ReadMeta(call_.barrier, req.path()));
-    KvMetadataRecord& record = *meta.record;
+    ASSIGN_OR_RETURN(MetaEntries meta, ReadMetaAs<KvMetadataRecordEntries>(
+                                           call_.barrier, req.path()));
+    KvMetadataRecordEntries& record = *meta.record;
     const uint64_t wanted =
         req.version() == 0 ? record.current_version() : req.version();
     if (!meta.backend_version.has_value() || wanted == 0) {
@@ -272,7 +307,7 @@ class KvEngineOps {
     store::KvSecret* secret = response_->mutable_kv_secret();
     FillVersionMetadata(*v, secret->mutable_metadata());
     if (wanted == record.current_version()) {
-      secret->mutable_data()->swap(*record.mutable_current_data());
+      MoveEntries(record.mutable_current_data(), secret->mutable_data());
       return absl::OkStatus();
     }
     absl::StatusOr<Entry> entry =
@@ -285,14 +320,14 @@ class KvEngineOps {
       }
       return entry.status();
     }
-    Wiped<KvDataRecord> data;
+    Wiped<KvDataRecordEntries> data;
     const bool parsed = data->ParseFromString(entry->value);
     WipeBuffer(&entry->value);
     if (!parsed) {
       return absl::DataLossError(absl::StrCat("version ", wanted, " of ",
                                               req.path(), " does not parse"));
     }
-    secret->mutable_data()->swap(*data->mutable_data());
+    MoveEntries(data->mutable_data(), secret->mutable_data());
     return absl::OkStatus();
   }
 

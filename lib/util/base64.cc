@@ -1,5 +1,7 @@
 #include "lib/util/base64.h"
 
+#include <cstring>
+
 namespace strongbox {
 namespace {
 
@@ -49,11 +51,13 @@ struct QuadTable {
 };
 constexpr QuadTable kQuad;
 
-inline void PutPair(uint32_t v12, char* out) {
-  const uint16_t p = kPairs.pair[v12];
-  out[0] = static_cast<char>(p & 0xff);
-  out[1] = static_cast<char>(p >> 8);
-}
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+inline uint64_t FromBigEndian(uint64_t w) { return w; }
+inline uint64_t ToLittleEndian(uint64_t w) { return __builtin_bswap64(w); }
+#else
+inline uint64_t FromBigEndian(uint64_t w) { return __builtin_bswap64(w); }
+inline uint64_t ToLittleEndian(uint64_t w) { return w; }
+#endif
 
 }  // namespace
 
@@ -127,26 +131,29 @@ bool Base64Decode(absl::string_view in, std::string* out) {
 
 void Base64EncodePublicTo(const uint8_t* in, size_t n, char* out) {
   size_t i = 0;
-  // Six bytes (48 bits, four 12-bit halves of two groups) a step.
-  for (; i + 6 <= n; i += 6, out += 8) {
-    const uint64_t v = (uint64_t{in[i]} << 40) | (uint64_t{in[i + 1]} << 32) |
-                       (uint64_t{in[i + 2]} << 24) |
-                       (uint64_t{in[i + 3]} << 16) |
-                       (uint64_t{in[i + 4]} << 8) | uint64_t{in[i + 5]};
-    PutPair(static_cast<uint32_t>(v >> 36) & 0xfff, out);
-    PutPair(static_cast<uint32_t>(v >> 24) & 0xfff, out + 2);
-    PutPair(static_cast<uint32_t>(v >> 12) & 0xfff, out + 4);
-    PutPair(static_cast<uint32_t>(v) & 0xfff, out + 6);
+  // Six bytes (four 12-bit halves) a step, from one 8-byte load while two
+  // bytes past the six are readable; eight characters in one store.
+  for (; i + 8 <= n; i += 6, out += 8) {
+    uint64_t w;
+    std::memcpy(&w, in + i, 8);
+    w = FromBigEndian(w);  // byte i in the top bits
+    const uint64_t text = uint64_t{kPairs.pair[(w >> 52) & 0xfff]} |
+                          (uint64_t{kPairs.pair[(w >> 40) & 0xfff]} << 16) |
+                          (uint64_t{kPairs.pair[(w >> 28) & 0xfff]} << 32) |
+                          (uint64_t{kPairs.pair[(w >> 16) & 0xfff]} << 48);
+    const uint64_t le = ToLittleEndian(text);
+    std::memcpy(out, &le, 8);
   }
-  if (i + 3 <= n) {
+  for (; i + 3 <= n; i += 3, out += 4) {
     const uint32_t v = (uint32_t{in[i]} << 16) | (uint32_t{in[i + 1]} << 8) |
                        uint32_t{in[i + 2]};
-    PutPair(v >> 12, out);
-    PutPair(v & 0xfff, out + 2);
-    i += 3;
-    out += 4;
+    const uint16_t hi = kPairs.pair[v >> 12], lo = kPairs.pair[v & 0xfff];
+    out[0] = static_cast<char>(hi & 0xff);
+    out[1] = static_cast<char>(hi >> 8);
+    out[2] = static_cast<char>(lo & 0xff);
+    out[3] = static_cast<char>(lo >> 8);
   }
-  // The last one or two bytes: the constant-time tail is as fast.
+  // The last one or two bytes: the reference tail.
   Base64EncodeTo(in + i, n - i, out);
 }
 
