@@ -39,7 +39,7 @@ Rss ReadRss() {
   std::string line;
   while (std::getline(in, line)) {
     std::vector<std::string> f =
-        absl::StrSplit(line, ' ', absl::SkipWhitespace());
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipWhitespace());
     if (f.size() < 2) continue;
     long kb = 0;
     (void)absl::SimpleAtoi(f[1], &kb);

@@ -327,26 +327,6 @@ void WipeTypedImpl(store::KvDataRecord* m) {
   WipeUnknownOf(m);
 }
 
-void WipeEntries(
-    google::protobuf::RepeatedPtrField<store::KvFieldEntry>* entries) {
-  // As for a map (WipeFieldsOf): the values; names are not secret.
-  for (store::KvFieldEntry& e : *entries) {
-    WipeInPlace(e.value());
-    WipeUnknownOf(&e);
-  }
-}
-
-void WipeTypedImpl(store::KvMetadataRecordEntries* m) {
-  WipeEntries(m->mutable_current_data());
-  for (store::KvVersionRecord& v : *m->mutable_versions()) WipeUnknownOf(&v);
-  WipeUnknownOf(m);
-}
-
-void WipeTypedImpl(store::KvDataRecordEntries* m) {
-  WipeEntries(m->mutable_data());
-  WipeUnknownOf(m);
-}
-
 }  // namespace
 
 void WipeMessage(Message* message) {
@@ -381,8 +361,6 @@ void WipeMessage(store::Response* m) { WipeTypedImpl(m); }
 void WipeMessage(store::KvSecret* m) { WipeTypedImpl(m); }
 void WipeMessage(store::KvMetadataRecord* m) { WipeTypedImpl(m); }
 void WipeMessage(store::KvDataRecord* m) { WipeTypedImpl(m); }
-void WipeMessage(store::KvMetadataRecordEntries* m) { WipeTypedImpl(m); }
-void WipeMessage(store::KvDataRecordEntries* m) { WipeTypedImpl(m); }
 
 void WipeMessageByReflection(Message* message) {
   if (message == nullptr) return;

@@ -36,8 +36,6 @@ void WipeMessage(store::Response* message);
 void WipeMessage(store::KvSecret* message);
 void WipeMessage(store::KvMetadataRecord* message);
 void WipeMessage(store::KvDataRecord* message);
-void WipeMessage(store::KvMetadataRecordEntries* message);
-void WipeMessage(store::KvDataRecordEntries* message);
 
 // A message that is wiped (WipeMessage) when destroyed or assigned over.
 // Move-only: moving leaves the source empty (protobuf moves by swapping).

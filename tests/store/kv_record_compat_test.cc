@@ -1,13 +1,16 @@
-// KV records as stored before the read path parsed them without a map
-// (KvMetadataRecordEntries / KvDataRecordEntries, lib/store/kv_records.proto)
-// still read, and the views agree with the records on the wire.
+// The KV engine's records on the wire: records as the map-based writer
+// stored them (golden bytes) still read, and what KvPut now writes (the
+// request's fields put on the wire directly, lib/store/kv_engine.cc) is
+// what the map-based records of older nodes read.
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "lib/store/kv_records.pb.h"
+#include "strongbox/barrier.h"
 #include "strongbox/secret_store.h"
 #include "strongbox/testing/status_matchers.h"
 #include "tests/ha/cluster.h"
@@ -62,49 +65,6 @@ TEST(KvRecordCompatTest, GoldenBytesAreWhatTheMapRecordWrites) {
   store::KvDataRecord data;
   (*data.mutable_data())["value"] = "old";
   EXPECT_EQ(data.SerializeAsString(), GoldenData1());
-}
-
-TEST(KvRecordCompatTest, ViewsParseTheRecordsAndBack) {
-  store::KvMetadataRecordEntries view;
-  ASSERT_TRUE(view.ParseFromString(GoldenMeta()));
-  EXPECT_EQ(view.created_unix_micros(), 1000);
-  EXPECT_EQ(view.updated_unix_micros(), 2000);
-  EXPECT_EQ(view.current_version(), 2u);
-  ASSERT_EQ(view.versions_size(), 2);
-  EXPECT_EQ(view.versions(1).version(), 2u);
-  ASSERT_EQ(view.current_data_size(), 2);
-  EXPECT_EQ(view.current_data(0).key(), "user");
-  EXPECT_EQ(view.current_data(0).value(), "admin");
-  EXPECT_EQ(view.current_data(1).key(), "value");
-  EXPECT_EQ(view.current_data(1).value(), "s3cret");
-
-  // And the other way: what a view writes, the map record reads.
-  store::KvMetadataRecord back;
-  ASSERT_TRUE(back.ParseFromString(view.SerializeAsString()));
-  EXPECT_EQ(back.current_version(), 2u);
-  EXPECT_EQ(back.current_data().at("value"), "s3cret");
-  EXPECT_EQ(back.current_data().at("user"), "admin");
-
-  store::KvDataRecordEntries data;
-  ASSERT_TRUE(data.ParseFromString(GoldenData1()));
-  ASSERT_EQ(data.data_size(), 1);
-  EXPECT_EQ(data.data(0).key(), "value");
-  EXPECT_EQ(data.data(0).value(), "old");
-}
-
-TEST(KvRecordCompatTest, ARepeatedNameKeepsTheLastValueAsAMapParseDoes) {
-  store::KvMetadataRecordEntries view;
-  view.set_current_version(1);
-  view.add_versions()->set_version(1);
-  auto* a = view.add_current_data();
-  a->set_key("k");
-  a->set_value("first");
-  auto* b = view.add_current_data();
-  b->set_key("k");
-  b->set_value("second");
-  store::KvMetadataRecord as_map;
-  ASSERT_TRUE(as_map.ParseFromString(view.SerializeAsString()));
-  EXPECT_EQ(as_map.current_data().at("k"), "second");
 }
 
 class KvRecordCompatStoreTest : public ::testing::Test {
@@ -166,19 +126,36 @@ TEST_F(KvRecordCompatStoreTest, RecordsWrittenByTheOldEngineStillRead) {
   EXPECT_EQ(meta->versions_size(), 3);
 }
 
-TEST_F(KvRecordCompatStoreTest, KvGetKeepsTheLastOfARepeatedName) {
-  store::KvMetadataRecordEntries view;
-  view.set_current_version(1);
-  view.add_versions()->set_version(1);
-  for (const char* value : {"first", "second"}) {
-    store::KvFieldEntry* e = view.add_current_data();
-    e->set_key("k");
-    e->set_value(value);
+// What the engine writes (the request's fields put on the wire directly),
+// the map-based records of older nodes read.
+TEST_F(KvRecordCompatStoreTest, WhatThePutWritesTheMapRecordsRead) {
+  const std::map<std::string, std::string> v1 = {
+      {"user", "admin"}, {"value", std::string(300, 'x')}, {"", ""}};
+  const std::map<std::string, std::string> v2 = {{"value", "second"}};
+  ASSERT_TRUE(store_->KvPut("written", v1).ok());
+  ASSERT_TRUE(store_->KvPut("written", v2).ok());
+  Barrier* barrier = cluster_->nodes[active_]->barrier();
+
+  absl::StatusOr<Entry> meta = barrier->Get("kv/meta/written");
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  store::KvMetadataRecord record;
+  ASSERT_TRUE(record.ParseFromString(meta->value));
+  EXPECT_EQ(record.current_version(), 2u);
+  ASSERT_EQ(record.versions_size(), 2);
+  const std::map<std::string, std::string> current(
+      record.current_data().begin(), record.current_data().end());
+  EXPECT_EQ(current, v2);
+
+  for (uint64_t version : {1, 2}) {
+    absl::StatusOr<Entry> data =
+        barrier->Get(absl::StrCat("kv/data/written/", version));
+    ASSERT_TRUE(data.ok()) << data.status();
+    store::KvDataRecord d;
+    ASSERT_TRUE(d.ParseFromString(data->value));
+    const std::map<std::string, std::string> fields(d.data().begin(),
+                                                    d.data().end());
+    EXPECT_EQ(fields, version == 1 ? v1 : v2);
   }
-  PutRecord("kv/meta/dup", view.SerializeAsString());
-  absl::StatusOr<store::KvSecret> got = store_->KvGet("dup");
-  ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_EQ(AsMap(*got), (std::map<std::string, std::string>{{"k", "second"}}));
 }
 
 }  // namespace
