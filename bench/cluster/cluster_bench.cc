@@ -16,8 +16,12 @@
 // Not a test: it asserts nothing and is built by `bazel build //...`.
 // Run: bazel run -c opt //bench/cluster:cluster_bench -- [--seconds=1]
 //        [--threads=1,2,4,8] [--backend=memory|lmdb] [--dir=/tmp/x]
+//        [--processes]  (KV reads on three processes on one LMDB directory:
+//                        this one the active, two perf standbys it starts)
 
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -72,6 +76,11 @@ struct Flags {
   std::vector<int> threads = {1, 2, 4, 8};
   bool lmdb = false;
   std::string dir;
+  // --processes: the KV read mix on three processes on one LMDB directory.
+  bool processes = false;
+  // --child=<node index>: one perf-standby process of a --processes run
+  // (reads its share and a "go" line on stdin).
+  int child = -1;
 };
 
 // `size` nodes on one backend (in memory, or a backend of each node's own
@@ -88,7 +97,8 @@ class Cluster {
       nodes_.push_back(NewNode(backends_[flags.lmdb ? i : 0].get(), i));
     }
     std::vector<std::string> shares = *nodes_[0]->Initialize(1, 1);
-    for (auto& n : nodes_) (void)n->Unseal(shares[0]);
+    share_ = shares[0];
+    for (auto& n : nodes_) (void)n->Unseal(share_);
     for (auto& n : nodes_) n->Poll();
     for (auto& n : nodes_) n->Poll();
     for (int i = 0; i < size; ++i) {
@@ -107,6 +117,21 @@ class Cluster {
     (void)active->TransitCreateKey("bench");
     ciphertext_ = *active->TransitEncrypt("bench", std::string(64, 't'));
   }
+
+  // A --processes child: node `index` on the directory, unsealed with
+  // `share`, not initializing and writing nothing.
+  Cluster(const Flags& flags, int index, const std::string& share) {
+    backends_.push_back(OpenLmdb(flags.dir));
+    nodes_.push_back(NewNode(backends_[0].get(), index));
+    (void)nodes_[0]->Unseal(share);
+    nodes_[0]->Poll();
+    SecretStore::Options so;
+    so.coordinator = nodes_[0].get();
+    stores_.push_back(*SecretStore::Create(so));
+    active_ = -1;
+  }
+
+  const std::string& share() const { return share_; }
 
   static std::string Address(int i) { return absl::StrCat("node-", i, ":1"); }
 
@@ -145,6 +170,7 @@ class Cluster {
   LocalForwarder forwarder_;
   std::vector<std::unique_ptr<SecretStore>> stores_;
   int active_ = 0;
+  std::string share_;
   std::string ciphertext_;
 };
 
@@ -257,6 +283,135 @@ void PrintRow(const char* mix, const char* layout, int threads,
   std::fflush(stdout);
 }
 
+// --child: a perf standby of its own process; runs `threads` KV readers
+// when the parent says "go", then prints its result on one line.
+int ChildMain(const Flags& flags) {
+  char line[512];
+  if (std::fgets(line, sizeof(line), stdin) == nullptr) return 1;
+  std::string share(line);
+  if (!share.empty() && share.back() == '\n') share.pop_back();
+  Cluster node(flags, flags.child, share);
+  std::fill(share.begin(), share.end(), '\0');
+  if (node.state(0) != HaState::kPerfStandby) {
+    std::fprintf(stderr, "child %d is %s\n", flags.child,
+                 HaStateName(node.state(0)));
+    return 1;
+  }
+  std::printf("ready\n");
+  std::fflush(stdout);
+  if (std::fgets(line, sizeof(line), stdin) == nullptr) return 1;
+  const RunResult r =
+      Run(node, {0}, flags.threads.at(0), "kvread", flags.seconds);
+  std::printf("%f %f %f %llu %f\n", r.ops_per_second, r.p50_us, r.p99_us,
+              static_cast<unsigned long long>(r.errors), r.ops_per_cpu_second);
+  return 0;
+}
+
+// A child process of this binary for node `index`, with pipes to its
+// stdin and stdout.
+struct ChildProcess {
+  pid_t pid = -1;
+  FILE* to = nullptr;
+  FILE* from = nullptr;
+};
+
+ChildProcess Spawn(const Flags& flags, int index, int threads) {
+  int in[2], out[2];
+  if (pipe(in) != 0 || pipe(out) != 0) std::exit(1);
+  const std::string a0 = "/proc/self/exe";
+  const std::string a1 = absl::StrCat("--child=", index);
+  const std::string a2 = absl::StrCat("--dir=", flags.dir);
+  const std::string a3 = absl::StrCat("--threads=", threads);
+  const std::string a4 = absl::StrCat("--seconds=", flags.seconds);
+  const std::string a5 = "--backend=lmdb";
+  char* argv[] = {const_cast<char*>(a0.c_str()),
+                  const_cast<char*>(a1.c_str()),
+                  const_cast<char*>(a2.c_str()),
+                  const_cast<char*>(a3.c_str()),
+                  const_cast<char*>(a4.c_str()),
+                  const_cast<char*>(a5.c_str()),
+                  nullptr};
+  ChildProcess c;
+  c.pid = fork();
+  if (c.pid < 0) std::exit(1);
+  if (c.pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    close(in[0]);
+    close(in[1]);
+    close(out[0]);
+    close(out[1]);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  c.to = fdopen(in[1], "w");
+  c.from = fdopen(out[0], "r");
+  return c;
+}
+
+// --processes: for each thread count, the active (this process) and two
+// perf standbys (processes of their own) on one LMDB directory, each with
+// that many KV reader threads. ops/s is the sum; p50/p99 the worst of the
+// three processes.
+void RunProcesses(const Flags& flags) {
+  Flags active_flags = flags;
+  Cluster active(1, active_flags);
+  std::printf("%-8s %-24s %7s %10s %8s %9s %9s %10s %6s\n", "mix", "processes",
+              "threads", "ops/s", "vs 1x1", "p50 us", "p99 us", "ops/cpu-s",
+              "errors");
+  double single = 0;
+  for (int threads : flags.threads) {
+    const RunResult alone = Run(active, {0}, threads, "kvread", flags.seconds);
+    if (single == 0) single = alone.ops_per_second;
+    PrintRow("kvread", "1 process (active)", threads, alone, single);
+    std::vector<ChildProcess> children = {Spawn(flags, 1, threads),
+                                          Spawn(flags, 2, threads)};
+    char line[256];
+    bool ready = true;
+    for (ChildProcess& c : children) {
+      std::fprintf(c.to, "%s\n", active.share().c_str());
+      std::fflush(c.to);
+      ready = ready && std::fgets(line, sizeof(line), c.from) != nullptr;
+    }
+    RunResult all;
+    if (ready) {
+      for (ChildProcess& c : children) {
+        std::fprintf(c.to, "go\n");
+        std::fflush(c.to);
+      }
+      all = Run(active, {0}, threads, "kvread", flags.seconds);
+      for (ChildProcess& c : children) {
+        double ops = 0, p50 = 0, p99 = 0, per_cpu = 0;
+        unsigned long long errors = 0;
+        if (std::fgets(line, sizeof(line), c.from) == nullptr ||
+            std::sscanf(line, "%lf %lf %lf %llu %lf", &ops, &p50, &p99, &errors,
+                        &per_cpu) != 5) {
+          ready = false;
+          continue;
+        }
+        all.ops_per_second += ops;
+        all.p50_us = std::max(all.p50_us, p50);
+        all.p99_us = std::max(all.p99_us, p99);
+        all.errors += errors;
+        all.ops_per_cpu_second = (all.ops_per_cpu_second + per_cpu) / 2;
+      }
+    }
+    for (ChildProcess& c : children) {
+      std::fclose(c.to);
+      std::fclose(c.from);
+      int status = 0;
+      waitpid(c.pid, &status, 0);
+    }
+    if (!ready) {
+      std::printf("a standby process failed; see stderr\n");
+      return;
+    }
+    PrintRow("kvread", "3 processes", threads, all, single);
+  }
+}
+
 std::string LoadAverage() {
   double load[3];
   if (getloadavg(load, 3) != 3) return "unknown";
@@ -283,6 +438,11 @@ Flags ParseFlags(int argc, char** argv) {
       f.lmdb = v == "lmdb";
     } else if (k == "--dir") {
       f.dir = v;
+    } else if (k == "--processes") {
+      f.processes = true;
+      f.lmdb = true;
+    } else if (k == "--child") {
+      (void)absl::SimpleAtoi(v, &f.child);
     } else {
       std::fprintf(stderr, "unknown flag %s\n", argv[i]);
       std::exit(2);
@@ -302,6 +462,7 @@ Flags ParseFlags(int argc, char** argv) {
 int main(int argc, char** argv) {
   using namespace strongbox;  // NOLINT: a benchmark's main
   Flags flags = ParseFlags(argc, argv);
+  if (flags.child >= 0) return ChildMain(flags);
 
   std::printf(
       "backend: %s; %.1f s a row; 1 KiB KV secrets (%d paths), %zu-byte "
@@ -311,6 +472,10 @@ int main(int argc, char** argv) {
       flags.seconds, kPaths, kTransitBytes,
       std::thread::hardware_concurrency());
   std::printf("load average at start: %s\n", LoadAverage().c_str());
+  if (flags.processes) {
+    RunProcesses(flags);
+    return 0;
+  }
   std::printf("%-8s %-24s %7s %10s %8s %9s %9s %10s %6s\n", "mix", "nodes",
               "threads", "ops/s", "vs 1x1", "p50 us", "p99 us", "ops/cpu-s",
               "errors");
