@@ -73,6 +73,18 @@ class SecretBytes {
   bool locked_ = false;
 };
 
+// How many SecretBytes buffers, since the process started, could not be
+// mlock()ed (RLIMIT_MEMLOCK reached, or EPERM) and so live in ordinary,
+// swappable memory. Such a buffer works as any other (locked() is false);
+// this count is the warning, for the host to log or export. Each buffer
+// locks whole pages, one at least: a process holding many keys at once
+// needs RLIMIT_MEMLOCK of (page size x buffers) to lock them all. The
+// long-lived ones are few: a page per barrier keyring term, unseal
+// progress, the audit salt. Transit key versions hold none once loaded
+// (an expanded provider context each, not locked); their key bytes pass
+// through a SecretBytes only while a version is made or decoded.
+uint64_t SecretBytesLockFailures();
+
 // Overwrites all of a std::string's buffer, up to its capacity (a wipe the
 // compiler cannot elide), and clears it.
 void WipeString(std::string& s);

@@ -17,6 +17,7 @@ namespace strongbox {
 namespace {
 
 std::atomic<SecretBytesWipeObserver> g_wipe_observer{nullptr};
+std::atomic<uint64_t> g_lock_failures{0};
 std::atomic<void*> g_wipe_observer_arg{nullptr};
 
 size_t PageSize() {
@@ -39,7 +40,10 @@ SecretBytes::SecretBytes(size_t size) {
     std::abort();
   }
   std::memset(p, 0, capacity);
-  locked_ = mlock(p, capacity) == 0;  // failure tolerated
+  // Failure tolerated (RLIMIT_MEMLOCK reached, EPERM): the buffer stays in
+  // ordinary memory, and the count tells the host (which may log it).
+  locked_ = mlock(p, capacity) == 0;
+  if (!locked_) g_lock_failures.fetch_add(1, std::memory_order_relaxed);
 #ifdef MADV_DONTDUMP
   (void)madvise(p, capacity, MADV_DONTDUMP);
 #endif
@@ -110,6 +114,10 @@ void SetSecretBytesWipeObserverForTesting(SecretBytesWipeObserver observer,
                                           void* arg) {
   g_wipe_observer_arg.store(arg);
   g_wipe_observer.store(observer, std::memory_order_release);
+}
+
+uint64_t SecretBytesLockFailures() {
+  return g_lock_failures.load(std::memory_order_relaxed);
 }
 
 void WipeMemory(void* data, size_t size) { crypto::Cleanse(data, size); }

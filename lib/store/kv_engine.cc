@@ -1,6 +1,7 @@
 #include "lib/store/kv_engine.h"
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -94,8 +95,88 @@ absl::StatusOr<Meta> ReadMeta(Barrier* barrier, absl::string_view path) {
   return meta;
 }
 
-WriteOp MetaWrite(absl::string_view path, const Meta& meta) {
-  WriteOp op = PutMessage(MetaPath(path), *meta.record);
+// The wire form of a map<string, bytes> field, written straight from the
+// request's map: one length-delimited entry {1: name, 2: value} per field
+// (what protobuf writes for a map; any protobuf reads it as the map).
+// Spares the engine building a copy of the secret as a map only to
+// serialize it (tests/store/kv_record_compat_test holds it to that).
+size_t VarintSize(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+char* PutVarint(uint64_t v, char* p) {
+  while (v >= 0x80) {
+    *p++ = static_cast<char>(v | 0x80);
+    v >>= 7;
+  }
+  *p++ = static_cast<char>(v);
+  return p;
+}
+
+size_t EntrySize(const std::string& name, const std::string& value) {
+  return 1 + VarintSize(name.size()) + name.size() + 1 +
+         VarintSize(value.size()) + value.size();
+}
+
+// Bytes AppendFields adds for `fields`.
+size_t FieldsSize(const SecretFields& fields) {
+  size_t n = 0;
+  for (const auto& [name, value] : fields) {
+    const size_t entry = EntrySize(name, value);
+    n += 1 + VarintSize(entry) + entry;
+  }
+  return n;
+}
+
+// Writes `fields` as map field `field` (< 16) at `p`; returns the end.
+char* AppendFields(uint32_t field, const SecretFields& fields, char* p) {
+  static_assert(KvMetadataRecord::kCurrentDataFieldNumber < 16 &&
+                    KvDataRecord::kDataFieldNumber < 16,
+                "a one-byte tag");
+  const char tag = static_cast<char>((field << 3) | 2);
+  for (const auto& [name, value] : fields) {
+    *p++ = tag;
+    p = PutVarint(EntrySize(name, value), p);
+    *p++ = '\x0a';  // 1: name
+    p = PutVarint(name.size(), p);
+    std::memcpy(p, name.data(), name.size());
+    p += name.size();
+    *p++ = '\x12';  // 2: value
+    p = PutVarint(value.size(), p);
+    std::memcpy(p, value.data(), value.size());
+    p += value.size();
+  }
+  return p;
+}
+
+// A Put of `message`'s serialization followed by `fields` as its map field
+// `field` (a message's fields may come in any order on the wire), sized
+// exactly, into the WriteOp's own buffer (wiped with the batch).
+WriteOp PutWithFields(std::string key, const google::protobuf::Message& message,
+                      uint32_t field, const SecretFields& fields) {
+  WriteOp op;
+  op.kind = WriteOp::Kind::kPut;
+  op.key = std::move(key);
+  const size_t head = message.ByteSizeLong();
+  op.value.resize(head + FieldsSize(fields));
+  char* p = op.value.data();
+  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(p));
+  AppendFields(field, fields, p + head);
+  return op;
+}
+
+WriteOp MetaWrite(absl::string_view path, const Meta& meta,
+                  const SecretFields* current_data = nullptr) {
+  WriteOp op = current_data == nullptr
+                   ? PutMessage(MetaPath(path), *meta.record)
+                   : PutWithFields(MetaPath(path), *meta.record,
+                                   KvMetadataRecord::kCurrentDataFieldNumber,
+                                   *current_data);
   if (meta.backend_version.has_value()) {
     op.IfVersion(*meta.backend_version);
   } else {
@@ -231,15 +312,17 @@ class KvEngineOps {
       KvVersionRecord* v = record.add_versions();
       v->set_version(version);
       v->set_created_unix_micros(now);
-      AssignFields(req.data(), record.mutable_current_data());
-      Wiped<KvDataRecord> data;
-      *data->mutable_data() = req.data();
+      // The new data goes on the wire from the request (PutWithFields):
+      // the record carries none of its own.
+      ClearFields(record.mutable_current_data());
       WipedBatch ops;
-      WriteOp data_op = PutMessage(DataPath(req.path(), version), *data);
+      WriteOp data_op = PutWithFields(
+          DataPath(req.path(), version), KvDataRecord::default_instance(),
+          KvDataRecord::kDataFieldNumber, req.data());
       data_op.IfAbsent();
       ops.Add(std::move(data_op));
       Prune(req.path(), record, ops);
-      ops.Add(MetaWrite(req.path(), meta));
+      ops.Add(MetaWrite(req.path(), meta, &req.data()));
       RETURN_IF_ERROR(Commit(ops));
       response_->mutable_kv_write()->set_version(version);
       return absl::OkStatus();

@@ -44,7 +44,7 @@ absl::Status ParseCiphertext(absl::string_view text, size_t max_raw_bytes,
   if (b64.size() > Base64Size(max_raw_bytes)) {
     return absl::InvalidArgumentError("ciphertext is too long");
   }
-  if (!Base64Decode(b64, raw)) {
+  if (!Base64DecodePublic(b64, raw)) {
     return absl::InvalidArgumentError("ciphertext is not canonical base64");
   }
   if (raw->size() < kNonceBytes + kTagBytes) {
@@ -69,7 +69,7 @@ void FormatCiphertext(uint32_t version, const uint8_t* raw, size_t n,
   std::memcpy(p, digits + sizeof(digits) - n_digits, n_digits);
   p += n_digits;
   *p++ = ':';
-  Base64EncodeTo(raw, n, p);
+  Base64EncodePublicTo(raw, n, p);
 }
 
 std::string TransitAadPrefix(absl::string_view name, uint32_t version) {

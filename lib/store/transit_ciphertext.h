@@ -5,6 +5,9 @@
 // N is the key version that sealed it, in decimal (1..2^32-1, no sign, no
 // leading zero); the base64 is lib/util/base64's canonical standard
 // alphabet with padding, so every sealed value has exactly one text form.
+// Its public-data variant (Base64EncodePublicTo / Base64DecodePublic:
+// table lookups indexed by the data) is used, since the payload is the
+// AEAD's output, which the text shows anyway.
 // Parsing is strict and never reveals more than "malformed"
 // (INVALID_ARGUMENT with a message naming the rule broken).
 //

@@ -29,6 +29,18 @@ std::string Base64Encode(absl::string_view in);
 // (callers that decode secrets wipe it), when `in` is not canonical base64.
 bool Base64Decode(absl::string_view in, std::string* out);
 
+// The same encoding and the same strict decoding, faster (a 4096-entry
+// table turns 12 bits into two characters; four 256-entry tables turn
+// four characters into 24 bits), but for PUBLIC data only: the tables are
+// indexed by the data, so which cache lines are touched depends on it.
+// The functions above touch one 64-byte alphabet (encode) and one
+// 256-byte table (decode) and are the ones for secrets (a KV value on a
+// host's protocol). Transit ciphertexts use these: nonce, ciphertext and
+// tag are what an attacker may see anyway (the output of the AEAD), so
+// cache timing of their text form reveals nothing more than the text.
+void Base64EncodePublicTo(const uint8_t* in, size_t n, char* out);
+bool Base64DecodePublic(absl::string_view in, std::string* out);
+
 }  // namespace strongbox
 
 #endif  // STRONGBOX_LIB_UTIL_BASE64_H_

@@ -1,5 +1,8 @@
 #include "strongbox/secret_bytes.h"
 
+#include <linux/capability.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -68,6 +71,50 @@ TEST(SecretBytesTest, MlockIsAttemptedAndFailureTolerated) {
   // Either outcome is fine; the buffer works regardless.
   SUCCEED() << "locked=" << a.locked();
   EXPECT_EQ(a.size(), 32u);
+}
+
+// Drops CAP_IPC_LOCK (which lets root lock past the limit) from this
+// process. Only ever called in a forked child.
+bool DropIpcLock() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (syscall(SYS_capget, &header, data) != 0) return false;
+  data[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+  data[CAP_IPC_LOCK / 32].permitted &= ~(1u << (CAP_IPC_LOCK % 32));
+  return syscall(SYS_capset, &header, data) == 0;
+}
+
+// With RLIMIT_MEMLOCK used up, a SecretBytes still works, in unlocked
+// memory, and the failure is counted (SecretBytesLockFailures).
+TEST(SecretBytesTest, MlockFailureFallsBackToUnlockedMemoryAndIsCounted) {
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  // The sanitizers' runtimes intercept mlock() and report success without
+  // locking, so a failure cannot be provoked under them; the plain build
+  // runs this.
+  GTEST_SKIP() << "mlock() is intercepted by the sanitizer runtime";
+#endif
+#endif
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // Exit codes name the step that went wrong.
+    if (!DropIpcLock()) _exit(2);
+    const rlimit none{0, 0};
+    if (setrlimit(RLIMIT_MEMLOCK, &none) != 0) _exit(3);
+    const uint64_t before = SecretBytesLockFailures();
+    SecretBytes a = SecretBytes::Copy("key material");
+    if (a.locked()) _exit(4);
+    if (a.view() != "key material") _exit(5);
+    SecretBytes b = SecretBytes::Random(64);
+    if (b.locked() || b.size() != 64) _exit(6);
+    if (SecretBytesLockFailures() != before + 2) _exit(7);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST(SecretBytesTest, WipeString) {
