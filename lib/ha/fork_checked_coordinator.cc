@@ -60,6 +60,10 @@ class ForkCheckedCoordinator final : public HaCoordinator {
     if (ForkedChild()) return ForkedChildError();
     return impl_->Unseal(share);
   }
+  absl::StatusOr<SealStatus> AutoUnseal() override {
+    if (ForkedChild()) return ForkedChildError();
+    return impl_->AutoUnseal();
+  }
   void ResetUnsealProgress() override {
     if (!ForkedChild()) impl_->ResetUnsealProgress();
   }

@@ -125,6 +125,15 @@ absl::Status ValidateOptions(const HaCoordinator::Options& o) {
     return absl::InvalidArgumentError(
         "options.route_leader_max_age must not be negative");
   }
+  if (o.auto_unseal_backoff <= absl::ZeroDuration() ||
+      o.auto_unseal_backoff_max < o.auto_unseal_backoff) {
+    return absl::InvalidArgumentError(
+        "options.auto_unseal_backoff must be positive and <= "
+        "auto_unseal_backoff_max");
+  }
+  if (o.escrow && o.key_wrapper == nullptr) {
+    return absl::InvalidArgumentError("options.escrow needs a key_wrapper");
+  }
   if (o.leader_refresh <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "options.leader_refresh must be positive");
@@ -155,12 +164,13 @@ class TakeoverSink final : public BlockedTakeoverObserver {
 class HaCoordinatorImpl final : public HaCoordinator {
  public:
   HaCoordinatorImpl(Options options, std::unique_ptr<Barrier> barrier,
-                    bool initialized)
+                    bool initialized, bool auto_mode)
       : options_(std::move(options)),
         clock_(options_.clock != nullptr ? options_.clock : RealClock()),
         ha_(options_.backend->ha()),
         barrier_(std::move(barrier)),
         state_(initialized ? HaState::kSealed : HaState::kUninitialized),
+        auto_mode_(auto_mode),
         rng_(options_.seed),
         takeover_sink_(this) {
     // Before the loop starts: its first grant attempt may be the one that
@@ -219,7 +229,19 @@ class HaCoordinatorImpl final : public HaCoordinator {
     return result;
   }
 
+  absl::StatusOr<SealStatus> AutoUnseal() override {
+    absl::StatusOr<SealStatus> result = TryAutoUnseal(/*explicit_call=*/true);
+    DeliverEvents();
+    Kick();
+    return result;
+  }
+
   absl::Status Seal() override {
+    {
+      // HA6: an operator's seal stays until an explicit unseal.
+      WriterLock lock(&mu_);
+      operator_sealed_ = true;
+    }
     SealNow();
     DeliverEvents();
     Kick();
@@ -248,6 +270,14 @@ class HaCoordinatorImpl final : public HaCoordinator {
       return result.status();
     }
     MarkInitialized("initialized");
+    if (options_.key_wrapper != nullptr) {
+      // HA6: the node unseals itself next (the loop, or the next Poll()).
+      WriterLock lock(&mu_);
+      auto_mode_ = true;
+      next_auto_unseal_ = Mono();
+      auto_failures_ = 0;
+    }
+    Kick();
     return result;
   }
 
@@ -265,24 +295,76 @@ class HaCoordinatorImpl final : public HaCoordinator {
     absl::StatusOr<SealStatus> result = barrier_->Unseal(share);
     if (!result.ok()) return result;
     if (!result->sealed) {
-      bool sealed_meanwhile = false;
-      {
-        WriterLock lock(&mu_);
-        if (epoch_ != epoch) {
-          sealed_meanwhile = true;
-        } else if (state_ == HaState::kSealed) {
-          SetStateLocked(StandbyState(), "unsealed", kNoFence);
+      RETURN_IF_ERROR(BecomeUnsealed(epoch, "unsealed"));
+    }
+    return result;
+  }
+
+  // After the barrier unsealed (by shares or by the key wrapper): the node
+  // becomes a standby, unless Seal() ran meanwhile (ABORTED).
+  absl::Status BecomeUnsealed(uint64_t epoch, absl::string_view reason) {
+    bool sealed_meanwhile = false;
+    {
+      WriterLock lock(&mu_);
+      if (epoch_ != epoch) {
+        sealed_meanwhile = true;
+      } else {
+        operator_sealed_ = false;
+        auto_failures_ = 0;
+        seal_error_.clear();
+        if (state_ == HaState::kSealed) {
+          SetStateLocked(StandbyState(), std::string(reason), kNoFence);
           next_attempt_ = Mono();
           failures_ = 0;
         }
       }
-      if (sealed_meanwhile) {
-        // Seal() does not wait for seal operations (it must return at once
-        // whatever the backend does), so it may have run while the barrier
-        // was unsealing: the seal wins.
-        barrier_->Seal();
-        return absl::AbortedError(
-            "sealed while unsealing; present the shares again");
+    }
+    if (sealed_meanwhile) {
+      // Seal() does not wait for seal operations (it must return at once
+      // whatever the backend does), so it may have run while the barrier
+      // was unsealing: the seal wins.
+      barrier_->Seal();
+      return absl::AbortedError("sealed while unsealing; unseal again");
+    }
+    return absl::OkStatus();
+  }
+
+  // HA6: whether the loop should try to auto-unseal this sealed node.
+  bool AutoUnsealArmedLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return options_.key_wrapper != nullptr && auto_mode_ && !operator_sealed_;
+  }
+
+  // One auto-unseal attempt (HA6). `explicit_call`: the host's AutoUnseal(),
+  // which re-arms the retries an operator's Seal() stopped.
+  absl::StatusOr<SealStatus> TryAutoUnseal(bool explicit_call) {
+    MutexLock seal_lock(&seal_mu_);
+    RefreshInitialized();
+    uint64_t epoch;
+    {
+      WriterLock lock(&mu_);
+      if (state_ == HaState::kUninitialized) {
+        return absl::FailedPreconditionError("not initialized");
+      }
+      if (explicit_call) {
+        operator_sealed_ = false;
+      } else if (state_ != HaState::kSealed || !AutoUnsealArmedLocked()) {
+        return absl::FailedPreconditionError("auto-unseal is not due");
+      }
+      epoch = epoch_;
+    }
+    absl::StatusOr<SealStatus> result = barrier_->AutoUnseal();
+    if (result.ok() && !result->sealed) {
+      RETURN_IF_ERROR(BecomeUnsealed(epoch, "auto-unsealed by key wrapper"));
+      return result;
+    }
+    if (!result.ok()) {
+      WriterLock lock(&mu_);
+      if (epoch_ == epoch && state_ == HaState::kSealed) {
+        seal_error_ = absl::StrCat("sealed: waiting for key wrapper: ",
+                                   result.status().message());
+        next_auto_unseal_ = Mono() + NextAutoUnsealBackoffLocked();
+        // A self-transition per failed attempt, so observers see each one.
+        SetStateLocked(HaState::kSealed, seal_error_, kNoFence);
       }
     }
     return result;
@@ -627,6 +709,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       s.rekey_pending = seal->rekey_pending;
       s.rekey_shares = seal->rekey_shares;
       s.rekey_threshold = seal->rekey_threshold;
+      s.seal_type = seal->seal_type;
     } else {
       s.initialized = state_ != HaState::kUninitialized;
       s.sealed = barrier_->sealed();
@@ -638,6 +721,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
     }
     if (state_ == HaState::kActive) s.active_since = active_since_;
     if (s.last_error.empty()) s.last_error = last_error_;
+    if (state_ == HaState::kSealed) s.seal_error = seal_error_;
     return s;
   }
 
@@ -713,7 +797,8 @@ class HaCoordinatorImpl final : public HaCoordinator {
       case HaState::kUninitialized:
         return next_leader_refresh_;
       case HaState::kSealed:
-        return absl::InfiniteDuration();
+        return AutoUnsealArmedLocked() ? std::max(next_auto_unseal_, now)
+                                       : absl::InfiniteDuration();
       case HaState::kStandby:
       case HaState::kPerfStandby:
         return std::max(next_attempt_, now);
@@ -774,6 +859,10 @@ class HaCoordinatorImpl final : public HaCoordinator {
     }
     absl::StatusOr<SealStatus> seal = barrier_->Status();
     if (seal.ok() && seal->initialized) {
+      {
+        WriterLock lock(&mu_);
+        auto_mode_ = seal->auto_unseal;
+      }
       MarkInitialized("initialized by another node");
     }
   }
@@ -785,6 +874,19 @@ class HaCoordinatorImpl final : public HaCoordinator {
       wait *= 2;
     }
     wait = std::min(wait, options_.retry_backoff_max);
+    std::uniform_real_distribution<double> jitter(0.0, options_.retry_jitter);
+    return wait * (1.0 + jitter(rng_));
+  }
+
+  absl::Duration NextAutoUnsealBackoffLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++auto_failures_;
+    absl::Duration wait = options_.auto_unseal_backoff;
+    for (int i = 1;
+         i < auto_failures_ && wait < options_.auto_unseal_backoff_max; ++i) {
+      wait *= 2;
+    }
+    wait = std::min(wait, options_.auto_unseal_backoff_max);
     std::uniform_real_distribution<double> jitter(0.0, options_.retry_jitter);
     return wait * (1.0 + jitter(rng_));
   }
@@ -842,8 +944,18 @@ class HaCoordinatorImpl final : public HaCoordinator {
           DeliverEvents();
         }
         return;
-      case HaState::kSealed:
+      case HaState::kSealed: {
+        bool due;
+        {
+          ReaderLock lock(&mu_);
+          due = AutoUnsealArmedLocked() && now >= next_auto_unseal_;
+        }
+        if (due) {
+          TryAutoUnseal(/*explicit_call=*/false).IgnoreError();
+          DeliverEvents();
+        }
         return;
+      }
       case HaState::kStandby:
       case HaState::kPerfStandby:
         if (now < next_attempt) {
@@ -1198,6 +1310,13 @@ class HaCoordinatorImpl final : public HaCoordinator {
   // Set while one Route() reads the leader.
   std::atomic<bool> leader_reading_{false};
   std::string last_error_ ABSL_GUARDED_BY(mu_);
+  // HA6 (auto-unseal). auto_mode_: the stored seal is auto (as last read).
+  bool auto_mode_ ABSL_GUARDED_BY(mu_) = false;
+  bool operator_sealed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration next_auto_unseal_ ABSL_GUARDED_BY(mu_) =
+      -absl::InfiniteDuration();
+  int auto_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string seal_error_ ABSL_GUARDED_BY(mu_);
   // Bumped by Seal (and shutdown) so a promotion in flight notices.
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<Cancellation> current_cancel_ ABSL_GUARDED_BY(mu_);
@@ -1264,12 +1383,15 @@ absl::StatusOr<std::unique_ptr<HaCoordinator>> HaCoordinator::Create(
   barrier_options.backend = options.backend;
   barrier_options.core_prefix = options.core_prefix;
   barrier_options.clock = options.clock;
+  barrier_options.key_wrapper = options.key_wrapper;
+  barrier_options.escrow = options.escrow;
   absl::StatusOr<std::unique_ptr<Barrier>> barrier =
       Barrier::Create(barrier_options);
   if (!barrier.ok()) return barrier.status();
   ASSIGN_OR_RETURN(SealStatus seal, (*barrier)->Status());
   return ForkChecked(std::make_unique<HaCoordinatorImpl>(
-      std::move(options), *std::move(barrier), seal.initialized));
+      std::move(options), *std::move(barrier), seal.initialized,
+      seal.auto_unseal));
 }
 
 }  // namespace strongbox
