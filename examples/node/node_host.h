@@ -3,9 +3,17 @@
 // protocol, one command in, one JSON object out:
 //
 //   init SHARES THRESHOLD   {"ok":true,"shares":["<hex>",...]}
+//                           (with --pkcs11-*: "recovery_shares", and the
+//                           node then unseals itself; pkcs11_node.h)
+//   auto-unseal             {"ok":true,"sealed":false} (after a `seal`,
+//                           which stops the automatic retries)
 //   unseal <hex share> {"ok":true,"sealed":false,"progress":0,"threshold":3}
 //   status                  {"ok":true,"initialized":true,"sealed":false,
-//                            "state":"active","leader":"ADDR","fence":"7"}
+//                            "state":"active","leader":"ADDR","fence":"7",
+//                            "seal_type":"pkcs11"}  (only with --pkcs11-*
+//                            or an auto-sealed store: "pkcs11", or
+//                            "shamir" for a Shamir store; while sealed
+//                            also "seal_error")
 //   put PATH K=V [K=V...]   {"ok":true,"version":1}
 //   get PATH                {"ok":true,"version":1,"data":{"K":"V"}}
 //                           (+ "data_b64":{"K2":"<base64>"}, see below)
@@ -52,6 +60,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "examples/node/pkcs11_node.h"
 #include "strongbox/ha_coordinator.h"
 #include "strongbox/lmdb_backend.h"
 #include "strongbox/secret_store.h"
@@ -89,6 +98,8 @@ struct NodeConfig {
   // turns it off (the takeover then waits for the hung node to resume or
   // die).
   bool kill_hung_holder = true;
+  // --pkcs11-*: auto-unseal through a PKCS#11 token (pkcs11_node.h).
+  NodePkcs11Config pkcs11;
 };
 
 // The hung-holder grace the node gives LmdbBackend: one lease TTL, but never
@@ -159,6 +170,7 @@ class NodeHost {
   // logger, backend.
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<StateLogger> logger_;
+  std::unique_ptr<KeyWrapper> key_wrapper_;  // --pkcs11-*; outlives the node
   std::unique_ptr<HaCoordinator> coordinator_;
   std::unique_ptr<SecretStore> store_;
 };

@@ -263,10 +263,10 @@ class HaCoordinatorImpl final : public HaCoordinator {
     absl::StatusOr<std::vector<std::string>> result =
         barrier_->Initialize(shares, threshold);
     if (!result.ok()) {
-      if (absl::IsFailedPrecondition(result.status())) {
-        // Another node initialized the backend first.
-        MarkInitialized("initialized by another node");
-      }
+      // Another node may have initialized the backend first (the barrier
+      // says FAILED_PRECONDITION then, as a key wrapper does for its own
+      // configuration faults: ask the backend which it was).
+      if (absl::IsFailedPrecondition(result.status())) RefreshInitialized();
       return result.status();
     }
     MarkInitialized("initialized");

@@ -196,6 +196,22 @@ TEST_F(AutoUnsealTest, InitWithWrapperFailingOnSecondWrapThenRetry) {
   EXPECT_EQ(cluster_->Actives().size(), 1u);
 }
 
+// A wrapper's configuration fault (FAILED_PRECONDITION, e.g. a wrong PIN)
+// on Initialize is not "initialized by another node": the node stays
+// uninitialized, and once the fault is fixed it initializes and unseals.
+TEST_F(AutoUnsealTest, InitFailingOnWrapperConfigurationStaysUninitialized) {
+  wrapper_->FailAll(FaultInjectingKeyWrapper::kWrap,
+                    absl::FailedPreconditionError("wrong PIN"));
+  EXPECT_THAT(
+      cluster_->nodes[0]->Initialize(3, 2).status(),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("wrong PIN")));
+  EXPECT_EQ(cluster_->nodes[0]->state(), HaState::kUninitialized);
+  wrapper_->Heal();
+  ASSERT_THAT(cluster_->nodes[0]->Initialize(3, 2).status(), IsOk());
+  cluster_->Run(absl::Seconds(3));
+  EXPECT_EQ(cluster_->Actives().size(), 1u);
+}
+
 TEST_F(AutoUnsealTest, ShamirBackendIsNotAutoUnsealed) {
   // A cluster initialized in Shamir mode, then a node given a wrapper.
   ClusterOptions shamir_options;
