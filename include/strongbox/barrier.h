@@ -220,6 +220,37 @@ class Barrier {
   absl::Status VerifyRecoveryShares(
       absl::Span<const std::string> recovery_shares);
 
+  // Seal migration; works sealed or unsealed and leaves the seal state
+  // as it is (an unsealed barrier keeps its keys). One atomic commit each;
+  // both keep the operator's shares valid whatever its outcome, and a call
+  // repeated after the migration applied answers OK (so an unknown outcome
+  // is settled by calling again).
+  //   MigrateToAuto: Shamir -> auto (needs BarrierOptions::key_wrapper):
+  //     a threshold of the unseal shares must open the root key, which is
+  //     then stored wrapped by the wrapper; the unseal key becomes the
+  //     recovery key, so the unseal shares become the recovery shares.
+  //     With BarrierOptions::escrow the Shamir root key record stays (as
+  //     the escrow record), otherwise it is deleted.
+  //   MigrateToShamir: auto -> Shamir (needs the wrapper, to unwrap): a
+  //     threshold of recovery shares (checked against the wrapped recovery
+  //     key) becomes the unseal shares; the wrapped records are deleted.
+  // INVALID_ARGUMENT below the threshold or for shares that do not open /
+  // match; ABORTED if the seal config changed meanwhile; the wrapper's code
+  // (message "key wrapper: ...") if it fails; FAILED_PRECONDITION when not
+  // initialized or without the wrapper needed.
+  absl::Status MigrateToAuto(absl::Span<const std::string> unseal_shares,
+                             FenceToken fence = kNoFence);
+  absl::Status MigrateToShamir(absl::Span<const std::string> recovery_shares,
+                               FenceToken fence = kNoFence);
+
+  // Wrapper key rotation (auto mode): if the stored root or recovery key
+  // was wrapped under an older wrapper key (KeyWrapper::NeedsRewrap), it is
+  // unwrapped and wrapped under the current one, in one commit guarded by
+  // the records' versions. True if it rewrote anything, false if nothing
+  // needed it (or Shamir mode, or no wrapper). The wrapper must still hold
+  // the old key until this ran. An HaCoordinator calls it on promotion.
+  absl::StatusOr<bool> RewrapIfNeeded(FenceToken fence = kNoFence);
+
   // Presents one share. Below the threshold, records it (duplicates are
   // ignored) and returns the progress. At the threshold, combines the
   // shares, opens the root key and keyring and unseals; on failure the

@@ -60,6 +60,9 @@
 //       whose reason is "sealed: waiting for key wrapper: <why>", also
 //       HaStatus::seal_error). An operator's Seal() stops the retries until
 //       an explicit AutoUnseal() (or Unseal()).
+//       On promotion (HA4) an auto-unsealed active rewraps the stored keys
+//       if they were made under an older wrapper key (key rotation:
+//       Barrier::RewrapIfNeeded).
 //
 // Driving: by default the coordinator runs one background thread that
 // waits for the lease, renews it and watches for loss, and one that
@@ -371,6 +374,24 @@ class HaCoordinator {
   virtual absl::Status CompleteRekey(
       absl::Span<const std::string> new_shares) = 0;
   virtual absl::Status CancelRekey() = 0;
+  // Seal migration (Barrier::MigrateToAuto / MigrateToShamir; active only,
+  // UNAVAILABLE with the leader's address otherwise). Shamir -> auto needs
+  // Options::key_wrapper; a threshold of unseal shares becomes the recovery
+  // shares. Auto -> Shamir: a threshold of recovery shares becomes the
+  // unseal shares. One atomic commit: a node killed half way leaves the
+  // store in one seal type or the other, with the same shares valid, and
+  // calling again settles an unknown outcome. Unsealed nodes keep their
+  // keys; a sealed node with a key wrapper notices a migration to auto
+  // within leader_refresh and unseals itself (HA6), and after a migration
+  // to Shamir stops its attempts. Default implementation: UNIMPLEMENTED.
+  virtual absl::Status MigrateSealToAuto(
+      absl::Span<const std::string> unseal_shares) {
+    return absl::UnimplementedError("seal migration is not supported");
+  }
+  virtual absl::Status MigrateSealToShamir(
+      absl::Span<const std::string> recovery_shares) {
+    return absl::UnimplementedError("seal migration is not supported");
+  }
   // Adds a barrier key term used for all new writes (active only);
   // returns the new term. Standbys follow when they meet it.
   virtual absl::StatusOr<uint32_t> Rotate() = 0;

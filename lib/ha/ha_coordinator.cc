@@ -358,7 +358,14 @@ class HaCoordinatorImpl final : public HaCoordinator {
       return result;
     }
     if (!result.ok()) {
+      // Migrated to Shamir meanwhile: stop trying (shares unseal now).
+      absl::StatusOr<SealStatus> stored = barrier_->Status();
       WriterLock lock(&mu_);
+      if (stored.ok() && stored->initialized && !stored->auto_unseal) {
+        auto_mode_ = false;
+        seal_error_.clear();
+        return result;
+      }
       if (epoch_ == epoch && state_ == HaState::kSealed) {
         seal_error_ = absl::StrCat("sealed: waiting for key wrapper: ",
                                    result.status().message());
@@ -489,6 +496,26 @@ class HaCoordinatorImpl final : public HaCoordinator {
     MutexLock seal_lock(&seal_mu_);
     ASSIGN_OR_RETURN(FenceToken fence, WriteFence());
     return barrier_->CancelRekey(fence);
+  }
+
+  absl::Status MigrateSealToAuto(
+      absl::Span<const std::string> unseal_shares) override {
+    MutexLock seal_lock(&seal_mu_);
+    ASSIGN_OR_RETURN(FenceToken fence, WriteFence());
+    RETURN_IF_ERROR(barrier_->MigrateToAuto(unseal_shares, fence));
+    WriterLock lock(&mu_);
+    auto_mode_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status MigrateSealToShamir(
+      absl::Span<const std::string> recovery_shares) override {
+    MutexLock seal_lock(&seal_mu_);
+    ASSIGN_OR_RETURN(FenceToken fence, WriteFence());
+    RETURN_IF_ERROR(barrier_->MigrateToShamir(recovery_shares, fence));
+    WriterLock lock(&mu_);
+    auto_mode_ = false;
+    return absl::OkStatus();
   }
 
   absl::StatusOr<uint32_t> Rotate() override {
@@ -797,8 +824,11 @@ class HaCoordinatorImpl final : public HaCoordinator {
       case HaState::kUninitialized:
         return next_leader_refresh_;
       case HaState::kSealed:
-        return AutoUnsealArmedLocked() ? std::max(next_auto_unseal_, now)
-                                       : absl::InfiniteDuration();
+        if (AutoUnsealArmedLocked()) return std::max(next_auto_unseal_, now);
+        if (options_.key_wrapper != nullptr && !operator_sealed_) {
+          return std::max(next_leader_refresh_, now);  // watch migrations
+        }
+        return absl::InfiniteDuration();
       case HaState::kStandby:
       case HaState::kPerfStandby:
         return std::max(next_attempt_, now);
@@ -946,9 +976,27 @@ class HaCoordinatorImpl final : public HaCoordinator {
         return;
       case HaState::kSealed: {
         bool due;
+        bool watch_migration;
         {
           ReaderLock lock(&mu_);
           due = AutoUnsealArmedLocked() && now >= next_auto_unseal_;
+          watch_migration = options_.key_wrapper != nullptr && !auto_mode_ &&
+                            !operator_sealed_ && refresh_due;
+        }
+        if (watch_migration) {
+          // A sealed node with a wrapper on a Shamir store: notice a
+          // migration to auto (made on the active) and unseal itself.
+          {
+            WriterLock lock(&mu_);
+            next_leader_refresh_ = now + options_.leader_refresh;
+          }
+          absl::StatusOr<SealStatus> stored = barrier_->Status();
+          if (stored.ok() && stored->auto_unseal) {
+            WriterLock lock(&mu_);
+            auto_mode_ = true;
+            next_auto_unseal_ = now;
+            due = true;
+          }
         }
         if (due) {
           TryAutoUnseal(/*explicit_call=*/false).IgnoreError();
@@ -1051,6 +1099,17 @@ class HaCoordinatorImpl final : public HaCoordinator {
       }
     }
     absl::Status ready = barrier_->ReloadKeyring();
+    if (ready.ok() && options_.key_wrapper != nullptr) {
+      // HA6: blobs made under an older wrapper key are rewrapped by the
+      // first active after a rotation. A failure does not stop the
+      // promotion (the old key still unwraps); the next one retries.
+      absl::StatusOr<bool> rewrapped = barrier_->RewrapIfNeeded(fence);
+      if (!rewrapped.ok()) {
+        WriterLock lock(&mu_);
+        last_error_ = absl::StrCat("rewrapping under the current wrapper key: ",
+                                   rewrapped.status().ToString());
+      }
+    }
     if (ready.ok() && options_.on_activate) ready = options_.on_activate(fence);
     const absl::Duration now = Mono();
     const absl::Time wall = clock_->Now();

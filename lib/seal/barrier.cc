@@ -1132,6 +1132,17 @@ absl::Status Barrier::VerifyRecoveryShares(
     absl::Span<const std::string> recovery_shares) {
   return impl_->VerifyRecoveryShares(recovery_shares);
 }
+absl::Status Barrier::MigrateToAuto(absl::Span<const std::string> shares,
+                                    FenceToken fence) {
+  return impl_->MigrateToAuto(shares, fence);
+}
+absl::Status Barrier::MigrateToShamir(absl::Span<const std::string> shares,
+                                      FenceToken fence) {
+  return impl_->MigrateToShamir(shares, fence);
+}
+absl::StatusOr<bool> Barrier::RewrapIfNeeded(FenceToken fence) {
+  return impl_->RewrapIfNeeded(fence);
+}
 absl::StatusOr<SealStatus> Barrier::Unseal(absl::string_view share) {
   return impl_->Unseal(share);
 }

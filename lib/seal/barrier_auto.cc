@@ -210,4 +210,250 @@ absl::Status Barrier::Impl::VerifyRecoveryShares(
   return absl::OkStatus();
 }
 
+// ---------------------------------------------------------- seal migration
+// Both directions keep the operator's shares: Shamir -> auto makes the
+// unseal key the recovery key (the unseal shares become the recovery
+// shares), auto -> Shamir the recovery key the unseal key. So whatever
+// becomes of the one commit (applied, refused, unknown), the same shares
+// stay valid (D7), and a retry after an unknown outcome answers OK once
+// the stored seal is already the target.
+
+absl::Status Barrier::Impl::MigrateToAuto(absl::Span<const std::string> shares,
+                                          FenceToken fence) {
+  RETURN_IF_ERROR(CheckFence(fence));
+  MutexLock op(&op_mu_);
+  if (key_wrapper_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "seal migration to auto-unseal needs a key wrapper");
+  }
+  uint64_t config_version = 0;
+  ASSIGN_OR_RETURN(seal::SealConfigRecord config, ReadConfig(&config_version));
+  if (config.auto_unseal) {
+    // Already migrated (an earlier call whose answer was lost): OK if
+    // these are the recovery shares.
+    if (static_cast<int>(shares.size()) < config.threshold) {
+      return absl::InvalidArgumentError(
+          "shares below the threshold (the seal is already auto)");
+    }
+    ASSIGN_OR_RETURN(Entry entry, ReadRecord(recovery_wrapped_path_,
+                                             "wrapped recovery key"));
+    ASSIGN_OR_RETURN(WrappedSecret wrapped, seal::ParseWrappedKey(entry.value));
+    ASSIGN_OR_RETURN(SecretBytes presented,
+                     CombineShares(shares, config.threshold));
+    absl::StatusOr<SecretBytes> stored =
+        key_wrapper_->Unwrap(wrapped, recovery_wrapped_path_);
+    if (!stored.ok()) {
+      return WrapperError("unwrapping the recovery key", stored.status());
+    }
+    if (!stored->Equals(presented)) {
+      return absl::InvalidArgumentError(
+          "the seal is already auto, and these are not its recovery shares");
+    }
+    return absl::OkStatus();
+  }
+  if (static_cast<int>(shares.size()) < config.threshold) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unseal shares below the threshold (", shares.size(),
+                     " of ", config.threshold, ")"));
+  }
+  ASSIGN_OR_RETURN(Entry root_entry, ReadRecord(root_key_path_, "root key"));
+  ASSIGN_OR_RETURN(Entry keyring_entry, ReadRecord(keyring_path_, "keyring"));
+  ASSIGN_OR_RETURN(SecretBytes unseal_key,
+                   CombineShares(shares, config.threshold));
+  ASSIGN_OR_RETURN(SecretBytes root, OpenRootKey(unseal_key, root_entry.value));
+  {
+    // Never migrate to a root key that does not reach the data.
+    absl::StatusOr<std::unique_ptr<Keys>> keys =
+        OpenKeyring(SecretBytes::Copy(root.view()), keyring_entry.value,
+                    keyring_entry.version, /*fresh_active_term=*/false);
+    if (!keys.ok()) return keys.status();
+  }
+  absl::StatusOr<WrappedSecret> wrapped_root =
+      key_wrapper_->Wrap(root.view(), root_wrapped_path_);
+  root.Clear();
+  if (!wrapped_root.ok()) {
+    return WrapperError("wrapping the root key", wrapped_root.status());
+  }
+  absl::StatusOr<WrappedSecret> wrapped_recovery =
+      key_wrapper_->Wrap(unseal_key.view(), recovery_wrapped_path_);
+  unseal_key.Clear();
+  if (!wrapped_recovery.ok()) {
+    return WrapperError("wrapping the recovery key", wrapped_recovery.status());
+  }
+  const std::string root_record = seal::SerializeWrappedKey(*wrapped_root);
+  seal::SealConfigRecord migrated{config.shares, config.threshold,
+                                  /*auto_unseal=*/true, escrow_};
+  std::vector<WriteOp> ops = {
+      WriteOp::Put(config_path_, seal::SerializeSealConfig(migrated))
+          .IfVersion(config_version),
+      WriteOp::Put(root_wrapped_path_, root_record),
+      WriteOp::Put(recovery_wrapped_path_,
+                   seal::SerializeWrappedKey(*wrapped_recovery)),
+  };
+  // With escrow the Shamir record stays: it is the root key under the
+  // unseal key, which is now the recovery key.
+  if (!escrow_) {
+    ops.push_back(
+        WriteOp::Delete(root_key_path_).IfVersion(root_entry.version));
+  } else {
+    ops.push_back(WriteOp::Check(root_key_path_).IfVersion(root_entry.version));
+  }
+  absl::StatusOr<uint64_t> rev =
+      CommitConfirmed(ops, fence, root_wrapped_path_, root_record);
+  if (!rev.ok()) {
+    if (rev.status().code() == absl::StatusCode::kAborted) {
+      return absl::AbortedError(
+          "seal configuration changed during the migration; retry");
+    }
+    return absl::Status(
+        rev.status().code(),
+        absl::StrCat(rev.status().message(),
+                     "; the same shares stay valid: retry the migration"));
+  }
+  WipeProgress();
+  return absl::OkStatus();
+}
+
+absl::Status Barrier::Impl::MigrateToShamir(
+    absl::Span<const std::string> shares, FenceToken fence) {
+  RETURN_IF_ERROR(CheckFence(fence));
+  MutexLock op(&op_mu_);
+  uint64_t config_version = 0;
+  ASSIGN_OR_RETURN(seal::SealConfigRecord config, ReadConfig(&config_version));
+  if (static_cast<int>(shares.size()) < config.threshold) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("recovery shares below the threshold (", shares.size(),
+                     " of ", config.threshold, ")"));
+  }
+  if (!config.auto_unseal) {
+    // Already migrated: OK if these shares open the root key.
+    ASSIGN_OR_RETURN(Entry root_entry, ReadRecord(root_key_path_, "root key"));
+    ASSIGN_OR_RETURN(SecretBytes unseal_key,
+                     CombineShares(shares, config.threshold));
+    RETURN_IF_ERROR(OpenRootKey(unseal_key, root_entry.value).status());
+    return absl::OkStatus();
+  }
+  if (key_wrapper_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "seal migration from auto-unseal needs the key wrapper");
+  }
+  ASSIGN_OR_RETURN(Entry root_wrapped_entry,
+                   ReadRecord(root_wrapped_path_, "wrapped root key"));
+  ASSIGN_OR_RETURN(Entry recovery_entry,
+                   ReadRecord(recovery_wrapped_path_, "wrapped recovery key"));
+  ASSIGN_OR_RETURN(Entry keyring_entry, ReadRecord(keyring_path_, "keyring"));
+  ASSIGN_OR_RETURN(std::optional<Entry> escrow_entry,
+                   ReadOptional(root_key_path_));
+  ASSIGN_OR_RETURN(WrappedSecret wrapped_root,
+                   seal::ParseWrappedKey(root_wrapped_entry.value));
+  ASSIGN_OR_RETURN(WrappedSecret wrapped_recovery,
+                   seal::ParseWrappedKey(recovery_entry.value));
+  ASSIGN_OR_RETURN(SecretBytes presented,
+                   CombineShares(shares, config.threshold));
+  absl::StatusOr<SecretBytes> recovery =
+      key_wrapper_->Unwrap(wrapped_recovery, recovery_wrapped_path_);
+  if (!recovery.ok()) {
+    return WrapperError("unwrapping the recovery key", recovery.status());
+  }
+  if (!recovery->Equals(presented)) {
+    return absl::InvalidArgumentError(
+        "recovery shares do not match the recovery key");
+  }
+  absl::StatusOr<SecretBytes> root =
+      key_wrapper_->Unwrap(wrapped_root, root_wrapped_path_);
+  if (!root.ok()) return WrapperError("unwrapping the root key", root.status());
+  {
+    absl::StatusOr<std::unique_ptr<Keys>> keys =
+        OpenKeyring(SecretBytes::Copy(root->view()), keyring_entry.value,
+                    keyring_entry.version, /*fresh_active_term=*/false);
+    if (!keys.ok()) return keys.status();
+  }
+  ASSIGN_OR_RETURN(std::string root_record,
+                   seal::SealRecord(presented, root_key_path_, root->view()));
+  root->Clear();
+  presented.Clear();
+  WriteOp put_root = WriteOp::Put(root_key_path_, root_record);
+  if (escrow_entry.has_value()) {
+    put_root.IfVersion(escrow_entry->version);
+  } else {
+    put_root.IfAbsent();
+  }
+  const WriteOp ops[] = {
+      WriteOp::Put(config_path_,
+                   seal::SerializeSealConfig({config.shares, config.threshold}))
+          .IfVersion(config_version),
+      std::move(put_root),
+      WriteOp::Delete(root_wrapped_path_).IfVersion(root_wrapped_entry.version),
+      WriteOp::Delete(recovery_wrapped_path_).IfVersion(recovery_entry.version),
+  };
+  absl::StatusOr<uint64_t> rev =
+      CommitConfirmed(ops, fence, root_key_path_, root_record);
+  if (!rev.ok()) {
+    if (rev.status().code() == absl::StatusCode::kAborted) {
+      return absl::AbortedError(
+          "seal configuration changed during the migration; retry");
+    }
+    return absl::Status(
+        rev.status().code(),
+        absl::StrCat(rev.status().message(),
+                     "; the same shares stay valid: retry the migration"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace strongbox
+
+namespace strongbox {
+
+// Wrapper key rotation: blobs made under an older wrapper key are rewrapped
+// under the current one (the old key must stay in the wrapper until then).
+absl::StatusOr<bool> Barrier::Impl::RewrapIfNeeded(FenceToken fence) {
+  RETURN_IF_ERROR(CheckFence(fence));
+  MutexLock op(&op_mu_);
+  if (key_wrapper_ == nullptr) return false;
+  uint64_t config_version = 0;
+  ASSIGN_OR_RETURN(seal::SealConfigRecord config, ReadConfig(&config_version));
+  if (!config.auto_unseal) return false;
+  ASSIGN_OR_RETURN(Entry root_entry,
+                   ReadRecord(root_wrapped_path_, "wrapped root key"));
+  ASSIGN_OR_RETURN(Entry recovery_entry,
+                   ReadRecord(recovery_wrapped_path_, "wrapped recovery key"));
+  ASSIGN_OR_RETURN(WrappedSecret root_blob,
+                   seal::ParseWrappedKey(root_entry.value));
+  ASSIGN_OR_RETURN(WrappedSecret recovery_blob,
+                   seal::ParseWrappedKey(recovery_entry.value));
+  if (!key_wrapper_->NeedsRewrap(root_blob) &&
+      !key_wrapper_->NeedsRewrap(recovery_blob)) {
+    return false;
+  }
+  std::vector<WriteOp> ops = {
+      WriteOp::Check(config_path_).IfVersion(config_version)};
+  std::string probe_key = root_wrapped_path_;
+  std::string probe_value = root_entry.value;
+  const struct {
+    const std::string* path;
+    const Entry* entry;
+    const WrappedSecret* blob;
+  } records[] = {{&root_wrapped_path_, &root_entry, &root_blob},
+                 {&recovery_wrapped_path_, &recovery_entry, &recovery_blob}};
+  for (const auto& r : records) {
+    if (!key_wrapper_->NeedsRewrap(*r.blob)) continue;
+    absl::StatusOr<SecretBytes> plain = key_wrapper_->Unwrap(*r.blob, *r.path);
+    if (!plain.ok())
+      return WrapperError("unwrapping to rewrap", plain.status());
+    absl::StatusOr<WrappedSecret> fresh =
+        key_wrapper_->Wrap(plain->view(), *r.path);
+    plain->Clear();
+    if (!fresh.ok()) return WrapperError("rewrapping", fresh.status());
+    std::string record = seal::SerializeWrappedKey(*fresh);
+    probe_key = *r.path;
+    probe_value = record;
+    ops.push_back(WriteOp::Put(*r.path, record).IfVersion(r.entry->version));
+  }
+  absl::StatusOr<uint64_t> rev =
+      CommitConfirmed(ops, fence, probe_key, probe_value);
+  if (!rev.ok()) return rev.status();
+  return true;
+}
+
 }  // namespace strongbox

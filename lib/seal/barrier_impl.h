@@ -73,6 +73,11 @@ class Barrier::Impl {
   absl::StatusOr<SealStatus> Unseal(absl::string_view share);
   absl::StatusOr<SealStatus> AutoUnseal();  // barrier_auto.cc
   absl::Status VerifyRecoveryShares(absl::Span<const std::string> shares);
+  absl::Status MigrateToAuto(absl::Span<const std::string> shares,
+                             FenceToken fence);
+  absl::Status MigrateToShamir(absl::Span<const std::string> shares,
+                               FenceToken fence);
+  absl::StatusOr<bool> RewrapIfNeeded(FenceToken fence);
   void ResetUnsealProgress();
   void Seal();
   bool sealed() const { return sealed_.load(std::memory_order_acquire); }

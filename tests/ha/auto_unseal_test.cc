@@ -229,5 +229,94 @@ TEST_F(AutoUnsealTest, ShamirBackendIsNotAutoUnsealed) {
               StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+// Migration on the active, the other nodes following: Shamir -> auto (a
+// sealed node with a wrapper notices and unseals itself; after a restart
+// of every node an active serves with no share typed), then auto ->
+// Shamir (restarted nodes need the shares again, and the same ones work).
+TEST_F(AutoUnsealTest, MigrateShamirToAutoAndBackOnTheActive) {
+  ClusterOptions shamir_options;
+  Cluster c(shamir_options);
+  c.Initialize(3, 2);
+  // Every node runs with the wrapper from now on (a rolling restart).
+  auto restart_with_wrapper = [&](int i) {
+    HaCoordinator::Options o = c.NodeOptions(i);
+    o.key_wrapper = wrapper_.get();
+    c.nodes[i].reset();
+    absl::StatusOr<std::unique_ptr<HaCoordinator>> node =
+        HaCoordinator::Create(o);
+    ASSERT_TRUE(node.ok()) << node.status();
+    c.nodes[i] = *std::move(node);
+  };
+  for (int i = 0; i < 3; ++i) restart_with_wrapper(i);
+  c.Unseal(0);
+  c.Unseal(1);  // node 2 stays sealed
+  c.Run(absl::Seconds(3));
+  int active = c.Active();
+  ASSERT_GE(active, 0);
+  ASSERT_OK_AND_ASSIGN(FenceToken fence, c.nodes[active]->WriteFence());
+  ASSERT_THAT(c.nodes[active]->barrier()->Put("app/x", "v", fence).status(),
+              IsOk());
+  const int standby = active == 0 ? 1 : 0;
+  EXPECT_THAT(c.nodes[standby]->MigrateSealToAuto(c.shares),
+              StatusIs(absl::StatusCode::kUnavailable));
+  std::vector<std::string> below(c.shares.begin(), c.shares.begin() + 1);
+  EXPECT_THAT(c.nodes[active]->MigrateSealToAuto(below),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_THAT(c.nodes[active]->MigrateSealToAuto(c.shares), IsOk());
+  EXPECT_EQ(c.nodes[active]->state(), HaState::kActive);
+  // The sealed node notices within leader_refresh and unseals itself.
+  c.Run(absl::Seconds(2));
+  EXPECT_FALSE(c.nodes[2]->Status().sealed);
+  EXPECT_EQ(c.nodes[2]->Status().seal_type, "software");
+
+  // Power loss: every node restarts and an active serves, no shares.
+  for (int i = 0; i < 3; ++i) restart_with_wrapper(i);
+  c.Run(absl::Seconds(3));
+  active = c.Active();
+  ASSERT_GE(active, 0);
+  ASSERT_OK_AND_ASSIGN(Entry e, c.nodes[active]->barrier()->Get("app/x"));
+  EXPECT_EQ(e.value, "v");
+
+  // And back to Shamir: the recovery shares are the unseal shares again.
+  ASSERT_THAT(c.nodes[active]->MigrateSealToShamir(c.shares), IsOk());
+  for (int i = 0; i < 3; ++i) restart_with_wrapper(i);
+  const int unwraps = wrapper_->unwrap_calls();
+  c.Run(absl::Seconds(3));
+  EXPECT_EQ(wrapper_->unwrap_calls(), unwraps);
+  for (auto& node : c.nodes) EXPECT_EQ(node->state(), HaState::kSealed);
+  EXPECT_EQ(c.nodes[0]->Status().seal_type, "shamir");
+  c.UnsealAll();
+  c.Run(absl::Seconds(3));
+  active = c.Active();
+  ASSERT_GE(active, 0);
+  ASSERT_OK_AND_ASSIGN(e, c.nodes[active]->barrier()->Get("app/x"));
+  EXPECT_EQ(e.value, "v");
+}
+
+// Wrapper key rotation: after the wrapper's current key changes (the old
+// one kept), the next active rewraps the stored keys under the new one, so
+// the old key can then be retired.
+TEST_F(AutoUnsealTest, RotatedWrapperKeyRewrapsOnTheNextPromotion) {
+  ASSERT_THAT(cluster_->nodes[0]->Initialize(3, 2).status(), IsOk());
+  cluster_->Run(absl::Seconds(3));
+  auto stored_key_id = [&](const std::string& path) {
+    absl::StatusOr<Entry> e = cluster_->shared->Get(path);
+    EXPECT_TRUE(e.ok()) << e.status();
+    // The record holds the key id in the clear (lib/seal/records.proto).
+    return e.ok() && absl::StrContains(e->value, "kek-2") ? "kek-2" : "kek-1";
+  };
+  EXPECT_STREQ(stored_key_id("core/root-key-wrapped"), "kek-1");
+  ASSERT_THAT(key_->Rotate("kek-2", SecretBytes::Random(32)), IsOk());
+  const int active = cluster_->Active();
+  ASSERT_THAT(cluster_->nodes[active]->StepDown(), IsOk());
+  cluster_->Run(absl::Seconds(3));
+  ASSERT_EQ(cluster_->Actives().size(), 1u);
+  EXPECT_STREQ(stored_key_id("core/root-key-wrapped"), "kek-2");
+  EXPECT_STREQ(stored_key_id("core/recovery-key-wrapped"), "kek-2");
+  for (int i = 0; i < 3; ++i) cluster_->Restart(i);
+  cluster_->Run(absl::Seconds(3));
+  EXPECT_EQ(cluster_->Actives().size(), 1u);
+}
+
 }  // namespace
 }  // namespace strongbox

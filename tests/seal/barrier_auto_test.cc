@@ -10,6 +10,8 @@
 #include "strongbox/barrier.h"
 #include "strongbox/in_memory_backend.h"
 #include "strongbox/key_wrapper.h"
+#include "strongbox/testing/fake_clock.h"
+#include "strongbox/testing/fault_injecting_backend.h"
 #include "strongbox/testing/fault_injecting_key_wrapper.h"
 #include "strongbox/testing/status_matchers.h"
 
@@ -225,6 +227,100 @@ TEST_F(BarrierAutoTest, ShamirBarrierRefusesAutoUnsealAndEscrowNeedsWrapper) {
   options.escrow = true;
   EXPECT_THAT(Barrier::Create(options).status(),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// Shamir -> auto -> Shamir on one store, the same shares all along.
+TEST_F(BarrierAutoTest, MigrateShamirToAutoAndBackKeepsDataAndShares) {
+  auto shamir = NewBarrier(nullptr);
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> shares,
+                       shamir->Initialize(3, 2));
+  ASSERT_THAT(shamir->Unseal(shares[0]).status(), IsOk());
+  ASSERT_THAT(shamir->Unseal(shares[1]).status(), IsOk());
+  ASSERT_THAT(shamir->Put("app/x", "before").status(), IsOk());
+
+  auto with_wrapper = NewBarrier(wrapper_.get());
+  std::vector<std::string> one(shares.begin(), shares.begin() + 1);
+  EXPECT_THAT(with_wrapper->MigrateToAuto(one),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("below the threshold")));
+  std::vector<std::string> two(shares.begin() + 1, shares.end());
+  ASSERT_THAT(with_wrapper->MigrateToAuto(two), IsOk());
+  ASSERT_OK_AND_ASSIGN(SealStatus st, with_wrapper->Status());
+  EXPECT_TRUE(st.auto_unseal);
+  EXPECT_EQ(st.threshold, 2);
+  // The barrier that was unsealed keeps serving.
+  ASSERT_OK_AND_ASSIGN(Entry e, shamir->Get("app/x"));
+  EXPECT_EQ(e.value, "before");
+  // Called again (an answer lost): OK, nothing changes.
+  EXPECT_THAT(with_wrapper->MigrateToAuto(two), IsOk());
+  // A restart unseals by itself; the unseal shares are the recovery shares.
+  ASSERT_THAT(with_wrapper->AutoUnseal().status(), IsOk());
+  ASSERT_OK_AND_ASSIGN(e, with_wrapper->Get("app/x"));
+  EXPECT_EQ(e.value, "before");
+  EXPECT_THAT(with_wrapper->VerifyRecoveryShares(two), IsOk());
+  EXPECT_THAT(NewBarrier(nullptr)->Unseal(shares[0]).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+
+  // And back: the recovery shares become unseal shares again.
+  ASSERT_THAT(with_wrapper->Put("app/y", "during").status(), IsOk());
+  EXPECT_THAT(with_wrapper->MigrateToShamir(one),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("below the threshold")));
+  ASSERT_THAT(with_wrapper->MigrateToShamir(two), IsOk());
+  EXPECT_THAT(with_wrapper->MigrateToShamir(two), IsOk());
+  auto again = NewBarrier(wrapper_.get());
+  EXPECT_THAT(again->AutoUnseal().status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  ASSERT_THAT(again->Unseal(shares[2]).status(), IsOk());
+  ASSERT_OK_AND_ASSIGN(st, again->Unseal(shares[0]));
+  EXPECT_FALSE(st.sealed);
+  EXPECT_FALSE(st.auto_unseal);
+  ASSERT_OK_AND_ASSIGN(e, again->Get("app/y"));
+  EXPECT_EQ(e.value, "during");
+  EXPECT_THAT(CoreKeys(),
+              ::testing::Not(::testing::Contains("root-key-wrapped")));
+}
+
+// A migration killed half way (its one commit failed, or applied with the
+// answer lost) leaves one consistent seal type, and a retry settles it.
+TEST_F(BarrierAutoTest, MigrationWithAFailedOrLostCommitIsAllOrNothing) {
+  FakeClock clock;
+  FaultInjectingBackend link(backend_.get(), &clock, 7);
+  BarrierOptions options;
+  options.backend = &link;
+  ASSERT_OK_AND_ASSIGN(auto shamir, Barrier::Create(options));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> shares,
+                       shamir->Initialize(3, 2));
+  options.key_wrapper = wrapper_.get();
+  ASSERT_OK_AND_ASSIGN(auto barrier, Barrier::Create(options));
+
+  link.FailNext(1, absl::UnavailableError("backend down"),
+                FaultInjectingBackend::kCommit);
+  EXPECT_THAT(barrier->MigrateToAuto(shares),
+              StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_OK_AND_ASSIGN(SealStatus st, barrier->Status());
+  EXPECT_FALSE(st.auto_unseal);  // still Shamir, the shares still unseal
+  ASSERT_THAT(shamir->Unseal(shares[0]).status(), IsOk());
+  ASSERT_OK_AND_ASSIGN(st, shamir->Unseal(shares[1]));
+  EXPECT_FALSE(st.sealed);
+
+  // The wrapper failing on its second wrap: nothing stored either.
+  wrapper_->FailNth(FaultInjectingKeyWrapper::kWrap, 2,
+                    absl::UnavailableError("hsm busy"));
+  EXPECT_THAT(
+      barrier->MigrateToAuto(shares),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("key wrapper")));
+  ASSERT_OK_AND_ASSIGN(st, barrier->Status());
+  EXPECT_FALSE(st.auto_unseal);
+
+  // Applied, the answer lost: it either confirms by reading back or says
+  // so, and calling again answers OK; the store is auto.
+  link.LoseNextCommitAcks(1);
+  absl::Status lost = barrier->MigrateToAuto(shares);
+  if (!lost.ok()) EXPECT_THAT(barrier->MigrateToAuto(shares), IsOk());
+  ASSERT_OK_AND_ASSIGN(st, barrier->Status());
+  EXPECT_TRUE(st.auto_unseal);
+  EXPECT_THAT(NewBarrier(wrapper_.get())->AutoUnseal().status(), IsOk());
 }
 
 }  // namespace
