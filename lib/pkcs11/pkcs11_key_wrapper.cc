@@ -2,10 +2,10 @@
 #include "strongbox/pkcs11_key_wrapper.h"
 
 #include <dlfcn.h>
+#include <sys/stat.h>
 
-#include <fstream>
+#include <cstdio>
 #include <map>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -310,24 +310,34 @@ class Pkcs11KeyWrapper::Impl {
     return key;
   }
 
-  absl::StatusOr<std::string> ReadPin() {
-    std::ifstream in(options_.pin_file);
-    if (!in) {
+  // The PIN file's identity (device, inode, size, mtime), to tell whether
+  // it changed since a login was refused.
+  static std::string PinFileStamp(const std::string& path) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) return "";
+    return absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_size, ":",
+                        st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec);
+  }
+
+  // The PIN, read into a fixed buffer that is wiped (no stream copies).
+  absl::StatusOr<SecretBytes> ReadPin() {
+    FILE* f = std::fopen(options_.pin_file.c_str(), "rb");
+    if (f == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(
           "PKCS#11: cannot read the PIN file ", options_.pin_file));
     }
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    std::string pin = buffer.str();
-    std::string trimmed(absl::StripAsciiWhitespace(pin));
-    WipeString(pin);
-    std::string contents = buffer.str();
-    WipeString(contents);
-    if (trimmed.empty()) {
+    char buffer[256];
+    const size_t n = std::fread(buffer, 1, sizeof(buffer), f);
+    std::fclose(f);
+    absl::string_view pin =
+        absl::StripAsciiWhitespace(absl::string_view(buffer, n));
+    SecretBytes out = SecretBytes::Copy(pin);
+    WipeMemory(buffer, sizeof(buffer));
+    if (out.empty()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "PKCS#11: the PIN file ", options_.pin_file, " is empty"));
     }
-    return trimmed;
+    return out;
   }
 
   // Load (once), initialize, find the token, log in, find (or make) the
@@ -410,20 +420,36 @@ class Pkcs11KeyWrapper::Impl {
     rv = fns_->C_OpenSession(slot_, CKF_SERIAL_SESSION | CKF_RW_SESSION,
                              nullptr, nullptr, &session);
     if (rv != CKR_OK) return pkcs11::StatusFor("C_OpenSession", rv);
-    absl::StatusOr<std::string> pin = ReadPin();
+    // A PIN the token refused is not offered again until the PIN file
+    // changes: real HSMs lock the user PIN after a few wrong tries, and
+    // auto-unseal retries for as long as the node runs.
+    const std::string stamp = PinFileStamp(options_.pin_file);
+    if (!refused_pin_stamp_.empty() && stamp == refused_pin_stamp_) {
+      fns_->C_CloseSession(session);
+      return absl::FailedPreconditionError(absl::StrCat(
+          refused_pin_error_,
+          "; not retried until the PIN file changes (a token may lock "
+          "the PIN after repeated wrong tries)"));
+    }
+    absl::StatusOr<SecretBytes> pin = ReadPin();
     if (!pin.ok()) {
       fns_->C_CloseSession(session);
       return pin.status();
     }
-    rv = fns_->C_Login(session, CKU_USER,
-                       reinterpret_cast<CK_UTF8CHAR_PTR>(pin->data()),
-                       pin->size());
-    WipeString(*pin);
+    rv = fns_->C_Login(session, CKU_USER, pin->data(), pin->size());
+    pin->Clear();
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
       fns_->C_CloseSession(session);
-      return pkcs11::StatusFor("C_Login", rv,
-                               absl::StrCat(" on token \"", token_name_, "\""));
+      absl::Status refused = pkcs11::StatusFor(
+          "C_Login", rv, absl::StrCat(" on token \"", token_name_, "\""));
+      if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID ||
+          rv == CKR_PIN_LEN_RANGE) {
+        refused_pin_stamp_ = stamp;
+        refused_pin_error_ = std::string(refused.message());
+      }
+      return refused;
     }
+    refused_pin_stamp_.clear();
     {
       MutexLock lock(&pool_mu_);
       idle_.push_back(session);
@@ -460,6 +486,9 @@ class Pkcs11KeyWrapper::Impl {
   std::string token_name_ ABSL_GUARDED_BY(module_mu_);
   uint64_t generation_ ABSL_GUARDED_BY(module_mu_) = 0;
   int initializations_ ABSL_GUARDED_BY(module_mu_) = 0;
+  // The PIN file (PinFileStamp) whose PIN the token refused, and why.
+  std::string refused_pin_stamp_ ABSL_GUARDED_BY(module_mu_);
+  std::string refused_pin_error_ ABSL_GUARDED_BY(module_mu_);
 
   Mutex pool_mu_;
   std::vector<CK_SESSION_HANDLE> idle_ ABSL_GUARDED_BY(pool_mu_);

@@ -144,6 +144,22 @@ TEST_F(Pkcs11KeyWrapperTest, WrongPinNamesTheCause) {
       StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("wrong PIN")));
 }
 
+// A refused PIN is not offered again until the PIN file changes (a real
+// token may lock the PIN); once it is fixed, the next call logs in.
+TEST_F(Pkcs11KeyWrapperTest, RefusedPinIsNotRetriedUntilThePinFileChanges) {
+  Pkcs11Options o = Options();
+  o.pin_file = hsm_->WritePinFile("pin-to-fix", "9999\n");
+  auto wrapper = Make(o);
+  EXPECT_THAT(wrapper->Check(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                         HasSubstr("CKR_PIN_INCORRECT")));
+  EXPECT_THAT(wrapper->Check(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("not retried until the PIN file changes")));
+  hsm_->WritePinFile("pin-to-fix",
+                     std::string(testing_softhsm::kUserPin) + "\n");
+  EXPECT_THAT(wrapper->Check(), IsOk());
+}
+
 TEST_F(Pkcs11KeyWrapperTest, MissingPinFileNamesTheCause) {
   Pkcs11Options o = Options();
   o.pin_file = hsm_->dir() + "/no-such-pin";
