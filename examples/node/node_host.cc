@@ -121,11 +121,13 @@ class NodeHost::StateLogger : public HaObserver {
 };
 
 std::string NodeUsage() {
-  return "usage: strongbox_node (--dir=DIR | --etcd=URL[,URL...] "
-         "[--etcd-prefix=P] [--etcd-ca=F --etcd-cert=F --etcd-key=F]) "
-         "--node-id=ID --advertise=ADDR "
-         "[--perf-standby] [--lease-ttl-ms=N] [--no-kill-hung-holder] "
-         "[--audit-file=F]";
+  return absl::StrCat(
+      "usage: strongbox_node (--dir=DIR | --etcd=URL[,URL...] "
+      "[--etcd-prefix=P] [--etcd-ca=F --etcd-cert=F --etcd-key=F]) "
+      "--node-id=ID --advertise=ADDR "
+      "[--perf-standby] [--lease-ttl-ms=N] [--no-kill-hung-holder] "
+      "[--audit-file=F]",
+      Pkcs11Usage());
 }
 
 absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
@@ -174,11 +176,14 @@ absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
                          ", ", kMaxTtlMs, "]"));
       }
       config.lease_ttl = absl::Milliseconds(ms);
+    } else if (absl::StartsWith(arg, "--pkcs11-")) {
+      STRONGBOX_RETURN_IF_ERROR(ParsePkcs11Flag(arg, &config.pkcs11).status());
     } else {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown argument '", arg, "'"));
     }
   }
+  STRONGBOX_RETURN_IF_ERROR(ValidatePkcs11Config(config.pkcs11));
   if (config.dir.empty() == config.etcd_endpoints.empty()) {
     return absl::InvalidArgumentError(
         "exactly one of --dir and --etcd is required");
@@ -201,6 +206,7 @@ NodeHost::NodeHost(const NodeConfig& config) : config_(config) {}
 NodeHost::~NodeHost() {
   store_.reset();
   coordinator_.reset();
+  key_wrapper_.reset();  // after the coordinator that uses it
   if (logger_ != nullptr) logger_.reset();
   backend_.reset();
 }
@@ -241,6 +247,12 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::OpenWithBackend(
   options.leader_refresh =
       std::min(config.lease_ttl / 4, absl::Milliseconds(500));
   options.step_down_pause = config.lease_ttl / 2;
+  if (config.pkcs11.enabled()) {
+    // Auto-unseal (pkcs11_node.h): the node unseals itself at start.
+    STRONGBOX_ASSIGN_OR_RETURN(host->key_wrapper_,
+                               OpenNodeKeyWrapper(config.pkcs11));
+    options.key_wrapper = host->key_wrapper_.get();
+  }
   STRONGBOX_ASSIGN_OR_RETURN(std::unique_ptr<HaCoordinator> coordinator,
                              HaCoordinator::Create(std::move(options)));
   host->coordinator_ = std::move(coordinator);
@@ -330,6 +342,15 @@ std::string NodeHost::HandleLine(absl::string_view line) {
     if (!(bad = arity(1, "unseal HEX_SHARE")).ok()) return Failure(bad);
     return Unseal(words[1]);
   }
+  if (command == "auto-unseal") {
+    if (!(bad = arity(0, "auto-unseal")).ok()) return Failure(bad);
+    absl::StatusOr<SealStatus> s = coordinator_->AutoUnseal();
+    if (!s.ok()) return Failure(s.status());
+    return JsonObjectWriter()
+        .Bool("ok", true)
+        .Bool("sealed", s->sealed)
+        .Finish();
+  }
   if (command == "status") {
     if (!(bad = arity(0, "status")).ok()) return Failure(bad);
     return Status();
@@ -358,7 +379,8 @@ std::string NodeHost::HandleLine(absl::string_view line) {
   // Never echo the input: an unknown command may be a share or a secret
   // pasted on its own.
   return Failure(absl::InvalidArgumentError(
-      "unknown command; commands: init, unseal, status, put, get, step-down, "
+      "unknown command; commands: init, unseal, auto-unseal, status, put, get, "
+      "step-down, "
       "seal, policy-put, policy-get, policy-delete, policy-list, as, quit"));
 }
 
@@ -446,8 +468,13 @@ std::string NodeHost::Init(absl::string_view shares_word,
     hex.push_back(absl::BytesToHexString(share));
     Wipe(&share);
   }
+  // With a key wrapper they are recovery shares (the node unseals itself).
   std::string answer =
-      JsonObjectWriter().Bool("ok", true).StringArray("shares", hex).Finish();
+      JsonObjectWriter()
+          .Bool("ok", true)
+          .StringArray(key_wrapper_ != nullptr ? "recovery_shares" : "shares",
+                       hex)
+          .Finish();
   for (std::string& h : hex) Wipe(&h);
   return answer;
 }
@@ -490,6 +517,14 @@ std::string NodeHost::Status() {
   if (s.holders_killed > 0) {
     out.Int("hung_holders_killed", static_cast<int64_t>(s.holders_killed));
   }
+  // Auto-unseal (pkcs11_node.h): the seal's kind, and why a sealed node
+  // is not unsealing itself (the key wrapper's last error).
+  // Present with --pkcs11-* or an auto-sealed store only, so the answers
+  // of plain Shamir nodes keep their shape.
+  if (key_wrapper_ != nullptr || s.seal_type != "shamir") {
+    out.String("seal_type", s.seal_type);
+  }
+  if (s.sealed && !s.seal_error.empty()) out.String("seal_error", s.seal_error);
   return out.Finish();
 }
 

@@ -3,9 +3,17 @@
 // protocol, one command in, one JSON object out:
 //
 //   init SHARES THRESHOLD   {"ok":true,"shares":["<hex>",...]}
+//                           (with --pkcs11-*: "recovery_shares", and the
+//                           node then unseals itself; pkcs11_node.h)
+//   auto-unseal             {"ok":true,"sealed":false} (after a `seal`,
+//                           which stops the automatic retries)
 //   unseal <hex share> {"ok":true,"sealed":false,"progress":0,"threshold":3}
 //   status                  {"ok":true,"initialized":true,"sealed":false,
-//                            "state":"active","leader":"ADDR","fence":"7"}
+//                            "state":"active","leader":"ADDR","fence":"7",
+//                            "seal_type":"pkcs11"}  (only with --pkcs11-*
+//                            or an auto-sealed store: "pkcs11", or
+//                            "shamir" for a Shamir store; while sealed
+//                            also "seal_error")
 //   put PATH K=V [K=V...]   {"ok":true,"version":1}
 //   get PATH                {"ok":true,"version":1,"data":{"K":"V"}}
 //                           (+ "data_b64":{"K2":"<base64>"}, see below)
@@ -76,6 +84,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "examples/node/pkcs11_node.h"
 #include "strongbox/audit_sink.h"
 #include "strongbox/call_context.h"
 #include "strongbox/ha_coordinator.h"
@@ -117,6 +126,8 @@ struct NodeConfig {
   bool kill_hung_holder = true;
   // --audit-file=F: the file audit sink (JSON lines, 0600). Default: none.
   std::string audit_file;
+  // --pkcs11-*: auto-unseal through a PKCS#11 token (pkcs11_node.h).
+  NodePkcs11Config pkcs11;
 };
 
 // The hung-holder grace the node gives LmdbBackend: one lease TTL, but never
@@ -193,6 +204,7 @@ class NodeHost {
   // logger, backend.
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<StateLogger> logger_;
+  std::unique_ptr<KeyWrapper> key_wrapper_;  // --pkcs11-*; outlives the node
   std::unique_ptr<HaCoordinator> coordinator_;
   std::unique_ptr<AuditSink> audit_sink_;  // --audit-file; outlives store_
   std::unique_ptr<SecretStore> store_;

@@ -17,6 +17,22 @@
 //                 CompleteRekey: the new config and the root key sealed
 //                 under the new unseal key.
 //
+// Auto-unseal (BarrierOptions::key_wrapper set; strongbox/key_wrapper.h):
+//   Initialize makes a root key and a *recovery key*; the root key is stored
+//   wrapped by the host's KeyWrapper at <core_prefix>root-key-wrapped, the
+//   recovery key wrapped by it at <core_prefix>recovery-key-wrapped (so
+//   recovery shares can be checked: VerifyRecoveryShares), and the recovery
+//   key is handed out as Shamir shares. The seal config says auto and
+//   counts the recovery shares. AutoUnseal() unwraps the root key and
+//   unseals, no shares involved. Recovery shares do not unseal unless the
+//   barrier was initialized with BarrierOptions::escrow: then
+//   <core_prefix>root-key also holds the root key sealed under the recovery
+//   key (exactly the Shamir layout), so Unseal(recovery share) works when
+//   the wrapper's key is lost for good. The trade-off of escrow: whoever
+//   gathers a threshold of recovery shares (and a copy of the storage) can
+//   read everything without the HSM, as with Shamir; without escrow, losing
+//   the HSM key loses the data, and the recovery shares only authorize.
+//
 // Stored value format (data path):
 //   term (4 bytes, big-endian) | version byte (1) | nonce (12) |
 //   AES-256-GCM ciphertext | tag (16)
@@ -108,7 +124,15 @@ struct SealStatus {
   bool rekey_pending = false;
   int rekey_shares = 0;
   int rekey_threshold = 0;
+  // The stored seal: "shamir", or in auto mode the key wrapper's type()
+  // ("auto" when this barrier has no wrapper). In auto mode threshold and
+  // shares count the recovery shares.
+  std::string seal_type = "shamir";
+  bool auto_unseal = false;
+  bool escrow = false;  // auto mode: recovery shares can unseal too
 };
+
+class KeyWrapper;
 
 struct BarrierOptions {
   // The storage the barrier reads and writes. Not owned. REQUIRED.
@@ -130,6 +154,14 @@ struct BarrierOptions {
   // (its creation date). Not owned; must outlive the barrier. Default
   // (nullptr): RealClock().
   Clock* clock = nullptr;
+  // Auto-unseal: Initialize stores the root key wrapped by this wrapper and
+  // returns recovery shares; AutoUnseal() unseals through it. Not owned;
+  // must outlive the barrier. Default (nullptr): Shamir unseal only.
+  KeyWrapper* key_wrapper = nullptr;
+  // Auto mode only, read by Initialize: also store the root key sealed
+  // under the recovery key (see "Auto-unseal" above for the trade-off).
+  // Default: false.
+  bool escrow = false;
 };
 
 class Barrier {
@@ -150,7 +182,12 @@ class Barrier {
   // The barrier stays SEALED (as Vault does): unseal with the shares.
   // shares = threshold = 1 returns the 32-byte unseal key itself.
   // Requires 1 <= threshold <= shares <= 255 and threshold >= 2 unless
-  // shares == 1. FAILED_PRECONDITION if already initialized. A failed
+  // shares == 1. FAILED_PRECONDITION if already initialized.
+  // Auto mode (BarrierOptions::key_wrapper): the shares are recovery
+  // shares; the root key and the recovery key are wrapped first, and the
+  // one commit happens only after every wrap succeeded, so a wrapper
+  // failure (its code passes through, the message prefixed "key wrapper: ")
+  // stores nothing and the call can be retried. A failed
   // commit writes nothing, so the call can simply be retried.
   // Unknown outcome (the commit may have applied, and neither its answer
   // nor the read-back arrived; the error says "could not be confirmed"):
@@ -164,6 +201,55 @@ class Barrier {
   // data; delete the records under core_prefix by hand to start over.
   absl::StatusOr<std::vector<std::string>> Initialize(
       int shares, int threshold, FenceToken fence = kNoFence);
+
+  // Auto mode: unwraps the stored root key through the key wrapper and
+  // unseals. The wrapper's code passes through (UNAVAILABLE: retry later;
+  // FAILED_PRECONDITION: its configuration, e.g. a wrong PIN), its message
+  // prefixed "key wrapper: ". DATA_LOSS if the unwrapped key does not open
+  // the keyring (a wrong key under the same id). FAILED_PRECONDITION
+  // without a wrapper, when not initialized, or when the stored seal is
+  // Shamir. OK (sealed = false) if already unsealed; ABORTED if Seal() ran
+  // meanwhile.
+  absl::StatusOr<SealStatus> AutoUnseal();
+
+  // Auto mode: OK if `recovery_shares` (at least the threshold of them)
+  // combine to the recovery key, checked against the wrapped copy (so the
+  // wrapper must be reachable). INVALID_ARGUMENT below the threshold, for
+  // malformed shares or shares that do not match; FAILED_PRECONDITION in
+  // Shamir mode; the wrapper's code otherwise.
+  absl::Status VerifyRecoveryShares(
+      absl::Span<const std::string> recovery_shares);
+
+  // Seal migration; works sealed or unsealed and leaves the seal state
+  // as it is (an unsealed barrier keeps its keys). One atomic commit each;
+  // both keep the operator's shares valid whatever its outcome, and a call
+  // repeated after the migration applied answers OK (so an unknown outcome
+  // is settled by calling again).
+  //   MigrateToAuto: Shamir -> auto (needs BarrierOptions::key_wrapper):
+  //     a threshold of the unseal shares must open the root key, which is
+  //     then stored wrapped by the wrapper; the unseal key becomes the
+  //     recovery key, so the unseal shares become the recovery shares.
+  //     With BarrierOptions::escrow the Shamir root key record stays (as
+  //     the escrow record), otherwise it is deleted.
+  //   MigrateToShamir: auto -> Shamir (needs the wrapper, to unwrap): a
+  //     threshold of recovery shares (checked against the wrapped recovery
+  //     key) becomes the unseal shares; the wrapped records are deleted.
+  // INVALID_ARGUMENT below the threshold or for shares that do not open /
+  // match; ABORTED if the seal config changed meanwhile; the wrapper's code
+  // (message "key wrapper: ...") if it fails; FAILED_PRECONDITION when not
+  // initialized or without the wrapper needed.
+  absl::Status MigrateToAuto(absl::Span<const std::string> unseal_shares,
+                             FenceToken fence = kNoFence);
+  absl::Status MigrateToShamir(absl::Span<const std::string> recovery_shares,
+                               FenceToken fence = kNoFence);
+
+  // Wrapper key rotation (auto mode): if the stored root or recovery key
+  // was wrapped under an older wrapper key (KeyWrapper::NeedsRewrap), it is
+  // unwrapped and wrapped under the current one, in one commit guarded by
+  // the records' versions. True if it rewrote anything, false if nothing
+  // needed it (or Shamir mode, or no wrapper). The wrapper must still hold
+  // the old key until this ran. An HaCoordinator calls it on promotion.
+  absl::StatusOr<bool> RewrapIfNeeded(FenceToken fence = kNoFence);
 
   // Presents one share. Below the threshold, records it (duplicates are
   // ignored) and returns the progress. At the threshold, combines the

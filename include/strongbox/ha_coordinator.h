@@ -29,6 +29,7 @@
 //     same from and to states carries the reason).
 //   An uninitialized node also moves to kSealed when it notices that another
 //   node initialized the shared backend.
+//   Unseal ok also covers an auto-unseal (HA6).
 //
 // Invariants (tests cite these numbers):
 //   HA1. Only an unsealed node contends for the lease; a sealed node holds no
@@ -50,6 +51,18 @@
 //       jitter and stays standby; the reason goes to observers.
 //   HA5. Every write an active node issues carries its fence (WriteFence()),
 //       and the backend applies it only if that fence is still current.
+//   HA6. Auto-unseal (Options::key_wrapper, a backend initialized in auto
+//       mode): a kSealed node unseals itself through the wrapper — at
+//       start, after Initialize, and after any seal it did not get from the
+//       operator — retrying with backoff and jitter (auto_unseal_backoff ..
+//       auto_unseal_backoff_max) while the wrapper fails; every attempt's
+//       outcome reaches observers (a failure as a kSealed -> kSealed event
+//       whose reason is "sealed: waiting for key wrapper: <why>", also
+//       HaStatus::seal_error). An operator's Seal() stops the retries until
+//       an explicit AutoUnseal() (or Unseal()).
+//       On promotion (HA4) an auto-unsealed active rewraps the stored keys
+//       if they were made under an older wrapper key (key rotation:
+//       Barrier::RewrapIfNeeded).
 //
 // Driving: by default the coordinator runs one background thread that
 // waits for the lease, renews it and watches for loss, and one that
@@ -89,6 +102,7 @@
 #include "strongbox/backend.h"
 #include "strongbox/barrier.h"
 #include "strongbox/clock.h"
+#include "strongbox/key_wrapper.h"
 
 namespace strongbox {
 
@@ -164,6 +178,11 @@ struct HaStatus {
   std::optional<BlockedTakeoverEvent> takeover_waiting;
   std::optional<BlockedTakeoverEvent> last_holder_killed;
   uint64_t holders_killed = 0;
+  // "shamir", or the key wrapper's type() in auto mode (SealStatus).
+  std::string seal_type = "shamir";
+  // Auto mode, while sealed: why the last auto-unseal attempt failed
+  // ("sealed: waiting for key wrapper: <reason>"); empty otherwise.
+  std::string seal_error;
 };
 
 struct StateChange {
@@ -283,6 +302,16 @@ class HaCoordinator {
     std::function<absl::Status(FenceToken fence)> on_activate;
     // Passed to the Barrier (see BarrierOptions).
     std::string core_prefix = "core/";
+    // Auto-unseal (HA6; BarrierOptions::key_wrapper and escrow): Initialize
+    // returns recovery shares and the node unseals itself. Not owned; must
+    // outlive the coordinator. Default: nullptr (Shamir).
+    KeyWrapper* key_wrapper = nullptr;
+    bool escrow = false;
+    // Wait after a failed auto-unseal; doubles per consecutive failure up
+    // to the max, plus up to retry_jitter x the wait at random. Defaults:
+    // 200 ms, 10 s. REQUIRES: 0 < backoff <= max.
+    absl::Duration auto_unseal_backoff = absl::Milliseconds(200);
+    absl::Duration auto_unseal_backoff_max = absl::Seconds(10);
   };
 
   // Validates the options and reads the seal configuration (so the node
@@ -311,11 +340,21 @@ class HaCoordinator {
 
   // FAILED_PRECONDITION when initialized (the one exception: a retry after
   // this node's Initialize ended with an unknown outcome replaces that
-  // attempt, see Barrier::Initialize). Leaves the node kSealed.
+  // attempt, see Barrier::Initialize). Leaves the node kSealed; in auto
+  // mode the shares are recovery shares and the node then unseals itself
+  // (HA6).
   virtual absl::StatusOr<std::vector<std::string>> Initialize(
       int shares, int threshold) = 0;
   // At the threshold the node becomes a standby and starts contending.
   virtual absl::StatusOr<SealStatus> Unseal(absl::string_view share) = 0;
+  // Auto mode (HA6): one auto-unseal attempt now, on the caller's thread,
+  // and re-arms the automatic retries an operator's Seal() stopped. The
+  // Barrier::AutoUnseal codes (UNAVAILABLE while the wrapper is
+  // unreachable: the retries go on). The default implementation (for
+  // coordinators of other makes) is UNIMPLEMENTED.
+  virtual absl::StatusOr<SealStatus> AutoUnseal() {
+    return absl::UnimplementedError("auto-unseal is not supported");
+  }
   virtual void ResetUnsealProgress() = 0;
   // Seals; if active, stops writes, then releases the lease at once. OK
   // when already sealed (idempotent). Bounded whatever the backend does:
@@ -335,6 +374,24 @@ class HaCoordinator {
   virtual absl::Status CompleteRekey(
       absl::Span<const std::string> new_shares) = 0;
   virtual absl::Status CancelRekey() = 0;
+  // Seal migration (Barrier::MigrateToAuto / MigrateToShamir; active only,
+  // UNAVAILABLE with the leader's address otherwise). Shamir -> auto needs
+  // Options::key_wrapper; a threshold of unseal shares becomes the recovery
+  // shares. Auto -> Shamir: a threshold of recovery shares becomes the
+  // unseal shares. One atomic commit: a node killed half way leaves the
+  // store in one seal type or the other, with the same shares valid, and
+  // calling again settles an unknown outcome. Unsealed nodes keep their
+  // keys; a sealed node with a key wrapper notices a migration to auto
+  // within leader_refresh and unseals itself (HA6), and after a migration
+  // to Shamir stops its attempts. Default implementation: UNIMPLEMENTED.
+  virtual absl::Status MigrateSealToAuto(
+      absl::Span<const std::string> unseal_shares) {
+    return absl::UnimplementedError("seal migration is not supported");
+  }
+  virtual absl::Status MigrateSealToShamir(
+      absl::Span<const std::string> recovery_shares) {
+    return absl::UnimplementedError("seal migration is not supported");
+  }
   // Adds a barrier key term used for all new writes (active only);
   // returns the new term. Standbys follow when they meet it.
   virtual absl::StatusOr<uint32_t> Rotate() = 0;

@@ -60,6 +60,20 @@ class ForkCheckedCoordinator final : public HaCoordinator {
     if (ForkedChild()) return ForkedChildError();
     return impl_->Unseal(share);
   }
+  absl::StatusOr<SealStatus> AutoUnseal() override {
+    if (ForkedChild()) return ForkedChildError();
+    return impl_->AutoUnseal();
+  }
+  absl::Status MigrateSealToAuto(
+      absl::Span<const std::string> unseal_shares) override {
+    if (ForkedChild()) return ForkedChildError();
+    return impl_->MigrateSealToAuto(unseal_shares);
+  }
+  absl::Status MigrateSealToShamir(
+      absl::Span<const std::string> recovery_shares) override {
+    if (ForkedChild()) return ForkedChildError();
+    return impl_->MigrateSealToShamir(recovery_shares);
+  }
   void ResetUnsealProgress() override {
     if (!ForkedChild()) impl_->ResetUnsealProgress();
   }

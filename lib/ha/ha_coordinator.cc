@@ -125,6 +125,15 @@ absl::Status ValidateOptions(const HaCoordinator::Options& o) {
     return absl::InvalidArgumentError(
         "options.route_leader_max_age must not be negative");
   }
+  if (o.auto_unseal_backoff <= absl::ZeroDuration() ||
+      o.auto_unseal_backoff_max < o.auto_unseal_backoff) {
+    return absl::InvalidArgumentError(
+        "options.auto_unseal_backoff must be positive and <= "
+        "auto_unseal_backoff_max");
+  }
+  if (o.escrow && o.key_wrapper == nullptr) {
+    return absl::InvalidArgumentError("options.escrow needs a key_wrapper");
+  }
   if (o.leader_refresh <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "options.leader_refresh must be positive");
@@ -155,12 +164,13 @@ class TakeoverSink final : public BlockedTakeoverObserver {
 class HaCoordinatorImpl final : public HaCoordinator {
  public:
   HaCoordinatorImpl(Options options, std::unique_ptr<Barrier> barrier,
-                    bool initialized)
+                    bool initialized, bool auto_mode)
       : options_(std::move(options)),
         clock_(options_.clock != nullptr ? options_.clock : RealClock()),
         ha_(options_.backend->ha()),
         barrier_(std::move(barrier)),
         state_(initialized ? HaState::kSealed : HaState::kUninitialized),
+        auto_mode_(auto_mode),
         rng_(options_.seed),
         takeover_sink_(this) {
     // Before the loop starts: its first grant attempt may be the one that
@@ -219,7 +229,19 @@ class HaCoordinatorImpl final : public HaCoordinator {
     return result;
   }
 
+  absl::StatusOr<SealStatus> AutoUnseal() override {
+    absl::StatusOr<SealStatus> result = TryAutoUnseal(/*explicit_call=*/true);
+    DeliverEvents();
+    Kick();
+    return result;
+  }
+
   absl::Status Seal() override {
+    {
+      // HA6: an operator's seal stays until an explicit unseal.
+      WriterLock lock(&mu_);
+      operator_sealed_ = true;
+    }
     SealNow();
     DeliverEvents();
     Kick();
@@ -241,13 +263,21 @@ class HaCoordinatorImpl final : public HaCoordinator {
     absl::StatusOr<std::vector<std::string>> result =
         barrier_->Initialize(shares, threshold);
     if (!result.ok()) {
-      if (absl::IsFailedPrecondition(result.status())) {
-        // Another node initialized the backend first.
-        MarkInitialized("initialized by another node");
-      }
+      // Another node may have initialized the backend first (the barrier
+      // says FAILED_PRECONDITION then, as a key wrapper does for its own
+      // configuration faults: ask the backend which it was).
+      if (absl::IsFailedPrecondition(result.status())) RefreshInitialized();
       return result.status();
     }
     MarkInitialized("initialized");
+    if (options_.key_wrapper != nullptr) {
+      // HA6: the node unseals itself next (the loop, or the next Poll()).
+      WriterLock lock(&mu_);
+      auto_mode_ = true;
+      next_auto_unseal_ = Mono();
+      auto_failures_ = 0;
+    }
+    Kick();
     return result;
   }
 
@@ -265,24 +295,83 @@ class HaCoordinatorImpl final : public HaCoordinator {
     absl::StatusOr<SealStatus> result = barrier_->Unseal(share);
     if (!result.ok()) return result;
     if (!result->sealed) {
-      bool sealed_meanwhile = false;
-      {
-        WriterLock lock(&mu_);
-        if (epoch_ != epoch) {
-          sealed_meanwhile = true;
-        } else if (state_ == HaState::kSealed) {
-          SetStateLocked(StandbyState(), "unsealed", kNoFence);
+      RETURN_IF_ERROR(BecomeUnsealed(epoch, "unsealed"));
+    }
+    return result;
+  }
+
+  // After the barrier unsealed (by shares or by the key wrapper): the node
+  // becomes a standby, unless Seal() ran meanwhile (ABORTED).
+  absl::Status BecomeUnsealed(uint64_t epoch, absl::string_view reason) {
+    bool sealed_meanwhile = false;
+    {
+      WriterLock lock(&mu_);
+      if (epoch_ != epoch) {
+        sealed_meanwhile = true;
+      } else {
+        operator_sealed_ = false;
+        auto_failures_ = 0;
+        seal_error_.clear();
+        if (state_ == HaState::kSealed) {
+          SetStateLocked(StandbyState(), std::string(reason), kNoFence);
           next_attempt_ = Mono();
           failures_ = 0;
         }
       }
-      if (sealed_meanwhile) {
-        // Seal() does not wait for seal operations (it must return at once
-        // whatever the backend does), so it may have run while the barrier
-        // was unsealing: the seal wins.
-        barrier_->Seal();
-        return absl::AbortedError(
-            "sealed while unsealing; present the shares again");
+    }
+    if (sealed_meanwhile) {
+      // Seal() does not wait for seal operations (it must return at once
+      // whatever the backend does), so it may have run while the barrier
+      // was unsealing: the seal wins.
+      barrier_->Seal();
+      return absl::AbortedError("sealed while unsealing; unseal again");
+    }
+    return absl::OkStatus();
+  }
+
+  // HA6: whether the loop should try to auto-unseal this sealed node.
+  bool AutoUnsealArmedLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return options_.key_wrapper != nullptr && auto_mode_ && !operator_sealed_;
+  }
+
+  // One auto-unseal attempt (HA6). `explicit_call`: the host's AutoUnseal(),
+  // which re-arms the retries an operator's Seal() stopped.
+  absl::StatusOr<SealStatus> TryAutoUnseal(bool explicit_call) {
+    MutexLock seal_lock(&seal_mu_);
+    RefreshInitialized();
+    uint64_t epoch;
+    {
+      WriterLock lock(&mu_);
+      if (state_ == HaState::kUninitialized) {
+        return absl::FailedPreconditionError("not initialized");
+      }
+      if (explicit_call) {
+        operator_sealed_ = false;
+      } else if (state_ != HaState::kSealed || !AutoUnsealArmedLocked()) {
+        return absl::FailedPreconditionError("auto-unseal is not due");
+      }
+      epoch = epoch_;
+    }
+    absl::StatusOr<SealStatus> result = barrier_->AutoUnseal();
+    if (result.ok() && !result->sealed) {
+      RETURN_IF_ERROR(BecomeUnsealed(epoch, "auto-unsealed by key wrapper"));
+      return result;
+    }
+    if (!result.ok()) {
+      // Migrated to Shamir meanwhile: stop trying (shares unseal now).
+      absl::StatusOr<SealStatus> stored = barrier_->Status();
+      WriterLock lock(&mu_);
+      if (stored.ok() && stored->initialized && !stored->auto_unseal) {
+        auto_mode_ = false;
+        seal_error_.clear();
+        return result;
+      }
+      if (epoch_ == epoch && state_ == HaState::kSealed) {
+        seal_error_ = absl::StrCat("sealed: waiting for key wrapper: ",
+                                   result.status().message());
+        next_auto_unseal_ = Mono() + NextAutoUnsealBackoffLocked();
+        // A self-transition per failed attempt, so observers see each one.
+        SetStateLocked(HaState::kSealed, seal_error_, kNoFence);
       }
     }
     return result;
@@ -407,6 +496,26 @@ class HaCoordinatorImpl final : public HaCoordinator {
     MutexLock seal_lock(&seal_mu_);
     ASSIGN_OR_RETURN(FenceToken fence, WriteFence());
     return barrier_->CancelRekey(fence);
+  }
+
+  absl::Status MigrateSealToAuto(
+      absl::Span<const std::string> unseal_shares) override {
+    MutexLock seal_lock(&seal_mu_);
+    ASSIGN_OR_RETURN(FenceToken fence, WriteFence());
+    RETURN_IF_ERROR(barrier_->MigrateToAuto(unseal_shares, fence));
+    WriterLock lock(&mu_);
+    auto_mode_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status MigrateSealToShamir(
+      absl::Span<const std::string> recovery_shares) override {
+    MutexLock seal_lock(&seal_mu_);
+    ASSIGN_OR_RETURN(FenceToken fence, WriteFence());
+    RETURN_IF_ERROR(barrier_->MigrateToShamir(recovery_shares, fence));
+    WriterLock lock(&mu_);
+    auto_mode_ = false;
+    return absl::OkStatus();
   }
 
   absl::StatusOr<uint32_t> Rotate() override {
@@ -627,6 +736,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       s.rekey_pending = seal->rekey_pending;
       s.rekey_shares = seal->rekey_shares;
       s.rekey_threshold = seal->rekey_threshold;
+      s.seal_type = seal->seal_type;
     } else {
       s.initialized = state_ != HaState::kUninitialized;
       s.sealed = barrier_->sealed();
@@ -638,6 +748,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
     }
     if (state_ == HaState::kActive) s.active_since = active_since_;
     if (s.last_error.empty()) s.last_error = last_error_;
+    if (state_ == HaState::kSealed) s.seal_error = seal_error_;
     return s;
   }
 
@@ -713,6 +824,10 @@ class HaCoordinatorImpl final : public HaCoordinator {
       case HaState::kUninitialized:
         return next_leader_refresh_;
       case HaState::kSealed:
+        if (AutoUnsealArmedLocked()) return std::max(next_auto_unseal_, now);
+        if (options_.key_wrapper != nullptr && !operator_sealed_) {
+          return std::max(next_leader_refresh_, now);  // watch migrations
+        }
         return absl::InfiniteDuration();
       case HaState::kStandby:
       case HaState::kPerfStandby:
@@ -774,6 +889,10 @@ class HaCoordinatorImpl final : public HaCoordinator {
     }
     absl::StatusOr<SealStatus> seal = barrier_->Status();
     if (seal.ok() && seal->initialized) {
+      {
+        WriterLock lock(&mu_);
+        auto_mode_ = seal->auto_unseal;
+      }
       MarkInitialized("initialized by another node");
     }
   }
@@ -785,6 +904,19 @@ class HaCoordinatorImpl final : public HaCoordinator {
       wait *= 2;
     }
     wait = std::min(wait, options_.retry_backoff_max);
+    std::uniform_real_distribution<double> jitter(0.0, options_.retry_jitter);
+    return wait * (1.0 + jitter(rng_));
+  }
+
+  absl::Duration NextAutoUnsealBackoffLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++auto_failures_;
+    absl::Duration wait = options_.auto_unseal_backoff;
+    for (int i = 1;
+         i < auto_failures_ && wait < options_.auto_unseal_backoff_max; ++i) {
+      wait *= 2;
+    }
+    wait = std::min(wait, options_.auto_unseal_backoff_max);
     std::uniform_real_distribution<double> jitter(0.0, options_.retry_jitter);
     return wait * (1.0 + jitter(rng_));
   }
@@ -842,8 +974,36 @@ class HaCoordinatorImpl final : public HaCoordinator {
           DeliverEvents();
         }
         return;
-      case HaState::kSealed:
+      case HaState::kSealed: {
+        bool due;
+        bool watch_migration;
+        {
+          ReaderLock lock(&mu_);
+          due = AutoUnsealArmedLocked() && now >= next_auto_unseal_;
+          watch_migration = options_.key_wrapper != nullptr && !auto_mode_ &&
+                            !operator_sealed_ && refresh_due;
+        }
+        if (watch_migration) {
+          // A sealed node with a wrapper on a Shamir store: notice a
+          // migration to auto (made on the active) and unseal itself.
+          {
+            WriterLock lock(&mu_);
+            next_leader_refresh_ = now + options_.leader_refresh;
+          }
+          absl::StatusOr<SealStatus> stored = barrier_->Status();
+          if (stored.ok() && stored->auto_unseal) {
+            WriterLock lock(&mu_);
+            auto_mode_ = true;
+            next_auto_unseal_ = now;
+            due = true;
+          }
+        }
+        if (due) {
+          TryAutoUnseal(/*explicit_call=*/false).IgnoreError();
+          DeliverEvents();
+        }
         return;
+      }
       case HaState::kStandby:
       case HaState::kPerfStandby:
         if (now < next_attempt) {
@@ -939,6 +1099,17 @@ class HaCoordinatorImpl final : public HaCoordinator {
       }
     }
     absl::Status ready = barrier_->ReloadKeyring();
+    if (ready.ok() && options_.key_wrapper != nullptr) {
+      // HA6: blobs made under an older wrapper key are rewrapped by the
+      // first active after a rotation. A failure does not stop the
+      // promotion (the old key still unwraps); the next one retries.
+      absl::StatusOr<bool> rewrapped = barrier_->RewrapIfNeeded(fence);
+      if (!rewrapped.ok()) {
+        WriterLock lock(&mu_);
+        last_error_ = absl::StrCat("rewrapping under the current wrapper key: ",
+                                   rewrapped.status().ToString());
+      }
+    }
     if (ready.ok() && options_.on_activate) ready = options_.on_activate(fence);
     const absl::Duration now = Mono();
     const absl::Time wall = clock_->Now();
@@ -1198,6 +1369,13 @@ class HaCoordinatorImpl final : public HaCoordinator {
   // Set while one Route() reads the leader.
   std::atomic<bool> leader_reading_{false};
   std::string last_error_ ABSL_GUARDED_BY(mu_);
+  // HA6 (auto-unseal). auto_mode_: the stored seal is auto (as last read).
+  bool auto_mode_ ABSL_GUARDED_BY(mu_) = false;
+  bool operator_sealed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration next_auto_unseal_ ABSL_GUARDED_BY(mu_) =
+      -absl::InfiniteDuration();
+  int auto_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string seal_error_ ABSL_GUARDED_BY(mu_);
   // Bumped by Seal (and shutdown) so a promotion in flight notices.
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<Cancellation> current_cancel_ ABSL_GUARDED_BY(mu_);
@@ -1264,12 +1442,15 @@ absl::StatusOr<std::unique_ptr<HaCoordinator>> HaCoordinator::Create(
   barrier_options.backend = options.backend;
   barrier_options.core_prefix = options.core_prefix;
   barrier_options.clock = options.clock;
+  barrier_options.key_wrapper = options.key_wrapper;
+  barrier_options.escrow = options.escrow;
   absl::StatusOr<std::unique_ptr<Barrier>> barrier =
       Barrier::Create(barrier_options);
   if (!barrier.ok()) return barrier.status();
   ASSIGN_OR_RETURN(SealStatus seal, (*barrier)->Status());
   return ForkChecked(std::make_unique<HaCoordinatorImpl>(
-      std::move(options), *std::move(barrier), seal.initialized));
+      std::move(options), *std::move(barrier), seal.initialized,
+      seal.auto_unseal));
 }
 
 }  // namespace strongbox

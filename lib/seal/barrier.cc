@@ -11,6 +11,7 @@
 #include "lib/seal/barrier_impl.h"
 #include "lib/seal/records.h"
 #include "lib/util/status_macros.h"
+#include "strongbox/key_wrapper.h"
 #include "strongbox/shamir.h"
 
 namespace strongbox {
@@ -86,6 +87,11 @@ Barrier::Impl::Impl(const BarrierOptions& options)
       root_key_path_(absl::StrCat(options.core_prefix, "root-key")),
       keyring_path_(absl::StrCat(options.core_prefix, "keyring")),
       pending_path_(absl::StrCat(options.core_prefix, "rekey-pending")),
+      root_wrapped_path_(absl::StrCat(options.core_prefix, "root-key-wrapped")),
+      recovery_wrapped_path_(
+          absl::StrCat(options.core_prefix, "recovery-key-wrapped")),
+      key_wrapper_(options.key_wrapper),
+      escrow_(options.escrow),
       fence_required_(options.backend->ha() != nullptr),
       max_encryptions_per_term_(options.max_encryptions_per_term),
       reservation_block_(std::min(options.encryption_reservation,
@@ -170,6 +176,9 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::MakeShares(
 absl::StatusOr<std::vector<std::string>> Barrier::Impl::Initialize(
     int shares, int threshold, FenceToken fence) {
   MutexLock op(&op_mu_);
+  if (key_wrapper_ != nullptr) {
+    return InitializeAutoLocked(shares, threshold, fence);
+  }
   RETURN_IF_ERROR(seal::ValidateSealParameters(shares, threshold));
   // Cheap early answer; the preconditions below are the real check.
   std::optional<Entry> existing[3];
@@ -385,6 +394,11 @@ absl::StatusOr<SealStatus> Barrier::Impl::Unseal(absl::string_view share) {
   MutexLock op(&op_mu_);
   ASSIGN_OR_RETURN(seal::SealConfigRecord config, ReadConfig());
   if (!sealed()) return StatusLocked(&config);
+  if (config.auto_unseal && !config.escrow) {
+    return absl::FailedPreconditionError(
+        "the barrier auto-unseals through its key wrapper; recovery shares "
+        "do not unseal it (initialized without escrow)");
+  }
 
   const size_t expected = config.threshold == 1 ? kKeyBytes : kKeyBytes + 1;
   if (share.size() != expected) {
@@ -507,6 +521,12 @@ SealStatus Barrier::Impl::StatusLocked(const seal::SealConfigRecord* config) {
     status.initialized = true;
     status.threshold = config->threshold;
     status.shares = config->shares;
+    status.auto_unseal = config->auto_unseal;
+    status.escrow = config->escrow;
+    if (config->auto_unseal) {
+      status.seal_type =
+          key_wrapper_ != nullptr ? key_wrapper_->type() : "auto";
+    }
   }
   {
     ReaderLock lock(&keys_mu_);
@@ -546,6 +566,10 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Rekey(
   RETURN_IF_ERROR(seal::ValidateSealParameters(new_shares, new_threshold));
   uint64_t config_version = 0;
   ASSIGN_OR_RETURN(seal::SealConfigRecord config, ReadConfig(&config_version));
+  if (config.auto_unseal) {
+    return absl::FailedPreconditionError(
+        "rekey of recovery shares (auto mode) is not supported");
+  }
   if (static_cast<int>(current_shares.size()) < config.threshold) {
     return absl::InvalidArgumentError(
         "rekey needs at least the threshold of current shares");
@@ -1088,6 +1112,10 @@ absl::StatusOr<std::unique_ptr<Barrier>> Barrier::Create(
         "BarrierOptions.max_encryptions_per_term and encryption_reservation "
         "must be at least 1");
   }
+  if (options.escrow && options.key_wrapper == nullptr) {
+    return absl::InvalidArgumentError(
+        "BarrierOptions.escrow needs a key_wrapper (auto mode)");
+  }
   return std::unique_ptr<Barrier>(new Barrier(std::make_unique<Impl>(options)));
 }
 
@@ -1098,6 +1126,22 @@ absl::StatusOr<std::vector<std::string>> Barrier::Initialize(int shares,
                                                              int threshold,
                                                              FenceToken fence) {
   return impl_->Initialize(shares, threshold, fence);
+}
+absl::StatusOr<SealStatus> Barrier::AutoUnseal() { return impl_->AutoUnseal(); }
+absl::Status Barrier::VerifyRecoveryShares(
+    absl::Span<const std::string> recovery_shares) {
+  return impl_->VerifyRecoveryShares(recovery_shares);
+}
+absl::Status Barrier::MigrateToAuto(absl::Span<const std::string> shares,
+                                    FenceToken fence) {
+  return impl_->MigrateToAuto(shares, fence);
+}
+absl::Status Barrier::MigrateToShamir(absl::Span<const std::string> shares,
+                                      FenceToken fence) {
+  return impl_->MigrateToShamir(shares, fence);
+}
+absl::StatusOr<bool> Barrier::RewrapIfNeeded(FenceToken fence) {
+  return impl_->RewrapIfNeeded(fence);
 }
 absl::StatusOr<SealStatus> Barrier::Unseal(absl::string_view share) {
   return impl_->Unseal(share);

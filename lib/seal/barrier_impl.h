@@ -71,6 +71,13 @@ class Barrier::Impl {
   absl::StatusOr<std::vector<std::string>> Initialize(int shares, int threshold,
                                                       FenceToken fence);
   absl::StatusOr<SealStatus> Unseal(absl::string_view share);
+  absl::StatusOr<SealStatus> AutoUnseal();  // barrier_auto.cc
+  absl::Status VerifyRecoveryShares(absl::Span<const std::string> shares);
+  absl::Status MigrateToAuto(absl::Span<const std::string> shares,
+                             FenceToken fence);
+  absl::Status MigrateToShamir(absl::Span<const std::string> shares,
+                               FenceToken fence);
+  absl::StatusOr<bool> RewrapIfNeeded(FenceToken fence);
   void ResetUnsealProgress();
   void Seal();
   bool sealed() const { return sealed_.load(std::memory_order_acquire); }
@@ -207,6 +214,10 @@ class Barrier::Impl {
   // Shares presented so far -> the unseal key. Length/threshold checked.
   absl::StatusOr<SecretBytes> CombineShares(
       absl::Span<const std::string> shares, int threshold);
+  // Auto mode's Initialize (barrier_auto.cc).
+  absl::StatusOr<std::vector<std::string>> InitializeAutoLocked(
+      int shares, int threshold, FenceToken fence)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
   absl::StatusOr<std::vector<std::string>> MakeShares(
       const SecretBytes& unseal_key, int shares, int threshold);
   void WipeProgress() ABSL_LOCKS_EXCLUDED(progress_mu_);
@@ -218,7 +229,11 @@ class Barrier::Impl {
   const std::string config_path_;
   const std::string root_key_path_;
   const std::string keyring_path_;
-  const std::string pending_path_;  // a rekey waiting for CompleteRekey
+  const std::string pending_path_;       // a rekey waiting for CompleteRekey
+  const std::string root_wrapped_path_;  // auto mode: root key, wrapped
+  const std::string recovery_wrapped_path_;  // auto mode: recovery key
+  KeyWrapper* const key_wrapper_;            // null: Shamir only; not owned
+  const bool escrow_;
   // The backend has HA: every write but Initialize's must carry a fence.
   const bool fence_required_;
   const uint64_t max_encryptions_per_term_;

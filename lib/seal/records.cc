@@ -34,6 +34,8 @@ std::string SerializeSealConfig(const SealConfigRecord& config) {
   msg.set_format(kRecordFormat);
   msg.set_shares(static_cast<uint32_t>(config.shares));
   msg.set_threshold(static_cast<uint32_t>(config.threshold));
+  msg.set_auto_unseal(config.auto_unseal);
+  msg.set_escrow(config.escrow);
   return msg.SerializeAsString();
 }
 
@@ -51,8 +53,34 @@ absl::StatusOr<SealConfigRecord> ParseSealConfig(absl::string_view bytes) {
            .ok()) {
     return absl::DataLossError("seal config record has invalid parameters");
   }
+  if (msg.escrow() && !msg.auto_unseal()) {
+    return absl::DataLossError("seal config record has escrow without auto");
+  }
   return SealConfigRecord{static_cast<int>(msg.shares()),
-                          static_cast<int>(msg.threshold())};
+                          static_cast<int>(msg.threshold()), msg.auto_unseal(),
+                          msg.escrow()};
+}
+
+std::string SerializeWrappedKey(const WrappedSecret& wrapped) {
+  WrappedKey msg;
+  msg.set_format(kRecordFormat);
+  msg.set_key_id(wrapped.key_id);
+  msg.set_ciphertext(wrapped.ciphertext);
+  return msg.SerializeAsString();
+}
+
+absl::StatusOr<WrappedSecret> ParseWrappedKey(absl::string_view bytes) {
+  WrappedKey msg;
+  if (!msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError("wrapped key record does not parse");
+  }
+  if (msg.format() != kRecordFormat) {
+    return absl::DataLossError("wrapped key record has an unknown format");
+  }
+  if (msg.ciphertext().empty()) {
+    return absl::DataLossError("wrapped key record is empty");
+  }
+  return WrappedSecret{msg.key_id(), msg.ciphertext()};
 }
 
 absl::StatusOr<SealedRecordParts> ParseSealedRecord(absl::string_view bytes) {

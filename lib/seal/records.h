@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "strongbox/key_wrapper.h"
 #include "strongbox/secret_bytes.h"
 
 namespace strongbox::seal {
@@ -25,14 +26,21 @@ inline constexpr uint32_t kRecordFormat = 1;
 
 // ---- seal config
 struct SealConfigRecord {
-  int shares = 0;
+  int shares = 0;  // recovery shares in auto mode
   int threshold = 0;
+  bool auto_unseal = false;  // the root key is stored wrapped (key_wrapper.h)
+  bool escrow = false;       // auto mode: root key also under the recovery key
 };
 // OK or INVALID_ARGUMENT naming the rule: 1 <= threshold <= shares <= 255,
 // threshold >= 2 unless shares == 1.
 absl::Status ValidateSealParameters(int shares, int threshold);
 std::string SerializeSealConfig(const SealConfigRecord& config);
 absl::StatusOr<SealConfigRecord> ParseSealConfig(absl::string_view bytes);
+
+// ---- wrapped keys (auto-unseal)
+std::string SerializeWrappedKey(const WrappedSecret& wrapped);
+// DATA_LOSS unless format 1 and a non-empty ciphertext.
+absl::StatusOr<WrappedSecret> ParseWrappedKey(absl::string_view bytes);
 
 // ---- sealed records
 struct SealedRecordParts {

@@ -40,6 +40,8 @@ struct ClusterOptions {
   // Non-empty: the nodes share an LMDB store in this directory (unsynced
   // commits, for speed), each through a backend of its own.
   std::string lmdb_dir;
+  // Auto-unseal (HaCoordinator::Options::key_wrapper) for every node.
+  KeyWrapper* key_wrapper = nullptr;
 };
 
 class Cluster {
@@ -99,6 +101,7 @@ class Cluster {
     o.clock = &clock;
     o.background_thread = false;
     o.seed = options_.seed * 31 + i;
+    o.key_wrapper = options_.key_wrapper;
     return o;
   }
 
