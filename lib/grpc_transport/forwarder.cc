@@ -45,19 +45,21 @@ class GrpcForwarder::Impl final : public ClusterCredentialsObserver {
   void OnClusterCredentialsChanged(
       const ClusterCredentialsChange& change) override {
     MutexLock l(&mu_);
+    ++epoch_;
     channels_.clear();  // next call dials with the new credentials
   }
 
   absl::StatusOr<std::shared_ptr<transport::Forwarding::Stub>> Stub(
       absl::string_view address) {
+    uint64_t epoch;
     {
       MutexLock l(&mu_);
       auto it = channels_.find(address);
       if (it != channels_.end()) return it->second;
+      epoch = epoch_;
     }
-    // Credentials may change between here and the insert below; the
-    // observer then clears the map again after we insert, so a stale
-    // channel lives for at most this one call.
+    // Credentials may change between here and the insert below: then the
+    // channel serves this one call and is not kept.
     absl::StatusOr<ClusterCredentials> creds = options_.identity->Current();
     if (!creds.ok()) {
       return absl::Status(
@@ -71,6 +73,7 @@ class GrpcForwarder::Impl final : public ClusterCredentialsObserver {
             std::string(address), channel_creds,
             grpc_transport::ChannelArgs(options_.max_message_bytes)));
     MutexLock l(&mu_);
+    if (epoch != epoch_) return stub;
     auto [it, inserted] = channels_.emplace(std::string(address), stub);
     return it->second;
   }
@@ -118,6 +121,7 @@ class GrpcForwarder::Impl final : public ClusterCredentialsObserver {
   Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<transport::Forwarding::Stub>>
       channels_ ABSL_GUARDED_BY(mu_);
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;  // credential changes seen
 };
 
 absl::StatusOr<std::unique_ptr<GrpcForwarder>> GrpcForwarder::Create(
