@@ -35,7 +35,9 @@
 // Thread-safety: every method may be called concurrently. Observers are
 // called one at a time, never under the identity's lock, on the thread
 // that made the change (a Refresh() caller, the coordinator's observer
-// thread, or the identity's background thread), and may call Current().
+// thread, or the identity's background thread), and may call Current() but
+// not Add/RemoveObserver. RemoveObserver() waits for a delivery in
+// progress, so the observer may be destroyed once it returns.
 #ifndef STRONGBOX_CLUSTER_CREDENTIALS_H_
 #define STRONGBOX_CLUSTER_CREDENTIALS_H_
 
