@@ -1,7 +1,9 @@
 // ClusterIdentity: the CA behind the barrier, every unsealed node's leaf,
 // wiping on seal (D2), renewal and CA rotation followed by standbys.
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -245,6 +247,46 @@ TEST_F(ClusterIdentityTest, CaRotationIsFollowedByStandbys) {
   cluster_.Unseal(sealed);
   ASSERT_THAT(identities_[sealed]->Refresh(), IsOk());
   EXPECT_EQ(Creds(sealed).ca_id, rotated.ca_id);
+}
+
+// The background thread refreshing while the host seals, unseals and
+// reads: run under TSan (tools/test's tsan stage) for races; afterwards
+// the identity is consistent with the node's state.
+TEST_F(ClusterIdentityTest, BackgroundRefreshRacesSealUnsealAndReaders) {
+  const int active = Elect();
+  ASSERT_GE(active, 0);
+  const int standby = (active + 1) % 3;
+  identities_[standby]->RemoveObserver(observers_[standby].get());
+  identities_[standby].reset();
+  ClusterIdentity::Options o;
+  o.coordinator = cluster_.nodes[standby].get();
+  o.clock = &cluster_.clock;
+  o.background_thread = true;
+  o.refresh_interval = absl::Milliseconds(1);
+  ASSERT_OK_AND_ASSIGN(identities_[standby], ClusterIdentity::Create(o));
+  identities_[standby]->AddObserver(observers_[standby].get());
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> seen{0};
+  std::thread reader([&] {
+    while (!stop.load()) {
+      absl::StatusOr<ClusterCredentials> c = identities_[standby]->Current();
+      if (c.ok()) {
+        EXPECT_FALSE(c->private_key_pem.empty());
+        seen.fetch_add(1);
+      }
+    }
+  });
+  for (int round = 0; round < 20; ++round) {
+    ASSERT_THAT(cluster_.nodes[standby]->Seal(), IsOk());
+    EXPECT_THAT(identities_[standby]->Current(),
+                StatusIs(absl::StatusCode::kFailedPrecondition));
+    cluster_.Unseal(standby);
+  }
+  stop.store(true);
+  reader.join();
+  ASSERT_THAT(identities_[standby]->Refresh(), IsOk());
+  EXPECT_THAT(identities_[standby]->Current().status(), IsOk());
 }
 
 TEST(ClusterIdentityOptionsTest, BadOptionsAreRefused) {
