@@ -171,6 +171,13 @@ int Run(int ops) {
        [&](int i) {
          return standby.forwarder->Forward(active.address, echo_payload).ok();
        }},
+      {"  part: Route(write) on the standby",
+       [&](int i) {
+         return standby.coordinator->Route(OperationKind::kWrite).action ==
+                RouteDecision::Action::kForwardToActive;
+       }},
+      {"  part: SerializeToSecretBytes",
+       [&](int i) { return !SerializeToSecretBytes(sample).empty(); }},
   };
   // Warm-up: channels, caches.
   for (int i = 0; i < 200; ++i) {
