@@ -74,8 +74,8 @@ class ServerImpl final : public ForwardingServer,
     while (true) {
       {
         MutexLock l(&mu_);
-        // Poll the credentials now and then too: a change may predate the
-        // observer's registration.
+        // Also every second: a change may predate the observer's
+        // registration, and a failed bind is retried.
         mu_.AwaitWithTimeout(
             [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_ || dirty_; },
             absl::Seconds(1));
@@ -118,9 +118,8 @@ class ServerImpl final : public ForwardingServer,
     builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
     if (server == nullptr || bound == 0) {
-      // The port may still be held by the server just stopped: retry soon.
-      MutexLock l(&mu_);
-      dirty_ = true;
+      // The port may still be held (the server just stopped, another
+      // process): the loop tries again within a second.
       return;
     }
     MutexLock l(&mu_);
