@@ -284,5 +284,43 @@ TEST_F(GrpcTransportTest, SealedNodeNeitherForwardsNorServes) {
   EXPECT_EQ(nodes_[1].server->port(), 0);
 }
 
+// The service in a host's own gRPC server (the normal case): the host
+// builds the server with ForwardingService::ServerCredentials(); the
+// service itself refuses while its node is sealed, even though the host's
+// server keeps listening.
+TEST_F(GrpcTransportTest, ServiceInTheHostsOwnServerRefusesWhileSealed) {
+  ForwardingService::Options so;
+  so.store = nodes_[1].store.get();
+  so.coordinator = nodes_[1].coordinator.get();
+  ASSERT_OK_AND_ASSIGN(auto service, ForwardingService::Create(so));
+  ASSERT_OK_AND_ASSIGN(ClusterCredentials creds, nodes_[1].identity->Current());
+  ASSERT_OK_AND_ASSIGN(auto server_creds,
+                       ForwardingService::ServerCredentials(creds));
+  const std::string address =
+      absl::StrCat("127.0.0.1:", testing_transport::FreePort());
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, server_creds);
+  builder.RegisterService(service->service());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(kDefaultMaxForwardBytes));
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+
+  EXPECT_THAT(nodes_[0].forwarder->Echo(address, "hi"),
+              strongbox_testing::IsOkAndHolds("hi"));
+  ASSERT_THAT(nodes_[1].coordinator->Seal(), IsOk());
+  EXPECT_THAT(
+      nodes_[0].forwarder->Echo(address, "hi"),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("sealed")));
+  store::Request put;
+  put.set_forwarded(true);
+  put.mutable_kv_put()->set_path("app/via-sealed");
+  (*put.mutable_kv_put()->mutable_data())["v"] = "1";
+  EXPECT_THAT(nodes_[0].forwarder->Forward(address, put.SerializeAsString()),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(nodes_[0].store->KvGet("app/via-sealed").status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  server->Shutdown();
+}
+
 }  // namespace
 }  // namespace strongbox
