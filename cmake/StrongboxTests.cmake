@@ -15,8 +15,8 @@ target_link_libraries(strongbox_node_json PUBLIC strongbox)
 # The CMake build has no EtcdBackend yet: the node refuses --etcd, and
 # --pkcs11-* (the PKCS#11 add-on is tested under Bazel).
 add_library(strongbox_node_host examples/node/node_host.cc
-            examples/node/etcd_open_none.cc examples/node/pkcs11_node.cc
-            examples/node/pkcs11_open_none.cc)
+            examples/node/etcd_open_none.cc examples/node/transport_none.cc
+            examples/node/pkcs11_node.cc examples/node/pkcs11_open_none.cc)
 target_link_libraries(strongbox_node_host PUBLIC strongbox_node_json)
 add_library(strongbox_node_process examples/node/node_process.cc)
 target_link_libraries(strongbox_node_process PUBLIC strongbox_node_json)
@@ -51,6 +51,8 @@ target_compile_definitions(crypto_test PRIVATE
   STRONGBOX_EXPECTED_PROVIDER="${STRONGBOX_CRYPTO}")
 # A host that includes <openssl/...> itself gets OpenSSL's headers.
 strongbox_test(tests/crypto host_header_test)
+strongbox_test(tests/crypto x509_test)
+strongbox_test(tests/cluster cluster_identity_test)
 if(STRONGBOX_CRYPTO STREQUAL "openssl")
   # A TLS echo over OpenSSL's libssl beside strongbox in one process.
   add_library(strongbox_tls_loopback lib/crypto/testing/tls_loopback.cc)

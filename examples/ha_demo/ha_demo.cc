@@ -15,6 +15,11 @@
 //   bazel run //examples/ha_demo:ha_demo [-- --lease-ttl-ms=N
 //                                          --node-binary=PATH --keep-dir]
 //
+// With --listen (built with --config=openssl, as tools/demo runs it) every
+// node also serves the gRPC transport on its address, and the demo shows a
+// write on a performance standby forwarded to the active over mutual TLS
+// instead of refused with the leader's address.
+//
 // Exits 0 when every expectation holds, 1 when one fails (the failing step
 // says why, and the nodes' logs are printed), 2 on bad arguments. Children
 // and the temporary directory are removed on every exit path.
@@ -60,6 +65,10 @@ struct Flags {
   std::string node_binary;
   int lease_ttl_ms = 1000;
   bool keep_dir = false;
+  // --listen: every node also serves the gRPC transport on its address
+  // (strongbox_node --listen; a --config=openssl build), so a write on a
+  // performance standby is forwarded to the active.
+  bool listen = false;
 };
 
 absl::Status Expectation(absl::string_view what) {
@@ -157,14 +166,13 @@ class Demo {
 
   absl::Status Spawn(int i) {
     Node& n = nodes_[i];
-    STRONGBOX_ASSIGN_OR_RETURN(
-        n.process, NodeProcess::Start(
-                       binary_,
-                       {"--dir=" + dir_ + "/store", "--node-id=" + n.name,
-                        "--advertise=" + n.address,
-                        absl::StrCat("--lease-ttl-ms=", flags_.lease_ttl_ms),
-                        "--perf-standby"},
-                       LogPath(i)));
+    std::vector<std::string> args = {
+        "--dir=" + dir_ + "/store", "--node-id=" + n.name,
+        "--advertise=" + n.address,
+        absl::StrCat("--lease-ttl-ms=", flags_.lease_ttl_ms), "--perf-standby"};
+    if (flags_.listen) args.push_back("--listen=" + n.address);
+    STRONGBOX_ASSIGN_OR_RETURN(n.process,
+                               NodeProcess::Start(binary_, args, LogPath(i)));
     return absl::OkStatus();
   }
 
@@ -356,6 +364,7 @@ class Demo {
     STRONGBOX_RETURN_IF_ERROR(CheckRead(standby, "app/db", /*show=*/true));
     STRONGBOX_RETURN_IF_ERROR(CheckRead(standby, "app/api", /*show=*/true));
 
+    if (flags_.listen) return ForwardFromStandby(standby);
     Step("A write sent to a standby is refused with the leader's address.");
     STRONGBOX_ASSIGN_OR_RETURN(JsonValue v,
                                Show(standby, "put app/db password=nope"));
@@ -365,6 +374,33 @@ class Demo {
     }
     Say("(a host with a transport would forward it to that address)");
     return absl::OkStatus();
+  }
+
+  // --listen: the standby forwards the write to the active over the gRPC
+  // transport (mutual TLS with certificates minted from the cluster CA
+  // behind the barrier) and answers with the active's result.
+  absl::Status ForwardFromStandby(int standby) {
+    Step(absl::StrCat("A write sent to the performance standby ",
+                      nodes_[standby].name,
+                      " is forwarded to the active over mutual TLS."));
+    const std::string line = "put app/forwarded from=" + nodes_[standby].name;
+    // The standby's certificate follows its unseal within about a second.
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    JsonValue v;
+    while (true) {
+      STRONGBOX_ASSIGN_OR_RETURN(v, Ask(standby, line));
+      if (v.GetBool("ok") || absl::Now() > give_up) break;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    Say(absl::StrFormat("%s> %-28s %s", nodes_[standby].name, line,
+                        nodes_[standby].process->last_line()));
+    if (!v.GetBool("ok")) {
+      return Expectation("a write on a performance standby was not forwarded");
+    }
+    written_["app/forwarded"] = {v.GetInt("version"),
+                                 {{"from", nodes_[standby].name}}};
+    Say(absl::StrCat("It landed on the active (", nodes_[active_].name, "):"));
+    return CheckRead(active_, "app/forwarded", /*show=*/true);
   }
 
   absl::Status KillTheActive() {
@@ -719,12 +755,14 @@ int Main(int argc, char** argv) {
       }
     } else if (arg == "--keep-dir") {
       flags.keep_dir = true;
+    } else if (arg == "--listen") {
+      flags.listen = true;
     } else if (absl::StartsWith(arg, "--gtest_")) {
       // Run as a cc_test: gtest flags are not ours; ignore them.
     } else {
       std::fprintf(stderr,
                    "usage: ha_demo [--node-binary=PATH] [--lease-ttl-ms=N] "
-                   "[--keep-dir]\n");
+                   "[--keep-dir] [--listen]\n");
       return 2;
     }
   }

@@ -126,7 +126,7 @@ std::string NodeUsage() {
       "[--etcd-prefix=P] [--etcd-ca=F --etcd-cert=F --etcd-key=F]) "
       "--node-id=ID --advertise=ADDR "
       "[--perf-standby] [--lease-ttl-ms=N] [--no-kill-hung-holder] "
-      "[--audit-file=F]",
+      "[--audit-file=F] [--listen=HOST:PORT]",
       Pkcs11Usage());
 }
 
@@ -159,6 +159,8 @@ absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
       config.node_id = std::string(value);
     } else if (take("--advertise=")) {
       config.advertise = std::string(value);
+    } else if (take("--listen=")) {
+      config.listen = std::string(value);
     } else if (arg == "--perf-standby") {
       config.perf_standby = true;
     } else if (take("--audit-file=")) {
@@ -191,6 +193,7 @@ absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
   if (config.node_id.empty()) {
     return absl::InvalidArgumentError("--node-id is required");
   }
+  if (config.advertise.empty()) config.advertise = config.listen;
   if (config.advertise.empty()) {
     return absl::InvalidArgumentError("--advertise is required");
   }
@@ -204,7 +207,9 @@ absl::Duration HungHolderGrace(absl::Duration lease_ttl) {
 NodeHost::NodeHost(const NodeConfig& config) : config_(config) {}
 
 NodeHost::~NodeHost() {
+  if (transport_ != nullptr) transport_->StopServing();
   store_.reset();
+  transport_.reset();
   coordinator_.reset();
   key_wrapper_.reset();  // after the coordinator that uses it
   if (logger_ != nullptr) logger_.reset();
@@ -258,6 +263,7 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::OpenWithBackend(
   host->coordinator_ = std::move(coordinator);
   host->coordinator_->AddObserver(host->logger_.get());
 
+  STRONGBOX_RETURN_IF_ERROR(host->OpenTransport());
   SecretStore::Options store_options;
   store_options.coordinator = host->coordinator_.get();
   if (!config.audit_file.empty()) {
@@ -267,10 +273,49 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::OpenWithBackend(
                                NewFileAuditSink(sink_options));
     store_options.audit_sinks.push_back({"file", host->audit_sink_.get()});
   }
+  if (host->transport_ != nullptr) {
+    store_options.forwarder = host->transport_->forwarder();
+  }
   STRONGBOX_ASSIGN_OR_RETURN(std::unique_ptr<SecretStore> store,
                              SecretStore::Create(store_options));
   host->store_ = std::move(store);
+  STRONGBOX_RETURN_IF_ERROR(host->ServeTransport());
   return host;
+}
+
+// cas-put PATH CAS K=V [K=V...]: a check-and-set write (CAS 0: only if
+// absent), answering the index too. get-min PATH MIN_INDEX: a read that
+// first waits for this node to reach MIN_INDEX (SecretStore's min_index).
+// For clients that read their writes on another node (the transport tests).
+std::string NodeHost::CasPutOrGetMin(
+    const std::vector<absl::string_view>& words) {
+  const bool put = words[0] == "cas-put";
+  if (put ? words.size() < 4 : words.size() != 3) {
+    return Failure(
+        absl::InvalidArgumentError(put ? "usage: cas-put PATH CAS K=V [K=V...]"
+                                       : "usage: get-min PATH MIN_INDEX"));
+  }
+  uint64_t number;
+  if (!absl::SimpleAtoi(words[2], &number)) {
+    return Failure(absl::InvalidArgumentError(
+        put ? "CAS must be a non-negative integer"
+            : "MIN_INDEX must be a non-negative integer"));
+  }
+  return put ? Put(words, 3, number) : Get(words[1], number);
+}
+
+absl::Status NodeHost::OpenTransport() {
+  if (config_.listen.empty()) return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<NodeTransport>> transport =
+      OpenNodeTransport(config_, coordinator_.get());
+  if (!transport.ok()) return transport.status();
+  transport_ = *std::move(transport);
+  return absl::OkStatus();
+}
+
+absl::Status NodeHost::ServeTransport() {
+  if (transport_ == nullptr) return absl::OkStatus();
+  return transport_->Serve(store_.get());
 }
 
 std::string NodeHost::Failure(const absl::Status& status,
@@ -365,6 +410,9 @@ std::string NodeHost::HandleLine(absl::string_view line) {
   if (command == "get") {
     if (!(bad = arity(1, "get PATH")).ok()) return Failure(bad);
     return Get(words[1]);
+  }
+  if (command == "cas-put" || command == "get-min") {
+    return CasPutOrGetMin(words);
   }
   if (command == "step-down") {
     if (!(bad = arity(0, "step-down")).ok()) return Failure(bad);
@@ -528,13 +576,15 @@ std::string NodeHost::Status() {
   return out.Finish();
 }
 
-std::string NodeHost::Put(const std::vector<absl::string_view>& words) {
+std::string NodeHost::Put(const std::vector<absl::string_view>& words,
+                          size_t first_field, std::optional<uint64_t> cas) {
   store::Request request;
   WipeOnExit wipe_request(&request);
   store::KvPutRequest* put = request.mutable_kv_put();
   put->set_path(std::string(words[1]));
+  if (cas.has_value()) put->set_cas(*cas);
   std::set<absl::string_view> seen;
-  for (size_t i = 2; i < words.size(); ++i) {
+  for (size_t i = first_field; i < words.size(); ++i) {
     const size_t eq = words[i].find('=');
     absl::string_view key = words[i].substr(0, eq);
     const bool b64 = absl::ConsumeSuffix(&key, kBase64Suffix);
@@ -561,15 +611,20 @@ std::string NodeHost::Put(const std::vector<absl::string_view>& words) {
   WipeOnExit wipe_response(&response);
   absl::Status status = ResponseStatus(response);
   if (!status.ok()) return Failure(status, response.leader_address());
-  return JsonObjectWriter()
-      .Bool("ok", true)
-      .Int("version", static_cast<int64_t>(response.kv_write().version()))
-      .Finish();
+  JsonObjectWriter out;
+  out.Bool("ok", true)
+      .Int("version", static_cast<int64_t>(response.kv_write().version()));
+  // cas-put: the index, for get-min on another node.
+  if (cas.has_value()) {
+    out.Int("index", static_cast<int64_t>(response.index()));
+  }
+  return out.Finish();
 }
 
-std::string NodeHost::Get(absl::string_view path) {
+std::string NodeHost::Get(absl::string_view path, uint64_t min_index) {
   store::Request request;
   request.mutable_kv_get()->set_path(std::string(path));
+  if (min_index > 0) request.set_min_index(min_index);
   store::Response response = store_->Handle(request, caller());
   WipeOnExit wipe_response(&response);
   absl::Status status = ResponseStatus(response);

@@ -17,6 +17,10 @@
 //   put PATH K=V [K=V...]   {"ok":true,"version":1}
 //   get PATH                {"ok":true,"version":1,"data":{"K":"V"}}
 //                           (+ "data_b64":{"K2":"<base64>"}, see below)
+//   cas-put PATH CAS K=V... {"ok":true,"version":2,"index":17}
+//                           (check-and-set; CAS 0: only if absent;
+//                           a mismatch answers ABORTED)
+//   get-min PATH MIN_INDEX  as get, once this node has reached MIN_INDEX
 //   step-down | seal        {"ok":true}
 //   policy-put NAME <policy JSON on one line>
 //                           {"ok":true,"index":"12"}
@@ -65,10 +69,13 @@
 // are wiped before they are freed; HandleLine(std::string*) also wipes the
 // line it was given. The caller wipes the answer it gets back.
 //
-// The host moves no bytes between nodes (no Forwarder): a write on a
-// standby answers UNAVAILABLE with the leader's address; a read on a
-// performance standby is served locally, on a plain standby it is
-// redirected the same way.
+// Without --listen the host moves no bytes between nodes (no Forwarder): a
+// write on a standby answers UNAVAILABLE with the leader's address; a read
+// on a performance standby is served locally, on a plain standby it is
+// redirected the same way. With --listen (NodeConfig::listen) a
+// performance standby forwards writes to the active over the gRPC
+// transport and answers with the active's result; a plain standby still
+// answers with the leader.
 //
 // Thread-compatible: one thread calls HandleLine(); the coordinator runs its
 // own election thread inside.
@@ -128,6 +135,14 @@ struct NodeConfig {
   std::string audit_file;
   // --pkcs11-*: auto-unseal through a PKCS#11 token (pkcs11_node.h).
   NodePkcs11Config pkcs11;
+  // --listen=HOST:PORT: serve the forwarding service (//:grpc_transport)
+  // there, and forward a performance standby's writes to the active over
+  // it (mutual TLS with the cluster identity, strongbox/
+  // cluster_credentials.h); --advertise then defaults to this address and
+  // must be where peers reach it. Needs a strongbox_node built with
+  // --config=openssl. Empty (default): no transport, the protocol is as
+  // without it.
+  std::string listen;
 };
 
 // The hung-holder grace the node gives LmdbBackend: one lease TTL, but never
@@ -151,6 +166,21 @@ std::string NodeUsage();
 // one per crypto provider (the BoringSSL build has no gRPC and refuses).
 absl::StatusOr<std::unique_ptr<Backend>> OpenNodeEtcdBackend(
     const NodeConfig& config);
+
+// The node's peer transport for --listen: examples/node/transport_*.cc,
+// one per crypto provider (the BoringSSL build has no gRPC and refuses).
+class NodeTransport {
+ public:
+  virtual ~NodeTransport() = default;
+  // For SecretStore::Options::forwarder.
+  virtual Forwarder* forwarder() = 0;
+  // Starts serving forwarded requests to `store` (which must outlive it
+  // or StopServing()).
+  virtual absl::Status Serve(SecretStore* store) = 0;
+  virtual void StopServing() = 0;
+};
+absl::StatusOr<std::unique_ptr<NodeTransport>> OpenNodeTransport(
+    const NodeConfig& config, HaCoordinator* coordinator);
 
 class NodeHost {
  public:
@@ -182,12 +212,19 @@ class NodeHost {
  private:
   class StateLogger;
   explicit NodeHost(const NodeConfig& config);
+  // --listen: the transport, before the store is built (it provides the
+  // forwarder); ServeTransport() once the store exists.
+  absl::Status OpenTransport();
+  absl::Status ServeTransport();
 
   std::string Init(absl::string_view shares, absl::string_view threshold);
   std::string Unseal(absl::string_view hex);
   std::string Status();
-  std::string Put(const std::vector<absl::string_view>& words);
-  std::string Get(absl::string_view path);
+  std::string Put(const std::vector<absl::string_view>& words,
+                  size_t first_field = 2,
+                  std::optional<uint64_t> cas = std::nullopt);
+  std::string Get(absl::string_view path, uint64_t min_index = 0);
+  std::string CasPutOrGetMin(const std::vector<absl::string_view>& words);
   // Policy commands and the `as` prefix (issue 15). `rest`: the line after
   // the command word.
   std::string PolicyCommand(absl::string_view command, absl::string_view rest);
@@ -210,6 +247,9 @@ class NodeHost {
   std::unique_ptr<SecretStore> store_;
   const CallContext root_ = CallContext::Root("root");
   std::optional<CallContext> as_;  // set while one `as` command runs
+  // --listen only (OpenTransport): destroyed by ~NodeHost in its own order
+  // (stop serving, then the store, then the forwarder and identity).
+  std::unique_ptr<NodeTransport> transport_;
 };
 
 }  // namespace node

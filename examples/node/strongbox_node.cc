@@ -14,6 +14,9 @@
 // --etcd puts the node on an etcd cluster (EtcdBackend) instead of an
 // LMDB directory; it needs a strongbox_node built with --config=openssl
 // (the default build answers with exit 1 and a message saying so).
+// --listen=HOST:PORT (same build requirement) serves the gRPC transport
+// (//:grpc_transport) there and forwards a performance standby's writes to
+// the active over it; --advertise then defaults to the listen address.
 //
 // stdout carries only answers, one JSON object per line, flushed after each.
 // Logs (state changes) go to stderr. `quit`, end of input, SIGTERM or SIGINT

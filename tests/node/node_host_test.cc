@@ -434,6 +434,64 @@ TEST(NodeHostTest, HandleLineWipesTheLineItWasGiven) {
   EXPECT_EQ(std::string(buffer, size), std::string(size, '\0'));
 }
 
+// --listen (issue 13): the advertise address defaults to it; only the
+// OpenSSL build has the gRPC transport.
+TEST(NodeHostTest, ListenFlagAndItsBuild) {
+  auto parse = [](std::vector<std::string> v) {
+    std::vector<char*> argv;
+    for (std::string& s : v) argv.push_back(s.data());
+    return ParseNodeFlags(argv.size(), argv.data());
+  };
+  absl::StatusOr<NodeConfig> c =
+      parse({"node", "--dir=/d", "--node-id=n", "--listen=127.0.0.1:7001"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->listen, "127.0.0.1:7001");
+  EXPECT_EQ(c->advertise, "127.0.0.1:7001");
+  c = parse({"node", "--dir=/d", "--node-id=n", "--listen=0.0.0.0:7001",
+             "--advertise=10.0.0.1:7001"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->advertise, "10.0.0.1:7001");
+  c = parse({"node", "--dir=/d", "--node-id=n"});
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+
+  NodeConfig config = Config(NewDir("listen"), "n1");
+  config.listen = "127.0.0.1:0";
+  absl::StatusOr<std::unique_ptr<NodeHost>> host = NodeHost::Open(config);
+#if STRONGBOX_NODE_HAS_ETCD
+  EXPECT_TRUE(host.ok()) << host.status();
+#else
+  EXPECT_EQ(host.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(host.status().message().find("--config=openssl"),
+            absl::string_view::npos)
+      << host.status();
+#endif
+}
+
+TEST(NodeHostTest, CasPutAndGetMin) {
+  absl::StatusOr<std::unique_ptr<NodeHost>> host =
+      NodeHost::Open(Config(NewDir("cas"), "n1"));
+  ASSERT_TRUE(host.ok()) << host.status();
+  NodeHost& h = **host;
+  InitAndUnseal({&h});
+  ASSERT_TRUE(AwaitState(&h, "active"));
+  JsonValue put = Parse(h.HandleLine("cas-put app/a 0 v=1"));
+  ASSERT_TRUE(put.GetBool("ok")) << h.HandleLine("status");
+  EXPECT_EQ(put.GetInt("version"), 1);
+  const int64_t index = put.GetInt("index");
+  EXPECT_GT(index, 0);
+  EXPECT_EQ(Parse(h.HandleLine("cas-put app/a 0 v=2")).GetString("code"),
+            "ABORTED");
+  EXPECT_TRUE(Parse(h.HandleLine("cas-put app/a 1 v=2")).GetBool("ok"));
+  JsonValue got = Parse(h.HandleLine(absl::StrCat("get-min app/a ", index)));
+  ASSERT_TRUE(got.GetBool("ok"));
+  EXPECT_EQ(got.Find("data")->GetString("v"), "2");
+  for (const char* bad : {"cas-put app/a", "cas-put app/a x v=1",
+                          "get-min app/a", "get-min app/a -1"}) {
+    EXPECT_EQ(Parse(h.HandleLine(bad)).GetString("code"), "INVALID_ARGUMENT")
+        << bad;
+  }
+}
+
 }  // namespace
 }  // namespace node
 }  // namespace strongbox
