@@ -46,6 +46,9 @@ namespace strongbox::seal {
 class NoncePool {
  public:
   static constexpr size_t kNonceBytes = 12;
+  // Threads draw from the shard of their thread index, so two threads on
+  // two cores do not contend for one lock. Each shard is one page.
+  static constexpr int kShards = 8;
 
   NoncePool();
   ~NoncePool();
@@ -67,7 +70,6 @@ class NoncePool {
   // Draw() from shard `shard % kShards` instead of the calling thread's:
   // lets a fork test reach every shard from one thread.
   absl::Status DrawFromShardForTesting(int shard, uint8_t* out);
-  static constexpr int kShardsForTesting() { return kShards; }
 
  private:
   friend class NoncePoolForkHandlers;
@@ -77,9 +79,6 @@ class NoncePool {
     uint32_t remaining;  // nonces left; zero after a fork (WIPEONFORK)
     uint32_t next;       // index of the next nonce to hand out
   };
-  // Threads draw from the shard of their thread index, so two threads on
-  // two cores do not contend for one lock. Each shard is one page.
-  static constexpr int kShards = 8;
   struct alignas(64) Shard {
     Mutex mu;
     uint8_t* page = nullptr;                   // constant after construction

@@ -226,7 +226,7 @@ TEST(NoncePoolForkTest, ForkFromAThreadWhileAnotherDraws) {
       if (pid == 0) {
         close(fds[0]);
         alarm(5);  // a shard left locked would hang the child
-        for (int shard = 0; shard < NoncePool::kShardsForTesting(); ++shard) {
+        for (int shard = 0; shard < NoncePool::kShards; ++shard) {
           for (int i = 0; i < 20; ++i) {
             uint8_t n[12];
             if (!pool.DrawFromShardForTesting(shard, n).ok()) _exit(3);
@@ -246,7 +246,7 @@ TEST(NoncePoolForkTest, ForkFromAThreadWhileAnotherDraws) {
       int status = 0;
       waitpid(pid, &status, 0);
       if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
-          received != NoncePool::kShardsForTesting() * 20) {
+          received != NoncePool::kShards * 20) {
         ++bad_children;
       }
     });
