@@ -101,6 +101,14 @@ class BlockingSink : public AuditSink {
     MutexLock lock(&mu_);
     return writes_started_;
   }
+  // Waits (up to `timeout`) until at least `n` writes have started: a
+  // sink's worker may pick its entry up only after the caller timed out.
+  bool AwaitWritesStarted(int n, absl::Duration timeout) {
+    MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                    mu_) { return writes_started_ >= n; },
+                                timeout);
+  }
 
  private:
   Mutex mu_;
@@ -262,9 +270,12 @@ TEST(AuditTest, HungSinkTimesOutIsReportedAndDoesNotFreezeLaterCalls) {
   }
   ASSERT_EQ(observer.failures().size(), 101u);
   EXPECT_EQ(observer.failures()[100].reason, AuditFailure::Reason::kHung);
-  EXPECT_EQ(hung->writes_started(), 1);
   EXPECT_EQ(d.stats().requests_refused, 101u);
   EXPECT_EQ(d.stats().sink_timeouts, 101u);
+  // The first entry reached the sink (its worker may start it only after
+  // the 20 ms timeout on a loaded machine); none of the later ones did.
+  EXPECT_TRUE(hung->AwaitWritesStarted(1, absl::Seconds(30)));
+  EXPECT_EQ(hung->writes_started(), 1);
 
   // Once its stuck write returns, it is trusted again (the worker clears
   // the mark right after the write returns: retry until it has).

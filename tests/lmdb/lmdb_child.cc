@@ -42,7 +42,8 @@
 //       Acquires the lease (prints "GRANTED <fence>"; never renews), then
 //       grows the store in one write (a 1.5 MiB value) that stays open
 //       until TTL + 300 ms after the grant; meanwhile a second thread
-//       queues on LMDB's writer lock (first in line), takes it right after
+//       queues on LMDB's writer lock (seen blocked there, so first in
+//       line; "ERROR ..." if it never is), takes it right after
 //       the growth commits, prints "STOPPING_IN_WRITE" and stops the
 //       process (SIGSTOP) inside its own write transaction.
 //   lmdb_child fill DIR COUNT BYTES
@@ -57,11 +58,13 @@
 //       waits to be killed.
 #include <lmdb.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -211,6 +214,24 @@ int Stopper(const std::string& dir, bool announce) {
   return 0;
 }
 
+// True once thread `tid` of this process (0: not started yet) has slept
+// in a futex wait for 5 looks in a row, 5 ms apart: it is blocked on LMDB's
+// writer lock (the only lock it can wait on for long). False after 10 s.
+bool WaitUntilQueued(const std::atomic<pid_t>& tid) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  int in_a_row = 0;
+  while (in_a_row < 5 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+    const pid_t t = tid.load();
+    std::string number;
+    std::ifstream file(absl::StrCat("/proc/self/task/", t, "/syscall"));
+    const bool in_futex =
+        t != 0 && (file >> number) && number == absl::StrCat(SYS_futex);
+    in_a_row = in_futex ? in_a_row + 1 : 0;
+  }
+  return in_a_row >= 5;
+}
+
 int Grower(const std::string& dir, int ttl_ms) {
   lmdb_internal::TestHooks hooks;
   std::atomic<int> commits{0};
@@ -220,11 +241,18 @@ int Grower(const std::string& dir, int ttl_ms) {
   hooks.inside_commit = [&](FenceToken) {
     if (commits.fetch_add(1) == 0) {
       // The growth: let the second write queue up first, then hold on.
+      // "Queued" is seen, not assumed: a fixed pause was too short for a
+      // new thread under TSan on a loaded machine, and the taker, queued
+      // first, won the lock (no hung holder to kill).
+      std::atomic<pid_t> second_tid{0};
       second = std::thread([&] {
+        second_tid.store(static_cast<pid_t>(syscall(SYS_gettid)));
         absl::StatusOr<uint64_t> v = opened->Put("grower/second", "x");
         if (!v.ok()) Fail(v.status());
       });
-      absl::SleepFor(absl::Milliseconds(100));
+      if (!WaitUntilQueued(second_tid)) {
+        Say("ERROR the second write did not queue on the writer lock");
+      }
       absl::SleepFor(release_at - absl::Now());
       return;
     }

@@ -1348,7 +1348,9 @@ TEST(LmdbHungHolderTest, HealthyHolderBlockedBehindAnotherWriterIsNeverKilled) {
 // taker waits, and stops inside its next write, which was queued first.
 TEST(LmdbHungHolderTest, MapGrownWhileTheTakeoverWaitsDoesNotStallTheWatch) {
   const std::string dir = NewTestDir("hung-grown");
-  const int ttl_ms = 300;
+  // The taker queues on the writer lock once the grant expires: the TTL
+  // leaves the grower time to queue its second write first.
+  const int ttl_ms = 1000;
   LmdbBackendOptions options;
   options.initial_map_bytes = 1 << 20;  // the grower's write outgrows it
   options.kill_hung_holder = true;
@@ -1373,7 +1375,10 @@ TEST(LmdbHungHolderTest, MapGrownWhileTheTakeoverWaitsDoesNotStallTheWatch) {
     HungHolderStatus hung = (*backend)->hung_holder_status();
     ADD_FAILURE() << "the hung holder was not killed within 10 s; waiting: "
                   << (hung.waiting.has_value() ? hung.waiting->reason
-                                               : "nothing");
+                                               : "nothing")
+                  << (acquire.done() ? "; the taker was granted first (the "
+                                       "second write did not queue first)"
+                                     : "");
   }
   grower.Signal(SIGKILL);  // (if not) ends the wait either way
   acquire.Join();
