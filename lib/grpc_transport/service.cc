@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "lib/grpc_transport/credentials.h"
 #include "lib/grpc_transport/forwarding.grpc.pb.h"
+#include "lib/grpc_transport/handler.h"
 #include "strongbox/grpc_transport.h"
 #include "strongbox/secret_store.h"
 
@@ -25,27 +26,24 @@ class ServiceImpl final : public ForwardingService,
                        transport::ForwardResponse* response) override {
     // gRPC owns the request; it carries secrets, so wipe it once read.
     auto* owned = const_cast<transport::ForwardRequest*>(request);
-    grpc::Status refused = Admit(context);
+    grpc::Status refused = Authenticated(context);
     if (!refused.ok()) {
       WipeMessage(owned);
       return refused;
     }
-    if (request->request().size() > options_.max_message_bytes) {
-      WipeMessage(owned);
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          "forwarded request is too large");
-    }
+    // The node's state, the size limit, then the store (handler.h).
     // Unparseable bytes answer a serialized INVALID_ARGUMENT Response.
-    response->set_response(
-        options_.store->HandleSerialized(request->request()));
-    WipeMessage(owned);
-    return grpc::Status::OK;
+    return ToGrpc(grpc_transport::HandleForward(
+        *options_.store, *options_.coordinator, options_.max_message_bytes,
+        owned, response));
   }
 
   grpc::Status Echo(grpc::ServerContext* context,
                     const transport::EchoMessage* request,
                     transport::EchoMessage* response) override {
-    grpc::Status refused = Admit(context);
+    grpc::Status refused = Authenticated(context);
+    if (!refused.ok()) return refused;
+    refused = ToGrpc(grpc_transport::NodeServesPeers(*options_.coordinator));
     if (!refused.ok()) return refused;
     response->set_payload(request->payload());
     return grpc::Status::OK;
@@ -54,20 +52,22 @@ class ServiceImpl final : public ForwardingService,
  private:
   // The TLS handshake already required a client certificate that chains to
   // the cluster CA; this refuses what a host's own server might let through
-  // (an insecure port) and every call while this node is sealed.
-  grpc::Status Admit(grpc::ServerContext* context) {
+  // (an insecure port). Every call is also refused while this node is
+  // sealed (NodeServesPeers).
+  grpc::Status Authenticated(grpc::ServerContext* context) {
     std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
     if (auth == nullptr || !auth->IsPeerAuthenticated() ||
         auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME).empty()) {
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                           "a cluster client certificate is required");
     }
-    const HaState state = options_.coordinator->state();
-    if (state == HaState::kSealed || state == HaState::kUninitialized) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          absl::StrCat("this node is ", HaStateName(state)));
-    }
     return grpc::Status::OK;
+  }
+
+  static grpc::Status ToGrpc(const absl::Status& status) {
+    if (status.ok()) return grpc::Status::OK;
+    return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                        std::string(status.message()));
   }
 
   const Options options_;

@@ -74,11 +74,10 @@ class GrpcTransportTest : public ::testing::Test {
       ASSERT_OK_AND_ASSIGN(n.server, ForwardingServer::Create(po));
     }
     // Node 0 initializes and is unsealed first, so it becomes the active.
-    ASSERT_OK_AND_ASSIGN(std::vector<std::string> shares,
-                         nodes_[0].coordinator->Initialize(1, 1));
-    ASSERT_THAT(nodes_[0].coordinator->Unseal(shares[0]).status(), IsOk());
+    ASSERT_OK_AND_ASSIGN(shares_, nodes_[0].coordinator->Initialize(1, 1));
+    ASSERT_THAT(nodes_[0].coordinator->Unseal(shares_[0]).status(), IsOk());
     ASSERT_TRUE(AwaitState(0, HaState::kActive));
-    ASSERT_THAT(nodes_[1].coordinator->Unseal(shares[0]).status(), IsOk());
+    ASSERT_THAT(nodes_[1].coordinator->Unseal(shares_[0]).status(), IsOk());
     ASSERT_TRUE(AwaitState(1, HaState::kPerfStandby));
     for (Node& n : nodes_) {
       ASSERT_THAT(n.server->AwaitServing(0, absl::Seconds(20)), IsOk());
@@ -128,7 +127,18 @@ class GrpcTransportTest : public ::testing::Test {
     return r.SerializeAsString();
   }
 
+  // A raw client with `creds`' certificate and key, trusting `trust`.
+  static std::shared_ptr<grpc::ChannelCredentials> MemberCredentials(
+      const ClusterCredentials& creds, const std::string& trust) {
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = trust;
+    o.pem_cert_chain = creds.certificate_chain_pem;
+    o.pem_private_key = std::string(creds.private_key_pem.view());
+    return grpc::SslCredentials(o);
+  }
+
   std::unique_ptr<Backend> backend_;
+  std::vector<std::string> shares_;
   Node nodes_[2];
 };
 
@@ -246,15 +256,17 @@ TEST_F(GrpcTransportTest, GarbageAndOversizedMessagesGetClearErrors) {
   }
   // Above the limit the sender refuses before dialing ...
   const std::string big(kDefaultMaxForwardBytes + 1, 'x');
-  EXPECT_THAT(nodes_[1].forwarder->Forward(nodes_[0].address, big),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      nodes_[1].forwarder->Forward(nodes_[0].address, big),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("too large")));
   // ... and the server refuses what a careless sender sends anyway.
   GrpcForwarder::Options lax;
   lax.identity = nodes_[1].identity.get();
   lax.max_message_bytes = size_t{64} << 20;
   ASSERT_OK_AND_ASSIGN(auto careless, GrpcForwarder::Create(lax));
   EXPECT_THAT(careless->Forward(nodes_[0].address, big),
-              StatusIs(absl::StatusCode::kResourceExhausted));
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("larger than max")));
   // The server is alive and still serves.
   EXPECT_THAT(nodes_[1].forwarder->Echo(nodes_[0].address, "still here"),
               strongbox_testing::IsOkAndHolds("still here"));
@@ -320,6 +332,60 @@ TEST_F(GrpcTransportTest, ServiceInTheHostsOwnServerRefusesWhileSealed) {
   EXPECT_THAT(nodes_[0].store->KvGet("app/via-sealed").status(),
               StatusIs(absl::StatusCode::kNotFound));
   server->Shutdown();
+}
+
+// A node sealed while the active rotated the cluster CA twice (so the CA its
+// last leaf chains to is trusted nowhere any more: the record keeps one
+// previous CA) catches up when unsealed: it mints a leaf under the current
+// CA, and forwarding works both ways again, over real TLS.
+TEST_F(GrpcTransportTest, NodeSealedThroughCaRotationsCatchesUpAfterUnseal) {
+  ASSERT_OK_AND_ASSIGN(ClusterCredentials before,
+                       nodes_[1].identity->Current());
+  ASSERT_THAT(nodes_[1].coordinator->Seal(), IsOk());
+  ASSERT_THAT(nodes_[0].identity->RotateCa(), IsOk());
+  ASSERT_THAT(nodes_[0].identity->RotateCa(), IsOk());
+  ASSERT_OK_AND_ASSIGN(ClusterCredentials active,
+                       nodes_[0].identity->Current());
+  ASSERT_NE(active.ca_id, before.ca_id);
+  ASSERT_THAT(
+      nodes_[0].server->AwaitServing(active.generation, absl::Seconds(20)),
+      IsOk());
+
+  // The leaf the node held before it sealed is refused at the handshake
+  // now (the client trusts the new CA, so only the server refuses), and
+  // nothing is executed: without catching up the node could not forward.
+  transport::ForwardResponse response;
+  grpc::Status stale = RawForward(
+      nodes_[0].address, MemberCredentials(before, active.trust_bundle_pem),
+      PutBytes("stale/x"), &response);
+  EXPECT_EQ(stale.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << stale.error_message();
+  EXPECT_THAT(nodes_[0].store->KvGet("stale/x").status(),
+              StatusIs(absl::StatusCode::kNotFound));
+
+  ASSERT_THAT(nodes_[1].coordinator->Unseal(shares_[0]).status(), IsOk());
+  ASSERT_TRUE(AwaitState(1, HaState::kPerfStandby));
+  absl::StatusOr<ClusterCredentials> after;
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < give_up) {
+    after = nodes_[1].identity->Current();
+    if (after.ok() && after->ca_id == active.ca_id) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_THAT(after.status(), IsOk());
+  EXPECT_EQ(after->ca_id, active.ca_id) << "still on the old CA";
+  ASSERT_THAT(
+      nodes_[1].server->AwaitServing(after->generation, absl::Seconds(20)),
+      IsOk());
+
+  ASSERT_OK_AND_ASSIGN(KvWriteResult put,
+                       nodes_[1].store->KvPut("app/rotated", {{"v", "1"}}));
+  EXPECT_EQ(put.version, 1u);
+  ASSERT_OK_AND_ASSIGN(store::KvSecret got,
+                       nodes_[0].store->KvGet("app/rotated"));
+  EXPECT_EQ(got.data().at("v"), "1");
+  EXPECT_THAT(nodes_[0].forwarder->Echo(nodes_[1].address, "back"),
+              strongbox_testing::IsOkAndHolds("back"));
 }
 
 }  // namespace

@@ -1,11 +1,16 @@
 // Three strongbox_node processes with --listen on one LMDB directory, real
 // gRPC and mutual TLS between them: writes made on a performance standby
 // are forwarded to the active and readable everywhere (min_index); a plain
-// standby still answers with the leader; the active killed (kill -9) in
+// standby still answers with the leader; a sealed node neither forwards
+// nor serves (its port closes); the active killed (kill -9) in
 // the middle of a stream of forwarded check-and-set writes loses none that
 // was acknowledged and applies none twice.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -75,9 +80,9 @@ class TransportNodeTest : public ::testing::Test {
   void InitAndUnsealAll() {
     JsonValue init = Ask(0, "init 1 1");
     ASSERT_TRUE(init.GetBool("ok")) << nodes_[0]->last_line();
-    const std::string share = init.Find("shares")->array[0].string;
+    share_ = init.Find("shares")->array[0].string;
     for (int i = 0; i < kNodes; ++i) {
-      ASSERT_TRUE(Ask(i, "unseal " + share).GetBool("ok"));
+      ASSERT_TRUE(Ask(i, "unseal " + share_).GetBool("ok"));
     }
   }
 
@@ -115,7 +120,33 @@ class TransportNodeTest : public ::testing::Test {
     FAIL() << "forwarding never worked: " << nodes_[standby]->last_line();
   }
 
+  // Whether something accepts TCP connections at `address` (127.0.0.1:P).
+  static bool Listening(const std::string& address) {
+    const int port = std::stoi(address.substr(address.rfind(':') + 1));
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    sockaddr_in addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    const bool ok =
+        connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    close(fd);
+    return ok;
+  }
+
+  // Polls Listening(address) until it is `want`, up to 20 s.
+  static bool AwaitListening(const std::string& address, bool want) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < give_up) {
+      if (Listening(address) == want) return true;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return false;
+  }
+
   std::string dir_;
+  std::string share_;
   std::string binary_;
   std::vector<std::string> addresses_;
   std::vector<std::unique_ptr<NodeProcess>> nodes_;
@@ -157,6 +188,36 @@ TEST_F(TransportNodeTest, PerfStandbyWritesAreForwardedAndReadableEverywhere) {
     EXPECT_EQ(plain.GetString("leader"), addresses_[active]);
     EXPECT_EQ(Ask(active, "get app/plain").GetString("code"), "NOT_FOUND");
   }
+}
+
+// A sealed performance standby neither forwards (its writes fail
+// FAILED_PRECONDITION, nothing reaches the active) nor serves: its listen
+// port closes. Unsealed again, it serves and forwards again.
+TEST_F(TransportNodeTest, SealedNodeNeitherForwardsNorServes) {
+  StartAll();
+  InitAndUnsealAll();
+  const int active = ActivePerfNode();
+  ASSERT_GE(active, 0);
+  const int standby = active == 0 ? 1 : 0;
+  AwaitForwarding(standby);
+  ASSERT_TRUE(Listening(addresses_[standby]));
+
+  ASSERT_TRUE(Ask(standby, "seal").GetBool("ok"));
+  JsonValue put = Ask(standby, "put app/sealed v=1");
+  EXPECT_FALSE(put.GetBool("ok", true));
+  EXPECT_EQ(put.GetString("code"), "FAILED_PRECONDITION")
+      << nodes_[standby]->last_line();
+  EXPECT_EQ(Ask(active, "get app/sealed").GetString("code"), "NOT_FOUND");
+  EXPECT_TRUE(AwaitListening(addresses_[standby], false))
+      << "a sealed node still accepts connections";
+
+  ASSERT_TRUE(Ask(standby, "status").GetBool("sealed", false));
+  ASSERT_TRUE(Ask(standby, "unseal " + share_).GetBool("ok"));
+  EXPECT_TRUE(AwaitListening(addresses_[standby], true));
+  AwaitForwarding(standby);
+  JsonValue again = Ask(standby, "cas-put app/sealed 0 v=2");
+  ASSERT_TRUE(again.GetBool("ok")) << nodes_[standby]->last_line();
+  EXPECT_EQ(again.GetInt("version"), 1);
 }
 
 // kill -9 of the active while a perf standby forwards a stream of
