@@ -223,7 +223,17 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
         kv_(KvOptions{EffectiveMaxPath(options), options.max_fields,
                       options.max_secret_bytes, options.default_max_versions}),
         transit_(TransitOptionsOf(options)),
-        policies_(coordinator_->barrier()),
+        policies_(coordinator_->barrier(),
+                  [this] {
+                    // Trusted policy cache on the active only (the grant
+                    // verified like Transit's, stored_policies.h).
+                    if (coordinator_->state() != HaState::kActive) {
+                      return kNoFence;
+                    }
+                    absl::StatusOr<FenceToken> f =
+                        coordinator_->VerifiedWriteFence();
+                    return f.ok() ? *f : kNoFence;
+                  }),
         audit_(AuditOptionsOf(options, clock_)),
         gate_(GateOptionsOf(options, &policies_, &audit_, clock_)),
         gated_(options.enforce_policies || !options.audit_sinks.empty()) {
@@ -232,6 +242,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     // the barrier is sealed; audit salts are loaded again after unseal.
     seal_listener_ = coordinator_->barrier()->AddSealListener([this] {
       transit_.ClearCache();
+      policies_.Clear();
       salts_loaded_.store(false, std::memory_order_release);
     });
   }
@@ -253,6 +264,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   void OnStateChange(const StateChange& change) override {
     if (change.to != HaState::kActive) {
       transit_.ClearCache();
+      policies_.Clear();
     } else if (audit_.enabled()) {
       (void)EnsureAuditSalts();
     }

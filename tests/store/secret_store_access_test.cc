@@ -22,6 +22,7 @@
 #include "strongbox/audit_sink.h"
 #include "strongbox/call_context.h"
 #include "strongbox/secret_store.h"
+#include "strongbox/testing/fault_injecting_backend.h"
 #include "tests/ha/cluster.h"
 
 namespace strongbox {
@@ -415,6 +416,59 @@ TEST_F(AccessTest, PolicyChangesAreInForceOnEveryNodeAtTheirIndex) {
   // The random schedule exercised both outcomes.
   EXPECT_GT(allowed_seen, 0);
   EXPECT_GT(denied_seen, 0);
+}
+
+// Issue 15 item 1: "does any policy exist" and the policies are served from
+// the cache: once a node has read the policies, requests list nothing in
+// storage (no List on the request path, with or without a caller), and a
+// standby still judges by a policy change as soon as it reaches the index
+// the change was acknowledged at.
+TEST_F(AccessTest, PolicyCacheListsNothingPerRequestAndStandbysSeeChanges) {
+  ASSERT_TRUE(active()->KvPut("app/x", {{"k", "v"}}).ok());
+  store::Request get;
+  get.mutable_kv_get()->set_path("app/x");
+  const CallContext alice = CallContext::As("alice", {"app-read"});
+  // Warm both nodes' caches before the change: no policy, no caller passes.
+  EXPECT_EQ(standby()->Handle(get).code(), 0);
+  EXPECT_EQ(active()->Handle(get).code(), 0);
+  absl::StatusOr<uint64_t> index = active()->PolicyPut(
+      "app-read", R"({"path":{"app/*":{"capabilities":["read"]}}})", kRoot);
+  ASSERT_TRUE(index.ok()) << index.status();
+  get.set_min_index(*index);
+  EXPECT_EQ(standby()->Handle(get).code(), static_cast<int>(kDenied));
+  EXPECT_EQ(standby()->Handle(get, alice).code(), 0);
+  EXPECT_EQ(active()->Handle(get).code(), static_cast<int>(kDenied));
+  EXPECT_EQ(active()->Handle(get, alice).code(), 0);
+
+  // Nothing changed since: any List on any node's storage link fails.
+  for (auto& link : cluster_->links) {
+    link->FailNext(1 << 20, absl::InternalError("List on the request path"),
+                   FaultInjectingBackend::kList);
+  }
+  for (int i = 0; i < 20; ++i) {
+    for (SecretStore* node : {active(), standby()}) {
+      EXPECT_EQ(node->Handle(get).code(), static_cast<int>(kDenied));
+      EXPECT_EQ(node->Handle(get, alice).code(), 0);
+    }
+  }
+  for (auto& link : cluster_->links) {
+    EXPECT_EQ(link->injected_failures(), 0);
+    link->Clear();
+  }
+
+  // A change acknowledged on the active holds on the standby at its index.
+  index = active()->PolicyPut(
+      "app-read", R"({"path":{"app/*":{"capabilities":["deny"]}}})", kRoot);
+  ASSERT_TRUE(index.ok()) << index.status();
+  get.set_min_index(*index);
+  EXPECT_EQ(standby()->Handle(get, alice).code(), static_cast<int>(kDenied));
+  EXPECT_EQ(active()->Handle(get, alice).code(), static_cast<int>(kDenied));
+  // And its removal: no policy left, no caller passes again.
+  index = active()->PolicyDelete("app-read", kRoot);
+  ASSERT_TRUE(index.ok()) << index.status();
+  get.set_min_index(*index);
+  EXPECT_EQ(standby()->Handle(get).code(), 0);
+  EXPECT_EQ(active()->Handle(get).code(), 0);
 }
 
 }  // namespace
