@@ -19,6 +19,19 @@
 // sink (and, for a sink whose blocking() is false, Write from the
 // requests' threads too), and Reopen from whichever thread the host uses;
 // an implementation makes Reopen safe against a concurrent write.
+//
+// Shutdown (destroying the SecretStore, i.e. its dispatcher) is bounded:
+// each sink's thread gets the sink's timeout to write what is queued for
+// it and stop. A sink still inside Write/WriteBatch then is abandoned: the
+// store is destroyed without waiting, and the sink's thread lives on until
+// that call returns, then exits at once — it writes nothing more (entries
+// still queued are dropped), reports nothing (the observer and the store
+// are not touched again), and frees what it shares only with itself (its
+// queue and, for a sink the store owns, the sink). REQUIRES of the host: a
+// sink it lends the store (SecretStore::Options::audit_sinks) stays valid
+// until every call into it has returned, so before destroying a sink that
+// may be hung, make its call return (e.g. close what it blocks on); a sink
+// that was not hung at shutdown may be destroyed right after the store.
 #ifndef STRONGBOX_AUDIT_SINK_H_
 #define STRONGBOX_AUDIT_SINK_H_
 

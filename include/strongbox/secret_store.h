@@ -89,7 +89,9 @@
 //     operation, path and outcome (entries do not say which node executed
 //     it).
 //   - The store owns its audit dispatcher: destroying the store waits for
-//     each sink's write in progress, so a sink hung forever blocks it.
+//     each sink at most its timeout; a sink hung past it is abandoned, its
+//     call left to return on its own (audit_sink.h, "Shutdown": a lent sink
+//     must stay valid until that call returns).
 //
 // Ownership: the caller owns the coordinator and the forwarder; both must
 // outlive the store. Create one SecretStore per coordinator: the Transit
@@ -211,7 +213,9 @@ class SecretStore {
       // Unique among the store's sinks; names its salt record, so keep it
       // stable across restarts. REQUIRED.
       std::string name;
-      // The sink. Not owned; must outlive the store. REQUIRED.
+      // The sink. Not owned; must outlive the store, and any call into it
+      // that was hung when the store was destroyed (audit_sink.h,
+      // "Shutdown"). REQUIRED.
       AuditSink* sink = nullptr;
       // Longest wait for this sink to accept one entry; a sink that does
       // not answer in time is reported and skipped until it answers.

@@ -1,5 +1,6 @@
 #include "lib/audit/audit_dispatcher.h"
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -10,6 +11,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "lib/crypto/digest.h"
 #include "lib/util/mutex.h"
 
@@ -25,8 +27,12 @@ absl::StatusOr<std::string> HashForAudit(absl::string_view salt,
           reinterpret_cast<const char*>(mac->data()), mac->size())));
 }
 
-// One sink, its queue and its thread.
-class AuditDispatcher::Worker {
+// One sink, its queue and its thread. Shared by the dispatcher and the
+// thread (std::enable_shared_from_this): a thread abandoned by Shutdown
+// (its sink hung past the timeout) keeps the worker, the sink and the queue
+// alive until its write returns, then exits, touching nothing else.
+class AuditDispatcher::Worker
+    : public std::enable_shared_from_this<AuditDispatcher::Worker> {
  public:
   // The longest a queued response entry waits for a batch to ride with.
   static constexpr absl::Duration kUnwaitedDelay = absl::Milliseconds(20);
@@ -53,16 +59,50 @@ class AuditDispatcher::Worker {
     direct_.store(!sink_->blocking(), std::memory_order_relaxed);
     set_salt(options.salt.empty() ? SecretBytes::Random(32)
                                   : std::move(options.salt));
-    thread_ = std::thread([this] { Run(); });
   }
 
-  ~Worker() {
+  // Starts the sink's thread (once, right after construction: the thread
+  // holds a reference).
+  void Start() {
+    thread_ = std::thread([self = shared_from_this()] { self->Run(); });
+  }
+
+  // Asks the thread to write what is queued and stop.
+  void RequestStop() {
     {
       MutexLock lock(&mu_);
       stop_ = true;
     }
     mu_.SignalAll();
-    thread_.join();
+  }
+
+  // Waits for the thread until `deadline` (real time): joins it if it
+  // stopped, else abandons it (its sink is inside a write that does not
+  // return): it will exit once that write returns, telling no one of its
+  // outcome, and drop what is still queued. Either way, once this returns
+  // the thread never calls on_unwaited_failure_ again. REQUIRES:
+  // RequestStop() was called.
+  void Shutdown(absl::Time deadline) {
+    bool stopped;
+    {
+      MutexLock lock(&mu_);
+      stopped = mu_.AwaitWithTimeout(
+          [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return exited_; },
+          std::max(deadline - absl::Now(), absl::ZeroDuration()));
+      if (!stopped) {
+        abandoned_ = true;
+        // A failure report in progress is short (observers return
+        // promptly); after it, none starts (Run checks abandoned_).
+        mu_.Await([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return reporting_ == 0;
+        });
+      }
+    }
+    if (stopped) {
+      thread_.join();
+    } else {
+      thread_.detach();
+    }
   }
 
   const std::string& name() const { return name_; }
@@ -155,10 +195,14 @@ class AuditDispatcher::Worker {
                      (flushers_ > 0 && !queue_.empty());
             },
             kUnwaitedDelay);
-        if (queue_.empty()) {
-          if (stop_) return;  // everything written
-          continue;
+        if (abandoned_ || (queue_.empty() && stop_)) {
+          // Stopped with everything written, or abandoned (the rest of the
+          // queue goes with the worker).
+          exited_ = true;
+          mu_.SignalAll();
+          return;
         }
+        if (queue_.empty()) continue;
         batch.assign(queue_.begin(), queue_.end());
         queue_.clear();
         waited_queued_ = 0;
@@ -167,13 +211,14 @@ class AuditDispatcher::Worker {
       entries.clear();
       for (const auto& p : batch) entries.push_back(&p->entry);
       const absl::Status s = sink_->WriteBatch(entries);
-      if (!s.ok()) {
+      if (!s.ok() && BeginReport()) {
         for (const auto& p : batch) {
           if (!p->waited) {
             on_unwaited_failure_(AuditFailure{
                 name_, p->entry.kind, AuditFailure::Reason::kFailed, s});
           }
         }
+        EndReport();
       }
       {
         MutexLock lock(&mu_);
@@ -187,6 +232,22 @@ class AuditDispatcher::Worker {
       mu_.SignalAll();
       batch.clear();
     }
+  }
+
+  // Whether the dispatcher may still be told of failures (not abandoned);
+  // if so, EndReport must follow.
+  bool BeginReport() {
+    MutexLock lock(&mu_);
+    if (abandoned_) return false;
+    ++reporting_;
+    return true;
+  }
+  void EndReport() {
+    {
+      MutexLock lock(&mu_);
+      --reporting_;
+    }
+    mu_.SignalAll();
   }
 
   // Constant after construction.
@@ -207,8 +268,11 @@ class AuditDispatcher::Worker {
   int flushers_ ABSL_GUARDED_BY(mu_) = 0;          // threads in Flush
   bool in_write_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool exited_ ABSL_GUARDED_BY(mu_) = false;     // Run returned (or will)
+  bool abandoned_ ABSL_GUARDED_BY(mu_) = false;  // Shutdown gave up on it
+  int reporting_ ABSL_GUARDED_BY(mu_) = 0;       // in on_unwaited_failure_
 
-  std::thread thread_;  // last: starts once the rest exists
+  std::thread thread_;  // Start(); joined or detached by Shutdown
 };
 
 AuditDispatcher::AuditDispatcher(const Options& options)
@@ -217,7 +281,11 @@ AuditDispatcher::AuditDispatcher(const Options& options)
 
 AuditDispatcher::~AuditDispatcher() {
   // Stop the sink threads first: while they drain they may still Report()
-  // into the counters below.
+  // into the counters below. All at once, each within its own timeout from
+  // now: a hung sink's thread is abandoned (Worker::Shutdown).
+  for (const auto& w : workers_) w->RequestStop();
+  const absl::Time now = absl::Now();
+  for (const auto& w : workers_) w->Shutdown(now + w->timeout());
   workers_.clear();
 }
 
@@ -237,8 +305,9 @@ absl::Status AuditDispatcher::AddSink(SinkOptions options) {
           absl::StrCat("audit sink \"", options.name, "\" already exists"));
     }
   }
-  workers_.push_back(std::make_unique<Worker>(
+  workers_.push_back(std::make_shared<Worker>(
       std::move(options), [this](const AuditFailure& f) { Report(f); }));
+  workers_.back()->Start();
   return absl::OkStatus();
 }
 

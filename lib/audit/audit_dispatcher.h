@@ -108,7 +108,10 @@ class AuditDispatcher {
   using Stats = AuditStats;
 
   explicit AuditDispatcher(const Options& options);
-  ~AuditDispatcher();  // stops the sink threads (after their current write)
+  // Stops the sink threads, each after writing what is queued for it, but
+  // waits for each at most its timeout: a sink whose write has not
+  // returned by then is abandoned (audit_sink.h, "Shutdown").
+  ~AuditDispatcher();
   AuditDispatcher(const AuditDispatcher&) = delete;
   AuditDispatcher& operator=(const AuditDispatcher&) = delete;
 
@@ -158,7 +161,7 @@ class AuditDispatcher {
 
   const Options options_;
   Clock* const clock_;
-  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::shared_ptr<Worker>> workers_;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<uint64_t> requests_refused_{0};
   std::atomic<uint64_t> sink_failures_{0};

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <regex>
 #include <set>
@@ -277,6 +278,109 @@ TEST(AuditTest, HungSinkTimesOutIsReportedAndDoesNotFreezeLaterCalls) {
   }
   EXPECT_THAT(s, IsOk());
   EXPECT_EQ(hung->writes_started(), 2);
+}
+
+// What a sink that hangs forever went through, shared with the test so it
+// outlives the sink (which the dispatcher owns, and an abandoned sink
+// thread frees).
+struct HangProbe {
+  Mutex mu;
+  bool entered ABSL_GUARDED_BY(mu) = false;
+  bool released ABSL_GUARDED_BY(mu) = false;
+  bool destroyed ABSL_GUARDED_BY(mu) = false;
+
+  void Set(bool HangProbe::*flag) {
+    {
+      MutexLock lock(&mu);
+      this->*flag = true;
+    }
+    mu.SignalAll();
+  }
+  // Waits (real time, at most `timeout`) for `flag`.
+  bool Await(bool HangProbe::*flag, absl::Duration timeout) {
+    MutexLock lock(&mu);
+    return mu.AwaitWithTimeout([this, flag]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                   mu) { return this->*flag; },
+                               timeout);
+  }
+};
+
+// Blocks in every write until the probe is released, then fails it: a
+// device hung forever (Vault #37) that errs once it wakes.
+class ForeverSink : public AuditSink {
+ public:
+  explicit ForeverSink(std::shared_ptr<HangProbe> probe)
+      : probe_(std::move(probe)) {}
+  ~ForeverSink() override { probe_->Set(&HangProbe::destroyed); }
+  absl::Status Write(const AuditEntry&) override {
+    std::shared_ptr<HangProbe> probe = probe_;
+    probe->Set(&HangProbe::entered);
+    MutexLock lock(&probe->mu);
+    probe->mu.Await([&probe]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(probe->mu) {
+      return probe->released;
+    });
+    return absl::UnavailableError("woke up failing");
+  }
+
+ private:
+  const std::shared_ptr<HangProbe> probe_;
+};
+
+// Runs `destroy` on a thread of its own; true if it returned while the sink
+// was still hung (within `bound`, far above the sink's timeout). If not,
+// releases the sink so the thread can finish and the test can report.
+bool ReturnsWhileHung(std::function<void()> destroy, HangProbe* probe,
+                      absl::Duration bound) {
+  Mutex mu;
+  bool done = false;
+  std::thread t([&] {
+    destroy();
+    MutexLock lock(&mu);
+    done = true;
+    mu.SignalAll();
+  });
+  bool returned;
+  {
+    MutexLock lock(&mu);
+    returned = mu.AwaitWithTimeout(
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done; }, bound);
+  }
+  if (!returned) probe->Set(&HangProbe::released);
+  t.join();
+  return returned;
+}
+
+// Issue 15 item 2: destroying the dispatcher is bounded by the sinks'
+// timeouts even when a sink never returns; its abandoned thread touches
+// neither the freed dispatcher nor its observer when the write finally
+// returns (failing, with a response entry nobody waits for in its batch:
+// ASan reports a use after free otherwise), and frees the sink.
+TEST(AuditTest, DestructionIsBoundedWhileASinkHangsForever) {
+  auto probe = std::make_shared<HangProbe>();
+  auto observer = std::make_unique<RecordingObserver>();
+  AuditDispatcher::Options opts;
+  opts.observer = observer.get();
+  auto d = std::make_unique<AuditDispatcher>(opts);
+  ASSERT_THAT(d->AddSink(Sink("forever", std::make_unique<ForeverSink>(probe),
+                              absl::Milliseconds(20))),
+              IsOk());
+  const CallContext caller = CallContext::Root();
+  // A response entry queued (nobody waits for it), then a request entry:
+  // whichever batch reaches the sink first hangs, with the response in it.
+  d->LogResponse(7, PutEvent(&caller));
+  EXPECT_THAT(d->LogRequest(PutEvent(&caller), nullptr),
+              StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_TRUE(probe->Await(&HangProbe::entered, absl::Seconds(60)));
+
+  EXPECT_TRUE(
+      ReturnsWhileHung([&d] { d.reset(); }, probe.get(), absl::Seconds(30)))
+      << "the dispatcher's destructor waited for a hung sink";
+  observer.reset();  // gone: the abandoned thread must not report to it
+
+  // Let the stuck write return (failing): the thread exits and frees the
+  // sink, telling no one.
+  probe->Set(&HangProbe::released);
+  EXPECT_TRUE(probe->Await(&HangProbe::destroyed, absl::Seconds(60)));
 }
 
 TEST(AuditTest, OneHealthySinkIsEnoughWhileAnotherHangs) {

@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -469,6 +470,69 @@ TEST_F(AccessTest, PolicyCacheListsNothingPerRequestAndStandbysSeeChanges) {
   get.set_min_index(*index);
   EXPECT_EQ(standby()->Handle(get).code(), 0);
   EXPECT_EQ(active()->Handle(get).code(), 0);
+}
+
+// Issue 15 item 2: a lent sink that hangs forever does not hold up the
+// store's destructor (each sink gets its timeout); the sink is released
+// at the end (the host makes a hung call return before it frees a sink).
+TEST_F(AccessTest, DestroyingTheStoreIsBoundedWhileASinkHangsForever) {
+  class ForeverSink : public AuditSink {
+   public:
+    absl::Status Write(const AuditEntry&) override {
+      MutexLock lock(&mu_);
+      entered_ = true;
+      mu_.SignalAll();
+      mu_.Await([this]()
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return released_; });
+      returned_ = true;
+      mu_.SignalAll();
+      return absl::OkStatus();
+    }
+    void Release() {
+      MutexLock lock(&mu_);
+      released_ = true;
+      mu_.SignalAll();
+    }
+    bool Await(bool ForeverSink::*flag) {
+      MutexLock lock(&mu_);
+      return mu_.AwaitWithTimeout([this, flag]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                      mu_) { return this->*flag; },
+                                  absl::Seconds(60));
+    }
+    Mutex mu_;
+    bool entered_ ABSL_GUARDED_BY(mu_) = false;
+    bool released_ ABSL_GUARDED_BY(mu_) = false;
+    bool returned_ ABSL_GUARDED_BY(mu_) = false;
+  };
+  ForeverSink sink;
+  SecretStore::Options so;
+  so.coordinator = cluster_->nodes[active_].get();
+  so.clock = &cluster_->clock;
+  so.audit_sinks.push_back({"forever", &sink, absl::Milliseconds(50)});
+  std::unique_ptr<SecretStore> store = *SecretStore::Create(so);
+  EXPECT_EQ(store->KvGet("app/x", 0, 0, kRoot).status().code(),
+            absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(sink.Await(&ForeverSink::entered_));
+
+  Mutex mu;
+  bool destroyed = false;
+  std::thread destroyer([&] {
+    store.reset();
+    MutexLock lock(&mu);
+    destroyed = true;
+    mu.SignalAll();
+  });
+  bool returned;
+  {
+    MutexLock lock(&mu);
+    returned = mu.AwaitWithTimeout(
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return destroyed; },
+        absl::Seconds(30));
+  }
+  EXPECT_TRUE(returned) << "the store's destructor waited for a hung sink";
+  sink.Release();  // the abandoned call returns; then `sink` may go
+  destroyer.join();
+  EXPECT_TRUE(sink.Await(&ForeverSink::returned_));
 }
 
 }  // namespace
