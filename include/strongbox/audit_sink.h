@@ -66,8 +66,17 @@ struct AuditEntry {
   std::string path;
   // Further request / response details by name ("data.password",
   // "items.0.plaintext", "version"): secret values already replaced by
-  // "hmac-sha256:<hex>".
+  // "hmac-sha256:<hex>". None on the entries of a request refused because
+  // the node is sealed (it cannot read its salts, so it records no value,
+  // hashed or not).
   std::vector<std::pair<std::string, std::string>> fields;
+  // Forwarding. A request a performance standby forwards to the active is
+  // audited on both nodes (as Vault does), each node's pair of entries
+  // with its own id: `forwarded` is true on the active's entries (the
+  // request came from a peer), `forwarded_to` is the active's address on
+  // the standby's response entry (its outcome is the active's).
+  bool forwarded = false;
+  std::string forwarded_to;
   // Response entries only: the outcome (absl::StatusCode and message), the
   // index the write was applied at or the read saw, and the time from the
   // request entry to the response.

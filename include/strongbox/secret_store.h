@@ -68,9 +68,11 @@
 //     one does; CallContext::Root() skips the policy check (still audited).
 //   - Policies are stored behind the barrier ("policy/<name>"), written
 //     through the active (policy_put / policy_delete, which need "sudo" on
-//     sys/policy/<name>), read on every node; each node caches them tagged
-//     with their record's version and re-validates that version per
-//     request, so a policy change acknowledged at index N is in force for a
+//     sys/policy/<name>), read on every node; each node caches them (the
+//     active trusts its cache under its verified fence; other nodes read
+//     one epoch record's version per request and reload when it moved;
+//     lib/access/stored_policies.h), so a policy change acknowledged at
+//     index N is in force for a
 //     request carrying min_index N on any node (the node first catches up
 //     to N, then judges; a node that cannot catch up in time forwards the
 //     read, judged and audited on the active, or refuses it UNAVAILABLE,
@@ -83,11 +85,15 @@
 //     first audited request (a standby answers UNAVAILABLE until the active
 //     has created it); AuditHash() hashes a known value with it, for an
 //     operator grepping the log.
-//   - A sealed node executes nothing: its refusals are not audited (no
-//     policy or salt is readable).
-//   - A forwarded request is audited on both nodes, with the same caller,
-//     operation, path and outcome (entries do not say which node executed
-//     it).
+//   - A sealed node executes nothing and judges nothing (no policy or salt
+//     is readable): it refuses (FAILED_PRECONDITION) and audits the
+//     refusal, best effort, with caller, operation, path and outcome but no
+//     field at all (it cannot hash values without its salts, and never
+//     writes them in the clear). Paths are not secret here, as in Vault.
+//   - A forwarded request is audited on both nodes, as Vault does, with
+//     the same caller, operation, path and outcome: the active's entries
+//     carry AuditEntry::forwarded, the standby's response entry
+//     AuditEntry::forwarded_to (the active's address).
 //   - The store owns its audit dispatcher: destroying the store waits for
 //     each sink at most its timeout; a sink hung past it is abandoned, its
 //     call left to return on its own (audit_sink.h, "Shutdown": a lent sink

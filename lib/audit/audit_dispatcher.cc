@@ -372,6 +372,8 @@ int AuditDispatcher::Dispatch(AuditEntry::Kind kind, uint64_t id,
     }
     e.operation = event.operation;
     e.path = event.path;
+    e.forwarded = event.forwarded;
+    e.forwarded_to = event.forwarded_to;
     e.fields.reserve(event.fields.size());
     for (const AuditField& f : event.fields) {
       if (!f.secret) {

@@ -70,6 +70,9 @@ struct AuditEvent {
   std::string operation;
   std::string path;
   std::vector<AuditField> fields;
+  // AuditEntry::forwarded, AuditEntry::forwarded_to.
+  bool forwarded = false;
+  std::string forwarded_to;
   // Response only.
   absl::Status outcome;
   uint64_t index = 0;

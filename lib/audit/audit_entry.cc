@@ -48,6 +48,10 @@ std::string AuditEntry::ToJsonLine() const {
                     Quoted(fields[i].second));
   }
   out += '}';
+  if (forwarded) out += ",\"forwarded\":true";
+  if (!forwarded_to.empty()) {
+    absl::StrAppend(&out, ",\"forwarded_to\":", Quoted(forwarded_to));
+  }
   if (kind == Kind::kResponse) {
     absl::StrAppend(&out, ",\"code\":", Quoted(absl::StatusCodeToString(code)),
                     ",\"error\":", Quoted(error), ",\"index\":", index,

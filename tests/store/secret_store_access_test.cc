@@ -32,6 +32,7 @@ namespace {
 using ::strongbox::testing_cluster::Cluster;
 using ::strongbox::testing_cluster::ClusterOptions;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr auto kDenied = absl::StatusCode::kPermissionDenied;
 
@@ -533,6 +534,74 @@ TEST_F(AccessTest, DestroyingTheStoreIsBoundedWhileASinkHangsForever) {
   sink.Release();  // the abandoned call returns; then `sink` may go
   destroyer.join();
   EXPECT_TRUE(sink.Await(&ForeverSink::returned_));
+}
+
+// Issue 15 item 3: a sealed node refuses every request and audits the
+// refusal (caller, operation, path, outcome) with no value at all, hashed
+// or not: its salts are behind the barrier.
+TEST_F(AccessTest, SealedRefusalsAreAuditedWithoutValues) {
+  const CallContext alice = CallContext::As("alice", {"app-write"});
+  const std::string secret = "sealed-node-secret-value";
+  const size_t before = sinks_[standby_].entries().size();
+  ASSERT_TRUE(cluster_->nodes[standby_]->Seal().ok());
+  EXPECT_EQ(
+      standby()->KvPut("app/s", {{"k", secret}}, {}, alice).status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(standby()->FlushAudit(absl::Seconds(30)));
+  const std::vector<AuditEntry> entries = sinks_[standby_].entries();
+  ASSERT_EQ(entries.size(), before + 2);
+  const AuditEntry& request = entries[before];
+  const AuditEntry& response = entries[before + 1];
+  EXPECT_EQ(request.kind, AuditEntry::Kind::kRequest);
+  EXPECT_EQ(response.kind, AuditEntry::Kind::kResponse);
+  EXPECT_EQ(response.id, request.id);
+  for (const AuditEntry* e : {&request, &response}) {
+    EXPECT_EQ(e->caller, "alice");
+    EXPECT_EQ(e->operation, "kv_put");
+    EXPECT_EQ(e->path, "app/s");
+    EXPECT_TRUE(e->fields.empty());
+    EXPECT_THAT(e->ToJsonLine(), Not(HasSubstr(secret)));
+  }
+  EXPECT_EQ(response.code, absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(response.error, HasSubstr("sealed"));
+}
+
+// Issue 15 item 4: a forwarded request is audited on both nodes, and the
+// entries say so: the active's carry forwarded, the standby's response
+// entry names the active it went to.
+TEST_F(AccessTest, ForwardedRequestsAreAuditedOnBothNodesAndMarked) {
+  const size_t on_standby = sinks_[standby_].entries().size();
+  const size_t on_active = sinks_[active_].entries().size();
+  ASSERT_TRUE(standby()->KvPut("app/fw", {{"k", "v"}}, {}, kRoot).ok());
+  ASSERT_TRUE(standby()->FlushAudit(absl::Seconds(30)));
+  ASSERT_TRUE(active()->FlushAudit(absl::Seconds(30)));
+  const std::vector<AuditEntry> s = sinks_[standby_].entries();
+  const std::vector<AuditEntry> a = sinks_[active_].entries();
+  ASSERT_EQ(s.size(), on_standby + 2);
+  ASSERT_EQ(a.size(), on_active + 2);
+  for (size_t i = on_standby; i < s.size(); ++i) {
+    EXPECT_EQ(s[i].operation, "kv_put");
+    EXPECT_FALSE(s[i].forwarded);
+    EXPECT_EQ(s[i].forwarded_to, s[i].kind == AuditEntry::Kind::kResponse
+                                     ? Cluster::Address(active_)
+                                     : "");
+  }
+  for (size_t i = on_active; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].operation, "kv_put");
+    EXPECT_TRUE(a[i].forwarded);
+    EXPECT_EQ(a[i].forwarded_to, "");
+    EXPECT_THAT(a[i].ToJsonLine(), HasSubstr("\"forwarded\":true"));
+  }
+  EXPECT_THAT(s.back().ToJsonLine(),
+              HasSubstr(absl::StrCat("\"forwarded_to\":\"",
+                                     Cluster::Address(active_), "\"")));
+  // A request served where it arrived carries neither mark.
+  ASSERT_TRUE(active()->KvPut("app/local", {{"k", "v"}}, {}, kRoot).ok());
+  ASSERT_TRUE(active()->FlushAudit(absl::Seconds(30)));
+  const AuditEntry last = sinks_[active_].entries().back();
+  EXPECT_FALSE(last.forwarded);
+  EXPECT_EQ(last.forwarded_to, "");
+  EXPECT_THAT(last.ToJsonLine(), Not(HasSubstr("forwarded")));
 }
 
 }  // namespace
