@@ -103,15 +103,19 @@ class AuditSink {
   // tell). The default writes them one by one and stops at the first error.
   virtual absl::Status WriteBatch(absl::Span<const AuditEntry* const> entries);
   // Whether Write may wait on something slow (a disk flush, the network).
-  // A sink that answers false promises that Write returns promptly and is
-  // safe to call from several threads at once: its request entries are
+  // A sink that answers false promises that Write and WriteBatch return
+  // promptly and are safe to call from several threads at once: its
+  // request entries are
   // then written on the caller's thread, with no hand-off to the sink's
   // thread and back (the hand-off costs several microseconds per request).
   // Its timeout cannot interrupt such a write: a write that took longer
   // than the timeout still counts as accepted (the entry is stored), is
   // reported (kTimedOut) and counted, and from then on the sink is served
   // from its own thread with its timeout enforced, like a blocking one.
-  // Response entries always go through the sink's thread. Default: true.
+  // Response entries are queued for the sink's thread; a request entry
+  // written on a caller's thread takes the ones queued so far along, in
+  // front of it in the same WriteBatch (one write instead of two). Default:
+  // true.
   virtual bool blocking() const { return true; }
   // Closes and reopens the destination (log rotation: the host calls this
   // after renaming the file, e.g. on SIGHUP — from a thread, not from the
@@ -133,7 +137,8 @@ class AuditObserver {
  public:
   virtual ~AuditObserver() = default;
   // Called on the thread that made the entry, or for a response entry that
-  // a sink refused, on that sink's thread. Must return promptly and
+  // a sink refused, on the thread that wrote it (the sink's, or that of a
+  // later request whose entry it went with). Must return promptly and
   // thread-safely.
   virtual void OnAuditFailure(const AuditFailure& failure) = 0;
 };

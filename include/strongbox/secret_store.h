@@ -101,7 +101,8 @@
 //
 // Ownership: the caller owns the coordinator and the forwarder; both must
 // outlive the store. Create one SecretStore per coordinator: the Transit
-// key cache trusts that every write on the active goes through it.
+// key cache and the policy cache trust that every write on the active goes
+// through it.
 // Thread-safe: every method may be called concurrently.
 #ifndef STRONGBOX_SECRET_STORE_H_
 #define STRONGBOX_SECRET_STORE_H_

@@ -25,8 +25,9 @@
 // Each sink runs on a thread of its own, which drains the sink's queue in
 // batches (one WriteBatch per drain), so concurrent requests share a write
 // (and an fsync). A sink whose blocking() is false gets its request entries
-// written on the caller's thread instead (no hand-off); one such write that
-// overruns the sink's timeout is reported (kTimedOut, the entry still
+// written on the caller's thread instead (no hand-off), each with the
+// response entries queued before it in the same WriteBatch; one such write
+// that overruns the sink's timeout is reported (kTimedOut, the entry still
 // accepted) and moves the sink to its thread for good.
 //
 // Thread-safe. Sinks are added before use (AddSink is not synchronized
