@@ -117,14 +117,12 @@ absl::StatusOr<StoredPolicies::Validated> StoredPolicies::Validate() {
     }
   }
   // Changed (or never read): which policies exist, read after the epoch so
-  // at least as new as it.
-  bool any = false;
-  if (version != 0) {
-    absl::StatusOr<std::vector<std::string>> names =
-        barrier_->List(kStoragePrefix);
-    if (!names.ok()) return names.status();
-    any = !names->empty();
-  }
+  // at least as new as it. Listed even without an epoch record, so that
+  // policies stored before it existed are found on every (re)load.
+  absl::StatusOr<std::vector<std::string>> names =
+      barrier_->List(kStoragePrefix);
+  if (!names.ok()) return names.status();
+  const bool any = !names->empty();
   MutexLock lock(&mu_);
   if (write_epoch_ != write_epoch) {
     // A write on this node began or ended meanwhile: answer this call (it
@@ -136,12 +134,10 @@ absl::StatusOr<StoredPolicies::Validated> StoredPolicies::Validate() {
     validated_ = true;
     epoch_version_ = version;
     any_ = any;
-  } else if (epoch_version_ > version) {
-    // Another call validated at a newer epoch meanwhile: use that.
-    any = any_;
   }
+  // (If another call validated at a newer epoch meanwhile, use that.)
   if (may_trust) trusted_fence_ = fence;
-  return Validated{generation_, any};
+  return Validated{generation_, any_};
 }
 
 absl::StatusOr<std::shared_ptr<const policy::Policy>> StoredPolicies::Load(

@@ -8,8 +8,9 @@
 // Put and Delete are writes: the caller (the active) passes its fence.
 // Every Put and Delete also rewrites the epoch record (kEpochKey) in the
 // same atomic commit, so the epoch record's backend version changes with
-// every policy change; a store in which it is absent has never had a
-// policy.
+// every policy change. (A reload lists the policies whether or not the
+// epoch record exists, so policies written before it existed are found; a
+// writer that does not move it is noticed only by a node that reloads.)
 //
 // Cache (the Transit key cache's protocol, transit_key_cache.h): every node
 // keeps the answer to "does any policy exist", the parsed policies and the
