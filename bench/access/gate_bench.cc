@@ -10,8 +10,8 @@
 // machine where wall time depends on the neighbours' load.
 //
 // BM_Store_*: the wired pipeline itself — stores on the same node whose
-// options enable it (the policy stored behind the barrier, StoredPolicies'
-// per-request version check; sinks given in SecretStore::Options), called
+// options enable it (the policy stored behind the barrier, served from
+// StoredPolicies' cache; sinks given in SecretStore::Options), called
 // through SecretStore::KvGet with the caller's CallContext.
 #include <cstdio>
 #include <memory>
@@ -208,7 +208,8 @@ BENCHMARK(BM_KvGet_Policy100_NullSink)->MeasureProcessCPUTime()->UseRealTime();
 
 // A store with default options (policies enforced, no policy stored, no
 // sink) called with no caller, as hosts from before issue 15 call it: the
-// gate asks the backend whether any policy exists on every request.
+// gate asks the policy cache whether any policy exists (no backend call on
+// the active).
 void BM_KvGet_DefaultOptionsNoCaller(benchmark::State& state) {
   static std::unique_ptr<Backend> backend = NewInMemoryBackend();
   static std::unique_ptr<HaCoordinator> node = [] {
