@@ -19,6 +19,19 @@
 // sink (and, for a sink whose blocking() is false, Write from the
 // requests' threads too), and Reopen from whichever thread the host uses;
 // an implementation makes Reopen safe against a concurrent write.
+//
+// Shutdown (destroying the SecretStore, i.e. its dispatcher) is bounded:
+// each sink's thread gets the sink's timeout to write what is queued for
+// it and stop. A sink still inside Write/WriteBatch then is abandoned: the
+// store is destroyed without waiting, and the sink's thread lives on until
+// that call returns, then exits at once — it writes nothing more (entries
+// still queued are dropped), reports nothing (the observer and the store
+// are not touched again), and frees what it shares only with itself (its
+// queue and, for a sink the store owns, the sink). REQUIRES of the host: a
+// sink it lends the store (SecretStore::Options::audit_sinks) stays valid
+// until every call into it has returned, so before destroying a sink that
+// may be hung, make its call return (e.g. close what it blocks on); a sink
+// that was not hung at shutdown may be destroyed right after the store.
 #ifndef STRONGBOX_AUDIT_SINK_H_
 #define STRONGBOX_AUDIT_SINK_H_
 
@@ -53,8 +66,17 @@ struct AuditEntry {
   std::string path;
   // Further request / response details by name ("data.password",
   // "items.0.plaintext", "version"): secret values already replaced by
-  // "hmac-sha256:<hex>".
+  // "hmac-sha256:<hex>". None on the entries of a request refused because
+  // the node is sealed (it cannot read its salts, so it records no value,
+  // hashed or not).
   std::vector<std::pair<std::string, std::string>> fields;
+  // Forwarding. A request a performance standby forwards to the active is
+  // audited on both nodes (as Vault does), each node's pair of entries
+  // with its own id: `forwarded` is true on the active's entries (the
+  // request came from a peer), `forwarded_to` is the active's address on
+  // the standby's response entry (its outcome is the active's).
+  bool forwarded = false;
+  std::string forwarded_to;
   // Response entries only: the outcome (absl::StatusCode and message), the
   // index the write was applied at or the read saw, and the time from the
   // request entry to the response.
@@ -81,15 +103,19 @@ class AuditSink {
   // tell). The default writes them one by one and stops at the first error.
   virtual absl::Status WriteBatch(absl::Span<const AuditEntry* const> entries);
   // Whether Write may wait on something slow (a disk flush, the network).
-  // A sink that answers false promises that Write returns promptly and is
-  // safe to call from several threads at once: its request entries are
+  // A sink that answers false promises that Write and WriteBatch return
+  // promptly and are safe to call from several threads at once: its
+  // request entries are
   // then written on the caller's thread, with no hand-off to the sink's
   // thread and back (the hand-off costs several microseconds per request).
   // Its timeout cannot interrupt such a write: a write that took longer
   // than the timeout still counts as accepted (the entry is stored), is
   // reported (kTimedOut) and counted, and from then on the sink is served
   // from its own thread with its timeout enforced, like a blocking one.
-  // Response entries always go through the sink's thread. Default: true.
+  // Response entries are queued for the sink's thread; a request entry
+  // written on a caller's thread takes the ones queued so far along, in
+  // front of it in the same WriteBatch (one write instead of two). Default:
+  // true.
   virtual bool blocking() const { return true; }
   // Closes and reopens the destination (log rotation: the host calls this
   // after renaming the file, e.g. on SIGHUP — from a thread, not from the
@@ -111,7 +137,8 @@ class AuditObserver {
  public:
   virtual ~AuditObserver() = default;
   // Called on the thread that made the entry, or for a response entry that
-  // a sink refused, on that sink's thread. Must return promptly and
+  // a sink refused, on the thread that wrote it (the sink's, or that of a
+  // later request whose entry it went with). Must return promptly and
   // thread-safely.
   virtual void OnAuditFailure(const AuditFailure& failure) = 0;
 };

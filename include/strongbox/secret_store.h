@@ -68,9 +68,11 @@
 //     one does; CallContext::Root() skips the policy check (still audited).
 //   - Policies are stored behind the barrier ("policy/<name>"), written
 //     through the active (policy_put / policy_delete, which need "sudo" on
-//     sys/policy/<name>), read on every node; each node caches them tagged
-//     with their record's version and re-validates that version per
-//     request, so a policy change acknowledged at index N is in force for a
+//     sys/policy/<name>), read on every node; each node caches them (the
+//     active trusts its cache under its verified fence; other nodes read
+//     one epoch record's version per request and reload when it moved;
+//     lib/access/stored_policies.h), so a policy change acknowledged at
+//     index N is in force for a
 //     request carrying min_index N on any node (the node first catches up
 //     to N, then judges; a node that cannot catch up in time forwards the
 //     read, judged and audited on the active, or refuses it UNAVAILABLE,
@@ -83,17 +85,24 @@
 //     first audited request (a standby answers UNAVAILABLE until the active
 //     has created it); AuditHash() hashes a known value with it, for an
 //     operator grepping the log.
-//   - A sealed node executes nothing: its refusals are not audited (no
-//     policy or salt is readable).
-//   - A forwarded request is audited on both nodes, with the same caller,
-//     operation, path and outcome (entries do not say which node executed
-//     it).
+//   - A sealed node executes nothing and judges nothing (no policy or salt
+//     is readable): it refuses (FAILED_PRECONDITION) and audits the
+//     refusal, best effort, with caller, operation, path and outcome but no
+//     field at all (it cannot hash values without its salts, and never
+//     writes them in the clear). Paths are not secret here, as in Vault.
+//   - A forwarded request is audited on both nodes, as Vault does, with
+//     the same caller, operation, path and outcome: the active's entries
+//     carry AuditEntry::forwarded, the standby's response entry
+//     AuditEntry::forwarded_to (the active's address).
 //   - The store owns its audit dispatcher: destroying the store waits for
-//     each sink's write in progress, so a sink hung forever blocks it.
+//     each sink at most its timeout; a sink hung past it is abandoned, its
+//     call left to return on its own (audit_sink.h, "Shutdown": a lent sink
+//     must stay valid until that call returns).
 //
 // Ownership: the caller owns the coordinator and the forwarder; both must
 // outlive the store. Create one SecretStore per coordinator: the Transit
-// key cache trusts that every write on the active goes through it.
+// key cache and the policy cache trust that every write on the active goes
+// through it.
 // Thread-safe: every method may be called concurrently.
 #ifndef STRONGBOX_SECRET_STORE_H_
 #define STRONGBOX_SECRET_STORE_H_
@@ -211,7 +220,9 @@ class SecretStore {
       // Unique among the store's sinks; names its salt record, so keep it
       // stable across restarts. REQUIRED.
       std::string name;
-      // The sink. Not owned; must outlive the store. REQUIRED.
+      // The sink. Not owned; must outlive the store, and any call into it
+      // that was hung when the store was destroyed (audit_sink.h,
+      // "Shutdown"). REQUIRED.
       AuditSink* sink = nullptr;
       // Longest wait for this sink to accept one entry; a sink that does
       // not answer in time is reported and skipped until it answers.

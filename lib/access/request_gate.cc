@@ -83,6 +83,7 @@ absl::Status RequestGate::Admit(const CallContext* caller,
   event.caller = caller != nullptr ? caller : &anonymous;
   event.operation = admission->operation;
   event.path = admission->path;
+  event.forwarded = request.forwarded();
   AuditFieldsOf(request, &event.fields);
   const absl::Status logged =
       options_.audit->LogRequest(event, &admission->audit_id);
@@ -101,13 +102,16 @@ absl::Status RequestGate::Admit(const CallContext* caller,
 void RequestGate::Complete(const CallContext* caller,
                            const store::Request& request,
                            const Admission& admission,
-                           const store::Response& response) {
+                           const store::Response& response,
+                           absl::string_view forwarded_to) {
   if (options_.audit == nullptr) return;
   const CallContext anonymous;
   audit::AuditEvent event;
   event.caller = caller != nullptr ? caller : &anonymous;
   event.operation = admission.operation;
   event.path = admission.path;
+  event.forwarded = request.forwarded();
+  event.forwarded_to = std::string(forwarded_to);
   AuditFieldsOf(response, &event.fields);
   event.outcome =
       response.code() == 0
@@ -117,6 +121,28 @@ void RequestGate::Complete(const CallContext* caller,
   event.index = response.index();
   event.elapsed = clock_->MonotonicNow() - admission.start;
   options_.audit->LogResponse(admission.audit_id, event);
+}
+
+void RequestGate::AuditSealedRefusal(const CallContext* caller,
+                                     const store::Request& request,
+                                     const absl::Status& refusal) {
+  if (options_.audit == nullptr) return;
+  absl::StatusOr<Access> access = RequiredAccess(request);
+  if (!access.ok()) return;
+  const absl::Duration start = clock_->MonotonicNow();
+  const CallContext anonymous;
+  audit::AuditEvent event;
+  event.caller = caller != nullptr ? caller : &anonymous;
+  event.operation = store::Request::descriptor()
+                        ->FindFieldByNumber(request.op_case())
+                        ->name();
+  event.path = access->path;
+  event.forwarded = request.forwarded();
+  uint64_t id = 0;
+  (void)options_.audit->LogRequest(event, &id);
+  event.outcome = refusal;
+  event.elapsed = clock_->MonotonicNow() - start;
+  options_.audit->LogResponse(id, event);
 }
 
 }  // namespace strongbox::access

@@ -98,9 +98,19 @@ class RequestGate {
   // The PolicySource's error if it cannot answer.
   absl::Status Admit(const CallContext* caller, const store::Request& request,
                      Admission* admission);
-  // Writes the response entry. Never fails.
+  // Writes the response entry. Never fails. `forwarded_to`: the active's
+  // address if this node forwarded the request there (else empty).
   void Complete(const CallContext* caller, const store::Request& request,
-                const Admission& admission, const store::Response& response);
+                const Admission& admission, const store::Response& response,
+                absl::string_view forwarded_to = {});
+  // Audits a request refused before it could be judged because the node is
+  // sealed: a request entry and a response entry with `refusal`, best
+  // effort (the refusal stands whatever the sinks say), and with no fields
+  // (a sealed node cannot read its salts, so it records no value, hashed or
+  // not). Caller, operation and path are recorded as for any request.
+  void AuditSealedRefusal(const CallContext* caller,
+                          const store::Request& request,
+                          const absl::Status& refusal);
 
  private:
   const Options options_;

@@ -14,17 +14,52 @@ std::string KeyOf(absl::string_view name) {
   return absl::StrCat(StoredPolicies::kStoragePrefix, name);
 }
 
+// The epoch record's value: only its version matters.
+constexpr absl::string_view kEpochValue = "1";
+
+// A generation no cache ever has: what is loaded for it is not kept.
+constexpr uint64_t kNoGeneration = ~uint64_t{0};
+
 }  // namespace
+
+void StoredPolicies::DropLocked() {
+  policies_.clear();
+  sets_.clear();
+  validated_ = false;
+  trusted_fence_ = kNoFence;
+  ++generation_;
+}
+
+void StoredPolicies::BeginWrite() {
+  MutexLock lock(&mu_);
+  ++write_epoch_;
+  ++writes_in_flight_;
+  trusted_fence_ = kNoFence;
+}
+
+void StoredPolicies::EndWrite() {
+  MutexLock lock(&mu_);
+  ++write_epoch_;
+  --writes_in_flight_;
+  // Whatever the outcome (it may be unknown): the next call re-reads.
+  DropLocked();
+}
+
+void StoredPolicies::Clear() {
+  MutexLock lock(&mu_);
+  ++write_epoch_;
+  DropLocked();
+}
 
 absl::StatusOr<uint64_t> StoredPolicies::Put(absl::string_view name,
                                              absl::string_view document,
                                              FenceToken fence) {
-  ASSIGN_OR_RETURN(policy::Policy parsed, policy::ParsePolicy(name, document));
-  ASSIGN_OR_RETURN(uint64_t index, barrier_->Put(KeyOf(name), document, fence));
-  MutexLock lock(&mu_);
-  policies_.insert_or_assign(
-      std::string(name),
-      Cached{index, std::make_shared<const policy::Policy>(std::move(parsed))});
+  RETURN_IF_ERROR(policy::ParsePolicy(name, document).status());
+  const WriteOp ops[] = {WriteOp::Put(KeyOf(name), document),
+                         WriteOp::Put(kEpochKey, kEpochValue)};
+  BeginWrite();
+  absl::StatusOr<uint64_t> index = barrier_->Commit(ops, fence);
+  EndWrite();
   return index;
 }
 
@@ -45,18 +80,29 @@ absl::StatusOr<std::vector<std::string>> StoredPolicies::List() {
 absl::StatusOr<uint64_t> StoredPolicies::Delete(absl::string_view name,
                                                 FenceToken fence) {
   RETURN_IF_ERROR(policy::ValidatePolicyName(name));
-  ASSIGN_OR_RETURN(uint64_t index, barrier_->Delete(KeyOf(name), fence));
-  MutexLock lock(&mu_);
-  policies_.erase(name);
+  const WriteOp ops[] = {WriteOp::Delete(KeyOf(name)),
+                         WriteOp::Put(kEpochKey, kEpochValue)};
+  BeginWrite();
+  absl::StatusOr<uint64_t> index = barrier_->Commit(ops, fence);
+  EndWrite();
   return index;
 }
 
-absl::StatusOr<StoredPolicies::Cached> StoredPolicies::Current(
-    absl::string_view name) {
-  if (!policy::ValidatePolicyName(name).ok()) return Cached{};  // never stored
-  const std::string key = KeyOf(name);
-  // The record's version, without opening it.
-  absl::StatusOr<Entry> raw = barrier_->backend()->Get(key);
+absl::StatusOr<StoredPolicies::Validated> StoredPolicies::Validate() {
+  const FenceToken fence = active_fence_ ? active_fence_() : kNoFence;
+  uint64_t write_epoch = 0;
+  bool quiet = false;  // no policy write in flight on this node
+  {
+    MutexLock lock(&mu_);
+    if (validated_ && fence != kNoFence && trusted_fence_ == fence) {
+      return Validated{generation_, any_};  // no backend call
+    }
+    write_epoch = write_epoch_;
+    quiet = writes_in_flight_ == 0;
+  }
+  const bool may_trust = fence != kNoFence && quiet;
+  // The epoch record's version, without opening it.
+  absl::StatusOr<Entry> raw = barrier_->backend()->Get(kEpochKey);
   uint64_t version = 0;
   if (raw.ok()) {
     version = raw->version;
@@ -65,74 +111,103 @@ absl::StatusOr<StoredPolicies::Cached> StoredPolicies::Current(
   }
   {
     MutexLock lock(&mu_);
-    auto it = policies_.find(name);
-    if (it != policies_.end() && it->second.version == version) {
-      return it->second;
+    if (validated_ && epoch_version_ == version) {
+      if (may_trust && write_epoch_ == write_epoch) trusted_fence_ = fence;
+      return Validated{generation_, any_};
     }
   }
-  if (version == 0) {
-    MutexLock lock(&mu_);
-    policies_.erase(name);
-    return Cached{};
+  // Changed (or never read): which policies exist, read after the epoch so
+  // at least as new as it. Listed even without an epoch record, so that
+  // policies stored before it existed are found on every (re)load.
+  absl::StatusOr<std::vector<std::string>> names =
+      barrier_->List(kStoragePrefix);
+  if (!names.ok()) return names.status();
+  const bool any = !names->empty();
+  MutexLock lock(&mu_);
+  if (write_epoch_ != write_epoch) {
+    // A write on this node began or ended meanwhile: answer this call (it
+    // overlapped the write, so either state is right) but cache nothing.
+    return Validated{kNoGeneration, any};
   }
-  absl::StatusOr<Entry> entry = barrier_->Get(key);
-  if (!entry.ok()) {
-    if (entry.status().code() == absl::StatusCode::kNotFound) return Cached{};
+  if (!validated_ || epoch_version_ < version) {
+    DropLocked();
+    validated_ = true;
+    epoch_version_ = version;
+    any_ = any;
+  }
+  // (If another call validated at a newer epoch meanwhile, use that.)
+  if (may_trust) trusted_fence_ = fence;
+  return Validated{generation_, any_};
+}
+
+absl::StatusOr<std::shared_ptr<const policy::Policy>> StoredPolicies::Load(
+    const std::string& name, uint64_t generation) {
+  if (!policy::ValidatePolicyName(name).ok()) return nullptr;  // never stored
+  {
+    MutexLock lock(&mu_);
+    if (generation == generation_) {
+      auto it = policies_.find(name);
+      if (it != policies_.end()) return it->second;
+    }
+  }
+  std::shared_ptr<const policy::Policy> loaded;
+  absl::StatusOr<Entry> entry = barrier_->Get(KeyOf(name));
+  if (entry.ok()) {
+    absl::StatusOr<policy::Policy> parsed =
+        policy::ParsePolicy(name, entry->value);
+    if (!parsed.ok()) {
+      // Put stores only documents that parse: this one was not written by
+      // us.
+      return absl::DataLossError(
+          absl::StrCat("stored policy \"", name,
+                       "\" does not parse: ", parsed.status().message()));
+    }
+    loaded = std::make_shared<const policy::Policy>(*std::move(parsed));
+  } else if (entry.status().code() != absl::StatusCode::kNotFound) {
     return entry.status();
   }
-  absl::StatusOr<policy::Policy> parsed =
-      policy::ParsePolicy(name, entry->value);
-  if (!parsed.ok()) {
-    // Put stores only documents that parse: this one was not written by us.
-    return absl::DataLossError(
-        absl::StrCat("stored policy \"", name,
-                     "\" does not parse: ", parsed.status().message()));
-  }
-  Cached fresh{entry->version,
-               std::make_shared<const policy::Policy>(*std::move(parsed))};
   MutexLock lock(&mu_);
-  auto& slot = policies_[name];
-  if (slot.version <= fresh.version) slot = fresh;
-  return fresh;
+  if (generation == generation_) policies_.insert_or_assign(name, loaded);
+  return loaded;
 }
 
 absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>>
 StoredPolicies::Compiled(absl::Span<const std::string> names) {
-  std::vector<Cached> current;
-  current.reserve(names.size());
-  std::vector<uint64_t> versions;
-  versions.reserve(names.size());
-  for (const std::string& n : names) {
-    ASSIGN_OR_RETURN(Cached c, Current(n));
-    versions.push_back(c.version);
-    current.push_back(std::move(c));
-  }
+  ASSIGN_OR_RETURN(const Validated v, Validate());
   const std::string key = absl::StrJoin(names, "\n");
   {
     MutexLock lock(&mu_);
-    auto it = sets_.find(key);
-    if (it != sets_.end() && it->second.versions == versions) {
-      return it->second.set;
+    if (v.generation == generation_) {
+      auto it = sets_.find(key);
+      if (it != sets_.end()) return it->second;
     }
   }
+  std::vector<std::shared_ptr<const policy::Policy>> loaded;
+  loaded.reserve(names.size());
   std::vector<const policy::Policy*> chosen;
-  for (const Cached& c : current) {
-    if (c.policy != nullptr) chosen.push_back(c.policy.get());
+  if (v.any) {
+    for (const std::string& n : names) {
+      ASSIGN_OR_RETURN(std::shared_ptr<const policy::Policy> p,
+                       Load(n, v.generation));
+      if (p != nullptr) chosen.push_back(p.get());
+      loaded.push_back(std::move(p));
+    }
   }
   auto set = std::make_shared<const policy::CompiledPolicySet>(
       policy::CompiledPolicySet::Compile(chosen));
   MutexLock lock(&mu_);
-  // Callers' policy lists are few in practice; a host that invents a new
-  // list per request must not grow this without bound.
-  if (sets_.size() >= kMaxCachedSets) sets_.clear();
-  sets_.insert_or_assign(key, CachedSet{std::move(versions), set});
+  if (v.generation == generation_) {
+    // Callers' policy lists are few in practice; a host that invents a new
+    // list per request must not grow this without bound.
+    if (sets_.size() >= kMaxCachedSets) sets_.clear();
+    sets_.insert_or_assign(key, set);
+  }
   return set;
 }
 
 absl::StatusOr<bool> StoredPolicies::AnyPolicy() {
-  ASSIGN_OR_RETURN(std::vector<std::string> names,
-                   barrier_->List(kStoragePrefix));
-  return !names.empty();
+  ASSIGN_OR_RETURN(const Validated v, Validate());
+  return v.any;
 }
 
 }  // namespace strongbox::access

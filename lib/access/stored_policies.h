@@ -6,21 +6,38 @@
 // text as the host gave it (policy-get returns it unchanged). Put parses
 // the document first (ParsePolicy), so a bad document stores nothing (D6).
 // Put and Delete are writes: the caller (the active) passes its fence.
+// Every Put and Delete also rewrites the epoch record (kEpochKey) in the
+// same atomic commit, so the epoch record's backend version changes with
+// every policy change. (A reload lists the policies whether or not the
+// epoch record exists, so policies written before it existed are found; a
+// writer that does not move it is noticed only by a node that reloads.)
 //
-// Cache and consistency: every node keeps parsed policies and compiled
-// sets, each tagged with the backend version of the record it came from.
-// Compiled() reads each named record's version from the backend (no
-// decryption) and re-reads, re-parses and re-compiles only what changed,
-// so a node serves the stored policies as of its read — on a linearizable
-// backend, a policy change acknowledged on the active is in force on every
-// node for the next request (no invalidation message needed; the same
-// reasoning as SecretStore's read-after-write).
+// Cache (the Transit key cache's protocol, transit_key_cache.h): every node
+// keeps the answer to "does any policy exist", the parsed policies and the
+// compiled sets, all valid for one epoch version.
+//   - Who invalidates. A Put or Delete on this node drops the whole cache
+//     when it ends, whatever its outcome; Clear() drops it too (sealed,
+//     lost leadership). Nothing loaded before a drop is installed after it
+//     (the cache generation).
+//   - What a call trusts. On the active (the FenceSource gives its fence,
+//     verified against the backend at most every verify_interval), a cache
+//     validated under that same fence while no policy write on this node
+//     was in flight is used with no backend call at all: the active is the
+//     cluster's only policy writer and its writes drop the cache. Any other
+//     call (every standby call, a fence of a new term) reads the epoch
+//     record's backend version (one Get, no decryption) and reloads (one
+//     List, then each named record on demand) only when it changed. So the
+//     request path never lists storage unless policies changed, and a node
+//     serves the policies as of its read: on a linearizable backend, a
+//     policy change acknowledged on the active is in force on every node
+//     for the next request (after min_index, SecretStore's catch-up).
 //
-// Thread-safe.
+// Thread-safe. No lock is held across backend I/O.
 #ifndef STRONGBOX_LIB_ACCESS_STORED_POLICIES_H_
 #define STRONGBOX_LIB_ACCESS_STORED_POLICIES_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,9 +57,17 @@ namespace strongbox::access {
 class StoredPolicies : public PolicySource {
  public:
   static constexpr absl::string_view kStoragePrefix = "policy/";
+  // Rewritten with every policy change (its version is the cache's epoch).
+  static constexpr absl::string_view kEpochKey = "policy-epoch";
 
-  // `barrier` is not owned and must outlive this object.
-  explicit StoredPolicies(Barrier* barrier) : barrier_(barrier) {}
+  // This node's fence while it is the active and still holds its grant;
+  // kNoFence otherwise. Called once per validation.
+  using FenceSource = std::function<FenceToken()>;
+
+  // `barrier` is not owned and must outlive this object. Without
+  // `active_fence` the cache is never trusted without the epoch read.
+  explicit StoredPolicies(Barrier* barrier, FenceSource active_fence = nullptr)
+      : barrier_(barrier), active_fence_(std::move(active_fence)) {}
 
   // Validates and stores `document` as policy `name`; the backend index.
   // INVALID_ARGUMENT for a bad name or document (nothing stored).
@@ -55,30 +80,59 @@ class StoredPolicies : public PolicySource {
   // Removes policy `name` (absent is fine); the backend index.
   absl::StatusOr<uint64_t> Delete(absl::string_view name, FenceToken fence);
 
+  // Drops the cache (the node sealed or lost leadership).
+  void Clear();
+
   // PolicySource.
   absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>> Compiled(
       absl::Span<const std::string> names) override;
   absl::StatusOr<bool> AnyPolicy() override;
 
  private:
-  struct Cached {
-    uint64_t version = 0;                          // 0: absent
-    std::shared_ptr<const policy::Policy> policy;  // null when absent
-  };
-  struct CachedSet {
-    std::vector<uint64_t> versions;  // of the names, in order
-    std::shared_ptr<const policy::CompiledPolicySet> set;
+  // What a validation found: the cache generation it is valid for.
+  struct Validated {
+    uint64_t generation = 0;
+    bool any = false;
   };
 
   static constexpr size_t kMaxCachedSets = 1024;
 
-  // The policy `name` as stored now (version 0 and null if absent).
-  absl::StatusOr<Cached> Current(absl::string_view name);
+  // Makes the cache current for this call (see the file comment).
+  absl::StatusOr<Validated> Validate();
+  // Policy `name` as of `generation` (null if absent), from the cache or
+  // storage.
+  absl::StatusOr<std::shared_ptr<const policy::Policy>> Load(
+      const std::string& name, uint64_t generation);
+  // Write bookkeeping: a validation that overlaps a write is never trusted,
+  // and the write drops the cache when it ends.
+  void BeginWrite();
+  void EndWrite();
+  // Drops the cached policies and sets and moves to a new generation.
+  void DropLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Barrier* const barrier_;
+  const FenceSource active_fence_;
+
   Mutex mu_;
-  absl::flat_hash_map<std::string, Cached> policies_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, CachedSet> sets_ ABSL_GUARDED_BY(mu_);
+  // Whether the fields below describe storage as of epoch_version_.
+  bool validated_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t epoch_version_ ABSL_GUARDED_BY(mu_) = 0;  // 0: no epoch record
+  bool any_ ABSL_GUARDED_BY(mu_) = false;
+  // The active fence under which the cache is known current (kNoFence: read
+  // the epoch record first).
+  FenceToken trusted_fence_ ABSL_GUARDED_BY(mu_) = kNoFence;
+  // ++ at the start and end of every write on this node, and on Clear.
+  uint64_t write_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  int writes_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // ++ whenever the cache is dropped: loads begun before do not install.
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // Parsed policies of this generation; null: absent from storage.
+  absl::flat_hash_map<std::string, std::shared_ptr<const policy::Policy>>
+      policies_ ABSL_GUARDED_BY(mu_);
+  // Compiled sets of this generation, by names joined with '\n'.
+  absl::flat_hash_map<std::string,
+                      std::shared_ptr<const policy::CompiledPolicySet>>
+      sets_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace strongbox::access

@@ -1,5 +1,6 @@
 #include "lib/audit/audit_dispatcher.h"
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -10,6 +11,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "lib/crypto/digest.h"
 #include "lib/util/mutex.h"
 
@@ -25,11 +27,17 @@ absl::StatusOr<std::string> HashForAudit(absl::string_view salt,
           reinterpret_cast<const char*>(mac->data()), mac->size())));
 }
 
-// One sink, its queue and its thread.
-class AuditDispatcher::Worker {
+// One sink, its queue and its thread. Shared by the dispatcher and the
+// thread (std::enable_shared_from_this): a thread abandoned by Shutdown
+// (its sink hung past the timeout) keeps the worker, the sink and the queue
+// alive until its write returns, then exits, touching nothing else.
+class AuditDispatcher::Worker
+    : public std::enable_shared_from_this<AuditDispatcher::Worker> {
  public:
   // The longest a queued response entry waits for a batch to ride with.
   static constexpr absl::Duration kUnwaitedDelay = absl::Milliseconds(20);
+  // The most queued entries a caller's direct write takes along.
+  static constexpr size_t kMaxRiders = 32;
 
   // One entry on its way to the sink. `entry` and `waited` are written
   // before the entry is queued and only read afterwards; `done` and
@@ -53,16 +61,50 @@ class AuditDispatcher::Worker {
     direct_.store(!sink_->blocking(), std::memory_order_relaxed);
     set_salt(options.salt.empty() ? SecretBytes::Random(32)
                                   : std::move(options.salt));
-    thread_ = std::thread([this] { Run(); });
   }
 
-  ~Worker() {
+  // Starts the sink's thread (once, right after construction: the thread
+  // holds a reference).
+  void Start() {
+    thread_ = std::thread([self = shared_from_this()] { self->Run(); });
+  }
+
+  // Asks the thread to write what is queued and stop.
+  void RequestStop() {
     {
       MutexLock lock(&mu_);
       stop_ = true;
     }
     mu_.SignalAll();
-    thread_.join();
+  }
+
+  // Waits for the thread until `deadline` (real time): joins it if it
+  // stopped, else abandons it (its sink is inside a write that does not
+  // return): it will exit once that write returns, telling no one of its
+  // outcome, and drop what is still queued. Either way, once this returns
+  // the thread never calls on_unwaited_failure_ again. REQUIRES:
+  // RequestStop() was called.
+  void Shutdown(absl::Time deadline) {
+    bool stopped;
+    {
+      MutexLock lock(&mu_);
+      stopped = mu_.AwaitWithTimeout(
+          [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return exited_; },
+          std::max(deadline - absl::Now(), absl::ZeroDuration()));
+      if (!stopped) {
+        abandoned_ = true;
+        // A failure report in progress is short (observers return
+        // promptly); after it, none starts (Run checks abandoned_).
+        mu_.Await([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return reporting_ == 0;
+        });
+      }
+    }
+    if (stopped) {
+      thread_.join();
+    } else {
+      thread_.detach();
+    }
   }
 
   const std::string& name() const { return name_; }
@@ -131,12 +173,42 @@ class AuditDispatcher::Worker {
     MutexLock lock(&mu_);
     ++flushers_;
     mu_.SignalAll();
-    const bool done =
-        mu_.AwaitWithTimeout([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
-                                 mu_) { return queue_.empty() && !in_write_; },
-                             wait);
+    const bool done = mu_.AwaitWithTimeout(
+        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return queue_.empty() && !in_write_ && riders_out_ == 0;
+        },
+        wait);
     --flushers_;
     return done;
+  }
+
+  // For a request entry written on the caller's thread (direct()): moves
+  // up to kMaxRiders queued entries nobody waits for (response entries)
+  // into `riders`, to go in front of it in the same write — one write(2)
+  // instead of two, and no batch from the sink's thread contending with
+  // the caller's write. Takes nothing while the sink's thread is writing
+  // (its batch holds older entries: the file keeps their order). Every
+  // call is followed by EndRiders once they are written (Flush waits).
+  void TakeRiders(std::vector<std::shared_ptr<Pending>>* riders) {
+    MutexLock lock(&mu_);
+    ++riders_out_;
+    if (in_write_) return;
+    while (!queue_.empty() && !queue_.front()->waited &&
+           riders->size() < kMaxRiders) {
+      riders->push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+  void EndRiders() {
+    bool flushing;
+    {
+      MutexLock lock(&mu_);
+      --riders_out_;
+      flushing = flushers_ > 0;
+    }
+    // Only a Flush waits on riders: waking the sink's thread for nothing
+    // would cost two context switches per request.
+    if (flushing) mu_.SignalAll();
   }
 
  private:
@@ -155,10 +227,14 @@ class AuditDispatcher::Worker {
                      (flushers_ > 0 && !queue_.empty());
             },
             kUnwaitedDelay);
-        if (queue_.empty()) {
-          if (stop_) return;  // everything written
-          continue;
+        if (abandoned_ || (queue_.empty() && stop_)) {
+          // Stopped with everything written, or abandoned (the rest of the
+          // queue goes with the worker).
+          exited_ = true;
+          mu_.SignalAll();
+          return;
         }
+        if (queue_.empty()) continue;
         batch.assign(queue_.begin(), queue_.end());
         queue_.clear();
         waited_queued_ = 0;
@@ -167,13 +243,14 @@ class AuditDispatcher::Worker {
       entries.clear();
       for (const auto& p : batch) entries.push_back(&p->entry);
       const absl::Status s = sink_->WriteBatch(entries);
-      if (!s.ok()) {
+      if (!s.ok() && BeginReport()) {
         for (const auto& p : batch) {
           if (!p->waited) {
             on_unwaited_failure_(AuditFailure{
                 name_, p->entry.kind, AuditFailure::Reason::kFailed, s});
           }
         }
+        EndReport();
       }
       {
         MutexLock lock(&mu_);
@@ -187,6 +264,22 @@ class AuditDispatcher::Worker {
       mu_.SignalAll();
       batch.clear();
     }
+  }
+
+  // Whether the dispatcher may still be told of failures (not abandoned);
+  // if so, EndReport must follow.
+  bool BeginReport() {
+    MutexLock lock(&mu_);
+    if (abandoned_) return false;
+    ++reporting_;
+    return true;
+  }
+  void EndReport() {
+    {
+      MutexLock lock(&mu_);
+      --reporting_;
+    }
+    mu_.SignalAll();
   }
 
   // Constant after construction.
@@ -206,9 +299,13 @@ class AuditDispatcher::Worker {
   size_t waited_queued_ ABSL_GUARDED_BY(mu_) = 0;  // waited entries queued
   int flushers_ ABSL_GUARDED_BY(mu_) = 0;          // threads in Flush
   bool in_write_ ABSL_GUARDED_BY(mu_) = false;
+  int riders_out_ ABSL_GUARDED_BY(mu_) = 0;  // TakeRiders without EndRiders
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool exited_ ABSL_GUARDED_BY(mu_) = false;     // Run returned (or will)
+  bool abandoned_ ABSL_GUARDED_BY(mu_) = false;  // Shutdown gave up on it
+  int reporting_ ABSL_GUARDED_BY(mu_) = 0;       // in on_unwaited_failure_
 
-  std::thread thread_;  // last: starts once the rest exists
+  std::thread thread_;  // Start(); joined or detached by Shutdown
 };
 
 AuditDispatcher::AuditDispatcher(const Options& options)
@@ -217,7 +314,11 @@ AuditDispatcher::AuditDispatcher(const Options& options)
 
 AuditDispatcher::~AuditDispatcher() {
   // Stop the sink threads first: while they drain they may still Report()
-  // into the counters below.
+  // into the counters below. All at once, each within its own timeout from
+  // now: a hung sink's thread is abandoned (Worker::Shutdown).
+  for (const auto& w : workers_) w->RequestStop();
+  const absl::Time now = absl::Now();
+  for (const auto& w : workers_) w->Shutdown(now + w->timeout());
   workers_.clear();
 }
 
@@ -237,8 +338,9 @@ absl::Status AuditDispatcher::AddSink(SinkOptions options) {
           absl::StrCat("audit sink \"", options.name, "\" already exists"));
     }
   }
-  workers_.push_back(std::make_unique<Worker>(
+  workers_.push_back(std::make_shared<Worker>(
       std::move(options), [this](const AuditFailure& f) { Report(f); }));
+  workers_.back()->Start();
   return absl::OkStatus();
 }
 
@@ -303,6 +405,8 @@ int AuditDispatcher::Dispatch(AuditEntry::Kind kind, uint64_t id,
     }
     e.operation = event.operation;
     e.path = event.path;
+    e.forwarded = event.forwarded;
+    e.forwarded_to = event.forwarded_to;
     e.fields.reserve(event.fields.size());
     for (const AuditField& f : event.fields) {
       if (!f.secret) {
@@ -325,14 +429,31 @@ int AuditDispatcher::Dispatch(AuditEntry::Kind kind, uint64_t id,
     // reported by the sink's thread (Report).
     const bool wait = kind == AuditEntry::Kind::kRequest;
     if (wait && w->direct()) {
-      // A non-blocking sink: written here (audit_sink.h, blocking()).
+      // A non-blocking sink: written here (audit_sink.h, blocking()), with
+      // the response entries queued so far in front of it.
+      std::vector<std::shared_ptr<Worker::Pending>> riders;
+      w->TakeRiders(&riders);
       const absl::Duration began = clock_->MonotonicNow();
-      const absl::Status written = w->sink()->Write(e);
+      absl::Status written;
+      if (riders.empty()) {
+        written = w->sink()->Write(e);
+      } else {
+        std::vector<const AuditEntry*> batch;
+        batch.reserve(riders.size() + 1);
+        for (const auto& r : riders) batch.push_back(&r->entry);
+        batch.push_back(&e);
+        written = w->sink()->WriteBatch(batch);
+      }
+      w->EndRiders();
       if (written.ok()) {
         ++accepted;
       } else {
         failures.push_back(
             {w->name(), kind, AuditFailure::Reason::kFailed, written});
+        for (const auto& r : riders) {
+          failures.push_back({w->name(), r->entry.kind,
+                              AuditFailure::Reason::kFailed, written});
+        }
       }
       if (clock_->MonotonicNow() - began > w->timeout()) {
         w->demote();

@@ -25,8 +25,9 @@
 // Each sink runs on a thread of its own, which drains the sink's queue in
 // batches (one WriteBatch per drain), so concurrent requests share a write
 // (and an fsync). A sink whose blocking() is false gets its request entries
-// written on the caller's thread instead (no hand-off); one such write that
-// overruns the sink's timeout is reported (kTimedOut, the entry still
+// written on the caller's thread instead (no hand-off), each with the
+// response entries queued before it in the same WriteBatch; one such write
+// that overruns the sink's timeout is reported (kTimedOut, the entry still
 // accepted) and moves the sink to its thread for good.
 //
 // Thread-safe. Sinks are added before use (AddSink is not synchronized
@@ -70,6 +71,9 @@ struct AuditEvent {
   std::string operation;
   std::string path;
   std::vector<AuditField> fields;
+  // AuditEntry::forwarded, AuditEntry::forwarded_to.
+  bool forwarded = false;
+  std::string forwarded_to;
   // Response only.
   absl::Status outcome;
   uint64_t index = 0;
@@ -108,7 +112,10 @@ class AuditDispatcher {
   using Stats = AuditStats;
 
   explicit AuditDispatcher(const Options& options);
-  ~AuditDispatcher();  // stops the sink threads (after their current write)
+  // Stops the sink threads, each after writing what is queued for it, but
+  // waits for each at most its timeout: a sink whose write has not
+  // returned by then is abandoned (audit_sink.h, "Shutdown").
+  ~AuditDispatcher();
   AuditDispatcher(const AuditDispatcher&) = delete;
   AuditDispatcher& operator=(const AuditDispatcher&) = delete;
 
@@ -158,7 +165,7 @@ class AuditDispatcher {
 
   const Options options_;
   Clock* const clock_;
-  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::shared_ptr<Worker>> workers_;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<uint64_t> requests_refused_{0};
   std::atomic<uint64_t> sink_failures_{0};

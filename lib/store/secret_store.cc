@@ -223,7 +223,17 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
         kv_(KvOptions{EffectiveMaxPath(options), options.max_fields,
                       options.max_secret_bytes, options.default_max_versions}),
         transit_(TransitOptionsOf(options)),
-        policies_(coordinator_->barrier()),
+        policies_(coordinator_->barrier(),
+                  [this] {
+                    // Trusted policy cache on the active only (the grant
+                    // verified like Transit's, stored_policies.h).
+                    if (coordinator_->state() != HaState::kActive) {
+                      return kNoFence;
+                    }
+                    absl::StatusOr<FenceToken> f =
+                        coordinator_->VerifiedWriteFence();
+                    return f.ok() ? *f : kNoFence;
+                  }),
         audit_(AuditOptionsOf(options, clock_)),
         gate_(GateOptionsOf(options, &policies_, &audit_, clock_)),
         gated_(options.enforce_policies || !options.audit_sinks.empty()) {
@@ -232,6 +242,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     // the barrier is sealed; audit salts are loaded again after unseal.
     seal_listener_ = coordinator_->barrier()->AddSealListener([this] {
       transit_.ClearCache();
+      policies_.Clear();
       salts_loaded_.store(false, std::memory_order_release);
     });
   }
@@ -253,6 +264,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   void OnStateChange(const StateChange& change) override {
     if (change.to != HaState::kActive) {
       transit_.ClearCache();
+      policies_.Clear();
     } else if (audit_.enabled()) {
       (void)EnsureAuditSalts();
     }
@@ -277,9 +289,12 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       SetStatus(ClassifyRequest(request).status(), &response);
       return response;
     }
-    if (!gated_ || coordinator_->barrier()->sealed()) {
-      // Sealed: nothing runs, nothing can be judged (Route answers).
+    if (!gated_) {
       Route(request, *op, caller, IndexState::kUnchecked, &response);
+      return response;
+    }
+    if (coordinator_->barrier()->sealed()) {
+      RefuseSealed(request, *op, caller, &response);
       return response;
     }
     IndexState index = IndexState::kUnchecked;
@@ -303,17 +318,40 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       SetStatus(admitted, &response);
       return response;
     }
-    Route(request, *op, caller, index, &response);
-    gate_.Complete(caller, request, admission, response);
+    std::string forwarded_to;
+    Route(request, *op, caller, index, &response, &forwarded_to);
+    gate_.Complete(caller, request, admission, response, forwarded_to);
     return response;
+  }
+
+  // A sealed node runs nothing and can judge nothing (policies and salts
+  // are behind the barrier): it refuses, and audits the refusal without
+  // values (RequestGate::AuditSealedRefusal). Not through Route(): the node
+  // may unseal meanwhile, and Route would then serve the request unjudged.
+  void RefuseSealed(const Request& request, const Operation& op,
+                    const CallContext* caller, Response* response) {
+    const HaState state = coordinator_->state();
+    const RouteDecision d = coordinator_->Route(op.kind);
+    const absl::Status refusal =
+        state == HaState::kSealed || state == HaState::kUninitialized
+            ? absl::FailedPreconditionError(
+                  absl::StrCat("this node is ", HaStateName(state)))
+            : absl::UnavailableError(
+                  "this node was sealed when the request arrived; retry");
+    SetStatus(refusal, response);
+    SetRoute(RouteDecision::Action::kUnavailable, d.leader_address, response);
+    if (audit_.enabled()) gate_.AuditSealedRefusal(caller, request, refusal);
   }
 
   // Whether this node has been checked to have reached the request's
   // min_index.
   enum class IndexState { kUnchecked, kReached, kBehind };
 
+  // `forwarded_to` (optional): set to the active's address if the request
+  // was forwarded there.
   void Route(const Request& request, const Operation& op,
-             const CallContext* caller, IndexState index, Response* out) {
+             const CallContext* caller, IndexState index, Response* out,
+             std::string* forwarded_to = nullptr) {
     Response& response = *out;
     const OperationKind kind = op.kind;
     if (request.forwarded() && coordinator_->state() != HaState::kActive) {
@@ -329,11 +367,12 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     RouteDecision d = coordinator_->Route(kind);
     switch (d.action) {
       case RouteDecision::Action::kServeLocally:
-        Execute(request, op, caller, index, &response);
+        Execute(request, op, caller, index, &response, forwarded_to);
         return;
       case RouteDecision::Action::kForwardToActive:
         if (options_.forwarder != nullptr && !request.forwarded()) {
           response = Forward(request, caller, d.leader_address);
+          if (forwarded_to != nullptr) *forwarded_to = d.leader_address;
           return;
         }
         SetStatus(absl::UnavailableError(absl::StrCat(
@@ -807,8 +846,8 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   }
 
   void Execute(const Request& request, const Operation& op,
-               const CallContext* caller, IndexState index,
-               Response* response) {
+               const CallContext* caller, IndexState index, Response* response,
+               std::string* forwarded_to = nullptr) {
     const OperationKind kind = op.kind;
     EngineCall call;
     call.barrier = coordinator_->barrier();
@@ -844,6 +883,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
           !request.forwarded() && !d.leader_address.empty() &&
           d.action != RouteDecision::Action::kServeLocally) {
         *response = Forward(request, caller, d.leader_address);
+        if (forwarded_to != nullptr) *forwarded_to = d.leader_address;
         return;
       }
       SetStatus(absl::UnavailableError(absl::StrCat(

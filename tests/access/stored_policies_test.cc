@@ -134,12 +134,15 @@ TEST_F(StoredPoliciesTest, WriteWithoutTheActivesFenceIsRefused) {
 TEST_F(StoredPoliciesTest, TamperedRecordRefusesNeverAllows) {
   ASSERT_THAT(active_->Put("app", kRead, fence()).status(), IsOk());
   EXPECT_TRUE(Allows(standby_.get(), "app/x", Capability::kRead));
-  // Someone with backend access writes their own bytes over the record.
-  ASSERT_THAT(
-      backend_
-          ->Commit({WriteOp::Put("policy/app", "not a sealed record")}, fence())
-          .status(),
-      IsOk());
+  // Someone with backend access writes their own bytes over the record
+  // (and moves the epoch record, or no node would re-read it: a node keeps
+  // the authentic policy it has until the epoch changes).
+  ASSERT_THAT(backend_
+                  ->Commit({WriteOp::Put("policy/app", "not a sealed record"),
+                            WriteOp::Put(StoredPolicies::kEpochKey, "x")},
+                           fence())
+                  .status(),
+              IsOk());
   std::vector<std::string> names = {"app"};
   EXPECT_THAT(standby_->Compiled(names).status(),
               StatusIs(absl::StatusCode::kDataLoss));

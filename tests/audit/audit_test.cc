@@ -9,7 +9,9 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <random>
 #include <regex>
 #include <set>
 #include <string>
@@ -290,6 +292,109 @@ TEST(AuditTest, HungSinkTimesOutIsReportedAndDoesNotFreezeLaterCalls) {
   EXPECT_EQ(hung->writes_started(), 2);
 }
 
+// What a sink that hangs forever went through, shared with the test so it
+// outlives the sink (which the dispatcher owns, and an abandoned sink
+// thread frees).
+struct HangProbe {
+  Mutex mu;
+  bool entered ABSL_GUARDED_BY(mu) = false;
+  bool released ABSL_GUARDED_BY(mu) = false;
+  bool destroyed ABSL_GUARDED_BY(mu) = false;
+
+  void Set(bool HangProbe::*flag) {
+    {
+      MutexLock lock(&mu);
+      this->*flag = true;
+    }
+    mu.SignalAll();
+  }
+  // Waits (real time, at most `timeout`) for `flag`.
+  bool Await(bool HangProbe::*flag, absl::Duration timeout) {
+    MutexLock lock(&mu);
+    return mu.AwaitWithTimeout([this, flag]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                   mu) { return this->*flag; },
+                               timeout);
+  }
+};
+
+// Blocks in every write until the probe is released, then fails it: a
+// device hung forever (Vault #37) that errs once it wakes.
+class ForeverSink : public AuditSink {
+ public:
+  explicit ForeverSink(std::shared_ptr<HangProbe> probe)
+      : probe_(std::move(probe)) {}
+  ~ForeverSink() override { probe_->Set(&HangProbe::destroyed); }
+  absl::Status Write(const AuditEntry&) override {
+    std::shared_ptr<HangProbe> probe = probe_;
+    probe->Set(&HangProbe::entered);
+    MutexLock lock(&probe->mu);
+    probe->mu.Await([&probe]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(probe->mu) {
+      return probe->released;
+    });
+    return absl::UnavailableError("woke up failing");
+  }
+
+ private:
+  const std::shared_ptr<HangProbe> probe_;
+};
+
+// Runs `destroy` on a thread of its own; true if it returned while the sink
+// was still hung (within `bound`, far above the sink's timeout). If not,
+// releases the sink so the thread can finish and the test can report.
+bool ReturnsWhileHung(std::function<void()> destroy, HangProbe* probe,
+                      absl::Duration bound) {
+  Mutex mu;
+  bool done = false;
+  std::thread t([&] {
+    destroy();
+    MutexLock lock(&mu);
+    done = true;
+    mu.SignalAll();
+  });
+  bool returned;
+  {
+    MutexLock lock(&mu);
+    returned = mu.AwaitWithTimeout(
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done; }, bound);
+  }
+  if (!returned) probe->Set(&HangProbe::released);
+  t.join();
+  return returned;
+}
+
+// Issue 15 item 2: destroying the dispatcher is bounded by the sinks'
+// timeouts even when a sink never returns; its abandoned thread touches
+// neither the freed dispatcher nor its observer when the write finally
+// returns (failing, with a response entry nobody waits for in its batch:
+// ASan reports a use after free otherwise), and frees the sink.
+TEST(AuditTest, DestructionIsBoundedWhileASinkHangsForever) {
+  auto probe = std::make_shared<HangProbe>();
+  auto observer = std::make_unique<RecordingObserver>();
+  AuditDispatcher::Options opts;
+  opts.observer = observer.get();
+  auto d = std::make_unique<AuditDispatcher>(opts);
+  ASSERT_THAT(d->AddSink(Sink("forever", std::make_unique<ForeverSink>(probe),
+                              absl::Milliseconds(20))),
+              IsOk());
+  const CallContext caller = CallContext::Root();
+  // A response entry queued (nobody waits for it), then a request entry:
+  // whichever batch reaches the sink first hangs, with the response in it.
+  d->LogResponse(7, PutEvent(&caller));
+  EXPECT_THAT(d->LogRequest(PutEvent(&caller), nullptr),
+              StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_TRUE(probe->Await(&HangProbe::entered, absl::Seconds(60)));
+
+  EXPECT_TRUE(
+      ReturnsWhileHung([&d] { d.reset(); }, probe.get(), absl::Seconds(30)))
+      << "the dispatcher's destructor waited for a hung sink";
+  observer.reset();  // gone: the abandoned thread must not report to it
+
+  // Let the stuck write return (failing): the thread exits and frees the
+  // sink, telling no one.
+  probe->Set(&HangProbe::released);
+  EXPECT_TRUE(probe->Await(&HangProbe::destroyed, absl::Seconds(60)));
+}
+
 TEST(AuditTest, OneHealthySinkIsEnoughWhileAnotherHangs) {
   RecordingObserver observer;
   AuditDispatcher::Options opts;
@@ -525,6 +630,130 @@ TEST(AuditTest, FileSinkIsNonBlockingOnlyWithoutFsync) {
   EXPECT_FALSE((*NewFileAuditSink(fo))->blocking());
   fo.fsync = true;
   EXPECT_TRUE((*NewFileAuditSink(fo))->blocking());
+}
+
+// Issue 15 item 5: the entry time is formatted by hand (absl::FormatTime
+// cost a time zone lookup and a format parse per entry); it must write
+// exactly what FormatTime wrote, across days, leap years, before 1970 and
+// at the edges of the fast path.
+TEST(AuditTest, EntryTimeIsWrittenExactlyAsFormatTimeWroteIt) {
+  std::vector<absl::Time> times = {
+      absl::UnixEpoch(),
+      absl::FromUnixMicros(-1),
+      absl::FromUnixMicros(951782400000000),     // 2000-02-29
+      absl::FromUnixMicros(4107542399999999),    // 2100-02-28T23:59:59.999999
+      absl::FromUnixMicros(-30610224000000000),  // 1000-01-01
+      absl::FromUnixMicros(253402300799999999),  // 9999-12-31T23:59:59.999999
+      absl::FromUnixMicros(253402300800000000),  // 10000-01-01 (slow path)
+      absl::FromUnixMicros(-30610224000000001),  // 0999-12-31 (slow path)
+      absl::FromUnixMicros(-62167219200000000),  // 0000-01-01 (slow path)
+      absl::InfiniteFuture(),
+      absl::InfinitePast(),
+  };
+  std::mt19937_64 rng(12345);
+  for (int i = 0; i < 20000; ++i) {
+    times.push_back(absl::FromUnixMicros(
+        static_cast<int64_t>(rng() % 253402300800000000ull) -
+        (i % 3 == 0 ? 62167219200000000ll : 0)));
+  }
+  for (absl::Time t : times) {
+    AuditEntry e;
+    e.time = t;
+    const nlohmann::json j = nlohmann::json::parse(e.ToJsonLine());
+    ASSERT_EQ(j["time"].get<std::string>(),
+              absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone()))
+        << absl::ToUnixMicros(t);
+  }
+}
+
+// Records each WriteBatch; non-blocking, so request entries are written on
+// the caller's thread; fails on demand.
+class BatchRecordingSink : public AuditSink {
+ public:
+  bool blocking() const override { return false; }
+  absl::Status Write(const AuditEntry& entry) override {
+    const AuditEntry* one = &entry;
+    return WriteBatch({&one, 1});
+  }
+  absl::Status WriteBatch(
+      absl::Span<const AuditEntry* const> entries) override {
+    MutexLock lock(&mu_);
+    if (fail_) return absl::UnavailableError("injected failure");
+    std::vector<AuditEntry::Kind> kinds;
+    for (const AuditEntry* e : entries) kinds.push_back(e->kind);
+    batches_.push_back(std::move(kinds));
+    return absl::OkStatus();
+  }
+  void set_fail(bool f) {
+    MutexLock lock(&mu_);
+    fail_ = f;
+  }
+  std::vector<std::vector<AuditEntry::Kind>> batches() {
+    MutexLock lock(&mu_);
+    return batches_;
+  }
+
+ private:
+  Mutex mu_;
+  bool fail_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::vector<AuditEntry::Kind>> batches_ ABSL_GUARDED_BY(mu_);
+};
+
+// Issue 15 item 5: a request entry written on the caller's thread takes
+// the response entries queued before it along, in front of it, in one
+// write; a failure of that write counts them as failed response entries;
+// Flush still covers everything queued.
+TEST(AuditTest, DirectRequestEntryTakesQueuedResponseEntriesAlong) {
+  RecordingObserver observer;
+  AuditDispatcher::Options opts;
+  opts.observer = &observer;
+  AuditDispatcher d(opts);
+  auto sink = std::make_unique<BatchRecordingSink>();
+  BatchRecordingSink* s = sink.get();
+  ASSERT_THAT(d.AddSink(Sink("nb", std::move(sink))), IsOk());
+  const CallContext caller = CallContext::Root();
+  using K = AuditEntry::Kind;
+  // Unless the sink's thread took them first (it does so every 20 ms), the
+  // two response entries ride with the next request entry.
+  for (int attempt = 0;; ++attempt) {
+    ASSERT_TRUE(d.Flush(absl::Seconds(30)));
+    const size_t before = s->batches().size();
+    uint64_t id = 0;
+    ASSERT_THAT(d.LogRequest(PutEvent(&caller), &id), IsOk());
+    d.LogResponse(id, PutEvent(&caller));
+    d.LogResponse(id, PutEvent(&caller));
+    ASSERT_THAT(d.LogRequest(PutEvent(&caller), &id), IsOk());
+    const std::vector<std::vector<K>> b = s->batches();
+    ASSERT_GE(b.size(), before + 2);
+    if (b.size() == before + 2) {
+      EXPECT_EQ(b[before], std::vector<K>{K::kRequest});
+      EXPECT_EQ(b[before + 1],
+                (std::vector<K>{K::kResponse, K::kResponse, K::kRequest}));
+      break;
+    }
+    ASSERT_LT(attempt, 100) << "the sink's thread always took them first";
+  }
+  // A failed write fails its riders too: counted and reported.
+  for (int attempt = 0;; ++attempt) {
+    ASSERT_TRUE(d.Flush(absl::Seconds(30)));
+    const uint64_t failed_before = d.stats().response_failures;
+    const size_t batches_before = s->batches().size();
+    d.LogResponse(1, PutEvent(&caller));
+    s->set_fail(true);
+    EXPECT_THAT(d.LogRequest(PutEvent(&caller), nullptr),
+                StatusIs(absl::StatusCode::kUnavailable));
+    s->set_fail(false);
+    if (s->batches().size() == batches_before) {  // it failed
+      ASSERT_TRUE(d.Flush(absl::Seconds(30)));
+      EXPECT_EQ(d.stats().response_failures, failed_before + 1);
+      break;
+    }
+    ASSERT_LT(attempt, 100) << "the sink's thread always took it first";
+  }
+  // Flush covers what is queued.
+  d.LogResponse(1, PutEvent(&caller));
+  ASSERT_TRUE(d.Flush(absl::Seconds(30)));
+  EXPECT_EQ(s->batches().back(), std::vector<K>{K::kResponse});
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -22,6 +23,7 @@
 #include "strongbox/audit_sink.h"
 #include "strongbox/call_context.h"
 #include "strongbox/secret_store.h"
+#include "strongbox/testing/fault_injecting_backend.h"
 #include "tests/ha/cluster.h"
 
 namespace strongbox {
@@ -30,6 +32,7 @@ namespace {
 using ::strongbox::testing_cluster::Cluster;
 using ::strongbox::testing_cluster::ClusterOptions;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr auto kDenied = absl::StatusCode::kPermissionDenied;
 
@@ -415,6 +418,190 @@ TEST_F(AccessTest, PolicyChangesAreInForceOnEveryNodeAtTheirIndex) {
   // The random schedule exercised both outcomes.
   EXPECT_GT(allowed_seen, 0);
   EXPECT_GT(denied_seen, 0);
+}
+
+// Issue 15 item 1: "does any policy exist" and the policies are served from
+// the cache: once a node has read the policies, requests list nothing in
+// storage (no List on the request path, with or without a caller), and a
+// standby still judges by a policy change as soon as it reaches the index
+// the change was acknowledged at.
+TEST_F(AccessTest, PolicyCacheListsNothingPerRequestAndStandbysSeeChanges) {
+  ASSERT_TRUE(active()->KvPut("app/x", {{"k", "v"}}).ok());
+  store::Request get;
+  get.mutable_kv_get()->set_path("app/x");
+  const CallContext alice = CallContext::As("alice", {"app-read"});
+  // Warm both nodes' caches before the change: no policy, no caller passes.
+  EXPECT_EQ(standby()->Handle(get).code(), 0);
+  EXPECT_EQ(active()->Handle(get).code(), 0);
+  absl::StatusOr<uint64_t> index = active()->PolicyPut(
+      "app-read", R"({"path":{"app/*":{"capabilities":["read"]}}})", kRoot);
+  ASSERT_TRUE(index.ok()) << index.status();
+  get.set_min_index(*index);
+  EXPECT_EQ(standby()->Handle(get).code(), static_cast<int>(kDenied));
+  EXPECT_EQ(standby()->Handle(get, alice).code(), 0);
+  EXPECT_EQ(active()->Handle(get).code(), static_cast<int>(kDenied));
+  EXPECT_EQ(active()->Handle(get, alice).code(), 0);
+
+  // Nothing changed since: any List on any node's storage link fails.
+  for (auto& link : cluster_->links) {
+    link->FailNext(1 << 20, absl::InternalError("List on the request path"),
+                   FaultInjectingBackend::kList);
+  }
+  for (int i = 0; i < 20; ++i) {
+    for (SecretStore* node : {active(), standby()}) {
+      EXPECT_EQ(node->Handle(get).code(), static_cast<int>(kDenied));
+      EXPECT_EQ(node->Handle(get, alice).code(), 0);
+    }
+  }
+  for (auto& link : cluster_->links) {
+    EXPECT_EQ(link->injected_failures(), 0);
+    link->Clear();
+  }
+
+  // A change acknowledged on the active holds on the standby at its index.
+  index = active()->PolicyPut(
+      "app-read", R"({"path":{"app/*":{"capabilities":["deny"]}}})", kRoot);
+  ASSERT_TRUE(index.ok()) << index.status();
+  get.set_min_index(*index);
+  EXPECT_EQ(standby()->Handle(get, alice).code(), static_cast<int>(kDenied));
+  EXPECT_EQ(active()->Handle(get, alice).code(), static_cast<int>(kDenied));
+  // And its removal: no policy left, no caller passes again.
+  index = active()->PolicyDelete("app-read", kRoot);
+  ASSERT_TRUE(index.ok()) << index.status();
+  get.set_min_index(*index);
+  EXPECT_EQ(standby()->Handle(get).code(), 0);
+  EXPECT_EQ(active()->Handle(get).code(), 0);
+}
+
+// Issue 15 item 2: a lent sink that hangs forever does not hold up the
+// store's destructor (each sink gets its timeout); the sink is released
+// at the end (the host makes a hung call return before it frees a sink).
+TEST_F(AccessTest, DestroyingTheStoreIsBoundedWhileASinkHangsForever) {
+  class ForeverSink : public AuditSink {
+   public:
+    absl::Status Write(const AuditEntry&) override {
+      MutexLock lock(&mu_);
+      entered_ = true;
+      mu_.SignalAll();
+      mu_.Await([this]()
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return released_; });
+      returned_ = true;
+      mu_.SignalAll();
+      return absl::OkStatus();
+    }
+    void Release() {
+      MutexLock lock(&mu_);
+      released_ = true;
+      mu_.SignalAll();
+    }
+    bool Await(bool ForeverSink::*flag) {
+      MutexLock lock(&mu_);
+      return mu_.AwaitWithTimeout([this, flag]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                      mu_) { return this->*flag; },
+                                  absl::Seconds(60));
+    }
+    Mutex mu_;
+    bool entered_ ABSL_GUARDED_BY(mu_) = false;
+    bool released_ ABSL_GUARDED_BY(mu_) = false;
+    bool returned_ ABSL_GUARDED_BY(mu_) = false;
+  };
+  ForeverSink sink;
+  SecretStore::Options so;
+  so.coordinator = cluster_->nodes[active_].get();
+  so.clock = &cluster_->clock;
+  so.audit_sinks.push_back({"forever", &sink, absl::Milliseconds(50)});
+  std::unique_ptr<SecretStore> store = *SecretStore::Create(so);
+  EXPECT_EQ(store->KvGet("app/x", 0, 0, kRoot).status().code(),
+            absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(sink.Await(&ForeverSink::entered_));
+
+  Mutex mu;
+  bool destroyed = false;
+  std::thread destroyer([&] {
+    store.reset();
+    MutexLock lock(&mu);
+    destroyed = true;
+    mu.SignalAll();
+  });
+  bool returned;
+  {
+    MutexLock lock(&mu);
+    returned = mu.AwaitWithTimeout(
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return destroyed; },
+        absl::Seconds(30));
+  }
+  EXPECT_TRUE(returned) << "the store's destructor waited for a hung sink";
+  sink.Release();  // the abandoned call returns; then `sink` may go
+  destroyer.join();
+  EXPECT_TRUE(sink.Await(&ForeverSink::returned_));
+}
+
+// Issue 15 item 3: a sealed node refuses every request and audits the
+// refusal (caller, operation, path, outcome) with no value at all, hashed
+// or not: its salts are behind the barrier.
+TEST_F(AccessTest, SealedRefusalsAreAuditedWithoutValues) {
+  const CallContext alice = CallContext::As("alice", {"app-write"});
+  const std::string secret = "sealed-node-secret-value";
+  const size_t before = sinks_[standby_].entries().size();
+  ASSERT_TRUE(cluster_->nodes[standby_]->Seal().ok());
+  EXPECT_EQ(
+      standby()->KvPut("app/s", {{"k", secret}}, {}, alice).status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(standby()->FlushAudit(absl::Seconds(30)));
+  const std::vector<AuditEntry> entries = sinks_[standby_].entries();
+  ASSERT_EQ(entries.size(), before + 2);
+  const AuditEntry& request = entries[before];
+  const AuditEntry& response = entries[before + 1];
+  EXPECT_EQ(request.kind, AuditEntry::Kind::kRequest);
+  EXPECT_EQ(response.kind, AuditEntry::Kind::kResponse);
+  EXPECT_EQ(response.id, request.id);
+  for (const AuditEntry* e : {&request, &response}) {
+    EXPECT_EQ(e->caller, "alice");
+    EXPECT_EQ(e->operation, "kv_put");
+    EXPECT_EQ(e->path, "app/s");
+    EXPECT_TRUE(e->fields.empty());
+    EXPECT_THAT(e->ToJsonLine(), Not(HasSubstr(secret)));
+  }
+  EXPECT_EQ(response.code, absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(response.error, HasSubstr("sealed"));
+}
+
+// Issue 15 item 4: a forwarded request is audited on both nodes, and the
+// entries say so: the active's carry forwarded, the standby's response
+// entry names the active it went to.
+TEST_F(AccessTest, ForwardedRequestsAreAuditedOnBothNodesAndMarked) {
+  const size_t on_standby = sinks_[standby_].entries().size();
+  const size_t on_active = sinks_[active_].entries().size();
+  ASSERT_TRUE(standby()->KvPut("app/fw", {{"k", "v"}}, {}, kRoot).ok());
+  ASSERT_TRUE(standby()->FlushAudit(absl::Seconds(30)));
+  ASSERT_TRUE(active()->FlushAudit(absl::Seconds(30)));
+  const std::vector<AuditEntry> s = sinks_[standby_].entries();
+  const std::vector<AuditEntry> a = sinks_[active_].entries();
+  ASSERT_EQ(s.size(), on_standby + 2);
+  ASSERT_EQ(a.size(), on_active + 2);
+  for (size_t i = on_standby; i < s.size(); ++i) {
+    EXPECT_EQ(s[i].operation, "kv_put");
+    EXPECT_FALSE(s[i].forwarded);
+    EXPECT_EQ(s[i].forwarded_to, s[i].kind == AuditEntry::Kind::kResponse
+                                     ? Cluster::Address(active_)
+                                     : "");
+  }
+  for (size_t i = on_active; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].operation, "kv_put");
+    EXPECT_TRUE(a[i].forwarded);
+    EXPECT_EQ(a[i].forwarded_to, "");
+    EXPECT_THAT(a[i].ToJsonLine(), HasSubstr("\"forwarded\":true"));
+  }
+  EXPECT_THAT(s.back().ToJsonLine(),
+              HasSubstr(absl::StrCat("\"forwarded_to\":\"",
+                                     Cluster::Address(active_), "\"")));
+  // A request served where it arrived carries neither mark.
+  ASSERT_TRUE(active()->KvPut("app/local", {{"k", "v"}}, {}, kRoot).ok());
+  ASSERT_TRUE(active()->FlushAudit(absl::Seconds(30)));
+  const AuditEntry last = sinks_[active_].entries().back();
+  EXPECT_FALSE(last.forwarded);
+  EXPECT_EQ(last.forwarded_to, "");
+  EXPECT_THAT(last.ToJsonLine(), Not(HasSubstr("forwarded")));
 }
 
 }  // namespace
