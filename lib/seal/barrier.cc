@@ -943,9 +943,9 @@ absl::StatusOr<std::string> Barrier::Impl::SealWithActiveTerm(
   return out;
 }
 
-absl::StatusOr<std::string> Barrier::Impl::Open(absl::string_view path,
-                                                absl::string_view stored,
-                                                bool* unknown_term) {
+absl::Status Barrier::Impl::OpenTo(absl::string_view path,
+                                   absl::string_view stored, uint8_t* out,
+                                   bool* unknown_term) {
   if (stored.size() < kValueOverhead) {
     return absl::DataLossError("stored value is truncated");
   }
@@ -955,8 +955,6 @@ absl::StatusOr<std::string> Barrier::Impl::Open(absl::string_view path,
   if (p[4] != kValueFormat) {
     return absl::DataLossError("stored value has an unknown format");
   }
-  std::string plaintext;
-  plaintext.resize(stored.size() - kValueOverhead);
   ReaderLock lock(&keys_mu_);
   if (keys_ == nullptr) return SealedError();
   auto it = keys_->terms.find(term);
@@ -967,13 +965,57 @@ absl::StatusOr<std::string> Barrier::Impl::Open(absl::string_view path,
   if (!it->second->aead()
            .Open(absl::MakeConstSpan(p + seal::kTermBytes + 1, kNonceBytes),
                  stored.substr(kValueHeaderBytes), path,
-                 absl::MakeSpan(reinterpret_cast<uint8_t*>(&plaintext[0]),
-                                plaintext.size()))
+                 absl::MakeSpan(out, stored.size() - kValueOverhead))
            .ok()) {
-    WipeString(plaintext);
     return absl::DataLossError("stored value failed authentication");
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Barrier::Impl::Open(absl::string_view path,
+                                                absl::string_view stored,
+                                                bool* unknown_term) {
+  std::string plaintext;
+  if (stored.size() >= kValueOverhead) {
+    plaintext.resize(stored.size() - kValueOverhead);
+  }
+  RETURN_IF_ERROR(OpenTo(
+      path, stored, reinterpret_cast<uint8_t*>(&plaintext[0]), unknown_term));
   return plaintext;
+}
+
+namespace {
+
+// Where OpenTo writes an in-place open of `value`: over the ciphertext.
+// (A value too short to hold one fails before anything is written.)
+uint8_t* InPlaceOut(std::string& value) {
+  return reinterpret_cast<uint8_t*>(&value[0]) +
+         std::min(value.size(), kValueHeaderBytes);
+}
+
+// After an in-place open: the plaintext without the header and tag (both
+// public) around it.
+void DropHeaderAndTag(std::string& value) {
+  const size_t plain = value.size() - kValueOverhead;
+  value.erase(0, kValueHeaderBytes);
+  value.resize(plain);
+}
+
+}  // namespace
+
+absl::Status Barrier::Impl::OpenInPlace(absl::string_view path,
+                                        std::string* value,
+                                        bool* unknown_term) {
+  absl::Status opened = OpenTo(path, *value, InPlaceOut(*value), unknown_term);
+  if (!opened.ok()) {
+    // OpenTo wiped what it wrote; the rest is ciphertext, wiped anyway so
+    // no caller mistakes it for a value.
+    WipeString(*value);
+    value->clear();
+    return opened;
+  }
+  DropHeaderAndTag(*value);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> Barrier::Impl::OpenValue(absl::string_view path,
@@ -981,14 +1023,23 @@ absl::StatusOr<std::string> Barrier::Impl::OpenValue(absl::string_view path,
   return Open(path, stored, nullptr);
 }
 
+absl::Status Barrier::Impl::OpenValueInPlace(absl::string_view path,
+                                             std::string* value) {
+  return OpenInPlace(path, value, nullptr);
+}
+
 absl::StatusOr<Entry> Barrier::Impl::Get(absl::string_view path) {
   RETURN_IF_ERROR(CheckDataPath(path));
   if (sealed()) return SealedError();
   ASSIGN_OR_RETURN(Entry entry, backend_->Get(path));
+  // Opened in the backend's own buffer: no plaintext buffer of its own to
+  // allocate, and no second copy of the value.
   bool unknown_term = false;
-  absl::StatusOr<std::string> plain = Open(path, entry.value, &unknown_term);
-  if (!plain.ok() && unknown_term) {
-    // A newer term: another node rotated. Follow it once.
+  absl::Status opened =
+      OpenTo(path, entry.value, InPlaceOut(entry.value), &unknown_term);
+  if (!opened.ok() && unknown_term) {
+    // A newer term: another node rotated. Follow it once. (An unknown term
+    // fails before the AEAD runs, so the buffer still holds the value.)
     const uint8_t* p = U8(entry.value);
     const uint32_t term = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) |
                           (uint32_t{p[2]} << 8) | uint32_t{p[3]};
@@ -998,10 +1049,13 @@ absl::StatusOr<Entry> Barrier::Impl::Get(absl::string_view path) {
       reloaded = ReloadKeyringLocked(term);
     }
     RETURN_IF_ERROR(reloaded);
-    plain = Open(path, entry.value, nullptr);
+    opened = OpenTo(path, entry.value, InPlaceOut(entry.value), nullptr);
   }
-  RETURN_IF_ERROR(plain.status());
-  entry.value = *std::move(plain);
+  if (!opened.ok()) {
+    WipeString(entry.value);
+    return opened;
+  }
+  DropHeaderAndTag(entry.value);
   return entry;
 }
 
@@ -1049,14 +1103,16 @@ absl::StatusOr<uint64_t> Barrier::Impl::Commit(absl::Span<const WriteOp> ops,
   sealed_ops.reserve(ops.size());
   for (const WriteOp& op : ops) {
     RETURN_IF_ERROR(CheckDataPath(op.key));
-    WriteOp out = op;
+    // Everything but the value: the plaintext is sealed straight from
+    // `op`, never copied.
+    WriteOp& out = sealed_ops.emplace_back();
+    out.kind = op.kind;
+    out.key = op.key;
+    out.expect = op.expect;
+    out.expected_version = op.expected_version;
     if (op.kind == WriteOp::Kind::kPut) {
-      ASSIGN_OR_RETURN(std::string stored,
-                       SealCounted(op.key, op.value, fence));
-      WipeString(out.value);
-      out.value = std::move(stored);
+      ASSIGN_OR_RETURN(out.value, SealCounted(op.key, op.value, fence));
     }
-    sealed_ops.push_back(std::move(out));
   }
   return backend_->Commit(sealed_ops, fence);
 }

@@ -108,6 +108,11 @@ class Barrier::Impl {
                                         absl::string_view plaintext);
   absl::StatusOr<std::string> OpenValue(absl::string_view path,
                                         absl::string_view stored);
+  // OpenValue in place: turns the stored bytes in `*value` into the
+  // plaintext in the same buffer (what Get does with the backend's
+  // buffer), so the data path allocates nothing of its own. On failure
+  // `*value` is wiped and emptied.
+  absl::Status OpenValueInPlace(absl::string_view path, std::string* value);
   // Every live buffer holding key material (root key, term keys, AEAD
   // contexts, presented shares), for the wipe-on-seal test.
   std::vector<std::pair<const void*, size_t>> KeyBuffersForTesting();
@@ -140,6 +145,17 @@ class Barrier::Impl {
   absl::StatusOr<std::string> Open(absl::string_view path,
                                    absl::string_view stored,
                                    bool* unknown_term);
+  // Open into the buffer that holds `*value`: the AEAD writes the plaintext
+  // over the ciphertext (exact aliasing, which both providers allow) and
+  // the header is dropped. On failure `*value` is wiped and emptied.
+  absl::Status OpenInPlace(absl::string_view path, std::string* value,
+                           bool* unknown_term);
+  // The one open: `stored` into `out` (stored.size() - kValueOverhead
+  // bytes), which either overlaps nothing or starts exactly where the
+  // ciphertext does (stored.data() + kValueHeaderBytes). On failure `out`
+  // is wiped.
+  absl::Status OpenTo(absl::string_view path, absl::string_view stored,
+                      uint8_t* out, bool* unknown_term);
   // Reads and validates the seal config. FAILED_PRECONDITION if absent.
   // The stored seal config; FAILED_PRECONDITION if not initialized. Sets
   // *version (if given) to its backend version, for a precondition.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -202,6 +203,15 @@ void FillVersionMetadata(const KvVersionRecord& v,
 
 }  // namespace
 
+struct KvEngine::CachedMeta {
+  KvMetadataRecord record;  // as stored, less current_data (never cached)
+  uint64_t backend_version = 0;
+  FenceToken fence = kNoFence;
+  // False once a put has taken the record (the object is then only a
+  // buffer to put the next one in).
+  bool usable = true;
+};
+
 class KvEngineOps {
  public:
   KvEngineOps(const KvEngine& engine, const EngineCall& call,
@@ -264,6 +274,9 @@ class KvEngineOps {
   template <typename Apply>
   absl::Status ModifyMeta(const std::string& path, Apply apply) {
     MutexLock stripe(&engine_.WriteStripe(path));
+    // Only puts use the cache; any other change of the metadata makes the
+    // cached record out of date (its commit would be refused anyway).
+    engine_.DropCachedMeta(path);
     return RetryOnConflict([&]() -> absl::Status {
       ASSIGN_OR_RETURN(Meta meta, ReadMeta(call_.barrier, path));
       return apply(meta);
@@ -290,43 +303,82 @@ class KvEngineOps {
           "secret is ", bytes, " bytes; the limit (max_secret_bytes) is ",
           options_.max_secret_bytes));
     }
-    return ModifyMeta(req.path(), [&](Meta& meta) -> absl::Status {
-      KvMetadataRecord& record = *meta.record;
-      // Either field: a node before proto3 `optional` sends only the flag.
-      const bool has_cas = req.has_cas() || req.legacy_has_cas();
-      if (record.cas_required() && !has_cas) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "check-and-set is required for ", req.path(), "; pass cas"));
+    MutexLock stripe(&engine_.WriteStripe(req.path()));
+    // The metadata this node last wrote for the path, if it still holds the
+    // fence it wrote it under (KvOptions::write_cache_entries): tried once
+    // per request; a retry reads storage.
+    std::unique_ptr<KvEngine::CachedMeta> cached =
+        engine_.TakeCachedMeta(req.path(), call_.write_fence);
+    return RetryOnConflict([&]() -> absl::Status {
+      Meta meta;
+      const bool from_cache = cached != nullptr && cached->usable;
+      if (from_cache) {
+        cached->usable = false;
+        meta.record->Swap(&cached->record);
+        meta.backend_version = cached->backend_version;
+      } else {
+        ASSIGN_OR_RETURN(meta, ReadMeta(call_.barrier, req.path()));
       }
-      if (has_cas && req.cas() != record.current_version()) {
-        return absl::AbortedError(absl::StrCat(
-            "check-and-set mismatch for ", req.path(), ": current version is ",
-            record.current_version(), ", cas was ", req.cas()));
+      RETURN_IF_ERROR(PutOnce(req, meta, from_cache));
+      if (options_.write_cache_entries > 0) {
+        if (cached == nullptr)
+          cached = std::make_unique<KvEngine::CachedMeta>();
+        // What was just stored, less the data (cleared by PutOnce), at the
+        // version the commit gave every key it wrote.
+        cached->record.Swap(meta.record.get());
+        cached->backend_version = response_->index();
+        cached->fence = call_.write_fence;
+        cached->usable = true;
+        engine_.CacheMeta(req.path(), std::move(cached));
       }
-      const uint64_t version = record.current_version() + 1;
-      const int64_t now = Micros(call_.now);
-      if (!meta.backend_version.has_value())
-        record.set_created_unix_micros(now);
-      record.set_updated_unix_micros(now);
-      record.set_current_version(version);
-      KvVersionRecord* v = record.add_versions();
-      v->set_version(version);
-      v->set_created_unix_micros(now);
-      // The new data goes on the wire from the request (PutWithFields):
-      // the record carries none of its own.
-      ClearFields(record.mutable_current_data());
-      WipedBatch ops;
-      WriteOp data_op = PutWithFields(
-          DataPath(req.path(), version), KvDataRecord::default_instance(),
-          KvDataRecord::kDataFieldNumber, req.data());
-      data_op.IfAbsent();
-      ops.Add(std::move(data_op));
-      Prune(req.path(), record, ops);
-      ops.Add(MetaWrite(req.path(), meta, &req.data()));
-      RETURN_IF_ERROR(Commit(ops));
-      response_->mutable_kv_write()->set_version(version);
       return absl::OkStatus();
     });
+  }
+
+  // One attempt of Put on `meta`. A decision taken on metadata from the
+  // cache that would fail the request is not trusted: it comes back as a
+  // conflict, so the retry decides again on what storage holds.
+  absl::Status PutOnce(const store::KvPutRequest& req, Meta& meta,
+                       bool from_cache) {
+    KvMetadataRecord& record = *meta.record;
+    // Either field: a node before proto3 `optional` sends only the flag.
+    const bool has_cas = req.has_cas() || req.legacy_has_cas();
+    const bool cas_refused = record.cas_required() && !has_cas;
+    const bool cas_mismatch = has_cas && req.cas() != record.current_version();
+    if (from_cache && (cas_refused || cas_mismatch)) {
+      return ConflictError("check-and-set is checked again against storage");
+    }
+    if (cas_refused) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "check-and-set is required for ", req.path(), "; pass cas"));
+    }
+    if (cas_mismatch) {
+      return absl::AbortedError(absl::StrCat(
+          "check-and-set mismatch for ", req.path(), ": current version is ",
+          record.current_version(), ", cas was ", req.cas()));
+    }
+    const uint64_t version = record.current_version() + 1;
+    const int64_t now = Micros(call_.now);
+    if (!meta.backend_version.has_value()) record.set_created_unix_micros(now);
+    record.set_updated_unix_micros(now);
+    record.set_current_version(version);
+    KvVersionRecord* v = record.add_versions();
+    v->set_version(version);
+    v->set_created_unix_micros(now);
+    // The new data goes on the wire from the request (PutWithFields): the
+    // record carries none of its own.
+    ClearFields(record.mutable_current_data());
+    WipedBatch ops;
+    WriteOp data_op = PutWithFields(DataPath(req.path(), version),
+                                    KvDataRecord::default_instance(),
+                                    KvDataRecord::kDataFieldNumber, req.data());
+    data_op.IfAbsent();
+    ops.Add(std::move(data_op));
+    Prune(req.path(), record, ops);
+    ops.Add(MetaWrite(req.path(), meta, &req.data()));
+    RETURN_IF_ERROR(Commit(ops));
+    response_->mutable_kv_write()->set_version(version);
+    return absl::OkStatus();
   }
 
   absl::Status Get(const store::KvGetRequest& req) {
@@ -512,6 +564,53 @@ class KvEngineOps {
   const EngineCall& call_;
   store::Response* const response_;
 };
+
+KvEngine::KvEngine(const KvOptions& options) : options_(options) {}
+
+KvEngine::~KvEngine() = default;
+
+std::unique_ptr<KvEngine::CachedMeta> KvEngine::TakeCachedMeta(
+    const std::string& path, FenceToken fence) const {
+  if (options_.write_cache_entries == 0) return nullptr;
+  std::unique_ptr<CachedMeta> entry;
+  {
+    MutexLock lock(&cache_mu_);
+    auto it = write_cache_.find(path);
+    if (it == write_cache_.end()) return nullptr;
+    entry = std::move(it->second);
+    write_cache_.erase(it);
+  }
+  // Written under another grant: whatever happened since is unknown.
+  if (entry->fence != fence) entry->usable = false;
+  return entry;
+}
+
+void KvEngine::CacheMeta(const std::string& path,
+                         std::unique_ptr<CachedMeta> entry) const {
+  std::unique_ptr<CachedMeta> replaced;
+  MutexLock lock(&cache_mu_);
+  // Bounded without bookkeeping: a full cache starts over (an entry only
+  // saves one read).
+  if (write_cache_.size() >= options_.write_cache_entries &&
+      !write_cache_.contains(path)) {
+    write_cache_.clear();
+  }
+  std::unique_ptr<CachedMeta>& slot = write_cache_[path];
+  replaced = std::move(slot);
+  slot = std::move(entry);
+}
+
+void KvEngine::DropCachedMeta(const std::string& path) const {
+  if (options_.write_cache_entries == 0) return;
+  MutexLock lock(&cache_mu_);
+  write_cache_.erase(path);
+}
+
+void KvEngine::ClearWriteCache() const {
+  absl::flat_hash_map<std::string, std::unique_ptr<CachedMeta>> dropped;
+  MutexLock lock(&cache_mu_);
+  dropped.swap(write_cache_);
+}
 
 Mutex& KvEngine::WriteStripe(absl::string_view path) const {
   return write_stripes_[absl::Hash<absl::string_view>()(path) % kWriteStripes];

@@ -10,13 +10,18 @@
 // version, so concurrent writers never lose an update (ABORTED is retried
 // internally unless the caller asked for check-and-set).
 //
-// Thread-safe (stateless apart from its options).
+// Thread-safe. Its only state besides the options is a cache of the
+// metadata (never the data) of secrets this node last wrote: see
+// KvOptions::write_cache_entries.
 #ifndef STRONGBOX_LIB_STORE_KV_ENGINE_H_
 #define STRONGBOX_LIB_STORE_KV_ENGINE_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "lib/store/engine.h"
 #include "lib/util/mutex.h"
@@ -37,15 +42,28 @@ struct KvOptions {
   uint32_t default_max_versions = 10;
   // Upper bound on a secret's max_versions. Default: 1000.
   uint32_t max_max_versions = 1000;
+  // Secrets whose metadata a put may take from what this node itself last
+  // wrote (under the same fence) instead of reading it back: the record
+  // without its data, so no secret is cached. Safe because the metadata
+  // write is conditioned on the backend version the entry was written at:
+  // any other write since (another node, an earlier or later leader) makes
+  // that commit fail, and the put reads storage and tries again. 0: off.
+  // Default: 4096.
+  size_t write_cache_entries = 4096;
 };
 
 class KvEngine {
  public:
-  explicit KvEngine(const KvOptions& options = {}) : options_(options) {}
+  explicit KvEngine(const KvOptions& options = {});
+  ~KvEngine();
 
   // Executes one kv_* request into `response`.
   absl::Status Execute(const store::Request& request, const EngineCall& call,
                        store::Response* response) const;
+
+  // Forgets every cached metadata record. The store calls it whenever this
+  // node stops being the active or is sealed.
+  void ClearWriteCache() const;
 
  private:
   // Writes to one path on this node run one at a time (a stripe per hash
@@ -55,8 +73,23 @@ class KvEngine {
   Mutex& WriteStripe(absl::string_view path) const;
   friend class KvEngineOps;
 
+  // A metadata record this node committed, the backend version the commit
+  // gave it, and the fence it carried.
+  struct CachedMeta;
+  // Moves out the cached entry of `path` (null if none); it is marked not
+  // usable unless it was written under `fence`. Nothing stays cached for
+  // `path` until CacheMeta puts an entry back.
+  std::unique_ptr<CachedMeta> TakeCachedMeta(const std::string& path,
+                                             FenceToken fence) const;
+  void CacheMeta(const std::string& path,
+                 std::unique_ptr<CachedMeta> entry) const;
+  void DropCachedMeta(const std::string& path) const;
+
   const KvOptions options_;
   mutable Mutex write_stripes_[kWriteStripes];
+  mutable Mutex cache_mu_;
+  mutable absl::flat_hash_map<std::string, std::unique_ptr<CachedMeta>>
+      write_cache_ ABSL_GUARDED_BY(cache_mu_);
 };
 
 }  // namespace strongbox

@@ -238,11 +238,13 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
         gate_(GateOptionsOf(options, &policies_, &audit_, clock_)),
         gated_(options.enforce_policies || !options.audit_sinks.empty()) {
     coordinator_->AddObserver(this);
-    // Transit keys go with the seal, synchronously (D2), however
-    // the barrier is sealed; audit salts are loaded again after unseal.
+    // Transit keys (and the KV write cache) go with the seal,
+    // synchronously (D2), however the barrier is sealed; audit salts are
+    // loaded again after unseal.
     seal_listener_ = coordinator_->barrier()->AddSealListener([this] {
       transit_.ClearCache();
       policies_.Clear();
+      kv_.ClearWriteCache();
       salts_loaded_.store(false, std::memory_order_release);
     });
   }
@@ -257,7 +259,8 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     transit_.ClearCache();
   }
 
-  // HaObserver: keys cached by the Transit engine also go with leadership.
+  // HaObserver: keys cached by the Transit engine, and the KV metadata
+  // this node wrote (KvOptions::write_cache_entries), go with leadership.
   // The active also creates the audit salts at once, so standbys can load
   // them before the active handles a request of its own (best effort: a
   // failure is retried by the next request).
@@ -265,6 +268,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     if (change.to != HaState::kActive) {
       transit_.ClearCache();
       policies_.Clear();
+      kv_.ClearWriteCache();
     } else if (audit_.enabled()) {
       (void)EnsureAuditSalts();
     }

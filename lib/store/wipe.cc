@@ -225,9 +225,12 @@ void WipeValue(const std::string& s) {
   if (!IsShared(s)) WipeInPlace(s);
 }
 
+// The reflection of M looked up once: GetReflection() runs protobuf's
+// descriptor-assignment check on every call, on every request's hot path.
+// (A pointer into protobuf's own immutable tables, not state of ours.)
 template <typename M>
 void WipeUnknownOf(M* m) {
-  const Reflection* r = m->GetReflection();
+  static const Reflection* const r = M::GetReflection();
   if (!r->GetUnknownFields(*m).empty()) {
     WipeUnknown(r->MutableUnknownFields(m));
   }

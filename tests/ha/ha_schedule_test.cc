@@ -56,6 +56,7 @@ struct Stats {
   int store_writes = 0;   // KvPut acknowledged through SecretStore
   int store_refused = 0;  // KvPut refused with nothing applied
   int store_unknown = 0;  // KvPut failed after an injected fault
+  int hot_writes = 0;     // KvPut acknowledged on a hot (rewritten) secret
 };
 
 class Schedule {
@@ -171,6 +172,21 @@ class Schedule {
   // A KvPut through node `node`'s SecretStore: routed, forwarded from a
   // perf standby, fenced on the active — the whole request path.
   void StoreWrite(int node) {
+    // Every other write goes to one of a few hot secrets, written again and
+    // again across failovers: the active's KV write cache
+    // (KvOptions::write_cache_entries) serves their metadata, and must
+    // never hide a write made by another leader.
+    if (writes_ % 2 == 1) {
+      const std::string hot = absl::StrCat("hot/", (writes_ / 2) % 2);
+      // Now and then a version is destroyed instead: a put on metadata
+      // from before the destroy would reuse its version number.
+      if ((writes_ / 2) % 3 == 2) {
+        HotDestroy(node, hot);
+      } else {
+        HotWrite(node, hot);
+      }
+      return;
+    }
     const std::string path = absl::StrCat("s/", writes_);
     const std::string value = absl::StrCat("sv", writes_);
     ++writes_;
@@ -196,6 +212,72 @@ class Schedule {
     ++stats.store_refused;
     ASSERT_FALSE(StoredKv(path).has_value())
         << "a refused KvPut was applied: " << put.status() << "; " << Where();
+  }
+
+  void HotWrite(int node, const std::string& path) {
+    const std::string value = absl::StrCat("hv", writes_);
+    ++writes_;
+    absl::StatusOr<KvWriteResult> put =
+        stores_[node]->KvPut(path, {{"v", value}});
+    if (!put.ok()) {
+      const absl::StatusCode code = put.status().code();
+      ASSERT_TRUE(code == absl::StatusCode::kUnavailable ||
+                  code == absl::StatusCode::kFailedPrecondition)
+          << put.status() << "; " << Where();
+      return;
+    }
+    ++stats.hot_writes;
+    // Two acknowledged puts given one version: one overwrote the other.
+    ASSERT_TRUE(hot_acknowledged_[path].emplace(put->version, value).second)
+        << path << " version " << put->version << " acknowledged twice; "
+        << Where();
+  }
+
+  // Destroys the latest acknowledged version of `path`.
+  void HotDestroy(int node, const std::string& path) {
+    ++writes_;
+    auto it = hot_acknowledged_.find(path);
+    if (it == hot_acknowledged_.end() || it->second.empty()) return;
+    absl::Status destroyed =
+        stores_[node]->KvDestroy(path, {it->second.rbegin()->first});
+    if (!destroyed.ok()) {
+      const absl::StatusCode code = destroyed.code();
+      ASSERT_TRUE(code == absl::StatusCode::kUnavailable ||
+                  code == absl::StatusCode::kFailedPrecondition)
+          << destroyed << "; " << Where();
+    }
+  }
+
+  // Every acknowledged version of a hot secret that is not yet pruned is in
+  // its metadata, with its data as written (unless destroyed since).
+  void CheckHotWrites() {
+    for (const auto& [path, versions] : hot_acknowledged_) {
+      absl::StatusOr<Entry> meta = auditor_->Get("kv/meta/" + path);
+      ASSERT_TRUE(meta.ok())
+          << path << ": " << meta.status() << "; " << Where();
+      store::KvMetadataRecord record;
+      ASSERT_TRUE(record.ParseFromString(meta->value)) << Where();
+      for (const auto& [version, value] : versions) {
+        ASSERT_LE(version, record.current_version()) << path << "; " << Where();
+        if (version + 10 <= record.current_version()) continue;  // pruned
+        const store::KvVersionRecord* listed = nullptr;
+        for (const store::KvVersionRecord& v : record.versions()) {
+          if (v.version() == version) listed = &v;
+        }
+        ASSERT_NE(listed, nullptr)
+            << path << " version " << version
+            << " acknowledged but not in the metadata; " << Where();
+        if (listed->destroyed()) continue;
+        absl::StatusOr<Entry> data =
+            auditor_->Get(absl::StrCat("kv/data/", path, "/", version));
+        ASSERT_TRUE(data.ok()) << path << " version " << version << ": "
+                               << data.status() << "; " << Where();
+        store::KvDataRecord record_data;
+        ASSERT_TRUE(record_data.ParseFromString(data->value)) << Where();
+        ASSERT_EQ(record_data.data().at("v"), value)
+            << path << " version " << version << "; " << Where();
+      }
+    }
   }
 
   void Restart(int i) {
@@ -369,6 +451,8 @@ class Schedule {
       std::optional<std::string> got = StoredKv(path);
       if (got.has_value()) ASSERT_EQ(*got, value) << path << "; " << Where();
     }
+    CheckHotWrites();
+    if (::testing::Test::HasFatalFailure()) return;
     for (const auto& [path, value] : acknowledged_) {
       absl::StatusOr<Entry> got = auditor_->Get(path);
       ASSERT_TRUE(got.ok()) << path << ": " << got.status() << "; " << Where();
@@ -386,6 +470,8 @@ class Schedule {
   std::map<std::string, std::string> acknowledged_;
   std::map<std::string, std::string> store_acknowledged_;
   std::map<std::string, std::string> store_maybe_;
+  // Hot secret path -> acknowledged version -> value.
+  std::map<std::string, std::map<uint64_t, std::string>> hot_acknowledged_;
   Transport transport_;
   std::vector<std::unique_ptr<SecretStore>> stores_;
   int writes_ = 0;
@@ -418,6 +504,7 @@ void RunSchedules(int count, bool lmdb) {
     total.store_writes += schedule.stats.store_writes;
     total.store_refused += schedule.stats.store_refused;
     total.store_unknown += schedule.stats.store_unknown;
+    total.hot_writes += schedule.stats.hot_writes;
     if (::testing::Test::HasFailure()) {
       ADD_FAILURE() << "failing seed: " << seed;
       return;
@@ -432,7 +519,10 @@ void RunSchedules(int count, bool lmdb) {
       "SecretStore KvPut: %d acknowledged, %d refused with nothing "
       "applied, %d hit by an injected fault\n",
       total.store_writes, total.store_refused, total.store_unknown);
+  std::printf("SecretStore KvPut on rewritten secrets: %d acknowledged\n",
+              total.hot_writes);
   EXPECT_GT(total.store_writes, 0);
+  EXPECT_GT(total.hot_writes, 0);
   EXPECT_GT(total.store_refused, 0);
   // The schedules must actually exercise failover and fencing.
   EXPECT_GT(total.fenced_out, 0);

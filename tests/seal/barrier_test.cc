@@ -28,6 +28,7 @@
 namespace strongbox {
 namespace {
 
+using ::strongbox_testing::IsOkAndHolds;
 using ::strongbox_testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -511,6 +512,33 @@ TEST_F(BarrierTest, TamperedCiphertextIsDataLoss) {
   auto entry = barrier_->Get("app/secret");
   ASSERT_OK(entry);
   EXPECT_EQ(entry->value, "the value");
+}
+
+// Get opens in the backend's buffer (OpenValueInPlace): the same plaintext
+// as a copying open, and on any failure nothing is left in the buffer.
+TEST_F(BarrierTest, InPlaceOpenMatchesCopyingOpenAndEmptiesOnFailure) {
+  InitAndUnseal(barrier_.get());
+  Barrier::Impl* impl = BarrierTestPeer::impl(*barrier_);
+  for (size_t n : {0u, 1u, 15u, 16u, 17u, 64u, 1024u}) {
+    const std::string plain(n, 'q');
+    ASSERT_OK_AND_ASSIGN(std::string stored, impl->SealValue("p/x", plain));
+    std::string value = stored;
+    ASSERT_OK(impl->OpenValueInPlace("p/x", &value));
+    EXPECT_EQ(value, plain) << n;
+    EXPECT_THAT(impl->OpenValue("p/x", stored), IsOkAndHolds(plain)) << n;
+    std::string bad = stored;
+    bad.back() ^= 1;
+    EXPECT_THAT(impl->OpenValueInPlace("p/x", &bad), StatusIs(Code::kDataLoss));
+    EXPECT_EQ(bad, "") << n;
+    std::string moved = stored;
+    EXPECT_THAT(impl->OpenValueInPlace("p/y", &moved),
+                StatusIs(Code::kDataLoss));
+    EXPECT_EQ(moved, "") << n;
+    std::string truncated = stored.substr(0, seal::kValueOverhead - 1);
+    EXPECT_THAT(impl->OpenValueInPlace("p/x", &truncated),
+                StatusIs(Code::kDataLoss));
+    EXPECT_EQ(truncated, "") << n;
+  }
 }
 
 TEST_F(BarrierTest, EmptyAndLargeValues) {

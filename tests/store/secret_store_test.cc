@@ -13,6 +13,7 @@
 #include "lib/crypto/aead.h"
 #include "strongbox/secret_bytes.h"
 #include "strongbox/testing/secret_bytes_wipe_observer.h"
+#include "strongbox/testing/status_matchers.h"
 #include "tests/ha/cluster.h"
 
 namespace strongbox {
@@ -20,6 +21,7 @@ namespace {
 
 using ::strongbox::testing_cluster::Cluster;
 using ::strongbox::testing_cluster::ClusterOptions;
+using ::strongbox_testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -629,6 +631,80 @@ TEST_F(StoreTest, AcknowledgedWritesSurviveFailover) {
   for (const std::string& path : written) {
     EXPECT_EQ(stores_[next]->KvGet(path)->data().at("i"), path);
   }
+}
+
+// The active's KV write cache (KvOptions::write_cache_entries) serves a
+// put the metadata it last wrote. A second store on the same node writes
+// under the same fence with a cache of its own: the worst case of "someone
+// else wrote since". Its writes must never be hidden: no version reused or
+// lost, check-and-set judged on what storage holds.
+TEST_F(StoreTest, WriteCacheNeverHidesAnotherWriter) {
+  std::unique_ptr<SecretStore> other =
+      StoreOnClock(active_, &cluster_->clock, absl::ZeroDuration());
+  ASSERT_NE(other, nullptr);
+  auto version = [](const absl::StatusOr<KvWriteResult>& r) -> uint64_t {
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->version : 0;
+  };
+  EXPECT_EQ(version(active()->KvPut("c", {{"v", "1"}})), 1u);
+  EXPECT_EQ(version(active()->KvPut("c", {{"v", "2"}})), 2u);  // cached
+  EXPECT_EQ(version(other->KvPut("c", {{"v", "3"}})), 3u);
+  // The active's cache says version 2: the put must still become 4 and
+  // leave version 3 as the other store wrote it.
+  EXPECT_EQ(version(active()->KvPut("c", {{"v", "4"}})), 4u);
+  EXPECT_EQ(active()->KvGet("c", 3)->data().at("v"), "3");
+  EXPECT_EQ(active()->KvGet("c")->data().at("v"), "4");
+
+  // Check-and-set is judged on storage, not the cache.
+  EXPECT_EQ(version(other->KvPut("c", {{"v", "5"}})), 5u);
+  EXPECT_THAT(active()->KvPut("c", {{"v", "x"}}, 4),
+              StatusIs(absl::StatusCode::kAborted));  // the cache said 4
+  EXPECT_EQ(version(active()->KvPut("c", {{"v", "6"}}, 5)), 6u);
+  EXPECT_EQ(version(other->KvPut("c", {{"v", "7"}})), 7u);
+  EXPECT_THAT(active()->KvPut("c", {{"v", "x"}}, 6),
+              StatusIs(absl::StatusCode::kAborted));  // the cache says 6
+  EXPECT_EQ(version(active()->KvPut("c", {{"v", "8"}}, 7)), 8u);
+
+  // Metadata changed by the other store: its cas_required holds.
+  ASSERT_TRUE(active()->KvPut("c", {{"v", "9"}}).ok());  // cached again
+  ASSERT_TRUE(other->KvSetMetadata("c", 0, /*cas_required=*/true).ok());
+  EXPECT_THAT(active()->KvPut("c", {{"v", "x"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_TRUE(other->KvSetMetadata("c", 0, /*cas_required=*/false).ok());
+  // And a delete of the whole secret starts it again at version 1.
+  ASSERT_TRUE(active()->KvPut("c", {{"v", "10"}}).ok());  // cached again
+  ASSERT_TRUE(other->KvDeleteAll("c").ok());
+  EXPECT_EQ(version(active()->KvPut("c", {{"v", "new"}})), 1u);
+  EXPECT_EQ(active()->KvMetadata("c")->current_version(), 1u);
+  EXPECT_EQ(active()->KvGet("c")->data().at("v"), "new");
+}
+
+// A node that lost leadership and got it back never reuses what it cached
+// in its earlier term: the writes of the leader in between stand.
+TEST_F(StoreTest, WriteCacheDoesNotOutliveLeadership) {
+  const int first = active_;
+  ASSERT_TRUE(active()->KvPut("d", {{"v", "1"}}).ok());
+  ASSERT_TRUE(active()->KvPut("d", {{"v", "2"}}).ok());  // cached
+  ASSERT_TRUE(cluster_->nodes[first]->StepDown().ok());
+  cluster_->Run(absl::Milliseconds(200));
+  const int second = cluster_->Active();
+  ASSERT_NE(second, first);
+  ASSERT_TRUE(stores_[second]->KvPut("d", {{"v", "3"}}).ok());
+  // Destroyed: a put on the first node's old metadata would find no data
+  // at version 3 in its way and reuse the number.
+  ASSERT_TRUE(stores_[second]->KvDestroy("d", {3}).ok());
+  // Leadership comes back to the first node (the others step down).
+  for (int round = 0; round < 10 && cluster_->Active() != first; ++round) {
+    ASSERT_TRUE(cluster_->nodes[cluster_->Active()]->StepDown().ok());
+    cluster_->Run(absl::Seconds(2));
+  }
+  ASSERT_EQ(cluster_->Active(), first);
+  absl::StatusOr<KvWriteResult> put = stores_[first]->KvPut("d", {{"v", "4"}});
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->version, 4u);
+  EXPECT_THAT(stores_[first]->KvGet("d", 3),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_TRUE(stores_[first]->KvMetadata("d")->versions(2).destroyed());
 }
 
 // ---------------------------------------------------------------- transit
