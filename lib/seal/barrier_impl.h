@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "lib/crypto/aead.h"
@@ -60,6 +61,14 @@ class TermCipher {
   const int64_t created_unix_micros_;
   const std::unique_ptr<crypto::Aes256GcmKey> aead_;
 };
+
+// A key wrapper's error with its code kept (UNAVAILABLE: retry later) and
+// what the barrier was doing; wrappers never put secrets in messages.
+inline absl::Status WrapperError(absl::string_view doing,
+                                 const absl::Status& s) {
+  return absl::Status(s.code(),
+                      absl::StrCat("key wrapper: ", doing, ": ", s.message()));
+}
 
 }  // namespace seal
 
