@@ -14,6 +14,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "examples/node/json.h"
+#include "examples/node/key_file_wrapper.h"
+#include "examples/node/test_seams.h"
 #include "lib/util/base64.h"
 #include "strongbox/requests.pb.h"
 #include "strongbox/secret_bytes.h"
@@ -126,7 +128,7 @@ std::string NodeUsage() {
       "[--etcd-prefix=P] [--etcd-ca=F --etcd-cert=F --etcd-key=F]) "
       "--node-id=ID --advertise=ADDR "
       "[--perf-standby] [--lease-ttl-ms=N] [--no-kill-hung-holder] "
-      "[--audit-file=F] [--listen=HOST:PORT]",
+      "[--audit-file=F] [--listen=HOST:PORT] [--wrapper-key-file=F]",
       Pkcs11Usage());
 }
 
@@ -178,6 +180,12 @@ absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
                          ", ", kMaxTtlMs, "]"));
       }
       config.lease_ttl = absl::Milliseconds(ms);
+    } else if (take("--wrapper-key-file=")) {
+      if (value.empty()) {
+        return absl::InvalidArgumentError(
+            "--wrapper-key-file needs a file name");
+      }
+      config.wrapper_key_file = std::string(value);
     } else if (absl::StartsWith(arg, "--pkcs11-")) {
       STRONGBOX_RETURN_IF_ERROR(ParsePkcs11Flag(arg, &config.pkcs11).status());
     } else {
@@ -186,6 +194,10 @@ absl::StatusOr<NodeConfig> ParseNodeFlags(int argc, char** argv) {
     }
   }
   STRONGBOX_RETURN_IF_ERROR(ValidatePkcs11Config(config.pkcs11));
+  if (config.pkcs11.enabled() && !config.wrapper_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--wrapper-key-file and --pkcs11-* exclude each other");
+  }
   if (config.dir.empty() == config.etcd_endpoints.empty()) {
     return absl::InvalidArgumentError(
         "exactly one of --dir and --etcd is required");
@@ -229,7 +241,7 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Open(
   absl::StatusOr<std::unique_ptr<LmdbBackend>> backend =
       LmdbBackend::Open(config.dir, backend_options);
   if (!backend.ok()) return backend.status();
-  return OpenWithBackend(config, *std::move(backend));
+  return OpenWithBackend(config, BackendWithTestSeams(*std::move(backend)));
 }
 
 absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::OpenWithBackend(
@@ -256,6 +268,12 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::OpenWithBackend(
     // Auto-unseal (pkcs11_node.h): the node unseals itself at start.
     STRONGBOX_ASSIGN_OR_RETURN(host->key_wrapper_,
                                OpenNodeKeyWrapper(config.pkcs11));
+  } else if (!config.wrapper_key_file.empty()) {
+    STRONGBOX_ASSIGN_OR_RETURN(host->key_wrapper_,
+                               OpenKeyFileWrapper(config.wrapper_key_file));
+  }
+  if (host->key_wrapper_ != nullptr) {
+    host->key_wrapper_ = KeyWrapperWithTestSeams(std::move(host->key_wrapper_));
     options.key_wrapper = host->key_wrapper_.get();
   }
   STRONGBOX_ASSIGN_OR_RETURN(std::unique_ptr<HaCoordinator> coordinator,
@@ -396,6 +414,11 @@ std::string NodeHost::HandleLine(absl::string_view line) {
         .Bool("sealed", s->sealed)
         .Finish();
   }
+  if (command == "migrate-to-auto" || command == "migrate-to-shamir" ||
+      command == "rotate-wrapper-key" || command == "rekey" ||
+      command == "rekey-complete" || command == "rekey-cancel") {
+    return SealCommand(words);
+  }
   if (command == "status") {
     if (!(bad = arity(0, "status")).ok()) return Failure(bad);
     return Status();
@@ -428,8 +451,9 @@ std::string NodeHost::HandleLine(absl::string_view line) {
   // pasted on its own.
   return Failure(absl::InvalidArgumentError(
       "unknown command; commands: init, unseal, auto-unseal, status, put, get, "
-      "step-down, "
-      "seal, policy-put, policy-get, policy-delete, policy-list, as, quit"));
+      "cas-put, get-min, step-down, seal, migrate-to-auto, migrate-to-shamir, "
+      "rotate-wrapper-key, rekey, rekey-complete, rekey-cancel, policy-put, "
+      "policy-get, policy-delete, policy-list, as, quit"));
 }
 
 // ---- Policies and callers (issue 15).
@@ -541,6 +565,92 @@ std::string NodeHost::Unseal(absl::string_view hex) {
       .Finish();
 }
 
+// Seal migration, wrapper key rotation and rekey (issue 14): the shares
+// arrive in hex, are decoded into strings wiped on every way out, and are
+// never echoed.
+std::string NodeHost::SealCommand(const std::vector<absl::string_view>& words) {
+  const absl::string_view command = words[0];
+  size_t first_share = 1;
+  int new_shares = 0, new_threshold = 0;
+  const char* usage = nullptr;
+  if (command == "migrate-to-auto") {
+    usage = "migrate-to-auto SHARE...";
+  } else if (command == "migrate-to-shamir") {
+    usage = "migrate-to-shamir RECOVERY_SHARE...";
+  } else if (command == "rotate-wrapper-key") {
+    usage = "rotate-wrapper-key RECOVERY_SHARE...";
+  } else if (command == "rekey") {
+    usage = "rekey NEW_SHARES NEW_THRESHOLD SHARE...";
+    first_share = 3;
+  } else if (command == "rekey-complete") {
+    usage = "rekey-complete NEW_SHARE...";
+  } else {
+    if (words.size() != 1) {
+      return Failure(absl::InvalidArgumentError("usage: rekey-cancel"));
+    }
+    absl::Status s = coordinator_->CancelRekey();
+    return s.ok() ? Ok() : Failure(s);
+  }
+  if (words.size() <= first_share) {
+    return Failure(absl::InvalidArgumentError(absl::StrCat("usage: ", usage)));
+  }
+  if (command == "rekey") {
+    absl::StatusOr<int> n = ParseCount(words[1], "NEW_SHARES");
+    if (!n.ok()) return Failure(n.status());
+    absl::StatusOr<int> t = ParseCount(words[2], "NEW_THRESHOLD");
+    if (!t.ok()) return Failure(t.status());
+    new_shares = *n;
+    new_threshold = *t;
+  }
+  struct WipedShares {
+    std::vector<std::string> v;
+    ~WipedShares() {
+      for (std::string& s : v) Wipe(&s);
+    }
+  } shares;
+  shares.v.reserve(words.size() - first_share);
+  for (size_t i = first_share; i < words.size(); ++i) {
+    absl::StatusOr<std::string> share = DecodeHex(words[i]);
+    if (!share.ok()) return Failure(share.status());
+    shares.v.push_back(*std::move(share));
+  }
+  if (command == "migrate-to-auto") {
+    absl::Status s = coordinator_->MigrateSealToAuto(shares.v);
+    return s.ok() ? Ok() : Failure(s);
+  }
+  if (command == "migrate-to-shamir") {
+    absl::Status s = coordinator_->MigrateSealToShamir(shares.v);
+    return s.ok() ? Ok() : Failure(s);
+  }
+  if (command == "rotate-wrapper-key") {
+    absl::StatusOr<bool> rewrapped = coordinator_->RotateWrapperKey(shares.v);
+    if (!rewrapped.ok()) return Failure(rewrapped.status());
+    return JsonObjectWriter()
+        .Bool("ok", true)
+        .Bool("rewrapped", *rewrapped)
+        .Finish();
+  }
+  if (command == "rekey-complete") {
+    absl::Status s = coordinator_->CompleteRekey(shares.v);
+    return s.ok() ? Ok() : Failure(s);
+  }
+  absl::StatusOr<std::vector<std::string>> result =
+      coordinator_->Rekey(shares.v, new_shares, new_threshold);
+  if (!result.ok()) return Failure(result.status());
+  WipedShares hex;
+  hex.v.reserve(result->size());
+  for (std::string& share : *result) {
+    hex.v.push_back(absl::BytesToHexString(share));
+    Wipe(&share);
+  }
+  // Recovery shares when the stored seal is auto.
+  const bool recovery = coordinator_->Status().seal_type != "shamir";
+  return JsonObjectWriter()
+      .Bool("ok", true)
+      .StringArray(recovery ? "recovery_shares" : "shares", hex.v)
+      .Finish();
+}
+
 std::string NodeHost::Status() {
   HaStatus s = coordinator_->Status();
   JsonObjectWriter out;
@@ -573,6 +683,11 @@ std::string NodeHost::Status() {
     out.String("seal_type", s.seal_type);
   }
   if (s.sealed && !s.seal_error.empty()) out.String("seal_error", s.seal_error);
+  if (s.rekey_pending) {
+    out.Bool("rekey_pending", true)
+        .Int("rekey_shares", s.rekey_shares)
+        .Int("rekey_threshold", s.rekey_threshold);
+  }
   return out.Finish();
 }
 

@@ -7,6 +7,25 @@
 //                           node then unseals itself; pkcs11_node.h)
 //   auto-unseal             {"ok":true,"sealed":false} (after a `seal`,
 //                           which stops the automatic retries)
+//   migrate-to-auto SHARE...  {"ok":true}  Shamir -> auto on the active
+//                           (needs --pkcs11-* or --wrapper-key-file): a
+//                           threshold of unseal shares, which become the
+//                           recovery shares
+//   migrate-to-shamir RECOVERY_SHARE...  {"ok":true}  auto -> Shamir: a
+//                           threshold of recovery shares, which become the
+//                           unseal shares
+//   rotate-wrapper-key RECOVERY_SHARE...  {"ok":true,"rewrapped":true}
+//                           the stored keys rewrapped under the wrapper's
+//                           current key (false: already were)
+//   rekey NEW_SHARES NEW_THRESHOLD SHARE...
+//                           {"ok":true,"shares":[...]} ("recovery_shares"
+//                           in auto mode, authorized by recovery shares):
+//                           phase one; the new shares work only after
+//   rekey-complete NEW_SHARE...  {"ok":true}
+//   rekey-cancel            {"ok":true}
+//                           (seal commands run on the active only; a standby
+//                           answers UNAVAILABLE with "leader". Shares are
+//                           hex, as `unseal` takes them, never echoed.)
 //   unseal <hex share> {"ok":true,"sealed":false,"progress":0,"threshold":3}
 //   status                  {"ok":true,"initialized":true,"sealed":false,
 //                            "state":"active","leader":"ADDR","fence":"7",
@@ -135,6 +154,9 @@ struct NodeConfig {
   std::string audit_file;
   // --pkcs11-*: auto-unseal through a PKCS#11 token (pkcs11_node.h).
   NodePkcs11Config pkcs11;
+  // --wrapper-key-file=F: auto-unseal through a software key wrapper with
+  // the keys in F (key_file_wrapper.h). Excludes --pkcs11-*.
+  std::string wrapper_key_file;
   // --listen=HOST:PORT: serve the forwarding service (//:grpc_transport)
   // there, and forward a performance standby's writes to the active over
   // it (mutual TLS with the cluster identity, strongbox/
@@ -219,6 +241,8 @@ class NodeHost {
 
   std::string Init(absl::string_view shares, absl::string_view threshold);
   std::string Unseal(absl::string_view hex);
+  // migrate-to-*, rotate-wrapper-key, rekey, rekey-complete, rekey-cancel.
+  std::string SealCommand(const std::vector<absl::string_view>& words);
   std::string Status();
   std::string Put(const std::vector<absl::string_view>& words,
                   size_t first_field = 2,
@@ -241,7 +265,8 @@ class NodeHost {
   // logger, backend.
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<StateLogger> logger_;
-  std::unique_ptr<KeyWrapper> key_wrapper_;  // --pkcs11-*; outlives the node
+  // --pkcs11-* or --wrapper-key-file; outlives the node.
+  std::unique_ptr<KeyWrapper> key_wrapper_;
   std::unique_ptr<HaCoordinator> coordinator_;
   std::unique_ptr<AuditSink> audit_sink_;  // --audit-file; outlives store_
   std::unique_ptr<SecretStore> store_;

@@ -28,6 +28,14 @@ absl::StatusOr<bool> ParsePkcs11Flag(absl::string_view arg,
       return true;
     }
   }
+  if (absl::StartsWith(arg, "--pkcs11-old-key=")) {
+    absl::string_view value = arg.substr(sizeof("--pkcs11-old-key=") - 1);
+    if (value.empty()) {
+      return absl::InvalidArgumentError("--pkcs11-old-key needs a value");
+    }
+    config->old_keys.emplace_back(value);
+    return true;
+  }
   if (arg == "--pkcs11-generate-key") {
     config->generate_key = true;
     return true;
@@ -39,7 +47,7 @@ absl::StatusOr<bool> ParsePkcs11Flag(absl::string_view arg,
 absl::Status ValidatePkcs11Config(const NodePkcs11Config& config) {
   const bool any = !config.module.empty() || !config.token.empty() ||
                    !config.pin_file.empty() || !config.key.empty() ||
-                   config.generate_key;
+                   config.generate_key || !config.old_keys.empty();
   if (any && (config.module.empty() || config.token.empty() ||
               config.pin_file.empty() || config.key.empty())) {
     return absl::InvalidArgumentError(
@@ -51,7 +59,8 @@ absl::Status ValidatePkcs11Config(const NodePkcs11Config& config) {
 
 std::string Pkcs11Usage() {
   return " [--pkcs11-module=PATH --pkcs11-token=LABEL --pkcs11-pin-file=F "
-         "--pkcs11-key=LABEL [--pkcs11-generate-key]]";
+         "--pkcs11-key=LABEL [--pkcs11-generate-key] "
+         "[--pkcs11-old-key=LABEL...]]";
 }
 
 }  // namespace node

@@ -3,7 +3,12 @@
 // node's other options and commands stay where they are.
 //
 //   --pkcs11-module=PATH --pkcs11-token=LABEL --pkcs11-pin-file=F
-//   --pkcs11-key=LABEL [--pkcs11-generate-key]
+//   --pkcs11-key=LABEL [--pkcs11-generate-key] [--pkcs11-old-key=LABEL...]
+//
+// --pkcs11-old-key (repeatable): an earlier key whose blobs still unwrap,
+// for a wrapper key rotation: restart the nodes with the new --pkcs11-key
+// and the old one here, run `rotate-wrapper-key` with the recovery shares
+// on the active, then drop the old label.
 //
 // With them the node's coordinator gets a Pkcs11KeyWrapper
 // (strongbox/pkcs11_key_wrapper.h): `init SHARES THRESHOLD` answers
@@ -17,6 +22,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -27,11 +33,12 @@ namespace strongbox {
 namespace node {
 
 struct NodePkcs11Config {
-  std::string module;         // --pkcs11-module
-  std::string token;          // --pkcs11-token
-  std::string pin_file;       // --pkcs11-pin-file
-  std::string key;            // --pkcs11-key
-  bool generate_key = false;  // --pkcs11-generate-key
+  std::string module;                 // --pkcs11-module
+  std::string token;                  // --pkcs11-token
+  std::string pin_file;               // --pkcs11-pin-file
+  std::string key;                    // --pkcs11-key
+  bool generate_key = false;          // --pkcs11-generate-key
+  std::vector<std::string> old_keys;  // --pkcs11-old-key, repeatable
   bool enabled() const { return !module.empty(); }
 };
 

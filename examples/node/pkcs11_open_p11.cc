@@ -13,6 +13,7 @@ absl::StatusOr<std::unique_ptr<KeyWrapper>> OpenNodeKeyWrapper(
   options.pin_file = config.pin_file;
   options.key_label = config.key;
   options.generate_key = config.generate_key;
+  options.old_key_labels = config.old_keys;
   absl::StatusOr<std::unique_ptr<Pkcs11KeyWrapper>> wrapper =
       Pkcs11KeyWrapper::Create(options);
   if (!wrapper.ok()) return wrapper.status();

@@ -243,12 +243,25 @@ class Barrier {
   absl::Status MigrateToShamir(absl::Span<const std::string> recovery_shares,
                                FenceToken fence = kNoFence);
 
-  // Wrapper key rotation (auto mode): if the stored root or recovery key
-  // was wrapped under an older wrapper key (KeyWrapper::NeedsRewrap), it is
-  // unwrapped and wrapped under the current one, in one commit guarded by
-  // the records' versions. True if it rewrote anything, false if nothing
-  // needed it (or Shamir mode, or no wrapper). The wrapper must still hold
-  // the old key until this ran. An HaCoordinator calls it on promotion.
+  // Wrapper key rotation (auto mode), authorized by a threshold of the
+  // recovery shares: once the host's wrapper has a new current key (and
+  // still holds the old one), the stored root and recovery keys wrapped
+  // under an older key (KeyWrapper::NeedsRewrap) are unwrapped and wrapped
+  // under the current one, every wrap done before one commit guarded by
+  // the records' versions. True if it rewrote anything, false if they were
+  // already under the current key. A wrapper failing half way (its code,
+  // "key wrapper: ...") or a failed commit stores nothing: the old blobs
+  // keep unwrapping, retry. INVALID_ARGUMENT below the threshold or for
+  // shares that do not match the recovery key; FAILED_PRECONDITION in
+  // Shamir mode or without a wrapper; ABORTED if the seal config changed
+  // meanwhile. Only after it applied may the old key leave the wrapper.
+  absl::StatusOr<bool> RotateWrapperKey(
+      absl::Span<const std::string> recovery_shares,
+      FenceToken fence = kNoFence);
+  // The same rewrap without the recovery shares: for a host that
+  // authorizes the rotation itself. The HaCoordinator no longer calls it
+  // (an operator rotates with RotateWrapperKey). False in Shamir mode or
+  // without a wrapper.
   absl::StatusOr<bool> RewrapIfNeeded(FenceToken fence = kNoFence);
 
   // Presents one share. Below the threshold, records it (duplicates are
@@ -305,6 +318,18 @@ class Barrier {
   //   that open the root key; check with CompleteRekey(new shares) (OK if
   //   applied) or by unsealing with them before discarding any shares.
   //   Status() reports rekey_pending and the pending config.
+  // Auto mode: the same two phases rekey the *recovery* key. Rekey needs a
+  // threshold of the current recovery shares (checked against the wrapped
+  // recovery key, so the wrapper must answer); the new recovery key is
+  // wrapped by the wrapper (with escrow, the root key is also sealed under
+  // it) and parked in the pending record. CompleteRekey needs a threshold
+  // of the new recovery shares (matched against the pending wrapped key);
+  // then the seal config, the wrapped recovery key and the escrow record
+  // switch in one commit, and from then on only the new recovery shares
+  // authorize anything (or unseal, with escrow). A wrapper failure in
+  // either phase stores nothing (its code, message "key wrapper: ...").
+  // A pending rekey made before a seal migration is refused by
+  // CompleteRekey (FAILED_PRECONDITION): cancel it and rekey again.
   // No data is rewritten. All three work sealed or unsealed and leave the
   // seal state unchanged. Rekey: INVALID_ARGUMENT for bad parameters or
   // shares that do not open the root key, ABORTED if the seal config

@@ -60,9 +60,9 @@
 //       whose reason is "sealed: waiting for key wrapper: <why>", also
 //       HaStatus::seal_error). An operator's Seal() stops the retries until
 //       an explicit AutoUnseal() (or Unseal()).
-//       On promotion (HA4) an auto-unsealed active rewraps the stored keys
-//       if they were made under an older wrapper key (key rotation:
-//       Barrier::RewrapIfNeeded).
+//       Stored keys wrapped under an older wrapper key keep unwrapping (the
+//       wrapper holds the old key); they move to the current key only
+//       through RotateWrapperKey, authorized by the recovery shares.
 //
 // Driving: by default the coordinator runs one background thread that
 // waits for the lease, renews it and watches for loss, and one that
@@ -364,9 +364,10 @@ class HaCoordinator {
   // background). An Unseal() running concurrently fails with ABORTED.
   virtual absl::Status Seal() = 0;
   // Two-phase rekey (Barrier::Rekey / CompleteRekey / CancelRekey): the
-  // new shares work only after CompleteRekey. Active only (UNAVAILABLE
-  // with the leader's address otherwise). CancelRekey with no rekey
-  // pending is FAILED_PRECONDITION (a lost CompleteRekey answer may have
+  // new shares work only after CompleteRekey. In auto mode these rekey the
+  // recovery key, authorized by a threshold of the recovery shares. Active only
+  // (UNAVAILABLE with the leader's address otherwise). CancelRekey with no
+  // rekey pending is FAILED_PRECONDITION (a lost CompleteRekey answer may have
   // applied); Status().rekey_pending tells.
   virtual absl::StatusOr<std::vector<std::string>> Rekey(
       absl::Span<const std::string> current_shares, int new_shares,
@@ -391,6 +392,16 @@ class HaCoordinator {
   virtual absl::Status MigrateSealToShamir(
       absl::Span<const std::string> recovery_shares) {
     return absl::UnimplementedError("seal migration is not supported");
+  }
+  // Wrapper key rotation (Barrier::RotateWrapperKey; active only,
+  // UNAVAILABLE with the leader's address otherwise): a threshold of
+  // recovery shares authorizes rewrapping the stored keys under the
+  // wrapper's current key, in one commit. True if anything was rewrapped.
+  // Every node's wrapper must hold the new key before, and the old one
+  // until this applied. Default implementation: UNIMPLEMENTED.
+  virtual absl::StatusOr<bool> RotateWrapperKey(
+      absl::Span<const std::string> recovery_shares) {
+    return absl::UnimplementedError("wrapper key rotation is not supported");
   }
   // Adds a barrier key term used for all new writes (active only);
   // returns the new term. Standbys follow when they meet it.

@@ -74,6 +74,11 @@ class ForkCheckedCoordinator final : public HaCoordinator {
     if (ForkedChild()) return ForkedChildError();
     return impl_->MigrateSealToShamir(recovery_shares);
   }
+  absl::StatusOr<bool> RotateWrapperKey(
+      absl::Span<const std::string> recovery_shares) override {
+    if (ForkedChild()) return ForkedChildError();
+    return impl_->RotateWrapperKey(recovery_shares);
+  }
   void ResetUnsealProgress() override {
     if (!ForkedChild()) impl_->ResetUnsealProgress();
   }

@@ -518,6 +518,13 @@ class HaCoordinatorImpl final : public HaCoordinator {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<bool> RotateWrapperKey(
+      absl::Span<const std::string> recovery_shares) override {
+    MutexLock seal_lock(&seal_mu_);
+    ASSIGN_OR_RETURN(FenceToken fence, WriteFence());
+    return barrier_->RotateWrapperKey(recovery_shares, fence);
+  }
+
   absl::StatusOr<uint32_t> Rotate() override {
     MutexLock seal_lock(&seal_mu_);
     ASSIGN_OR_RETURN(FenceToken fence, WriteFence());
@@ -1099,17 +1106,8 @@ class HaCoordinatorImpl final : public HaCoordinator {
       }
     }
     absl::Status ready = barrier_->ReloadKeyring();
-    if (ready.ok() && options_.key_wrapper != nullptr) {
-      // HA6: blobs made under an older wrapper key are rewrapped by the
-      // first active after a rotation. A failure does not stop the
-      // promotion (the old key still unwraps); the next one retries.
-      absl::StatusOr<bool> rewrapped = barrier_->RewrapIfNeeded(fence);
-      if (!rewrapped.ok()) {
-        WriterLock lock(&mu_);
-        last_error_ = absl::StrCat("rewrapping under the current wrapper key: ",
-                                   rewrapped.status().ToString());
-      }
-    }
+    // HA6: no rewrap under a new wrapper key here: a rotation of the
+    // wrapper key needs the recovery shares (RotateWrapperKey).
     if (ready.ok() && options_.on_activate) ready = options_.on_activate(fence);
     const absl::Duration now = Mono();
     const absl::Time wall = clock_->Now();

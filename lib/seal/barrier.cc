@@ -567,8 +567,8 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Rekey(
   uint64_t config_version = 0;
   ASSIGN_OR_RETURN(seal::SealConfigRecord config, ReadConfig(&config_version));
   if (config.auto_unseal) {
-    return absl::FailedPreconditionError(
-        "rekey of recovery shares (auto mode) is not supported");
+    return RekeyAutoLocked(current_shares, new_shares, new_threshold, config,
+                           config_version, fence);
   }
   if (static_cast<int>(current_shares.size()) < config.threshold) {
     return absl::InvalidArgumentError(
@@ -636,6 +636,9 @@ absl::Status Barrier::Impl::CompleteRekey(
   MutexLock op(&op_mu_);
   uint64_t config_version = 0;
   ASSIGN_OR_RETURN(seal::SealConfigRecord config, ReadConfig(&config_version));
+  if (config.auto_unseal) {
+    return CompleteRekeyAutoLocked(new_shares, config, config_version, fence);
+  }
   ASSIGN_OR_RETURN(Entry root_entry, ReadRecord(root_key_path_, "root key"));
   ASSIGN_OR_RETURN(Entry keyring_entry, ReadRecord(keyring_path_, "keyring"));
   ASSIGN_OR_RETURN(std::optional<Entry> pending_entry,
@@ -659,6 +662,11 @@ absl::Status Barrier::Impl::CompleteRekey(
 
   ASSIGN_OR_RETURN(seal::PendingRekeyRecord pending,
                    seal::ParsePendingRekey(pending_entry->value));
+  if (pending.auto_mode()) {
+    return absl::FailedPreconditionError(
+        "the pending rekey is of recovery shares, made before a seal "
+        "migration to Shamir; cancel it and rekey again");
+  }
   if (static_cast<int>(new_shares.size()) < pending.config.threshold) {
     return absl::InvalidArgumentError(
         "completing a rekey needs at least the new threshold of new shares");
@@ -1198,6 +1206,10 @@ absl::Status Barrier::MigrateToShamir(absl::Span<const std::string> shares,
 }
 absl::StatusOr<bool> Barrier::RewrapIfNeeded(FenceToken fence) {
   return impl_->RewrapIfNeeded(fence);
+}
+absl::StatusOr<bool> Barrier::RotateWrapperKey(
+    absl::Span<const std::string> recovery_shares, FenceToken fence) {
+  return impl_->RotateWrapperKey(recovery_shares, fence);
 }
 absl::StatusOr<SealStatus> Barrier::Unseal(absl::string_view share) {
   return impl_->Unseal(share);

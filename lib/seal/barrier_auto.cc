@@ -13,18 +13,8 @@
 #include "strongbox/key_wrapper.h"
 
 namespace strongbox {
-namespace {
-
 using seal::kKeyBytes;
-
-// The wrapper's error with its code kept (UNAVAILABLE: retry later) and
-// what strongbox was doing; wrappers never put secrets in messages.
-absl::Status WrapperError(absl::string_view doing, const absl::Status& s) {
-  return absl::Status(s.code(),
-                      absl::StrCat("key wrapper: ", doing, ": ", s.message()));
-}
-
-}  // namespace
+using seal::WrapperError;
 
 absl::StatusOr<std::vector<std::string>> Barrier::Impl::InitializeAutoLocked(
     int shares, int threshold, FenceToken fence) {
@@ -180,6 +170,28 @@ absl::StatusOr<SealStatus> Barrier::Impl::AutoUnseal() {
   return StatusLocked(&config);
 }
 
+absl::StatusOr<SecretBytes> Barrier::Impl::OpenRecoveryKey(
+    absl::Span<const std::string> shares, int threshold,
+    absl::string_view wrapped_record, absl::string_view mismatch) {
+  if (static_cast<int>(shares.size()) < threshold) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("recovery shares below the threshold (", shares.size(),
+                     " of ", threshold, ")"));
+  }
+  ASSIGN_OR_RETURN(WrappedSecret wrapped,
+                   seal::ParseWrappedKey(wrapped_record));
+  ASSIGN_OR_RETURN(SecretBytes presented, CombineShares(shares, threshold));
+  absl::StatusOr<SecretBytes> stored =
+      key_wrapper_->Unwrap(wrapped, recovery_wrapped_path_);
+  if (!stored.ok()) {
+    return WrapperError("unwrapping the recovery key", stored.status());
+  }
+  if (!stored->Equals(presented)) {
+    return absl::InvalidArgumentError(mismatch);
+  }
+  return presented;
+}
+
 absl::Status Barrier::Impl::VerifyRecoveryShares(
     absl::Span<const std::string> shares) {
   MutexLock op(&op_mu_);
@@ -195,19 +207,9 @@ absl::Status Barrier::Impl::VerifyRecoveryShares(
   }
   ASSIGN_OR_RETURN(Entry entry,
                    ReadRecord(recovery_wrapped_path_, "wrapped recovery key"));
-  ASSIGN_OR_RETURN(WrappedSecret wrapped, seal::ParseWrappedKey(entry.value));
-  ASSIGN_OR_RETURN(SecretBytes presented,
-                   CombineShares(shares, config.threshold));
-  absl::StatusOr<SecretBytes> stored =
-      key_wrapper_->Unwrap(wrapped, recovery_wrapped_path_);
-  if (!stored.ok()) {
-    return WrapperError("unwrapping the recovery key", stored.status());
-  }
-  if (!stored->Equals(presented)) {
-    return absl::InvalidArgumentError(
-        "recovery shares do not match the recovery key");
-  }
-  return absl::OkStatus();
+  return OpenRecoveryKey(shares, config.threshold, entry.value,
+                         "recovery shares do not match the recovery key")
+      .status();
 }
 
 // ---------------------------------------------------------- seal migration
@@ -399,61 +401,6 @@ absl::Status Barrier::Impl::MigrateToShamir(
                      "; the same shares stay valid: retry the migration"));
   }
   return absl::OkStatus();
-}
-
-}  // namespace strongbox
-
-namespace strongbox {
-
-// Wrapper key rotation: blobs made under an older wrapper key are rewrapped
-// under the current one (the old key must stay in the wrapper until then).
-absl::StatusOr<bool> Barrier::Impl::RewrapIfNeeded(FenceToken fence) {
-  RETURN_IF_ERROR(CheckFence(fence));
-  MutexLock op(&op_mu_);
-  if (key_wrapper_ == nullptr) return false;
-  uint64_t config_version = 0;
-  ASSIGN_OR_RETURN(seal::SealConfigRecord config, ReadConfig(&config_version));
-  if (!config.auto_unseal) return false;
-  ASSIGN_OR_RETURN(Entry root_entry,
-                   ReadRecord(root_wrapped_path_, "wrapped root key"));
-  ASSIGN_OR_RETURN(Entry recovery_entry,
-                   ReadRecord(recovery_wrapped_path_, "wrapped recovery key"));
-  ASSIGN_OR_RETURN(WrappedSecret root_blob,
-                   seal::ParseWrappedKey(root_entry.value));
-  ASSIGN_OR_RETURN(WrappedSecret recovery_blob,
-                   seal::ParseWrappedKey(recovery_entry.value));
-  if (!key_wrapper_->NeedsRewrap(root_blob) &&
-      !key_wrapper_->NeedsRewrap(recovery_blob)) {
-    return false;
-  }
-  std::vector<WriteOp> ops = {
-      WriteOp::Check(config_path_).IfVersion(config_version)};
-  std::string probe_key = root_wrapped_path_;
-  std::string probe_value = root_entry.value;
-  const struct {
-    const std::string* path;
-    const Entry* entry;
-    const WrappedSecret* blob;
-  } records[] = {{&root_wrapped_path_, &root_entry, &root_blob},
-                 {&recovery_wrapped_path_, &recovery_entry, &recovery_blob}};
-  for (const auto& r : records) {
-    if (!key_wrapper_->NeedsRewrap(*r.blob)) continue;
-    absl::StatusOr<SecretBytes> plain = key_wrapper_->Unwrap(*r.blob, *r.path);
-    if (!plain.ok())
-      return WrapperError("unwrapping to rewrap", plain.status());
-    absl::StatusOr<WrappedSecret> fresh =
-        key_wrapper_->Wrap(plain->view(), *r.path);
-    plain->Clear();
-    if (!fresh.ok()) return WrapperError("rewrapping", fresh.status());
-    std::string record = seal::SerializeWrappedKey(*fresh);
-    probe_key = *r.path;
-    probe_value = record;
-    ops.push_back(WriteOp::Put(*r.path, record).IfVersion(r.entry->version));
-  }
-  absl::StatusOr<uint64_t> rev =
-      CommitConfirmed(ops, fence, probe_key, probe_value);
-  if (!rev.ok()) return rev.status();
-  return true;
 }
 
 }  // namespace strongbox

@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "lib/crypto/aead.h"
@@ -61,6 +62,14 @@ class TermCipher {
   const std::unique_ptr<crypto::Aes256GcmKey> aead_;
 };
 
+// A key wrapper's error with its code kept (UNAVAILABLE: retry later) and
+// what the barrier was doing; wrappers never put secrets in messages.
+inline absl::Status WrapperError(absl::string_view doing,
+                                 const absl::Status& s) {
+  return absl::Status(s.code(),
+                      absl::StrCat("key wrapper: ", doing, ": ", s.message()));
+}
+
 }  // namespace seal
 
 class Barrier::Impl {
@@ -78,6 +87,8 @@ class Barrier::Impl {
   absl::Status MigrateToShamir(absl::Span<const std::string> shares,
                                FenceToken fence);
   absl::StatusOr<bool> RewrapIfNeeded(FenceToken fence);
+  absl::StatusOr<bool> RotateWrapperKey(absl::Span<const std::string> shares,
+                                        FenceToken fence);
   void ResetUnsealProgress();
   void Seal();
   bool sealed() const { return sealed_.load(std::memory_order_acquire); }
@@ -234,6 +245,26 @@ class Barrier::Impl {
   absl::StatusOr<std::vector<std::string>> InitializeAutoLocked(
       int shares, int threshold, FenceToken fence)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
+  // Auto mode's rekey of the recovery key (barrier_auto.cc): the two phases
+  // of Rekey / CompleteRekey once the stored config says auto.
+  absl::StatusOr<std::vector<std::string>> RekeyAutoLocked(
+      absl::Span<const std::string> current_shares, int new_shares,
+      int new_threshold, const seal::SealConfigRecord& config,
+      uint64_t config_version, FenceToken fence)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
+  absl::Status CompleteRekeyAutoLocked(absl::Span<const std::string> new_shares,
+                                       const seal::SealConfigRecord& config,
+                                       uint64_t config_version,
+                                       FenceToken fence)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
+  // Combines `shares` (at least `threshold`) and checks them against the
+  // key wrapped in `wrapped_record` (a WrappedKey stored at the recovery
+  // key's path): the recovery key, or INVALID_ARGUMENT (below the
+  // threshold, malformed, or `mismatch` when they do not match), or the
+  // wrapper's error. No backend I/O.
+  absl::StatusOr<SecretBytes> OpenRecoveryKey(
+      absl::Span<const std::string> shares, int threshold,
+      absl::string_view wrapped_record, absl::string_view mismatch);
   absl::StatusOr<std::vector<std::string>> MakeShares(
       const SecretBytes& unseal_key, int shares, int threshold);
   void WipeProgress() ABSL_LOCKS_EXCLUDED(progress_mu_);

@@ -226,6 +226,7 @@ std::string SerializePendingRekey(const PendingRekeyRecord& pending) {
   msg.set_shares(static_cast<uint32_t>(pending.config.shares));
   msg.set_threshold(static_cast<uint32_t>(pending.config.threshold));
   msg.set_root_key(pending.root_record);
+  msg.set_recovery_key_wrapped(pending.recovery_wrapped);
   return msg.SerializeAsString();
 }
 
@@ -243,13 +244,22 @@ absl::StatusOr<PendingRekeyRecord> ParsePendingRekey(absl::string_view bytes) {
            .ok()) {
     return absl::DataLossError("pending rekey record has invalid parameters");
   }
-  if (!ParseSealedRecord(msg.root_key()).ok()) {
+  const bool auto_mode = !msg.recovery_key_wrapped().empty();
+  if (auto_mode && !ParseWrappedKey(msg.recovery_key_wrapped()).ok()) {
+    return absl::DataLossError(
+        "pending rekey record has a bad wrapped recovery key");
+  }
+  if ((!auto_mode || !msg.root_key().empty()) &&
+      !ParseSealedRecord(msg.root_key()).ok()) {
     return absl::DataLossError("pending rekey record has a bad root key");
   }
   PendingRekeyRecord out;
   out.config = {static_cast<int>(msg.shares()),
                 static_cast<int>(msg.threshold())};
+  out.config.auto_unseal = auto_mode;
+  out.config.escrow = auto_mode && !msg.root_key().empty();
   out.root_record = std::move(*msg.mutable_root_key());
+  out.recovery_wrapped = std::move(*msg.mutable_recovery_key_wrapped());
   return out;
 }
 

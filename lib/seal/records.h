@@ -81,9 +81,15 @@ absl::StatusOr<KeyringContents> ParseKeyring(absl::string_view plaintext);
 struct PendingRekeyRecord {
   SealConfigRecord config;  // the new shares / threshold
   std::string root_record;  // serialized SealedRecord (not secret)
+  // Auto mode: the serialized WrappedKey of the new recovery key; then
+  // root_record is the escrow record, or empty without escrow.
+  std::string recovery_wrapped;
+  bool auto_mode() const { return !recovery_wrapped.empty(); }
 };
 std::string SerializePendingRekey(const PendingRekeyRecord& pending);
-// DATA_LOSS unless format 1, valid parameters and a parsable root record.
+// DATA_LOSS unless format 1, valid parameters and a parsable root record
+// (auto mode: a parsable wrapped recovery key, and a root record only if
+// non-empty).
 absl::StatusOr<PendingRekeyRecord> ParsePendingRekey(absl::string_view bytes);
 
 }  // namespace strongbox::seal

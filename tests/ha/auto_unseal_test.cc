@@ -294,10 +294,12 @@ TEST_F(AutoUnsealTest, MigrateShamirToAutoAndBackOnTheActive) {
 }
 
 // Wrapper key rotation: after the wrapper's current key changes (the old
-// one kept), the next active rewraps the stored keys under the new one, so
-// the old key can then be retired.
-TEST_F(AutoUnsealTest, RotatedWrapperKeyRewrapsOnTheNextPromotion) {
-  ASSERT_THAT(cluster_->nodes[0]->Initialize(3, 2).status(), IsOk());
+// one kept), the stored keys stay under the old key through promotions and
+// restarts until the active rotates with a threshold of recovery shares;
+// then every node unseals under the new key.
+TEST_F(AutoUnsealTest, RotatedWrapperKeyRewrapsOnlyWithTheRecoveryShares) {
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> recovery,
+                       cluster_->nodes[0]->Initialize(3, 2));
   cluster_->Run(absl::Seconds(3));
   auto stored_key_id = [&](const std::string& path) {
     absl::StatusOr<Entry> e = cluster_->shared->Get(path);
@@ -307,15 +309,64 @@ TEST_F(AutoUnsealTest, RotatedWrapperKeyRewrapsOnTheNextPromotion) {
   };
   EXPECT_STREQ(stored_key_id("core/root-key-wrapped"), "kek-1");
   ASSERT_THAT(key_->Rotate("kek-2", SecretBytes::Random(32)), IsOk());
-  const int active = cluster_->Active();
+  int active = cluster_->Active();
+  ASSERT_GE(active, 0);
   ASSERT_THAT(cluster_->nodes[active]->StepDown(), IsOk());
   cluster_->Run(absl::Seconds(3));
   ASSERT_EQ(cluster_->Actives().size(), 1u);
+  // A promotion alone rewraps nothing (before: it did, with no shares).
+  EXPECT_STREQ(stored_key_id("core/root-key-wrapped"), "kek-1");
+  EXPECT_STREQ(stored_key_id("core/recovery-key-wrapped"), "kek-1");
+
+  active = cluster_->Active();
+  const int standby = (active + 1) % 3;
+  EXPECT_THAT(cluster_->nodes[standby]->RotateWrapperKey(recovery).status(),
+              StatusIs(absl::StatusCode::kUnavailable));
+  std::vector<std::string> one(recovery.begin(), recovery.begin() + 1);
+  EXPECT_THAT(cluster_->nodes[active]->RotateWrapperKey(one).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("below the threshold")));
+  EXPECT_STREQ(stored_key_id("core/root-key-wrapped"), "kek-1");
+  ASSERT_OK_AND_ASSIGN(bool rewrapped,
+                       cluster_->nodes[active]->RotateWrapperKey(recovery));
+  EXPECT_TRUE(rewrapped);
   EXPECT_STREQ(stored_key_id("core/root-key-wrapped"), "kek-2");
   EXPECT_STREQ(stored_key_id("core/recovery-key-wrapped"), "kek-2");
   for (int i = 0; i < 3; ++i) cluster_->Restart(i);
   cluster_->Run(absl::Seconds(3));
   EXPECT_EQ(cluster_->Actives().size(), 1u);
+}
+
+// Rekey of the recovery key on the active: the current recovery shares
+// authorize it, the new ones take over at CompleteRekey, the nodes keep
+// unsealing themselves.
+TEST_F(AutoUnsealTest, RekeyOfTheRecoveryKeyOnTheActive) {
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> recovery,
+                       cluster_->nodes[0]->Initialize(3, 2));
+  cluster_->Run(absl::Seconds(3));
+  const int active = cluster_->Active();
+  ASSERT_GE(active, 0);
+  const int standby = (active + 1) % 3;
+  EXPECT_THAT(cluster_->nodes[standby]->Rekey(recovery, 5, 3).status(),
+              StatusIs(absl::StatusCode::kUnavailable));
+  std::vector<std::string> one(recovery.begin(), recovery.begin() + 1);
+  EXPECT_THAT(cluster_->nodes[active]->Rekey(one, 5, 3).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("below the threshold")));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> fresh,
+                       cluster_->nodes[active]->Rekey(recovery, 5, 3));
+  ASSERT_EQ(fresh.size(), 5u);
+  ASSERT_THAT(cluster_->nodes[active]->CompleteRekey(fresh), IsOk());
+  HaStatus st = cluster_->nodes[standby]->Status();
+  EXPECT_EQ(st.threshold, 3);
+  EXPECT_EQ(st.shares, 5);
+  EXPECT_THAT(cluster_->nodes[active]->MigrateSealToShamir(recovery),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  for (int i = 0; i < 3; ++i) cluster_->Restart(i);
+  cluster_->Run(absl::Seconds(3));
+  const int again = cluster_->Active();
+  ASSERT_GE(again, 0);
+  ASSERT_THAT(cluster_->nodes[again]->MigrateSealToShamir(fresh), IsOk());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -490,6 +491,180 @@ TEST(NodeHostTest, CasPutAndGetMin) {
     EXPECT_EQ(Parse(h.HandleLine(bad)).GetString("code"), "INVALID_ARGUMENT")
         << bad;
   }
+}
+
+}  // namespace
+}  // namespace node
+}  // namespace strongbox
+
+namespace strongbox {
+namespace node {
+namespace {
+
+std::string WriteKeyFile(const std::string& name, const std::string& text) {
+  const std::string path = NewDir(name);
+  std::ofstream(path) << text;
+  return path;
+}
+
+constexpr char kKek1[] =
+    "kek-1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
+constexpr char kKek2[] =
+    "kek-2 f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff000102030405060708090a0b0c0d0e0f\n";
+
+std::vector<std::string> Strings(const JsonValue& v, const std::string& key) {
+  std::vector<std::string> out;
+  const JsonValue* array = v.Find(key);
+  if (array == nullptr) return out;
+  for (const JsonValue& s : array->array) out.push_back(s.string);
+  return out;
+}
+
+// No share (hex) in an answer that refused it.
+void ExpectRefused(const std::string& answer, const std::string& code,
+                   const std::vector<std::string>& shares) {
+  EXPECT_EQ(Parse(answer).GetString("code"), code) << answer;
+  for (const std::string& s : shares) {
+    EXPECT_FALSE(absl::StrContains(answer, s)) << answer;
+  }
+}
+
+TEST(NodeFlagsTest, WrapperKeyFileExcludesPkcs11) {
+  std::vector<std::string> args = {"node",
+                                   "--dir=/d",
+                                   "--node-id=n1",
+                                   "--advertise=a:1",
+                                   "--wrapper-key-file=/k",
+                                   "--pkcs11-module=/m",
+                                   "--pkcs11-token=t",
+                                   "--pkcs11-pin-file=/p",
+                                   "--pkcs11-key=k"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  EXPECT_EQ(ParseNodeFlags(argv.size(), argv.data()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  argv.resize(5);
+  absl::StatusOr<NodeConfig> c = ParseNodeFlags(argv.size(), argv.data());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->wrapper_key_file, "/k");
+}
+
+TEST(NodeHostTest, BadWrapperKeyFileIsRefusedAtOpen) {
+  NodeConfig c = Config(NewDir("badkey"), "n1");
+  c.wrapper_key_file = WriteKeyFile("badkey", "kek-1 00ff\n");
+  absl::StatusOr<std::unique_ptr<NodeHost>> host = NodeHost::Open(c);
+  EXPECT_EQ(host.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(absl::StrContains(host.status().message(), "00ff"));
+  c.wrapper_key_file = NewDir("missing");
+  EXPECT_EQ(NodeHost::Open(c).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// The seal commands (issue 14) on one node: Shamir -> auto with the unseal
+// shares, rekey of the recovery key, wrapper key rotation and auto ->
+// Shamir, each authorized by a threshold of the shares of the moment.
+TEST(NodeHostTest, SealMigrationRotationAndRekeyCommands) {
+  const std::string dir = NewDir("migrate");
+  std::vector<std::string> shares;
+  {
+    absl::StatusOr<std::unique_ptr<NodeHost>> host =
+        NodeHost::Open(Config(dir, "n1"));
+    ASSERT_TRUE(host.ok()) << host.status();
+    shares = InitAndUnseal({host->get()});
+    ASSERT_TRUE(AwaitState(host->get(), "active"));
+    EXPECT_EQ((*host)->HandleLine("put app/x a=1"),
+              R"({"ok":true,"version":1})");
+    // No wrapper: migrating to auto is refused.
+    ExpectRefused(
+        (*host)->HandleLine("migrate-to-auto " + shares[0] + " " + shares[1]),
+        "FAILED_PRECONDITION", shares);
+  }
+  NodeConfig with_key = Config(dir, "n1");
+  with_key.wrapper_key_file = WriteKeyFile("key1", kKek1);
+  {
+    absl::StatusOr<std::unique_ptr<NodeHost>> host = NodeHost::Open(with_key);
+    ASSERT_TRUE(host.ok()) << host.status();
+    NodeHost& h = **host;
+    JsonValue status = Parse(h.HandleLine("status"));
+    EXPECT_EQ(status.GetString("seal_type"), "shamir");
+    EXPECT_TRUE(status.GetBool("sealed"));
+    h.HandleLine("unseal " + shares[0]);
+    h.HandleLine("unseal " + shares[1]);
+    ASSERT_TRUE(AwaitState(&h, "active"));
+    for (const char* bad :
+         {"migrate-to-auto", "migrate-to-auto zz", "rekey 2", "rekey x 2 00",
+          "rekey-cancel now", "rotate-wrapper-key", "rekey-complete"}) {
+      EXPECT_EQ(Parse(h.HandleLine(bad)).GetString("code"), "INVALID_ARGUMENT")
+          << bad;
+    }
+    ExpectRefused(h.HandleLine("migrate-to-auto " + shares[2]),
+                  "INVALID_ARGUMENT", shares);
+    EXPECT_EQ(h.HandleLine("migrate-to-auto " + shares[0] + " " + shares[2]),
+              R"({"ok":true})");
+    EXPECT_EQ(Parse(h.HandleLine("status")).GetString("seal_type"), "software");
+
+    // Rekey of the recovery key: the unseal shares are recovery shares now.
+    ExpectRefused(h.HandleLine("rekey 3 2 " + shares[1]), "INVALID_ARGUMENT",
+                  shares);
+    JsonValue rekey =
+        Parse(h.HandleLine("rekey 3 2 " + shares[1] + " " + shares[2]));
+    std::vector<std::string> fresh = Strings(rekey, "recovery_shares");
+    ASSERT_EQ(fresh.size(), 3u) << h.HandleLine("status");
+    status = Parse(h.HandleLine("status"));
+    EXPECT_TRUE(status.GetBool("rekey_pending"));
+    EXPECT_EQ(status.GetInt("rekey_shares"), 3);
+    EXPECT_EQ(h.HandleLine("rekey-complete " + fresh[0] + " " + fresh[2]),
+              R"({"ok":true})");
+    EXPECT_EQ(Parse(h.HandleLine("status")).Find("rekey_pending"), nullptr);
+    ExpectRefused(
+        h.HandleLine("migrate-to-shamir " + shares[0] + " " + shares[1]),
+        "INVALID_ARGUMENT", shares);
+    shares = fresh;
+    EXPECT_EQ(h.HandleLine("rotate-wrapper-key " + shares[0] + " " + shares[1]),
+              R"({"ok":true,"rewrapped":false})");
+    // A cancelled rekey leaves the shares as they are.
+    ASSERT_EQ(
+        Strings(Parse(h.HandleLine("rekey 2 2 " + shares[0] + " " + shares[1])),
+                "recovery_shares")
+            .size(),
+        2u);
+    EXPECT_EQ(h.HandleLine("rekey-cancel"), R"({"ok":true})");
+  }
+  // A new wrapper key (the old one kept): the nodes restart with both, the
+  // rotation needs the recovery shares.
+  with_key.wrapper_key_file = WriteKeyFile("key12", std::string(kKek1) + kKek2);
+  {
+    absl::StatusOr<std::unique_ptr<NodeHost>> host = NodeHost::Open(with_key);
+    ASSERT_TRUE(host.ok()) << host.status();
+    NodeHost& h = **host;
+    ASSERT_TRUE(AwaitState(&h, "active"));  // unsealed itself
+    ExpectRefused(h.HandleLine("rotate-wrapper-key " + shares[0]),
+                  "INVALID_ARGUMENT", shares);
+    EXPECT_EQ(h.HandleLine("rotate-wrapper-key " + shares[0] + " " + shares[1]),
+              R"({"ok":true,"rewrapped":true})");
+  }
+  with_key.wrapper_key_file = WriteKeyFile("key2", kKek2);  // old key gone
+  {
+    absl::StatusOr<std::unique_ptr<NodeHost>> host = NodeHost::Open(with_key);
+    ASSERT_TRUE(host.ok()) << host.status();
+    NodeHost& h = **host;
+    ASSERT_TRUE(AwaitState(&h, "active"));
+    EXPECT_EQ(h.HandleLine("get app/x"),
+              R"({"ok":true,"version":1,"data":{"a":"1"}})");
+    EXPECT_EQ(h.HandleLine("migrate-to-shamir " + shares[1] + " " + shares[2]),
+              R"({"ok":true})");
+    EXPECT_EQ(Parse(h.HandleLine("status")).GetString("seal_type"), "shamir");
+  }
+  // Shamir again: the (rekeyed) shares unseal.
+  absl::StatusOr<std::unique_ptr<NodeHost>> host = NodeHost::Open(with_key);
+  ASSERT_TRUE(host.ok()) << host.status();
+  NodeHost& h = **host;
+  h.HandleLine("unseal " + shares[0]);
+  EXPECT_FALSE(
+      Parse(h.HandleLine("unseal " + shares[2])).GetBool("sealed", true));
+  ASSERT_TRUE(AwaitState(&h, "active"));
+  EXPECT_EQ(h.HandleLine("get app/x"),
+            R"({"ok":true,"version":1,"data":{"a":"1"}})");
 }
 
 }  // namespace

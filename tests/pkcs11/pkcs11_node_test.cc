@@ -54,7 +54,9 @@ class Pkcs11NodeTest : public ::testing::Test {
   }
 
   std::unique_ptr<NodeProcess> Start(int i, const std::string& pin_file,
-                                     const std::string& token = kToken) {
+                                     const std::string& token = kToken,
+                                     const std::string& key = "strongbox-root",
+                                     std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {
         "--dir=" + store_dir_,
         absl::StrCat("--node-id=node", i),
@@ -63,8 +65,9 @@ class Pkcs11NodeTest : public ::testing::Test {
         std::string("--pkcs11-module=") + kModulePath,
         "--pkcs11-token=" + token,
         "--pkcs11-pin-file=" + pin_file,
-        "--pkcs11-key=strongbox-root",
+        "--pkcs11-key=" + key,
         "--pkcs11-generate-key"};
+    args.insert(args.end(), extra.begin(), extra.end());
     auto p = NodeProcess::Start(
         binary_, args, absl::StrCat(hsm_->dir(), "/node", i, "-stderr.log"));
     EXPECT_TRUE(p.ok()) << p.status();
@@ -201,6 +204,68 @@ TEST_F(Pkcs11NodeTest, MissingTokenIsAnErrorOnInitAndStatus) {
   JsonValue status = AwaitSealError(nodes_[0].get(), "no token labeled");
   EXPECT_TRUE(status.GetBool("sealed"));
   EXPECT_TRUE(nodes_[0]->running());
+}
+
+// Wrapper key rotation through the node (issue 14): the nodes restart with
+// a new token key (the old label kept), and only `rotate-wrapper-key` with
+// a threshold of recovery shares moves the stored keys to it; then the old
+// key can go.
+TEST_F(Pkcs11NodeTest, RotateWrapperKeyToANewTokenKeyWithRecoveryShares) {
+  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, hsm_->pin_file()));
+  JsonValue init = Ask(nodes_[0].get(), "init 3 2");
+  ASSERT_TRUE(init.GetBool("ok")) << nodes_[0]->last_line();
+  std::vector<std::string> recovery;
+  for (const JsonValue& s : init.Find("recovery_shares")->array) {
+    recovery.push_back(s.string);
+  }
+  int active = AwaitActive(absl::Seconds(20));
+  ASSERT_GE(active, 0);
+  Ask(nodes_[active].get(), "put app/x a=1");
+  auto restart_all = [&](std::vector<std::string> extra) {
+    for (auto& n : nodes_) {
+      n->CloseInput();
+      EXPECT_TRUE(n->Wait(absl::Seconds(20)).ok());
+    }
+    nodes_.clear();
+    for (int i = 0; i < 3; ++i) {
+      nodes_.push_back(
+          Start(i, hsm_->pin_file(), kToken, "strongbox-root-2", extra));
+      // One at a time: --pkcs11-generate-key in several processes at once
+      // could make one key per process under the same label.
+      const absl::Time deadline = absl::Now() + absl::Seconds(20);
+      while (Ask(nodes_[i].get(), "status").GetBool("sealed", true) &&
+             absl::Now() < deadline) {
+        absl::SleepFor(absl::Milliseconds(20));
+      }
+    }
+  };
+  restart_all({"--pkcs11-old-key=strongbox-root"});
+  active = AwaitActive(absl::Seconds(20));  // unsealed under the old key
+  ASSERT_GE(active, 0);
+  JsonValue below =
+      Ask(nodes_[active].get(), "rotate-wrapper-key " + recovery[0]);
+  EXPECT_EQ(below.GetString("code"), "INVALID_ARGUMENT");
+  EXPECT_FALSE(absl::StrContains(nodes_[active]->last_line(), recovery[0]));
+  const int standby = (active + 1) % 3;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (Ask(nodes_[standby].get(), "status").GetBool("sealed", true) &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(Ask(nodes_[standby].get(),
+                "rotate-wrapper-key " + recovery[0] + " " + recovery[1])
+                .GetString("code"),
+            "UNAVAILABLE");
+  Ask(nodes_[active].get(),
+      "rotate-wrapper-key " + recovery[0] + " " + recovery[1]);
+  EXPECT_EQ(nodes_[active]->last_line(), R"({"ok":true,"rewrapped":true})");
+
+  restart_all({});  // the old key is no longer named
+  active = AwaitActive(absl::Seconds(20));
+  ASSERT_GE(active, 0);
+  Ask(nodes_[active].get(), "get app/x");
+  EXPECT_EQ(nodes_[active]->last_line(),
+            R"({"ok":true,"version":1,"data":{"a":"1"}})");
 }
 
 }  // namespace

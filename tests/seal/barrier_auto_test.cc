@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -37,6 +38,16 @@ std::unique_ptr<Backend> NewInMemoryBackendNoHa() {
   return std::make_unique<NoHaBackend>(NewInMemoryBackend());
 }
 
+// No share, in bytes or in hex, in an error message (D5).
+void ExpectNoShareIn(const absl::Status& status,
+                     const std::vector<std::string>& shares) {
+  for (const std::string& share : shares) {
+    EXPECT_FALSE(absl::StrContains(status.message(), share));
+    EXPECT_FALSE(
+        absl::StrContains(status.message(), absl::BytesToHexString(share)));
+  }
+}
+
 class BarrierAutoTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -62,6 +73,29 @@ class BarrierAutoTest : public ::testing::Test {
   std::vector<std::string> CoreKeys() {
     absl::StatusOr<std::vector<std::string>> keys = backend_->List("core/");
     return keys.ok() ? *keys : std::vector<std::string>{"<list failed>"};
+  }
+
+  // The id of the wrapper key a stored WrappedKey record was made under
+  // (the record holds it in the clear, lib/seal/records.proto).
+  std::string StoredKeyId(const std::string& path) {
+    absl::StatusOr<Entry> e = backend_->Get(path);
+    EXPECT_TRUE(e.ok()) << e.status();
+    if (!e.ok()) return "";
+    return absl::StrContains(e->value, "kek-2") ? "kek-2" : "kek-1";
+  }
+
+  // Recovery shares of another store: well-formed, but not ours.
+  std::vector<std::string> ForeignShares(int shares, int threshold) {
+    auto other_backend = NewInMemoryBackendNoHa();
+    BarrierOptions options;
+    options.backend = other_backend.get();
+    options.key_wrapper = wrapper_.get();
+    absl::StatusOr<std::unique_ptr<Barrier>> other = Barrier::Create(options);
+    EXPECT_TRUE(other.ok());
+    absl::StatusOr<std::vector<std::string>> foreign =
+        (*other)->Initialize(shares, threshold);
+    EXPECT_TRUE(foreign.ok());
+    return foreign.ok() ? *foreign : std::vector<std::string>{};
   }
 
   std::unique_ptr<Backend> backend_;
@@ -321,6 +355,254 @@ TEST_F(BarrierAutoTest, MigrationWithAFailedOrLostCommitIsAllOrNothing) {
   ASSERT_OK_AND_ASSIGN(st, barrier->Status());
   EXPECT_TRUE(st.auto_unseal);
   EXPECT_THAT(NewBarrier(wrapper_.get())->AutoUnseal().status(), IsOk());
+}
+
+// Recovery keys authorize (issue 14): a rekey of the recovery key needs a
+// threshold of the current recovery shares; the new ones take over in one
+// commit (CompleteRekey) and the old ones stop working.
+TEST_F(BarrierAutoTest, RekeyOfTheRecoveryKeyNeedsTheRecoveryShares) {
+  auto barrier = NewBarrier(wrapper_.get());
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> old_shares,
+                       barrier->Initialize(5, 3));
+  ASSERT_THAT(barrier->AutoUnseal().status(), IsOk());
+  ASSERT_THAT(barrier->Put("app/x", "kept").status(), IsOk());
+  const std::vector<std::string> before = CoreKeys();
+
+  std::vector<std::string> two(old_shares.begin(), old_shares.begin() + 2);
+  absl::Status below = barrier->Rekey(two, 3, 2).status();
+  EXPECT_THAT(below, StatusIs(absl::StatusCode::kInvalidArgument,
+                              HasSubstr("below the threshold (2 of 3)")));
+  ExpectNoShareIn(below, old_shares);
+  std::vector<std::string> foreign = ForeignShares(5, 3);
+  foreign.resize(3);
+  absl::Status wrong = barrier->Rekey(foreign, 3, 2).status();
+  EXPECT_THAT(wrong, StatusIs(absl::StatusCode::kInvalidArgument,
+                              HasSubstr("do not match the recovery key")));
+  ExpectNoShareIn(wrong, foreign);
+  EXPECT_EQ(CoreKeys(), before);  // nothing stored, no rekey pending
+
+  std::vector<std::string> three(old_shares.begin() + 2, old_shares.end());
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> new_shares,
+                       barrier->Rekey(three, 3, 2));
+  ASSERT_EQ(new_shares.size(), 3u);
+  ASSERT_OK_AND_ASSIGN(SealStatus st, barrier->Status());
+  EXPECT_TRUE(st.rekey_pending);
+  EXPECT_EQ(st.rekey_shares, 3);
+  EXPECT_EQ(st.rekey_threshold, 2);
+  EXPECT_EQ(st.shares, 5);
+  // Until completed, the old shares authorize and the new ones do not.
+  EXPECT_THAT(barrier->VerifyRecoveryShares(three), IsOk());
+  EXPECT_THAT(barrier->VerifyRecoveryShares(new_shares),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(barrier->CompleteRekey(three),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+
+  std::vector<std::string> new_two(new_shares.begin(), new_shares.begin() + 2);
+  ASSERT_THAT(barrier->CompleteRekey(new_two), IsOk());
+  ASSERT_OK_AND_ASSIGN(st, barrier->Status());
+  EXPECT_FALSE(st.rekey_pending);
+  EXPECT_TRUE(st.auto_unseal);
+  EXPECT_EQ(st.shares, 3);
+  EXPECT_EQ(st.threshold, 2);
+  // Called again (a lost answer): OK.
+  EXPECT_THAT(barrier->CompleteRekey(new_two), IsOk());
+  // The old shares stop working, for every recovery-authorized operation.
+  EXPECT_THAT(barrier->VerifyRecoveryShares(three),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(barrier->Rekey(three, 3, 2).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(barrier->MigrateToShamir(three),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(barrier->RotateWrapperKey(three).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(barrier->VerifyRecoveryShares(new_two), IsOk());
+  // The data never moved; a restart still unseals by itself.
+  auto again = NewBarrier(wrapper_.get());
+  ASSERT_THAT(again->AutoUnseal().status(), IsOk());
+  ASSERT_OK_AND_ASSIGN(Entry e, again->Get("app/x"));
+  EXPECT_EQ(e.value, "kept");
+  // And the new shares are the unseal shares after a migration to Shamir.
+  ASSERT_THAT(again->MigrateToShamir(new_two), IsOk());
+  auto shamir = NewBarrier(nullptr);
+  ASSERT_THAT(shamir->Unseal(new_shares[2]).status(), IsOk());
+  ASSERT_OK_AND_ASSIGN(st, shamir->Unseal(new_shares[0]));
+  EXPECT_FALSE(st.sealed);
+}
+
+// A wrapper failing in either phase of the recovery rekey stores nothing
+// new: the old shares keep working, and a retry completes.
+TEST_F(BarrierAutoTest, RecoveryRekeyWithAFailingWrapperKeepsTheOldShares) {
+  auto barrier = NewBarrier(wrapper_.get());
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> old_shares,
+                       barrier->Initialize(3, 2));
+  wrapper_->FailNth(FaultInjectingKeyWrapper::kWrap, 1,
+                    absl::UnavailableError("hsm session lost"));
+  EXPECT_THAT(
+      barrier->Rekey(old_shares, 2, 2).status(),
+      StatusIs(absl::StatusCode::kUnavailable,
+               HasSubstr("key wrapper: wrapping the new recovery key")));
+  ASSERT_OK_AND_ASSIGN(SealStatus st, barrier->Status());
+  EXPECT_FALSE(st.rekey_pending);
+  EXPECT_THAT(barrier->VerifyRecoveryShares(old_shares), IsOk());
+
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> new_shares,
+                       barrier->Rekey(old_shares, 2, 2));
+  // Completing: the wrapper fails to unwrap the pending key.
+  wrapper_->FailNth(FaultInjectingKeyWrapper::kUnwrap, 1,
+                    absl::UnavailableError("token busy"));
+  EXPECT_THAT(
+      barrier->CompleteRekey(new_shares),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("key wrapper")));
+  ASSERT_OK_AND_ASSIGN(st, barrier->Status());
+  EXPECT_TRUE(st.rekey_pending);
+  EXPECT_EQ(st.shares, 3);
+  EXPECT_THAT(barrier->VerifyRecoveryShares(old_shares), IsOk());
+  ASSERT_THAT(barrier->CompleteRekey(new_shares), IsOk());
+  EXPECT_THAT(barrier->VerifyRecoveryShares(new_shares), IsOk());
+  EXPECT_THAT(barrier->VerifyRecoveryShares(old_shares),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// With escrow the root key is sealed under the recovery key too: a rekey
+// moves that record to the new recovery key in the same commit.
+TEST_F(BarrierAutoTest, RecoveryRekeyWithEscrowMovesTheEscrowRecord) {
+  auto barrier = NewBarrier(wrapper_.get(), /*escrow=*/true);
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> old_shares,
+                       barrier->Initialize(3, 2));
+  ASSERT_THAT(barrier->AutoUnseal().status(), IsOk());
+  ASSERT_THAT(barrier->Put("app/x", "kept").status(), IsOk());
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> new_shares,
+                       barrier->Rekey(old_shares, 2, 2));
+  // Pending only: the escrow record still opens under the old shares.
+  {
+    auto lost = NewBarrier(nullptr);
+    ASSERT_THAT(lost->Unseal(old_shares[0]).status(), IsOk());
+    ASSERT_OK_AND_ASSIGN(SealStatus st, lost->Unseal(old_shares[1]));
+    EXPECT_FALSE(st.sealed);
+  }
+  ASSERT_THAT(barrier->CompleteRekey(new_shares), IsOk());
+  auto lost = NewBarrier(nullptr);
+  ASSERT_THAT(lost->Unseal(old_shares[0]).status(), IsOk());
+  EXPECT_THAT(lost->Unseal(old_shares[1]).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_THAT(lost->Unseal(new_shares[1]).status(), IsOk());
+  ASSERT_OK_AND_ASSIGN(SealStatus st, lost->Unseal(new_shares[0]));
+  EXPECT_FALSE(st.sealed);
+  ASSERT_OK_AND_ASSIGN(Entry e, lost->Get("app/x"));
+  EXPECT_EQ(e.value, "kept");
+}
+
+// Wrapper key rotation is authorized by a threshold of recovery shares;
+// a wrapper failing half way (after the root key was rewrapped, before
+// the recovery key was) stores nothing and the old key keeps unwrapping.
+TEST_F(BarrierAutoTest, RotateWrapperKeyNeedsTheRecoverySharesAndIsAtomic) {
+  auto barrier = NewBarrier(wrapper_.get());
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> shares,
+                       barrier->Initialize(5, 3));
+  ASSERT_THAT(barrier->AutoUnseal().status(), IsOk());
+  ASSERT_THAT(barrier->Put("app/x", "kept").status(), IsOk());
+  // Nothing to rotate yet: verified, nothing written.
+  std::vector<std::string> three(shares.begin(), shares.begin() + 3);
+  ASSERT_OK_AND_ASSIGN(bool rewrapped, barrier->RotateWrapperKey(three));
+  EXPECT_FALSE(rewrapped);
+
+  SecretBytes kek2 = SecretBytes::Random(32);
+  ASSERT_THAT(key_->Rotate("kek-2", kek2), IsOk());
+  std::vector<std::string> two(shares.begin(), shares.begin() + 2);
+  absl::Status below = barrier->RotateWrapperKey(two).status();
+  EXPECT_THAT(below, StatusIs(absl::StatusCode::kInvalidArgument,
+                              HasSubstr("below the threshold")));
+  ExpectNoShareIn(below, shares);
+  std::vector<std::string> foreign = ForeignShares(5, 3);
+  foreign.resize(3);
+  absl::Status wrong = barrier->RotateWrapperKey(foreign).status();
+  EXPECT_THAT(wrong, StatusIs(absl::StatusCode::kInvalidArgument,
+                              HasSubstr("do not match")));
+  ExpectNoShareIn(wrong, foreign);
+  EXPECT_EQ(StoredKeyId("core/root-key-wrapped"), "kek-1");
+
+  wrapper_->FailNth(FaultInjectingKeyWrapper::kWrap, 2,
+                    absl::UnavailableError("hsm session lost"));
+  EXPECT_THAT(barrier->RotateWrapperKey(three).status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("key wrapper: wrapping the recovery key")));
+  EXPECT_EQ(StoredKeyId("core/root-key-wrapped"), "kek-1");
+  EXPECT_EQ(StoredKeyId("core/recovery-key-wrapped"), "kek-1");
+  EXPECT_THAT(NewBarrier(wrapper_.get())->AutoUnseal().status(), IsOk());
+
+  ASSERT_OK_AND_ASSIGN(rewrapped, barrier->RotateWrapperKey(three));
+  EXPECT_TRUE(rewrapped);
+  EXPECT_EQ(StoredKeyId("core/root-key-wrapped"), "kek-2");
+  EXPECT_EQ(StoredKeyId("core/recovery-key-wrapped"), "kek-2");
+  ASSERT_OK_AND_ASSIGN(rewrapped, barrier->RotateWrapperKey(three));
+  EXPECT_FALSE(rewrapped);
+  // The old key may go now: a wrapper holding only kek-2 unseals, and the
+  // recovery shares still match.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SoftwareKeyWrapper> only_new,
+                       SoftwareKeyWrapper::Create("kek-2", kek2));
+  auto after = NewBarrier(only_new.get());
+  ASSERT_THAT(after->AutoUnseal().status(), IsOk());
+  ASSERT_OK_AND_ASSIGN(Entry e, after->Get("app/x"));
+  EXPECT_EQ(e.value, "kept");
+  EXPECT_THAT(after->VerifyRecoveryShares(three), IsOk());
+  // In Shamir mode there is no wrapper key to rotate.
+  ASSERT_THAT(after->MigrateToShamir(three), IsOk());
+  EXPECT_THAT(after->RotateWrapperKey(three).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+// Auto -> Shamir needs matching recovery shares, and a wrapper failing
+// half way (the recovery key unwrapped, the root key not) changes nothing.
+TEST_F(BarrierAutoTest, MigrateToShamirRefusesWrongSharesAndSurvivesWrapper) {
+  auto barrier = NewBarrier(wrapper_.get());
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> shares,
+                       barrier->Initialize(3, 2));
+  ASSERT_THAT(barrier->AutoUnseal().status(), IsOk());
+  ASSERT_THAT(barrier->Put("app/x", "kept").status(), IsOk());
+  const std::vector<std::string> before = CoreKeys();
+  std::vector<std::string> foreign = ForeignShares(3, 2);
+  absl::Status wrong = barrier->MigrateToShamir(foreign);
+  EXPECT_THAT(wrong, StatusIs(absl::StatusCode::kInvalidArgument,
+                              HasSubstr("do not match")));
+  ExpectNoShareIn(wrong, foreign);
+  std::vector<std::string> bad = {shares[0], shares[1].substr(1)};
+  EXPECT_THAT(
+      barrier->MigrateToShamir(bad),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("wrong length")));
+  wrapper_->FailNth(FaultInjectingKeyWrapper::kUnwrap, 2,
+                    absl::UnavailableError("token removed"));
+  EXPECT_THAT(barrier->MigrateToShamir(shares),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("key wrapper: unwrapping the root key")));
+  EXPECT_EQ(CoreKeys(), before);
+  ASSERT_OK_AND_ASSIGN(SealStatus st, barrier->Status());
+  EXPECT_TRUE(st.auto_unseal);
+  EXPECT_THAT(NewBarrier(wrapper_.get())->AutoUnseal().status(), IsOk());
+  ASSERT_THAT(barrier->MigrateToShamir(shares), IsOk());
+  ASSERT_OK_AND_ASSIGN(Entry e, barrier->Get("app/x"));
+  EXPECT_EQ(e.value, "kept");
+}
+
+// A rekey left pending across a seal migration is not completed under the
+// other seal type.
+TEST_F(BarrierAutoTest, RekeyPendingAcrossAMigrationIsRefused) {
+  auto barrier = NewBarrier(wrapper_.get());
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> shares,
+                       barrier->Initialize(3, 2));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> new_shares,
+                       barrier->Rekey(shares, 3, 2));
+  ASSERT_THAT(barrier->MigrateToShamir(shares), IsOk());
+  EXPECT_THAT(
+      barrier->CompleteRekey(new_shares),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("cancel it")));
+  ASSERT_THAT(barrier->CancelRekey(), IsOk());
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> shamir_new,
+                       barrier->Rekey(shares, 3, 2));
+  ASSERT_THAT(barrier->MigrateToAuto(shares), IsOk());
+  EXPECT_THAT(
+      barrier->CompleteRekey(shamir_new),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("cancel it")));
+  EXPECT_THAT(barrier->VerifyRecoveryShares(shares), IsOk());
 }
 
 }  // namespace

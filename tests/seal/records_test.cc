@@ -157,5 +157,38 @@ TEST(PendingRekeyTest, RoundTripAndStrictParse) {
             Code::kDataLoss);
 }
 
+// Auto mode (a rekey of the recovery key): the wrapped new recovery key,
+// and the escrow record only with escrow.
+TEST(PendingRekeyTest, AutoModeRecordRoundTrips) {
+  const std::string wrapped = SerializeWrappedKey({"kek-1", "blob"});
+  PendingRekeyRecord no_escrow;
+  no_escrow.config = {3, 2};
+  no_escrow.recovery_wrapped = wrapped;
+  auto parsed = ParsePendingRekey(SerializePendingRekey(no_escrow));
+  ASSERT_OK(parsed);
+  EXPECT_TRUE(parsed->auto_mode());
+  EXPECT_TRUE(parsed->config.auto_unseal);
+  EXPECT_FALSE(parsed->config.escrow);
+  EXPECT_EQ(parsed->recovery_wrapped, wrapped);
+  EXPECT_TRUE(parsed->root_record.empty());
+
+  SecretBytes key = SecretBytes::Random(kKeyBytes);
+  auto root = SealRecord(key, "core/root-key", "root key bytes");
+  ASSERT_OK(root);
+  PendingRekeyRecord escrow = no_escrow;
+  escrow.root_record = *root;
+  parsed = ParsePendingRekey(SerializePendingRekey(escrow));
+  ASSERT_OK(parsed);
+  EXPECT_TRUE(parsed->config.escrow);
+  EXPECT_EQ(parsed->root_record, *root);
+
+  escrow.root_record = "garbage";
+  EXPECT_EQ(ParsePendingRekey(SerializePendingRekey(escrow)).status().code(),
+            Code::kDataLoss);
+  no_escrow.recovery_wrapped = "\xff";
+  EXPECT_EQ(ParsePendingRekey(SerializePendingRekey(no_escrow)).status().code(),
+            Code::kDataLoss);
+}
+
 }  // namespace
 }  // namespace strongbox::seal
