@@ -242,7 +242,9 @@ void BM_KvGet_DefaultOptionsNoCaller(benchmark::State& state) {
     benchmark::DoNotOptimize(got);
   }
 }
-BENCHMARK(BM_KvGet_DefaultOptionsNoCaller)->MeasureProcessCPUTime()->UseRealTime();
+BENCHMARK(BM_KvGet_DefaultOptionsNoCaller)
+    ->MeasureProcessCPUTime()
+    ->UseRealTime();
 
 void BM_KvGet_PlainTyped(benchmark::State& state) {
   SecretStore* store = Fixture::Get().store();
@@ -280,7 +282,9 @@ BENCHMARK(BM_Store_Policy100_FileSink)->MeasureProcessCPUTime()->UseRealTime();
 void BM_Store_Policy100_FileSinkThreaded(benchmark::State& state) {
   Wired(state, Fixture::Get().wired_file_threaded());
 }
-BENCHMARK(BM_Store_Policy100_FileSinkThreaded)->MeasureProcessCPUTime()->UseRealTime();
+BENCHMARK(BM_Store_Policy100_FileSinkThreaded)
+    ->MeasureProcessCPUTime()
+    ->UseRealTime();
 
 void BM_Store_Policy100_NullSink(benchmark::State& state) {
   Wired(state, Fixture::Get().wired_null());
@@ -292,7 +296,9 @@ BENCHMARK(BM_Store_Policy100_NullSink)->MeasureProcessCPUTime()->UseRealTime();
 void BM_Store_Policy100_NullDirectSink(benchmark::State& state) {
   Wired(state, Fixture::Get().wired_null_direct());
 }
-BENCHMARK(BM_Store_Policy100_NullDirectSink)->MeasureProcessCPUTime()->UseRealTime();
+BENCHMARK(BM_Store_Policy100_NullDirectSink)
+    ->MeasureProcessCPUTime()
+    ->UseRealTime();
 
 // The response entry's HMAC of the 1 KiB value alone (the store redacts
 // on the caller's thread).
