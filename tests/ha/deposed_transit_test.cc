@@ -32,6 +32,12 @@ class DeposedTransitTest : public ::testing::Test {
       so.coordinator = cluster_->nodes[i].get();
       so.clock = &cluster_->clock;
       so.max_index_wait = absl::ZeroDuration();
+      // These tests are about the Transit engine's own checks. With
+      // policies enforced, the policy gate verifies the fence first (its
+      // cache is trusted only under a verified fence), so a deposed node
+      // refuses with a redirect before Transit runs: safe as well, but it
+      // would leave the engine's check untested.
+      so.enforce_policies = false;
       stores_[i] = *SecretStore::Create(so);
     }
   }
