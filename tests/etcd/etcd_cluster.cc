@@ -10,10 +10,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -71,6 +73,41 @@ bool WaitGone(pid_t pid, absl::Duration timeout) {
 
 absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(
     const ClusterOptions& options) {
+  constexpr int kAttempts = 3;
+  absl::Status last;
+  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+    absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = StartOnce(options);
+    if (cluster.ok() ||
+        cluster.status().code() != absl::StatusCode::kUnavailable) {
+      return cluster;
+    }
+    last = cluster.status();
+    std::fprintf(stderr, "etcd cluster start, attempt %d of %d: %s\n", attempt,
+                 kAttempts, last.ToString().c_str());
+  }
+  return last;
+}
+
+void EtcdCluster::PrintLogTails() const {
+  constexpr size_t kLines = 4;
+  for (const Member& m : members_) {
+    std::ifstream in(absl::StrCat(dir_, "/", m.name, ".log"));
+    std::vector<std::string> tail;
+    for (std::string line; std::getline(in, line);) {
+      tail.push_back(line);
+      if (tail.size() > kLines) tail.erase(tail.begin());
+    }
+    std::fprintf(stderr,
+                 "member %s (client port %d, peer port %d), log tail:\n",
+                 m.name.c_str(), m.client_port, m.peer_port);
+    for (const std::string& line : tail) {
+      std::fprintf(stderr, "  %s\n", line.c_str());
+    }
+  }
+}
+
+absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::StartOnce(
+    const ClusterOptions& options) {
   std::unique_ptr<EtcdCluster> cluster(new EtcdCluster());
   cluster->options_ = options;
   const char* tmp = getenv("TEST_TMPDIR");
@@ -104,7 +141,10 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(
     if (!s.ok()) return s;
   }
   absl::Status healthy = cluster->WaitHealthy(absl::Seconds(20));
-  if (!healthy.ok()) return healthy;
+  if (!healthy.ok()) {
+    cluster->PrintLogTails();
+    return healthy;
+  }
   return cluster;
 }
 

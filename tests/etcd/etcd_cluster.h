@@ -38,6 +38,11 @@ struct ClusterOptions {
 
 class EtcdCluster {
  public:
+  // A cluster whose members do not agree on a leader in time (a member
+  // that could not bind its port, taken by another process between the
+  // pick and etcd's bind) is stopped and started again on fresh ports and
+  // a fresh directory, up to 3 times; each failed attempt's reason and the
+  // tail of each member's log go to stderr.
   static absl::StatusOr<std::unique_ptr<EtcdCluster>> Start(
       const ClusterOptions& options = {});
   ~EtcdCluster();
@@ -77,6 +82,11 @@ class EtcdCluster {
   std::shared_ptr<grpc::Channel> Channel(int i) const;
 
  private:
+  static absl::StatusOr<std::unique_ptr<EtcdCluster>> StartOnce(
+      const ClusterOptions& options);
+  // The last lines of each member's log, on stderr.
+  void PrintLogTails() const;
+
   struct Member {
     std::string name;
     int client_port = 0;
