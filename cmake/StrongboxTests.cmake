@@ -16,7 +16,8 @@ target_link_libraries(strongbox_node_json PUBLIC strongbox)
 # --pkcs11-* (the PKCS#11 add-on is tested under Bazel).
 add_library(strongbox_node_host examples/node/node_host.cc
             examples/node/etcd_open_none.cc examples/node/transport_none.cc
-            examples/node/pkcs11_node.cc examples/node/pkcs11_open_none.cc)
+            examples/node/pkcs11_node.cc examples/node/pkcs11_open_none.cc
+            examples/node/key_file_wrapper.cc examples/node/test_seams_off.cc)
 target_link_libraries(strongbox_node_host PUBLIC strongbox_node_json)
 add_library(strongbox_node_process examples/node/node_process.cc)
 target_link_libraries(strongbox_node_process PUBLIC strongbox_node_json)
