@@ -173,6 +173,42 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::MakeShares(
   return shamir::Split(unseal_key.view(), shares, threshold);
 }
 
+absl::Status Barrier::Impl::ReadInitRecords(
+    absl::Span<const std::string* const> paths, size_t root_index,
+    absl::Span<std::optional<Entry>> existing) {
+  bool any = false;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    ASSIGN_OR_RETURN(existing[i], ReadOptional(*paths[i]));
+    any = any || existing[i].has_value();
+  }
+  // The records of this barrier's own earlier attempt whose outcome was
+  // unknown (its shares were never handed out, so nobody can have unsealed
+  // with them or stored anything under them) may be replaced; anything
+  // else is somebody's initialization.
+  const bool replace_lost_attempt =
+      any && !lost_init_root_record_.empty() &&
+      existing[root_index].has_value() &&
+      existing[root_index]->value == lost_init_root_record_;
+  if (any && !replace_lost_attempt) {
+    lost_init_root_record_.clear();
+    return absl::FailedPreconditionError("barrier is already initialized");
+  }
+  return absl::OkStatus();
+}
+
+SecretBytes Barrier::Impl::NewKeyringPlain() const {
+  seal::KeyringContents keyring;
+  keyring.active_term = 1;
+  keyring.terms.push_back(seal::TermKey{1, SecretBytes::Random(kKeyBytes),
+                                        absl::ToUnixMicros(clock_->Now()), 0});
+  return seal::SerializeKeyring(keyring);
+}
+
+WriteOp Barrier::Impl::ExpectAsRead(WriteOp op,
+                                    const std::optional<Entry>& read) {
+  return read.has_value() ? op.IfVersion(read->version) : op.IfAbsent();
+}
+
 absl::StatusOr<std::vector<std::string>> Barrier::Impl::Initialize(
     int shares, int threshold, FenceToken fence) {
   MutexLock op(&op_mu_);
@@ -182,32 +218,13 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Initialize(
   RETURN_IF_ERROR(seal::ValidateSealParameters(shares, threshold));
   // Cheap early answer; the preconditions below are the real check.
   std::optional<Entry> existing[3];
-  const std::string* paths[3] = {&config_path_, &root_key_path_,
-                                 &keyring_path_};
-  bool any = false;
-  for (int i = 0; i < 3; ++i) {
-    ASSIGN_OR_RETURN(existing[i], ReadOptional(*paths[i]));
-    any = any || existing[i].has_value();
-  }
-  // The records of this barrier's own earlier attempt whose outcome was
-  // unknown (its shares were never handed out, so nobody can have unsealed
-  // with them or stored anything under them) may be replaced; anything
-  // else is somebody's initialization.
-  const bool replace_lost_attempt =
-      any && !lost_init_root_record_.empty() && existing[1].has_value() &&
-      existing[1]->value == lost_init_root_record_;
-  if (any && !replace_lost_attempt) {
-    lost_init_root_record_.clear();
-    return absl::FailedPreconditionError("barrier is already initialized");
-  }
+  const std::string* const paths[3] = {&config_path_, &root_key_path_,
+                                       &keyring_path_};
+  RETURN_IF_ERROR(ReadInitRecords(paths, /*root_index=*/1, existing));
 
   SecretBytes unseal_key = SecretBytes::Random(kKeyBytes);
   SecretBytes root_key = SecretBytes::Random(kKeyBytes);
-  seal::KeyringContents keyring;
-  keyring.active_term = 1;
-  keyring.terms.push_back(seal::TermKey{1, SecretBytes::Random(kKeyBytes),
-                                        absl::ToUnixMicros(clock_->Now()), 0});
-  SecretBytes keyring_plain = seal::SerializeKeyring(keyring);
+  SecretBytes keyring_plain = NewKeyringPlain();
 
   ASSIGN_OR_RETURN(
       std::string keyring_record,
@@ -222,11 +239,9 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::Initialize(
   unseal_key.Clear();
   root_key.Clear();
   keyring_plain.Clear();
-  keyring.terms.clear();
 
   auto expect = [&](WriteOp op, int i) {
-    return existing[i].has_value() ? op.IfVersion(existing[i]->version)
-                                   : op.IfAbsent();
+    return ExpectAsRead(std::move(op), existing[i]);
   };
   const WriteOp ops[] = {
       expect(WriteOp::Put(config_path_,

@@ -16,37 +16,37 @@ namespace strongbox {
 using seal::kKeyBytes;
 using seal::WrapperError;
 
+namespace {
+
+// A seal migration's commit failed: nothing changed, or (ABORTED) someone
+// else changed the seal configuration meanwhile.
+absl::Status MigrationCommitError(const absl::Status& failed) {
+  if (failed.code() == absl::StatusCode::kAborted) {
+    return absl::AbortedError(
+        "seal configuration changed during the migration; retry");
+  }
+  return absl::Status(
+      failed.code(),
+      absl::StrCat(failed.message(),
+                   "; the same shares stay valid: retry the migration"));
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<std::string>> Barrier::Impl::InitializeAutoLocked(
     int shares, int threshold, FenceToken fence) {
   RETURN_IF_ERROR(seal::ValidateSealParameters(shares, threshold));
   constexpr int kPaths = 5;
-  const std::string* paths[kPaths] = {&config_path_, &root_key_path_,
-                                      &keyring_path_, &root_wrapped_path_,
-                                      &recovery_wrapped_path_};
+  const std::string* const paths[kPaths] = {&config_path_, &root_key_path_,
+                                            &keyring_path_, &root_wrapped_path_,
+                                            &recovery_wrapped_path_};
   std::optional<Entry> existing[kPaths];
-  bool any = false;
-  for (int i = 0; i < kPaths; ++i) {
-    ASSIGN_OR_RETURN(existing[i], ReadOptional(*paths[i]));
-    any = any || existing[i].has_value();
-  }
-  // As in Shamir mode: only this barrier's own attempt of unknown outcome
-  // (recognized by its wrapped root key record) may be replaced.
-  const bool replace_lost_attempt =
-      any && !lost_init_root_record_.empty() && existing[3].has_value() &&
-      existing[3]->value == lost_init_root_record_;
-  if (any && !replace_lost_attempt) {
-    lost_init_root_record_.clear();
-    return absl::FailedPreconditionError("barrier is already initialized");
-  }
+  // As in Shamir mode, recognized by its wrapped root key record.
+  RETURN_IF_ERROR(ReadInitRecords(paths, /*root_index=*/3, existing));
 
   SecretBytes root_key = SecretBytes::Random(kKeyBytes);
   SecretBytes recovery_key = SecretBytes::Random(kKeyBytes);
-  seal::KeyringContents keyring;
-  keyring.active_term = 1;
-  keyring.terms.push_back(seal::TermKey{1, SecretBytes::Random(kKeyBytes),
-                                        absl::ToUnixMicros(clock_->Now()), 0});
-  SecretBytes keyring_plain = seal::SerializeKeyring(keyring);
-  keyring.terms.clear();
+  SecretBytes keyring_plain = NewKeyringPlain();
   ASSIGN_OR_RETURN(
       std::string keyring_record,
       seal::SealRecord(root_key, keyring_path_, keyring_plain.view()));
@@ -79,8 +79,7 @@ absl::StatusOr<std::vector<std::string>> Barrier::Impl::InitializeAutoLocked(
   seal::SealConfigRecord config{shares, threshold, /*auto_unseal=*/true,
                                 escrow_};
   auto expect = [&](WriteOp op, int i) {
-    return existing[i].has_value() ? op.IfVersion(existing[i]->version)
-                                   : op.IfAbsent();
+    return ExpectAsRead(std::move(op), existing[i]);
   };
   std::vector<WriteOp> ops = {
       expect(WriteOp::Put(config_path_, seal::SerializeSealConfig(config)), 0),
@@ -302,16 +301,7 @@ absl::Status Barrier::Impl::MigrateToAuto(absl::Span<const std::string> shares,
   }
   absl::StatusOr<uint64_t> rev =
       CommitConfirmed(ops, fence, root_wrapped_path_, root_record);
-  if (!rev.ok()) {
-    if (rev.status().code() == absl::StatusCode::kAborted) {
-      return absl::AbortedError(
-          "seal configuration changed during the migration; retry");
-    }
-    return absl::Status(
-        rev.status().code(),
-        absl::StrCat(rev.status().message(),
-                     "; the same shares stay valid: retry the migration"));
-  }
+  if (!rev.ok()) return MigrationCommitError(rev.status());
   WipeProgress();
   return absl::OkStatus();
 }
@@ -390,16 +380,7 @@ absl::Status Barrier::Impl::MigrateToShamir(
   };
   absl::StatusOr<uint64_t> rev =
       CommitConfirmed(ops, fence, root_key_path_, root_record);
-  if (!rev.ok()) {
-    if (rev.status().code() == absl::StatusCode::kAborted) {
-      return absl::AbortedError(
-          "seal configuration changed during the migration; retry");
-    }
-    return absl::Status(
-        rev.status().code(),
-        absl::StrCat(rev.status().message(),
-                     "; the same shares stay valid: retry the migration"));
-  }
+  if (!rev.ok()) return MigrationCommitError(rev.status());
   return absl::OkStatus();
 }
 

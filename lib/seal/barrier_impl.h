@@ -241,6 +241,19 @@ class Barrier::Impl {
   // Shares presented so far -> the unseal key. Length/threshold checked.
   absl::StatusOr<SecretBytes> CombineShares(
       absl::Span<const std::string> shares, int threshold);
+  // Initialize, both modes: reads the records at `paths` into `existing`
+  // (same length). OK when none exists, or when they are this barrier's
+  // own attempt of unknown outcome (the record at paths[root_index] is the
+  // one it stored, lost_init_root_record_); else FAILED_PRECONDITION.
+  absl::Status ReadInitRecords(absl::Span<const std::string* const> paths,
+                               size_t root_index,
+                               absl::Span<std::optional<Entry>> existing)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
+  // Initialize, both modes: a first keyring of one fresh term, serialized.
+  SecretBytes NewKeyringPlain() const;
+  // Initialize, both modes: `op` expects its record as read (that version)
+  // or absent.
+  static WriteOp ExpectAsRead(WriteOp op, const std::optional<Entry>& read);
   // Auto mode's Initialize (barrier_auto.cc).
   absl::StatusOr<std::vector<std::string>> InitializeAutoLocked(
       int shares, int threshold, FenceToken fence)
