@@ -180,7 +180,7 @@ void Gated(benchmark::State& state, audit::AuditDispatcher* audit) {
     store::Request r;
     r.mutable_kv_get()->set_path("bench/secret");
     access::RequestGate::Admission adm;
-    if (!gate.Admit(&caller, r, &adm).ok()) {
+    if (!gate.Admit(&caller, r, kNoFence, &adm).ok()) {
       state.SkipWithError("refused");
       break;
     }

@@ -22,7 +22,8 @@ void InMemoryPolicySource::Delete(absl::string_view name) {
 }
 
 absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>>
-InMemoryPolicySource::Compiled(absl::Span<const std::string> names) {
+InMemoryPolicySource::Compiled(absl::Span<const std::string> names,
+                               FenceToken /*active_fence*/) {
   const std::string key = absl::StrJoin(names, "\n");
   MutexLock lock(&mu_);
   auto it = cache_.find(key);
@@ -38,7 +39,8 @@ InMemoryPolicySource::Compiled(absl::Span<const std::string> names) {
   return set;
 }
 
-absl::StatusOr<bool> InMemoryPolicySource::AnyPolicy() {
+absl::StatusOr<bool> InMemoryPolicySource::AnyPolicy(
+    FenceToken /*active_fence*/) {
   MutexLock lock(&mu_);
   return !policies_.empty();
 }
@@ -49,19 +51,22 @@ RequestGate::RequestGate(const Options& options)
 
 absl::Status RequestGate::Admit(const CallContext* caller,
                                 const store::Request& request,
-                                Admission* admission) {
+                                FenceToken active_fence, Admission* admission) {
   absl::StatusOr<Access> access = RequiredAccess(request);
   if (!access.ok()) return access.status();
-  admission->start = clock_->MonotonicNow();
-  admission->path = access->path;
-  admission->operation = store::Request::descriptor()
-                             ->FindFieldByNumber(request.op_case())
-                             ->name();
+  if (options_.audit != nullptr) {
+    // What the audit entries need; nothing else reads it.
+    admission->start = clock_->MonotonicNow();
+    admission->path = access->path;
+    admission->operation = store::Request::descriptor()
+                               ->FindFieldByNumber(request.op_case())
+                               ->name();
+  }
   absl::Status verdict;
   if (!options_.check_policies) {
     // Everyone passes.
   } else if (caller == nullptr) {
-    absl::StatusOr<bool> any = options_.policies->AnyPolicy();
+    absl::StatusOr<bool> any = options_.policies->AnyPolicy(active_fence);
     if (!any.ok()) return any.status();
     if (*any) {
       verdict = absl::PermissionDeniedError(
@@ -69,7 +74,7 @@ absl::Status RequestGate::Admit(const CallContext* caller,
     }
   } else if (!caller->root) {
     absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>> set =
-        options_.policies->Compiled(caller->policies);
+        options_.policies->Compiled(caller->policies, active_fence);
     if (!set.ok()) return set.status();
     if (!(*set)->Allows(access->path, access->capability)) {
       verdict = absl::PermissionDeniedError(absl::StrCat(

@@ -30,6 +30,7 @@
 #include "lib/policy/policy.h"
 #include "lib/policy/policy_set.h"
 #include "lib/util/mutex.h"
+#include "strongbox/backend.h"
 #include "strongbox/call_context.h"
 #include "strongbox/clock.h"
 #include "strongbox/requests.pb.h"
@@ -39,13 +40,18 @@ namespace strongbox::access {
 class PolicySource {
  public:
   virtual ~PolicySource() = default;
+  // `active_fence`, in both calls: this node's fence if it is the active
+  // and its grant was verified against the backend for this request
+  // (HaCoordinator::VerifiedWriteFence), kNoFence otherwise. A source may
+  // trust what it cached under that fence (StoredPolicies does).
+  //
   // The compiled union of the named policies (unknown names add nothing).
   // Never null when OK. An error (storage unreachable, sealed, a record
   // that fails to open) refuses the request with that status.
   virtual absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>>
-  Compiled(absl::Span<const std::string> names) = 0;
+  Compiled(absl::Span<const std::string> names, FenceToken active_fence) = 0;
   // Whether any policy exists.
-  virtual absl::StatusOr<bool> AnyPolicy() = 0;
+  virtual absl::StatusOr<bool> AnyPolicy(FenceToken active_fence) = 0;
 };
 
 // Policies held in memory; compiled sets cached per list of names until the
@@ -55,8 +61,8 @@ class InMemoryPolicySource : public PolicySource {
   void Put(policy::Policy p);
   void Delete(absl::string_view name);
   absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>> Compiled(
-      absl::Span<const std::string> names) override;
-  absl::StatusOr<bool> AnyPolicy() override;
+      absl::Span<const std::string> names, FenceToken active_fence) override;
+  absl::StatusOr<bool> AnyPolicy(FenceToken active_fence) override;
 
  private:
   Mutex mu_;
@@ -95,9 +101,10 @@ class RequestGate {
   // OK: execute the request, then call Complete. PERMISSION_DENIED: the
   // policies refuse (the refusal is audited, best effort). UNAVAILABLE: no
   // audit sink accepted the request entry. INVALID_ARGUMENT: no operation.
-  // The PolicySource's error if it cannot answer.
+  // The PolicySource's error if it cannot answer. `active_fence`: as
+  // PolicySource's (kNoFence when not known).
   absl::Status Admit(const CallContext* caller, const store::Request& request,
-                     Admission* admission);
+                     FenceToken active_fence, Admission* admission);
   // Writes the response entry. Never fails. `forwarded_to`: the active's
   // address if this node forwarded the request there (else empty).
   void Complete(const CallContext* caller, const store::Request& request,

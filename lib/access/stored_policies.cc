@@ -88,8 +88,8 @@ absl::StatusOr<uint64_t> StoredPolicies::Delete(absl::string_view name,
   return index;
 }
 
-absl::StatusOr<StoredPolicies::Validated> StoredPolicies::Validate() {
-  const FenceToken fence = active_fence_ ? active_fence_() : kNoFence;
+absl::StatusOr<StoredPolicies::Validated> StoredPolicies::Validate(
+    FenceToken fence) {
   uint64_t write_epoch = 0;
   bool quiet = false;  // no policy write in flight on this node
   {
@@ -172,8 +172,9 @@ absl::StatusOr<std::shared_ptr<const policy::Policy>> StoredPolicies::Load(
 }
 
 absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>>
-StoredPolicies::Compiled(absl::Span<const std::string> names) {
-  ASSIGN_OR_RETURN(const Validated v, Validate());
+StoredPolicies::Compiled(absl::Span<const std::string> names,
+                         FenceToken active_fence) {
+  ASSIGN_OR_RETURN(const Validated v, Validate(active_fence));
   const std::string key = absl::StrJoin(names, "\n");
   {
     MutexLock lock(&mu_);
@@ -205,8 +206,8 @@ StoredPolicies::Compiled(absl::Span<const std::string> names) {
   return set;
 }
 
-absl::StatusOr<bool> StoredPolicies::AnyPolicy() {
-  ASSIGN_OR_RETURN(const Validated v, Validate());
+absl::StatusOr<bool> StoredPolicies::AnyPolicy(FenceToken active_fence) {
+  ASSIGN_OR_RETURN(const Validated v, Validate(active_fence));
   return v.any;
 }
 

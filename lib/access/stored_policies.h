@@ -19,7 +19,7 @@
 //     when it ends, whatever its outcome; Clear() drops it too (sealed,
 //     lost leadership). Nothing loaded before a drop is installed after it
 //     (the cache generation).
-//   - What a call trusts. On the active (the FenceSource gives its fence,
+//   - What a call trusts. On the active (the caller passes its fence,
 //     verified against the backend at most every verify_interval), a cache
 //     validated under that same fence while no policy write on this node
 //     was in flight is used with no backend call at all: the active is the
@@ -37,7 +37,6 @@
 #define STRONGBOX_LIB_ACCESS_STORED_POLICIES_H_
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,14 +59,8 @@ class StoredPolicies : public PolicySource {
   // Rewritten with every policy change (its version is the cache's epoch).
   static constexpr absl::string_view kEpochKey = "policy-epoch";
 
-  // This node's fence while it is the active and still holds its grant;
-  // kNoFence otherwise. Called once per validation.
-  using FenceSource = std::function<FenceToken()>;
-
-  // `barrier` is not owned and must outlive this object. Without
-  // `active_fence` the cache is never trusted without the epoch read.
-  explicit StoredPolicies(Barrier* barrier, FenceSource active_fence = nullptr)
-      : barrier_(barrier), active_fence_(std::move(active_fence)) {}
+  // `barrier` is not owned and must outlive this object.
+  explicit StoredPolicies(Barrier* barrier) : barrier_(barrier) {}
 
   // Validates and stores `document` as policy `name`; the backend index.
   // INVALID_ARGUMENT for a bad name or document (nothing stored).
@@ -85,8 +78,8 @@ class StoredPolicies : public PolicySource {
 
   // PolicySource.
   absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>> Compiled(
-      absl::Span<const std::string> names) override;
-  absl::StatusOr<bool> AnyPolicy() override;
+      absl::Span<const std::string> names, FenceToken active_fence) override;
+  absl::StatusOr<bool> AnyPolicy(FenceToken active_fence) override;
 
  private:
   // What a validation found: the cache generation it is valid for.
@@ -98,7 +91,7 @@ class StoredPolicies : public PolicySource {
   static constexpr size_t kMaxCachedSets = 1024;
 
   // Makes the cache current for this call (see the file comment).
-  absl::StatusOr<Validated> Validate();
+  absl::StatusOr<Validated> Validate(FenceToken active_fence);
   // Policy `name` as of `generation` (null if absent), from the cache or
   // storage.
   absl::StatusOr<std::shared_ptr<const policy::Policy>> Load(
@@ -111,7 +104,6 @@ class StoredPolicies : public PolicySource {
   void DropLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Barrier* const barrier_;
-  const FenceSource active_fence_;
 
   Mutex mu_;
   // Whether the fields below describe storage as of epoch_version_.

@@ -650,38 +650,49 @@ class HaCoordinatorImpl final : public HaCoordinator {
   }
 
   absl::StatusOr<FenceToken> VerifiedWriteFence() override {
-    absl::StatusOr<FenceToken> fence = WriteFence();
-    if (!fence.ok()) return fence;
+    // One clock read and one reader lock on the hot path: the last answer
+    // from the backend is kept under mu_ (written once per verify_interval
+    // at most, so the writer lock below is rare).
+    const absl::Duration now = Mono();
+    const bool every_time = options_.verify_interval <= absl::ZeroDuration();
+    FenceToken fence = kNoFence;
+    bool answered_before = false;  // a previous answer for this fence
     std::shared_ptr<LeadershipGrant> grant;
     {
       ReaderLock lock(&mu_);
-      if (fence_ == *fence) grant = grant_;
+      if (state_ != HaState::kActive || now >= lease_expiry_ ||
+          grant_ == nullptr) {
+        fence = kNoFence;
+      } else {
+        fence = fence_;
+        if (!every_time && verified_fence_ == fence) {
+          answered_before = true;
+          if (now - verified_at_ < options_.verify_interval) return fence;
+          // Another caller is asking: use the previous answer.
+          if (verifying_.load(std::memory_order_acquire)) return fence;
+        }
+        grant = grant_;
+      }
     }
-    if (grant == nullptr) return WriteFence();  // left kActive meanwhile
+    if (grant == nullptr) return WriteFence();  // not active: the error
     // HA2 is this node's own reckoning; the backend may already have ended
     // the grant (broken, taken over) before the loop looks again. Ask it,
     // but at most once per verify_interval and one caller at a time: on
     // LMDB, Lost() may wait behind a renewal's write.
-    const absl::Duration now = Mono();
-    const bool every_time = options_.verify_interval <= absl::ZeroDuration();
-    {
-      MutexLock lock(&verify_mu_);
-      if (!every_time && verified_fence_ == *fence) {
-        if (now - verified_at_ < options_.verify_interval) return fence;
-        // Another caller is asking: use the previous answer.
-        if (verifying_) return fence;
-      }
-      verifying_ = true;
+    const bool flagged =
+        !every_time && !verifying_.exchange(true, std::memory_order_acq_rel);
+    if (!every_time && !flagged && answered_before) {
+      return fence;  // another caller is asking right now
     }
     const bool lost = grant->Lost();
-    {
-      MutexLock lock(&verify_mu_);
-      verifying_ = false;
-      if (!lost) {
-        verified_fence_ = *fence;
+    if (!lost) {
+      WriterLock lock(&mu_);
+      if (fence_ == fence) {
+        verified_fence_ = fence;
         verified_at_ = now;
       }
     }
+    if (flagged) verifying_.store(false, std::memory_order_release);
     if (!lost) return fence;
     // Off the request thread: the release and the successor's read may
     // wait on the backend (Route() reads the leader when it needs it).
@@ -1410,12 +1421,12 @@ class HaCoordinatorImpl final : public HaCoordinator {
   std::thread releaser_;
 
   // VerifiedWriteFence()'s last answer from the backend: the grant with
-  // fence verified_fence_ was held at verified_at_ (monotonic).
-  Mutex verify_mu_;
-  FenceToken verified_fence_ ABSL_GUARDED_BY(verify_mu_) = kNoFence;
-  absl::Duration verified_at_ ABSL_GUARDED_BY(verify_mu_) =
-      -absl::InfiniteDuration();
-  bool verifying_ ABSL_GUARDED_BY(verify_mu_) = false;
+  // fence verified_fence_ was held at verified_at_ (monotonic). Under mu_
+  // so that the hot path takes one reader lock; written at most once per
+  // verify_interval. verifying_: a caller is asking the backend now.
+  FenceToken verified_fence_ ABSL_GUARDED_BY(mu_) = kNoFence;
+  absl::Duration verified_at_ ABSL_GUARDED_BY(mu_) = -absl::InfiniteDuration();
+  std::atomic<bool> verifying_{false};
 
   Mutex loop_mu_;
   bool stopping_ ABSL_GUARDED_BY(loop_mu_) = false;

@@ -223,17 +223,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
         kv_(KvOptions{EffectiveMaxPath(options), options.max_fields,
                       options.max_secret_bytes, options.default_max_versions}),
         transit_(TransitOptionsOf(options)),
-        policies_(coordinator_->barrier(),
-                  [this] {
-                    // Trusted policy cache on the active only (the grant
-                    // verified like Transit's, stored_policies.h).
-                    if (coordinator_->state() != HaState::kActive) {
-                      return kNoFence;
-                    }
-                    absl::StatusOr<FenceToken> f =
-                        coordinator_->VerifiedWriteFence();
-                    return f.ok() ? *f : kNoFence;
-                  }),
+        policies_(coordinator_->barrier()),
         audit_(AuditOptionsOf(options, clock_)),
         gate_(GateOptionsOf(options, &policies_, &audit_, clock_)),
         gated_(options.enforce_policies || !options.audit_sinks.empty()) {
@@ -316,14 +306,19 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                                 ? access::CheckKvPathOutsideReserved(request)
                                 : absl::OkStatus();
     if (admitted.ok() && audit_.enabled()) admitted = EnsureAuditSalts();
+    // Verified once per request, for both users: the policy cache on the
+    // active (stored_policies.h) and Transit's key cache (Execute).
+    const FenceToken verified = VerifiedFenceFor(*op, caller);
     access::RequestGate::Admission admission;
-    if (admitted.ok()) admitted = gate_.Admit(caller, request, &admission);
+    if (admitted.ok()) {
+      admitted = gate_.Admit(caller, request, verified, &admission);
+    }
     if (!admitted.ok()) {
       SetStatus(admitted, &response);
       return response;
     }
     std::string forwarded_to;
-    Route(request, *op, caller, index, &response, &forwarded_to);
+    Route(request, *op, caller, index, &response, &forwarded_to, verified);
     gate_.Complete(caller, request, admission, response, forwarded_to);
     return response;
   }
@@ -351,11 +346,26 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   // min_index.
   enum class IndexState { kUnchecked, kReached, kBehind };
 
+  // This node's write fence, verified against the backend (at most every
+  // verify_interval: HaCoordinator::VerifiedWriteFence), if it is the
+  // active and the request needs it: Transit (its key cache) or a policy
+  // check (the policy cache). kNoFence otherwise: nothing is trusted on it.
+  FenceToken VerifiedFenceFor(const Operation& op, const CallContext* caller) {
+    const bool policy_check =
+        options_.enforce_policies && (caller == nullptr || !caller->root);
+    if (!policy_check && op.engine != Engine::kTransit) return kNoFence;
+    if (coordinator_->state() != HaState::kActive) return kNoFence;
+    absl::StatusOr<FenceToken> fence = coordinator_->VerifiedWriteFence();
+    return fence.ok() ? *fence : kNoFence;
+  }
+
   // `forwarded_to` (optional): set to the active's address if the request
-  // was forwarded there.
+  // was forwarded there. `verified`: VerifiedFenceFor's answer if the
+  // request asked it (kNoFence: ask again where needed).
   void Route(const Request& request, const Operation& op,
              const CallContext* caller, IndexState index, Response* out,
-             std::string* forwarded_to = nullptr) {
+             std::string* forwarded_to = nullptr,
+             FenceToken verified = kNoFence) {
     Response& response = *out;
     const OperationKind kind = op.kind;
     if (request.forwarded() && coordinator_->state() != HaState::kActive) {
@@ -371,7 +381,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     RouteDecision d = coordinator_->Route(kind);
     switch (d.action) {
       case RouteDecision::Action::kServeLocally:
-        Execute(request, op, caller, index, &response, forwarded_to);
+        Execute(request, op, caller, index, &response, forwarded_to, verified);
         return;
       case RouteDecision::Action::kForwardToActive:
         if (options_.forwarder != nullptr && !request.forwarded()) {
@@ -563,14 +573,17 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     if (response->transit_batch().items_size() != 1) {
       return absl::InternalError("transit answered no item");
     }
-    const store::TransitResultItem& result = response->transit_batch().items(0);
+    store::TransitResultItem& result =
+        *response->mutable_transit_batch()->mutable_items(0);
     if (result.code() != 0) {
       Response item_status;
       item_status.set_code(result.code());
       item_status.set_error(result.error());
       return ResponseStatus(item_status);
     }
-    return want_plaintext ? result.plaintext() : result.ciphertext();
+    // Moved out, not copied: the caller owns (and wipes) the plaintext.
+    return std::move(want_plaintext ? *result.mutable_plaintext()
+                                    : *result.mutable_ciphertext());
   }
 
   absl::StatusOr<std::string> TransitEncrypt(
@@ -851,7 +864,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
 
   void Execute(const Request& request, const Operation& op,
                const CallContext* caller, IndexState index, Response* response,
-               std::string* forwarded_to = nullptr) {
+               std::string* forwarded_to, FenceToken verified) {
     const OperationKind kind = op.kind;
     EngineCall call;
     call.barrier = coordinator_->barrier();
@@ -863,12 +876,14 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     // Transit trusts its key cache under call.active_fence: a node deposed
     // before its loop noticed must not, so ask the backend (cheap) whether
     // the grant is still held.
+    // (A KV read takes kNoFence, the "none" EngineCall has anyway, without
+    // building an error status on the hot read path.)
+    // (A fence verified for this request already is used as it is.)
     absl::StatusOr<FenceToken> fence =
-        transit ? coordinator_->VerifiedWriteFence()
-        : kind == OperationKind::kWrite
-            ? coordinator_->WriteFence()
-            : absl::StatusOr<FenceToken>(
-                  absl::UnavailableError("not needed for this read"));
+        transit ? (verified != kNoFence ? absl::StatusOr<FenceToken>(verified)
+                                        : coordinator_->VerifiedWriteFence())
+        : kind == OperationKind::kWrite ? coordinator_->WriteFence()
+                                        : absl::StatusOr<FenceToken>(kNoFence);
     if (kind == OperationKind::kWrite) {
       if (!fence.ok()) {
         // Lost leadership (or sealed) between Route() and here.

@@ -188,33 +188,33 @@ TEST_F(GateTest, PoliciesDecide) {
   const CallContext reader = CallContext::As("alice", {"app-read"});
   const CallContext nobody = CallContext::As("bob", {"unknown-policy"});
   RequestGate::Admission adm;
-  EXPECT_THAT(gate.Admit(&reader, Get("app/db"), &adm), IsOk());
-  EXPECT_THAT(gate.Admit(&reader, Get("other/db"), &adm),
+  EXPECT_THAT(gate.Admit(&reader, Get("app/db"), kNoFence, &adm), IsOk());
+  EXPECT_THAT(gate.Admit(&reader, Get("other/db"), kNoFence, &adm),
               StatusIs(absl::StatusCode::kPermissionDenied,
                        HasSubstr("\"read\" on \"other/db\"")));
   Request list;
   list.mutable_kv_list()->set_prefix("app/");
-  EXPECT_THAT(gate.Admit(&reader, list, &adm), IsOk());
+  EXPECT_THAT(gate.Admit(&reader, list, kNoFence, &adm), IsOk());
   Request meta;
   meta.mutable_kv_metadata_get()->set_path("app/db");
-  EXPECT_THAT(gate.Admit(&reader, meta, &adm),
+  EXPECT_THAT(gate.Admit(&reader, meta, kNoFence, &adm),
               StatusIs(absl::StatusCode::kPermissionDenied));
   Request put;
   put.mutable_kv_put()->set_path("app/db");
-  EXPECT_THAT(gate.Admit(&reader, put, &adm),
+  EXPECT_THAT(gate.Admit(&reader, put, kNoFence, &adm),
               StatusIs(absl::StatusCode::kPermissionDenied));
-  EXPECT_THAT(gate.Admit(&nobody, Get("app/db"), &adm),
+  EXPECT_THAT(gate.Admit(&nobody, Get("app/db"), kNoFence, &adm),
               StatusIs(absl::StatusCode::kPermissionDenied));
   const CallContext root = CallContext::Root();
-  EXPECT_THAT(gate.Admit(&root, put, &adm), IsOk());
+  EXPECT_THAT(gate.Admit(&root, put, kNoFence, &adm), IsOk());
   // No caller: refused once a policy exists, allowed before.
   EXPECT_THAT(
-      gate.Admit(nullptr, Get("app/db"), &adm),
+      gate.Admit(nullptr, Get("app/db"), kNoFence, &adm),
       StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("no caller")));
   policies_.Delete("app-read");
-  EXPECT_THAT(gate.Admit(nullptr, Get("app/db"), &adm), IsOk());
+  EXPECT_THAT(gate.Admit(nullptr, Get("app/db"), kNoFence, &adm), IsOk());
   // A policy change takes effect at once (the compiled cache is dropped).
-  EXPECT_THAT(gate.Admit(&reader, Get("app/db"), &adm),
+  EXPECT_THAT(gate.Admit(&reader, Get("app/db"), kNoFence, &adm),
               StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
@@ -230,12 +230,12 @@ TEST_F(GateTest, AuditsRequestsResponsesAndRefusals) {
     const CallContext reader = CallContext::As("alice", {"app-read"});
     RequestGate::Admission adm;
     Request get = Get("app/db");
-    ASSERT_THAT(gate.Admit(&reader, get, &adm), IsOk());
+    ASSERT_THAT(gate.Admit(&reader, get, kNoFence, &adm), IsOk());
     store::Response resp;
     (*resp.mutable_kv_secret()->mutable_data())["pw"] = kSecret;
     resp.set_index(9);
     gate.Complete(&reader, get, adm, resp);
-    EXPECT_THAT(gate.Admit(&reader, Get("other/x"), &adm),
+    EXPECT_THAT(gate.Admit(&reader, Get("other/x"), kNoFence, &adm),
                 StatusIs(absl::StatusCode::kPermissionDenied));
   }
   ASSERT_EQ(entries.size(), 4u);
@@ -265,7 +265,7 @@ TEST_F(GateTest, FailingSinkRefusesAnAllowedRequest) {
   RequestGate gate = Gate(&d);
   const CallContext root = CallContext::Root();
   RequestGate::Admission adm;
-  EXPECT_THAT(gate.Admit(&root, Get("app/db"), &adm),
+  EXPECT_THAT(gate.Admit(&root, Get("app/db"), kNoFence, &adm),
               StatusIs(absl::StatusCode::kUnavailable));
 }
 
@@ -288,12 +288,12 @@ TEST_F(GateTest, FileSinkHoldsNoPlaintext) {
     Request put;
     put.mutable_kv_put()->set_path("app/db");
     (*put.mutable_kv_put()->mutable_data())["pw"] = kSecret;
-    ASSERT_THAT(gate.Admit(&root, put, &adm), IsOk());
+    ASSERT_THAT(gate.Admit(&root, put, kNoFence, &adm), IsOk());
     gate.Complete(&root, put, adm, store::Response());
     Request enc;
     enc.mutable_transit_encrypt()->set_name("k");
     enc.mutable_transit_encrypt()->add_items()->set_plaintext(kSecret);
-    ASSERT_THAT(gate.Admit(&root, enc, &adm), IsOk());
+    ASSERT_THAT(gate.Admit(&root, enc, kNoFence, &adm), IsOk());
     store::Response out;
     out.mutable_transit_batch()->add_items()->set_ciphertext(
         "strongbox:v1:c2VjcmV0");

@@ -63,7 +63,7 @@ class StoredPoliciesTest : public ::testing::Test {
 
   static bool Allows(StoredPolicies* node, const char* path, Capability c) {
     std::vector<std::string> names = {"app"};
-    auto set = node->Compiled(names);
+    auto set = node->Compiled(names, kNoFence);
     EXPECT_THAT(set.status(), IsOk());
     return set.ok() && (*set)->Allows(path, c);
   }
@@ -95,7 +95,7 @@ TEST_F(StoredPoliciesTest, ChangeAcknowledgedOnOneNodeHoldsOnEveryNode) {
       EXPECT_EQ(Allows(node, "app/x", Capability::kRead), read_x) << step;
       EXPECT_EQ(Allows(node, "app/db", Capability::kRead), read_db) << step;
       EXPECT_EQ(Allows(node, "app/x", Capability::kList), list_x) << step;
-      EXPECT_THAT(node->AnyPolicy(), IsOkAndHolds(doc != nullptr));
+      EXPECT_THAT(node->AnyPolicy(kNoFence), IsOkAndHolds(doc != nullptr));
     }
   }
 }
@@ -109,7 +109,7 @@ TEST_F(StoredPoliciesTest, DocumentsAreKeptAsWrittenAndListed) {
               StatusIs(absl::StatusCode::kNotFound));
   // Unknown and invalid names add nothing to a compiled set.
   std::vector<std::string> names = {"app", "nope", "bad name"};
-  auto set = standby_->Compiled(names);
+  auto set = standby_->Compiled(names, kNoFence);
   ASSERT_THAT(set.status(), IsOk());
   EXPECT_TRUE((*set)->Allows("app/x", Capability::kRead));
 }
@@ -122,7 +122,7 @@ TEST_F(StoredPoliciesTest, BadDocumentStoresNothing) {
   EXPECT_THAT(active_->Put("root", kRead, fence()),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(active_->List(), IsOkAndHolds(ElementsAre()));
-  EXPECT_THAT(standby_->AnyPolicy(), IsOkAndHolds(false));
+  EXPECT_THAT(standby_->AnyPolicy(kNoFence), IsOkAndHolds(false));
 }
 
 TEST_F(StoredPoliciesTest, WriteWithoutTheActivesFenceIsRefused) {
@@ -144,7 +144,7 @@ TEST_F(StoredPoliciesTest, TamperedRecordRefusesNeverAllows) {
                   .status(),
               IsOk());
   std::vector<std::string> names = {"app"};
-  EXPECT_THAT(standby_->Compiled(names).status(),
+  EXPECT_THAT(standby_->Compiled(names, kNoFence).status(),
               StatusIs(absl::StatusCode::kDataLoss));
   // Through the gate: refused with that status.
   RequestGate::Options o;
@@ -154,7 +154,7 @@ TEST_F(StoredPoliciesTest, TamperedRecordRefusesNeverAllows) {
   store::Request get;
   get.mutable_kv_get()->set_path("app/x");
   RequestGate::Admission adm;
-  EXPECT_THAT(gate.Admit(&caller, get, &adm),
+  EXPECT_THAT(gate.Admit(&caller, get, kNoFence, &adm),
               StatusIs(absl::StatusCode::kDataLoss));
 }
 
