@@ -8,8 +8,12 @@ namespace strongbox {
 
 absl::Status ValidateBatch(absl::Span<const WriteOp> ops,
                            const BackendLimits& limits) {
+  // Duplicate keys: pairwise for the small batches the engines commit (no
+  // allocation on the write path), through a set for large ones.
+  constexpr size_t kPairwiseUpTo = 16;
   absl::flat_hash_set<absl::string_view> seen;
-  for (const WriteOp& op : ops) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const WriteOp& op = ops[i];
     RETURN_IF_ERROR(ValidateKey(op.key, limits));
     if (op.kind == WriteOp::Kind::kPut &&
         op.value.size() > limits.max_value_bytes) {
@@ -22,7 +26,15 @@ absl::Status ValidateBatch(absl::Span<const WriteOp> ops,
       return absl::InvalidArgumentError(
           absl::StrCat("check of ", op.key, " has no precondition"));
     }
-    if (!seen.insert(op.key).second) {
+    bool duplicate = false;
+    if (ops.size() <= kPairwiseUpTo) {
+      for (size_t j = 0; j < i && !duplicate; ++j) {
+        duplicate = ops[j].key == op.key;
+      }
+    } else {
+      duplicate = !seen.insert(op.key).second;
+    }
+    if (duplicate) {
       return absl::InvalidArgumentError(
           absl::StrCat("batch names ", op.key, " more than once"));
     }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "lib/backend/batch.h"
@@ -184,26 +185,35 @@ class InMemoryBackend final : public Backend, public HaBackend {
       return StaleFenceError(fence);
     }
     WriterLock lock(&mu_);
+    // Each key is looked up once: the batch names every key at most once
+    // (ValidateBatch), and std::map iterators survive inserting and erasing
+    // other keys.
+    using Iterator = decltype(entries_)::iterator;
+    absl::InlinedVector<Iterator, 8> found;
+    found.reserve(ops.size());
     for (const WriteOp& op : ops) {
       auto it = entries_.find(op.key);
       RETURN_IF_ERROR(CheckPrecondition(
           op, it == entries_.end()
                   ? std::nullopt
                   : std::optional<uint64_t>(it->second.version)));
+      found.push_back(it);
     }
     if (!HasWrites(ops)) return revision_;
     const uint64_t revision = ++revision_;
-    for (const WriteOp& op : ops) {
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const WriteOp& op = ops[i];
       switch (op.kind) {
         case WriteOp::Kind::kPut: {
-          Entry& e = entries_[op.key];
+          Entry& e = found[i] != entries_.end()
+                         ? found[i]->second
+                         : entries_.emplace(op.key, Entry()).first->second;
           e.value = op.value;
           e.version = revision;
           break;
         }
         case WriteOp::Kind::kDelete: {
-          auto it = entries_.find(op.key);
-          if (it != entries_.end()) entries_.erase(it);
+          if (found[i] != entries_.end()) entries_.erase(found[i]);
           break;
         }
         case WriteOp::Kind::kCheck:
