@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "strongbox/backend.h"
 #include "strongbox/barrier.h"
+#include "strongbox/clock.h"
 #include "strongbox/requests.pb.h"
 
 namespace strongbox {
@@ -27,8 +28,14 @@ struct EngineCall {
   FenceToken active_fence = kNoFence;
   // The request's read-after-write index (0: none).
   uint64_t min_index = 0;
-  // Wall time for metadata (created/updated times).
+  // Wall time for metadata (created/updated times), set by the caller;
+  // or, where most requests need no time at all (Transit reads the clock
+  // only to write a key record), `clock`, read by Now() on demand.
   absl::Time now;
+  Clock* clock = nullptr;
+
+  // `clock`'s time if set, else `now`.
+  absl::Time Now() const { return clock != nullptr ? clock->Now() : now; }
 };
 
 }  // namespace strongbox

@@ -248,9 +248,10 @@ absl::StatusOr<Mutation> TransitEngine::Impl::Mutate(
     const EngineCall& call, store::TransitKeyRecord* record) const {
   switch (kind) {
     case WriteKind::kCreate:
-      return transit::CreateKey(name, exists, call.now, block_policy_, record);
+      return transit::CreateKey(name, exists, call.Now(), block_policy_,
+                                record);
     case WriteKind::kRotate:
-      return transit::RotateKey(record_version, call.now, block_policy_,
+      return transit::RotateKey(record_version, call.Now(), block_policy_,
                                 record);
     case WriteKind::kConfig:
       return transit::ConfigureKey(record_version, request.transit_config_key(),
@@ -258,7 +259,7 @@ absl::StatusOr<Mutation> TransitEngine::Impl::Mutate(
     case WriteKind::kDelete:
       return transit::DeleteKey(record_version, *record);
     case WriteKind::kReserve:
-      return transit::ReserveEncryptions(record_version, call.now,
+      return transit::ReserveEncryptions(record_version, call.Now(),
                                          block_policy_, record);
   }
   return absl::InternalError("unknown transit write kind");
