@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/latency_series.h"
 #include "grpcpp/grpcpp.h"
 #include "lib/etcd/proto/rpc.grpc.pb.h"
 #include "strongbox/etcd_backend.h"
@@ -30,22 +31,9 @@ namespace pb = etcdserverpb;
 constexpr int kKeys = 100;
 constexpr int kBlock = 100;
 
-struct Series {
-  std::string name;
-  std::function<bool(int)> op;
-  std::vector<double> micros;
-};
-
-double Percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
-}
-
-double Mean(const std::vector<double>& v) {
-  double sum = 0;
-  for (double x : v) sum += x;
-  return sum / v.size();
-}
+using Series = bench::LatencySeries;
+using bench::Mean;
+using bench::Percentile;
 
 int Run(int ops) {
   auto cluster = testing_etcd::EtcdCluster::Start();

@@ -24,6 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/latency_series.h"
 #include "strongbox/cluster_credentials.h"
 #include "strongbox/grpc_transport.h"
 #include "strongbox/in_memory_backend.h"
@@ -46,22 +47,9 @@ struct Node {
   std::unique_ptr<ForwardingServer> server;
 };
 
-struct Series {
-  std::string name;
-  std::function<bool(int)> op;
-  std::vector<double> micros;
-};
-
-double Percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
-}
-
-double Mean(const std::vector<double>& v) {
-  double sum = 0;
-  for (double x : v) sum += x;
-  return sum / v.size();
-}
+using Series = bench::LatencySeries;
+using bench::Mean;
+using bench::Percentile;
 
 bool Fail(const absl::Status& s, const char* what) {
   fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
