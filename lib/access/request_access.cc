@@ -137,6 +137,13 @@ absl::StatusOr<Access> RequiredAccess(const Request& request) {
   return absl::InvalidArgumentError("request names no operation");
 }
 
+bool NamesOperation(const Request& request) {
+  for (const Row& row : kRows) {
+    if (row.op == request.op_case()) return true;
+  }
+  return false;
+}
+
 absl::Status CheckKvPathOutsideReserved(const Request& request) {
   switch (request.op_case()) {
     case Request::kKvPut:

@@ -65,6 +65,8 @@ struct Access {
 
 // INVALID_ARGUMENT for a request with no operation.
 absl::StatusOr<Access> RequiredAccess(const store::Request& request);
+// Whether RequiredAccess(request) would succeed, without building the path.
+bool NamesOperation(const store::Request& request);
 
 // INVALID_ARGUMENT for a KV operation on a path whose first segment is
 // "metadata", "undelete", "destroy", "transit" or "sys" (kv_list is not

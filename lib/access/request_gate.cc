@@ -52,7 +52,15 @@ RequestGate::RequestGate(const Options& options)
 absl::Status RequestGate::Admit(const CallContext* caller,
                                 const store::Request& request,
                                 FenceToken active_fence, Admission* admission) {
-  absl::StatusOr<Access> access = RequiredAccess(request);
+  // The policy path is built only if a policy check or the audit reads it.
+  const bool judged =
+      options_.check_policies && caller != nullptr && !caller->root;
+  absl::StatusOr<Access> access = Access();
+  if (judged || options_.audit != nullptr) {
+    access = RequiredAccess(request);
+  } else if (!NamesOperation(request)) {
+    access = absl::InvalidArgumentError("request names no operation");
+  }
   if (!access.ok()) return access.status();
   if (options_.audit != nullptr) {
     // What the audit entries need; nothing else reads it.

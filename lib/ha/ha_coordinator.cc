@@ -668,8 +668,11 @@ class HaCoordinatorImpl final : public HaCoordinator {
         if (!every_time && verified_fence_ == fence) {
           answered_before = true;
           if (now - verified_at_ < options_.verify_interval) return fence;
-          // Another caller is asking: use the previous answer.
-          if (verifying_.load(std::memory_order_acquire)) return fence;
+          // Another caller is asking about this grant: use the previous
+          // answer.
+          if (verifying_fence_.load(std::memory_order_acquire) == fence) {
+            return fence;
+          }
         }
         grant = grant_;
       }
@@ -679,20 +682,24 @@ class HaCoordinatorImpl final : public HaCoordinator {
     // the grant (broken, taken over) before the loop looks again. Ask it,
     // but at most once per verify_interval and one caller at a time: on
     // LMDB, Lost() may wait behind a renewal's write.
+    // The flag names the fence being asked about, so a caller still
+    // waiting on an earlier grant's answer does not stand for this one.
+    FenceToken asking = kNoFence;
     const bool flagged =
-        !every_time && !verifying_.exchange(true, std::memory_order_acq_rel);
-    if (!every_time && !flagged && answered_before) {
-      return fence;  // another caller is asking right now
+        !every_time && verifying_fence_.compare_exchange_strong(
+                           asking, fence, std::memory_order_acq_rel);
+    if (!flagged && asking == fence && answered_before) {
+      return fence;  // another caller is asking about it right now
     }
     const bool lost = grant->Lost();
-    if (!lost) {
+    if (!lost && !every_time) {
       WriterLock lock(&mu_);
       if (fence_ == fence) {
         verified_fence_ = fence;
         verified_at_ = now;
       }
     }
-    if (flagged) verifying_.store(false, std::memory_order_release);
+    if (flagged) verifying_fence_.store(kNoFence, std::memory_order_release);
     if (!lost) return fence;
     // Off the request thread: the release and the successor's read may
     // wait on the backend (Route() reads the leader when it needs it).
@@ -1423,10 +1430,11 @@ class HaCoordinatorImpl final : public HaCoordinator {
   // VerifiedWriteFence()'s last answer from the backend: the grant with
   // fence verified_fence_ was held at verified_at_ (monotonic). Under mu_
   // so that the hot path takes one reader lock; written at most once per
-  // verify_interval. verifying_: a caller is asking the backend now.
+  // verify_interval. verifying_fence_: the grant a caller is asking the
+  // backend about right now (kNoFence: none).
   FenceToken verified_fence_ ABSL_GUARDED_BY(mu_) = kNoFence;
   absl::Duration verified_at_ ABSL_GUARDED_BY(mu_) = -absl::InfiniteDuration();
-  std::atomic<bool> verifying_{false};
+  std::atomic<FenceToken> verifying_fence_{kNoFence};
 
   Mutex loop_mu_;
   bool stopping_ ABSL_GUARDED_BY(loop_mu_) = false;

@@ -306,19 +306,17 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                                 ? access::CheckKvPathOutsideReserved(request)
                                 : absl::OkStatus();
     if (admitted.ok() && audit_.enabled()) admitted = EnsureAuditSalts();
-    // Verified once per request, for both users: the policy cache on the
-    // active (stored_policies.h) and Transit's key cache (Execute).
-    const FenceToken verified = VerifiedFenceFor(*op, caller);
     access::RequestGate::Admission admission;
     if (admitted.ok()) {
-      admitted = gate_.Admit(caller, request, verified, &admission);
+      admitted =
+          gate_.Admit(caller, request, PolicyCacheFence(caller), &admission);
     }
     if (!admitted.ok()) {
       SetStatus(admitted, &response);
       return response;
     }
     std::string forwarded_to;
-    Route(request, *op, caller, index, &response, &forwarded_to, verified);
+    Route(request, *op, caller, index, &response, &forwarded_to);
     gate_.Complete(caller, request, admission, response, forwarded_to);
     return response;
   }
@@ -346,26 +344,28 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   // min_index.
   enum class IndexState { kUnchecked, kReached, kBehind };
 
-  // This node's write fence, verified against the backend (at most every
-  // verify_interval: HaCoordinator::VerifiedWriteFence), if it is the
-  // active and the request needs it: Transit (its key cache) or a policy
-  // check (the policy cache). kNoFence otherwise: nothing is trusted on it.
-  FenceToken VerifiedFenceFor(const Operation& op, const CallContext* caller) {
-    const bool policy_check =
-        options_.enforce_policies && (caller == nullptr || !caller->root);
-    if (!policy_check && op.engine != Engine::kTransit) return kNoFence;
+  // The fence under which the policy cache may be trusted for this
+  // request (stored_policies.h): this node's write fence, verified against
+  // the backend (at most every verify_interval:
+  // HaCoordinator::VerifiedWriteFence), if it is the active and the gate
+  // will consult the policies; kNoFence otherwise. Transit verifies again
+  // in Execute, right before its engine runs: the gate may take long (the
+  // audit sinks), and Transit's key cache must not be trusted for longer
+  // than the coordinator's bound.
+  FenceToken PolicyCacheFence(const CallContext* caller) {
+    if (!options_.enforce_policies || (caller != nullptr && caller->root)) {
+      return kNoFence;
+    }
     if (coordinator_->state() != HaState::kActive) return kNoFence;
     absl::StatusOr<FenceToken> fence = coordinator_->VerifiedWriteFence();
     return fence.ok() ? *fence : kNoFence;
   }
 
   // `forwarded_to` (optional): set to the active's address if the request
-  // was forwarded there. `verified`: VerifiedFenceFor's answer if the
-  // request asked it (kNoFence: ask again where needed).
+  // was forwarded there.
   void Route(const Request& request, const Operation& op,
              const CallContext* caller, IndexState index, Response* out,
-             std::string* forwarded_to = nullptr,
-             FenceToken verified = kNoFence) {
+             std::string* forwarded_to = nullptr) {
     Response& response = *out;
     const OperationKind kind = op.kind;
     if (request.forwarded() && coordinator_->state() != HaState::kActive) {
@@ -381,7 +381,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     RouteDecision d = coordinator_->Route(kind);
     switch (d.action) {
       case RouteDecision::Action::kServeLocally:
-        Execute(request, op, caller, index, &response, forwarded_to, verified);
+        Execute(request, op, caller, index, &response, forwarded_to);
         return;
       case RouteDecision::Action::kForwardToActive:
         if (options_.forwarder != nullptr && !request.forwarded()) {
@@ -553,8 +553,8 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   }
 
   // One-item batch helper for encrypt / decrypt / rewrap: the item's
-  // result (ciphertext or plaintext) is copied into a string of its exact
-  // size; the request and response are wiped.
+  // result (ciphertext or plaintext) is moved out to the caller; the
+  // request and response are wiped.
   absl::StatusOr<std::string> TransitOne(store::TransitBatchRequest* batch,
                                          Request& r, absl::string_view name,
                                          absl::string_view plaintext,
@@ -864,7 +864,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
 
   void Execute(const Request& request, const Operation& op,
                const CallContext* caller, IndexState index, Response* response,
-               std::string* forwarded_to, FenceToken verified) {
+               std::string* forwarded_to) {
     const OperationKind kind = op.kind;
     EngineCall call;
     call.barrier = coordinator_->barrier();
@@ -882,10 +882,8 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     // the grant is still held.
     // (A KV read takes kNoFence, the "none" EngineCall has anyway, without
     // building an error status on the hot read path.)
-    // (A fence verified for this request already is used as it is.)
     absl::StatusOr<FenceToken> fence =
-        transit ? (verified != kNoFence ? absl::StatusOr<FenceToken>(verified)
-                                        : coordinator_->VerifiedWriteFence())
+        transit                         ? coordinator_->VerifiedWriteFence()
         : kind == OperationKind::kWrite ? coordinator_->WriteFence()
                                         : absl::StatusOr<FenceToken>(kNoFence);
     if (kind == OperationKind::kWrite) {
