@@ -109,7 +109,9 @@ TEST(RequestAccessTest, EveryOperationHasARow) {
     Request each;
     each.GetReflection()->MutableMessage(&each, oneof->field(i));
     EXPECT_TRUE(RequiredAccess(each).ok()) << oneof->field(i)->name();
+    EXPECT_TRUE(NamesOperation(each)) << oneof->field(i)->name();
   }
+  EXPECT_FALSE(NamesOperation(Request()));
 }
 
 TEST(RequestAccessTest, SecretValuesAreMarkedSecret) {
@@ -216,6 +218,25 @@ TEST_F(GateTest, PoliciesDecide) {
   // A policy change takes effect at once (the compiled cache is dropped).
   EXPECT_THAT(gate.Admit(&reader, Get("app/db"), kNoFence, &adm),
               StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+// The gate builds the policy path only when a check or the audit reads
+// it; a request with no operation is refused on every one of those paths.
+TEST_F(GateTest, RequestWithoutOperationIsRefusedOnEveryPath) {
+  const CallContext reader = CallContext::As("alice", {"app-read"});
+  const CallContext root = CallContext::Root();
+  RequestGate::Options unchecked;
+  unchecked.policies = &policies_;
+  unchecked.check_policies = false;
+  RequestGate::Admission adm;
+  for (RequestGate gate : {Gate(nullptr), RequestGate(unchecked)}) {
+    for (const CallContext* caller :
+         {&reader, &root, static_cast<const CallContext*>(nullptr)}) {
+      EXPECT_THAT(gate.Admit(caller, Request(), kNoFence, &adm),
+                  StatusIs(absl::StatusCode::kInvalidArgument,
+                           HasSubstr("no operation")));
+    }
+  }
 }
 
 TEST_F(GateTest, AuditsRequestsResponsesAndRefusals) {
