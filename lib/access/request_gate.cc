@@ -55,12 +55,10 @@ absl::Status RequestGate::Admit(const CallContext* caller,
   // The policy path is built only if a policy check or the audit reads it.
   const bool judged =
       options_.check_policies && caller != nullptr && !caller->root;
-  absl::StatusOr<Access> access = Access();
-  if (judged || options_.audit != nullptr) {
-    access = RequiredAccess(request);
-  } else if (!NamesOperation(request)) {
-    access = absl::InvalidArgumentError("request names no operation");
-  }
+  absl::StatusOr<Access> access =
+      judged || options_.audit != nullptr || !NamesOperation(request)
+          ? RequiredAccess(request)
+          : absl::StatusOr<Access>(Access());
   if (!access.ok()) return access.status();
   if (options_.audit != nullptr) {
     // What the audit entries need; nothing else reads it.

@@ -660,10 +660,8 @@ class HaCoordinatorImpl final : public HaCoordinator {
     std::shared_ptr<LeadershipGrant> grant;
     {
       ReaderLock lock(&mu_);
-      if (state_ != HaState::kActive || now >= lease_expiry_ ||
-          grant_ == nullptr) {
-        fence = kNoFence;
-      } else {
+      if (state_ == HaState::kActive && now < lease_expiry_ &&
+          grant_ != nullptr) {
         fence = fence_;
         if (!every_time && verified_fence_ == fence) {
           answered_before = true;

@@ -28,14 +28,14 @@ struct EngineCall {
   FenceToken active_fence = kNoFence;
   // The request's read-after-write index (0: none).
   uint64_t min_index = 0;
-  // Wall time for metadata (created/updated times), set by the caller;
-  // or, where most requests need no time at all (Transit reads the clock
-  // only to write a key record), `clock`, read by Now() on demand.
-  absl::Time now;
+  // Wall time for metadata (created/updated times and Transit's key
+  // records), read by Now() only where a write needs it: most requests
+  // need none. Not owned; null: the Unix epoch.
   Clock* clock = nullptr;
 
-  // `clock`'s time if set, else `now`.
-  absl::Time Now() const { return clock != nullptr ? clock->Now() : now; }
+  absl::Time Now() const {
+    return clock != nullptr ? clock->Now() : absl::UnixEpoch();
+  }
 };
 
 }  // namespace strongbox

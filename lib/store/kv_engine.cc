@@ -361,7 +361,7 @@ class KvEngineOps {
           record.current_version(), ", cas was ", req.cas()));
     }
     const uint64_t version = record.current_version() + 1;
-    const int64_t now = Micros(call_.now);
+    const int64_t now = Micros(call_.Now());
     if (!meta.backend_version.has_value()) record.set_created_unix_micros(now);
     record.set_updated_unix_micros(now);
     record.set_current_version(version);
@@ -454,7 +454,7 @@ class KvEngineOps {
         versions.push_back(record.current_version());
       }
       WipedBatch ops;
-      const int64_t now = Micros(call_.now);
+      const int64_t now = Micros(call_.Now());
       for (uint64_t n : versions) {
         KvVersionRecord* v = FindVersion(record, n);
         if (v == nullptr) continue;  // Pruned or never written: nothing to do.
@@ -517,7 +517,7 @@ class KvEngineOps {
     }
     return ModifyMeta(req.path(), [&](Meta& meta) -> absl::Status {
       KvMetadataRecord& record = *meta.record;
-      const int64_t now = Micros(call_.now);
+      const int64_t now = Micros(call_.Now());
       if (!meta.backend_version.has_value())
         record.set_created_unix_micros(now);
       record.set_updated_unix_micros(now);

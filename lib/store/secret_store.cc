@@ -870,13 +870,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     call.barrier = coordinator_->barrier();
     call.min_index = request.min_index();
     const bool transit = op.engine == Engine::kTransit;
-    // KV reads need neither the time nor the fence; skip both on the hot
-    // read path.
-    if (transit) {
-      call.clock = clock_;  // read only if a key record is written
-    } else if (kind == OperationKind::kWrite) {
-      call.now = clock_->Now();
-    }
+    call.clock = clock_;  // read only by writes (EngineCall::Now)
     // Transit trusts its key cache under call.active_fence: a node deposed
     // before its loop noticed must not, so ask the backend (cheap) whether
     // the grant is still held.

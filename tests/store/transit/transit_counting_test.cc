@@ -84,7 +84,7 @@ class TransitCountingTest : public ::testing::Test {
     grant_ = *std::move(grant);
     active_.barrier = barrier_.get();
     active_.write_fence = active_.active_fence = grant_->fence();
-    active_.now = clock_.Now();
+    active_.clock = &clock_;
   }
   void TearDown() override { WipeString(share_); }
 
@@ -329,7 +329,7 @@ TEST_F(TransitCountingTest, StandbyWithoutAReservationRefuses) {
   ASSERT_TRUE(barrier->Unseal(share_).ok());
   EngineCall standby;
   standby.barrier = barrier.get();
-  standby.now = clock_.Now();
+  standby.clock = &clock_;
   TransitEngine engine(Limits(1000, 10));
   for (int op : {0, 2}) {
     r.Clear();

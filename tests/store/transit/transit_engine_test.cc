@@ -92,9 +92,9 @@ class TransitTest : public ::testing::Test {
     active_.barrier = barrier_a_.get();
     active_.write_fence = grant_->fence();
     active_.active_fence = grant_->fence();
-    active_.now = clock_.Now();
+    active_.clock = &clock_;
     standby_.barrier = barrier_b_.get();
-    standby_.now = clock_.Now();
+    standby_.clock = &clock_;
   }
 
   void TearDown() override { ScanForKeyBytes(); }
