@@ -188,14 +188,21 @@ bool HasSsse3() {
 #endif
 
 void Base64EncodePublicTo(const uint8_t* in, size_t n, char* out) {
-  size_t i = 0;
 #if defined(__x86_64__)
   if (HasSsse3()) {
     const size_t done = EncodePublicSsse3(in, n, out);
-    i = done;
-    out += done / 3 * 4;
+    base64_internal::EncodePublicScalarTo(in + done, n - done,
+                                          out + done / 3 * 4);
+    return;
   }
 #endif
+  base64_internal::EncodePublicScalarTo(in, n, out);
+}
+
+namespace base64_internal {
+
+void EncodePublicScalarTo(const uint8_t* in, size_t n, char* out) {
+  size_t i = 0;
   // Six bytes (four 12-bit halves) a step, from one 8-byte load while two
   // bytes past the six are readable; eight characters in one store.
   for (; i + 8 <= n; i += 6, out += 8) {
@@ -221,6 +228,8 @@ void Base64EncodePublicTo(const uint8_t* in, size_t n, char* out) {
   // The last one or two bytes: the reference tail.
   Base64EncodeTo(in + i, n - i, out);
 }
+
+}  // namespace base64_internal
 
 bool Base64DecodePublic(absl::string_view in, std::string* out) {
   if (in.size() % 4 != 0) return false;

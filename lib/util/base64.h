@@ -41,6 +41,12 @@ bool Base64Decode(absl::string_view in, std::string* out);
 void Base64EncodePublicTo(const uint8_t* in, size_t n, char* out);
 bool Base64DecodePublic(absl::string_view in, std::string* out);
 
+namespace base64_internal {
+// Base64EncodePublicTo without its SSSE3 steps (what it runs on a CPU
+// without SSSE3), so tests check both paths on any machine.
+void EncodePublicScalarTo(const uint8_t* in, size_t n, char* out);
+}  // namespace base64_internal
+
 }  // namespace strongbox
 
 #endif  // STRONGBOX_LIB_UTIL_BASE64_H_

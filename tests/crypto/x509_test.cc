@@ -1,5 +1,5 @@
 // lib/crypto/x509.h under whichever provider the build chose (both run in
-// tools/test: the plain stages for BoringSSL, `openssl` for OpenSSL 3).
+// tools/test: the plain stages for BoringSSL, `openssl-asan` for OpenSSL 3).
 #include "lib/crypto/x509.h"
 
 #include <string>

@@ -19,6 +19,13 @@ std::string EncodePublic(const std::string& in) {
   return out;
 }
 
+std::string EncodePublicScalar(const std::string& in) {
+  std::string out(Base64Size(in.size()), '\0');
+  base64_internal::EncodePublicScalarTo(
+      reinterpret_cast<const uint8_t*>(in.data()), in.size(), out.data());
+  return out;
+}
+
 // Both decoders agree on `text`: both reject, or both accept with the same
 // bytes.
 void ExpectSameDecode(const std::string& text) {
@@ -66,6 +73,35 @@ TEST(Base64PublicTest, EncodeMatchesReferenceOnEveryShortInputAndRandomOnes) {
     std::string in(n, '\0');
     for (char& c : in) c = static_cast<char>(rng());
     ASSERT_EQ(EncodePublic(in), Base64Encode(in)) << "length " << n;
+  }
+}
+
+// The scalar steps alone, on inputs long enough that on an SSSE3 machine
+// Base64EncodePublicTo would hand them only the last few bytes; and every
+// sextet value in every position of the SSSE3 steps' 16-character blocks.
+TEST(Base64PublicTest, ScalarPathAndEverySextetInEveryLaneMatchReference) {
+  std::mt19937_64 rng(17);
+  for (int iter = 0; iter < 1000; ++iter) {
+    const size_t n = iter < 100 ? iter : rng() % 4097;
+    std::string in(n, '\0');
+    for (char& c : in) c = static_cast<char>(rng());
+    ASSERT_EQ(EncodePublicScalar(in), Base64Encode(in)) << "length " << n;
+  }
+  // 48 bytes are 64 sextets: rotating the sequence 0..63 through them puts
+  // each value at each of the 64 output positions once.
+  for (int shift = 0; shift < 64; ++shift) {
+    std::string in(48, '\0');
+    for (int k = 0; k < 64; ++k) {
+      const int sextet = (k + shift) % 64;
+      const int bit = 6 * k;  // MSB-first position of this sextet
+      for (int b = 0; b < 6; ++b) {
+        if ((sextet >> (5 - b)) & 1) {
+          in[(bit + b) / 8] |= static_cast<char>(0x80 >> ((bit + b) % 8));
+        }
+      }
+    }
+    ASSERT_EQ(EncodePublic(in), Base64Encode(in)) << "shift " << shift;
+    ASSERT_EQ(EncodePublicScalar(in), Base64Encode(in)) << "shift " << shift;
   }
 }
 
