@@ -980,17 +980,12 @@ absl::Status Barrier::Impl::OpenTo(absl::string_view path,
   }
   ReaderLock lock(&keys_mu_);
   if (keys_ == nullptr) return SealedError();
-  // Most values were sealed under the active term: no hash probe for them.
-  const seal::TermCipher* cipher = keys_->active;
-  if (cipher == nullptr || cipher->term() != term) {
-    auto it = keys_->terms.find(term);
-    if (it == keys_->terms.end()) {
-      if (unknown_term != nullptr) *unknown_term = term > keys_->max_term;
-      return absl::DataLossError("stored value names an unknown key term");
-    }
-    cipher = it->second.get();
+  auto it = keys_->terms.find(term);
+  if (it == keys_->terms.end()) {
+    if (unknown_term != nullptr) *unknown_term = term > keys_->max_term;
+    return absl::DataLossError("stored value names an unknown key term");
   }
-  if (!cipher->aead()
+  if (!it->second->aead()
            .Open(absl::MakeConstSpan(p + seal::kTermBytes + 1, kNonceBytes),
                  stored.substr(kValueHeaderBytes), path,
                  absl::MakeSpan(out, stored.size() - kValueOverhead))
