@@ -325,7 +325,7 @@ TEST_P(BackendConformanceTest, MalformedBatchesAreInvalid) {
 
 TEST_P(BackendConformanceTest, CheckAndSetCounterLosesNoUpdate) {
   constexpr int kThreads = 8;
-  constexpr int kIncrements = 1000;
+  const int kIncrements = GetParam().contended_increments;
   std::atomic<int> errors{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {

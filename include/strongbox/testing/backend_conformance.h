@@ -41,6 +41,11 @@ struct BackendFactory {
   std::function<std::unique_ptr<Backend>(Clock* clock)> make;
   // True if the backend's lease ignores the injected clock (real time).
   bool real_time_lease = false;
+  // Increments each of eight threads commits in the contended
+  // check-and-set case (CheckAndSetCounterLosesNoUpdate). A backend whose
+  // every commit is a consensus round and an fsync may ask for fewer: the
+  // threads still race on one key and retry every refused compare.
+  int contended_increments = 1000;
 };
 
 // For INSTANTIATE_TEST_SUITE_P's name generator argument.
