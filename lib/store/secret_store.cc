@@ -9,6 +9,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "google/protobuf/arena.h"
 #include "lib/access/request_access.h"
 #include "lib/access/request_gate.h"
 #include "lib/access/stored_policies.h"
@@ -214,6 +215,40 @@ TransitOptions TransitOptionsOf(const SecretStore::Options& options) {
   return transit;
 }
 
+// A one-item Transit call's request and response, on an arena whose first
+// block is inline: building and freeing them costs no heap allocation per
+// message (a string longer than the inline size still has a buffer of its
+// own). Measured: 13% fewer instructions per 64-byte TransitEncrypt. Not
+// used where the fixed cost of an arena is about what it saves (KvGet and
+// KvPut measured no fewer instructions), or where a message is handed to
+// the caller (moving it off an arena would copy it). Both are wiped before
+// the arena frees them (D5). Lives on the calling thread's stack; not
+// thread-safe.
+class CallMessages {
+ public:
+  CallMessages()
+      : arena_(block_, sizeof(block_)),
+        request_(google::protobuf::Arena::CreateMessage<Request>(&arena_)),
+        response_(google::protobuf::Arena::CreateMessage<Response>(&arena_)) {}
+  ~CallMessages() {
+    WipeMessage(request_);
+    WipeMessage(response_);
+  }
+  CallMessages(const CallMessages&) = delete;
+  CallMessages& operator=(const CallMessages&) = delete;
+
+  Request& request() { return *request_; }
+  Response& response() { return *response_; }
+
+ private:
+  // Enough for the batch, its answer and the arena's own header; a larger
+  // call continues in blocks from the heap.
+  alignas(8) char block_[1024];
+  google::protobuf::Arena arena_;
+  Request* const request_;
+  Response* const response_;
+};
+
 class SecretStoreImpl final : public SecretStore, public HaObserver {
  public:
   explicit SecretStoreImpl(const Options& options)
@@ -265,31 +300,40 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   }
 
   Response Handle(const Request& request) override {
-    if (!request.has_caller()) return HandleAs(request, nullptr);
+    Response response;
+    if (!request.has_caller()) {
+      HandleAs(request, nullptr, &response);
+      return response;
+    }
     const CallContext caller = ContextOf(request.caller());
-    return HandleAs(request, caller.anonymous() ? nullptr : &caller);
+    HandleAs(request, caller.anonymous() ? nullptr : &caller, &response);
+    return response;
   }
 
   Response Handle(const Request& request, const CallContext& caller) override {
-    return HandleAs(request, caller.anonymous() ? nullptr : &caller);
+    Response response;
+    HandleAs(request, caller.anonymous() ? nullptr : &caller, &response);
+    return response;
   }
 
   // The request pipeline (file comment of secret_store.h): judge, audit,
-  // route and execute, audit the outcome. `caller` null: no caller.
-  Response HandleAs(const Request& request, const CallContext* caller) {
-    Response response;
+  // route and execute, audit the outcome, into *out (empty; it may be on an
+  // arena: CallMessages). `caller` null: no caller.
+  void HandleAs(const Request& request, const CallContext* caller,
+                Response* out) {
+    Response& response = *out;
     const Operation* op = FindOperation(request);
     if (op == nullptr) {
       SetStatus(ClassifyRequest(request).status(), &response);
-      return response;
+      return;
     }
     if (!gated_) {
       Route(request, *op, caller, IndexState::kUnchecked, &response);
-      return response;
+      return;
     }
     if (coordinator_->barrier()->sealed()) {
       RefuseSealed(request, *op, caller, &response);
-      return response;
+      return;
     }
     IndexState index = IndexState::kUnchecked;
     if (op->kind == OperationKind::kRead && request.min_index() > 0) {
@@ -299,7 +343,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                                             : IndexState::kBehind;
       if (index == IndexState::kBehind) {
         Route(request, *op, caller, index, &response);
-        return response;
+        return;
       }
     }
     absl::Status admitted = options_.enforce_policies
@@ -313,12 +357,11 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     }
     if (!admitted.ok()) {
       SetStatus(admitted, &response);
-      return response;
+      return;
     }
     std::string forwarded_to;
     Route(request, *op, caller, index, &response, &forwarded_to);
     gate_.Complete(caller, request, admission, response, forwarded_to);
-    return response;
   }
 
   // A sealed node runs nothing and can judge nothing (policies and salts
@@ -385,7 +428,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
         return;
       case RouteDecision::Action::kForwardToActive:
         if (options_.forwarder != nullptr && !request.forwarded()) {
-          response = Forward(request, caller, d.leader_address);
+          Forward(request, caller, d.leader_address, &response);
           if (forwarded_to != nullptr) *forwarded_to = d.leader_address;
           return;
         }
@@ -552,29 +595,28 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     return std::move(*response.mutable_transit_key());
   }
 
-  // One-item batch helper for encrypt / decrypt / rewrap: the item's
-  // result (ciphertext or plaintext) is moved out to the caller; the
-  // request and response are wiped.
-  absl::StatusOr<std::string> TransitOne(store::TransitBatchRequest* batch,
-                                         Request& r, absl::string_view name,
-                                         absl::string_view plaintext,
-                                         absl::string_view ciphertext,
-                                         absl::string_view context,
-                                         bool want_plaintext,
-                                         const CallContext& caller) {
-    batch->set_name(std::string(name));
+  // One-item batch helper for encrypt / decrypt / rewrap, on one
+  // CallMessages: the item's result (ciphertext or plaintext) is moved out
+  // to the caller; the request and response are wiped.
+  absl::StatusOr<std::string> TransitOne(
+      store::TransitBatchRequest* batch, CallMessages& call,
+      absl::string_view name, absl::string_view plaintext,
+      absl::string_view ciphertext, absl::string_view context,
+      bool want_plaintext, const CallContext& caller) {
+    batch->mutable_name()->assign(name.data(), name.size());
     store::TransitItem* item = batch->add_items();
     // Assigned in place: set_plaintext() would free a temporary copy.
     item->mutable_plaintext()->assign(plaintext.data(), plaintext.size());
     item->mutable_ciphertext()->assign(ciphertext.data(), ciphertext.size());
     item->mutable_context()->assign(context.data(), context.size());
-    Wiped<Response> response(Handle(r, caller));
-    RETURN_IF_ERROR(ResponseStatus(*response));
-    if (response->transit_batch().items_size() != 1) {
+    Response& response = call.response();
+    HandleAs(call.request(), caller.anonymous() ? nullptr : &caller, &response);
+    RETURN_IF_ERROR(ResponseStatus(response));
+    if (response.transit_batch().items_size() != 1) {
       return absl::InternalError("transit answered no item");
     }
     store::TransitResultItem& result =
-        *response->mutable_transit_batch()->mutable_items(0);
+        *response.mutable_transit_batch()->mutable_items(0);
     if (result.code() != 0) {
       Response item_status;
       item_status.set_code(result.code());
@@ -582,6 +624,8 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       return ResponseStatus(item_status);
     }
     // Moved out, not copied: the caller owns (and wipes) the plaintext.
+    // (A string on the arena is a std::string whose buffer is on the heap:
+    // the move takes the buffer.)
     return std::move(want_plaintext ? *result.mutable_plaintext()
                                     : *result.mutable_ciphertext());
   }
@@ -589,25 +633,25 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   absl::StatusOr<std::string> TransitEncrypt(
       absl::string_view name, absl::string_view plaintext,
       absl::string_view context, const CallContext& caller) override {
-    Wiped<Request> r;
-    return TransitOne(r->mutable_transit_encrypt(), *r, name, plaintext, "",
-                      context, /*want_plaintext=*/false, caller);
+    CallMessages call;
+    return TransitOne(call.request().mutable_transit_encrypt(), call, name,
+                      plaintext, "", context, /*want_plaintext=*/false, caller);
   }
 
   absl::StatusOr<std::string> TransitDecrypt(
       absl::string_view name, absl::string_view ciphertext,
       absl::string_view context, const CallContext& caller) override {
-    Wiped<Request> r;
-    return TransitOne(r->mutable_transit_decrypt(), *r, name, "", ciphertext,
-                      context, /*want_plaintext=*/true, caller);
+    CallMessages call;
+    return TransitOne(call.request().mutable_transit_decrypt(), call, name, "",
+                      ciphertext, context, /*want_plaintext=*/true, caller);
   }
 
   absl::StatusOr<std::string> TransitRewrap(
       absl::string_view name, absl::string_view ciphertext,
       absl::string_view context, const CallContext& caller) override {
-    Wiped<Request> r;
-    return TransitOne(r->mutable_transit_rewrap(), *r, name, "", ciphertext,
-                      context, /*want_plaintext=*/false, caller);
+    CallMessages call;
+    return TransitOne(call.request().mutable_transit_rewrap(), call, name, "",
+                      ciphertext, context, /*want_plaintext=*/false, caller);
   }
 
   // ------------------------------------------------------------ Policies
@@ -800,9 +844,10 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     }
   }
 
-  // Forwards `request` to the active, carrying `caller` (null: none).
-  Response Forward(const Request& request, const CallContext* caller,
-                   const std::string& leader) {
+  // Forwards `request` to the active, carrying `caller` (null: none); the
+  // answer goes into *out (empty), which may be on an arena.
+  void Forward(const Request& request, const CallContext* caller,
+               const std::string& leader, Response* out) {
     // A string wiped right after the call, not SecretBytes: the bytes live
     // for one call and the transport copies them into buffers of its own
     // at once (gRPC's are neither locked nor wiped), so an mlock()ed page
@@ -817,7 +862,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       SetLegacyPresenceFlags(forwarded.get());
       SerializeInto(*forwarded, &request_bytes);
     }
-    Response response;
+    Response& response = *out;
     absl::StatusOr<std::string> bytes =
         options_.forwarder->Forward(leader, request_bytes);
     WipeBuffer(&request_bytes);
@@ -827,7 +872,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                                  " failed: ", bytes.status().message())),
                 &response);
       SetRoute(RouteDecision::Action::kForwardToActive, leader, &response);
-      return response;
+      return;
     }
     const bool parsed = response.ParseFromString(*bytes);
     WipeBuffer(&*bytes);
@@ -839,7 +884,6 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                 &response);
       SetRoute(RouteDecision::Action::kForwardToActive, leader, &response);
     }
-    return response;
   }
 
   // Waits until the backend has reached `min_index`, for at most
@@ -897,7 +941,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       if (request.forward_if_behind() && options_.forwarder != nullptr &&
           !request.forwarded() && !d.leader_address.empty() &&
           d.action != RouteDecision::Action::kServeLocally) {
-        *response = Forward(request, caller, d.leader_address);
+        Forward(request, caller, d.leader_address, response);
         if (forwarded_to != nullptr) *forwarded_to = d.leader_address;
         return;
       }
