@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "lib/ha/active_snapshot.h"
 #include "lib/ha/fork_checked_coordinator.h"
 #include "lib/ha/test_hooks.h"
 #include "lib/util/mutex.h"
@@ -170,6 +171,8 @@ class HaCoordinatorImpl final : public HaCoordinator {
         ha_(options_.backend->ha()),
         barrier_(std::move(barrier)),
         state_(initialized ? HaState::kSealed : HaState::kUninitialized),
+        published_state_(initialized ? HaState::kSealed
+                                     : HaState::kUninitialized),
         auto_mode_(auto_mode),
         rng_(options_.seed),
         takeover_sink_(this) {
@@ -549,6 +552,15 @@ class HaCoordinatorImpl final : public HaCoordinator {
 
   RouteDecision Route(OperationKind kind) override {
     const absl::Duration now = Mono();
+    // The active's answer, without mu_ (RouteLocked's kActive case).
+    if (ha_internal::ActiveSnapshot::View v;
+        active_.Read(&v) && v.fence != kNoFence && now < v.lease_until) {
+      RouteDecision d;
+      d.action = RouteDecision::Action::kServeLocally;
+      d.leader_address = options_.advertise_address;
+      d.fence = v.fence;
+      return d;
+    }
     bool needs_leader = false;
     RouteDecision cached;
     {
@@ -632,6 +644,10 @@ class HaCoordinatorImpl final : public HaCoordinator {
 
   absl::StatusOr<FenceToken> WriteFence() override {
     const absl::Duration now = Mono();
+    if (ha_internal::ActiveSnapshot::View v;
+        active_.Read(&v) && v.fence != kNoFence && now < v.lease_until) {
+      return v.fence;
+    }
     ReaderLock lock(&mu_);
     if (state_ == HaState::kActive && now < lease_expiry_) return fence_;
     if (state_ == HaState::kSealed || state_ == HaState::kUninitialized) {
@@ -650,10 +666,15 @@ class HaCoordinatorImpl final : public HaCoordinator {
   }
 
   absl::StatusOr<FenceToken> VerifiedWriteFence() override {
-    // One clock read and one reader lock on the hot path: the last answer
-    // from the backend is kept under mu_ (written once per verify_interval
-    // at most, so the writer lock below is rare).
+    // One clock read and no lock on the hot path: the last answer from the
+    // backend is kept under mu_ (written once per verify_interval at most,
+    // so the writer lock below is rare) and published in active_.
     const absl::Duration now = Mono();
+    if (ha_internal::ActiveSnapshot::View v;
+        active_.Read(&v) && v.fence != kNoFence && now < v.lease_until &&
+        now < v.verified_until) {
+      return v.fence;
+    }
     const bool every_time = options_.verify_interval <= absl::ZeroDuration();
     FenceToken fence = kNoFence;
     bool answered_before = false;  // a previous answer for this fence
@@ -695,6 +716,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       if (fence_ == fence) {
         verified_fence_ = fence;
         verified_at_ = now;
+        PublishActiveLocked();
       }
     }
     if (flagged) verifying_fence_.store(kNoFence, std::memory_order_release);
@@ -726,9 +748,12 @@ class HaCoordinatorImpl final : public HaCoordinator {
     return leader_;
   }
 
+  // Without mu_: state_ as last set (published_state_). Every request asks
+  // this at least once, and the answer may be stale the moment it is
+  // returned with or without the lock; whatever the caller does next with
+  // the coordinator takes mu_ and sees the rest of the change.
   HaState state() override {
-    ReaderLock lock(&mu_);
-    return state_;
+    return published_state_.load(std::memory_order_acquire);
   }
 
   // The coordinator's own view, plus the backend's blocked-takeover report
@@ -872,9 +897,31 @@ class HaCoordinatorImpl final : public HaCoordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     StateChange change{state_, to, std::move(reason), fence, clock_->Now()};
     state_ = to;
+    published_state_.store(to, std::memory_order_release);
+    // Whatever the change, the active's snapshot goes with it; a new active
+    // publishes its own once its grant and lease are set.
+    active_.Clear();
     PendingEvent event;
     event.change = std::move(change);
     pending_events_.push_back(std::move(event));
+  }
+
+  // Publishes what Route(), WriteFence() and VerifiedWriteFence() answer on
+  // an active node without mu_ (active_): the conditions of their locked
+  // paths, as deadlines.
+  void PublishActiveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (state_ != HaState::kActive || grant_ == nullptr) {
+      active_.Clear();
+      return;
+    }
+    ha_internal::ActiveSnapshot::View v;
+    v.fence = fence_;
+    v.lease_until = lease_expiry_;
+    if (options_.verify_interval > absl::ZeroDuration() &&
+        verified_fence_ == fence_) {
+      v.verified_until = verified_at_ + options_.verify_interval;
+    }
+    active_.Publish(v);
   }
 
   // HA3: the state changes first (writes stop), the caller then releases the
@@ -1144,6 +1191,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
         grant_ = grant;
         fence_ = fence;
         lease_expiry_ = local_deadline;
+        PublishActiveLocked();
         active_since_ = wall;
         next_renew_ = now + options_.renew_interval;
         failures_ = 0;
@@ -1187,6 +1235,7 @@ class HaCoordinatorImpl final : public HaCoordinator {
       renew_failing_ = !renewed.ok();
       if (renewed.ok()) {
         lease_expiry_ = renew_started + options_.lease_ttl;
+        PublishActiveLocked();
         next_renew_ = after + options_.renew_interval;
         return;
       }
@@ -1363,6 +1412,8 @@ class HaCoordinatorImpl final : public HaCoordinator {
 
   SharedMutex mu_;
   HaState state_ ABSL_GUARDED_BY(mu_);
+  // state_, for state() to read without mu_; written only beside it.
+  std::atomic<HaState> published_state_;
   std::shared_ptr<LeadershipGrant> grant_ ABSL_GUARDED_BY(mu_);
   FenceToken fence_ ABSL_GUARDED_BY(mu_) = kNoFence;
   // Schedule and lease deadline: monotonic readings (Mono()).
@@ -1433,6 +1484,10 @@ class HaCoordinatorImpl final : public HaCoordinator {
   FenceToken verified_fence_ ABSL_GUARDED_BY(mu_) = kNoFence;
   absl::Duration verified_at_ ABSL_GUARDED_BY(mu_) = -absl::InfiniteDuration();
   std::atomic<FenceToken> verifying_fence_{kNoFence};
+  // fence_, lease_expiry_ and the verified deadline while active, for the
+  // hot paths to read without mu_; written only under mu_ (exclusive) by
+  // PublishActiveLocked() and SetStateLocked().
+  ha_internal::ActiveSnapshot active_;
 
   Mutex loop_mu_;
   bool stopping_ ABSL_GUARDED_BY(loop_mu_) = false;
