@@ -87,6 +87,7 @@ strongbox_test(tests/lmdb lmdb_process_test LIBS strongbox_node_host
                TIMEOUT 600)
 add_dependencies(lmdb_process_test lmdb_child)
 strongbox_test(tests/ha ha_coordinator_test)
+strongbox_test(tests/ha active_snapshot_test)
 strongbox_test(tests/ha ha_schedule_test TIMEOUT 600)
 strongbox_test(tests/ha deposed_transit_test)
 strongbox_test(tests/ha ha_process_test TIMEOUT 600)

@@ -40,7 +40,9 @@
 //       its TTL refuses writes the moment it resumes, before its loop
 //       notices.
 //   HA3. Leaving kActive for any reason stops writes first (the state
-//       changes under the lock, so Route() and WriteFence() refuse at once),
+//       changes, and the snapshot the active's lock-free Route() and
+//       WriteFence() read is cleared, under the lock, so they refuse at
+//       once),
 //       then releases the grant (so a standby is granted without waiting
 //       out the TTL; Seal() waits for the release only a bounded time and
 //       lets it finish in the background), then notifies observers, then

@@ -9,8 +9,8 @@
 // grant while it is active, and a reader that sees a time in it sees the
 // fence that time belongs to. A reader gets one consistent snapshot or, if
 // a write is under way, none (it then asks under the lock). The deadlines
-// only ever understate the coordinator's own: a renewal that is not
-// published yet leaves the older, earlier lease deadline here.
+// are kept in whole nanoseconds, truncated toward zero: for the positive
+// readings of a monotonic clock, never later than the coordinator's own.
 //
 // It is a sequence lock over atomics: Read() takes no lock and writes no
 // shared memory, so readers on several cores do not contend on it.

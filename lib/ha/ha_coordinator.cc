@@ -750,8 +750,10 @@ class HaCoordinatorImpl final : public HaCoordinator {
 
   // Without mu_: state_ as last set (published_state_). Every request asks
   // this at least once, and the answer may be stale the moment it is
-  // returned with or without the lock; whatever the caller does next with
-  // the coordinator takes mu_ and sees the rest of the change.
+  // returned with or without the lock. SetStateLocked() clears the active's
+  // snapshot before it publishes the state, so a caller that sees a state
+  // other than kActive here gets no fence from the lock-free paths of
+  // Route(), WriteFence() and VerifiedWriteFence() either.
   HaState state() override {
     return published_state_.load(std::memory_order_acquire);
   }
@@ -896,11 +898,12 @@ class HaCoordinatorImpl final : public HaCoordinator {
   void SetStateLocked(HaState to, std::string reason, FenceToken fence)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     StateChange change{state_, to, std::move(reason), fence, clock_->Now()};
-    state_ = to;
-    published_state_.store(to, std::memory_order_release);
-    // Whatever the change, the active's snapshot goes with it; a new active
+    // Whatever the change, the active's snapshot goes with it, before the
+    // new state is visible (state() reads it without mu_); a new active
     // publishes its own once its grant and lease are set.
     active_.Clear();
+    state_ = to;
+    published_state_.store(to, std::memory_order_release);
     PendingEvent event;
     event.change = std::move(change);
     pending_events_.push_back(std::move(event));
@@ -1477,10 +1480,10 @@ class HaCoordinatorImpl final : public HaCoordinator {
   std::thread releaser_;
 
   // VerifiedWriteFence()'s last answer from the backend: the grant with
-  // fence verified_fence_ was held at verified_at_ (monotonic). Under mu_
-  // so that the hot path takes one reader lock; written at most once per
-  // verify_interval. verifying_fence_: the grant a caller is asking the
-  // backend about right now (kNoFence: none).
+  // fence verified_fence_ was held at verified_at_ (monotonic). Under mu_,
+  // written at most once per verify_interval, and published in active_ so
+  // that the hot path takes no lock. verifying_fence_: the grant a caller
+  // is asking the backend about right now (kNoFence: none).
   FenceToken verified_fence_ ABSL_GUARDED_BY(mu_) = kNoFence;
   absl::Duration verified_at_ ABSL_GUARDED_BY(mu_) = -absl::InfiniteDuration();
   std::atomic<FenceToken> verifying_fence_{kNoFence};

@@ -2,7 +2,9 @@
 // not by remembering at each call site (STYLE 14, invariant D5):
 //   - Wiped<M> owns a message and wipes every string and bytes field in it
 //     (WipeMessage) before it is freed; every request, response and record
-//     the store builds, parses or copies lives in one;
+//     the store builds, parses or copies lives in one, except a one-item
+//     Transit call's request and response, which live on an arena that
+//     wipes both before it is freed (CallMessages, secret_store.cc);
 //   - SerializeInto() serializes straight into its final, exactly sized
 //     buffer (a WriteOp's value, a SecretBytes), so no serialization
 //     temporary is freed;
