@@ -39,9 +39,17 @@ TEST(SealConfigTest, RoundTripAndStrictParse) {
   msg.set_format(2);
   EXPECT_EQ(ParseSealConfig(msg.SerializeAsString()).status().code(),
             Code::kDataLoss);
+  // A 64-bit varint in the 32-bit `shares` field (field 2) on the wire:
+  // protobuf keeps the low 32 bits, so the record says 3 shares, not
+  // 2^32 + 3, and the rules see 3.
   msg.set_format(1);
-  msg.set_shares(0x100000003u);  // truncated to 32 bits by the setter
-  EXPECT_OK(ParseSealConfig(msg.SerializeAsString()));
+  msg.clear_shares();
+  std::string bytes = msg.SerializeAsString();
+  bytes.append("\x10\x83\x80\x80\x80\x10", 6);
+  absl::StatusOr<SealConfigRecord> wide = ParseSealConfig(bytes);
+  ASSERT_OK(wide);
+  EXPECT_EQ(wide->shares, 3);
+  EXPECT_EQ(wide->threshold, 2);
 }
 
 TEST(SealedRecordTest, RoundTripAndAuthentication) {
