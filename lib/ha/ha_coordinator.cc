@@ -553,12 +553,12 @@ class HaCoordinatorImpl final : public HaCoordinator {
   RouteDecision Route(OperationKind kind) override {
     const absl::Duration now = Mono();
     // The active's answer, without mu_ (RouteLocked's kActive case).
-    if (ha_internal::ActiveSnapshot::View v;
-        active_.Read(&v) && v.fence != kNoFence && now < v.lease_until) {
+    if (const FenceToken fence = ActiveFence(now, /*verified=*/false);
+        fence != kNoFence) {
       RouteDecision d;
       d.action = RouteDecision::Action::kServeLocally;
       d.leader_address = options_.advertise_address;
-      d.fence = v.fence;
+      d.fence = fence;
       return d;
     }
     bool needs_leader = false;
@@ -644,9 +644,9 @@ class HaCoordinatorImpl final : public HaCoordinator {
 
   absl::StatusOr<FenceToken> WriteFence() override {
     const absl::Duration now = Mono();
-    if (ha_internal::ActiveSnapshot::View v;
-        active_.Read(&v) && v.fence != kNoFence && now < v.lease_until) {
-      return v.fence;
+    if (const FenceToken fence = ActiveFence(now, /*verified=*/false);
+        fence != kNoFence) {
+      return fence;
     }
     ReaderLock lock(&mu_);
     if (state_ == HaState::kActive && now < lease_expiry_) return fence_;
@@ -670,10 +670,9 @@ class HaCoordinatorImpl final : public HaCoordinator {
     // backend is kept under mu_ (written once per verify_interval at most,
     // so the writer lock below is rare) and published in active_.
     const absl::Duration now = Mono();
-    if (ha_internal::ActiveSnapshot::View v;
-        active_.Read(&v) && v.fence != kNoFence && now < v.lease_until &&
-        now < v.verified_until) {
-      return v.fence;
+    if (const FenceToken fence = ActiveFence(now, /*verified=*/true);
+        fence != kNoFence) {
+      return fence;
     }
     const bool every_time = options_.verify_interval <= absl::ZeroDuration();
     FenceToken fence = kNoFence;
@@ -907,6 +906,17 @@ class HaCoordinatorImpl final : public HaCoordinator {
     PendingEvent event;
     event.change = std::move(change);
     pending_events_.push_back(std::move(event));
+  }
+
+  // This node's fence if the snapshot (active_) says, without mu_, that it
+  // is active with its lease unexpired at `now` (and, with `verified`, that
+  // the backend confirmed the grant within verify_interval); kNoFence if it
+  // does not or a write is under way: the caller then asks under mu_.
+  FenceToken ActiveFence(absl::Duration now, bool verified) const {
+    ha_internal::ActiveSnapshot::View v;
+    if (!active_.Read(&v) || now >= v.lease_until) return kNoFence;
+    if (verified && now >= v.verified_until) return kNoFence;
+    return v.fence;
   }
 
   // Publishes what Route(), WriteFence() and VerifiedWriteFence() answer on

@@ -300,20 +300,19 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   }
 
   Response Handle(const Request& request) override {
-    Response response;
-    if (!request.has_caller()) {
-      HandleAs(request, nullptr, &response);
-      return response;
-    }
-    const CallContext caller = ContextOf(request.caller());
-    HandleAs(request, caller.anonymous() ? nullptr : &caller, &response);
-    return response;
+    if (!request.has_caller()) return Handle(request, CallContext());
+    return Handle(request, ContextOf(request.caller()));
   }
 
   Response Handle(const Request& request, const CallContext& caller) override {
     Response response;
-    HandleAs(request, caller.anonymous() ? nullptr : &caller, &response);
+    HandleAs(request, CallerOrNull(caller), &response);
     return response;
+  }
+
+  // HandleAs()'s caller: null for an anonymous one (no caller).
+  static const CallContext* CallerOrNull(const CallContext& caller) {
+    return caller.anonymous() ? nullptr : &caller;
   }
 
   // The request pipeline (file comment of secret_store.h): judge, audit,
@@ -610,7 +609,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     item->mutable_ciphertext()->assign(ciphertext.data(), ciphertext.size());
     item->mutable_context()->assign(context.data(), context.size());
     Response& response = call.response();
-    HandleAs(call.request(), caller.anonymous() ? nullptr : &caller, &response);
+    HandleAs(call.request(), CallerOrNull(caller), &response);
     RETURN_IF_ERROR(ResponseStatus(response));
     if (response.transit_batch().items_size() != 1) {
       return absl::InternalError("transit answered no item");
