@@ -122,19 +122,26 @@ void AddItems(const store::TransitBatchRequest& batch,
 
 }  // namespace
 
-absl::StatusOr<Access> RequiredAccess(const Request& request) {
+absl::StatusOr<Access> RequiredAccess(Request::OpCase op,
+                                      absl::string_view subject) {
   for (const Row& row : kRows) {
-    if (row.op != request.op_case()) continue;
+    if (row.op != op) continue;
     Access a;
     a.capability = row.capability;
-    if (row.op == Request::kKvPut && request.kv_put().has_cas() &&
-        request.kv_put().cas() == 0) {
-      a.capability = Capability::kCreate;  // only if absent
-    }
-    a.path = absl::StrCat(row.prefix, Subject(request), row.suffix);
+    a.path = absl::StrCat(row.prefix, subject, row.suffix);
     return a;
   }
   return absl::InvalidArgumentError("request names no operation");
+}
+
+absl::StatusOr<Access> RequiredAccess(const Request& request) {
+  absl::StatusOr<Access> a =
+      RequiredAccess(request.op_case(), Subject(request));
+  if (a.ok() && request.has_kv_put() && request.kv_put().has_cas() &&
+      request.kv_put().cas() == 0) {
+    a->capability = Capability::kCreate;  // only if absent
+  }
+  return a;
 }
 
 bool NamesOperation(const Request& request) {

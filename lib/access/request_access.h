@@ -65,6 +65,10 @@ struct Access {
 
 // INVALID_ARGUMENT for a request with no operation.
 absl::StatusOr<Access> RequiredAccess(const store::Request& request);
+// The same for operation `op` on `subject` (the path, prefix or key name
+// the request names), without a request; kv_put as with cas unset.
+absl::StatusOr<Access> RequiredAccess(store::Request::OpCase op,
+                                      absl::string_view subject);
 // Whether RequiredAccess(request) would succeed, without building the path.
 bool NamesOperation(const store::Request& request);
 

@@ -68,26 +68,10 @@ absl::Status RequestGate::Admit(const CallContext* caller,
                                ->FindFieldByNumber(request.op_case())
                                ->name();
   }
-  absl::Status verdict;
-  if (!options_.check_policies) {
-    // Everyone passes.
-  } else if (caller == nullptr) {
-    absl::StatusOr<bool> any = options_.policies->AnyPolicy(active_fence);
-    if (!any.ok()) return any.status();
-    if (*any) {
-      verdict = absl::PermissionDeniedError(
-          "permission denied: the request names no caller");
-    }
-  } else if (!caller->root) {
-    absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>> set =
-        options_.policies->Compiled(caller->policies, active_fence);
-    if (!set.ok()) return set.status();
-    if (!(*set)->Allows(access->path, access->capability)) {
-      verdict = absl::PermissionDeniedError(absl::StrCat(
-          "permission denied: \"", CapabilityName(access->capability),
-          "\" on \"", access->path, "\" is not granted to this caller"));
-    }
-  }
+  bool unanswered = false;
+  const absl::Status verdict =
+      Verdict(caller, *access, active_fence, &unanswered);
+  if (unanswered) return verdict;
   if (options_.audit == nullptr) return verdict;
   const CallContext anonymous;
   audit::AuditEvent event;
@@ -108,6 +92,56 @@ absl::Status RequestGate::Admit(const CallContext* caller,
     return verdict;
   }
   return logged;
+}
+
+absl::Status RequestGate::Verdict(const CallContext* caller,
+                                  const Access& access, FenceToken active_fence,
+                                  bool* unanswered) {
+  *unanswered = false;
+  absl::Status verdict;
+  if (!options_.check_policies) {
+    // Everyone passes.
+  } else if (caller == nullptr) {
+    absl::StatusOr<bool> any = options_.policies->AnyPolicy(active_fence);
+    if (!any.ok()) {
+      *unanswered = true;
+      return any.status();
+    }
+    if (*any) {
+      verdict = absl::PermissionDeniedError(
+          "permission denied: the request names no caller");
+    }
+  } else if (!caller->root) {
+    absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>> set =
+        options_.policies->Compiled(caller->policies, active_fence);
+    if (!set.ok()) {
+      *unanswered = true;
+      return set.status();
+    }
+    if (!(*set)->Allows(access.path, access.capability)) {
+      verdict = absl::PermissionDeniedError(absl::StrCat(
+          "permission denied: \"", CapabilityName(access.capability),
+          "\" on \"", access.path, "\" is not granted to this caller"));
+    }
+  }
+  return verdict;
+}
+
+absl::Status RequestGate::Judge(const CallContext* caller,
+                                store::Request::OpCase op,
+                                absl::string_view subject,
+                                FenceToken active_fence) {
+  if (options_.audit != nullptr) {
+    return absl::InternalError(
+        "an audited request must pass the gate through Admit");
+  }
+  const bool judged =
+      options_.check_policies && caller != nullptr && !caller->root;
+  absl::StatusOr<Access> access =
+      judged ? RequiredAccess(op, subject) : absl::StatusOr<Access>(Access());
+  if (!access.ok()) return access.status();
+  bool unanswered = false;
+  return Verdict(caller, *access, active_fence, &unanswered);
 }
 
 void RequestGate::Complete(const CallContext* caller,

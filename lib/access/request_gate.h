@@ -26,6 +26,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "lib/access/request_access.h"
 #include "lib/audit/audit_dispatcher.h"
 #include "lib/policy/policy.h"
 #include "lib/policy/policy_set.h"
@@ -105,6 +106,14 @@ class RequestGate {
   // PolicySource's (kNoFence when not known).
   absl::Status Admit(const CallContext* caller, const store::Request& request,
                      FenceToken active_fence, Admission* admission);
+  // The policy verdict alone, for a request that needs no audit entry:
+  // SecretStore's one-item calls that build no request message. `op` and
+  // `subject` (the path, prefix or key name the request names) stand for
+  // the request, as in RequiredAccess. The same codes as Admit. INTERNAL
+  // when audit sinks are configured: an audited request goes through
+  // Admit, which records it.
+  absl::Status Judge(const CallContext* caller, store::Request::OpCase op,
+                     absl::string_view subject, FenceToken active_fence);
   // Writes the response entry. Never fails. `forwarded_to`: the active's
   // address if this node forwarded the request there (else empty).
   void Complete(const CallContext* caller, const store::Request& request,
@@ -120,6 +129,12 @@ class RequestGate {
                           const absl::Status& refusal);
 
  private:
+  // The policies' verdict on `access` (read only when the caller is
+  // judged: not null, not root): OK or PERMISSION_DENIED; or the
+  // PolicySource's error, with *unanswered set.
+  absl::Status Verdict(const CallContext* caller, const Access& access,
+                       FenceToken active_fence, bool* unanswered);
+
   const Options options_;
   Clock* const clock_;
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <limits>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -87,11 +88,15 @@ constexpr Operation kOperations[] = {
     {Request::kPolicyDelete, "policy_delete", kWrite, Engine::kPolicy},
 };
 
-const Operation* FindOperation(const Request& request) {
+const Operation* FindOperation(Request::OpCase op_case) {
   for (const Operation& op : kOperations) {
-    if (op.op == request.op_case()) return &op;
+    if (op.op == op_case) return &op;
   }
   return nullptr;
+}
+
+const Operation* FindOperation(const Request& request) {
+  return FindOperation(request.op_case());
 }
 
 void SetStatus(const absl::Status& status, Response* response) {
@@ -629,9 +634,60 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                                     : *result.mutable_ciphertext());
   }
 
+  // A one-item encrypt, decrypt or rewrap (`op_case`) served on this node
+  // without request or response messages (TransitEngine::ExecuteOne):
+  // HandleAs()'s pipeline for a call that needs no audit entry. The route
+  // (served here), the policy verdict (RequestGate::Judge: Admit's answer,
+  // for a call with nothing to record), the engine call's fences and the
+  // answer to a failure are the ones Execute uses, and each failure is the
+  // status ResponseStatus() reads back from the response the message
+  // pipeline would build. nullopt, having done nothing: audit sinks are
+  // configured, the node is sealed, or the route is not to serve here; the
+  // call then takes the message pipeline, which decides again.
+  std::optional<absl::StatusOr<std::string>> TransitDirect(
+      Request::OpCase op_case, absl::string_view name, absl::string_view input,
+      absl::string_view context, const CallContext* caller) {
+    if (!options_.audit_sinks.empty() || coordinator_->barrier()->sealed()) {
+      return std::nullopt;
+    }
+    const Operation& op = *FindOperation(op_case);
+    if (coordinator_->Route(op.kind).action !=
+        RouteDecision::Action::kServeLocally) {
+      return std::nullopt;
+    }
+    Response failure;  // built only to read a failure back as HandleAs would
+    if (gated_) {
+      absl::Status admitted =
+          gate_.Judge(caller, op_case, name, PolicyCacheFence(caller));
+      if (!admitted.ok()) {
+        SetStatus(admitted, &failure);
+        return ResponseStatus(failure);
+      }
+    }
+    EngineCall call;
+    if (absl::Status s = PrepareCall(op, /*min_index=*/0, &call); !s.ok()) {
+      RoutedFailure(s, &failure);
+      return ResponseStatus(failure);
+    }
+    std::string out;
+    absl::Status status =
+        transit_.ExecuteOne(op_case, name, input, context, call, &out);
+    if (status.ok()) return absl::StatusOr<std::string>(std::move(out));
+    std::optional<std::string> leader;
+    SetStatus(EngineFailure(status, op.kind, call, &leader), &failure);
+    if (leader.has_value()) {
+      SetRoute(RouteDecision::Action::kUnavailable, *leader, &failure);
+    }
+    return ResponseStatus(failure);
+  }
+
   absl::StatusOr<std::string> TransitEncrypt(
       absl::string_view name, absl::string_view plaintext,
       absl::string_view context, const CallContext& caller) override {
+    if (auto direct = TransitDirect(Request::kTransitEncrypt, name, plaintext,
+                                    context, CallerOrNull(caller))) {
+      return *std::move(direct);
+    }
     CallMessages call;
     return TransitOne(call.request().mutable_transit_encrypt(), call, name,
                       plaintext, "", context, /*want_plaintext=*/false, caller);
@@ -640,6 +696,10 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   absl::StatusOr<std::string> TransitDecrypt(
       absl::string_view name, absl::string_view ciphertext,
       absl::string_view context, const CallContext& caller) override {
+    if (auto direct = TransitDirect(Request::kTransitDecrypt, name, ciphertext,
+                                    context, CallerOrNull(caller))) {
+      return *std::move(direct);
+    }
     CallMessages call;
     return TransitOne(call.request().mutable_transit_decrypt(), call, name, "",
                       ciphertext, context, /*want_plaintext=*/true, caller);
@@ -648,6 +708,10 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   absl::StatusOr<std::string> TransitRewrap(
       absl::string_view name, absl::string_view ciphertext,
       absl::string_view context, const CallContext& caller) override {
+    if (auto direct = TransitDirect(Request::kTransitRewrap, name, ciphertext,
+                                    context, CallerOrNull(caller))) {
+      return *std::move(direct);
+    }
     CallMessages call;
     return TransitOne(call.request().mutable_transit_rewrap(), call, name, "",
                       ciphertext, context, /*want_plaintext=*/false, caller);
@@ -907,37 +971,66 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     }
   }
 
+  // The engine call for `op` served on this node. Transit trusts its key
+  // cache under call->active_fence: a node deposed before its loop noticed
+  // must not, so its fence is verified against the backend (cheap); other
+  // writes carry the write fence; a KV read takes kNoFence (without
+  // building an error status on the hot read path). Not OK: a write that
+  // has no fence (leadership lost, or sealed, between Route() and here),
+  // to answer with route kUnavailable to the active (RoutedFailure).
+  absl::Status PrepareCall(const Operation& op, uint64_t min_index,
+                           EngineCall* call) {
+    call->barrier = coordinator_->barrier();
+    call->min_index = min_index;
+    call->clock = clock_;  // read only by writes (EngineCall::Now)
+    const bool write = op.kind == OperationKind::kWrite;
+    absl::StatusOr<FenceToken> fence =
+        op.engine == Engine::kTransit ? coordinator_->VerifiedWriteFence()
+        : write                       ? coordinator_->WriteFence()
+                                      : absl::StatusOr<FenceToken>(kNoFence);
+    if (write) {
+      if (!fence.ok()) return fence.status();
+      call->write_fence = *fence;
+    }
+    if (fence.ok()) call->active_fence = *fence;
+    return absl::OkStatus();
+  }
+
+  // An engine's failure as the call answers it (*leader set: with route
+  // kUnavailable to that active). A write the backend refused for a stale
+  // fence means leadership moved mid-write: nothing was applied, the
+  // coordinator is told, and the caller retries at the new active.
+  absl::Status EngineFailure(const absl::Status& status, OperationKind kind,
+                             const EngineCall& call,
+                             std::optional<std::string>* leader) {
+    if (kind != OperationKind::kWrite || !IsStaleFence(status)) return status;
+    coordinator_->ReportStaleFence(call.write_fence);
+    *leader = coordinator_->Route(OperationKind::kWrite).leader_address;
+    return absl::UnavailableError(absl::StrCat(
+        "leadership was lost during the write; nothing was applied (",
+        status.message(), ")"));
+  }
+
+  // A write with no fence after Route() served it here: `status` with
+  // route kUnavailable to the active, into *response.
+  void RoutedFailure(const absl::Status& status, Response* response) {
+    SetStatus(status, response);
+    SetRoute(RouteDecision::Action::kUnavailable,
+             coordinator_->Route(OperationKind::kWrite).leader_address,
+             response);
+  }
+
   void Execute(const Request& request, const Operation& op,
                const CallContext* caller, IndexState index, Response* response,
                std::string* forwarded_to) {
-    const OperationKind kind = op.kind;
     EngineCall call;
-    call.barrier = coordinator_->barrier();
-    call.min_index = request.min_index();
-    const bool transit = op.engine == Engine::kTransit;
-    call.clock = clock_;  // read only by writes (EngineCall::Now)
-    // Transit trusts its key cache under call.active_fence: a node deposed
-    // before its loop noticed must not, so ask the backend (cheap) whether
-    // the grant is still held.
-    // (A KV read takes kNoFence, the "none" EngineCall has anyway, without
-    // building an error status on the hot read path.)
-    absl::StatusOr<FenceToken> fence =
-        transit                         ? coordinator_->VerifiedWriteFence()
-        : kind == OperationKind::kWrite ? coordinator_->WriteFence()
-                                        : absl::StatusOr<FenceToken>(kNoFence);
-    if (kind == OperationKind::kWrite) {
-      if (!fence.ok()) {
-        // Lost leadership (or sealed) between Route() and here.
-        SetStatus(fence.status(), response);
-        SetRoute(RouteDecision::Action::kUnavailable,
-                 coordinator_->Route(OperationKind::kWrite).leader_address,
-                 response);
-        return;
-      }
-      call.write_fence = *fence;
-    } else if (request.min_index() > 0 && index != IndexState::kReached &&
-               (index == IndexState::kBehind ||
-                !CaughtUp(request.min_index()))) {
+    if (absl::Status s = PrepareCall(op, request.min_index(), &call); !s.ok()) {
+      RoutedFailure(s, response);
+      return;
+    }
+    if (op.kind == OperationKind::kRead && request.min_index() > 0 &&
+        index != IndexState::kReached &&
+        (index == IndexState::kBehind || !CaughtUp(request.min_index()))) {
       RouteDecision d = coordinator_->Route(OperationKind::kWrite);
       if (request.forward_if_behind() && options_.forwarder != nullptr &&
           !request.forwarded() && !d.leader_address.empty() &&
@@ -953,26 +1046,21 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       SetRoute(RouteDecision::Action::kUnavailable, d.leader_address, response);
       return;
     }
-    if (fence.ok()) call.active_fence = *fence;
     absl::Status status = op.engine == Engine::kPolicy
                               ? ExecutePolicy(request, call, response)
-                          : transit ? transit_.Execute(request, call, response)
-                                    : kv_.Execute(request, call, response);
-    if (!status.ok() && kind == OperationKind::kWrite && IsStaleFence(status)) {
-      coordinator_->ReportStaleFence(call.write_fence);
-      // The backend refused our fence: leadership moved mid-write. Nothing
-      // was applied; the caller retries at the new active.
-      RouteDecision d = coordinator_->Route(OperationKind::kWrite);
-      status = absl::UnavailableError(absl::StrCat(
-          "leadership was lost during the write; nothing was applied (",
-          status.message(), ")"));
-      SetRoute(RouteDecision::Action::kUnavailable, d.leader_address, response);
-    }
+                          : op.engine == Engine::kTransit
+                              ? transit_.Execute(request, call, response)
+                              : kv_.Execute(request, call, response);
     if (!status.ok()) {
+      std::optional<std::string> leader;
+      status = EngineFailure(status, op.kind, call, &leader);
       // No partial results next to an error.
       WipeMessage(response);
       response->clear_result();
       SetStatus(status, response);
+      if (leader.has_value()) {
+        SetRoute(RouteDecision::Action::kUnavailable, *leader, response);
+      }
     }
   }
 

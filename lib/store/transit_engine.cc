@@ -78,6 +78,9 @@ class TransitEngine::Impl {
 
   absl::Status Execute(const store::Request& request, const EngineCall& call,
                        store::Response* response);
+  absl::Status ExecuteOne(store::Request::OpCase op, absl::string_view name,
+                          absl::string_view input, absl::string_view context,
+                          const EngineCall& call, std::string* out);
   void ClearCache() { cache_.Clear(); }
 
  private:
@@ -101,11 +104,27 @@ class TransitEngine::Impl {
                                   const EngineCall& call,
                                   store::TransitKeyRecord* record) const;
 
-  absl::Status Encrypt(const store::TransitBatchRequest& batch,
-                       const EngineCall& call, store::Response* response);
-  absl::Status Decrypt(const store::TransitBatchRequest& batch,
-                       const EngineCall& call, bool rewrap,
-                       store::Response* response);
+  // ---- The data path (encrypt, decrypt, rewrap), shared by Execute's
+  // batches and ExecuteOne.
+  // The checks before any item, in order (a bad name, a bad item count, a
+  // call that may not encrypt), then the key. `op`: kTransitEncrypt,
+  // kTransitDecrypt or kTransitRewrap.
+  absl::StatusOr<std::shared_ptr<const CachedKey>> BeginData(
+      store::Request::OpCase op, absl::string_view name, size_t items,
+      const EngineCall& call);
+  // One item of `op` with *key (a claim may replace it: a rotation), its
+  // result into *ciphertext (encrypt, rewrap) or *plaintext (decrypt) and
+  // *version. Returns a failure of the whole request (an encryption could
+  // not be claimed: nothing more may be sealed); the item's own failure is
+  // *item_status, with its outputs cleared.
+  absl::Status DataItem(store::Request::OpCase op, const EngineCall& call,
+                        std::shared_ptr<const CachedKey>* key,
+                        absl::string_view input, absl::string_view context,
+                        std::string* ciphertext, std::string* plaintext,
+                        uint32_t* version, absl::Status* item_status);
+  absl::Status DataBatch(store::Request::OpCase op,
+                         const store::TransitBatchRequest& batch,
+                         const EngineCall& call, store::Response* response);
 
   // ---- Encryption counting (TransitOptions::max_encryptions_per_version).
   // Claims one encryption with the latest version of *key, storing the
@@ -431,72 +450,117 @@ absl::Status TransitEngine::Impl::OpenOne(const CachedKey& key,
   return absl::OkStatus();
 }
 
-absl::Status TransitEngine::Impl::Encrypt(
-    const store::TransitBatchRequest& batch, const EngineCall& call,
-    store::Response* response) {
-  if (!MayReserve(call)) return NoReservationError();
-  ASSIGN_OR_RETURN(std::shared_ptr<const CachedKey> key,
-                   cache_.Lookup(batch.name(), call));
-  store::TransitBatchResult* result = response->mutable_transit_batch();
-  result->mutable_items()->Reserve(batch.items_size());
-  for (const store::TransitItem& item : batch.items()) {
-    store::TransitResultItem* out = result->add_items();
-    if (item.plaintext().size() > options_.max_plaintext_bytes) {
-      SetItemError(absl::InvalidArgumentError(
-                       absl::StrCat("plaintext is larger than the limit of ",
-                                    options_.max_plaintext_bytes, " bytes")),
-                   out);
-      continue;
+absl::StatusOr<std::shared_ptr<const CachedKey>> TransitEngine::Impl::BeginData(
+    store::Request::OpCase op, absl::string_view name, size_t items,
+    const EngineCall& call) {
+  if (absl::Status s = ValidateName(name); !s.ok()) return s;
+  if (items == 0) return absl::InvalidArgumentError("batch has no items");
+  if (items > options_.max_batch_items) {
+    return absl::InvalidArgumentError(absl::StrCat("batch has ", items,
+                                                   " items; the limit is ",
+                                                   options_.max_batch_items));
+  }
+  if (op != store::Request::kTransitDecrypt && !MayReserve(call)) {
+    return NoReservationError();
+  }
+  return cache_.Lookup(name, call);
+}
+
+absl::Status TransitEngine::Impl::DataItem(
+    store::Request::OpCase op, const EngineCall& call,
+    std::shared_ptr<const CachedKey>* key, absl::string_view input,
+    absl::string_view context, std::string* ciphertext, std::string* plaintext,
+    uint32_t* version, absl::Status* item_status) {
+  absl::Status& s = *item_status;
+  if (op == store::Request::kTransitEncrypt) {
+    if (input.size() > options_.max_plaintext_bytes) {
+      s = absl::InvalidArgumentError(
+          absl::StrCat("plaintext is larger than the limit of ",
+                       options_.max_plaintext_bytes, " bytes"));
+      return absl::OkStatus();
     }
     // A failed reservation fails the request: nothing more is sealed.
-    if (absl::Status s = ClaimEncryption(call, &key); !s.ok()) return s;
-    absl::Status s = SealOne(*key, item.plaintext(), item.context(),
-                             out->mutable_ciphertext());
-    if (!s.ok()) {
-      out->clear_ciphertext();
-      SetItemError(s, out);
-      continue;
+    RETURN_IF_ERROR(ClaimEncryption(call, key));
+    s = SealOne(**key, input, context, ciphertext);
+    *version = (*key)->latest_version;
+  } else {
+    s = OpenOne(**key, input, context, plaintext, version);
+    if (s.ok() && op == store::Request::kTransitRewrap) {
+      // Opened under the snapshot taken before the claim, which may
+      // replace it (a rotation): that only ever moves forward.
+      if (absl::Status c = ClaimEncryption(call, key); !c.ok()) {
+        WipeString(*plaintext);
+        plaintext->clear();
+        return c;
+      }
+      s = SealOne(**key, *plaintext, context, ciphertext);
+      WipeString(*plaintext);
+      plaintext->clear();
+      *version = (*key)->latest_version;
     }
-    out->set_key_version((key)->latest_version);
+  }
+  if (!s.ok()) {
+    if (plaintext != nullptr) plaintext->clear();  // OpenOne wiped it
+    if (ciphertext != nullptr) ciphertext->clear();
   }
   return absl::OkStatus();
 }
 
-absl::Status TransitEngine::Impl::Decrypt(
-    const store::TransitBatchRequest& batch, const EngineCall& call,
-    bool rewrap, store::Response* response) {
-  if (rewrap && !MayReserve(call)) return NoReservationError();
+absl::Status TransitEngine::Impl::DataBatch(
+    store::Request::OpCase op, const store::TransitBatchRequest& batch,
+    const EngineCall& call, store::Response* response) {
   ASSIGN_OR_RETURN(std::shared_ptr<const CachedKey> key,
-                   cache_.Lookup(batch.name(), call));
+                   BeginData(op, batch.name(), batch.items_size(), call));
   store::TransitBatchResult* result = response->mutable_transit_batch();
   result->mutable_items()->Reserve(batch.items_size());
-  std::string plaintext;
+  // A rewrap's plaintext, between its open and its seal (wiped by DataItem).
+  std::string rewrapped;
   for (const store::TransitItem& item : batch.items()) {
     store::TransitResultItem* out = result->add_items();
+    const bool decrypt = op == store::Request::kTransitDecrypt;
     uint32_t version = 0;
-    absl::Status s =
-        OpenOne(*key, item.ciphertext(), item.context(),
-                rewrap ? &plaintext : out->mutable_plaintext(), &version);
-    if (s.ok() && rewrap) {
-      // Opened under the snapshot taken before the claim, which may
-      // replace it (a rotation): that only ever moves forward.
-      if (absl::Status c = ClaimEncryption(call, &key); !c.ok()) {
-        WipeString(plaintext);
-        return c;
-      }
-      s = SealOne(*key, plaintext, item.context(), out->mutable_ciphertext());
-      WipeString(plaintext);
-      version = (key)->latest_version;
-    }
-    if (!s.ok()) {
-      out->clear_plaintext();
-      out->clear_ciphertext();
-      SetItemError(s, out);
+    absl::Status item_status;
+    RETURN_IF_ERROR(
+        DataItem(op, call, &key,
+                 op == store::Request::kTransitEncrypt ? item.plaintext()
+                                                       : item.ciphertext(),
+                 item.context(), decrypt ? nullptr : out->mutable_ciphertext(),
+                 decrypt ? out->mutable_plaintext() : &rewrapped, &version,
+                 &item_status));
+    if (!item_status.ok()) {
+      SetItemError(item_status, out);
       continue;
     }
     out->set_key_version(version);
   }
   return absl::OkStatus();
+}
+
+absl::Status TransitEngine::Impl::ExecuteOne(
+    store::Request::OpCase op, absl::string_view name, absl::string_view input,
+    absl::string_view context, const EngineCall& call, std::string* out) {
+  out->clear();
+  if (op != store::Request::kTransitEncrypt &&
+      op != store::Request::kTransitDecrypt &&
+      op != store::Request::kTransitRewrap) {
+    return absl::InvalidArgumentError("not a transit data request");
+  }
+  if (call.barrier == nullptr) {
+    return absl::InvalidArgumentError("engine call has no barrier");
+  }
+  if (call.barrier->sealed()) {
+    return absl::FailedPreconditionError("barrier is sealed");
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<const CachedKey> key,
+                   BeginData(op, name, 1, call));
+  const bool decrypt = op == store::Request::kTransitDecrypt;
+  std::string rewrapped;
+  uint32_t version = 0;
+  absl::Status item_status;
+  RETURN_IF_ERROR(DataItem(op, call, &key, input, context,
+                           decrypt ? nullptr : out, decrypt ? out : &rewrapped,
+                           &version, &item_status));
+  return item_status;
 }
 
 absl::Status TransitEngine::Impl::Execute(const store::Request& request,
@@ -546,21 +610,7 @@ absl::Status TransitEngine::Impl::Execute(const store::Request& request,
     default:
       return absl::InvalidArgumentError("not a transit request");
   }
-  if (absl::Status s = ValidateName(batch->name()); !s.ok()) return s;
-  if (batch->items_size() == 0) {
-    return absl::InvalidArgumentError("batch has no items");
-  }
-  if (static_cast<size_t>(batch->items_size()) > options_.max_batch_items) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("batch has ", batch->items_size(), " items; the limit is ",
-                     options_.max_batch_items));
-  }
-  absl::Status status =
-      request.op_case() == store::Request::kTransitEncrypt
-          ? Encrypt(*batch, call, response)
-          : Decrypt(*batch, call,
-                    request.op_case() == store::Request::kTransitRewrap,
-                    response);
+  absl::Status status = DataBatch(request.op_case(), *batch, call, response);
   if (!status.ok() && response->has_transit_batch()) {
     // No partial results next to a request-level error.
     for (store::TransitResultItem& item :
@@ -583,6 +633,12 @@ absl::Status TransitEngine::Execute(const store::Request& request,
                                     const EngineCall& call,
                                     store::Response* response) {
   return impl_->Execute(request, call, response);
+}
+
+absl::Status TransitEngine::ExecuteOne(
+    store::Request::OpCase op, absl::string_view name, absl::string_view input,
+    absl::string_view context, const EngineCall& call, std::string* out) {
+  return impl_->ExecuteOne(op, name, input, context, call, out);
 }
 
 void TransitEngine::ClearCache() { impl_->ClearCache(); }

@@ -84,8 +84,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "lib/store/engine.h"
 #include "strongbox/requests.pb.h"
 
@@ -127,6 +129,17 @@ class TransitEngine {
   // failures are reported in the items and do not fail the call.
   absl::Status Execute(const store::Request& request, const EngineCall& call,
                        store::Response* response);
+
+  // One item of transit_encrypt, transit_decrypt or transit_rewrap (`op`)
+  // without request or response messages: SecretStore's one-item calls.
+  // `input` is the plaintext (encrypt) or the ciphertext (decrypt,
+  // rewrap). The same checks, effects and codes as a one-item batch
+  // through Execute, with the item's own failure returned as the status.
+  // *out receives the ciphertext (encrypt, rewrap) or the plaintext
+  // (decrypt); it is cleared first and left empty on any failure.
+  absl::Status ExecuteOne(store::Request::OpCase op, absl::string_view name,
+                          absl::string_view input, absl::string_view context,
+                          const EngineCall& call, std::string* out);
 
   // Drops every cached key (the node sealed or lost leadership) and this
   // node's unused encryption reservations (skipped, never reused).

@@ -121,7 +121,7 @@ void TransitKeyCache::InstallLocked(std::shared_ptr<CachedKey> key,
 }
 
 absl::StatusOr<std::shared_ptr<const CachedKey>> TransitKeyCache::Lookup(
-    const std::string& name, const EngineCall& call) {
+    absl::string_view name, const EngineCall& call) {
   std::shared_ptr<CachedKey> cached;
   uint64_t epoch = 0;
   uint64_t generation = 0;

@@ -161,7 +161,7 @@ class TransitKeyCache {
   // trusted under call.active_fence, else re-validated against storage
   // (NOT_FOUND for a missing key; DATA_LOSS for a bad record).
   absl::StatusOr<std::shared_ptr<const CachedKey>> Lookup(
-      const std::string& name, const EngineCall& call);
+      absl::string_view name, const EngineCall& call);
 
   // The cached entry for `name` as it is (nullptr: none), trusted or not.
   std::shared_ptr<const CachedKey> Peek(const std::string& name);

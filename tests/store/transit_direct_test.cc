@@ -1,0 +1,363 @@
+// SecretStore's one-item Transit calls (TransitEncrypt, TransitDecrypt,
+// TransitRewrap) are served without request or response messages when no
+// audit entry is needed (SecretStoreImpl::TransitDirect). Each case here
+// makes the same call twice, once through that API and once as a one-item
+// batch through Handle(), and requires the same answer: code, message,
+// route hint, and the same plaintext behind any result. Covered: good
+// calls, bad names, missing keys, oversized plaintexts, tampered, malformed
+// and refused ciphertexts, policy verdicts for every kind of caller, a
+// perf standby (decrypt served here, encrypt forwarded), a sealed node, and
+// leadership lost in the middle of a reservation write. Audited stores
+// must keep recording these calls.
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/util/mutex.h"
+#include "strongbox/audit_sink.h"
+#include "strongbox/call_context.h"
+#include "strongbox/secret_store.h"
+#include "strongbox/testing/fault_injecting_backend.h"
+#include "tests/ha/cluster.h"
+
+namespace strongbox {
+namespace {
+
+using ::strongbox::testing_cluster::Cluster;
+using ::strongbox::testing_cluster::ClusterOptions;
+using ::testing::HasSubstr;
+
+using Op = store::Request::OpCase;
+constexpr Op kEncrypt = store::Request::kTransitEncrypt;
+constexpr Op kDecrypt = store::Request::kTransitDecrypt;
+constexpr Op kRewrap = store::Request::kTransitRewrap;
+
+const CallContext kRoot = CallContext::Root("admin");
+
+class TestForwarder : public Forwarder {
+ public:
+  absl::StatusOr<std::string> Forward(absl::string_view leader,
+                                      absl::string_view request) override {
+    auto it = stores.find(std::string(leader));
+    if (it == stores.end()) return absl::UnavailableError("no route to host");
+    return it->second->HandleSerialized(request);
+  }
+  std::map<std::string, SecretStore*> stores;
+};
+
+// What a call answered, in the terms a host can see.
+struct Outcome {
+  absl::StatusCode code = absl::StatusCode::kOk;
+  std::string message;
+  std::string route;   // RouteActionName of the hint; empty: no hint
+  std::string leader;  // the hint's leader address
+  std::string value;   // the result (ciphertext or plaintext) when OK
+};
+
+Outcome OutcomeOf(const absl::StatusOr<std::string>& result) {
+  Outcome o;
+  o.code = result.status().code();
+  o.message = std::string(result.status().message());
+  if (std::optional<RouteHint> hint = GetRouteHint(result.status())) {
+    o.route = std::string(RouteActionName(hint->action));
+    o.leader = hint->leader_address;
+  }
+  if (result.ok()) o.value = *result;
+  return o;
+}
+
+// The call as a one-item batch through Handle(), read back as the API
+// reads a response.
+absl::StatusOr<std::string> ViaMessages(SecretStore* store, Op op,
+                                        absl::string_view name,
+                                        absl::string_view input,
+                                        absl::string_view context,
+                                        const CallContext& caller) {
+  store::Request request;
+  store::TransitBatchRequest* batch =
+      op == kEncrypt   ? request.mutable_transit_encrypt()
+      : op == kDecrypt ? request.mutable_transit_decrypt()
+                       : request.mutable_transit_rewrap();
+  batch->set_name(std::string(name));
+  store::TransitItem* item = batch->add_items();
+  if (op == kEncrypt) {
+    item->set_plaintext(std::string(input));
+  } else {
+    item->set_ciphertext(std::string(input));
+  }
+  item->set_context(std::string(context));
+  store::Response response = store->Handle(request, caller);
+  if (absl::Status s = ResponseStatus(response); !s.ok()) return s;
+  if (response.transit_batch().items_size() != 1) {
+    return absl::InternalError("transit answered no item");
+  }
+  const store::TransitResultItem& result = response.transit_batch().items(0);
+  if (result.code() != 0) {
+    return absl::Status(static_cast<absl::StatusCode>(result.code()),
+                        result.error());
+  }
+  return op == kDecrypt ? result.plaintext() : result.ciphertext();
+}
+
+absl::StatusOr<std::string> ViaApi(SecretStore* store, Op op,
+                                   absl::string_view name,
+                                   absl::string_view input,
+                                   absl::string_view context,
+                                   const CallContext& caller) {
+  switch (op) {
+    case kEncrypt:
+      return store->TransitEncrypt(name, input, context, caller);
+    case kDecrypt:
+      return store->TransitDecrypt(name, input, context, caller);
+    default:
+      return store->TransitRewrap(name, input, context, caller);
+  }
+}
+
+class TransitDirectTest : public ::testing::Test {
+ protected:
+  // `reservation`: encryptions per stored block (1: every encryption
+  // writes the key record). `audited`: each store gets an audit sink.
+  void SetUpCluster(uint64_t reservation, AuditSink* sink = nullptr) {
+    stores_.clear();
+    forwarder_.stores.clear();
+    ClusterOptions o;
+    o.mode = StandbyMode::kPerfStandby;
+    cluster_ = std::make_unique<Cluster>(o);
+    cluster_->Initialize();
+    cluster_->UnsealAll();
+    cluster_->Run(absl::Seconds(1));
+    for (int i = 0; i < 3; ++i) {
+      SecretStore::Options so;
+      so.coordinator = cluster_->nodes[i].get();
+      so.forwarder = &forwarder_;
+      so.clock = &cluster_->clock;
+      so.transit_encryption_reservation = reservation;
+      if (sink != nullptr) so.audit_sinks.push_back({"mem", sink});
+      stores_.push_back(*SecretStore::Create(so));
+      forwarder_.stores[Cluster::Address(i)] = stores_.back().get();
+    }
+    active_ = cluster_->Active();
+    standby_ = (active_ + 1) % 3;
+  }
+
+  void SetUp() override { SetUpCluster(/*reservation=*/2); }
+
+  SecretStore* active() { return stores_[active_].get(); }
+  SecretStore* standby() { return stores_[standby_].get(); }
+
+  // The plaintext behind a ciphertext, read by root on the active.
+  std::string Opened(absl::string_view name, absl::string_view ciphertext,
+                     absl::string_view context) {
+    absl::StatusOr<std::string> p =
+        ViaMessages(active(), kDecrypt, name, ciphertext, context, kRoot);
+    return p.ok() ? *p : absl::StrCat("<", p.status().ToString(), ">");
+  }
+
+  // Makes the call both ways on `store` and requires the same answer.
+  void ExpectSameAnswer(SecretStore* store, Op op, absl::string_view name,
+                        absl::string_view input, absl::string_view context,
+                        const CallContext& caller, const std::string& what) {
+    SCOPED_TRACE(what);
+    Outcome api = OutcomeOf(ViaApi(store, op, name, input, context, caller));
+    Outcome messages =
+        OutcomeOf(ViaMessages(store, op, name, input, context, caller));
+    EXPECT_EQ(api.code, messages.code) << api.message;
+    EXPECT_EQ(api.message, messages.message);
+    EXPECT_EQ(api.route, messages.route);
+    EXPECT_EQ(api.leader, messages.leader);
+    if (api.code != absl::StatusCode::kOk) {
+      EXPECT_EQ(api.value, "");
+      return;
+    }
+    if (op == kDecrypt) {
+      EXPECT_EQ(api.value, messages.value);
+      return;
+    }
+    // Fresh nonces: the ciphertexts differ, the version and the plaintext
+    // behind them do not.
+    EXPECT_EQ(api.value.substr(0, api.value.find(':', 10)),
+              messages.value.substr(0, messages.value.find(':', 10)));
+    EXPECT_EQ(Opened(name, api.value, context),
+              Opened(name, messages.value, context));
+  }
+
+  // Every case on `store` as `caller`; `ct1` is a version-1 ciphertext of
+  // "hello" under context "ctx", `ct2` a version-2 one.
+  void AllCases(SecretStore* store, const CallContext& caller,
+                const std::string& ct1, const std::string& ct2,
+                const std::string& who) {
+    std::string tampered = ct2;
+    tampered[tampered.size() - 3] ^= 1;
+    const std::string big((1 << 20) + 1, 'b');
+    struct Case {
+      Op op;
+      std::string name, input, context, what;
+    };
+    const std::vector<Case> cases = {
+        {kEncrypt, "k", "hello", "ctx", "encrypt"},
+        {kEncrypt, "k", "", "", "encrypt nothing"},
+        {kEncrypt, "missing", "hello", "", "encrypt, no such key"},
+        {kEncrypt, "bad name!", "hello", "", "encrypt, bad name"},
+        {kEncrypt, "", "hello", "", "encrypt, empty name"},
+        {kEncrypt, "k", big, "", "encrypt, plaintext over the limit"},
+        {kDecrypt, "k", ct2, "ctx", "decrypt"},
+        {kDecrypt, "k", ct1, "ctx", "decrypt below min_decryption_version"},
+        {kDecrypt, "k", ct2, "other", "decrypt, wrong context"},
+        {kDecrypt, "k", tampered, "ctx", "decrypt, tampered"},
+        {kDecrypt, "k", "strongbox:v2:!!!", "ctx", "decrypt, malformed"},
+        {kDecrypt, "k", "strongbox:v9" + ct2.substr(12), "ctx",
+         "decrypt, version above the latest"},
+        {kDecrypt, "missing", ct2, "ctx", "decrypt, no such key"},
+        {kDecrypt, "bad/name", ct2, "ctx", "decrypt, bad name"},
+        {kRewrap, "k", ct2, "ctx", "rewrap"},
+        {kRewrap, "k", tampered, "ctx", "rewrap, tampered"},
+        {kRewrap, "k", ct1, "ctx", "rewrap below min_decryption_version"},
+    };
+    for (const Case& c : cases) {
+      ExpectSameAnswer(store, c.op, c.name, c.input, c.context, caller,
+                       absl::StrCat(who, ": ", c.what));
+    }
+  }
+
+  TestForwarder forwarder_;
+  std::unique_ptr<Cluster> cluster_;
+  std::vector<std::unique_ptr<SecretStore>> stores_;
+  int active_ = -1;
+  int standby_ = -1;
+};
+
+TEST_F(TransitDirectTest, EveryCaseAnswersAsTheMessagePipeline) {
+  ASSERT_TRUE(active()->TransitCreateKey("k", kRoot).ok());
+  absl::StatusOr<std::string> ct1 =
+      active()->TransitEncrypt("k", "hello", "ctx", kRoot);
+  ASSERT_TRUE(ct1.ok()) << ct1.status();
+  ASSERT_TRUE(active()->TransitRotateKey("k", kRoot).ok());
+  absl::StatusOr<std::string> ct2 =
+      active()->TransitEncrypt("k", "hello", "ctx", kRoot);
+  ASSERT_TRUE(ct2.ok()) << ct2.status();
+  store::Request config;
+  config.mutable_transit_config_key()->set_name("k");
+  config.mutable_transit_config_key()->set_min_decryption_version(2);
+  ASSERT_TRUE(ResponseStatus(active()->Handle(config, kRoot)).ok());
+
+  const CallContext alice = CallContext::As("alice", {"transit-k"});
+  const CallContext bob = CallContext::As("bob", {"nothing"});
+  // No policy yet: every caller passes.
+  for (SecretStore* store : {active(), standby()}) {
+    const std::string node = store == active() ? "active" : "perf standby";
+    AllCases(store, CallContext(), *ct1, *ct2, node + ", no policy, anonymous");
+    AllCases(store, alice, *ct1, *ct2, node + ", no policy, alice");
+  }
+  ASSERT_TRUE(active()
+                  ->PolicyPut("transit-k",
+                              R"({"path":{
+                                  "transit/encrypt/k":{"capabilities":["update"]},
+                                  "transit/decrypt/k":{"capabilities":["update"]}}})",
+                              kRoot)
+                  .ok());
+  for (SecretStore* store : {active(), standby()}) {
+    const std::string node = store == active() ? "active" : "perf standby";
+    AllCases(store, CallContext(), *ct1, *ct2, node + ", anonymous");
+    AllCases(store, kRoot, *ct1, *ct2, node + ", root");
+    AllCases(store, alice, *ct1, *ct2, node + ", alice (encrypt, decrypt)");
+    AllCases(store, bob, *ct1, *ct2, node + ", bob (no grant)");
+  }
+  // The verdicts themselves.
+  EXPECT_TRUE(active()->TransitEncrypt("k", "x", "", alice).ok());
+  EXPECT_EQ(active()->TransitRewrap("k", *ct2, "ctx", alice).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(active()->TransitEncrypt("k", "x", "", bob).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(active()->TransitEncrypt("k", "x").status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(TransitDirectTest, SealedNodeAnswersAsTheMessagePipeline) {
+  ASSERT_TRUE(active()->TransitCreateKey("k").ok());
+  absl::StatusOr<std::string> ct = active()->TransitEncrypt("k", "hello");
+  ASSERT_TRUE(ct.ok());
+  ASSERT_TRUE(cluster_->nodes[standby_]->Seal().ok());
+  ExpectSameAnswer(standby(), kDecrypt, "k", *ct, "", kRoot, "sealed decrypt");
+  ExpectSameAnswer(standby(), kEncrypt, "k", "x", "", kRoot, "sealed encrypt");
+  EXPECT_EQ(standby()->TransitDecrypt("k", *ct).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// The reservation write of an encryption meets a grant the backend has
+// already ended: the same refusal (UNAVAILABLE, nothing sealed, the route)
+// either way. Each way runs on a fresh, identical cluster.
+TEST_F(TransitDirectTest, LeadershipLostMidEncryptAnswersAsTheMessagePipeline) {
+  std::vector<Outcome> outcomes;
+  for (bool api : {true, false}) {
+    SetUpCluster(/*reservation=*/1);
+    ASSERT_TRUE(active()->TransitCreateKey("k").ok());
+    ASSERT_TRUE(active()->TransitEncrypt("k", "first").ok());
+    ASSERT_TRUE(cluster_->links[active_]->ExpireCurrentGrant().ok());
+    outcomes.push_back(OutcomeOf(
+        api ? ViaApi(active(), kEncrypt, "k", "second", "", CallContext())
+            : ViaMessages(active(), kEncrypt, "k", "second", "",
+                          CallContext())));
+    EXPECT_NE(cluster_->nodes[active_]->state(), HaState::kActive)
+        << "the deposed active steps down at once";
+  }
+  EXPECT_EQ(outcomes[0].code, absl::StatusCode::kUnavailable);
+  EXPECT_THAT(outcomes[0].message, HasSubstr("nothing was applied"));
+  EXPECT_EQ(outcomes[0].route, "unavailable");
+  EXPECT_EQ(outcomes[0].value, "");
+  EXPECT_EQ(outcomes[0].code, outcomes[1].code);
+  EXPECT_EQ(outcomes[0].message, outcomes[1].message);
+  EXPECT_EQ(outcomes[0].route, outcomes[1].route);
+  EXPECT_EQ(outcomes[0].leader, outcomes[1].leader);
+}
+
+// A sink that keeps the operation of every entry.
+class RecordingSink : public AuditSink {
+ public:
+  absl::Status Write(const AuditEntry& entry) override {
+    MutexLock lock(&mu_);
+    operations_.push_back(absl::StrCat(
+        entry.kind == AuditEntry::Kind::kRequest ? "request " : "response ",
+        entry.operation));
+    return absl::OkStatus();
+  }
+  std::vector<std::string> operations() {
+    MutexLock lock(&mu_);
+    return operations_;
+  }
+
+ private:
+  Mutex mu_;
+  std::vector<std::string> operations_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(TransitDirectTest, AuditedStoresRecordEveryCall) {
+  RecordingSink sink;
+  SetUpCluster(/*reservation=*/2, &sink);
+  ASSERT_TRUE(active()->TransitCreateKey("k").ok());
+  absl::StatusOr<std::string> ct = active()->TransitEncrypt("k", "hello");
+  ASSERT_TRUE(ct.ok()) << ct.status();
+  ASSERT_TRUE(active()->TransitDecrypt("k", *ct).ok());
+  ASSERT_TRUE(active()->TransitRewrap("k", *ct).ok());
+  ASSERT_TRUE(standby()->TransitDecrypt("k", *ct).ok());
+  for (auto& store : stores_) ASSERT_TRUE(store->FlushAudit(absl::Seconds(5)));
+  std::vector<std::string> seen = sink.operations();
+  for (const char* op :
+       {"transit_encrypt", "transit_decrypt", "transit_rewrap"}) {
+    for (const char* kind : {"request ", "response "}) {
+      const std::string entry = absl::StrCat(kind, op);
+      EXPECT_GE(std::count(seen.begin(), seen.end(), entry),
+                std::string(op) == "transit_decrypt" ? 2 : 1)
+          << entry;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace strongbox
