@@ -176,6 +176,46 @@ __attribute__((target("ssse3"))) size_t EncodePublicSsse3(const uint8_t* in,
   return i;
 }
 
+// The same steps as EncodePublicSsse3 on two 12-byte groups a step, one in
+// each 128-bit lane of an AVX2 register (its shuffles, shifts and byte
+// adds work per lane), into 32 characters. Reads in[i, i + 28), so it runs
+// while 28 bytes are readable; returns how many input bytes it consumed (a
+// multiple of 3).
+__attribute__((target("avx2"))) size_t EncodePublicAvx2(const uint8_t* in,
+                                                        size_t n, char* out) {
+  const __m256i spread = _mm256_broadcastsi128_si256(
+      _mm_set_epi8(10, 11, 9, 10, 7, 8, 6, 7, 4, 5, 3, 4, 1, 2, 0, 1));
+  const __m256i mask_02 = _mm256_set1_epi32(0x0FC0FC00);
+  const __m256i mul_02 = _mm256_set1_epi32(0x04000040);
+  const __m256i mask_13 = _mm256_set1_epi32(0x003F03F0);
+  const __m256i mul_13 = _mm256_set1_epi32(0x01000010);
+  const __m256i offsets = _mm256_broadcastsi128_si256(_mm_setr_epi8(
+      71, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -19, -16, 65, 0, 0));
+  const __m256i n51 = _mm256_set1_epi8(51);
+  const __m256i n26 = _mm256_set1_epi8(26);
+  const __m256i n13 = _mm256_set1_epi8(13);
+  size_t i = 0;
+  for (; i + 28 <= n; i += 24, out += 32) {
+    __m256i v = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i + 12)), 1);
+    v = _mm256_shuffle_epi8(v, spread);
+    const __m256i s02 =
+        _mm256_mulhi_epu16(_mm256_and_si256(v, mask_02), mul_02);
+    const __m256i s13 =
+        _mm256_mullo_epi16(_mm256_and_si256(v, mask_13), mul_13);
+    const __m256i sextets = _mm256_or_si256(s02, s13);
+    __m256i cls = _mm256_subs_epu8(sextets, n51);
+    cls = _mm256_or_si256(
+        cls, _mm256_and_si256(_mm256_cmpgt_epi8(n26, sextets), n13));
+    const __m256i text =
+        _mm256_add_epi8(_mm256_shuffle_epi8(offsets, cls), sextets);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), text);
+  }
+  return i;
+}
+
 bool HasSsse3() {
   static const bool has = [] {
     __builtin_cpu_init();  // may run before the runtime's own constructor
@@ -184,22 +224,37 @@ bool HasSsse3() {
   return has;
 }
 
+bool HasAvx2() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return has;
+}
+
 }  // namespace
 #endif
 
 void Base64EncodePublicTo(const uint8_t* in, size_t n, char* out) {
-#if defined(__x86_64__)
-  if (HasSsse3()) {
-    const size_t done = EncodePublicSsse3(in, n, out);
-    base64_internal::EncodePublicScalarTo(in + done, n - done,
-                                          out + done / 3 * 4);
-    return;
-  }
-#endif
-  base64_internal::EncodePublicScalarTo(in, n, out);
+  base64_internal::EncodePublicUpTo(base64_internal::Simd::kAvx2, in, n, out);
 }
 
 namespace base64_internal {
+
+void EncodePublicUpTo(Simd most, const uint8_t* in, size_t n, char* out) {
+  size_t done = 0;
+#if defined(__x86_64__)
+  if (most >= Simd::kAvx2 && HasAvx2()) {
+    done = EncodePublicAvx2(in, n, out);
+  }
+  if (most >= Simd::kSsse3 && HasSsse3()) {
+    done += EncodePublicSsse3(in + done, n - done, out + done / 3 * 4);
+  }
+#else
+  (void)most;
+#endif
+  EncodePublicScalarTo(in + done, n - done, out + done / 3 * 4);
+}
 
 void EncodePublicScalarTo(const uint8_t* in, size_t n, char* out) {
   size_t i = 0;
