@@ -151,8 +151,9 @@ bool NamesOperation(const Request& request) {
   return false;
 }
 
-absl::Status CheckKvPathOutsideReserved(const Request& request) {
-  switch (request.op_case()) {
+absl::Status CheckKvPathOutsideReserved(Request::OpCase op,
+                                        absl::string_view path) {
+  switch (op) {
     case Request::kKvPut:
     case Request::kKvGet:
     case Request::kKvDelete:
@@ -165,7 +166,6 @@ absl::Status CheckKvPathOutsideReserved(const Request& request) {
     default:
       return absl::OkStatus();
   }
-  const absl::string_view path = Subject(request);
   for (absl::string_view folder : kReservedKvFolders) {
     if (absl::StartsWith(path, folder)) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -174,6 +174,10 @@ absl::Status CheckKvPathOutsideReserved(const Request& request) {
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckKvPathOutsideReserved(const Request& request) {
+  return CheckKvPathOutsideReserved(request.op_case(), Subject(request));
 }
 
 void AuditFieldsOf(const Request& r, std::vector<AuditField>* fields) {

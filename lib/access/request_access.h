@@ -76,6 +76,9 @@ bool NamesOperation(const store::Request& request);
 // "metadata", "undelete", "destroy", "transit" or "sys" (kv_list is not
 // refused: its prefix is checked under "metadata/" anyway).
 absl::Status CheckKvPathOutsideReserved(const store::Request& request);
+// The same for operation `op` on `path`, without a request.
+absl::Status CheckKvPathOutsideReserved(store::Request::OpCase op,
+                                        absl::string_view path);
 
 // Appends the details of `request` / `response` to `fields`.
 void AuditFieldsOf(const store::Request& request,

@@ -384,42 +384,42 @@ class KvEngineOps {
     return absl::OkStatus();
   }
 
-  absl::Status Get(const store::KvGetRequest& req) {
-    RETURN_IF_ERROR(ValidatePath(req.path()));
+  // Version `version` (0: the current one) of `path` into *secret (empty;
+  // its data is set last, after every check).
+  absl::Status Get(absl::string_view path, uint64_t version,
+                   store::KvSecret* secret) {
+    RETURN_IF_ERROR(ValidatePath(path));
     Meta meta;
-    RETURN_IF_ERROR(ReadMeta(call_.barrier, req.path(), &meta));
+    RETURN_IF_ERROR(ReadMeta(call_.barrier, path, &meta));
     KvMetadataRecord& record = *meta.record;
-    const uint64_t wanted =
-        req.version() == 0 ? record.current_version() : req.version();
+    const uint64_t wanted = version == 0 ? record.current_version() : version;
     if (!meta.backend_version.has_value() || wanted == 0) {
-      return absl::NotFoundError(absl::StrCat("no secret at ", req.path()));
+      return absl::NotFoundError(absl::StrCat("no secret at ", path));
     }
     const KvVersionRecord* v = FindVersion(record, wanted);
     if (v == nullptr) {
       return absl::NotFoundError(
-          absl::StrCat("version ", wanted, " of ", req.path(),
+          absl::StrCat("version ", wanted, " of ", path,
                        " does not exist (never written or pruned)"));
     }
     if (v->destroyed()) {
-      return absl::NotFoundError(absl::StrCat("version ", wanted, " of ",
-                                              req.path(), " is destroyed"));
+      return absl::NotFoundError(
+          absl::StrCat("version ", wanted, " of ", path, " is destroyed"));
     }
     if (v->deletion_unix_micros() != 0) {
       return absl::NotFoundError(
-          absl::StrCat("version ", wanted, " of ", req.path(), " is deleted"));
+          absl::StrCat("version ", wanted, " of ", path, " is deleted"));
     }
-    store::KvSecret* secret = response_->mutable_kv_secret();
     FillVersionMetadata(*v, secret->mutable_metadata());
     if (wanted == record.current_version()) {
       secret->mutable_data()->swap(*record.mutable_current_data());
       return absl::OkStatus();
     }
-    absl::StatusOr<Entry> entry =
-        call_.barrier->Get(DataPath(req.path(), wanted));
+    absl::StatusOr<Entry> entry = call_.barrier->Get(DataPath(path, wanted));
     if (!entry.ok()) {
       if (absl::IsNotFound(entry.status())) {
         return absl::DataLossError(
-            absl::StrCat("version ", wanted, " of ", req.path(),
+            absl::StrCat("version ", wanted, " of ", path,
                          " is in the metadata but its data is missing"));
       }
       return entry.status();
@@ -428,8 +428,8 @@ class KvEngineOps {
     const bool parsed = data->ParseFromString(entry->value);
     WipeBuffer(&entry->value);
     if (!parsed) {
-      return absl::DataLossError(absl::StrCat("version ", wanted, " of ",
-                                              req.path(), " does not parse"));
+      return absl::DataLossError(
+          absl::StrCat("version ", wanted, " of ", path, " does not parse"));
     }
     secret->mutable_data()->swap(*data->mutable_data());
     return absl::OkStatus();
@@ -567,7 +567,7 @@ class KvEngineOps {
   const KvOptions& options_;
   const KvEngine& engine_;
   const EngineCall& call_;
-  store::Response* const response_;
+  store::Response* const response_;  // null for Get (it answers a KvSecret)
 };
 
 KvEngine::KvEngine(const KvOptions& options) : options_(options) {}
@@ -611,6 +611,12 @@ void KvEngine::DropCachedMeta(const std::string& path) const {
   write_cache_.erase(path);
 }
 
+absl::Status KvEngine::Get(absl::string_view path, uint64_t version,
+                           const EngineCall& call,
+                           store::KvSecret* secret) const {
+  return KvEngineOps(*this, call, nullptr).Get(path, version, secret);
+}
+
 void KvEngine::ClearWriteCache() const {
   absl::flat_hash_map<std::string, std::unique_ptr<CachedMeta>> dropped;
   MutexLock lock(&cache_mu_);
@@ -629,7 +635,8 @@ absl::Status KvEngine::Execute(const store::Request& request,
     case store::Request::kKvPut:
       return ops.Put(request.kv_put());
     case store::Request::kKvGet:
-      return ops.Get(request.kv_get());
+      return ops.Get(request.kv_get().path(), request.kv_get().version(),
+                     response->mutable_kv_secret());
     case store::Request::kKvDelete:
       return ops.Versions(request.kv_delete(), KvEngineOps::VersionOp::kDelete);
     case store::Request::kKvUndelete:

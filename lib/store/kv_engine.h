@@ -23,6 +23,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "lib/store/engine.h"
 #include "lib/util/mutex.h"
 #include "strongbox/requests.pb.h"
@@ -60,6 +61,14 @@ class KvEngine {
   // Executes one kv_* request into `response`.
   absl::Status Execute(const store::Request& request, const EngineCall& call,
                        store::Response* response) const;
+
+  // A kv_get without request or response messages (SecretStore's KvGet):
+  // version `version` (0: the current one) of `path` into *secret, which
+  // must be empty. The same checks and codes as a kv_get through Execute;
+  // on failure *secret may hold part of the answer, which the caller wipes
+  // (WipeMessage) and drops.
+  absl::Status Get(absl::string_view path, uint64_t version,
+                   const EngineCall& call, store::KvSecret* secret) const;
 
   // Forgets every cached metadata record. The store calls it whenever this
   // node stops being the active or is sealed.

@@ -7,6 +7,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -481,6 +482,62 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     return out;
   }
 
+  // ------------------------------------------------------- direct calls
+
+  // A call served on this node without request or response messages: the
+  // one-item Transit calls and KvGet, when they need no audit entry.
+  // HandleAs()'s pipeline for such a call: the route (served here), the
+  // policy verdict (the reserved-path check and RequestGate::Judge,
+  // Admit's answer for a call with nothing to record), the engine call's
+  // fences (PrepareCall), then `run`, the engine's typed entry point, and
+  // the answer to its failure (EngineFailure). Each failure is the status
+  // ResponseStatus() reads back from the response the message pipeline
+  // would build. nullopt, having done nothing: audit sinks are configured,
+  // the node is sealed, or the route is not to serve here; the caller then
+  // builds the request, and the message pipeline decides again.
+  // tests/store/direct_calls_test compares the two.
+  std::optional<absl::Status> Direct(
+      Request::OpCase op_case, absl::string_view subject,
+      const CallContext* caller,
+      absl::FunctionRef<absl::Status(const EngineCall&)> run) {
+    if (!options_.audit_sinks.empty() || coordinator_->barrier()->sealed()) {
+      return std::nullopt;
+    }
+    const Operation& op = *FindOperation(op_case);
+    if (coordinator_->Route(op.kind).action !=
+        RouteDecision::Action::kServeLocally) {
+      return std::nullopt;
+    }
+    Response failure;  // built only to read a failure back as HandleAs would
+    if (gated_) {
+      absl::Status admitted =
+          options_.enforce_policies
+              ? access::CheckKvPathOutsideReserved(op_case, subject)
+              : absl::OkStatus();
+      if (admitted.ok()) {
+        admitted =
+            gate_.Judge(caller, op_case, subject, PolicyCacheFence(caller));
+      }
+      if (!admitted.ok()) {
+        SetStatus(admitted, &failure);
+        return ResponseStatus(failure);
+      }
+    }
+    EngineCall call;
+    if (absl::Status s = PrepareCall(op, /*min_index=*/0, &call); !s.ok()) {
+      RoutedFailure(s, &failure);
+      return ResponseStatus(failure);
+    }
+    absl::Status status = run(call);
+    if (status.ok()) return status;
+    std::optional<std::string> leader;
+    SetStatus(EngineFailure(status, op.kind, call, &leader), &failure);
+    if (leader.has_value()) {
+      SetRoute(RouteDecision::Action::kUnavailable, *leader, &failure);
+    }
+    return ResponseStatus(failure);
+  }
+
   // ------------------------------------------------------------------ KV
 
   absl::StatusOr<KvWriteResult> KvPut(
@@ -502,6 +559,21 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   absl::StatusOr<store::KvSecret> KvGet(absl::string_view path,
                                         uint64_t version, uint64_t min_index,
                                         const CallContext& caller) override {
+    if (min_index == 0) {
+      // The caller owns the secret (and wipes it); a failure may leave
+      // part of one, wiped here.
+      store::KvSecret secret;
+      std::optional<absl::Status> direct =
+          Direct(Request::kKvGet, path, CallerOrNull(caller),
+                 [&](const EngineCall& call) {
+                   return kv_.Get(path, version, call, &secret);
+                 });
+      if (direct.has_value()) {
+        if (direct->ok()) return std::move(secret);
+        WipeMessage(&secret);
+        return *std::move(direct);
+      }
+    }
     Request r;
     r.mutable_kv_get()->set_path(std::string(path));
     r.mutable_kv_get()->set_version(version);
@@ -599,22 +671,40 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     return std::move(*response.mutable_transit_key());
   }
 
-  // One-item batch helper for encrypt / decrypt / rewrap, on one
-  // CallMessages: the item's result (ciphertext or plaintext) is moved out
-  // to the caller; the request and response are wiped.
-  absl::StatusOr<std::string> TransitOne(
-      store::TransitBatchRequest* batch, CallMessages& call,
-      absl::string_view name, absl::string_view plaintext,
-      absl::string_view ciphertext, absl::string_view context,
-      bool want_plaintext, const CallContext& caller) {
+  // A one-item encrypt, decrypt or rewrap (`op_case`; `input` is the
+  // plaintext or the ciphertext): through Direct(), or else as a one-item
+  // batch through the message pipeline, on one CallMessages. The result
+  // (ciphertext or plaintext) is moved out to the caller, who owns (and
+  // wipes) it; the messages are wiped.
+  absl::StatusOr<std::string> TransitOne(Request::OpCase op_case,
+                                         absl::string_view name,
+                                         absl::string_view input,
+                                         absl::string_view context,
+                                         const CallContext& caller) {
+    std::string out;
+    std::optional<absl::Status> direct = Direct(
+        op_case, name, CallerOrNull(caller), [&](const EngineCall& call) {
+          return transit_.ExecuteOne(op_case, name, input, context, call, &out);
+        });
+    if (direct.has_value()) {
+      if (!direct->ok()) return *std::move(direct);
+      return absl::StatusOr<std::string>(std::move(out));
+    }
+    CallMessages messages;
+    Request& r = messages.request();
+    store::TransitBatchRequest* batch =
+        op_case == Request::kTransitEncrypt   ? r.mutable_transit_encrypt()
+        : op_case == Request::kTransitDecrypt ? r.mutable_transit_decrypt()
+                                              : r.mutable_transit_rewrap();
     batch->mutable_name()->assign(name.data(), name.size());
     store::TransitItem* item = batch->add_items();
     // Assigned in place: set_plaintext() would free a temporary copy.
-    item->mutable_plaintext()->assign(plaintext.data(), plaintext.size());
-    item->mutable_ciphertext()->assign(ciphertext.data(), ciphertext.size());
+    (op_case == Request::kTransitEncrypt ? item->mutable_plaintext()
+                                         : item->mutable_ciphertext())
+        ->assign(input.data(), input.size());
     item->mutable_context()->assign(context.data(), context.size());
-    Response& response = call.response();
-    HandleAs(call.request(), CallerOrNull(caller), &response);
+    Response& response = messages.response();
+    HandleAs(r, CallerOrNull(caller), &response);
     RETURN_IF_ERROR(ResponseStatus(response));
     if (response.transit_batch().items_size() != 1) {
       return absl::InternalError("transit answered no item");
@@ -627,94 +717,32 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       item_status.set_error(result.error());
       return ResponseStatus(item_status);
     }
-    // Moved out, not copied: the caller owns (and wipes) the plaintext.
-    // (A string on the arena is a std::string whose buffer is on the heap:
-    // the move takes the buffer.)
-    return std::move(want_plaintext ? *result.mutable_plaintext()
-                                    : *result.mutable_ciphertext());
-  }
-
-  // A one-item encrypt, decrypt or rewrap (`op_case`) served on this node
-  // without request or response messages (TransitEngine::ExecuteOne):
-  // HandleAs()'s pipeline for a call that needs no audit entry. The route
-  // (served here), the policy verdict (RequestGate::Judge: Admit's answer,
-  // for a call with nothing to record), the engine call's fences and the
-  // answer to a failure are the ones Execute uses, and each failure is the
-  // status ResponseStatus() reads back from the response the message
-  // pipeline would build. nullopt, having done nothing: audit sinks are
-  // configured, the node is sealed, or the route is not to serve here; the
-  // call then takes the message pipeline, which decides again.
-  std::optional<absl::StatusOr<std::string>> TransitDirect(
-      Request::OpCase op_case, absl::string_view name, absl::string_view input,
-      absl::string_view context, const CallContext* caller) {
-    if (!options_.audit_sinks.empty() || coordinator_->barrier()->sealed()) {
-      return std::nullopt;
-    }
-    const Operation& op = *FindOperation(op_case);
-    if (coordinator_->Route(op.kind).action !=
-        RouteDecision::Action::kServeLocally) {
-      return std::nullopt;
-    }
-    Response failure;  // built only to read a failure back as HandleAs would
-    if (gated_) {
-      absl::Status admitted =
-          gate_.Judge(caller, op_case, name, PolicyCacheFence(caller));
-      if (!admitted.ok()) {
-        SetStatus(admitted, &failure);
-        return ResponseStatus(failure);
-      }
-    }
-    EngineCall call;
-    if (absl::Status s = PrepareCall(op, /*min_index=*/0, &call); !s.ok()) {
-      RoutedFailure(s, &failure);
-      return ResponseStatus(failure);
-    }
-    std::string out;
-    absl::Status status =
-        transit_.ExecuteOne(op_case, name, input, context, call, &out);
-    if (status.ok()) return absl::StatusOr<std::string>(std::move(out));
-    std::optional<std::string> leader;
-    SetStatus(EngineFailure(status, op.kind, call, &leader), &failure);
-    if (leader.has_value()) {
-      SetRoute(RouteDecision::Action::kUnavailable, *leader, &failure);
-    }
-    return ResponseStatus(failure);
+    // Moved out, not copied. (A string on the arena is a std::string whose
+    // buffer is on the heap: the move takes the buffer.)
+    return std::move(op_case == Request::kTransitDecrypt
+                         ? *result.mutable_plaintext()
+                         : *result.mutable_ciphertext());
   }
 
   absl::StatusOr<std::string> TransitEncrypt(
       absl::string_view name, absl::string_view plaintext,
       absl::string_view context, const CallContext& caller) override {
-    if (auto direct = TransitDirect(Request::kTransitEncrypt, name, plaintext,
-                                    context, CallerOrNull(caller))) {
-      return *std::move(direct);
-    }
-    CallMessages call;
-    return TransitOne(call.request().mutable_transit_encrypt(), call, name,
-                      plaintext, "", context, /*want_plaintext=*/false, caller);
+    return TransitOne(Request::kTransitEncrypt, name, plaintext, context,
+                      caller);
   }
 
   absl::StatusOr<std::string> TransitDecrypt(
       absl::string_view name, absl::string_view ciphertext,
       absl::string_view context, const CallContext& caller) override {
-    if (auto direct = TransitDirect(Request::kTransitDecrypt, name, ciphertext,
-                                    context, CallerOrNull(caller))) {
-      return *std::move(direct);
-    }
-    CallMessages call;
-    return TransitOne(call.request().mutable_transit_decrypt(), call, name, "",
-                      ciphertext, context, /*want_plaintext=*/true, caller);
+    return TransitOne(Request::kTransitDecrypt, name, ciphertext, context,
+                      caller);
   }
 
   absl::StatusOr<std::string> TransitRewrap(
       absl::string_view name, absl::string_view ciphertext,
       absl::string_view context, const CallContext& caller) override {
-    if (auto direct = TransitDirect(Request::kTransitRewrap, name, ciphertext,
-                                    context, CallerOrNull(caller))) {
-      return *std::move(direct);
-    }
-    CallMessages call;
-    return TransitOne(call.request().mutable_transit_rewrap(), call, name, "",
-                      ciphertext, context, /*want_plaintext=*/false, caller);
+    return TransitOne(Request::kTransitRewrap, name, ciphertext, context,
+                      caller);
   }
 
   // ------------------------------------------------------------ Policies

@@ -1,14 +1,17 @@
 // SecretStore's one-item Transit calls (TransitEncrypt, TransitDecrypt,
-// TransitRewrap) are served without request or response messages when no
-// audit entry is needed (SecretStoreImpl::TransitDirect). Each case here
-// makes the same call twice, once through that API and once as a one-item
-// batch through Handle(), and requires the same answer: code, message,
-// route hint, and the same plaintext behind any result. Covered: good
-// calls, bad names, missing keys, oversized plaintexts, tampered, malformed
-// and refused ciphertexts, policy verdicts for every kind of caller, a
-// perf standby (decrypt served here, encrypt forwarded), a sealed node, and
-// leadership lost in the middle of a reservation write. Audited stores
-// must keep recording these calls.
+// TransitRewrap) and KvGet are served without request or response messages
+// when no audit entry is needed (SecretStoreImpl::Direct). Each case here
+// makes the same call twice, once through that API and once as a request
+// through Handle(), and requires the same answer: code, message, route
+// hint, and the same result (for an encryption, the same plaintext behind
+// it). Transit: good calls, bad names, missing keys, oversized plaintexts,
+// tampered, malformed and refused ciphertexts, policy verdicts for every
+// kind of caller, a perf standby (decrypt served here, encrypt forwarded),
+// a sealed node, leadership lost in the middle of a reservation write.
+// KvGet: current and older versions, missing, deleted and destroyed ones,
+// bad and reserved paths, policy verdicts, a perf standby and a plain one,
+// a sealed node, a backend that fails, a record that does not open, data
+// that is missing. Audited stores must keep recording these calls.
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -120,15 +123,16 @@ absl::StatusOr<std::string> ViaApi(SecretStore* store, Op op,
   }
 }
 
-class TransitDirectTest : public ::testing::Test {
+class DirectCallsTest : public ::testing::Test {
  protected:
   // `reservation`: encryptions per stored block (1: every encryption
   // writes the key record). `audited`: each store gets an audit sink.
-  void SetUpCluster(uint64_t reservation, AuditSink* sink = nullptr) {
+  void SetUpCluster(uint64_t reservation, AuditSink* sink = nullptr,
+                    StandbyMode mode = StandbyMode::kPerfStandby) {
     stores_.clear();
     forwarder_.stores.clear();
     ClusterOptions o;
-    o.mode = StandbyMode::kPerfStandby;
+    o.mode = mode;
     cluster_ = std::make_unique<Cluster>(o);
     cluster_->Initialize();
     cluster_->UnsealAll();
@@ -233,7 +237,7 @@ class TransitDirectTest : public ::testing::Test {
   int standby_ = -1;
 };
 
-TEST_F(TransitDirectTest, EveryCaseAnswersAsTheMessagePipeline) {
+TEST_F(DirectCallsTest, EveryCaseAnswersAsTheMessagePipeline) {
   ASSERT_TRUE(active()->TransitCreateKey("k", kRoot).ok());
   absl::StatusOr<std::string> ct1 =
       active()->TransitEncrypt("k", "hello", "ctx", kRoot);
@@ -279,7 +283,7 @@ TEST_F(TransitDirectTest, EveryCaseAnswersAsTheMessagePipeline) {
             absl::StatusCode::kPermissionDenied);
 }
 
-TEST_F(TransitDirectTest, SealedNodeAnswersAsTheMessagePipeline) {
+TEST_F(DirectCallsTest, SealedNodeAnswersAsTheMessagePipeline) {
   ASSERT_TRUE(active()->TransitCreateKey("k").ok());
   absl::StatusOr<std::string> ct = active()->TransitEncrypt("k", "hello");
   ASSERT_TRUE(ct.ok());
@@ -293,7 +297,7 @@ TEST_F(TransitDirectTest, SealedNodeAnswersAsTheMessagePipeline) {
 // The reservation write of an encryption meets a grant the backend has
 // already ended: the same refusal (UNAVAILABLE, nothing sealed, the route)
 // either way. Each way runs on a fresh, identical cluster.
-TEST_F(TransitDirectTest, LeadershipLostMidEncryptAnswersAsTheMessagePipeline) {
+TEST_F(DirectCallsTest, LeadershipLostMidEncryptAnswersAsTheMessagePipeline) {
   std::vector<Outcome> outcomes;
   for (bool api : {true, false}) {
     SetUpCluster(/*reservation=*/1);
@@ -317,6 +321,163 @@ TEST_F(TransitDirectTest, LeadershipLostMidEncryptAnswersAsTheMessagePipeline) {
   EXPECT_EQ(outcomes[0].leader, outcomes[1].leader);
 }
 
+// ------------------------------------------------------------------ KvGet
+
+struct KvOutcome {
+  absl::StatusCode code = absl::StatusCode::kOk;
+  std::string message;
+  std::string route;
+  std::string leader;
+  std::string secret;  // the KvSecret's bytes when OK (deterministic)
+};
+
+KvOutcome KvOutcomeOf(const absl::StatusOr<store::KvSecret>& result) {
+  KvOutcome o;
+  o.code = result.status().code();
+  o.message = std::string(result.status().message());
+  if (std::optional<RouteHint> hint = GetRouteHint(result.status())) {
+    o.route = std::string(RouteActionName(hint->action));
+    o.leader = hint->leader_address;
+  }
+  if (result.ok()) {
+    // One field per secret here, so the map's order is fixed.
+    result->SerializeToString(&o.secret);
+  }
+  return o;
+}
+
+absl::StatusOr<store::KvSecret> KvGetViaMessages(SecretStore* store,
+                                                 absl::string_view path,
+                                                 uint64_t version,
+                                                 const CallContext& caller) {
+  store::Request request;
+  request.mutable_kv_get()->set_path(std::string(path));
+  request.mutable_kv_get()->set_version(version);
+  store::Response response = store->Handle(request, caller);
+  if (absl::Status s = ResponseStatus(response); !s.ok()) return s;
+  return response.kv_secret();
+}
+
+void ExpectSameKvGet(SecretStore* store, absl::string_view path,
+                     uint64_t version, const CallContext& caller,
+                     const std::string& what) {
+  SCOPED_TRACE(what);
+  KvOutcome api = KvOutcomeOf(store->KvGet(path, version, 0, caller));
+  KvOutcome messages =
+      KvOutcomeOf(KvGetViaMessages(store, path, version, caller));
+  EXPECT_EQ(api.code, messages.code) << api.message;
+  EXPECT_EQ(api.message, messages.message);
+  EXPECT_EQ(api.route, messages.route);
+  EXPECT_EQ(api.leader, messages.leader);
+  EXPECT_EQ(api.secret, messages.secret);
+}
+
+TEST_F(DirectCallsTest, KvGetAnswersAsTheMessagePipeline) {
+  // app/s: versions 1 (deleted), 2 (destroyed), 3, 4 (current).
+  for (int v = 1; v <= 4; ++v) {
+    ASSERT_TRUE(
+        active()
+            ->KvPut("app/s", {{"v", absl::StrCat("value ", v)}}, {}, kRoot)
+            .ok());
+  }
+  ASSERT_TRUE(active()->KvDelete("app/s", {1}, kRoot).ok());
+  ASSERT_TRUE(active()->KvDestroy("app/s", {2}, kRoot).ok());
+  ASSERT_TRUE(active()->KvPut("other/t", {{"k", "v"}}, {}, kRoot).ok());
+  const std::string long_path(600, 'p');
+  struct Case {
+    std::string path;
+    uint64_t version;
+    std::string what;
+  };
+  const std::vector<Case> cases = {
+      {"app/s", 0, "current version"},
+      {"app/s", 4, "current version by number"},
+      {"app/s", 3, "older version"},
+      {"app/s", 2, "destroyed version"},
+      {"app/s", 1, "deleted version"},
+      {"app/s", 9, "version never written"},
+      {"app/none", 0, "no secret"},
+      {"other/t", 0, "another folder"},
+      {"app//s", 0, "empty segment"},
+      {"app/../s", 0, "dot-dot segment"},
+      {"app/\xff", 0, "not UTF-8"},
+      {long_path, 0, "path over the limit"},
+      {"", 0, "empty path"},
+      {"metadata/x", 0, "reserved folder"},
+      {"sys/x", 0, "reserved folder sys"},
+  };
+  const CallContext alice = CallContext::As("alice", {"app-read"});
+  auto all = [&](const std::string& who) {
+    for (SecretStore* store : {active(), standby()}) {
+      const std::string node = store == active() ? "active" : "perf standby";
+      for (const CallContext* caller :
+           {static_cast<const CallContext*>(nullptr), &kRoot, &alice}) {
+        const CallContext anonymous;
+        const CallContext& c = caller == nullptr ? anonymous : *caller;
+        for (const Case& k : cases) {
+          ExpectSameKvGet(store, k.path, k.version, c,
+                          absl::StrCat(who, ", ", node, ", caller \"", c.caller,
+                                       "\": ", k.what));
+        }
+      }
+    }
+  };
+  all("no policy");
+  ASSERT_TRUE(active()
+                  ->PolicyPut("app-read",
+                              R"({"path":{"app/*":{"capabilities":["read"]}}})",
+                              kRoot)
+                  .ok());
+  all("with a policy");
+  EXPECT_EQ(active()->KvGet("app/s", 0, 0, alice)->data().at("v"), "value 4");
+  EXPECT_EQ(active()->KvGet("other/t", 0, 0, alice).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(active()->KvGet("app/s").status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(DirectCallsTest, KvGetFailuresAnswerAsTheMessagePipeline) {
+  ASSERT_TRUE(active()->KvPut("s", {{"v", "1"}}).ok());
+  ASSERT_TRUE(active()->KvPut("s", {{"v", "2"}}).ok());
+  // The backend fails the read (once for each way).
+  for (int i = 0; i < 2; ++i) {
+    cluster_->links[active_]->FailNext(
+        1, absl::UnavailableError("disk unplugged (injected)"),
+        FaultInjectingBackend::kGet);
+    const bool api = i == 0;
+    KvOutcome o =
+        KvOutcomeOf(api ? active()->KvGet("s")
+                        : KvGetViaMessages(active(), "s", 0, CallContext()));
+    EXPECT_EQ(o.code, absl::StatusCode::kUnavailable) << api;
+    EXPECT_THAT(o.message, HasSubstr("disk unplugged")) << api;
+  }
+  // Version 1's data record is gone, then the metadata does not open.
+  ASSERT_TRUE(cluster_->shared->Delete("kv/data/s/1").ok());
+  ExpectSameKvGet(active(), "s", 1, CallContext(), "data missing");
+  EXPECT_EQ(active()->KvGet("s", 1).status().code(),
+            absl::StatusCode::kDataLoss);
+  ASSERT_TRUE(cluster_->shared->Put("kv/meta/s", "not a sealed record").ok());
+  ExpectSameKvGet(active(), "s", 0, CallContext(), "record does not open");
+  EXPECT_FALSE(active()->KvGet("s").ok());
+  // A plain standby redirects; a sealed node refuses.
+  ExpectSameKvGet(stores_[(active_ + 2) % 3].get(), "s", 0, CallContext(),
+                  "other perf standby");
+  ASSERT_TRUE(cluster_->nodes[standby_]->Seal().ok());
+  ExpectSameKvGet(standby(), "s", 0, CallContext(), "sealed");
+  EXPECT_EQ(standby()->KvGet("s").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(DirectCallsTest, KvGetOnAPlainStandbyRedirectsAsTheMessagePipeline) {
+  SetUpCluster(/*reservation=*/2, /*sink=*/nullptr, StandbyMode::kStandby);
+  ASSERT_TRUE(active()->KvPut("s", {{"v", "1"}}).ok());
+  ExpectSameKvGet(standby(), "s", 0, CallContext(), "plain standby");
+  absl::Status s = standby()->KvGet("s").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(GetRouteHint(s).has_value());
+  EXPECT_EQ(GetRouteHint(s)->action, RouteDecision::Action::kRedirectToActive);
+}
+
 // A sink that keeps the operation of every entry.
 class RecordingSink : public AuditSink {
  public:
@@ -337,7 +498,7 @@ class RecordingSink : public AuditSink {
   std::vector<std::string> operations_ ABSL_GUARDED_BY(mu_);
 };
 
-TEST_F(TransitDirectTest, AuditedStoresRecordEveryCall) {
+TEST_F(DirectCallsTest, AuditedStoresRecordEveryCall) {
   RecordingSink sink;
   SetUpCluster(/*reservation=*/2, &sink);
   ASSERT_TRUE(active()->TransitCreateKey("k").ok());
@@ -346,14 +507,20 @@ TEST_F(TransitDirectTest, AuditedStoresRecordEveryCall) {
   ASSERT_TRUE(active()->TransitDecrypt("k", *ct).ok());
   ASSERT_TRUE(active()->TransitRewrap("k", *ct).ok());
   ASSERT_TRUE(standby()->TransitDecrypt("k", *ct).ok());
+  ASSERT_TRUE(active()->KvPut("s", {{"v", "1"}}).ok());
+  ASSERT_TRUE(active()->KvGet("s").ok());
+  ASSERT_TRUE(standby()->KvGet("s").ok());
   for (auto& store : stores_) ASSERT_TRUE(store->FlushAudit(absl::Seconds(5)));
   std::vector<std::string> seen = sink.operations();
   for (const char* op :
        {"transit_encrypt", "transit_decrypt", "transit_rewrap"}) {
     for (const char* kind : {"request ", "response "}) {
       const std::string entry = absl::StrCat(kind, op);
-      EXPECT_GE(std::count(seen.begin(), seen.end(), entry),
-                std::string(op) == "transit_decrypt" ? 2 : 1)
+      EXPECT_GE(
+          std::count(seen.begin(), seen.end(), entry),
+          std::string(op) == "transit_decrypt" || std::string(op) == "kv_get"
+              ? 2
+              : 1)
           << entry;
     }
   }
