@@ -126,8 +126,10 @@ size_t EntrySize(const std::string& name, const std::string& value) {
          VarintSize(value.size()) + value.size();
 }
 
-// Bytes AppendFields adds for `fields`.
-size_t FieldsSize(const SecretFields& fields) {
+// Bytes AppendFields adds for `fields` (a map of names to values: a
+// request's SecretFields, or a host's std::map on the direct path).
+template <typename Fields>
+size_t FieldsSize(const Fields& fields) {
   size_t n = 0;
   for (const auto& [name, value] : fields) {
     const size_t entry = EntrySize(name, value);
@@ -137,7 +139,8 @@ size_t FieldsSize(const SecretFields& fields) {
 }
 
 // Writes `fields` as map field `field` (< 16) at `p`; returns the end.
-char* AppendFields(uint32_t field, const SecretFields& fields, char* p) {
+template <typename Fields>
+char* AppendFields(uint32_t field, const Fields& fields, char* p) {
   static_assert(KvMetadataRecord::kCurrentDataFieldNumber < 16 &&
                     KvDataRecord::kDataFieldNumber < 16,
                 "a one-byte tag");
@@ -160,8 +163,9 @@ char* AppendFields(uint32_t field, const SecretFields& fields, char* p) {
 // A Put of `message`'s serialization followed by `fields` as its map field
 // `field` (a message's fields may come in any order on the wire), sized
 // exactly, into the WriteOp's own buffer (wiped with the batch).
+template <typename Fields>
 WriteOp PutWithFields(std::string key, const google::protobuf::Message& message,
-                      uint32_t field, const SecretFields& fields) {
+                      uint32_t field, const Fields& fields) {
   WriteOp op;
   op.kind = WriteOp::Kind::kPut;
   op.key = std::move(key);
@@ -173,18 +177,29 @@ WriteOp PutWithFields(std::string key, const google::protobuf::Message& message,
   return op;
 }
 
-WriteOp MetaWrite(absl::string_view path, const Meta& meta,
-                  const SecretFields* current_data = nullptr) {
-  WriteOp op = current_data == nullptr
-                   ? PutMessage(MetaPath(path), *meta.record)
-                   : PutWithFields(MetaPath(path), *meta.record,
-                                   KvMetadataRecord::kCurrentDataFieldNumber,
-                                   *current_data);
+// The metadata write of `path`, conditioned on the version it was read at.
+void MetaCondition(const Meta& meta, WriteOp& op) {
   if (meta.backend_version.has_value()) {
     op.IfVersion(*meta.backend_version);
   } else {
     op.IfAbsent();
   }
+}
+
+WriteOp MetaWrite(absl::string_view path, const Meta& meta) {
+  WriteOp op = PutMessage(MetaPath(path), *meta.record);
+  MetaCondition(meta, op);
+  return op;
+}
+
+// The same, with `current_data` as the record's current data.
+template <typename Fields>
+WriteOp MetaWrite(absl::string_view path, const Meta& meta,
+                  const Fields& current_data) {
+  WriteOp op =
+      PutWithFields(MetaPath(path), *meta.record,
+                    KvMetadataRecord::kCurrentDataFieldNumber, current_data);
+  MetaCondition(meta, op);
   return op;
 }
 
@@ -222,6 +237,8 @@ class KvEngineOps {
         engine_(engine),
         call_(call),
         response_(response) {}
+
+  uint64_t index() const { return index_; }
 
   absl::Status ValidatePath(absl::string_view path) const {
     if (path.size() > options_.max_path_bytes) {
@@ -266,7 +283,8 @@ class KvEngineOps {
     absl::StatusOr<uint64_t> index =
         call_.barrier->Commit(ops.ops(), call_.write_fence);
     if (!index.ok()) return VersionedCommitStatus(index.status());
-    response_->set_index(*index);
+    index_ = *index;
+    if (response_ != nullptr) response_->set_index(*index);
     return absl::OkStatus();
   }
 
@@ -287,15 +305,31 @@ class KvEngineOps {
   }
 
   absl::Status Put(const store::KvPutRequest& req) {
-    absl::Status valid = ValidatePath(req.path());
+    // Either field: a node before proto3 `optional` sends only the flag.
+    const bool has_cas = req.has_cas() || req.legacy_has_cas();
+    uint64_t version = 0;
+    RETURN_IF_ERROR(Put(
+        req.path(), req.data(),
+        has_cas ? std::optional<uint64_t>(req.cas()) : std::nullopt, &version));
+    response_->mutable_kv_write()->set_version(version);
+    return absl::OkStatus();
+  }
+
+  // A put of `data` (a map of field names to values) at `path`, with
+  // check-and-set `cas` if given; *version: the version written (the index
+  // is index_).
+  template <typename Fields>
+  absl::Status Put(absl::string_view path, const Fields& data,
+                   std::optional<uint64_t> cas, uint64_t* version) {
+    absl::Status valid = ValidatePath(path);
     if (!valid.ok()) return valid;
-    if (static_cast<size_t>(req.data_size()) > options_.max_fields) {
+    if (data.size() > options_.max_fields) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "secret has ", req.data_size(), " fields; the limit (max_fields) is ",
+          "secret has ", data.size(), " fields; the limit (max_fields) is ",
           options_.max_fields));
     }
     size_t bytes = 0;
-    for (const auto& [k, v] : req.data()) {
+    for (const auto& [k, v] : data) {
       if (!IsValidUtf8(k)) {
         return absl::InvalidArgumentError("a field name is not valid UTF-8");
       }
@@ -306,12 +340,13 @@ class KvEngineOps {
           "secret is ", bytes, " bytes; the limit (max_secret_bytes) is ",
           options_.max_secret_bytes));
     }
-    MutexLock stripe(&engine_.WriteStripe(req.path()));
+    const std::string key(path);
+    MutexLock stripe(&engine_.WriteStripe(path));
     // The metadata this node last wrote for the path, if it still holds the
     // fence it wrote it under (KvOptions::write_cache_entries): tried once
     // per request; a retry reads storage.
     std::unique_ptr<KvEngine::CachedMeta> cached =
-        engine_.TakeCachedMeta(req.path(), call_.write_fence);
+        engine_.TakeCachedMeta(key, call_.write_fence);
     return RetryOnConflict([&]() -> absl::Status {
       Meta meta;
       const bool from_cache = cached != nullptr && cached->usable;
@@ -320,19 +355,19 @@ class KvEngineOps {
         meta.record->Swap(&cached->record);
         meta.backend_version = cached->backend_version;
       } else {
-        RETURN_IF_ERROR(ReadMeta(call_.barrier, req.path(), &meta));
+        RETURN_IF_ERROR(ReadMeta(call_.barrier, path, &meta));
       }
-      RETURN_IF_ERROR(PutOnce(req, meta, from_cache));
+      RETURN_IF_ERROR(PutOnce(path, data, cas, meta, from_cache, version));
       if (options_.write_cache_entries > 0) {
         if (cached == nullptr)
           cached = std::make_unique<KvEngine::CachedMeta>();
         // What was just stored, less the data (cleared by PutOnce), at the
         // version the commit gave every key it wrote.
         cached->record.Swap(meta.record.get());
-        cached->backend_version = response_->index();
+        cached->backend_version = index_;
         cached->fence = call_.write_fence;
         cached->usable = true;
-        engine_.CacheMeta(req.path(), std::move(cached));
+        engine_.CacheMeta(key, std::move(cached));
       }
       return absl::OkStatus();
     });
@@ -341,24 +376,25 @@ class KvEngineOps {
   // One attempt of Put on `meta`. A decision taken on metadata from the
   // cache that would fail the request is not trusted: it comes back as a
   // conflict, so the retry decides again on what storage holds.
-  absl::Status PutOnce(const store::KvPutRequest& req, Meta& meta,
-                       bool from_cache) {
+  template <typename Fields>
+  absl::Status PutOnce(absl::string_view path, const Fields& data,
+                       std::optional<uint64_t> cas, Meta& meta, bool from_cache,
+                       uint64_t* written) {
     KvMetadataRecord& record = *meta.record;
-    // Either field: a node before proto3 `optional` sends only the flag.
-    const bool has_cas = req.has_cas() || req.legacy_has_cas();
-    const bool cas_refused = record.cas_required() && !has_cas;
-    const bool cas_mismatch = has_cas && req.cas() != record.current_version();
+    const bool cas_refused = record.cas_required() && !cas.has_value();
+    const bool cas_mismatch =
+        cas.has_value() && *cas != record.current_version();
     if (from_cache && (cas_refused || cas_mismatch)) {
       return ConflictError("check-and-set is checked again against storage");
     }
     if (cas_refused) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "check-and-set is required for ", req.path(), "; pass cas"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("check-and-set is required for ", path, "; pass cas"));
     }
     if (cas_mismatch) {
       return absl::AbortedError(absl::StrCat(
-          "check-and-set mismatch for ", req.path(), ": current version is ",
-          record.current_version(), ", cas was ", req.cas()));
+          "check-and-set mismatch for ", path, ": current version is ",
+          record.current_version(), ", cas was ", *cas));
     }
     const uint64_t version = record.current_version() + 1;
     const int64_t now = Micros(call_.Now());
@@ -368,19 +404,19 @@ class KvEngineOps {
     KvVersionRecord* v = record.add_versions();
     v->set_version(version);
     v->set_created_unix_micros(now);
-    // The new data goes on the wire from the request (PutWithFields): the
-    // record carries none of its own.
+    // The new data goes on the wire from the caller's map (PutWithFields):
+    // the record carries none of its own.
     ClearFields(record.mutable_current_data());
     WipedBatch ops;
-    WriteOp data_op = PutWithFields(DataPath(req.path(), version),
-                                    KvDataRecord::default_instance(),
-                                    KvDataRecord::kDataFieldNumber, req.data());
+    WriteOp data_op =
+        PutWithFields(DataPath(path, version), KvDataRecord::default_instance(),
+                      KvDataRecord::kDataFieldNumber, data);
     data_op.IfAbsent();
     ops.Add(std::move(data_op));
-    Prune(req.path(), record, ops);
-    ops.Add(MetaWrite(req.path(), meta, &req.data()));
+    Prune(path, record, ops);
+    ops.Add(MetaWrite(path, meta, data));
     RETURN_IF_ERROR(Commit(ops));
-    response_->mutable_kv_write()->set_version(version);
+    *written = version;
     return absl::OkStatus();
   }
 
@@ -567,7 +603,10 @@ class KvEngineOps {
   const KvOptions& options_;
   const KvEngine& engine_;
   const EngineCall& call_;
-  store::Response* const response_;  // null for Get (it answers a KvSecret)
+  // Null on the direct path (KvEngine::Get and Put answer without one).
+  store::Response* const response_;
+  // The index of the last commit (Commit).
+  uint64_t index_ = 0;
 };
 
 KvEngine::KvEngine(const KvOptions& options) : options_(options) {}
@@ -609,6 +648,16 @@ void KvEngine::DropCachedMeta(const std::string& path) const {
   if (options_.write_cache_entries == 0) return;
   MutexLock lock(&cache_mu_);
   write_cache_.erase(path);
+}
+
+absl::Status KvEngine::Put(absl::string_view path,
+                           const std::map<std::string, std::string>& data,
+                           std::optional<uint64_t> cas, const EngineCall& call,
+                           KvWriteResult* result) const {
+  KvEngineOps ops(*this, call, nullptr);
+  RETURN_IF_ERROR(ops.Put(path, data, cas, &result->version));
+  result->index = ops.index();
+  return absl::OkStatus();
 }
 
 absl::Status KvEngine::Get(absl::string_view path, uint64_t version,

@@ -18,7 +18,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
@@ -27,6 +29,7 @@
 #include "lib/store/engine.h"
 #include "lib/util/mutex.h"
 #include "strongbox/requests.pb.h"
+#include "strongbox/secret_store.h"
 
 namespace strongbox {
 
@@ -61,6 +64,15 @@ class KvEngine {
   // Executes one kv_* request into `response`.
   absl::Status Execute(const store::Request& request, const EngineCall& call,
                        store::Response* response) const;
+
+  // A kv_put without request or response messages (SecretStore's KvPut):
+  // `data` at `path`, with check-and-set `cas` if given. The same checks,
+  // effects and codes as a kv_put through Execute; *result: the version
+  // written and the commit's index.
+  absl::Status Put(absl::string_view path,
+                   const std::map<std::string, std::string>& data,
+                   std::optional<uint64_t> cas, const EngineCall& call,
+                   KvWriteResult* result) const;
 
   // A kv_get without request or response messages (SecretStore's KvGet):
   // version `version` (0: the current one) of `path` into *secret, which

@@ -485,7 +485,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   // ------------------------------------------------------- direct calls
 
   // A call served on this node without request or response messages: the
-  // one-item Transit calls and KvGet, when they need no audit entry.
+  // one-item Transit calls, KvGet and KvPut, when they need no audit entry.
   // HandleAs()'s pipeline for such a call: the route (served here), the
   // policy verdict (the reserved-path check and RequestGate::Judge,
   // Admit's answer for a call with nothing to record), the engine call's
@@ -543,6 +543,20 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   absl::StatusOr<KvWriteResult> KvPut(
       absl::string_view path, const std::map<std::string, std::string>& data,
       std::optional<uint64_t> cas, const CallContext& caller) override {
+    // A create-only put (cas = 0) asks for the "create" capability, which
+    // RequestGate::Judge does not tell apart: it takes the message path.
+    if (!cas.has_value() || *cas != 0) {
+      KvWriteResult result;
+      std::optional<absl::Status> direct =
+          Direct(Request::kKvPut, path, CallerOrNull(caller),
+                 [&](const EngineCall& call) {
+                   return kv_.Put(path, data, cas, call, &result);
+                 });
+      if (direct.has_value()) {
+        if (!direct->ok()) return *std::move(direct);
+        return result;
+      }
+    }
     Wiped<Request> r;
     store::KvPutRequest* put = r->mutable_kv_put();
     put->set_path(std::string(path));

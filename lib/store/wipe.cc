@@ -307,6 +307,11 @@ void WipeTypedImpl(store::Response* m) {
       }
       WipeUnknownOf(m->mutable_transit_batch());
       break;
+    case store::Response::kKvWrite:
+      // Numbers only: nothing to wipe but what did not parse. (Every put
+      // answers one; the reflective path below cost a descriptor lookup.)
+      WipeUnknownOf(m->mutable_kv_write());
+      break;
     default:
       if (m->result_case() != store::Response::RESULT_NOT_SET) {
         const FieldDescriptor* f = m->GetReflection()->GetOneofFieldDescriptor(

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -478,6 +479,172 @@ TEST_F(DirectCallsTest, KvGetOnAPlainStandbyRedirectsAsTheMessagePipeline) {
   EXPECT_EQ(GetRouteHint(s)->action, RouteDecision::Action::kRedirectToActive);
 }
 
+// ------------------------------------------------------------------ KvPut
+
+// One put's answer, with what it wrote.
+struct PutOutcome {
+  absl::StatusCode code = absl::StatusCode::kOk;
+  std::string message;
+  std::string route;
+  std::string leader;
+  uint64_t version = 0;
+  uint64_t index = 0;
+};
+
+bool operator==(const PutOutcome& a, const PutOutcome& b) {
+  return a.code == b.code && a.message == b.message && a.route == b.route &&
+         a.leader == b.leader && a.version == b.version && a.index == b.index;
+}
+
+std::ostream& operator<<(std::ostream& os, const PutOutcome& o) {
+  return os << absl::StatusCodeToString(o.code) << " \"" << o.message
+            << "\" route " << o.route << " " << o.leader << " version "
+            << o.version << " index " << o.index;
+}
+
+PutOutcome Put(SecretStore* store, bool api, absl::string_view path,
+               const std::map<std::string, std::string>& data,
+               std::optional<uint64_t> cas, const CallContext& caller) {
+  absl::StatusOr<KvWriteResult> result;
+  if (api) {
+    result = store->KvPut(path, data, cas, caller);
+  } else {
+    store::Request request;
+    store::KvPutRequest* put = request.mutable_kv_put();
+    put->set_path(std::string(path));
+    for (const auto& [k, v] : data) (*put->mutable_data())[k] = v;
+    if (cas.has_value()) put->set_cas(*cas);
+    store::Response response = store->Handle(request, caller);
+    if (absl::Status s = ResponseStatus(response); !s.ok()) {
+      result = s;
+    } else {
+      result = KvWriteResult{response.kv_write().version(), response.index()};
+    }
+  }
+  PutOutcome o;
+  o.code = result.status().code();
+  o.message = std::string(result.status().message());
+  if (std::optional<RouteHint> hint = GetRouteHint(result.status())) {
+    o.route = std::string(RouteActionName(hint->action));
+    o.leader = hint->leader_address;
+  }
+  if (result.ok()) {
+    o.version = result->version;
+    o.index = result->index;
+  }
+  return o;
+}
+
+// The same puts, each way on a fresh, identical cluster: the same answers
+// (down to the index), and the same secrets stored.
+TEST_F(DirectCallsTest, KvPutAnswersAndStoresAsTheMessagePipeline) {
+  std::vector<std::vector<PutOutcome>> answers(2);
+  std::vector<std::string> stored(2);
+  std::map<std::string, size_t> at;  // a case's label: its answer's index
+  for (int way = 0; way < 2; ++way) {
+    const bool api = way == 0;
+    SetUpCluster(/*reservation=*/2);
+    std::vector<PutOutcome>& got = answers[way];
+    const CallContext anonymous;
+    const CallContext alice = CallContext::As("alice", {"app-write"});
+    auto put = [&](const std::string& label, absl::string_view path,
+                   const std::map<std::string, std::string>& data,
+                   std::optional<uint64_t> cas = std::nullopt,
+                   const CallContext& caller = CallContext(),
+                   SecretStore* store = nullptr) {
+      at[label] = got.size();
+      got.push_back(Put(store != nullptr ? store : active(), api, path, data,
+                        cas, caller));
+    };
+    put("first", "p", {{"v", "1"}});
+    put("cas", "p", {{"v", "2"}, {"w", "x"}}, 1);
+    put("cas mismatch", "p", {{"v", "3"}}, 1);
+    put("create-only, exists", "p", {{"v", "3"}}, 0);
+    put("create-only", "q", {{"v", "1"}}, 0);
+    put("no fields", "p", {});
+    ASSERT_TRUE(active()->KvSetMetadata("p", 2, true).ok());
+    put("cas required", "p", {{"v", "4"}});
+    put("prunes", "p", {{"v", "4"}}, 3);  // keeps 2 versions: 3 and 4
+    put("prunes again", "p", {{"v", "5"}}, 4);
+    put("empty segment", "p//x", {{"v", "1"}});
+    put("dot-dot", "p/../x", {{"v", "1"}});
+    put("empty path", "", {{"v", "1"}});
+    put("long path", std::string(600, 'p'), {{"v", "1"}});
+    put("reserved", "metadata/x", {{"v", "1"}});
+    put("path not UTF-8", "p\xff", {{"v", "1"}});
+    put("name not UTF-8", "r", {{"bad \xff name", "1"}});
+    std::map<std::string, std::string> many;
+    for (int i = 0; i < 257; ++i) many[absl::StrCat("f", i)] = "v";
+    put("too many fields", "r", many);
+    put("too big", "r", {{"big", std::string((512 << 10) + 1, 'b')}});
+    // Policies: alice may update app/*; no caller is refused once any
+    // policy exists; root passes.
+    ASSERT_TRUE(
+        active()
+            ->PolicyPut("app-write",
+                        R"({"path":{"app/*":{"capabilities":["update"]}}})",
+                        kRoot)
+            .ok());
+    put("granted", "app/a", {{"v", "1"}}, std::nullopt, alice);
+    put("granted, cas", "app/a", {{"v", "2"}}, 1, alice);
+    put("create not granted", "app/b", {{"v", "1"}}, 0, alice);
+    put("not granted", "other/a", {{"v", "1"}}, std::nullopt, alice);
+    put("no caller", "app/a", {{"v", "3"}}, std::nullopt, anonymous);
+    put("root", "app/a", {{"v", "3"}}, std::nullopt, kRoot);
+    put("forwarded", "app/s", {{"v", "1"}}, std::nullopt, alice, standby());
+    // Leadership lost before a put reaches the backend.
+    ASSERT_TRUE(cluster_->links[active_]->ExpireCurrentGrant().ok());
+    put("deposed", "app/a", {{"v", "4"}}, std::nullopt, kRoot);
+    // What is stored, read through the message pipeline after a new active
+    // took over.
+    cluster_->Run(absl::Seconds(1));
+    SecretStore* reader = stores_[cluster_->Active()].get();
+    std::string& out = stored[way];
+    for (const char* path : {"p", "q", "r", "app/a", "app/b", "app/s"}) {
+      absl::StatusOr<store::KvMetadata> meta = reader->KvMetadata(path, kRoot);
+      out += absl::StrCat(path, ": ", meta.status().ToString(), " ",
+                          meta.ok() ? meta->ShortDebugString() : "", "\n");
+      for (uint64_t v = 1; v <= 6; ++v) {
+        absl::StatusOr<store::KvSecret> secret =
+            KvGetViaMessages(reader, path, v, kRoot);
+        out +=
+            absl::StrCat("  v", v, ": ", secret.status().ToString(), " ",
+                         secret.ok() ? secret->ShortDebugString() : "", "\n");
+      }
+    }
+  }
+  ASSERT_EQ(answers[0].size(), answers[1].size());
+  for (const auto& [label, i] : at) {
+    EXPECT_EQ(answers[0][i], answers[1][i]) << label;
+  }
+  EXPECT_EQ(stored[0], stored[1]);
+  // The cases did what they say.
+  const std::vector<PutOutcome>& a = answers[0];
+  auto code = [&](const std::string& label) { return a[at.at(label)].code; };
+  for (const char* ok :
+       {"first", "cas", "create-only", "no fields", "prunes", "prunes again",
+        "granted", "granted, cas", "root", "forwarded"}) {
+    EXPECT_EQ(code(ok), absl::StatusCode::kOk) << ok;
+  }
+  EXPECT_EQ(a[at.at("prunes again")].version, 5u);
+  EXPECT_EQ(code("cas mismatch"), absl::StatusCode::kAborted);
+  EXPECT_EQ(code("create-only, exists"), absl::StatusCode::kAborted);
+  for (const char* bad :
+       {"cas required", "empty segment", "dot-dot", "empty path", "long path",
+        "reserved", "path not UTF-8", "name not UTF-8", "too many fields",
+        "too big"}) {
+    EXPECT_EQ(code(bad), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  for (const char* denied :
+       {"create not granted", "not granted", "no caller"}) {
+    EXPECT_EQ(code(denied), absl::StatusCode::kPermissionDenied) << denied;
+  }
+  EXPECT_EQ(code("deposed"), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(a[at.at("deposed")].route, "unavailable");
+  EXPECT_THAT(a[at.at("deposed")].message, HasSubstr("nothing was applied"));
+  EXPECT_THAT(stored[0], HasSubstr("current_version: 5 oldest_version: 4"));
+}
+
 // A sink that keeps the operation of every entry.
 class RecordingSink : public AuditSink {
  public:
@@ -512,8 +679,8 @@ TEST_F(DirectCallsTest, AuditedStoresRecordEveryCall) {
   ASSERT_TRUE(standby()->KvGet("s").ok());
   for (auto& store : stores_) ASSERT_TRUE(store->FlushAudit(absl::Seconds(5)));
   std::vector<std::string> seen = sink.operations();
-  for (const char* op :
-       {"transit_encrypt", "transit_decrypt", "transit_rewrap"}) {
+  for (const char* op : {"transit_encrypt", "transit_decrypt", "transit_rewrap",
+                         "kv_get", "kv_put"}) {
     for (const char* kind : {"request ", "response "}) {
       const std::string entry = absl::StrCat(kind, op);
       EXPECT_GE(
