@@ -123,11 +123,15 @@ void AddItems(const store::TransitBatchRequest& batch,
 }  // namespace
 
 absl::StatusOr<Access> RequiredAccess(Request::OpCase op,
-                                      absl::string_view subject) {
+                                      absl::string_view subject,
+                                      bool create_only) {
   for (const Row& row : kRows) {
     if (row.op != op) continue;
     Access a;
     a.capability = row.capability;
+    if (op == Request::kKvPut && create_only) {
+      a.capability = Capability::kCreate;  // only if absent
+    }
     a.path = absl::StrCat(row.prefix, subject, row.suffix);
     return a;
   }
@@ -135,13 +139,9 @@ absl::StatusOr<Access> RequiredAccess(Request::OpCase op,
 }
 
 absl::StatusOr<Access> RequiredAccess(const Request& request) {
-  absl::StatusOr<Access> a =
-      RequiredAccess(request.op_case(), Subject(request));
-  if (a.ok() && request.has_kv_put() && request.kv_put().has_cas() &&
-      request.kv_put().cas() == 0) {
-    a->capability = Capability::kCreate;  // only if absent
-  }
-  return a;
+  return RequiredAccess(request.op_case(), Subject(request),
+                        request.has_kv_put() && request.kv_put().has_cas() &&
+                            request.kv_put().cas() == 0);
 }
 
 bool NamesOperation(const Request& request) {

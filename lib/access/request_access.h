@@ -66,9 +66,11 @@ struct Access {
 // INVALID_ARGUMENT for a request with no operation.
 absl::StatusOr<Access> RequiredAccess(const store::Request& request);
 // The same for operation `op` on `subject` (the path, prefix or key name
-// the request names), without a request; kv_put as with cas unset.
+// the request names), without a request. `create_only`: a kv_put with
+// cas = 0 (ignored for other operations).
 absl::StatusOr<Access> RequiredAccess(store::Request::OpCase op,
-                                      absl::string_view subject);
+                                      absl::string_view subject,
+                                      bool create_only);
 // Whether RequiredAccess(request) would succeed, without building the path.
 bool NamesOperation(const store::Request& request);
 

@@ -129,7 +129,7 @@ absl::Status RequestGate::Verdict(const CallContext* caller,
 
 absl::Status RequestGate::Judge(const CallContext* caller,
                                 store::Request::OpCase op,
-                                absl::string_view subject,
+                                absl::string_view subject, bool create_only,
                                 FenceToken active_fence) {
   if (options_.audit != nullptr) {
     return absl::InternalError(
@@ -137,8 +137,9 @@ absl::Status RequestGate::Judge(const CallContext* caller,
   }
   const bool judged =
       options_.check_policies && caller != nullptr && !caller->root;
-  absl::StatusOr<Access> access =
-      judged ? RequiredAccess(op, subject) : absl::StatusOr<Access>(Access());
+  absl::StatusOr<Access> access = judged
+                                      ? RequiredAccess(op, subject, create_only)
+                                      : absl::StatusOr<Access>(Access());
   if (!access.ok()) return access.status();
   bool unanswered = false;
   return Verdict(caller, *access, active_fence, &unanswered);

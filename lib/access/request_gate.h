@@ -107,13 +107,14 @@ class RequestGate {
   absl::Status Admit(const CallContext* caller, const store::Request& request,
                      FenceToken active_fence, Admission* admission);
   // The policy verdict alone, for a request that needs no audit entry:
-  // SecretStore's one-item calls that build no request message. `op` and
-  // `subject` (the path, prefix or key name the request names) stand for
-  // the request, as in RequiredAccess. The same codes as Admit. INTERNAL
-  // when audit sinks are configured: an audited request goes through
-  // Admit, which records it.
+  // SecretStore's calls that build no request message. `op`, `subject`
+  // (the path, prefix or key name the request names) and `create_only` (a
+  // kv_put with cas = 0) stand for the request, as in RequiredAccess. The
+  // same codes as Admit. INTERNAL when audit sinks are configured: an
+  // audited request goes through Admit, which records it.
   absl::Status Judge(const CallContext* caller, store::Request::OpCase op,
-                     absl::string_view subject, FenceToken active_fence);
+                     absl::string_view subject, bool create_only,
+                     FenceToken active_fence);
   // Writes the response entry. Never fails. `forwarded_to`: the active's
   // address if this node forwarded the request there (else empty).
   void Complete(const CallContext* caller, const store::Request& request,

@@ -653,10 +653,10 @@ void KvEngine::DropCachedMeta(const std::string& path) const {
 absl::Status KvEngine::Put(absl::string_view path,
                            const std::map<std::string, std::string>& data,
                            std::optional<uint64_t> cas, const EngineCall& call,
-                           KvWriteResult* result) const {
+                           uint64_t* version, uint64_t* index) const {
   KvEngineOps ops(*this, call, nullptr);
-  RETURN_IF_ERROR(ops.Put(path, data, cas, &result->version));
-  result->index = ops.index();
+  RETURN_IF_ERROR(ops.Put(path, data, cas, version));
+  *index = ops.index();
   return absl::OkStatus();
 }
 

@@ -29,7 +29,6 @@
 #include "lib/store/engine.h"
 #include "lib/util/mutex.h"
 #include "strongbox/requests.pb.h"
-#include "strongbox/secret_store.h"
 
 namespace strongbox {
 
@@ -67,12 +66,12 @@ class KvEngine {
 
   // A kv_put without request or response messages (SecretStore's KvPut):
   // `data` at `path`, with check-and-set `cas` if given. The same checks,
-  // effects and codes as a kv_put through Execute; *result: the version
-  // written and the commit's index.
+  // effects and codes as a kv_put through Execute; *version: the version
+  // written, *index: the commit's index.
   absl::Status Put(absl::string_view path,
                    const std::map<std::string, std::string>& data,
                    std::optional<uint64_t> cas, const EngineCall& call,
-                   KvWriteResult* result) const;
+                   uint64_t* version, uint64_t* index) const;
 
   // A kv_get without request or response messages (SecretStore's KvGet):
   // version `version` (0: the current one) of `path` into *secret, which

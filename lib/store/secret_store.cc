@@ -17,6 +17,7 @@
 #include "lib/access/stored_policies.h"
 #include "lib/audit/audit_dispatcher.h"
 #include "lib/store/kv_engine.h"
+#include "lib/store/test_hooks.h"
 #include "lib/store/transit_engine.h"
 #include "lib/store/wipe.h"
 #include "lib/util/status_macros.h"
@@ -99,6 +100,10 @@ const Operation* FindOperation(Request::OpCase op_case) {
 const Operation* FindOperation(const Request& request) {
   return FindOperation(request.op_case());
 }
+
+// store_testing::CountDirectCalls / DirectCallsServed (lib/store/test_hooks.h).
+std::atomic<bool> direct_calls_counted{false};
+std::atomic<uint64_t> direct_calls_served{0};
 
 void SetStatus(const absl::Status& status, Response* response) {
   response->set_code(static_cast<int32_t>(status.code()));
@@ -332,11 +337,21 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       SetStatus(ClassifyRequest(request).status(), &response);
       return;
     }
+    Barrier* barrier = coordinator_->barrier();
+    if (barrier == nullptr) {
+      // A forked child's copy of the coordinator (ha_coordinator.h): touch
+      // nothing of the parent's.
+      SetStatus(absl::FailedPreconditionError(
+                    "this store's coordinator belongs to the process that "
+                    "created it; a forked child cannot use it"),
+                &response);
+      return;
+    }
     if (!gated_) {
       Route(request, *op, caller, IndexState::kUnchecked, &response);
       return;
     }
-    if (coordinator_->barrier()->sealed()) {
+    if (barrier->sealed()) {
       RefuseSealed(request, *op, caller, &response);
       return;
     }
@@ -486,26 +501,25 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
 
   // A call served on this node without request or response messages: the
   // one-item Transit calls, KvGet and KvPut, when they need no audit entry.
-  // HandleAs()'s pipeline for such a call: the route (served here), the
-  // policy verdict (the reserved-path check and RequestGate::Judge,
-  // Admit's answer for a call with nothing to record), the engine call's
+  // HandleAs()'s pipeline for such a call, in its order: the sealed check,
+  // the policy verdict (the reserved-path check and RequestGate::Judge,
+  // Admit's answer for a call with nothing to record; `create_only`: a
+  // kv_put with cas = 0), the route (served here), the engine call's
   // fences (PrepareCall), then `run`, the engine's typed entry point, and
   // the answer to its failure (EngineFailure). Each failure is the status
   // ResponseStatus() reads back from the response the message pipeline
-  // would build. nullopt, having done nothing: audit sinks are configured,
-  // the node is sealed, or the route is not to serve here; the caller then
+  // would build. nullopt: audit sinks are configured, the node is sealed
+  // or in a forked child (nothing done), or the route is not to serve here
+  // (only the verdict was taken, which has no effect); the caller then
   // builds the request, and the message pipeline decides again.
   // tests/store/direct_calls_test compares the two.
   std::optional<absl::Status> Direct(
-      Request::OpCase op_case, absl::string_view subject,
+      Request::OpCase op_case, absl::string_view subject, bool create_only,
       const CallContext* caller,
       absl::FunctionRef<absl::Status(const EngineCall&)> run) {
-    if (!options_.audit_sinks.empty() || coordinator_->barrier()->sealed()) {
-      return std::nullopt;
-    }
-    const Operation& op = *FindOperation(op_case);
-    if (coordinator_->Route(op.kind).action !=
-        RouteDecision::Action::kServeLocally) {
+    Barrier* barrier = coordinator_->barrier();
+    if (!options_.audit_sinks.empty() || barrier == nullptr ||
+        barrier->sealed()) {
       return std::nullopt;
     }
     Response failure;  // built only to read a failure back as HandleAs would
@@ -515,13 +529,21 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
               ? access::CheckKvPathOutsideReserved(op_case, subject)
               : absl::OkStatus();
       if (admitted.ok()) {
-        admitted =
-            gate_.Judge(caller, op_case, subject, PolicyCacheFence(caller));
+        admitted = gate_.Judge(caller, op_case, subject, create_only,
+                               PolicyCacheFence(caller));
       }
       if (!admitted.ok()) {
         SetStatus(admitted, &failure);
         return ResponseStatus(failure);
       }
+    }
+    const Operation& op = *FindOperation(op_case);
+    if (coordinator_->Route(op.kind).action !=
+        RouteDecision::Action::kServeLocally) {
+      return std::nullopt;
+    }
+    if (direct_calls_counted.load(std::memory_order_relaxed)) {
+      direct_calls_served.fetch_add(1, std::memory_order_relaxed);
     }
     EngineCall call;
     if (absl::Status s = PrepareCall(op, /*min_index=*/0, &call); !s.ok()) {
@@ -543,15 +565,14 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   absl::StatusOr<KvWriteResult> KvPut(
       absl::string_view path, const std::map<std::string, std::string>& data,
       std::optional<uint64_t> cas, const CallContext& caller) override {
-    // A create-only put (cas = 0) asks for the "create" capability, which
-    // RequestGate::Judge does not tell apart: it takes the message path.
-    if (!cas.has_value() || *cas != 0) {
+    {
       KvWriteResult result;
-      std::optional<absl::Status> direct =
-          Direct(Request::kKvPut, path, CallerOrNull(caller),
-                 [&](const EngineCall& call) {
-                   return kv_.Put(path, data, cas, call, &result);
-                 });
+      std::optional<absl::Status> direct = Direct(
+          Request::kKvPut, path, /*create_only=*/cas.has_value() && *cas == 0,
+          CallerOrNull(caller), [&](const EngineCall& call) {
+            return kv_.Put(path, data, cas, call, &result.version,
+                           &result.index);
+          });
       if (direct.has_value()) {
         if (!direct->ok()) return *std::move(direct);
         return result;
@@ -578,8 +599,8 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
       // part of one, wiped here.
       store::KvSecret secret;
       std::optional<absl::Status> direct =
-          Direct(Request::kKvGet, path, CallerOrNull(caller),
-                 [&](const EngineCall& call) {
+          Direct(Request::kKvGet, path, /*create_only=*/false,
+                 CallerOrNull(caller), [&](const EngineCall& call) {
                    return kv_.Get(path, version, call, &secret);
                  });
       if (direct.has_value()) {
@@ -685,6 +706,14 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     return std::move(*response.mutable_transit_key());
   }
 
+  // An item's failure as the one-item calls answer it: its code and
+  // message, read back as ResponseStatus() reads a response.
+  static absl::Status ItemStatus(const absl::Status& item) {
+    Response response;
+    SetStatus(item, &response);
+    return ResponseStatus(response);
+  }
+
   // A one-item encrypt, decrypt or rewrap (`op_case`; `input` is the
   // plaintext or the ciphertext): through Direct(), or else as a one-item
   // batch through the message pipeline, on one CallMessages. The result
@@ -696,12 +725,16 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                                          absl::string_view context,
                                          const CallContext& caller) {
     std::string out;
-    std::optional<absl::Status> direct = Direct(
-        op_case, name, CallerOrNull(caller), [&](const EngineCall& call) {
-          return transit_.ExecuteOne(op_case, name, input, context, call, &out);
-        });
+    absl::Status item_status;
+    std::optional<absl::Status> direct =
+        Direct(op_case, name, /*create_only=*/false, CallerOrNull(caller),
+               [&](const EngineCall& call) {
+                 return transit_.ExecuteOne(op_case, name, input, context, call,
+                                            &out, &item_status);
+               });
     if (direct.has_value()) {
       if (!direct->ok()) return *std::move(direct);
+      if (!item_status.ok()) return ItemStatus(item_status);
       return absl::StatusOr<std::string>(std::move(out));
     }
     CallMessages messages;
@@ -726,10 +759,8 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     store::TransitResultItem& result =
         *response.mutable_transit_batch()->mutable_items(0);
     if (result.code() != 0) {
-      Response item_status;
-      item_status.set_code(result.code());
-      item_status.set_error(result.error());
-      return ResponseStatus(item_status);
+      return ItemStatus(absl::Status(
+          static_cast<absl::StatusCode>(result.code()), result.error()));
     }
     // Moved out, not copied. (A string on the arena is a std::string whose
     // buffer is on the heap: the move takes the buffer.)
@@ -1121,6 +1152,14 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
 };
 
 }  // namespace
+
+void store_testing::CountDirectCalls(bool on) {
+  direct_calls_counted.store(on, std::memory_order_relaxed);
+}
+
+uint64_t store_testing::DirectCallsServed() {
+  return direct_calls_served.load(std::memory_order_relaxed);
+}
 
 absl::StatusOr<std::unique_ptr<SecretStore>> SecretStore::Create(
     const Options& options) {

@@ -80,7 +80,8 @@ class TransitEngine::Impl {
                        store::Response* response);
   absl::Status ExecuteOne(store::Request::OpCase op, absl::string_view name,
                           absl::string_view input, absl::string_view context,
-                          const EngineCall& call, std::string* out);
+                          const EngineCall& call, std::string* out,
+                          absl::Status* item_status);
   void ClearCache() { cache_.Clear(); }
 
  private:
@@ -538,8 +539,10 @@ absl::Status TransitEngine::Impl::DataBatch(
 
 absl::Status TransitEngine::Impl::ExecuteOne(
     store::Request::OpCase op, absl::string_view name, absl::string_view input,
-    absl::string_view context, const EngineCall& call, std::string* out) {
+    absl::string_view context, const EngineCall& call, std::string* out,
+    absl::Status* item_status) {
   out->clear();
+  *item_status = absl::OkStatus();
   if (op != store::Request::kTransitEncrypt &&
       op != store::Request::kTransitDecrypt &&
       op != store::Request::kTransitRewrap) {
@@ -556,11 +559,8 @@ absl::Status TransitEngine::Impl::ExecuteOne(
   const bool decrypt = op == store::Request::kTransitDecrypt;
   std::string rewrapped;
   uint32_t version = 0;
-  absl::Status item_status;
-  RETURN_IF_ERROR(DataItem(op, call, &key, input, context,
-                           decrypt ? nullptr : out, decrypt ? out : &rewrapped,
-                           &version, &item_status));
-  return item_status;
+  return DataItem(op, call, &key, input, context, decrypt ? nullptr : out,
+                  decrypt ? out : &rewrapped, &version, item_status);
 }
 
 absl::Status TransitEngine::Impl::Execute(const store::Request& request,
@@ -635,10 +635,13 @@ absl::Status TransitEngine::Execute(const store::Request& request,
   return impl_->Execute(request, call, response);
 }
 
-absl::Status TransitEngine::ExecuteOne(
-    store::Request::OpCase op, absl::string_view name, absl::string_view input,
-    absl::string_view context, const EngineCall& call, std::string* out) {
-  return impl_->ExecuteOne(op, name, input, context, call, out);
+absl::Status TransitEngine::ExecuteOne(store::Request::OpCase op,
+                                       absl::string_view name,
+                                       absl::string_view input,
+                                       absl::string_view context,
+                                       const EngineCall& call, std::string* out,
+                                       absl::Status* item_status) {
+  return impl_->ExecuteOne(op, name, input, context, call, out, item_status);
 }
 
 void TransitEngine::ClearCache() { impl_->ClearCache(); }

@@ -134,12 +134,14 @@ class TransitEngine {
   // without request or response messages: SecretStore's one-item calls.
   // `input` is the plaintext (encrypt) or the ciphertext (decrypt,
   // rewrap). The same checks, effects and codes as a one-item batch
-  // through Execute, with the item's own failure returned as the status.
-  // *out receives the ciphertext (encrypt, rewrap) or the plaintext
-  // (decrypt); it is cleared first and left empty on any failure.
+  // through Execute: the request's status is returned, the item's own (a
+  // TransitResultItem's code and error) is *item_status. *out receives the
+  // ciphertext (encrypt, rewrap) or the plaintext (decrypt); it is cleared
+  // first and left empty on any failure.
   absl::Status ExecuteOne(store::Request::OpCase op, absl::string_view name,
                           absl::string_view input, absl::string_view context,
-                          const EngineCall& call, std::string* out);
+                          const EngineCall& call, std::string* out,
+                          absl::Status* item_status);
 
   // Drops every cached key (the node sealed or lost leadership) and this
   // node's unused encryption reservations (skipped, never reused).

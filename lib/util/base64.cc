@@ -136,28 +136,37 @@ bool Base64Decode(absl::string_view in, std::string* out) {
 #if defined(__x86_64__)
 namespace {
 
+// The SIMD steps' constants, shared by the SSSE3 and AVX2 encoders (AVX2
+// repeats the 16-byte tables in both of its lanes).
+// Each 3-byte group (a, b, c) into a 32-bit lane holding bytes b, a, c, b:
+// the low 16-bit word is a:b, the high one b:c.
+alignas(16) constexpr int8_t kSpread[16] = {1, 0, 2, 1, 4,  3, 5,  4,
+                                            7, 6, 8, 7, 10, 9, 11, 10};
+// Sextets 0 and 2 (a:b bits 15..10, b:c bits 11..6) shifted down by a high
+// multiply; sextets 1 and 3 (a:b bits 9..4, b:c bits 5..0) shifted up by a
+// low one; each lands in its own byte of the lane.
+constexpr int kMask02 = 0x0FC0FC00, kMul02 = 0x04000040;
+constexpr int kMask13 = 0x003F03F0, kMul13 = 0x01000010;
+// Sextet to character: add an offset chosen by range. Class 13 for 0..25
+// ('A'), 0 for 26..51 ('a'), 1..10 for 52..61 ('0'), 11 for 62 ('+'), 12
+// for 63 ('/').
+alignas(16) constexpr int8_t kOffsets[16] = {71, -4, -4, -4,  -4,  -4, -4, -4,
+                                             -4, -4, -4, -19, -16, 65, 0,  0};
+
 // Twelve bytes a step into sixteen characters with SSSE3 (x86-64's baseline
 // is SSE2, so callers check the CPU first). Reads 16 bytes per step, so it
 // runs while 16 are readable; returns how many input bytes it consumed (a
 // multiple of 3, so the scalar loops go on from there).
 __attribute__((target("ssse3"))) size_t EncodePublicSsse3(const uint8_t* in,
                                                           size_t n, char* out) {
-  // Each 3-byte group (a, b, c) into a 32-bit lane holding bytes b, a, c, b:
-  // the low 16-bit word is a:b, the high one b:c.
   const __m128i spread =
-      _mm_set_epi8(10, 11, 9, 10, 7, 8, 6, 7, 4, 5, 3, 4, 1, 2, 0, 1);
-  // Sextets 0 and 2 (a:b bits 15..10, b:c bits 11..6) shifted down by a
-  // high multiply; sextets 1 and 3 (a:b bits 9..4, b:c bits 5..0) shifted
-  // up by a low one; each lands in its own byte of the lane.
-  const __m128i mask_02 = _mm_set1_epi32(0x0FC0FC00);
-  const __m128i mul_02 = _mm_set1_epi32(0x04000040);
-  const __m128i mask_13 = _mm_set1_epi32(0x003F03F0);
-  const __m128i mul_13 = _mm_set1_epi32(0x01000010);
-  // Sextet to character: add an offset chosen by range. Class 13 for
-  // 0..25 ('A'), 0 for 26..51 ('a'), 1..10 for 52..61 ('0'), 11 for 62
-  // ('+'), 12 for 63 ('/').
-  const __m128i offsets = _mm_setr_epi8(71, -4, -4, -4, -4, -4, -4, -4, -4, -4,
-                                        -4, -19, -16, 65, 0, 0);
+      _mm_load_si128(reinterpret_cast<const __m128i*>(kSpread));
+  const __m128i mask_02 = _mm_set1_epi32(kMask02);
+  const __m128i mul_02 = _mm_set1_epi32(kMul02);
+  const __m128i mask_13 = _mm_set1_epi32(kMask13);
+  const __m128i mul_13 = _mm_set1_epi32(kMul13);
+  const __m128i offsets =
+      _mm_load_si128(reinterpret_cast<const __m128i*>(kOffsets));
   const __m128i n51 = _mm_set1_epi8(51);
   const __m128i n26 = _mm_set1_epi8(26);
   const __m128i n13 = _mm_set1_epi8(13);
@@ -176,21 +185,20 @@ __attribute__((target("ssse3"))) size_t EncodePublicSsse3(const uint8_t* in,
   return i;
 }
 
-// The same steps as EncodePublicSsse3 on two 12-byte groups a step, one in
-// each 128-bit lane of an AVX2 register (its shuffles, shifts and byte
-// adds work per lane), into 32 characters. Reads in[i, i + 28), so it runs
-// while 28 bytes are readable; returns how many input bytes it consumed (a
-// multiple of 3).
+// The same steps on two 12-byte groups a step, one in each 128-bit lane of
+// an AVX2 register (its shuffles, multiplies and byte adds work per lane),
+// into 32 characters. Reads in[i, i + 28), so it runs while 28 bytes are
+// readable; returns how many input bytes it consumed (a multiple of 3).
 __attribute__((target("avx2"))) size_t EncodePublicAvx2(const uint8_t* in,
                                                         size_t n, char* out) {
   const __m256i spread = _mm256_broadcastsi128_si256(
-      _mm_set_epi8(10, 11, 9, 10, 7, 8, 6, 7, 4, 5, 3, 4, 1, 2, 0, 1));
-  const __m256i mask_02 = _mm256_set1_epi32(0x0FC0FC00);
-  const __m256i mul_02 = _mm256_set1_epi32(0x04000040);
-  const __m256i mask_13 = _mm256_set1_epi32(0x003F03F0);
-  const __m256i mul_13 = _mm256_set1_epi32(0x01000010);
-  const __m256i offsets = _mm256_broadcastsi128_si256(_mm_setr_epi8(
-      71, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -19, -16, 65, 0, 0));
+      _mm_load_si128(reinterpret_cast<const __m128i*>(kSpread)));
+  const __m256i mask_02 = _mm256_set1_epi32(kMask02);
+  const __m256i mul_02 = _mm256_set1_epi32(kMul02);
+  const __m256i mask_13 = _mm256_set1_epi32(kMask13);
+  const __m256i mul_13 = _mm256_set1_epi32(kMul13);
+  const __m256i offsets = _mm256_broadcastsi128_si256(
+      _mm_load_si128(reinterpret_cast<const __m128i*>(kOffsets)));
   const __m256i n51 = _mm256_set1_epi8(51);
   const __m256i n26 = _mm256_set1_epi8(26);
   const __m256i n13 = _mm256_set1_epi8(13);

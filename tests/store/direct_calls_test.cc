@@ -1,7 +1,7 @@
 // SecretStore's one-item Transit calls (TransitEncrypt, TransitDecrypt,
-// TransitRewrap) and KvGet are served without request or response messages
-// when no audit entry is needed (SecretStoreImpl::Direct). Each case here
-// makes the same call twice, once through that API and once as a request
+// TransitRewrap), KvGet and KvPut are served without request or response
+// messages when no audit entry is needed (SecretStoreImpl::Direct). Each case
+// here makes the same call twice, once through that API and once as a request
 // through Handle(), and requires the same answer: code, message, route
 // hint, and the same result (for an encryption, the same plaintext behind
 // it). Transit: good calls, bad names, missing keys, oversized plaintexts,
@@ -13,16 +13,19 @@
 // a sealed node, a backend that fails, a record that does not open, data
 // that is missing. Audited stores must keep recording these calls.
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/store/test_hooks.h"
 #include "lib/util/mutex.h"
 #include "strongbox/audit_sink.h"
 #include "strongbox/call_context.h"
@@ -128,8 +131,11 @@ class DirectCallsTest : public ::testing::Test {
  protected:
   // `reservation`: encryptions per stored block (1: every encryption
   // writes the key record). `audited`: each store gets an audit sink.
-  void SetUpCluster(uint64_t reservation, AuditSink* sink = nullptr,
-                    StandbyMode mode = StandbyMode::kPerfStandby) {
+  // `tweak`, if given, adjusts each node's store options.
+  void SetUpCluster(
+      uint64_t reservation, AuditSink* sink = nullptr,
+      StandbyMode mode = StandbyMode::kPerfStandby,
+      std::function<void(SecretStore::Options*)> tweak = nullptr) {
     stores_.clear();
     forwarder_.stores.clear();
     ClusterOptions o;
@@ -145,6 +151,7 @@ class DirectCallsTest : public ::testing::Test {
       so.clock = &cluster_->clock;
       so.transit_encryption_reservation = reservation;
       if (sink != nullptr) so.audit_sinks.push_back({"mem", sink});
+      if (tweak) tweak(&so);
       stores_.push_back(*SecretStore::Create(so));
       forwarder_.stores[Cluster::Address(i)] = stores_.back().get();
     }
@@ -152,7 +159,29 @@ class DirectCallsTest : public ::testing::Test {
     standby_ = (active_ + 1) % 3;
   }
 
-  void SetUp() override { SetUpCluster(/*reservation=*/2); }
+  void SetUp() override {
+    store_testing::CountDirectCalls(true);
+    SetUpCluster(/*reservation=*/2);
+  }
+  void TearDown() override { store_testing::CountDirectCalls(false); }
+
+  // Runs `steps` on a fresh cluster (set up by `setup`) twice, once through
+  // the typed API (api = true) and once through Handle(), and requires the
+  // same record of answers (`steps` appends one line per call).
+  void ExpectSameBothWays(
+      const std::function<void()>& setup,
+      const std::function<void(bool api, std::vector<std::string>* record)>&
+          steps) {
+    std::vector<std::string> records[2];
+    for (int way = 0; way < 2; ++way) {
+      setup();
+      steps(way == 0, &records[way]);
+    }
+    ASSERT_EQ(records[0].size(), records[1].size());
+    for (size_t i = 0; i < records[0].size(); ++i) {
+      EXPECT_EQ(records[0][i], records[1][i]) << "call #" << i;
+    }
+  }
 
   SecretStore* active() { return stores_[active_].get(); }
   SecretStore* standby() { return stores_[standby_].get(); }
@@ -664,6 +693,180 @@ class RecordingSink : public AuditSink {
   Mutex mu_;
   std::vector<std::string> operations_ ABSL_GUARDED_BY(mu_);
 };
+
+// ------------------------------------------------------- more failures
+
+std::string Line(const absl::Status& s) {
+  std::string line = s.ToString();
+  if (std::optional<RouteHint> hint = GetRouteHint(s)) {
+    line += absl::StrCat(" route ", RouteActionName(hint->action), " ",
+                         hint->leader_address);
+  }
+  return line;
+}
+
+// A call's answer as one line: the status and route, and what the call
+// returned (a ciphertext is opened by root on the active to compare).
+std::string Line(const absl::StatusOr<std::string>& r) {
+  return r.ok() ? absl::StrCat("OK ", r->size(), " bytes") : Line(r.status());
+}
+
+// The grant is lost behind the active's back and the next call's policy
+// check (an anonymous caller, verify_interval past) is what finds it out:
+// the node steps down before it routes, so each call is routed as a
+// standby's, both ways.
+TEST_F(DirectCallsTest,
+       GrantLostFoundByThePolicyCheckRoutesAsTheMessagePipeline) {
+  for (int op = 0; op < 4; ++op) {
+    SCOPED_TRACE(op);
+    std::string ct;
+    ExpectSameBothWays(
+        [&] {
+          SetUpCluster(/*reservation=*/1000);
+          ASSERT_TRUE(active()->TransitCreateKey("k").ok());
+          ASSERT_TRUE(active()->KvPut("s", {{"v", "1"}}).ok());
+          ct = *active()->TransitEncrypt("k", "x");
+          ASSERT_TRUE(cluster_->links[active_]->ExpireCurrentGrant().ok());
+          cluster_->clock.Advance(absl::Milliseconds(50));
+        },
+        [&](bool api, std::vector<std::string>* record) {
+          const CallContext anonymous;
+          switch (op) {
+            case 0: {
+              std::ostringstream line;
+              line << Put(active(), api, "s", {{"v", "2"}}, std::nullopt,
+                          anonymous);
+              record->push_back(line.str());
+              break;
+            }
+            case 1:
+              record->push_back(
+                  Line(api ? active()->KvGet("s").status()
+                           : KvGetViaMessages(active(), "s", 0, anonymous)
+                                 .status()));
+              break;
+            case 2:
+              record->push_back(
+                  Line(api ? ViaApi(active(), kEncrypt, "k", "y", "", anonymous)
+                           : ViaMessages(active(), kEncrypt, "k", "y", "",
+                                         anonymous)));
+              break;
+            default:
+              record->push_back(
+                  Line(api ? ViaApi(active(), kDecrypt, "k", ct, "", anonymous)
+                           : ViaMessages(active(), kDecrypt, "k", ct, "",
+                                         anonymous)));
+              break;
+          }
+          record->push_back(
+              std::string(HaStateName(cluster_->nodes[active_]->state())));
+        });
+  }
+}
+
+// Encryption counting's refusals: a reservation write that fails, and a
+// key used up with rotation off.
+TEST_F(DirectCallsTest, ReservationFailuresAnswerAsTheMessagePipeline) {
+  std::string ct;
+  ExpectSameBothWays(
+      [&] {
+        SetUpCluster(/*reservation=*/1, nullptr, StandbyMode::kPerfStandby,
+                     [](SecretStore::Options* so) {
+                       so->transit_max_encryptions_per_version = 3;
+                       so->transit_rotate_at_limit = false;
+                     });
+        ASSERT_TRUE(active()->TransitCreateKey("k").ok());
+        ct = *active()->TransitEncrypt("k", "x");  // 1 of 3
+      },
+      [&](bool api, std::vector<std::string>* record) {
+        const CallContext root = kRoot;
+        auto call = [&](Op op, const std::string& input) {
+          record->push_back(
+              Line(api ? ViaApi(active(), op, "k", input, "", root)
+                       : ViaMessages(active(), op, "k", input, "", root)));
+        };
+        cluster_->links[active_]->FailNext(
+            1, absl::UnavailableError("disk full (injected)"),
+            FaultInjectingBackend::kCommit);
+        call(kRewrap, ct);  // its reservation write fails
+        cluster_->links[active_]->FailNext(
+            1, absl::UnavailableError("disk full (injected)"),
+            FaultInjectingBackend::kCommit);
+        call(kEncrypt, "y");
+        call(kEncrypt, "y");  // 2 of 3
+        call(kRewrap, ct);    // 3 of 3
+        call(kEncrypt, "y");  // used up, no rotation
+        call(kRewrap, ct);
+        call(kDecrypt, ct);  // decrypting goes on
+      });
+}
+
+// A store that enforces no policy (and has no sink) skips the gate on both
+// paths.
+TEST_F(DirectCallsTest, UnenforcedStoreAnswersAsTheMessagePipeline) {
+  SetUpCluster(/*reservation=*/2, nullptr, StandbyMode::kPerfStandby,
+               [](SecretStore::Options* so) { so->enforce_policies = false; });
+  ASSERT_TRUE(active()->TransitCreateKey("k").ok());
+  const std::string ct1 = *active()->TransitEncrypt("k", "hello", "ctx");
+  ASSERT_TRUE(active()->TransitRotateKey("k").ok());
+  const std::string ct2 = *active()->TransitEncrypt("k", "hello", "ctx");
+  ASSERT_TRUE(
+      active()->PolicyPut("none", R"({"path":{}})", kRoot).ok());  // ignored
+  const CallContext bob = CallContext::As("bob", {"none"});
+  for (SecretStore* store : {active(), standby()}) {
+    AllCases(store, CallContext(), ct1, ct2, "unenforced, anonymous");
+    AllCases(store, bob, ct1, ct2, "unenforced, bob");
+    for (const char* path : {"metadata/x", "s", "a//b"}) {
+      ExpectSameKvGet(store, path, 0, bob, path);
+    }
+  }
+  EXPECT_TRUE(active()->KvPut("metadata/x", {{"v", "1"}}, {}, bob).ok())
+      << "nothing is reserved without policies";
+}
+
+// Which calls the direct path serves, and which it leaves to the message
+// pipeline (forwarding, min_index, sealed, audited).
+TEST_F(DirectCallsTest, DirectPathServesLocalUnauditedCalls) {
+  ASSERT_TRUE(active()->TransitCreateKey("k").ok());
+  ASSERT_TRUE(active()->KvPut("s", {{"v", "1"}}).ok());
+  const std::string ct = *active()->TransitEncrypt("k", "x");
+  auto served = [&](const std::function<void()>& call) {
+    const uint64_t before = store_testing::DirectCallsServed();
+    call();
+    return store_testing::DirectCallsServed() - before;
+  };
+  EXPECT_EQ(served([&] { ASSERT_TRUE(active()->KvGet("s").ok()); }), 1u);
+  EXPECT_EQ(served([&] {
+              ASSERT_TRUE(active()->KvPut("s", {{"v", "2"}}).ok());
+            }),
+            1u);
+  EXPECT_EQ(
+      served([&] { ASSERT_TRUE(active()->TransitEncrypt("k", "y").ok()); }),
+      1u);
+  EXPECT_EQ(served([&] { ASSERT_TRUE(active()->TransitRewrap("k", ct).ok()); }),
+            1u);
+  EXPECT_EQ(served([&] { ASSERT_TRUE(standby()->KvGet("s").ok()); }), 1u);
+  EXPECT_EQ(
+      served([&] { ASSERT_TRUE(standby()->TransitDecrypt("k", ct).ok()); }),
+      1u);
+  // Forwarded: the standby does not serve it, the active gets bytes.
+  EXPECT_EQ(served([&] {
+              ASSERT_TRUE(standby()->KvPut("s", {{"v", "3"}}).ok());
+            }),
+            0u);
+  EXPECT_EQ(
+      served([&] { ASSERT_TRUE(standby()->TransitEncrypt("k", "z").ok()); }),
+      0u);
+  EXPECT_EQ(served([&] { ASSERT_TRUE(active()->KvGet("s", 0, 1).ok()); }), 0u)
+      << "a read with min_index takes the message pipeline";
+  ASSERT_TRUE(cluster_->nodes[standby_]->Seal().ok());
+  EXPECT_EQ(served([&] { (void)standby()->KvGet("s"); }), 0u);
+  RecordingSink sink;
+  SetUpCluster(/*reservation=*/2, &sink);
+  ASSERT_TRUE(active()->KvPut("s", {{"v", "1"}}).ok());
+  EXPECT_EQ(served([&] { ASSERT_TRUE(active()->KvGet("s").ok()); }), 0u)
+      << "an audited call takes the message pipeline";
+}
 
 TEST_F(DirectCallsTest, AuditedStoresRecordEveryCall) {
   RecordingSink sink;
