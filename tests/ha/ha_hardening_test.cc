@@ -406,8 +406,19 @@ TEST_F(HardeningTest, ForkedChildDestroysItsSecretStoreWithoutTheBarrier) {
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
+    // Calls fail closed (old code: a null barrier dereferenced), through
+    // the typed API and through Handle().
+    int bad = 0;
+    store::Request get;
+    get.mutable_kv_get()->set_path("s");
+    for (absl::Status s :
+         {store->KvGet("s").status(), store->KvPut("s", {{"v", "1"}}).status(),
+          store->TransitEncrypt("k", "x").status(),
+          ResponseStatus(store->Handle(get))}) {
+      if (s.code() != absl::StatusCode::kFailedPrecondition) bad |= 4;
+    }
     store.reset();  // Old code: waits forever for the listener lock.
-    int bad = node->barrier() == nullptr ? 0 : 1;
+    if (node->barrier() != nullptr) bad |= 1;
     if (SecretStore::Create(so).status().code() !=
         absl::StatusCode::kFailedPrecondition) {
       bad |= 2;
