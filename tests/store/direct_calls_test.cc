@@ -127,6 +127,26 @@ absl::StatusOr<std::string> ViaApi(SecretStore* store, Op op,
   }
 }
 
+// A sink that keeps the operation of every entry.
+class RecordingSink : public AuditSink {
+ public:
+  absl::Status Write(const AuditEntry& entry) override {
+    MutexLock lock(&mu_);
+    operations_.push_back(absl::StrCat(
+        entry.kind == AuditEntry::Kind::kRequest ? "request " : "response ",
+        entry.operation));
+    return absl::OkStatus();
+  }
+  std::vector<std::string> operations() {
+    MutexLock lock(&mu_);
+    return operations_;
+  }
+
+ private:
+  Mutex mu_;
+  std::vector<std::string> operations_ ABSL_GUARDED_BY(mu_);
+};
+
 class DirectCallsTest : public ::testing::Test {
  protected:
   // `reservation`: encryptions per stored block (1: every encryption
@@ -261,6 +281,9 @@ class DirectCallsTest : public ::testing::Test {
   }
 
   TestForwarder forwarder_;
+  // For the audited cases; outlives the stores (their audit workers write
+  // to it until the stores are destroyed).
+  RecordingSink sink_;
   std::unique_ptr<Cluster> cluster_;
   std::vector<std::unique_ptr<SecretStore>> stores_;
   int active_ = -1;
@@ -674,26 +697,6 @@ TEST_F(DirectCallsTest, KvPutAnswersAndStoresAsTheMessagePipeline) {
   EXPECT_THAT(stored[0], HasSubstr("current_version: 5 oldest_version: 4"));
 }
 
-// A sink that keeps the operation of every entry.
-class RecordingSink : public AuditSink {
- public:
-  absl::Status Write(const AuditEntry& entry) override {
-    MutexLock lock(&mu_);
-    operations_.push_back(absl::StrCat(
-        entry.kind == AuditEntry::Kind::kRequest ? "request " : "response ",
-        entry.operation));
-    return absl::OkStatus();
-  }
-  std::vector<std::string> operations() {
-    MutexLock lock(&mu_);
-    return operations_;
-  }
-
- private:
-  Mutex mu_;
-  std::vector<std::string> operations_ ABSL_GUARDED_BY(mu_);
-};
-
 // ------------------------------------------------------- more failures
 
 std::string Line(const absl::Status& s) {
@@ -861,16 +864,14 @@ TEST_F(DirectCallsTest, DirectPathServesLocalUnauditedCalls) {
       << "a read with min_index takes the message pipeline";
   ASSERT_TRUE(cluster_->nodes[standby_]->Seal().ok());
   EXPECT_EQ(served([&] { (void)standby()->KvGet("s"); }), 0u);
-  RecordingSink sink;
-  SetUpCluster(/*reservation=*/2, &sink);
+  SetUpCluster(/*reservation=*/2, &sink_);
   ASSERT_TRUE(active()->KvPut("s", {{"v", "1"}}).ok());
   EXPECT_EQ(served([&] { ASSERT_TRUE(active()->KvGet("s").ok()); }), 0u)
       << "an audited call takes the message pipeline";
 }
 
 TEST_F(DirectCallsTest, AuditedStoresRecordEveryCall) {
-  RecordingSink sink;
-  SetUpCluster(/*reservation=*/2, &sink);
+  SetUpCluster(/*reservation=*/2, &sink_);
   ASSERT_TRUE(active()->TransitCreateKey("k").ok());
   absl::StatusOr<std::string> ct = active()->TransitEncrypt("k", "hello");
   ASSERT_TRUE(ct.ok()) << ct.status();
@@ -881,7 +882,7 @@ TEST_F(DirectCallsTest, AuditedStoresRecordEveryCall) {
   ASSERT_TRUE(active()->KvGet("s").ok());
   ASSERT_TRUE(standby()->KvGet("s").ok());
   for (auto& store : stores_) ASSERT_TRUE(store->FlushAudit(absl::Seconds(5)));
-  std::vector<std::string> seen = sink.operations();
+  std::vector<std::string> seen = sink_.operations();
   for (const char* op : {"transit_encrypt", "transit_decrypt", "transit_rewrap",
                          "kv_get", "kv_put"}) {
     for (const char* kind : {"request ", "response "}) {
