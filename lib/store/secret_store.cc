@@ -499,6 +499,15 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
 
   // ------------------------------------------------------- direct calls
 
+  // A failure with no route as a response carries it: its code and
+  // message, read back as ResponseStatus() reads a response (what the
+  // typed calls answer on the message pipeline).
+  static absl::Status AsAnswered(const absl::Status& failure) {
+    Response response;
+    SetStatus(failure, &response);
+    return ResponseStatus(response);
+  }
+
   // A call served on this node without request or response messages: the
   // one-item Transit calls, KvGet and KvPut, when they need no audit entry.
   // HandleAs()'s pipeline for such a call, in its order: the sealed check,
@@ -522,7 +531,6 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
         barrier->sealed()) {
       return std::nullopt;
     }
-    Response failure;  // built only to read a failure back as HandleAs would
     if (gated_) {
       absl::Status admitted =
           options_.enforce_policies
@@ -533,8 +541,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                                PolicyCacheFence(caller));
       }
       if (!admitted.ok()) {
-        SetStatus(admitted, &failure);
-        return ResponseStatus(failure);
+        return AsAnswered(admitted);
       }
     }
     const Operation& op = *FindOperation(op_case);
@@ -547,12 +554,14 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     }
     EngineCall call;
     if (absl::Status s = PrepareCall(op, /*min_index=*/0, &call); !s.ok()) {
+      Response failure;
       RoutedFailure(s, &failure);
       return ResponseStatus(failure);
     }
     absl::Status status = run(call);
     if (status.ok()) return status;
     std::optional<std::string> leader;
+    Response failure;
     SetStatus(EngineFailure(status, op.kind, call, &leader), &failure);
     if (leader.has_value()) {
       SetRoute(RouteDecision::Action::kUnavailable, *leader, &failure);
@@ -706,14 +715,6 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     return std::move(*response.mutable_transit_key());
   }
 
-  // An item's failure as the one-item calls answer it: its code and
-  // message, read back as ResponseStatus() reads a response.
-  static absl::Status ItemStatus(const absl::Status& item) {
-    Response response;
-    SetStatus(item, &response);
-    return ResponseStatus(response);
-  }
-
   // A one-item encrypt, decrypt or rewrap (`op_case`; `input` is the
   // plaintext or the ciphertext): through Direct(), or else as a one-item
   // batch through the message pipeline, on one CallMessages. The result
@@ -734,7 +735,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
                });
     if (direct.has_value()) {
       if (!direct->ok()) return *std::move(direct);
-      if (!item_status.ok()) return ItemStatus(item_status);
+      if (!item_status.ok()) return AsAnswered(item_status);
       return absl::StatusOr<std::string>(std::move(out));
     }
     CallMessages messages;
@@ -759,7 +760,7 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     store::TransitResultItem& result =
         *response.mutable_transit_batch()->mutable_items(0);
     if (result.code() != 0) {
-      return ItemStatus(absl::Status(
+      return AsAnswered(absl::Status(
           static_cast<absl::StatusCode>(result.code()), result.error()));
     }
     // Moved out, not copied. (A string on the arena is a std::string whose
