@@ -32,6 +32,7 @@
 #include "strongbox/secret_store.h"
 #include "strongbox/testing/fault_injecting_backend.h"
 #include "tests/ha/cluster.h"
+#include "tests/store/loopback_forwarder.h"
 
 namespace strongbox {
 namespace {
@@ -47,36 +48,65 @@ constexpr Op kRewrap = store::Request::kTransitRewrap;
 
 const CallContext kRoot = CallContext::Root("admin");
 
-class TestForwarder : public Forwarder {
- public:
-  absl::StatusOr<std::string> Forward(absl::string_view leader,
-                                      absl::string_view request) override {
-    auto it = stores.find(std::string(leader));
-    if (it == stores.end()) return absl::UnavailableError("no route to host");
-    return it->second->HandleSerialized(request);
-  }
-  std::map<std::string, SecretStore*> stores;
-};
-
 // What a call answered, in the terms a host can see.
 struct Outcome {
   absl::StatusCode code = absl::StatusCode::kOk;
   std::string message;
   std::string route;   // RouteActionName of the hint; empty: no hint
   std::string leader;  // the hint's leader address
-  std::string value;   // the result (ciphertext or plaintext) when OK
+  // When OK: the result (a Transit ciphertext or plaintext; a KvSecret's
+  // bytes), or a put's version and index.
+  std::string value;
+  uint64_t version = 0;
+  uint64_t index = 0;
 };
 
-Outcome OutcomeOf(const absl::StatusOr<std::string>& result) {
+bool operator==(const Outcome& a, const Outcome& b) {
+  return a.code == b.code && a.message == b.message && a.route == b.route &&
+         a.leader == b.leader && a.value == b.value && a.version == b.version &&
+         a.index == b.index;
+}
+
+std::ostream& operator<<(std::ostream& os, const Outcome& o) {
+  return os << absl::StatusCodeToString(o.code) << " \"" << o.message
+            << "\" route " << o.route << " " << o.leader << " value "
+            << o.value.size() << " bytes, version " << o.version << " index "
+            << o.index;
+}
+
+// The status part of an Outcome.
+Outcome OutcomeOf(const absl::Status& status) {
   Outcome o;
-  o.code = result.status().code();
-  o.message = std::string(result.status().message());
-  if (std::optional<RouteHint> hint = GetRouteHint(result.status())) {
+  o.code = status.code();
+  o.message = std::string(status.message());
+  if (std::optional<RouteHint> hint = GetRouteHint(status)) {
     o.route = std::string(RouteActionName(hint->action));
     o.leader = hint->leader_address;
   }
+  return o;
+}
+
+Outcome OutcomeOf(const absl::StatusOr<std::string>& result) {
+  Outcome o = OutcomeOf(result.status());
   if (result.ok()) o.value = *result;
   return o;
+}
+
+Outcome OutcomeOf(const absl::StatusOr<store::KvSecret>& result) {
+  Outcome o = OutcomeOf(result.status());
+  if (result.ok()) {
+    // One field per secret here, so the map's order is fixed.
+    result->SerializeToString(&o.value);
+  }
+  return o;
+}
+
+// The status parts of two outcomes agree.
+void ExpectSameStatus(const Outcome& api, const Outcome& messages) {
+  EXPECT_EQ(api.code, messages.code) << api.message;
+  EXPECT_EQ(api.message, messages.message);
+  EXPECT_EQ(api.route, messages.route);
+  EXPECT_EQ(api.leader, messages.leader);
 }
 
 // The call as a one-item batch through Handle(), read back as the API
@@ -222,10 +252,7 @@ class DirectCallsTest : public ::testing::Test {
     Outcome api = OutcomeOf(ViaApi(store, op, name, input, context, caller));
     Outcome messages =
         OutcomeOf(ViaMessages(store, op, name, input, context, caller));
-    EXPECT_EQ(api.code, messages.code) << api.message;
-    EXPECT_EQ(api.message, messages.message);
-    EXPECT_EQ(api.route, messages.route);
-    EXPECT_EQ(api.leader, messages.leader);
+    ExpectSameStatus(api, messages);
     if (api.code != absl::StatusCode::kOk) {
       EXPECT_EQ(api.value, "");
       return;
@@ -280,7 +307,7 @@ class DirectCallsTest : public ::testing::Test {
     }
   }
 
-  TestForwarder forwarder_;
+  testing_store::LoopbackForwarder forwarder_;
   // For the audited cases; outlives the stores (their audit workers write
   // to it until the stores are destroyed).
   RecordingSink sink_;
@@ -368,36 +395,10 @@ TEST_F(DirectCallsTest, LeadershipLostMidEncryptAnswersAsTheMessagePipeline) {
   EXPECT_THAT(outcomes[0].message, HasSubstr("nothing was applied"));
   EXPECT_EQ(outcomes[0].route, "unavailable");
   EXPECT_EQ(outcomes[0].value, "");
-  EXPECT_EQ(outcomes[0].code, outcomes[1].code);
-  EXPECT_EQ(outcomes[0].message, outcomes[1].message);
-  EXPECT_EQ(outcomes[0].route, outcomes[1].route);
-  EXPECT_EQ(outcomes[0].leader, outcomes[1].leader);
+  ExpectSameStatus(outcomes[0], outcomes[1]);
 }
 
 // ------------------------------------------------------------------ KvGet
-
-struct KvOutcome {
-  absl::StatusCode code = absl::StatusCode::kOk;
-  std::string message;
-  std::string route;
-  std::string leader;
-  std::string secret;  // the KvSecret's bytes when OK (deterministic)
-};
-
-KvOutcome KvOutcomeOf(const absl::StatusOr<store::KvSecret>& result) {
-  KvOutcome o;
-  o.code = result.status().code();
-  o.message = std::string(result.status().message());
-  if (std::optional<RouteHint> hint = GetRouteHint(result.status())) {
-    o.route = std::string(RouteActionName(hint->action));
-    o.leader = hint->leader_address;
-  }
-  if (result.ok()) {
-    // One field per secret here, so the map's order is fixed.
-    result->SerializeToString(&o.secret);
-  }
-  return o;
-}
 
 absl::StatusOr<store::KvSecret> KvGetViaMessages(SecretStore* store,
                                                  absl::string_view path,
@@ -415,14 +416,10 @@ void ExpectSameKvGet(SecretStore* store, absl::string_view path,
                      uint64_t version, const CallContext& caller,
                      const std::string& what) {
   SCOPED_TRACE(what);
-  KvOutcome api = KvOutcomeOf(store->KvGet(path, version, 0, caller));
-  KvOutcome messages =
-      KvOutcomeOf(KvGetViaMessages(store, path, version, caller));
-  EXPECT_EQ(api.code, messages.code) << api.message;
-  EXPECT_EQ(api.message, messages.message);
-  EXPECT_EQ(api.route, messages.route);
-  EXPECT_EQ(api.leader, messages.leader);
-  EXPECT_EQ(api.secret, messages.secret);
+  Outcome api = OutcomeOf(store->KvGet(path, version, 0, caller));
+  Outcome messages = OutcomeOf(KvGetViaMessages(store, path, version, caller));
+  ExpectSameStatus(api, messages);
+  EXPECT_EQ(api.value, messages.value);
 }
 
 TEST_F(DirectCallsTest, KvGetAnswersAsTheMessagePipeline) {
@@ -498,9 +495,9 @@ TEST_F(DirectCallsTest, KvGetFailuresAnswerAsTheMessagePipeline) {
         1, absl::UnavailableError("disk unplugged (injected)"),
         FaultInjectingBackend::kGet);
     const bool api = i == 0;
-    KvOutcome o =
-        KvOutcomeOf(api ? active()->KvGet("s")
-                        : KvGetViaMessages(active(), "s", 0, CallContext()));
+    Outcome o =
+        OutcomeOf(api ? active()->KvGet("s")
+                      : KvGetViaMessages(active(), "s", 0, CallContext()));
     EXPECT_EQ(o.code, absl::StatusCode::kUnavailable) << api;
     EXPECT_THAT(o.message, HasSubstr("disk unplugged")) << api;
   }
@@ -533,30 +530,9 @@ TEST_F(DirectCallsTest, KvGetOnAPlainStandbyRedirectsAsTheMessagePipeline) {
 
 // ------------------------------------------------------------------ KvPut
 
-// One put's answer, with what it wrote.
-struct PutOutcome {
-  absl::StatusCode code = absl::StatusCode::kOk;
-  std::string message;
-  std::string route;
-  std::string leader;
-  uint64_t version = 0;
-  uint64_t index = 0;
-};
-
-bool operator==(const PutOutcome& a, const PutOutcome& b) {
-  return a.code == b.code && a.message == b.message && a.route == b.route &&
-         a.leader == b.leader && a.version == b.version && a.index == b.index;
-}
-
-std::ostream& operator<<(std::ostream& os, const PutOutcome& o) {
-  return os << absl::StatusCodeToString(o.code) << " \"" << o.message
-            << "\" route " << o.route << " " << o.leader << " version "
-            << o.version << " index " << o.index;
-}
-
-PutOutcome Put(SecretStore* store, bool api, absl::string_view path,
-               const std::map<std::string, std::string>& data,
-               std::optional<uint64_t> cas, const CallContext& caller) {
+Outcome Put(SecretStore* store, bool api, absl::string_view path,
+            const std::map<std::string, std::string>& data,
+            std::optional<uint64_t> cas, const CallContext& caller) {
   absl::StatusOr<KvWriteResult> result;
   if (api) {
     result = store->KvPut(path, data, cas, caller);
@@ -573,13 +549,7 @@ PutOutcome Put(SecretStore* store, bool api, absl::string_view path,
       result = KvWriteResult{response.kv_write().version(), response.index()};
     }
   }
-  PutOutcome o;
-  o.code = result.status().code();
-  o.message = std::string(result.status().message());
-  if (std::optional<RouteHint> hint = GetRouteHint(result.status())) {
-    o.route = std::string(RouteActionName(hint->action));
-    o.leader = hint->leader_address;
-  }
+  Outcome o = OutcomeOf(result.status());
   if (result.ok()) {
     o.version = result->version;
     o.index = result->index;
@@ -590,13 +560,13 @@ PutOutcome Put(SecretStore* store, bool api, absl::string_view path,
 // The same puts, each way on a fresh, identical cluster: the same answers
 // (down to the index), and the same secrets stored.
 TEST_F(DirectCallsTest, KvPutAnswersAndStoresAsTheMessagePipeline) {
-  std::vector<std::vector<PutOutcome>> answers(2);
+  std::vector<std::vector<Outcome>> answers(2);
   std::vector<std::string> stored(2);
   std::map<std::string, size_t> at;  // a case's label: its answer's index
   for (int way = 0; way < 2; ++way) {
     const bool api = way == 0;
     SetUpCluster(/*reservation=*/2);
-    std::vector<PutOutcome>& got = answers[way];
+    std::vector<Outcome>& got = answers[way];
     const CallContext anonymous;
     const CallContext alice = CallContext::As("alice", {"app-write"});
     auto put = [&](const std::string& label, absl::string_view path,
@@ -671,7 +641,7 @@ TEST_F(DirectCallsTest, KvPutAnswersAndStoresAsTheMessagePipeline) {
   }
   EXPECT_EQ(stored[0], stored[1]);
   // The cases did what they say.
-  const std::vector<PutOutcome>& a = answers[0];
+  const std::vector<Outcome>& a = answers[0];
   auto code = [&](const std::string& label) { return a[at.at(label)].code; };
   for (const char* ok :
        {"first", "cas", "create-only", "no fields", "prunes", "prunes again",

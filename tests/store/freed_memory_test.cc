@@ -19,6 +19,7 @@
 #include "strongbox/secret_store.h"
 #include "tests/ha/cluster.h"
 #include "tests/store/freed_scanner.h"
+#include "tests/store/loopback_forwarder.h"
 
 namespace strongbox {
 namespace {
@@ -34,17 +35,6 @@ using ::strongbox::testing_freed::kMarker;
 std::string Secret(absl::string_view prefix, size_t padding) {
   return absl::StrCat(prefix, kMarker, std::string(padding, 'x'));
 }
-
-class Forwarding : public Forwarder {
- public:
-  absl::StatusOr<std::string> Forward(absl::string_view leader,
-                                      absl::string_view request) override {
-    auto it = stores.find(std::string(leader));
-    if (it == stores.end()) return absl::UnavailableError("no route");
-    return it->second->HandleSerialized(request);
-  }
-  std::map<std::string, SecretStore*> stores;
-};
 
 class FreedMemoryTest : public ::testing::Test {
  protected:
@@ -75,7 +65,7 @@ class FreedMemoryTest : public ::testing::Test {
   }
 
   std::unique_ptr<Cluster> cluster_;
-  Forwarding forwarder_;
+  testing_store::LoopbackForwarder forwarder_;
   std::vector<std::unique_ptr<SecretStore>> stores_;
   SecretStore* active_ = nullptr;
   SecretStore* standby_ = nullptr;
