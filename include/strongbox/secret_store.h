@@ -17,6 +17,12 @@
 // the active; it is never forwarded again, so there are no loops. The
 // library never touches the network: the host's Forwarder moves the bytes
 // and the receiving host passes them to its node's HandleSerialized().
+// The typed calls are Handle() with a request built for the host, except
+// that KvGet (without min_index), KvPut and the one-item Transit calls
+// build no request or response when none is needed: with no audit sink,
+// on an unsealed node that serves the call itself. They go through the
+// same steps in the same order and answer exactly as Handle() would. In a
+// forked child every call answers FAILED_PRECONDITION.
 //
 // Consistency model:
 //   - Every write is applied by the active node, in one atomic backend

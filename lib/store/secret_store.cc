@@ -226,15 +226,17 @@ TransitOptions TransitOptionsOf(const SecretStore::Options& options) {
   return transit;
 }
 
-// A one-item Transit call's request and response, on an arena whose first
-// block is inline: building and freeing them costs no heap allocation per
-// message (a string longer than the library's short-string size, 15 bytes,
-// still has a heap buffer of its own). Measured: 13% fewer instructions per
-// 64-byte TransitEncrypt. Not used where the fixed cost of an arena is about
-// what it saves (KvGet and KvPut measured no fewer instructions), or where a
-// message is handed to the caller (moving it off an arena would copy it). Both
-// are wiped before the arena frees them (D5). Lives on the calling thread's
-// stack; not thread-safe.
+// A one-item Transit call's request and response, when the call takes the
+// message pipeline (an audited store, a call forwarded to the active; the
+// others build no messages: SecretStoreImpl::Direct), on an arena whose
+// first block is inline: building and freeing them costs no heap
+// allocation per message (a string longer than the library's short-string
+// size, 15 bytes, still has a heap buffer of its own). Measured: 13% fewer
+// instructions per 64-byte TransitEncrypt. Not used where the fixed cost of an
+// arena is about what it saves (KvGet and KvPut measured no fewer
+// instructions), or where a message is handed to the caller (moving it off an
+// arena would copy it). Both are wiped before the arena frees them (D5). Lives
+// on the calling thread's stack; not thread-safe.
 class CallMessages {
  public:
   CallMessages()
