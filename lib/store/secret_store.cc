@@ -521,8 +521,10 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   // ResponseStatus() reads back from the response the message pipeline
   // would build. nullopt: audit sinks are configured, the node is sealed
   // or in a forked child (nothing done), or the route is not to serve here
-  // (only the verdict was taken, which has no effect); the caller then
-  // builds the request, and the message pipeline decides again.
+  // (only the verdict was taken: its one effect, a verified fence that
+  // found the grant lost and demoted the node, is why the route changed);
+  // the caller then builds the request, and the message pipeline decides
+  // again.
   // tests/store/direct_calls_test compares the two.
   std::optional<absl::Status> Direct(
       Request::OpCase op_case, absl::string_view subject, bool create_only,
