@@ -15,7 +15,8 @@
 //
 // Not a test: it asserts nothing and is built by `bazel build //...`.
 // Run: bazel run -c opt //bench/cluster:cluster_bench -- [--seconds=1]
-//        [--threads=1,2,4,8] [--backend=memory|lmdb] [--dir=/tmp/x]
+//        [--threads=1,2,4,8] [--mixes=kvread,kv,transit]
+//        [--backend=memory|lmdb] [--dir=/tmp/x]
 //        [--processes]  (KV reads on three processes on one LMDB directory:
 //                        this one the active, two perf standbys it starts)
 
@@ -74,6 +75,8 @@ class LocalForwarder : public Forwarder {
 struct Flags {
   double seconds = 1.0;
   std::vector<int> threads = {1, 2, 4, 8};
+  // --mixes=a,b: the mixes to run (default: all three).
+  std::vector<std::string> mixes = {"kvread", "kv", "transit"};
   bool lmdb = false;
   std::string dir;
   // --processes: the KV read mix on three processes on one LMDB directory.
@@ -434,6 +437,15 @@ Flags ParseFlags(int argc, char** argv) {
         int t;
         if (absl::SimpleAtoi(n, &t) && t > 0) f.threads.push_back(t);
       }
+    } else if (k == "--mixes") {
+      f.mixes = absl::StrSplit(v, ',', absl::SkipEmpty());
+      for (const std::string& m : f.mixes) {
+        if (m != "kvread" && m != "kv" && m != "transit") {
+          std::fprintf(stderr, "unknown mix %s (kvread, kv, transit)\n",
+                       m.c_str());
+          std::exit(2);
+        }
+      }
     } else if (k == "--backend") {
       f.lmdb = v == "lmdb";
     } else if (k == "--dir") {
@@ -479,7 +491,7 @@ int main(int argc, char** argv) {
   std::printf("%-8s %-24s %7s %10s %8s %9s %9s %10s %6s\n", "mix", "nodes",
               "threads", "ops/s", "vs 1x1", "p50 us", "p99 us", "ops/cpu-s",
               "errors");
-  for (const std::string mix : {"kvread", "kv", "transit"}) {
+  for (const std::string& mix : flags.mixes) {
     Flags one = flags;
     if (one.lmdb) one.dir = flags.dir + "/single-" + mix;
     if (one.lmdb) (void)std::system(("mkdir -p " + one.dir).c_str());
