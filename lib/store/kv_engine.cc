@@ -7,13 +7,16 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "lib/store/kv_record_reader.h"
 #include "lib/store/kv_records.pb.h"
 #include "lib/store/retry.h"
 #include "lib/store/wipe.h"
 #include "lib/util/status_macros.h"
+#include "lib/util/utf8.h"
 #include "strongbox/secret_bytes.h"
 
 namespace strongbox {
@@ -35,43 +38,6 @@ std::string DataPath(absl::string_view path, uint64_t version) {
 }
 
 int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
-
-// Field names and paths are protobuf strings, which must be UTF-8.
-bool IsValidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    int extra;
-    uint32_t min;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      extra = 1;
-      min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-      extra = 2;
-      min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-      extra = 3;
-      min = 0x10000;
-    } else {
-      return false;
-    }
-    if (i + extra >= s.size()) return false;
-    uint32_t cp = c & (0x3f >> extra);
-    for (int k = 1; k <= extra; ++k) {
-      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-      return false;
-    }
-    i += extra + 1;
-  }
-  return true;
-}
 
 // The metadata as stored, with the backend version it was read at.
 // Secret values pass through this engine only in Wiped records and
@@ -208,6 +174,14 @@ KvVersionRecord* FindVersion(KvMetadataRecord& record, uint64_t version) {
     if (v.version() == version) return &v;
   }
   return nullptr;
+}
+
+void FillVersionMetadata(const KvVersionFields& v,
+                         store::KvVersionMetadata* out) {
+  out->set_version(v.version);
+  out->set_created_unix_micros(v.created_unix_micros);
+  out->set_deletion_unix_micros(v.deletion_unix_micros);
+  out->set_destroyed(v.destroyed);
 }
 
 void FillVersionMetadata(const KvVersionRecord& v,
@@ -425,49 +399,59 @@ class KvEngineOps {
   absl::Status Get(absl::string_view path, uint64_t version,
                    store::KvSecret* secret) {
     RETURN_IF_ERROR(ValidatePath(path));
-    Meta meta;
-    RETURN_IF_ERROR(ReadMeta(call_.barrier, path, &meta));
-    KvMetadataRecord& record = *meta.record;
-    const uint64_t wanted = version == 0 ? record.current_version() : version;
-    if (!meta.backend_version.has_value() || wanted == 0) {
+    // The metadata is read from its wire form (KvMetadataReader), not
+    // parsed into a record: the current data goes from the opened buffer
+    // straight into the caller's map, copied once.
+    absl::StatusOr<Entry> entry = call_.barrier->Get(MetaPath(path));
+    if (absl::IsNotFound(entry.status())) {
       return absl::NotFoundError(absl::StrCat("no secret at ", path));
     }
-    const KvVersionRecord* v = FindVersion(record, wanted);
+    if (!entry.ok()) return entry.status();
+    absl::Cleanup wipe_meta = [&entry] { WipeBuffer(&entry->value); };
+    KvMetadataReader meta;
+    if (!meta.Parse(entry->value)) {
+      return absl::DataLossError(
+          absl::StrCat("metadata of ", path, " does not parse"));
+    }
+    const uint64_t wanted = version == 0 ? meta.current_version() : version;
+    if (wanted == 0) {
+      return absl::NotFoundError(absl::StrCat("no secret at ", path));
+    }
+    const KvVersionFields* v = meta.FindVersion(wanted);
     if (v == nullptr) {
       return absl::NotFoundError(
           absl::StrCat("version ", wanted, " of ", path,
                        " does not exist (never written or pruned)"));
     }
-    if (v->destroyed()) {
+    if (v->destroyed) {
       return absl::NotFoundError(
           absl::StrCat("version ", wanted, " of ", path, " is destroyed"));
     }
-    if (v->deletion_unix_micros() != 0) {
+    if (v->deletion_unix_micros != 0) {
       return absl::NotFoundError(
           absl::StrCat("version ", wanted, " of ", path, " is deleted"));
     }
     FillVersionMetadata(*v, secret->mutable_metadata());
-    if (wanted == record.current_version()) {
-      secret->mutable_data()->swap(*record.mutable_current_data());
+    if (wanted == meta.current_version()) {
+      meta.current_data().CopyTo(secret->mutable_data());
       return absl::OkStatus();
     }
-    absl::StatusOr<Entry> entry = call_.barrier->Get(DataPath(path, wanted));
-    if (!entry.ok()) {
-      if (absl::IsNotFound(entry.status())) {
+    absl::StatusOr<Entry> data = call_.barrier->Get(DataPath(path, wanted));
+    if (!data.ok()) {
+      if (absl::IsNotFound(data.status())) {
         return absl::DataLossError(
             absl::StrCat("version ", wanted, " of ", path,
                          " is in the metadata but its data is missing"));
       }
-      return entry.status();
+      return data.status();
     }
-    Wiped<KvDataRecord> data;
-    const bool parsed = data->ParseFromString(entry->value);
-    WipeBuffer(&entry->value);
-    if (!parsed) {
+    absl::Cleanup wipe_data = [&data] { WipeBuffer(&data->value); };
+    KvFieldsView fields;
+    if (!ReadKvDataRecord(data->value, &fields)) {
       return absl::DataLossError(
           absl::StrCat("version ", wanted, " of ", path, " does not parse"));
     }
-    secret->mutable_data()->swap(*data->mutable_data());
+    fields.CopyTo(secret->mutable_data());
     return absl::OkStatus();
   }
 

@@ -1,0 +1,44 @@
+#include "lib/util/utf8.h"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace strongbox {
+
+bool IsValidUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    int extra;
+    uint32_t min;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      extra = 1;
+      min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+      extra = 2;
+      min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+      extra = 3;
+      min = 0x10000;
+    } else {
+      return false;
+    }
+    if (i + extra >= s.size()) return false;
+    uint32_t cp = c & (0x3f >> extra);
+    for (int k = 1; k <= extra; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
+}  // namespace strongbox
