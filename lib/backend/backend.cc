@@ -1,5 +1,9 @@
 #include "strongbox/backend.h"
 
+#include <cstdint>
+#include <cstring>
+
+#include "absl/base/config.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -37,8 +41,7 @@ namespace {
 // seen at the '/' (or the end) that closes the segment. (The searches of
 // the version before this took about 400 instructions per 20-byte key,
 // mostly calls into absl's out-of-line find.)
-bool IsValidKeyFast(absl::string_view key, size_t max_key_bytes) {
-  if (key.empty() || key.size() > max_key_bytes) return false;
+bool IsValidKeyByBytes(absl::string_view key) {
   size_t segment = 0;
   size_t dots = 0;
   for (const char ch : key) {
@@ -55,6 +58,61 @@ bool IsValidKeyFast(absl::string_view key, size_t max_key_bytes) {
   }
   return segment != 0 && !(segment == dots && segment <= 2);
 }
+
+#if ABSL_IS_LITTLE_ENDIAN
+// The same rules eight bytes at a time (about a third of the byte loop's
+// instructions on a 20-byte key). Each mask below has the 0x80 bit of a
+// byte set exactly when that byte matches: no carry or borrow crosses
+// from one byte into the next.
+constexpr uint64_t kLow7 = 0x7f7f7f7f7f7f7f7full;
+
+constexpr uint64_t EveryByte(uint8_t b) { return 0x0101010101010101ull * b; }
+
+// Bytes that are zero.
+inline uint64_t ZeroBytes(uint64_t x) {
+  return ~(((x & kLow7) + kLow7) | x | kLow7);
+}
+
+// Bytes below 0x20 (control bytes, NUL included).
+inline uint64_t ControlBytes(uint64_t x) {
+  return ~(((x & kLow7) + EveryByte(0x60)) | x) & ~kLow7;
+}
+
+// Without a '.', a key is valid when it has no control byte or DEL, does
+// not start or end with '/', and has no "//". A key with a '.' anywhere
+// goes to the byte loop, which also checks its segments.
+bool IsValidKeyFast(absl::string_view key, size_t max_key_bytes) {
+  if (key.empty() || key.size() > max_key_bytes) return false;
+  uint64_t bad = 0;
+  uint64_t dots = 0;
+  uint64_t carried_slash = 0;  // the previous word's last byte was '/'
+  auto word = [&](uint64_t x) {
+    const uint64_t slashes = ZeroBytes(x ^ EveryByte('/'));
+    bad |= ControlBytes(x) | ZeroBytes(x ^ EveryByte(0x7f)) |
+           (slashes & ((slashes << 8) | carried_slash));
+    carried_slash = slashes >> 56;
+    dots |= ZeroBytes(x ^ EveryByte('.'));
+  };
+  size_t i = 0;
+  for (; i + 8 <= key.size(); i += 8) {
+    uint64_t x;
+    std::memcpy(&x, key.data() + i, 8);
+    word(x);
+  }
+  if (i < key.size()) {
+    uint64_t x = EveryByte('a');  // padding that matches nothing
+    std::memcpy(&x, key.data() + i, key.size() - i);
+    word(x);
+  }
+  if (bad != 0 || key.front() == '/' || key.back() == '/') return false;
+  return dots == 0 || IsValidKeyByBytes(key);
+}
+#else
+bool IsValidKeyFast(absl::string_view key, size_t max_key_bytes) {
+  if (key.empty() || key.size() > max_key_bytes) return false;
+  return IsValidKeyByBytes(key);
+}
+#endif
 
 }  // namespace
 

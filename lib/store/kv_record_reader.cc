@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
 #include "lib/util/utf8.h"
 
 namespace strongbox {
@@ -106,7 +108,16 @@ class KvRecordParser {
   }
 
  private:
-  bool ReadVarint(int max_bytes, uint64_t* v) {
+  // Most varints here (tags, lengths, small numbers) are one byte.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool ReadVarint(int max_bytes, uint64_t* v) {
+    if (ABSL_PREDICT_TRUE(p_ != end_ && *p_ < 0x80)) {
+      *v = *p_++;
+      return true;
+    }
+    return ReadLongVarint(max_bytes, v);
+  }
+
+  ABSL_ATTRIBUTE_NOINLINE bool ReadLongVarint(int max_bytes, uint64_t* v) {
     uint64_t result = 0;
     for (int i = 0; i < max_bytes; ++i) {
       if (p_ == end_) return false;

@@ -607,19 +607,22 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
   absl::StatusOr<store::KvSecret> KvGet(absl::string_view path,
                                         uint64_t version, uint64_t min_index,
                                         const CallContext& caller) override {
+    // The secret is built where it is returned (every path returns
+    // `result`); the caller owns it (and wipes it).
+    absl::StatusOr<store::KvSecret> result(absl::in_place);
     if (min_index == 0) {
-      // The caller owns the secret (and wipes it); a failure may leave
-      // part of one, wiped here.
-      store::KvSecret secret;
       std::optional<absl::Status> direct =
           Direct(Request::kKvGet, path, /*create_only=*/false,
                  CallerOrNull(caller), [&](const EngineCall& call) {
-                   return kv_.Get(path, version, call, &secret);
+                   return kv_.Get(path, version, call, &*result);
                  });
       if (direct.has_value()) {
-        if (direct->ok()) return std::move(secret);
-        WipeMessage(&secret);
-        return *std::move(direct);
+        if (!direct->ok()) {
+          // A failure may leave part of a secret: wiped here.
+          WipeMessage(&*result);
+          result = *std::move(direct);
+        }
+        return result;
       }
     }
     Request r;
@@ -627,9 +630,14 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
     r.mutable_kv_get()->set_version(version);
     r.set_min_index(min_index);
     Wiped<Response> response(Handle(r, caller));
-    RETURN_IF_ERROR(ResponseStatus(*response));
-    // Moved out by swapping: the caller owns the secret (and wipes it).
-    return std::move(*response->mutable_kv_secret());
+    absl::Status status = ResponseStatus(*response);
+    if (status.ok()) {
+      // Moved out by swapping.
+      result->Swap(response->mutable_kv_secret());
+    } else {
+      result = std::move(status);
+    }
+    return result;
   }
 
   absl::Status KvVersions(absl::string_view path,
