@@ -117,13 +117,20 @@ class KvRecordParser {
     return ReadLongVarint(max_bytes, v);
   }
 
+  // (Works on locals: a store through p_ might alias the bytes read, so a
+  // loop on the member reloads and stores it every byte.)
   ABSL_ATTRIBUTE_NOINLINE bool ReadLongVarint(int max_bytes, uint64_t* v) {
+    const uint8_t* const p = p_;
+    const size_t available = static_cast<size_t>(end_ - p);
+    const size_t limit = available < static_cast<size_t>(max_bytes)
+                             ? available
+                             : static_cast<size_t>(max_bytes);
     uint64_t result = 0;
-    for (int i = 0; i < max_bytes; ++i) {
-      if (p_ == end_) return false;
-      const uint8_t byte = *p_++;
-      result |= static_cast<uint64_t>(byte & 0x7f) << (7 * i);
+    for (size_t i = 0; i < limit; ++i) {
+      const uint64_t byte = p[i];
+      result |= (byte & 0x7f) << (7 * i);
       if (byte < 0x80) {
+        p_ = p + i + 1;
         *v = result;
         return true;
       }
