@@ -377,6 +377,17 @@ class Barrier {
   // before commit; preconditions pass through.
   absl::StatusOr<uint64_t> Commit(absl::Span<const WriteOp> ops,
                                   FenceToken fence = kNoFence);
+  // The bytes sealing adds to a value (term, format, nonce, tag).
+  static constexpr size_t kSealOverhead = 33;
+  // Commit, sealing each kPut's value in its own buffer: the plaintext is
+  // overwritten by the stored bytes, so no second buffer is made and no
+  // plaintext copy is left to wipe. A value with kSealOverhead bytes of
+  // spare capacity is sealed without reallocating; one without is moved
+  // to a larger buffer first and the old one wiped. On every return `ops`
+  // is spent: a value may hold plaintext or stored bytes, so the caller
+  // wipes them all as plaintext and does not commit them again.
+  absl::StatusOr<uint64_t> CommitInPlace(absl::Span<WriteOp> ops,
+                                         FenceToken fence = kNoFence);
 
   Backend* backend() const;
 

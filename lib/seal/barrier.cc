@@ -58,6 +58,8 @@ const uint8_t* U8(absl::string_view s) {
   return reinterpret_cast<const uint8_t*>(s.data());
 }
 
+uint8_t* U8Mutable(std::string& s) { return reinterpret_cast<uint8_t*>(&s[0]); }
+
 absl::Status SealedError() {
   return absl::FailedPreconditionError("barrier is sealed");
 }
@@ -923,13 +925,14 @@ bool Barrier::Impl::ClaimEncryption(Keys& keys) {
   return true;
 }
 
-absl::StatusOr<std::string> Barrier::Impl::SealCounted(
-    absl::string_view path, absl::string_view plaintext, FenceToken fence) {
+absl::Status Barrier::Impl::SealCountedAt(absl::string_view path,
+                                          absl::string_view plaintext,
+                                          uint8_t* out, FenceToken fence) {
   for (int attempt = 0; attempt < 4; ++attempt) {
     bool exhausted = false;
-    absl::StatusOr<std::string> out =
-        SealWithActiveTerm(path, plaintext, &exhausted);
-    if (!exhausted) return out;
+    absl::Status sealed =
+        SealWithActiveTermAt(path, plaintext, out, &exhausted);
+    if (!exhausted) return sealed;
     // The active term's reservation is used up: reserve another block, or
     // rotate at the limit, before sealing anything more.
     RETURN_IF_ERROR(ReserveEncryptions(fence));
@@ -938,11 +941,53 @@ absl::StatusOr<std::string> Barrier::Impl::SealCounted(
       "could not reserve an encryption under the barrier key; retry");
 }
 
+absl::StatusOr<std::string> Barrier::Impl::SealCounted(
+    absl::string_view path, absl::string_view plaintext, FenceToken fence) {
+  std::string out;
+  out.resize(kValueOverhead + plaintext.size());
+  RETURN_IF_ERROR(SealCountedAt(path, plaintext, U8Mutable(out), fence));
+  return out;
+}
+
+static_assert(Barrier::kSealOverhead == kValueOverhead,
+              "barrier.h's kSealOverhead is the stored value's overhead");
+
+absl::Status Barrier::Impl::SealCountedInPlace(absl::string_view path,
+                                               std::string* value,
+                                               FenceToken fence) {
+  const size_t size = value->size();
+  if (value->capacity() < size + kValueOverhead) {
+    // Growing in place would free the plaintext's buffer unwiped.
+    std::string larger;
+    larger.reserve(size + kValueOverhead);
+    larger.assign(*value);
+    WipeString(*value);
+    value->swap(larger);
+  }
+  value->resize(size + kValueOverhead);
+  uint8_t* p = U8Mutable(*value);
+  // The plaintext moves to where its ciphertext goes; the header is then
+  // written over what was its start.
+  std::memmove(p + kValueHeaderBytes, p, size);
+  return SealCountedAt(
+      path,
+      absl::string_view(reinterpret_cast<const char*>(p + kValueHeaderBytes),
+                        size),
+      p, fence);
+}
+
 absl::StatusOr<std::string> Barrier::Impl::SealWithActiveTerm(
     absl::string_view path, absl::string_view plaintext, bool* exhausted) {
   std::string out;
   out.resize(kValueOverhead + plaintext.size());
-  uint8_t* p = reinterpret_cast<uint8_t*>(&out[0]);
+  RETURN_IF_ERROR(
+      SealWithActiveTermAt(path, plaintext, U8Mutable(out), exhausted));
+  return out;
+}
+
+absl::Status Barrier::Impl::SealWithActiveTermAt(absl::string_view path,
+                                                 absl::string_view plaintext,
+                                                 uint8_t* p, bool* exhausted) {
   uint8_t* nonce = p + seal::kTermBytes + 1;
   RETURN_IF_ERROR(nonces_.Draw(nonce));
   ReaderLock lock(&keys_mu_);
@@ -960,10 +1005,9 @@ absl::StatusOr<std::string> Barrier::Impl::SealWithActiveTerm(
   p[2] = static_cast<uint8_t>(term >> 8);
   p[3] = static_cast<uint8_t>(term);
   p[4] = kValueFormat;
-  RETURN_IF_ERROR(cipher->aead().Seal(
+  return cipher->aead().Seal(
       absl::MakeConstSpan(nonce, kNonceBytes), plaintext, path,
-      absl::MakeSpan(p + kValueHeaderBytes, plaintext.size() + kTagBytes)));
-  return out;
+      absl::MakeSpan(p + kValueHeaderBytes, plaintext.size() + kTagBytes));
 }
 
 absl::Status Barrier::Impl::OpenTo(absl::string_view path,
@@ -1140,6 +1184,19 @@ absl::StatusOr<uint64_t> Barrier::Impl::Commit(absl::Span<const WriteOp> ops,
   return backend_->Commit(sealed_ops, fence);
 }
 
+absl::StatusOr<uint64_t> Barrier::Impl::CommitInPlace(absl::Span<WriteOp> ops,
+                                                      FenceToken fence) {
+  if (sealed()) return SealedError();
+  RETURN_IF_ERROR(CheckFence(fence));
+  for (WriteOp& op : ops) {
+    RETURN_IF_ERROR(CheckDataPath(op.key));
+    if (op.kind == WriteOp::Kind::kPut) {
+      RETURN_IF_ERROR(SealCountedInPlace(op.key, &op.value, fence));
+    }
+  }
+  return backend_->Commit(ops, fence);
+}
+
 std::vector<std::pair<uint32_t, int64_t>>
 Barrier::Impl::TermCreationForTesting() {
   std::vector<std::pair<uint32_t, int64_t>> out;
@@ -1275,6 +1332,10 @@ absl::StatusOr<std::vector<std::string>> Barrier::List(
 absl::StatusOr<uint64_t> Barrier::Commit(absl::Span<const WriteOp> ops,
                                          FenceToken fence) {
   return impl_->Commit(ops, fence);
+}
+absl::StatusOr<uint64_t> Barrier::CommitInPlace(absl::Span<WriteOp> ops,
+                                                FenceToken fence) {
+  return impl_->CommitInPlace(ops, fence);
 }
 Backend* Barrier::backend() const { return impl_->backend(); }
 

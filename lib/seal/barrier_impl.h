@@ -109,6 +109,8 @@ class Barrier::Impl {
   absl::StatusOr<std::vector<std::string>> List(absl::string_view prefix);
   absl::StatusOr<uint64_t> Commit(absl::Span<const WriteOp> ops,
                                   FenceToken fence);
+  absl::StatusOr<uint64_t> CommitInPlace(absl::Span<WriteOp> ops,
+                                         FenceToken fence);
   Backend* backend() const { return backend_; }
 
   // ---- Seams: the data path's crypto without the backend (benchmarks,
@@ -231,10 +233,21 @@ class Barrier::Impl {
   absl::StatusOr<std::string> SealWithActiveTerm(absl::string_view path,
                                                  absl::string_view plaintext,
                                                  bool* exhausted);
+  // The same into `out` (kValueOverhead + plaintext.size() bytes), where
+  // `plaintext` may already sit at out + kValueHeaderBytes (in place).
+  absl::Status SealWithActiveTermAt(absl::string_view path,
+                                    absl::string_view plaintext, uint8_t* out,
+                                    bool* exhausted);
   // Seals a value to be stored: counted, reserving or rotating as needed.
   absl::StatusOr<std::string> SealCounted(absl::string_view path,
                                           absl::string_view plaintext,
                                           FenceToken fence);
+  absl::Status SealCountedAt(absl::string_view path,
+                             absl::string_view plaintext, uint8_t* out,
+                             FenceToken fence);
+  // SealCounted in `value`'s own buffer (CommitInPlace).
+  absl::Status SealCountedInPlace(absl::string_view path, std::string* value,
+                                  FenceToken fence);
   // Named for the callers that hold op_mu_; takes keys_mu_ and progress_mu_.
   SealStatus StatusLocked(const seal::SealConfigRecord* config)
       ABSL_LOCKS_EXCLUDED(keys_mu_, progress_mu_);

@@ -162,7 +162,10 @@ WriteOp PutWithFields(std::string key, const google::protobuf::Message& message,
   op.kind = WriteOp::Kind::kPut;
   op.key = std::move(key);
   const size_t head = message.ByteSizeLong();
-  op.value.resize(head + FieldsSize(fields));
+  const size_t size = head + FieldsSize(fields);
+  // Room for the barrier to seal it in place (Barrier::CommitInPlace).
+  op.value.reserve(size + Barrier::kSealOverhead);
+  op.value.resize(size);
   char* p = op.value.data();
   message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(p));
   AppendFields(field, fields, p + head);
@@ -279,10 +282,13 @@ class KvEngineOps {
 
   // Commits `ops` (with the metadata write) under the call's fence; a
   // conflict is retried by RetryOnConflict.
-  absl::Status Commit(const WipedBatch& ops) {
+  // The values are sealed where they are (Barrier::CommitInPlace): `ops`
+  // is spent.
+  absl::Status Commit(WipedBatch& ops) {
     absl::StatusOr<uint64_t> index =
-        call_.barrier->Commit(ops.ops(), call_.write_fence);
+        call_.barrier->CommitInPlace(ops.mutable_ops(), call_.write_fence);
     if (!index.ok()) return VersionedCommitStatus(index.status());
+    ops.MarkSealed();
     index_ = *index;
     if (response_ != nullptr) response_->set_index(*index);
     return absl::OkStatus();

@@ -12,6 +12,7 @@
 #include "google/protobuf/unknown_field_set.h"
 #include "lib/crypto/secure_memory.h"
 #include "lib/store/kv_records.pb.h"
+#include "strongbox/barrier.h"
 #include "strongbox/requests.pb.h"
 
 namespace strongbox {
@@ -70,6 +71,7 @@ void WipeBuffer(std::string* s) {
 }
 
 WipedBatch::~WipedBatch() {
+  if (sealed_) return;
   for (WriteOp& op : ops_) WipeBuffer(&op.value);
 }
 
@@ -381,6 +383,8 @@ bool SerializeInto(const Message& message, std::string* out) {
     return false;
   }
   WipeString(*out);
+  // Room for the barrier to seal it in place (Barrier::CommitInPlace).
+  out->reserve(size + Barrier::kSealOverhead);
   out->resize(size);
   message.SerializeWithCachedSizesToArray(
       reinterpret_cast<uint8_t*>(out->data()));

@@ -98,9 +98,16 @@ class WipedBatch {
 
   void Add(WriteOp op);
   absl::Span<const WriteOp> ops() const { return ops_; }
+  // For Barrier::CommitInPlace, which seals the values where they are.
+  absl::Span<WriteOp> mutable_ops() { return absl::MakeSpan(ops_); }
+  // After a CommitInPlace that succeeded: every value now holds only its
+  // stored (sealed) bytes, so none is wiped. (After a failed one, values
+  // may still hold plaintext: do not call this.)
+  void MarkSealed() { sealed_ = true; }
 
  private:
   std::vector<WriteOp> ops_;
+  bool sealed_ = false;
 };
 
 using SecretFields = google::protobuf::Map<std::string, std::string>;
