@@ -3,7 +3,8 @@
 // must give a value or DATA_LOSS; never a crash or another code. The KV
 // read path's wire reader (lib/store/kv_record_reader.h) must accept
 // exactly what protobuf accepts as a KV metadata or data record, and read
-// the same fields.
+// the same fields; the put path's writer (kv_record_writer.h) must write
+// any such record (less its current data) as protobuf does.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -12,6 +13,7 @@
 #include "google/protobuf/stubs/logging.h"
 #include "lib/seal/records.h"
 #include "lib/store/kv_record_reader.h"
+#include "lib/store/kv_record_writer.h"
 #include "lib/store/kv_records.pb.h"
 #include "strongbox/secret_bytes.h"
 
@@ -50,6 +52,15 @@ void CheckKvReader(const std::string& bytes) {
             static_cast<size_t>(record.versions_size()) ||
         !SameFields(reader.current_data(), record.current_data())) {
       std::abort();
+    }
+    record.mutable_current_data()->clear();
+    if (!strongbox::kv_wire::HasUnknownFields(record)) {
+      std::string head(strongbox::kv_wire::MetadataHeadSize(record), '\0');
+      char* end = strongbox::kv_wire::WriteMetadataHead(record, head.data());
+      if (end != head.data() + head.size() ||
+          head != record.SerializeAsString()) {
+        std::abort();
+      }
     }
     for (int i = 0; i < record.versions_size(); ++i) {
       const auto& want = record.versions(i);

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "lib/store/kv_record_reader.h"
+#include "lib/store/kv_record_writer.h"
 #include "lib/store/kv_records.pb.h"
 #include "lib/store/retry.h"
 #include "lib/store/wipe.h"
@@ -71,6 +72,9 @@ int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
 struct Meta {
   Wiped<KvMetadataRecord> record;
   std::optional<uint64_t> backend_version;  // nullopt: absent
+  // Fields protobuf kept as unknown (a newer node's): the record is then
+  // written by protobuf, which keeps them (kv_record_writer.h).
+  bool unknown_fields = true;
 };
 
 // Reads the metadata of `path` into *meta (left empty if there is none).
@@ -78,7 +82,10 @@ struct Meta {
 // field, on the hot path of every read.
 absl::Status ReadMeta(Barrier* barrier, absl::string_view path, Meta* meta) {
   absl::StatusOr<Entry> entry = barrier->Get(MetaPath(path));
-  if (absl::IsNotFound(entry.status())) return absl::OkStatus();
+  if (absl::IsNotFound(entry.status())) {
+    meta->unknown_fields = false;
+    return absl::OkStatus();
+  }
   if (!entry.ok()) return entry.status();
   const bool parsed = meta->record->ParseFromString(entry->value);
   WipeBuffer(&entry->value);
@@ -87,88 +94,39 @@ absl::Status ReadMeta(Barrier* barrier, absl::string_view path, Meta* meta) {
         absl::StrCat("metadata of ", path, " does not parse"));
   }
   meta->backend_version = entry->version;
+  meta->unknown_fields = kv_wire::HasUnknownFields(*meta->record);
   return absl::OkStatus();
 }
 
-// The wire form of a map<string, bytes> field, written straight from the
-// request's map: one length-delimited entry {1: name, 2: value} per field
-// (what protobuf writes for a map; any protobuf reads it as the map).
-// Spares the engine building a copy of the secret as a map only to
-// serialize it (tests/store/kv_record_compat_test holds it to that).
-size_t VarintSize(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
-
-char* PutVarint(uint64_t v, char* p) {
-  while (v >= 0x80) {
-    *p++ = static_cast<char>(v | 0x80);
-    v >>= 7;
-  }
-  *p++ = static_cast<char>(v);
-  return p;
-}
-
-size_t EntrySize(const std::string& name, const std::string& value) {
-  return 1 + VarintSize(name.size()) + name.size() + 1 +
-         VarintSize(value.size()) + value.size();
-}
-
-// Bytes AppendFields adds for `fields` (a map of names to values: a
-// request's SecretFields, or a host's std::map on the direct path).
+// A Put of `head` (a metadata record without current data; nullptr for a
+// data record, which has nothing else) followed by `fields` as its map
+// field `field` (a message's fields may come in any order on the wire),
+// sized exactly, with room for the seal (Barrier::CommitInPlace), into the
+// WriteOp's own buffer (wiped with the batch). The head is written by hand
+// (kv_record_writer.h) unless it holds unknown fields.
 template <typename Fields>
-size_t FieldsSize(const Fields& fields) {
-  size_t n = 0;
-  for (const auto& [name, value] : fields) {
-    const size_t entry = EntrySize(name, value);
-    n += 1 + VarintSize(entry) + entry;
-  }
-  return n;
-}
-
-// Writes `fields` as map field `field` (< 16) at `p`; returns the end.
-template <typename Fields>
-char* AppendFields(uint32_t field, const Fields& fields, char* p) {
-  static_assert(KvMetadataRecord::kCurrentDataFieldNumber < 16 &&
-                    KvDataRecord::kDataFieldNumber < 16,
-                "a one-byte tag");
-  const char tag = static_cast<char>((field << 3) | 2);
-  for (const auto& [name, value] : fields) {
-    *p++ = tag;
-    p = PutVarint(EntrySize(name, value), p);
-    *p++ = '\x0a';  // 1: name
-    p = PutVarint(name.size(), p);
-    std::memcpy(p, name.data(), name.size());
-    p += name.size();
-    *p++ = '\x12';  // 2: value
-    p = PutVarint(value.size(), p);
-    std::memcpy(p, value.data(), value.size());
-    p += value.size();
-  }
-  return p;
-}
-
-// A Put of `message`'s serialization followed by `fields` as its map field
-// `field` (a message's fields may come in any order on the wire), sized
-// exactly, into the WriteOp's own buffer (wiped with the batch).
-template <typename Fields>
-WriteOp PutWithFields(std::string key, const google::protobuf::Message& message,
-                      uint32_t field, const Fields& fields) {
+WriteOp PutWithFields(std::string key, const KvMetadataRecord* head,
+                      bool head_has_unknown_fields, uint32_t field,
+                      const Fields& fields) {
   WriteOp op;
   op.kind = WriteOp::Kind::kPut;
   op.key = std::move(key);
-  const size_t head = message.ByteSizeLong();
-  const size_t size = head + FieldsSize(fields);
-  // Room for the barrier to seal it in place (Barrier::CommitInPlace).
+  const bool by_hand = head != nullptr && !head_has_unknown_fields &&
+                       head->current_data().empty();
+  const size_t head_size = head == nullptr ? 0
+                           : by_hand       ? kv_wire::MetadataHeadSize(*head)
+                                           : head->ByteSizeLong();
+  const size_t size = head_size + kv_wire::FieldsSize(fields);
   op.value.reserve(size + Barrier::kSealOverhead);
   op.value.resize(size);
   char* p = op.value.data();
-  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(p));
-  AppendFields(field, fields, p + head);
+  if (by_hand) {
+    p = kv_wire::WriteMetadataHead(*head, p);
+  } else if (head != nullptr) {
+    head->SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(p));
+    p += head_size;
+  }
+  kv_wire::AppendFields(field, fields, p);
   return op;
 }
 
@@ -192,7 +150,7 @@ template <typename Fields>
 WriteOp MetaWrite(absl::string_view path, const Meta& meta,
                   const Fields& current_data) {
   WriteOp op =
-      PutWithFields(MetaPath(path), *meta.record,
+      PutWithFields(MetaPath(path), &*meta.record, meta.unknown_fields,
                     KvMetadataRecord::kCurrentDataFieldNumber, current_data);
   MetaCondition(meta, op);
   return op;
@@ -226,6 +184,7 @@ void FillVersionMetadata(const KvVersionRecord& v,
 struct KvEngine::CachedMeta {
   KvMetadataRecord record;  // as stored, less current_data (never cached)
   uint64_t backend_version = 0;
+  bool unknown_fields = true;  // as Meta::unknown_fields
   FenceToken fence = kNoFence;
   // False once a put has taken the record (the object is then only a
   // buffer to put the next one in).
@@ -360,6 +319,7 @@ class KvEngineOps {
         cached->usable = false;
         meta.record->Swap(&cached->record);
         meta.backend_version = cached->backend_version;
+        meta.unknown_fields = cached->unknown_fields;
       } else {
         RETURN_IF_ERROR(ReadMeta(call_.barrier, path, &meta));
       }
@@ -371,6 +331,7 @@ class KvEngineOps {
         // version the commit gave every key it wrote.
         cached->record.Swap(meta.record.get());
         cached->backend_version = index_;
+        cached->unknown_fields = meta.unknown_fields;
         cached->fence = call_.write_fence;
         cached->usable = true;
         engine_.CacheMeta(key, std::move(cached));
@@ -414,9 +375,8 @@ class KvEngineOps {
     // the record carries none of its own.
     ClearFields(record.mutable_current_data());
     WipedBatch ops;
-    WriteOp data_op =
-        PutWithFields(DataPath(path, version), KvDataRecord::default_instance(),
-                      KvDataRecord::kDataFieldNumber, data);
+    WriteOp data_op = PutWithFields(DataPath(path, version), nullptr, false,
+                                    KvDataRecord::kDataFieldNumber, data);
     data_op.IfAbsent();
     ops.Add(std::move(data_op));
     Prune(path, record, ops);
