@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "gtest/gtest.h"
 #include "lib/store/kv_records.pb.h"
 #include "strongbox/barrier.h"
@@ -156,6 +157,48 @@ TEST_F(KvRecordCompatStoreTest, WhatThePutWritesTheMapRecordsRead) {
                                                     d.data().end());
     EXPECT_EQ(fields, version == 1 ? v1 : v2);
   }
+}
+
+// Fields a newer node added to the metadata (unknown here) survive this
+// node's puts, from storage and from its write cache: such a record is
+// written by protobuf, which keeps them, not by the hand writer.
+TEST_F(KvRecordCompatStoreTest, PutsKeepFieldsOfANewerNode) {
+  // The golden record with field 99 (varint 7) at the top and field 98
+  // (bytes "ab") inside the second version.
+  const std::string newer_version =
+      std::string("\x32\x0a\x08\x02\x10\xd0\x0f\x92\x06\x02\x61\x62", 12);
+  std::string meta = GoldenMeta();
+  const std::string v2 = std::string("\x32\x05\x08\x02\x10\xd0\x0f", 7);
+  const size_t at = meta.find(v2);
+  ASSERT_NE(at, std::string::npos);
+  meta.replace(at, v2.size(), newer_version);
+  meta += std::string("\x98\x06\x07", 3);
+  PutRecord("kv/meta/golden", meta);
+
+  Barrier* barrier = cluster_->nodes[active_]->barrier();
+  for (const char* value : {"third", "fourth"}) {  // storage, then cache
+    absl::StatusOr<KvWriteResult> put =
+        store_->KvPut("golden", {{"value", value}});
+    ASSERT_TRUE(put.ok()) << put.status();
+    absl::StatusOr<Entry> stored = barrier->Get("kv/meta/golden");
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    store::KvMetadataRecord record;
+    ASSERT_TRUE(record.ParseFromString(stored->value));
+    const auto& top = record.GetReflection()->GetUnknownFields(record);
+    ASSERT_EQ(top.field_count(), 1) << value;
+    EXPECT_EQ(top.field(0).number(), 99);
+    EXPECT_EQ(top.field(0).varint(), 7u);
+    ASSERT_GE(record.versions_size(), 2);
+    const auto& second = record.versions(1).GetReflection()->GetUnknownFields(
+        record.versions(1));
+    ASSERT_EQ(second.field_count(), 1) << value;
+    EXPECT_EQ(second.field(0).number(), 98);
+    EXPECT_EQ(second.field(0).length_delimited(), "ab");
+  }
+  absl::StatusOr<store::KvSecret> latest = store_->KvGet("golden");
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(AsMap(*latest),
+            (std::map<std::string, std::string>{{"value", "fourth"}}));
 }
 
 }  // namespace
