@@ -31,7 +31,11 @@ constexpr absl::string_view kMetaPrefix = "kv/meta/";
 constexpr absl::string_view kDataPrefix = "kv/data/";
 
 std::string MetaPath(absl::string_view path) {
-  return absl::StrCat(kMetaPrefix, path);
+  std::string out;
+  out.reserve(kMetaPrefix.size() + path.size());
+  out.append(kMetaPrefix.data(), kMetaPrefix.size());
+  out.append(path.data(), path.size());
+  return out;
 }
 
 // MetaPath(path) for a read, built on the stack when it fits (a path is
@@ -61,7 +65,15 @@ class MetaKey {
 };
 
 std::string DataPath(absl::string_view path, uint64_t version) {
-  return absl::StrCat(kDataPrefix, path, "/", version);
+  // One allocation, no general concatenation: on every put.
+  const absl::AlphaNum number(version);
+  std::string out;
+  out.reserve(kDataPrefix.size() + path.size() + 1 + number.size());
+  out.append(kDataPrefix.data(), kDataPrefix.size());
+  out.append(path.data(), path.size());
+  out.push_back('/');
+  out.append(number.data(), number.size());
+  return out;
 }
 
 int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
@@ -105,29 +117,31 @@ absl::Status ReadMeta(Barrier* barrier, absl::string_view path, Meta* meta) {
 // WriteOp's own buffer (wiped with the batch). The head is written by hand
 // (kv_record_writer.h) unless it holds unknown fields.
 template <typename Fields>
-WriteOp PutWithFields(std::string key, const KvMetadataRecord* head,
-                      bool head_has_unknown_fields, uint32_t field,
-                      const Fields& fields) {
-  WriteOp op;
+void PutWithFields(WriteOp& op, std::string key, const KvMetadataRecord* head,
+                   bool head_has_unknown_fields, uint32_t field,
+                   const Fields& fields) {
   op.kind = WriteOp::Kind::kPut;
   op.key = std::move(key);
   const bool by_hand = head != nullptr && !head_has_unknown_fields &&
                        head->current_data().empty();
+  // A head written by hand gets room for its longest form, and the value
+  // is cut to what was written (the tail beyond never held anything).
   const size_t head_size = head == nullptr ? 0
-                           : by_hand       ? kv_wire::MetadataHeadSize(*head)
+                           : by_hand       ? kv_wire::MetadataHeadMaxSize(*head)
                                            : head->ByteSizeLong();
   const size_t size = head_size + kv_wire::FieldsSize(fields);
   op.value.reserve(size + Barrier::kSealOverhead);
   op.value.resize(size);
-  char* p = op.value.data();
+  char* const start = op.value.data();
+  char* p = start;
   if (by_hand) {
     p = kv_wire::WriteMetadataHead(*head, p);
   } else if (head != nullptr) {
     head->SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(p));
     p += head_size;
   }
-  kv_wire::AppendFields(field, fields, p);
-  return op;
+  p = kv_wire::AppendFields(field, fields, p);
+  op.value.resize(static_cast<size_t>(p - start));
 }
 
 // The metadata write of `path`, conditioned on the version it was read at.
@@ -145,15 +159,15 @@ WriteOp MetaWrite(absl::string_view path, const Meta& meta) {
   return op;
 }
 
-// The same, with `current_data` as the record's current data.
+// The same, with `current_data` as the record's current data, built at
+// the end of `ops`.
 template <typename Fields>
-WriteOp MetaWrite(absl::string_view path, const Meta& meta,
-                  const Fields& current_data) {
-  WriteOp op =
-      PutWithFields(MetaPath(path), &*meta.record, meta.unknown_fields,
-                    KvMetadataRecord::kCurrentDataFieldNumber, current_data);
+void AddMetaWrite(absl::string_view path, const Meta& meta,
+                  const Fields& current_data, WipedBatch& ops) {
+  WriteOp& op = ops.Emplace();
+  PutWithFields(op, MetaPath(path), &*meta.record, meta.unknown_fields,
+                KvMetadataRecord::kCurrentDataFieldNumber, current_data);
   MetaCondition(meta, op);
-  return op;
 }
 
 KvVersionRecord* FindVersion(KvMetadataRecord& record, uint64_t version) {
@@ -375,12 +389,12 @@ class KvEngineOps {
     // the record carries none of its own.
     ClearFields(record.mutable_current_data());
     WipedBatch ops;
-    WriteOp data_op = PutWithFields(DataPath(path, version), nullptr, false,
-                                    KvDataRecord::kDataFieldNumber, data);
+    WriteOp& data_op = ops.Emplace();
+    PutWithFields(data_op, DataPath(path, version), nullptr, false,
+                  KvDataRecord::kDataFieldNumber, data);
     data_op.IfAbsent();
-    ops.Add(std::move(data_op));
     Prune(path, record, ops);
-    ops.Add(MetaWrite(path, meta, data));
+    AddMetaWrite(path, meta, data, ops);
     RETURN_IF_ERROR(Commit(ops));
     *written = version;
     return absl::OkStatus();
@@ -596,9 +610,10 @@ std::unique_ptr<KvEngine::CachedMeta> KvEngine::TakeCachedMeta(
   {
     MutexLock lock(&cache_mu_);
     auto it = write_cache_.find(path);
-    if (it == write_cache_.end()) return nullptr;
+    if (it == write_cache_.end() || it->second == nullptr) return nullptr;
+    // The slot stays (empty) for CacheMeta to refill: no erase and
+    // re-insert of the key on every put.
     entry = std::move(it->second);
-    write_cache_.erase(it);
   }
   // Written under another grant: whatever happened since is unknown.
   if (entry->fence != fence) entry->usable = false;
@@ -609,15 +624,17 @@ void KvEngine::CacheMeta(const std::string& path,
                          std::unique_ptr<CachedMeta> entry) const {
   std::unique_ptr<CachedMeta> replaced;
   MutexLock lock(&cache_mu_);
-  // Bounded without bookkeeping: a full cache starts over (an entry only
-  // saves one read).
-  if (write_cache_.size() >= options_.write_cache_entries &&
-      !write_cache_.contains(path)) {
-    write_cache_.clear();
+  auto it = write_cache_.find(path);
+  if (it == write_cache_.end()) {
+    // Bounded without bookkeeping: a full cache starts over (an entry only
+    // saves one read).
+    if (write_cache_.size() >= options_.write_cache_entries) {
+      write_cache_.clear();
+    }
+    it = write_cache_.emplace(path, nullptr).first;
   }
-  std::unique_ptr<CachedMeta>& slot = write_cache_[path];
-  replaced = std::move(slot);
-  slot = std::move(entry);
+  replaced = std::move(it->second);
+  it->second = std::move(entry);
 }
 
 void KvEngine::DropCachedMeta(const std::string& path) const {

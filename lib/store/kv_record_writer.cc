@@ -1,5 +1,6 @@
 #include "lib/store/kv_record_writer.h"
 
+#include "absl/base/attributes.h"
 #include "google/protobuf/unknown_field_set.h"
 
 namespace strongbox {
@@ -17,7 +18,8 @@ bool NoUnknownFields(const google::protobuf::Message& message) {
 // leaves defaults out).
 size_t VarintFieldSize(uint64_t v) { return v == 0 ? 0 : 1 + VarintSize(v); }
 
-char* PutVarintField(uint32_t field, uint64_t v, char* p) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutVarintField(uint32_t field,
+                                                         uint64_t v, char* p) {
   if (v == 0) return p;
   *p++ = static_cast<char>(field << 3);
   return PutVarint(v, p);
@@ -51,6 +53,12 @@ size_t MetadataHeadSize(const KvMetadataRecord& record) {
     n += 2 + VersionSize(v);  // tag, one-byte size (WriteMetadataHead)
   }
   return n;
+}
+
+size_t MetadataHeadMaxSize(const KvMetadataRecord& record) {
+  constexpr size_t kVarintField = 1 + 10;  // one-byte tag, longest varint
+  return 5 * kVarintField +
+         static_cast<size_t>(record.versions_size()) * (2 + 4 * kVarintField);
 }
 
 char* WriteMetadataHead(const KvMetadataRecord& record, char* p) {

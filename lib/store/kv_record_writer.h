@@ -88,8 +88,13 @@ bool HasUnknownFields(const store::KvMetadataRecord& record);
 // unknown fields.
 size_t MetadataHeadSize(const store::KvMetadataRecord& record);
 
-// Writes `record`'s wire form at `p` (MetadataHeadSize bytes); returns the
-// end. The same conditions.
+// At least MetadataHeadSize(record), in constant time: room to write the
+// head into when the exact size is not needed first.
+size_t MetadataHeadMaxSize(const store::KvMetadataRecord& record);
+
+// Writes `record`'s wire form at `p`, which has room for
+// MetadataHeadMaxSize bytes; returns the end (the form is MetadataHeadSize
+// bytes). The same conditions.
 char* WriteMetadataHead(const store::KvMetadataRecord& record, char* p);
 
 }  // namespace kv_wire

@@ -75,16 +75,24 @@ WipedBatch::~WipedBatch() {
   for (WriteOp& op : ops_) WipeBuffer(&op.value);
 }
 
+void WipedBatch::Reserve() {
+  if (ops_.size() < ops_.capacity()) return;
+  absl::InlinedVector<WriteOp, 4> grown;
+  grown.reserve(2 * ops_.capacity());
+  for (WriteOp& o : ops_) grown.push_back(std::move(o));
+  for (WriteOp& o : ops_) WipeBuffer(&o.value);
+  ops_.swap(grown);
+}
+
 void WipedBatch::Add(WriteOp op) {
-  if (ops_.size() == ops_.capacity()) {
-    std::vector<WriteOp> grown;
-    grown.reserve(std::max<size_t>(4, 2 * ops_.capacity()));
-    for (WriteOp& o : ops_) grown.push_back(std::move(o));
-    for (WriteOp& o : ops_) WipeBuffer(&o.value);
-    ops_.swap(grown);
-  }
+  Reserve();
   ops_.push_back(std::move(op));
   WipeBuffer(&op.value);
+}
+
+WriteOp& WipedBatch::Emplace() {
+  Reserve();
+  return ops_.emplace_back();
 }
 
 namespace {

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "google/protobuf/map.h"
@@ -97,6 +98,9 @@ class WipedBatch {
   WipedBatch& operator=(const WipedBatch&) = delete;
 
   void Add(WriteOp op);
+  // A new, empty op at the end, built where it stays (no move, nothing
+  // left behind to wipe). Valid until the next Add or Emplace.
+  WriteOp& Emplace();
   absl::Span<const WriteOp> ops() const { return ops_; }
   // For Barrier::CommitInPlace, which seals the values where they are.
   absl::Span<WriteOp> mutable_ops() { return absl::MakeSpan(ops_); }
@@ -106,7 +110,11 @@ class WipedBatch {
   void MarkSealed() { sealed_ = true; }
 
  private:
-  std::vector<WriteOp> ops_;
+  // Makes room for one more op, wiping what a move leaves behind.
+  void Reserve();
+
+  // Inline for the engines' usual batches (a put: data, prune, metadata).
+  absl::InlinedVector<WriteOp, 4> ops_;
   bool sealed_ = false;
 };
 
