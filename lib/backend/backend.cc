@@ -3,7 +3,9 @@
 #include <cstdint>
 #include <cstring>
 
+#include "absl/base/attributes.h"
 #include "absl/base/config.h"
+#include "absl/base/optimization.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -93,16 +95,28 @@ bool IsValidKeyFast(absl::string_view key, size_t max_key_bytes) {
     carried_slash = slashes >> 56;
     dots |= ZeroBytes(x ^ EveryByte('.'));
   };
+  const char* const data = key.data();
+  const size_t size = key.size();
   size_t i = 0;
-  for (; i + 8 <= key.size(); i += 8) {
+  for (; i + 8 <= size; i += 8) {
     uint64_t x;
-    std::memcpy(&x, key.data() + i, 8);
+    std::memcpy(&x, data + i, 8);
     word(x);
   }
-  if (i < key.size()) {
-    uint64_t x = EveryByte('a');  // padding that matches nothing
-    std::memcpy(&x, key.data() + i, key.size() - i);
-    word(x);
+  if (i < size) {
+    // The last 1..7 bytes in the low bytes of a word, padded with bytes
+    // that match nothing. (A copy of a variable length would be a call.)
+    const size_t rest = size - i;
+    uint64_t x = 0;
+    if (size >= 8) {
+      std::memcpy(&x, data + size - 8, 8);
+      x >>= 8 * (8 - rest);
+    } else {
+      for (size_t k = 0; k < rest; ++k) {
+        x |= uint64_t{static_cast<uint8_t>(data[k])} << (8 * k);
+      }
+    }
+    word(x | (EveryByte('a') << (8 * rest)));
   }
   if (bad != 0 || key.front() == '/' || key.back() == '/') return false;
   return dots == 0 || IsValidKeyByBytes(key);
@@ -116,8 +130,12 @@ bool IsValidKeyFast(absl::string_view key, size_t max_key_bytes) {
 
 }  // namespace
 
-absl::Status ValidateKey(absl::string_view key, const BackendLimits& limits) {
-  if (IsValidKeyFast(key, limits.max_key_bytes)) return absl::OkStatus();
+namespace {
+
+// What is wrong with a key IsValidKeyFast refused. Out of line: its frame
+// (the split, the messages) stays off the fast path.
+ABSL_ATTRIBUTE_NOINLINE absl::Status KeyError(absl::string_view key,
+                                              const BackendLimits& limits) {
   if (key.empty()) return absl::InvalidArgumentError("path is empty");
   if (key.size() > limits.max_key_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -144,6 +162,15 @@ absl::Status ValidateKey(absl::string_view key, const BackendLimits& limits) {
     }
   }
   return absl::InvalidArgumentError("path is malformed");
+}
+
+}  // namespace
+
+absl::Status ValidateKey(absl::string_view key, const BackendLimits& limits) {
+  if (ABSL_PREDICT_TRUE(IsValidKeyFast(key, limits.max_key_bytes))) {
+    return absl::OkStatus();
+  }
+  return KeyError(key, limits);
 }
 
 absl::Status ValidatePrefix(absl::string_view prefix,

@@ -2,11 +2,19 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace strongbox {
 
 bool IsValidUtf8(absl::string_view s) {
   size_t i = 0;
+  // Runs of ASCII eight bytes at a time (paths and field names mostly are).
+  while (i + 8 <= s.size()) {
+    uint64_t word;
+    std::memcpy(&word, s.data() + i, 8);
+    if ((word & 0x8080808080808080ull) != 0) break;
+    i += 8;
+  }
   while (i < s.size()) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
     int extra;
