@@ -345,8 +345,10 @@ TEST_F(KvRecordReaderTest, AgreesWithProtobufOnMutatedRecords) {
 }
 
 TEST_F(KvRecordReaderTest, CopyToReplacesAFieldTheMapAlreadyHas) {
+  // The view borrows the wire bytes: they must outlive it.
+  const std::string wire = Bytes(1, Entry("a", "new"));
   KvFieldsView view;
-  ASSERT_TRUE(ReadKvDataRecord(Bytes(1, Entry("a", "new")), &view));
+  ASSERT_TRUE(ReadKvDataRecord(wire, &view));
   KvFieldMap map;
   map["a"] = "old";
   map["b"] = "kept";
@@ -357,8 +359,9 @@ TEST_F(KvRecordReaderTest, CopyToReplacesAFieldTheMapAlreadyHas) {
 
 TEST_F(KvRecordReaderTest, FindVersionFindsTheFirstOfThatNumber) {
   KvMetadataReader reader;
-  ASSERT_TRUE(reader.Parse(Bytes(6, Version(3, 1)) + Bytes(6, Version(3, 2)) +
-                           Bytes(6, Version(4, 3))));
+  const std::string wire = Bytes(6, Version(3, 1)) + Bytes(6, Version(3, 2)) +
+                           Bytes(6, Version(4, 3));
+  ASSERT_TRUE(reader.Parse(wire));
   ASSERT_NE(reader.FindVersion(3), nullptr);
   EXPECT_EQ(reader.FindVersion(3)->created_unix_micros, 1);
   EXPECT_EQ(reader.FindVersion(4)->created_unix_micros, 3);
