@@ -952,9 +952,7 @@ absl::StatusOr<std::string> Barrier::Impl::SealCounted(
 static_assert(Barrier::kSealOverhead == kValueOverhead,
               "barrier.h's kSealOverhead is the stored value's overhead");
 
-absl::Status Barrier::Impl::SealCountedInPlace(absl::string_view path,
-                                               std::string* value,
-                                               FenceToken fence) {
+uint8_t* Barrier::Impl::LayOutForSeal(std::string* value) {
   const size_t size = value->size();
   if (value->capacity() < size + kValueOverhead) {
     // Growing in place would free the plaintext's buffer unwiped.
@@ -969,11 +967,7 @@ absl::Status Barrier::Impl::SealCountedInPlace(absl::string_view path,
   // The plaintext moves to where its ciphertext goes; the header is then
   // written over what was its start.
   std::memmove(p + kValueHeaderBytes, p, size);
-  return SealCountedAt(
-      path,
-      absl::string_view(reinterpret_cast<const char*>(p + kValueHeaderBytes),
-                        size),
-      p, fence);
+  return p;
 }
 
 absl::StatusOr<std::string> Barrier::Impl::SealWithActiveTerm(
@@ -988,8 +982,7 @@ absl::StatusOr<std::string> Barrier::Impl::SealWithActiveTerm(
 absl::Status Barrier::Impl::SealWithActiveTermAt(absl::string_view path,
                                                  absl::string_view plaintext,
                                                  uint8_t* p, bool* exhausted) {
-  uint8_t* nonce = p + seal::kTermBytes + 1;
-  RETURN_IF_ERROR(nonces_.Draw(nonce));
+  RETURN_IF_ERROR(nonces_.Draw(p + seal::kTermBytes + 1));
   ReaderLock lock(&keys_mu_);
   if (keys_ == nullptr) return SealedError();
   // Counted under the same lock as the seal, so the count and the term the
@@ -998,7 +991,13 @@ absl::Status Barrier::Impl::SealWithActiveTermAt(absl::string_view path,
     *exhausted = true;
     return absl::ResourceExhaustedError("encryption reservation used up");
   }
-  const seal::TermCipher* cipher = keys_->active;
+  return SealLocked(*keys_, path, plaintext, p);
+}
+
+absl::Status Barrier::Impl::SealLocked(const Keys& keys, absl::string_view path,
+                                       absl::string_view plaintext,
+                                       uint8_t* p) {
+  const seal::TermCipher* cipher = keys.active;
   const uint32_t term = cipher->term();
   p[0] = static_cast<uint8_t>(term >> 24);
   p[1] = static_cast<uint8_t>(term >> 16);
@@ -1006,7 +1005,8 @@ absl::Status Barrier::Impl::SealWithActiveTermAt(absl::string_view path,
   p[3] = static_cast<uint8_t>(term);
   p[4] = kValueFormat;
   return cipher->aead().Seal(
-      absl::MakeConstSpan(nonce, kNonceBytes), plaintext, path,
+      absl::MakeConstSpan(p + seal::kTermBytes + 1, kNonceBytes), plaintext,
+      path,
       absl::MakeSpan(p + kValueHeaderBytes, plaintext.size() + kTagBytes));
 }
 
@@ -1188,11 +1188,50 @@ absl::StatusOr<uint64_t> Barrier::Impl::CommitInPlace(absl::Span<WriteOp> ops,
                                                       FenceToken fence) {
   if (sealed()) return SealedError();
   RETURN_IF_ERROR(CheckFence(fence));
+  // Outside the keyring's lock: each put laid out for sealing in its own
+  // buffer, with its nonce. Then every put is sealed under one reader lock
+  // (a put costs one claim, not a lock of its own); a used-up reservation
+  // is renewed outside the lock and sealing resumes where it stopped, with
+  // the nonces already drawn (none has sealed anything yet).
   for (WriteOp& op : ops) {
     RETURN_IF_ERROR(CheckDataPath(op.key));
     if (op.kind == WriteOp::Kind::kPut) {
-      RETURN_IF_ERROR(SealCountedInPlace(op.key, &op.value, fence));
+      RETURN_IF_ERROR(
+          nonces_.Draw(LayOutForSeal(&op.value) + seal::kTermBytes + 1));
     }
+  }
+  size_t next = 0;
+  int reservations = 0;  // in a row without progress
+  while (true) {
+    const size_t start = next;
+    bool exhausted = false;
+    {
+      ReaderLock lock(&keys_mu_);
+      if (keys_ == nullptr) return SealedError();
+      for (; next < ops.size(); ++next) {
+        WriteOp& op = ops[next];
+        if (op.kind != WriteOp::Kind::kPut) continue;
+        // Counted under the same lock as the seal (SealWithActiveTermAt).
+        if (!ClaimEncryption(*keys_)) {
+          exhausted = true;
+          break;
+        }
+        uint8_t* p = U8Mutable(op.value);
+        const size_t size = op.value.size() - kValueOverhead;
+        RETURN_IF_ERROR(SealLocked(
+            *keys_, op.key,
+            absl::string_view(
+                reinterpret_cast<const char*>(p + kValueHeaderBytes), size),
+            p));
+      }
+    }
+    if (!exhausted) break;
+    reservations = next == start ? reservations + 1 : 1;
+    if (reservations > 3) {
+      return absl::UnavailableError(
+          "could not reserve an encryption under the barrier key; retry");
+    }
+    RETURN_IF_ERROR(ReserveEncryptions(fence));
   }
   return backend_->Commit(ops, fence);
 }

@@ -245,9 +245,15 @@ class Barrier::Impl {
   absl::Status SealCountedAt(absl::string_view path,
                              absl::string_view plaintext, uint8_t* out,
                              FenceToken fence);
-  // SealCounted in `value`'s own buffer (CommitInPlace).
-  absl::Status SealCountedInPlace(absl::string_view path, std::string* value,
-                                  FenceToken fence);
+  // Makes `value` (a plaintext) kValueOverhead bytes longer with the
+  // plaintext moved to where its ciphertext goes, ready to seal in place;
+  // returns the start of the stored value (CommitInPlace).
+  static uint8_t* LayOutForSeal(std::string* value);
+  // The seal itself at `out` (header, then ciphertext and tag; the nonce
+  // is already at its place in the header), with the active term.
+  // REQUIRES: keys_mu_ held (shared), the encryption claimed.
+  static absl::Status SealLocked(const Keys& keys, absl::string_view path,
+                                 absl::string_view plaintext, uint8_t* out);
   // Named for the callers that hold op_mu_; takes keys_mu_ and progress_mu_.
   SealStatus StatusLocked(const seal::SealConfigRecord* config)
       ABSL_LOCKS_EXCLUDED(keys_mu_, progress_mu_);

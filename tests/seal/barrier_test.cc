@@ -851,6 +851,71 @@ TEST_F(BarrierTest, EncryptionLimitRotatesTheTerm) {
   EXPECT_EQ(StoredTerm(backend_.get(), "m"), 5);
 }
 
+// Puts for CommitInPlace: each value with room for the seal's overhead.
+std::vector<WriteOp> RoomyPuts(const std::vector<std::string>& keys,
+                               const std::string& value) {
+  std::vector<WriteOp> ops;
+  for (const std::string& key : keys) {
+    WriteOp op = WriteOp::Put(key, value);
+    op.value.reserve(value.size() + Barrier::kSealOverhead);
+    ops.push_back(std::move(op));
+  }
+  return ops;
+}
+
+// CommitInPlace seals each value in its own buffer (what the backend
+// stores is what the op now holds) and counts each value it seals, as
+// Commit does: the batch crosses the limit mid-way and rotates.
+TEST_F(BarrierTest, CommitInPlaceSealsInTheBuffersAndCountsEachValue) {
+  auto barrier = MakeCountingBarrier(backend_.get());
+  auto shares = barrier->Initialize(1, 1);
+  ASSERT_OK(shares);
+  ASSERT_OK(barrier->Unseal((*shares)[0]));
+  for (int i = 0; i < 3; ++i)
+    ASSERT_OK(barrier->Put(absl::StrCat("k", i), "v"));
+  const std::string value(300, 's');
+  std::vector<WriteOp> ops = RoomyPuts({"b0", "b1", "b2", "b3"}, value);
+  ops.push_back(WriteOp::Delete("k0"));
+  std::vector<const char*> buffers;
+  for (const WriteOp& op : ops) buffers.push_back(op.value.data());
+  ASSERT_OK(barrier->CommitInPlace(absl::MakeSpan(ops)));
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(ops[i].value.data(), buffers[i]) << "no reallocation, op " << i;
+    EXPECT_EQ(ops[i].value.size(), value.size() + Barrier::kSealOverhead);
+    EXPECT_EQ(ops[i].value, backend_->Get(ops[i].key)->value) << i;
+    EXPECT_EQ(ops[i].value.find(value.substr(0, 16)), std::string::npos)
+        << "no plaintext left in op " << i;
+    EXPECT_EQ(barrier->Get(ops[i].key)->value, value) << i;
+  }
+  EXPECT_EQ(StoredTerm(backend_.get(), "b1"), 1);  // the 5th encryption
+  EXPECT_EQ(StoredTerm(backend_.get(), "b2"), 2);  // over the limit
+  EXPECT_EQ(StoredTerm(backend_.get(), "b3"), 2);
+  EXPECT_THAT(backend_->Get("k0"), StatusIs(Code::kNotFound));
+  // A value without room is moved to a larger buffer and sealed there.
+  std::vector<WriteOp> tight = {WriteOp::Put("t", "tight")};
+  tight[0].value.shrink_to_fit();
+  ASSERT_OK(barrier->CommitInPlace(absl::MakeSpan(tight)));
+  EXPECT_EQ(tight[0].value, backend_->Get("t")->value);
+  EXPECT_EQ(barrier->Get("t")->value, "tight");
+}
+
+TEST_F(BarrierTest, CommitInPlaceRefusesWhatCommitRefuses) {
+  std::vector<WriteOp> sealed_ops = RoomyPuts({"a"}, "v");
+  EXPECT_THAT(barrier_->CommitInPlace(absl::MakeSpan(sealed_ops)),
+              StatusIs(Code::kFailedPrecondition));
+  InitAndUnseal(barrier_.get());
+  // A reserved path refuses the whole batch: nothing is written.
+  std::vector<WriteOp> ops = RoomyPuts({"a", "core/keyring"}, "v");
+  EXPECT_THAT(barrier_->CommitInPlace(absl::MakeSpan(ops)),
+              StatusIs(Code::kInvalidArgument));
+  EXPECT_THAT(backend_->Get("a"), StatusIs(Code::kNotFound));
+  // A precondition passes through.
+  std::vector<WriteOp> cas = RoomyPuts({"a"}, "v");
+  cas[0].IfVersion(99);
+  EXPECT_THAT(barrier_->CommitInPlace(absl::MakeSpan(cas)),
+              StatusIs(Code::kAborted));
+}
+
 // The count is stored (in reserved blocks), so a restart does not reset it:
 // a new barrier continues from the stored reservation, never below.
 TEST_F(BarrierTest, EncryptionCountSurvivesRestart) {
@@ -1094,6 +1159,21 @@ TEST_F(ReservationFaultTest, KeyringConflictIsUnavailableNotAborted) {
   auto batch = barrier_->Commit({WriteOp::Put("b", "3").IfAbsent()});
   ASSERT_OK(batch);  // the faults are used up
   EXPECT_EQ(barrier_->Get("b")->value, "3");
+}
+
+TEST_F(ReservationFaultTest, InPlaceKeyringConflictIsUnavailable) {
+  faults_->FailNext(3, absl::AbortedError("injected"),
+                    FaultInjectingBackend::kCommit);
+  std::vector<WriteOp> ops = RoomyPuts({"b", "c"}, "3");
+  auto put = barrier_->CommitInPlace(absl::MakeSpan(ops));
+  EXPECT_THAT(put, StatusIs(Code::kUnavailable));
+  EXPECT_THAT(std::string(put.status().message()),
+              HasSubstr("could not reserve encryptions"));
+  EXPECT_THAT(target_->Get("b"), StatusIs(Code::kNotFound));
+  EXPECT_THAT(target_->Get("c"), StatusIs(Code::kNotFound));
+  std::vector<WriteOp> again = RoomyPuts({"b", "c"}, "3");
+  ASSERT_OK(barrier_->CommitInPlace(absl::MakeSpan(again)));
+  EXPECT_EQ(barrier_->Get("c")->value, "3");
 }
 
 TEST_F(ReservationFaultTest, UnknownReservationOutcomeIsNotADataWrite) {
