@@ -383,9 +383,11 @@ class Barrier {
   // overwritten by the stored bytes, so no second buffer is made and no
   // plaintext copy is left to wipe. A value with kSealOverhead bytes of
   // spare capacity is sealed without reallocating; one without is moved
-  // to a larger buffer first and the old one wiped. On every return `ops`
-  // is spent: a value may hold plaintext or stored bytes, so the caller
-  // wipes them all as plaintext and does not commit them again.
+  // to a larger buffer first and the old one wiped. After a success, each
+  // put's buffer, to its capacity, holds only its stored bytes and zeros.
+  // After a failure a value may still hold plaintext (a refused path
+  // leaves every value as given), so the caller wipes them; either way it
+  // does not commit them again.
   absl::StatusOr<uint64_t> CommitInPlace(absl::Span<WriteOp> ops,
                                          FenceToken fence = kNoFence);
 

@@ -305,7 +305,8 @@ class InMemoryBackend final : public Backend, public HaBackend {
   const BackendLimits limits_;
   const std::shared_ptr<LeaseCore> lease_;
 
-  SharedMutex mu_;
+  // Held only for a map operation and a copy: waiters spin first.
+  SharedMutex mu_{SharedMutex::Waiting::kSpinFirst};
   std::map<std::string, Entry, std::less<>> entries_ ABSL_GUARDED_BY(mu_);
   uint64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
 };

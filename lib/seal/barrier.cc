@@ -962,6 +962,15 @@ uint8_t* Barrier::Impl::LayOutForSeal(std::string* value) {
     WipeString(*value);
     value->swap(larger);
   }
+  // Once sealed, the value is freed unwiped (WipedBatch::MarkSealed), so
+  // nothing but the stored bytes may be left anywhere in its buffer: the
+  // seal overwrites its first size + kValueOverhead bytes, and whatever
+  // lies beyond them, up to the capacity, is wiped here.
+  if (value->capacity() > size + kValueOverhead) {
+    value->resize(value->capacity());
+    WipeMemory(U8Mutable(*value) + size + kValueOverhead,
+               value->size() - size - kValueOverhead);
+  }
   value->resize(size + kValueOverhead);
   uint8_t* p = U8Mutable(*value);
   // The plaintext moves to where its ciphertext goes; the header is then
@@ -1193,8 +1202,10 @@ absl::StatusOr<uint64_t> Barrier::Impl::CommitInPlace(absl::Span<WriteOp> ops,
   // (a put costs one claim, not a lock of its own); a used-up reservation
   // is renewed outside the lock and sealing resumes where it stopped, with
   // the nonces already drawn (none has sealed anything yet).
+  // Every path is checked before any value is touched, so a refused batch
+  // comes back as it was given.
+  for (const WriteOp& op : ops) RETURN_IF_ERROR(CheckDataPath(op.key));
   for (WriteOp& op : ops) {
-    RETURN_IF_ERROR(CheckDataPath(op.key));
     if (op.kind == WriteOp::Kind::kPut) {
       RETURN_IF_ERROR(
           nonces_.Draw(LayOutForSeal(&op.value) + seal::kTermBytes + 1));

@@ -9,6 +9,7 @@
 #include "absl/base/optimization.h"
 #include "absl/numeric/bits.h"
 #include "lib/util/utf8.h"
+#include "strongbox/secret_bytes.h"
 
 namespace strongbox {
 
@@ -193,8 +194,11 @@ class KvRecordParser {
 
 void KvFieldsView::CopyTo(KvFieldMap* fields) const {
   for (const auto& [name, value] : entries_) {
-    (*fields)[std::string_view(name.data(), name.size())].assign(value.data(),
-                                                                 value.size());
+    std::string& slot = (*fields)[std::string_view(name.data(), name.size())];
+    // A name seen twice: the earlier value is wiped before its buffer may
+    // be freed by the assignment.
+    if (!slot.empty()) WipeString(slot);
+    slot.assign(value.data(), value.size());
   }
 }
 

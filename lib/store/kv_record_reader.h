@@ -45,7 +45,8 @@ using KvFieldMap = google::protobuf::Map<std::string, std::string>;
 class KvFieldsView {
  public:
   size_t entries() const { return entries_.size(); }
-  // Adds every entry to *fields (each value copied once).
+  // Adds every entry to *fields (each value copied once; a value it
+  // replaces is wiped first).
   void CopyTo(KvFieldMap* fields) const;
 
  private:
@@ -60,6 +61,8 @@ class KvMetadataReader {
   // Reads `wire`; false if protobuf would not parse it as a
   // KvMetadataRecord (nothing else is then meaningful).
   bool Parse(absl::string_view wire);
+  // The reader keeps views into `wire`: a temporary would be gone.
+  bool Parse(std::string&& wire) = delete;
 
   uint64_t current_version() const { return current_version_; }
   // The first kept version numbered `version`, or nullptr.
@@ -79,6 +82,7 @@ class KvMetadataReader {
 // Reads a KvDataRecord's fields from `wire` into *data; false if protobuf
 // would not parse it.
 bool ReadKvDataRecord(absl::string_view wire, KvFieldsView* data);
+bool ReadKvDataRecord(std::string&& wire, KvFieldsView* data) = delete;
 
 }  // namespace strongbox
 

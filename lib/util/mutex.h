@@ -101,10 +101,22 @@ inline int ThisThreadIndex() {
 // which read-mostly state can afford.
 class ABSL_LOCKABLE SharedMutex {
  public:
+  // kSpinFirst: for a lock whose holders never block while holding it and
+  // let go within about a microsecond (the in-memory backend's map), a
+  // waiter tries it a bounded number of times before it sleeps (Spin).
+  // Left off for locks held across I/O (LMDB's remap lock spans a write
+  // transaction and its sync; PKCS#11 calls into the token), where
+  // spinning would only burn the waiter's time.
+  enum class Waiting { kBlock, kSpinFirst };
+
   SharedMutex() = default;
+  explicit SharedMutex(Waiting waiting)
+      : spin_first_(waiting == Waiting::kSpinFirst) {}
   SharedMutex(const SharedMutex&) = delete;
   SharedMutex& operator=(const SharedMutex&) = delete;
 
+  // Each lock is tried once before the blocking call (glibc's try is the
+  // shorter path when the lock is free), and kSpinFirst tries it more.
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
     for (Shard& s : shards_) {
       if (!Spin([&s] { return s.mu.try_lock(); })) s.mu.lock();
@@ -130,19 +142,19 @@ class ABSL_LOCKABLE SharedMutex {
   // A thread keeps its shard for life, so it unlocks the shard it locked.
   static int ThreadShard() { return ThisThreadIndex() % kShards; }
 
-  // Tries `try_lock` a bounded number of times before the caller blocks.
-  // What these locks guard is held for about a microsecond at most (a map
-  // lookup and a copy; the in-memory backend's commit), so a holder on
-  // another core is about to let go: blocking puts both threads through a
-  // futex sleep and wake-up, a context switch each, many times the wait.
-  // (cluster_bench's 95% read / 5% write KV mix on the in-memory backend
-  // spent a fifth of its CPU there, and 8 threads on 2 cores saw a p99 of
-  // 570 us; with the spin, about 40 us.) Bounded like absl::Mutex's spin
-  // (a thousand-odd tries), so a holder that was descheduled costs some
-  // microseconds of spinning before the caller sleeps as before.
+  // kSpinFirst: tries `try_lock` a bounded number of times before the
+  // caller blocks. The holder of such a lock (on another core) is about to
+  // let go: blocking puts both threads through a futex sleep and wake-up,
+  // a context switch each, many times the wait. (cluster_bench's 95% read
+  // / 5% write KV mix on the in-memory backend spent a fifth of its CPU
+  // there, and 8 threads on 2 cores saw a p99 of 570 us; with the spin,
+  // 10-550 us.) Bounded like absl::Mutex's spin (a thousand-odd tries,
+  // tens of microseconds with a pause of about 140 cycles), after which
+  // the caller sleeps as before.
   template <typename TryLock>
-  static bool Spin(TryLock try_lock) {
+  bool Spin(TryLock try_lock) const {
     if (try_lock()) return true;
+    if (!spin_first_) return false;
     for (int i = 0; i < kSpins; ++i) {
       CpuRelax();
       if (try_lock()) return true;
@@ -159,6 +171,7 @@ class ABSL_LOCKABLE SharedMutex {
   static constexpr int kSpins = 1000;
 
   Shard shards_[kShards];
+  const bool spin_first_ = false;
 };
 
 class ABSL_SCOPED_LOCKABLE WriterLock {

@@ -909,6 +909,7 @@ TEST_F(BarrierTest, CommitInPlaceRefusesWhatCommitRefuses) {
   EXPECT_THAT(barrier_->CommitInPlace(absl::MakeSpan(ops)),
               StatusIs(Code::kInvalidArgument));
   EXPECT_THAT(backend_->Get("a"), StatusIs(Code::kNotFound));
+  EXPECT_EQ(ops[0].value, "v") << "a refused batch comes back as given";
   // A precondition passes through.
   std::vector<WriteOp> cas = RoomyPuts({"a"}, "v");
   cas[0].IfVersion(99);

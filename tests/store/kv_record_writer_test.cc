@@ -100,6 +100,16 @@ TEST(KvRecordWriterTest, FieldsAreWhatProtobufWritesForTheMap) {
   }
 }
 
+// The hand writer writes the fields these messages have today. A field
+// added to either would be dropped by every put until the writer learns
+// it: this fails first.
+TEST(KvRecordWriterTest, WritesEveryFieldTheMessagesHave) {
+  EXPECT_EQ(KvMetadataRecord::descriptor()->field_count(), 7)
+      << "a field was added: teach kv_record_writer.cc to write it";
+  EXPECT_EQ(store::KvVersionRecord::descriptor()->field_count(), 4)
+      << "a field was added: teach kv_record_writer.cc to write it";
+}
+
 TEST(KvRecordWriterTest, UnknownFieldsAreFoundInTheRecordAndInAVersion) {
   KvMetadataRecord clean;
   clean.set_current_version(1);
