@@ -925,28 +925,19 @@ bool Barrier::Impl::ClaimEncryption(Keys& keys) {
   return true;
 }
 
-absl::Status Barrier::Impl::SealCountedAt(absl::string_view path,
-                                          absl::string_view plaintext,
-                                          uint8_t* out, FenceToken fence) {
+absl::StatusOr<std::string> Barrier::Impl::SealCounted(
+    absl::string_view path, absl::string_view plaintext, FenceToken fence) {
   for (int attempt = 0; attempt < 4; ++attempt) {
     bool exhausted = false;
-    absl::Status sealed =
-        SealWithActiveTermAt(path, plaintext, out, &exhausted);
-    if (!exhausted) return sealed;
+    absl::StatusOr<std::string> out =
+        SealWithActiveTerm(path, plaintext, &exhausted);
+    if (!exhausted) return out;
     // The active term's reservation is used up: reserve another block, or
     // rotate at the limit, before sealing anything more.
     RETURN_IF_ERROR(ReserveEncryptions(fence));
   }
   return absl::UnavailableError(
       "could not reserve an encryption under the barrier key; retry");
-}
-
-absl::StatusOr<std::string> Barrier::Impl::SealCounted(
-    absl::string_view path, absl::string_view plaintext, FenceToken fence) {
-  std::string out;
-  out.resize(kValueOverhead + plaintext.size());
-  RETURN_IF_ERROR(SealCountedAt(path, plaintext, U8Mutable(out), fence));
-  return out;
 }
 
 static_assert(Barrier::kSealOverhead == kValueOverhead,
@@ -983,14 +974,7 @@ absl::StatusOr<std::string> Barrier::Impl::SealWithActiveTerm(
     absl::string_view path, absl::string_view plaintext, bool* exhausted) {
   std::string out;
   out.resize(kValueOverhead + plaintext.size());
-  RETURN_IF_ERROR(
-      SealWithActiveTermAt(path, plaintext, U8Mutable(out), exhausted));
-  return out;
-}
-
-absl::Status Barrier::Impl::SealWithActiveTermAt(absl::string_view path,
-                                                 absl::string_view plaintext,
-                                                 uint8_t* p, bool* exhausted) {
+  uint8_t* p = U8Mutable(out);
   RETURN_IF_ERROR(nonces_.Draw(p + seal::kTermBytes + 1));
   ReaderLock lock(&keys_mu_);
   if (keys_ == nullptr) return SealedError();
@@ -1000,7 +984,8 @@ absl::Status Barrier::Impl::SealWithActiveTermAt(absl::string_view path,
     *exhausted = true;
     return absl::ResourceExhaustedError("encryption reservation used up");
   }
-  return SealLocked(*keys_, path, plaintext, p);
+  RETURN_IF_ERROR(SealLocked(*keys_, path, plaintext, p));
+  return out;
 }
 
 absl::Status Barrier::Impl::SealLocked(const Keys& keys, absl::string_view path,
@@ -1222,7 +1207,7 @@ absl::StatusOr<uint64_t> Barrier::Impl::CommitInPlace(absl::Span<WriteOp> ops,
       for (; next < ops.size(); ++next) {
         WriteOp& op = ops[next];
         if (op.kind != WriteOp::Kind::kPut) continue;
-        // Counted under the same lock as the seal (SealWithActiveTermAt).
+        // Counted under the same lock as the seal (SealWithActiveTerm).
         if (!ClaimEncryption(*keys_)) {
           exhausted = true;
           break;

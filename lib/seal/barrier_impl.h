@@ -233,18 +233,10 @@ class Barrier::Impl {
   absl::StatusOr<std::string> SealWithActiveTerm(absl::string_view path,
                                                  absl::string_view plaintext,
                                                  bool* exhausted);
-  // The same into `out` (kValueOverhead + plaintext.size() bytes), where
-  // `plaintext` may already sit at out + kValueHeaderBytes (in place).
-  absl::Status SealWithActiveTermAt(absl::string_view path,
-                                    absl::string_view plaintext, uint8_t* out,
-                                    bool* exhausted);
   // Seals a value to be stored: counted, reserving or rotating as needed.
   absl::StatusOr<std::string> SealCounted(absl::string_view path,
                                           absl::string_view plaintext,
                                           FenceToken fence);
-  absl::Status SealCountedAt(absl::string_view path,
-                             absl::string_view plaintext, uint8_t* out,
-                             FenceToken fence);
   // Makes `value` (a plaintext) kValueOverhead bytes longer with the
   // plaintext moved to where its ciphertext goes, ready to seal in place;
   // returns the start of the stored value (CommitInPlace).

@@ -31,11 +31,7 @@ constexpr absl::string_view kMetaPrefix = "kv/meta/";
 constexpr absl::string_view kDataPrefix = "kv/data/";
 
 std::string MetaPath(absl::string_view path) {
-  std::string out;
-  out.reserve(kMetaPrefix.size() + path.size());
-  out.append(kMetaPrefix.data(), kMetaPrefix.size());
-  out.append(path.data(), path.size());
-  return out;
+  return absl::StrCat(kMetaPrefix, path);
 }
 
 // MetaPath(path) for a read, built on the stack when it fits (a path is
@@ -65,15 +61,7 @@ class MetaKey {
 };
 
 std::string DataPath(absl::string_view path, uint64_t version) {
-  // One allocation, no general concatenation: on every put.
-  const absl::AlphaNum number(version);
-  std::string out;
-  out.reserve(kDataPrefix.size() + path.size() + 1 + number.size());
-  out.append(kDataPrefix.data(), kDataPrefix.size());
-  out.append(path.data(), path.size());
-  out.push_back('/');
-  out.append(number.data(), number.size());
-  return out;
+  return absl::StrCat(kDataPrefix, path, "/", version);
 }
 
 int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }

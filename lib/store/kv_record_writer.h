@@ -32,12 +32,9 @@ inline size_t VarintSize(uint64_t v) {
 }
 
 inline char* PutVarint(uint64_t v, char* p) {
-  while (v >= 0x80) {
-    *p++ = static_cast<char>(v | 0x80);
-    v >>= 7;
-  }
-  *p++ = static_cast<char>(v);
-  return p;
+  return reinterpret_cast<char*>(
+      google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(
+          v, reinterpret_cast<uint8_t*>(p)));
 }
 
 inline size_t EntrySize(const std::string& name, const std::string& value) {
