@@ -259,6 +259,15 @@ class Backend {
   // The value at `key`; NOT_FOUND if absent.
   virtual absl::StatusOr<Entry> Get(absl::string_view key) = 0;
 
+  // Get into `*entry`, for a reader that keeps one Entry between reads: a
+  // backend that copies its value may reuse entry->value's capacity (no
+  // allocation when it is large enough). Same errors as Get; after an
+  // error *entry is unspecified. The default calls Get(), so a wrapper
+  // that overrides Get() alone is still called. The caller wipes what
+  // entry->value held before, if it matters: the old bytes may be
+  // overwritten in place or freed.
+  virtual absl::Status GetInto(absl::string_view key, Entry* entry);
+
   // Immediate children of `prefix` ("" for the root, else "a/b/"), sorted
   // bytewise. A child that has children of its own appears once with a
   // trailing `/`; a key and a folder of the same name both appear ("foo"

@@ -217,6 +217,14 @@ WriteOp& WriteOp::IfAbsent() {
   return *this;
 }
 
+absl::Status Backend::GetInto(absl::string_view key, Entry* entry) {
+  absl::StatusOr<Entry> got = Get(key);
+  if (!got.ok()) return got.status();
+  entry->value.swap(got->value);
+  entry->version = got->version;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<uint64_t> Backend::Put(absl::string_view key,
                                       absl::string_view value,
                                       FenceToken fence) {

@@ -503,9 +503,15 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
   Environment& env() { return env_; }
 
   absl::StatusOr<Entry> Get(absl::string_view key) override {
+    absl::StatusOr<Entry> entry(absl::in_place);
+    if (absl::Status s = GetInto(key, &*entry); !s.ok()) entry = std::move(s);
+    return entry;
+  }
+
+  absl::Status GetInto(absl::string_view key, Entry* out) override {
     if (env_.InForkedChild()) return ForkedChildError();
     RETURN_IF_ERROR(ValidateKey(key, limits_));
-    Entry entry;
+    Entry& entry = *out;
     absl::Status s = env_.Read([&](MDB_txn* txn) -> absl::Status {
       MDB_val k = ToVal(key);
       MDB_val v;
@@ -524,8 +530,7 @@ class LmdbBackendImpl final : public LmdbBackend, public HaBackend {
                          v.mv_size - kEntryHeaderBytes);
       return absl::OkStatus();
     });
-    if (!s.ok()) return s;
-    return entry;
+    return s;
   }
 
   absl::StatusOr<std::vector<std::string>> List(

@@ -87,6 +87,30 @@ TEST_P(BackendConformanceTest, PutThenGetReturnsValueAndVersion) {
   EXPECT_EQ(*current, *rev);
 }
 
+// GetInto answers as Get, into an Entry a reader keeps between reads:
+// whatever the entry held before (a longer value, a shorter one) does not
+// show through.
+TEST_P(BackendConformanceTest, GetIntoAnswersAsGetIntoAReusedEntry) {
+  const std::string long_value(3000, 'L');
+  ASSERT_OK(backend_->Put("a/long", long_value));
+  ASSERT_OK(backend_->Put("a/short", std::string("s\0rt", 4)));
+  ASSERT_OK(backend_->Put("a/empty", ""));
+  Entry entry;
+  entry.value = "left over from before";
+  entry.version = 77;
+  for (const char* key :
+       {"a/short", "a/long", "a/empty", "a/long", "a/short"}) {
+    SCOPED_TRACE(key);
+    absl::StatusOr<Entry> got = backend_->Get(key);
+    ASSERT_OK(got);
+    ASSERT_OK(backend_->GetInto(key, &entry));
+    EXPECT_EQ(entry.value, got->value);
+    EXPECT_EQ(entry.version, got->version);
+  }
+  EXPECT_EQ(backend_->GetInto("a/missing", &entry).code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_P(BackendConformanceTest, AbsentKeyIsNotFound) {
   EXPECT_EQ(backend_->Get("missing").status().code(),
             absl::StatusCode::kNotFound);
@@ -165,6 +189,9 @@ TEST_P(BackendConformanceTest, InvalidKeysRejectedAndNothingTouched) {
     EXPECT_EQ(backend_->Put(key, "v").status().code(),
               absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(backend_->Get(key).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    Entry into;
+    EXPECT_EQ(backend_->GetInto(key, &into).code(),
               absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(backend_->Delete(key).status().code(),
               absl::StatusCode::kInvalidArgument);
