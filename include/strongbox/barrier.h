@@ -164,6 +164,29 @@ struct BarrierOptions {
   bool escrow = false;
 };
 
+// A value read by Barrier::GetInPlace: the stored bytes as the backend
+// gave them, with the plaintext opened in place between the public header
+// and tag. The reader owns it; it may keep one between reads so that the
+// buffer's capacity is reused. The plaintext is wiped by Wipe(), by the
+// next read into it, and by the destructor. Neither copied nor moved (a
+// copy would be plaintext nobody wipes). Not thread-safe.
+struct OpenedValue {
+  OpenedValue() = default;
+  OpenedValue(const OpenedValue&) = delete;
+  OpenedValue& operator=(const OpenedValue&) = delete;
+  ~OpenedValue() { Wipe(); }
+
+  Entry stored;       // value: header, plaintext, tag; version: the backend's
+  size_t offset = 0;  // the plaintext's place in stored.value
+  size_t size = 0;
+
+  absl::string_view plaintext() const {
+    return absl::string_view(stored.value).substr(offset, size);
+  }
+  // Wipes the plaintext and forgets it; the buffer stays for the next read.
+  void Wipe();
+};
+
 class Barrier {
  public:
   // INVALID_ARGUMENT if `options.backend` is null or core_prefix is bad.
@@ -365,6 +388,12 @@ class Barrier {
 
   // Entry.value is the plaintext, Entry.version the backend version.
   absl::StatusOr<Entry> Get(absl::string_view path);
+  // Get into a buffer the reader keeps between reads (OpenedValue): the
+  // value is opened where the backend put it, so a buffer large enough
+  // from an earlier read is reused and the plaintext is not moved. Same
+  // errors as Get; after one, `out` holds no plaintext (and an empty
+  // plaintext()).
+  absl::Status GetInPlace(absl::string_view path, OpenedValue* out);
   absl::StatusOr<uint64_t> Put(absl::string_view path,
                                absl::string_view plaintext,
                                FenceToken fence = kNoFence);

@@ -1090,9 +1090,27 @@ absl::Status Barrier::Impl::OpenValueInPlace(absl::string_view path,
 }
 
 absl::StatusOr<Entry> Barrier::Impl::Get(absl::string_view path) {
+  OpenedValue opened;
+  RETURN_IF_ERROR(GetInPlace(path, &opened));
+  // The plaintext leaves as the Entry's value (the caller's to wipe).
+  Entry entry = std::move(opened.stored);
+  opened.size = 0;
+  DropHeaderAndTag(entry.value);
+  return entry;
+}
+
+absl::Status Barrier::Impl::GetInPlace(absl::string_view path,
+                                       OpenedValue* out) {
+  out->Wipe();  // a previous read's plaintext, if the reader left it
   RETURN_IF_ERROR(CheckDataPath(path));
   if (sealed()) return SealedError();
-  ASSIGN_OR_RETURN(Entry entry, backend_->Get(path));
+  Entry& entry = out->stored;
+  if (absl::Status got = backend_->GetInto(path, &entry); !got.ok()) {
+    // The backend may have left part of a value; ciphertext, but not for
+    // a reader to take as one.
+    entry.value.clear();
+    return got;
+  }
   // Opened in the backend's own buffer: no plaintext buffer of its own to
   // allocate, and no second copy of the value.
   bool unknown_term = false;
@@ -1116,8 +1134,18 @@ absl::StatusOr<Entry> Barrier::Impl::Get(absl::string_view path) {
     WipeString(entry.value);
     return opened;
   }
-  DropHeaderAndTag(entry.value);
-  return entry;
+  out->offset = kValueHeaderBytes;
+  out->size = entry.value.size() - kValueOverhead;
+  return absl::OkStatus();
+}
+
+void OpenedValue::Wipe() {
+  if (size != 0 && offset <= stored.value.size() &&
+      size <= stored.value.size() - offset) {
+    WipeMemory(&stored.value[offset], size);
+  }
+  offset = 0;
+  size = 0;
 }
 
 absl::StatusOr<uint64_t> Barrier::Impl::Put(absl::string_view path,
@@ -1350,6 +1378,9 @@ absl::StatusOr<uint32_t> Barrier::Rotate(FenceToken fence) {
 absl::Status Barrier::ReloadKeyring() { return impl_->ReloadKeyring(); }
 absl::StatusOr<Entry> Barrier::Get(absl::string_view path) {
   return impl_->Get(path);
+}
+absl::Status Barrier::GetInPlace(absl::string_view path, OpenedValue* out) {
+  return impl_->GetInPlace(path, out);
 }
 absl::StatusOr<uint64_t> Barrier::Put(absl::string_view path,
                                       absl::string_view plaintext,

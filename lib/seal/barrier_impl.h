@@ -103,6 +103,7 @@ class Barrier::Impl {
   absl::Status ReloadKeyring();
 
   absl::StatusOr<Entry> Get(absl::string_view path);
+  absl::Status GetInPlace(absl::string_view path, OpenedValue* out);
   absl::StatusOr<uint64_t> Put(absl::string_view path,
                                absl::string_view plaintext, FenceToken fence);
   absl::StatusOr<uint64_t> Delete(absl::string_view path, FenceToken fence);

@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -15,6 +14,7 @@
 #include "lib/store/kv_record_writer.h"
 #include "lib/store/kv_records.pb.h"
 #include "lib/store/retry.h"
+#include "lib/store/test_hooks.h"
 #include "lib/store/wipe.h"
 #include "lib/util/status_macros.h"
 #include "lib/util/utf8.h"
@@ -59,6 +59,63 @@ class MetaKey {
   std::string heap_;
   absl::string_view key_;
 };
+
+// The buffer a KV read opens a record in (Barrier::GetInPlace): one per
+// thread, kept between reads, so a read allocates nothing for it. Its
+// plaintext is wiped when the read ends; between reads it holds only a
+// record's public header and tag and zeros. One grown past kKeptBytes (a
+// large secret) is freed instead of kept. A second read on the same thread
+// while the first holds it (nothing does that today) gets a buffer of its
+// own.
+class ReadBuffer {
+ public:
+  ReadBuffer() {
+    Kept& kept = kept_;
+    if (!kept.in_use) {
+      kept.in_use = true;
+      value_ = &kept.value;
+    } else {
+      value_ = &own_;
+    }
+  }
+  ~ReadBuffer() {
+    value_->Wipe();
+    if (value_ == &kept_.value) {
+      if (value_->stored.value.capacity() > kKeptBytes) {
+        std::string().swap(value_->stored.value);
+      }
+      kept_.in_use = false;
+    }
+  }
+  ReadBuffer(const ReadBuffer&) = delete;
+  ReadBuffer& operator=(const ReadBuffer&) = delete;
+
+  OpenedValue* get() { return value_; }
+
+  // store_testing::ThreadKvReadBufferForTesting.
+  static std::string KeptBytes() { return kept_.value.stored.value; }
+
+ private:
+  static constexpr size_t kKeptBytes = 64 * 1024;
+  struct Kept {
+    OpenedValue value;
+    bool in_use = false;
+  };
+  static thread_local Kept kept_;
+
+  OpenedValue own_;
+  OpenedValue* value_;
+};
+
+thread_local ReadBuffer::Kept ReadBuffer::kept_;
+
+}  // namespace
+
+std::string store_testing::ThreadKvReadBufferForTesting() {
+  return ReadBuffer::KeptBytes();
+}
+
+namespace {
 
 std::string DataPath(absl::string_view path, uint64_t version) {
   return absl::StrCat(kDataPrefix, path, "/", version);
@@ -396,14 +453,15 @@ class KvEngineOps {
     // The metadata is read from its wire form (KvMetadataReader), not
     // parsed into a record: the current data goes from the opened buffer
     // straight into the caller's map, copied once.
-    absl::StatusOr<Entry> entry = call_.barrier->Get(MetaKey(path).key());
-    if (absl::IsNotFound(entry.status())) {
+    ReadBuffer buffer;
+    OpenedValue& opened = *buffer.get();
+    absl::Status got = call_.barrier->GetInPlace(MetaKey(path).key(), &opened);
+    if (absl::IsNotFound(got)) {
       return absl::NotFoundError(absl::StrCat("no secret at ", path));
     }
-    if (!entry.ok()) return entry.status();
-    absl::Cleanup wipe_meta = [&entry] { WipeBuffer(&entry->value); };
+    if (!got.ok()) return got;
     KvMetadataReader meta;
-    if (!meta.Parse(entry->value)) {
+    if (!meta.Parse(opened.plaintext())) {
       return absl::DataLossError(
           absl::StrCat("metadata of ", path, " does not parse"));
     }
@@ -430,18 +488,20 @@ class KvEngineOps {
       meta.current_data().CopyTo(secret->mutable_data());
       return absl::OkStatus();
     }
-    absl::StatusOr<Entry> data = call_.barrier->Get(DataPath(path, wanted));
-    if (!data.ok()) {
-      if (absl::IsNotFound(data.status())) {
+    // An older version: its own data record, in a buffer of its own (the
+    // metadata's views stay valid until here, and it is the rarer read).
+    OpenedValue data;  // wiped by its destructor
+    got = call_.barrier->GetInPlace(DataPath(path, wanted), &data);
+    if (!got.ok()) {
+      if (absl::IsNotFound(got)) {
         return absl::DataLossError(
             absl::StrCat("version ", wanted, " of ", path,
                          " is in the metadata but its data is missing"));
       }
-      return data.status();
+      return got;
     }
-    absl::Cleanup wipe_data = [&data] { WipeBuffer(&data->value); };
     KvFieldsView fields;
-    if (!ReadKvDataRecord(data->value, &fields)) {
+    if (!ReadKvDataRecord(data.plaintext(), &fields)) {
       return absl::DataLossError(
           absl::StrCat("version ", wanted, " of ", path, " does not parse"));
     }

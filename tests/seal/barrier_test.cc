@@ -541,6 +541,66 @@ TEST_F(BarrierTest, InPlaceOpenMatchesCopyingOpenAndEmptiesOnFailure) {
   }
 }
 
+// GetInPlace opens where the backend put the value, into a buffer the
+// reader reuses: the same plaintext as Get for every size (a longer value
+// before a shorter one and back), a newer term followed once, Wipe()
+// leaving no plaintext, and every failure leaving none either: tampered,
+// moved, truncated, missing, sealed, a reserved path.
+TEST_F(BarrierTest, GetInPlaceMatchesGetInAReusedBufferAndFailsEmpty) {
+  auto shares = InitAndUnseal(barrier_.get());
+  const std::vector<size_t> sizes = {0, 1, 17, 1024, 5000, 3, 1 << 16, 2};
+  for (size_t n : sizes) {
+    ASSERT_OK(barrier_->Put(absl::StrCat("p/", n), std::string(n, 'q')));
+  }
+  OpenedValue opened;
+  for (size_t n : sizes) {
+    const std::string path = absl::StrCat("p/", n);
+    ASSERT_OK(barrier_->GetInPlace(path, &opened));
+    ASSERT_OK_AND_ASSIGN(Entry got, barrier_->Get(path));
+    EXPECT_EQ(opened.plaintext(), got.value) << n;
+    EXPECT_EQ(opened.stored.version, got.version) << n;
+    opened.Wipe();
+    EXPECT_EQ(opened.plaintext(), "");
+    if (n >= 8) {
+      EXPECT_EQ(opened.stored.value.find("qqqqqqqq"), std::string::npos)
+          << "plaintext left after Wipe, " << n;
+    }
+  }
+  // (Each starts from a buffer holding plaintext, not wiped: the next
+  // read wipes it.)
+  auto failed_empty = [&](absl::string_view path, Code code) {
+    ASSERT_OK(barrier_->GetInPlace("p/1024", &opened));
+    EXPECT_THAT(barrier_->GetInPlace(path, &opened), StatusIs(code)) << path;
+    EXPECT_EQ(opened.plaintext(), "") << path;
+    EXPECT_EQ(opened.stored.value.find("qqqqqqqq"), std::string::npos) << path;
+  };
+  const std::string good = backend_->Get("p/1024")->value;
+  std::string bad = good;
+  bad[good.size() / 2] ^= 1;
+  ASSERT_OK(backend_->Put("t/tampered", bad));
+  ASSERT_OK(backend_->Put("t/moved", good));
+  ASSERT_OK(backend_->Put("t/truncated", good.substr(0, 20)));
+  failed_empty("t/tampered", Code::kDataLoss);
+  failed_empty("t/moved", Code::kDataLoss);
+  failed_empty("t/truncated", Code::kDataLoss);
+  failed_empty("t/missing", Code::kNotFound);
+  failed_empty("core/keyring", Code::kInvalidArgument);
+  failed_empty("a//b", Code::kInvalidArgument);
+  // A second barrier meets a newer term in place and follows it.
+  auto standby = MakeBarrier(backend_.get());
+  Unseal(standby.get(), shares, 3);
+  ASSERT_OK(barrier_->Rotate());
+  ASSERT_OK(barrier_->Put("after", "rotated"));
+  OpenedValue on_standby;
+  ASSERT_OK(standby->GetInPlace("after", &on_standby));
+  EXPECT_EQ(on_standby.plaintext(), "rotated");
+  on_standby.Wipe();
+  barrier_->Seal();
+  EXPECT_THAT(barrier_->GetInPlace("p/1", &opened),
+              StatusIs(Code::kFailedPrecondition));
+  EXPECT_EQ(opened.plaintext(), "");
+}
+
 TEST_F(BarrierTest, EmptyAndLargeValues) {
   InitAndUnseal(barrier_.get());
   ASSERT_OK(barrier_->Put("empty", ""));

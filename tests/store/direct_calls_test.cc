@@ -518,6 +518,48 @@ TEST_F(DirectCallsTest, KvGetFailuresAnswerAsTheMessagePipeline) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// A KV read opens its record in a buffer its thread keeps for the next
+// read (kv_engine.cc, ReadBuffer). No byte of a secret may stay there
+// after the read, however it ends: the current version, an older one (a
+// second record), a record that opens but does not parse, on the active
+// and on a perf standby. A buffer grown past its bound is not kept.
+TEST_F(DirectCallsTest, KvReadsLeaveNoPlaintextInTheirThreadsBuffer) {
+  const std::string first(300, 'Z');
+  const std::string second(200, 'Y');
+  ASSERT_TRUE(active()->KvPut("s", {{"v", first}}).ok());
+  ASSERT_TRUE(active()->KvPut("s", {{"v", second}}).ok());
+  auto kept_plaintext = [] {
+    const std::string kept = store_testing::ThreadKvReadBufferForTesting();
+    return kept.find("ZZZZZZZZ") != std::string::npos ||
+           kept.find("YYYYYYYY") != std::string::npos ||
+           kept.find("XXXXXXXX") != std::string::npos;
+  };
+  ASSERT_EQ(active()->KvGet("s")->data().at("v"), second);
+  // The read used the buffer (it holds the record's header and tag) and
+  // wiped what it opened there.
+  EXPECT_GT(store_testing::ThreadKvReadBufferForTesting().size(),
+            second.size());
+  EXPECT_FALSE(kept_plaintext());
+  ASSERT_EQ(active()->KvGet("s", 1)->data().at("v"), first);
+  EXPECT_FALSE(kept_plaintext());
+  ASSERT_EQ(standby()->KvGet("s")->data().at("v"), second);
+  EXPECT_FALSE(kept_plaintext());
+  // Opens (sealed by this cluster's barrier) but is no metadata record.
+  ASSERT_TRUE(cluster_->nodes[active_]
+                  ->barrier()
+                  ->Put("kv/meta/bad", std::string(64, 'X') + "\xff\xff",
+                        *cluster_->nodes[active_]->WriteFence())
+                  .ok());
+  EXPECT_EQ(active()->KvGet("bad").status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(kept_plaintext());
+  // A large secret: its buffer is freed, not kept.
+  const std::string large(100 * 1024, 'Z');
+  ASSERT_TRUE(active()->KvPut("large", {{"v", large}}).ok());
+  ASSERT_EQ(active()->KvGet("large")->data().at("v").size(), large.size());
+  EXPECT_TRUE(store_testing::ThreadKvReadBufferForTesting().empty());
+}
+
 TEST_F(DirectCallsTest, KvGetOnAPlainStandbyRedirectsAsTheMessagePipeline) {
   SetUpCluster(/*reservation=*/2, /*sink=*/nullptr, StandbyMode::kStandby);
   ASSERT_TRUE(active()->KvPut("s", {{"v", "1"}}).ok());
