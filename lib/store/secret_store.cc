@@ -535,23 +535,30 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
         barrier->sealed()) {
       return std::nullopt;
     }
+    const Operation& op = *FindOperation(op_case);
+    // A fence from VerifiedWriteFence() (the policy cache's, on the active)
+    // also says the call is served here: it is OK only while this node is
+    // active with its grant unexpired, when Route() serves every call
+    // locally. Without one, Route() decides. (A call not served here goes
+    // to Handle(), whose gate judges it.)
+    const FenceToken policy_fence =
+        gated_ ? PolicyCacheFence(caller) : kNoFence;
+    if (policy_fence == kNoFence && coordinator_->Route(op.kind).action !=
+                                        RouteDecision::Action::kServeLocally) {
+      return std::nullopt;
+    }
     if (gated_) {
       absl::Status admitted =
           options_.enforce_policies
               ? access::CheckKvPathOutsideReserved(op_case, subject)
               : absl::OkStatus();
       if (admitted.ok()) {
-        admitted = gate_.Judge(caller, op_case, subject, create_only,
-                               PolicyCacheFence(caller));
+        admitted =
+            gate_.Judge(caller, op_case, subject, create_only, policy_fence);
       }
       if (!admitted.ok()) {
         return AsAnswered(admitted);
       }
-    }
-    const Operation& op = *FindOperation(op_case);
-    if (coordinator_->Route(op.kind).action !=
-        RouteDecision::Action::kServeLocally) {
-      return std::nullopt;
     }
     if (direct_calls_counted.load(std::memory_order_relaxed)) {
       direct_calls_served.fetch_add(1, std::memory_order_relaxed);
