@@ -28,6 +28,18 @@ void StoredPolicies::DropLocked() {
   validated_ = false;
   trusted_fence_ = kNoFence;
   ++generation_;
+  PublishLocked();
+}
+
+void StoredPolicies::PublishLocked() {
+  // The fence goes last, after a moment at kNoFence: a reader that sees it
+  // unchanged on both sides of reading the state saw a state that held
+  // under that fence while it read (Validate).
+  const FenceToken trusted = validated_ ? trusted_fence_ : kNoFence;
+  fast_fence_.store(kNoFence, std::memory_order_release);
+  fast_state_.store((generation_ << 1) | (any_ ? 1 : 0),
+                    std::memory_order_release);
+  fast_fence_.store(trusted, std::memory_order_release);
 }
 
 void StoredPolicies::BeginWrite() {
@@ -35,6 +47,7 @@ void StoredPolicies::BeginWrite() {
   ++write_epoch_;
   ++writes_in_flight_;
   trusted_fence_ = kNoFence;
+  PublishLocked();
 }
 
 void StoredPolicies::EndWrite() {
@@ -90,6 +103,14 @@ absl::StatusOr<uint64_t> StoredPolicies::Delete(absl::string_view name,
 
 absl::StatusOr<StoredPolicies::Validated> StoredPolicies::Validate(
     FenceToken fence) {
+  if (fence != kNoFence &&
+      fast_fence_.load(std::memory_order_acquire) == fence) {
+    // Trusted under this fence, read without mu_ (PublishLocked).
+    const uint64_t state = fast_state_.load(std::memory_order_acquire);
+    if (fast_fence_.load(std::memory_order_acquire) == fence) {
+      return Validated{state >> 1, (state & 1) != 0};
+    }
+  }
   uint64_t write_epoch = 0;
   bool quiet = false;  // no policy write in flight on this node
   {
@@ -112,7 +133,10 @@ absl::StatusOr<StoredPolicies::Validated> StoredPolicies::Validate(
   {
     MutexLock lock(&mu_);
     if (validated_ && epoch_version_ == version) {
-      if (may_trust && write_epoch_ == write_epoch) trusted_fence_ = fence;
+      if (may_trust && write_epoch_ == write_epoch) {
+        trusted_fence_ = fence;
+        PublishLocked();
+      }
       return Validated{generation_, any_};
     }
   }
@@ -137,6 +161,7 @@ absl::StatusOr<StoredPolicies::Validated> StoredPolicies::Validate(
   }
   // (If another call validated at a newer epoch meanwhile, use that.)
   if (may_trust) trusted_fence_ = fence;
+  PublishLocked();
   return Validated{generation_, any_};
 }
 

@@ -36,6 +36,7 @@
 #ifndef STRONGBOX_LIB_ACCESS_STORED_POLICIES_H_
 #define STRONGBOX_LIB_ACCESS_STORED_POLICIES_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -102,6 +103,10 @@ class StoredPolicies : public PolicySource {
   void EndWrite();
   // Drops the cached policies and sets and moves to a new generation.
   void DropLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Publishes the trusted fence and the state it vouches for to the
+  // lock-free fast path of Validate (fast_fence_, fast_state_). Called
+  // after every change to either.
+  void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Barrier* const barrier_;
 
@@ -118,6 +123,10 @@ class StoredPolicies : public PolicySource {
   int writes_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // ++ whenever the cache is dropped: loads begun before do not install.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // trusted_fence_ (kNoFence unless validated_), and generation_ << 1 |
+  // any_, for Validate without mu_; written only by PublishLocked.
+  std::atomic<FenceToken> fast_fence_{kNoFence};
+  std::atomic<uint64_t> fast_state_{0};
   // Parsed policies of this generation; null: absent from storage.
   absl::flat_hash_map<std::string, std::shared_ptr<const policy::Policy>>
       policies_ ABSL_GUARDED_BY(mu_);
