@@ -112,10 +112,20 @@ class KvRecordParser {
   }
 
  private:
-  // Most varints here (tags, lengths, small numbers) are one byte.
+  // Most varints here (tags, lengths, small numbers) are one byte; a
+  // value's length is often two (128 bytes to 16 KiB). Every max_bytes is
+  // at least 5.
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool ReadVarint(int max_bytes, uint64_t* v) {
-    if (ABSL_PREDICT_TRUE(p_ != end_ && *p_ < 0x80)) {
-      *v = *p_++;
+    const uint8_t* const p = p_;
+    const size_t available = static_cast<size_t>(end_ - p);
+    if (ABSL_PREDICT_TRUE(available != 0 && p[0] < 0x80)) {
+      *v = p[0];
+      p_ = p + 1;
+      return true;
+    }
+    if (available >= 2 && p[1] < 0x80) {
+      *v = (p[0] & 0x7fu) | (uint64_t{p[1]} << 7);
+      p_ = p + 2;
       return true;
     }
     return ReadLongVarint(max_bytes, v);

@@ -15,6 +15,19 @@ bool IsValidUtf8(absl::string_view s) {
     if ((word & 0x8080808080808080ull) != 0) break;
     i += 8;
   }
+  if (i + 8 > s.size()) {
+    // The last 0..7 bytes: all ASCII (the common case) is seen at once, as
+    // the string's last word when it has one, else by or-ing the bytes.
+    if (s.size() >= 8) {
+      uint64_t word;
+      std::memcpy(&word, s.data() + s.size() - 8, 8);
+      if ((word & 0x8080808080808080ull) == 0) return true;
+    } else {
+      unsigned char any = 0;
+      for (const char c : s) any |= static_cast<unsigned char>(c);
+      if (any < 0x80) return true;
+    }
+  }
   while (i < s.size()) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
     int extra;
