@@ -64,27 +64,34 @@ class MetaKey {
 // thread, kept between reads, so a read allocates nothing for it. Its
 // plaintext is wiped when the read ends; between reads it holds only a
 // record's public header and tag and zeros. One grown past kKeptBytes (a
-// large secret) is freed instead of kept. A second read on the same thread
-// while the first holds it (nothing does that today) gets a buffer of its
-// own.
+// large secret) is freed instead of kept. A read that cannot have it gets
+// a buffer of its own: a second read on the same thread while the first
+// holds it (nothing does that today), or a read during the thread's exit
+// after the kept buffer was freed (a host's thread_local destructor may
+// read a secret).
 class ReadBuffer {
  public:
   ReadBuffer() {
-    Kept& kept = kept_;
-    if (!kept.in_use) {
-      kept.in_use = true;
-      value_ = &kept.value;
+    Kept* kept = kept_;
+    if (kept == nullptr) {
+      kept = new Kept;
+      kept_ = kept;
+      exit_.armed = true;  // first use: its destructor frees `kept`
+    }
+    if (kept != Freed() && !kept->in_use) {
+      kept->in_use = true;
+      value_ = &kept->value;
+      kept_in_use_ = kept;
     } else {
       value_ = &own_;
     }
   }
   ~ReadBuffer() {
     value_->Wipe();
-    if (value_ == &kept_.value) {
-      if (value_->stored.value.capacity() > kKeptBytes) {
-        std::string().swap(value_->stored.value);
-      }
-      kept_.in_use = false;
+    if (kept_in_use_ != nullptr) {
+      std::string& buffer = kept_in_use_->value.stored.value;
+      if (buffer.capacity() > kKeptBytes) std::string().swap(buffer);
+      kept_in_use_->in_use = false;
     }
   }
   ReadBuffer(const ReadBuffer&) = delete;
@@ -93,21 +100,42 @@ class ReadBuffer {
   OpenedValue* get() { return value_; }
 
   // store_testing::ThreadKvReadBufferForTesting.
-  static std::string KeptBytes() { return kept_.value.stored.value; }
+  static std::string KeptBytes() {
+    const Kept* kept = kept_;
+    return kept == nullptr || kept == Freed() ? std::string()
+                                              : kept->value.stored.value;
+  }
 
  private:
   static constexpr size_t kKeptBytes = 64 * 1024;
   struct Kept {
-    OpenedValue value;
+    OpenedValue value;  // wipes what it holds when deleted
     bool in_use = false;
   };
-  static thread_local Kept kept_;
+  // Frees the thread's buffer when the thread exits, and marks it freed
+  // (kept_ is trivially destructible, so it can still be read after this
+  // runs).
+  struct AtExit {
+    bool armed = false;
+    ~AtExit() {
+      if (!armed) return;
+      delete kept_;
+      kept_ = Freed();
+    }
+  };
+  static Kept* Freed() {
+    return reinterpret_cast<Kept*>(alignof(Kept));  // never a real Kept
+  }
+  static thread_local Kept* kept_;
+  static thread_local AtExit exit_;
 
   OpenedValue own_;
   OpenedValue* value_;
+  Kept* kept_in_use_ = nullptr;
 };
 
-thread_local ReadBuffer::Kept ReadBuffer::kept_;
+thread_local ReadBuffer::Kept* ReadBuffer::kept_ = nullptr;
+thread_local ReadBuffer::AtExit ReadBuffer::exit_;
 
 }  // namespace
 

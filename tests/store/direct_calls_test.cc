@@ -20,6 +20,7 @@
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -558,6 +559,35 @@ TEST_F(DirectCallsTest, KvReadsLeaveNoPlaintextInTheirThreadsBuffer) {
   ASSERT_TRUE(active()->KvPut("large", {{"v", large}}).ok());
   ASSERT_EQ(active()->KvGet("large")->data().at("v").size(), large.size());
   EXPECT_TRUE(store_testing::ThreadKvReadBufferForTesting().empty());
+}
+
+// A host's thread_local whose destructor reads a secret, made before the
+// thread's first KV read: it is destroyed after the thread's kept read
+// buffer is freed, and its read must still work (a buffer of its own).
+// Under ASan, a read into the freed buffer fails this test.
+struct ReadsAtThreadExit {
+  SecretStore* store = nullptr;
+  std::string* out = nullptr;
+  ~ReadsAtThreadExit() {
+    if (store == nullptr) return;
+    absl::StatusOr<store::KvSecret> got = store->KvGet("s");
+    *out = got.ok() ? got->data().at("v") : got.status().ToString();
+  }
+};
+thread_local ReadsAtThreadExit reads_at_thread_exit;
+
+TEST_F(DirectCallsTest, KvReadsFromAThreadExitDestructorWork) {
+  ASSERT_TRUE(active()->KvPut("s", {{"v", "at exit"}}).ok());
+  std::string read_at_exit;
+  std::string read_before;
+  std::thread t([&] {
+    reads_at_thread_exit.store = active();  // made first
+    reads_at_thread_exit.out = &read_at_exit;
+    read_before = active()->KvGet("s")->data().at("v");  // the buffer
+  });
+  t.join();
+  EXPECT_EQ(read_before, "at exit");
+  EXPECT_EQ(read_at_exit, "at exit");
 }
 
 TEST_F(DirectCallsTest, KvGetOnAPlainStandbyRedirectsAsTheMessagePipeline) {
