@@ -180,8 +180,12 @@ struct OpenedValue {
   size_t offset = 0;  // the plaintext's place in stored.value
   size_t size = 0;
 
+  // Empty unless a read put a plaintext here (and also if `stored` was
+  // changed since).
   absl::string_view plaintext() const {
-    return absl::string_view(stored.value).substr(offset, size);
+    const absl::string_view all(stored.value);
+    if (offset > all.size()) return absl::string_view();
+    return all.substr(offset, size);
   }
   // Wipes the plaintext and forgets it; the buffer stays for the next read.
   void Wipe();

@@ -23,7 +23,8 @@ void InMemoryPolicySource::Delete(absl::string_view name) {
 
 absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>>
 InMemoryPolicySource::Compiled(absl::Span<const std::string> names,
-                               FenceToken /*active_fence*/) {
+                               FenceToken /*active_fence*/, bool* from_memory) {
+  if (from_memory != nullptr) *from_memory = true;
   const std::string key = absl::StrJoin(names, "\n");
   MutexLock lock(&mu_);
   auto it = cache_.find(key);
@@ -40,7 +41,8 @@ InMemoryPolicySource::Compiled(absl::Span<const std::string> names,
 }
 
 absl::StatusOr<bool> InMemoryPolicySource::AnyPolicy(
-    FenceToken /*active_fence*/) {
+    FenceToken /*active_fence*/, bool* from_memory) {
+  if (from_memory != nullptr) *from_memory = true;
   MutexLock lock(&mu_);
   return !policies_.empty();
 }
@@ -70,7 +72,7 @@ absl::Status RequestGate::Admit(const CallContext* caller,
   }
   bool unanswered = false;
   const absl::Status verdict =
-      Verdict(caller, *access, active_fence, &unanswered);
+      Verdict(caller, *access, active_fence, &unanswered, nullptr);
   if (unanswered) return verdict;
   if (options_.audit == nullptr) return verdict;
   const CallContext anonymous;
@@ -96,13 +98,15 @@ absl::Status RequestGate::Admit(const CallContext* caller,
 
 absl::Status RequestGate::Verdict(const CallContext* caller,
                                   const Access& access, FenceToken active_fence,
-                                  bool* unanswered) {
+                                  bool* unanswered, bool* from_memory) {
   *unanswered = false;
+  if (from_memory != nullptr) *from_memory = true;
   absl::Status verdict;
   if (!options_.check_policies) {
     // Everyone passes.
   } else if (caller == nullptr) {
-    absl::StatusOr<bool> any = options_.policies->AnyPolicy(active_fence);
+    absl::StatusOr<bool> any =
+        options_.policies->AnyPolicy(active_fence, from_memory);
     if (!any.ok()) {
       *unanswered = true;
       return any.status();
@@ -113,7 +117,8 @@ absl::Status RequestGate::Verdict(const CallContext* caller,
     }
   } else if (!caller->root) {
     absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>> set =
-        options_.policies->Compiled(caller->policies, active_fence);
+        options_.policies->Compiled(caller->policies, active_fence,
+                                    from_memory);
     if (!set.ok()) {
       *unanswered = true;
       return set.status();
@@ -130,7 +135,8 @@ absl::Status RequestGate::Verdict(const CallContext* caller,
 absl::Status RequestGate::Judge(const CallContext* caller,
                                 store::Request::OpCase op,
                                 absl::string_view subject, bool create_only,
-                                FenceToken active_fence) {
+                                FenceToken active_fence, bool* from_memory) {
+  *from_memory = true;
   if (options_.audit != nullptr) {
     return absl::InternalError(
         "an audited request must pass the gate through Admit");
@@ -142,7 +148,7 @@ absl::Status RequestGate::Judge(const CallContext* caller,
                                       : absl::StatusOr<Access>(Access());
   if (!access.ok()) return access.status();
   bool unanswered = false;
-  return Verdict(caller, *access, active_fence, &unanswered);
+  return Verdict(caller, *access, active_fence, &unanswered, from_memory);
 }
 
 void RequestGate::Complete(const CallContext* caller,

@@ -46,13 +46,20 @@ class PolicySource {
   // (HaCoordinator::VerifiedWriteFence), kNoFence otherwise. A source may
   // trust what it cached under that fence (StoredPolicies does).
   //
+  // `from_memory` (may be null), in both calls: set to whether the answer
+  // came from memory alone, with no call to storage or anything else that
+  // can wait. A caller that checked something time-bound (the lease) before
+  // asking needs to check it again unless it did.
+  //
   // The compiled union of the named policies (unknown names add nothing).
   // Never null when OK. An error (storage unreachable, sealed, a record
   // that fails to open) refuses the request with that status.
   virtual absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>>
-  Compiled(absl::Span<const std::string> names, FenceToken active_fence) = 0;
+  Compiled(absl::Span<const std::string> names, FenceToken active_fence,
+           bool* from_memory) = 0;
   // Whether any policy exists.
-  virtual absl::StatusOr<bool> AnyPolicy(FenceToken active_fence) = 0;
+  virtual absl::StatusOr<bool> AnyPolicy(FenceToken active_fence,
+                                         bool* from_memory) = 0;
 };
 
 // Policies held in memory; compiled sets cached per list of names until the
@@ -62,8 +69,10 @@ class InMemoryPolicySource : public PolicySource {
   void Put(policy::Policy p);
   void Delete(absl::string_view name);
   absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>> Compiled(
-      absl::Span<const std::string> names, FenceToken active_fence) override;
-  absl::StatusOr<bool> AnyPolicy(FenceToken active_fence) override;
+      absl::Span<const std::string> names, FenceToken active_fence,
+      bool* from_memory) override;
+  absl::StatusOr<bool> AnyPolicy(FenceToken active_fence,
+                                 bool* from_memory) override;
 
  private:
   Mutex mu_;
@@ -111,10 +120,11 @@ class RequestGate {
   // (the path, prefix or key name the request names) and `create_only` (a
   // kv_put with cas = 0) stand for the request, as in RequiredAccess. The
   // same codes as Admit. INTERNAL when audit sinks are configured: an
-  // audited request goes through Admit, which records it.
+  // audited request goes through Admit, which records it. *from_memory:
+  // whether the verdict came from memory alone (PolicySource).
   absl::Status Judge(const CallContext* caller, store::Request::OpCase op,
                      absl::string_view subject, bool create_only,
-                     FenceToken active_fence);
+                     FenceToken active_fence, bool* from_memory);
   // Writes the response entry. Never fails. `forwarded_to`: the active's
   // address if this node forwarded the request there (else empty).
   void Complete(const CallContext* caller, const store::Request& request,
@@ -132,9 +142,11 @@ class RequestGate {
  private:
   // The policies' verdict on `access` (read only when the caller is
   // judged: not null, not root): OK or PERMISSION_DENIED; or the
-  // PolicySource's error, with *unanswered set.
+  // PolicySource's error, with *unanswered set. *from_memory (may be
+  // null): as PolicySource says; true when no source was asked.
   absl::Status Verdict(const CallContext* caller, const Access& access,
-                       FenceToken active_fence, bool* unanswered);
+                       FenceToken active_fence, bool* unanswered,
+                       bool* from_memory);
 
   const Options options_;
   Clock* const clock_;

@@ -32,14 +32,17 @@ void StoredPolicies::DropLocked() {
 }
 
 void StoredPolicies::PublishLocked() {
-  // The fence goes last, after a moment at kNoFence: a reader that sees it
-  // unchanged on both sides of reading the state saw a state that held
-  // under that fence while it read (Validate).
-  const FenceToken trusted = validated_ ? trusted_fence_ : kNoFence;
-  fast_fence_.store(kNoFence, std::memory_order_release);
-  fast_state_.store((generation_ << 1) | (any_ ? 1 : 0),
-                    std::memory_order_release);
-  fast_fence_.store(trusted, std::memory_order_release);
+  // A sequence lock: the count is odd while the pair is written, and moves
+  // on with every publish, so a reader that sees the same even count on
+  // both sides of reading the pair read one publish's pair (the fence alone
+  // would not do: it stays the same across publishes). Sequentially
+  // consistent throughout: the loads are plain on x86, and publishes are
+  // rare.
+  const uint64_t seq = fast_seq_.load(std::memory_order_relaxed);
+  fast_seq_.store(seq + 1);
+  fast_fence_.store(validated_ ? trusted_fence_ : kNoFence);
+  fast_state_.store((generation_ << 1) | (any_ ? 1 : 0));
+  fast_seq_.store(seq + 2);
 }
 
 void StoredPolicies::BeginWrite() {
@@ -102,13 +105,16 @@ absl::StatusOr<uint64_t> StoredPolicies::Delete(absl::string_view name,
 }
 
 absl::StatusOr<StoredPolicies::Validated> StoredPolicies::Validate(
-    FenceToken fence) {
-  if (fence != kNoFence &&
-      fast_fence_.load(std::memory_order_acquire) == fence) {
+    FenceToken fence, bool* from_memory) {
+  *from_memory = true;
+  if (fence != kNoFence) {
     // Trusted under this fence, read without mu_ (PublishLocked).
-    const uint64_t state = fast_state_.load(std::memory_order_acquire);
-    if (fast_fence_.load(std::memory_order_acquire) == fence) {
-      return Validated{state >> 1, (state & 1) != 0};
+    const uint64_t seq = fast_seq_.load();
+    if ((seq & 1) == 0 && fast_fence_.load() == fence) {
+      const uint64_t state = fast_state_.load();
+      if (fast_seq_.load() == seq) {
+        return Validated{state >> 1, (state & 1) != 0};
+      }
     }
   }
   uint64_t write_epoch = 0;
@@ -121,6 +127,7 @@ absl::StatusOr<StoredPolicies::Validated> StoredPolicies::Validate(
     write_epoch = write_epoch_;
     quiet = writes_in_flight_ == 0;
   }
+  *from_memory = false;
   const bool may_trust = fence != kNoFence && quiet;
   // The epoch record's version, without opening it.
   absl::StatusOr<Entry> raw = barrier_->backend()->Get(kEpochKey);
@@ -198,14 +205,21 @@ absl::StatusOr<std::shared_ptr<const policy::Policy>> StoredPolicies::Load(
 
 absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>>
 StoredPolicies::Compiled(absl::Span<const std::string> names,
-                         FenceToken active_fence) {
-  ASSIGN_OR_RETURN(const Validated v, Validate(active_fence));
+                         FenceToken active_fence, bool* from_memory) {
+  bool validated_from_memory = false;
+  ASSIGN_OR_RETURN(const Validated v,
+                   Validate(active_fence, &validated_from_memory));
+  // A set compiled now reads storage only when some policy exists.
+  if (from_memory != nullptr) *from_memory = validated_from_memory && !v.any;
   const std::string key = absl::StrJoin(names, "\n");
   {
     MutexLock lock(&mu_);
     if (v.generation == generation_) {
       auto it = sets_.find(key);
-      if (it != sets_.end()) return it->second;
+      if (it != sets_.end()) {
+        if (from_memory != nullptr) *from_memory = validated_from_memory;
+        return it->second;
+      }
     }
   }
   std::vector<std::shared_ptr<const policy::Policy>> loaded;
@@ -231,8 +245,12 @@ StoredPolicies::Compiled(absl::Span<const std::string> names,
   return set;
 }
 
-absl::StatusOr<bool> StoredPolicies::AnyPolicy(FenceToken active_fence) {
-  ASSIGN_OR_RETURN(const Validated v, Validate(active_fence));
+absl::StatusOr<bool> StoredPolicies::AnyPolicy(FenceToken active_fence,
+                                               bool* from_memory) {
+  bool validated_from_memory = false;
+  ASSIGN_OR_RETURN(const Validated v,
+                   Validate(active_fence, &validated_from_memory));
+  if (from_memory != nullptr) *from_memory = validated_from_memory;
   return v.any;
 }
 

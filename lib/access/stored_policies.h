@@ -79,8 +79,10 @@ class StoredPolicies : public PolicySource {
 
   // PolicySource.
   absl::StatusOr<std::shared_ptr<const policy::CompiledPolicySet>> Compiled(
-      absl::Span<const std::string> names, FenceToken active_fence) override;
-  absl::StatusOr<bool> AnyPolicy(FenceToken active_fence) override;
+      absl::Span<const std::string> names, FenceToken active_fence,
+      bool* from_memory) override;
+  absl::StatusOr<bool> AnyPolicy(FenceToken active_fence,
+                                 bool* from_memory) override;
 
  private:
   // What a validation found: the cache generation it is valid for.
@@ -92,7 +94,9 @@ class StoredPolicies : public PolicySource {
   static constexpr size_t kMaxCachedSets = 1024;
 
   // Makes the cache current for this call (see the file comment).
-  absl::StatusOr<Validated> Validate(FenceToken active_fence);
+  // *from_memory: whether it answered without reading storage.
+  absl::StatusOr<Validated> Validate(FenceToken active_fence,
+                                     bool* from_memory);
   // Policy `name` as of `generation` (null if absent), from the cache or
   // storage.
   absl::StatusOr<std::shared_ptr<const policy::Policy>> Load(
@@ -104,8 +108,8 @@ class StoredPolicies : public PolicySource {
   // Drops the cached policies and sets and moves to a new generation.
   void DropLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Publishes the trusted fence and the state it vouches for to the
-  // lock-free fast path of Validate (fast_fence_, fast_state_). Called
-  // after every change to either.
+  // lock-free fast path of Validate (fast_seq_, fast_fence_, fast_state_).
+  // Called after every change to either.
   void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Barrier* const barrier_;
@@ -124,7 +128,9 @@ class StoredPolicies : public PolicySource {
   // ++ whenever the cache is dropped: loads begun before do not install.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   // trusted_fence_ (kNoFence unless validated_), and generation_ << 1 |
-  // any_, for Validate without mu_; written only by PublishLocked.
+  // any_, for Validate without mu_; written only by PublishLocked, under
+  // the sequence count fast_seq_ (odd while they are written).
+  std::atomic<uint64_t> fast_seq_{0};
   std::atomic<FenceToken> fast_fence_{kNoFence};
   std::atomic<uint64_t> fast_state_{0};
   // Parsed policies of this generation; null: absent from storage.

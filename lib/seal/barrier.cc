@@ -1094,6 +1094,7 @@ absl::StatusOr<Entry> Barrier::Impl::Get(absl::string_view path) {
   RETURN_IF_ERROR(GetInPlace(path, &opened));
   // The plaintext leaves as the Entry's value (the caller's to wipe).
   Entry entry = std::move(opened.stored);
+  opened.offset = 0;
   opened.size = 0;
   DropHeaderAndTag(entry.value);
   return entry;

@@ -535,30 +535,35 @@ class SecretStoreImpl final : public SecretStore, public HaObserver {
         barrier->sealed()) {
       return std::nullopt;
     }
-    const Operation& op = *FindOperation(op_case);
-    // A fence from VerifiedWriteFence() (the policy cache's, on the active)
-    // also says the call is served here: it is OK only while this node is
-    // active with its grant unexpired, when Route() serves every call
-    // locally. Without one, Route() decides. (A call not served here goes
-    // to Handle(), whose gate judges it.)
+    // The policy cache's fence (PolicyCacheFence: the verified fence on the
+    // active, else kNoFence).
     const FenceToken policy_fence =
         gated_ ? PolicyCacheFence(caller) : kNoFence;
-    if (policy_fence == kNoFence && coordinator_->Route(op.kind).action !=
-                                        RouteDecision::Action::kServeLocally) {
-      return std::nullopt;
-    }
+    bool verdict_from_memory = true;
     if (gated_) {
       absl::Status admitted =
           options_.enforce_policies
               ? access::CheckKvPathOutsideReserved(op_case, subject)
               : absl::OkStatus();
       if (admitted.ok()) {
-        admitted =
-            gate_.Judge(caller, op_case, subject, create_only, policy_fence);
+        admitted = gate_.Judge(caller, op_case, subject, create_only,
+                               policy_fence, &verdict_from_memory);
       }
       if (!admitted.ok()) {
         return AsAnswered(admitted);
       }
+    }
+    const Operation& op = *FindOperation(op_case);
+    // The route. A verified fence is OK only while this node is active with
+    // its grant unexpired (HA2), which is when Route() serves every call
+    // here; if the verdict came from memory, nothing that can wait ran since
+    // it was checked, so it still stands and Route() is not asked. After a
+    // verdict that read storage, the lease may have lapsed meanwhile:
+    // Route() checks it again.
+    if ((policy_fence == kNoFence || !verdict_from_memory) &&
+        coordinator_->Route(op.kind).action !=
+            RouteDecision::Action::kServeLocally) {
+      return std::nullopt;
     }
     if (direct_calls_counted.load(std::memory_order_relaxed)) {
       direct_calls_served.fetch_add(1, std::memory_order_relaxed);

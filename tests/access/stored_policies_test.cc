@@ -63,7 +63,7 @@ class StoredPoliciesTest : public ::testing::Test {
 
   static bool Allows(StoredPolicies* node, const char* path, Capability c) {
     std::vector<std::string> names = {"app"};
-    auto set = node->Compiled(names, kNoFence);
+    auto set = node->Compiled(names, kNoFence, nullptr);
     EXPECT_THAT(set.status(), IsOk());
     return set.ok() && (*set)->Allows(path, c);
   }
@@ -95,7 +95,8 @@ TEST_F(StoredPoliciesTest, ChangeAcknowledgedOnOneNodeHoldsOnEveryNode) {
       EXPECT_EQ(Allows(node, "app/x", Capability::kRead), read_x) << step;
       EXPECT_EQ(Allows(node, "app/db", Capability::kRead), read_db) << step;
       EXPECT_EQ(Allows(node, "app/x", Capability::kList), list_x) << step;
-      EXPECT_THAT(node->AnyPolicy(kNoFence), IsOkAndHolds(doc != nullptr));
+      EXPECT_THAT(node->AnyPolicy(kNoFence, nullptr),
+                  IsOkAndHolds(doc != nullptr));
     }
   }
 }
@@ -109,7 +110,7 @@ TEST_F(StoredPoliciesTest, DocumentsAreKeptAsWrittenAndListed) {
               StatusIs(absl::StatusCode::kNotFound));
   // Unknown and invalid names add nothing to a compiled set.
   std::vector<std::string> names = {"app", "nope", "bad name"};
-  auto set = standby_->Compiled(names, kNoFence);
+  auto set = standby_->Compiled(names, kNoFence, nullptr);
   ASSERT_THAT(set.status(), IsOk());
   EXPECT_TRUE((*set)->Allows("app/x", Capability::kRead));
 }
@@ -122,7 +123,7 @@ TEST_F(StoredPoliciesTest, BadDocumentStoresNothing) {
   EXPECT_THAT(active_->Put("root", kRead, fence()),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(active_->List(), IsOkAndHolds(ElementsAre()));
-  EXPECT_THAT(standby_->AnyPolicy(kNoFence), IsOkAndHolds(false));
+  EXPECT_THAT(standby_->AnyPolicy(kNoFence, nullptr), IsOkAndHolds(false));
 }
 
 TEST_F(StoredPoliciesTest, WriteWithoutTheActivesFenceIsRefused) {
@@ -144,7 +145,7 @@ TEST_F(StoredPoliciesTest, TamperedRecordRefusesNeverAllows) {
                   .status(),
               IsOk());
   std::vector<std::string> names = {"app"};
-  EXPECT_THAT(standby_->Compiled(names, kNoFence).status(),
+  EXPECT_THAT(standby_->Compiled(names, kNoFence, nullptr).status(),
               StatusIs(absl::StatusCode::kDataLoss));
   // Through the gate: refused with that status.
   RequestGate::Options o;

@@ -521,9 +521,11 @@ TEST_F(DirectCallsTest, KvGetFailuresAnswerAsTheMessagePipeline) {
 
 // A KV read opens its record in a buffer its thread keeps for the next
 // read (kv_engine.cc, ReadBuffer). No byte of a secret may stay there
-// after the read, however it ends: the current version, an older one (a
-// second record), a record that opens but does not parse, on the active
-// and on a perf standby. A buffer grown past its bound is not kept.
+// after the read, however it ends: the current version, an older one
+// (whose metadata record holds the current version's data in the kept
+// buffer; its own data record is opened in a buffer of the read's own,
+// which wipes itself), a record that opens but does not parse, on the
+// active and on a perf standby. A buffer grown past its bound is not kept.
 TEST_F(DirectCallsTest, KvReadsLeaveNoPlaintextInTheirThreadsBuffer) {
   const std::string first(300, 'Z');
   const std::string second(200, 'Y');
@@ -588,6 +590,36 @@ TEST_F(DirectCallsTest, KvReadsFromAThreadExitDestructorWork) {
   t.join();
   EXPECT_EQ(read_before, "at exit");
   EXPECT_EQ(read_at_exit, "at exit");
+}
+
+// HA2 on the direct path: the verified fence is taken before the verdict;
+// when the verdict has to read storage (a policy write dropped the policy
+// cache) and the lease lapses meanwhile, the read is refused as Route()
+// refuses a lapsed active, not served on the fence taken before.
+TEST_F(DirectCallsTest, LeaseLapsingWhileTheVerdictReadsStorageRefusesTheRead) {
+  ASSERT_TRUE(active()->KvPut("app/s", {{"v", "1"}}, {}, kRoot).ok());
+  ASSERT_TRUE(active()
+                  ->PolicyPut("app-read",
+                              R"({"path":{"app/*":{"capabilities":["read"]}}})",
+                              kRoot)
+                  .ok());
+  const CallContext alice = CallContext::As("alice", {"app-read"});
+  // The policy cache's first read after the write waits on the clock.
+  cluster_->links[active_]->SetLatency(absl::Seconds(1),
+                                       FaultInjectingBackend::kGet);
+  absl::StatusOr<store::KvSecret> got;
+  std::thread reader([&] { got = active()->KvGet("app/s", 0, 0, alice); });
+  while (cluster_->clock.sleepers() == 0) absl::SleepFor(absl::Milliseconds(1));
+  cluster_->links[active_]->SetLatency(absl::ZeroDuration());
+  cluster_->clock.Advance(absl::Seconds(6));  // past the 5 s lease
+  reader.join();
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(got.status().message(), HasSubstr("lapsed"));
+  // Renewed, the same read is served.
+  cluster_->Run(absl::Seconds(1));
+  const int active = cluster_->Active();
+  ASSERT_GE(active, 0);
+  EXPECT_EQ(stores_[active]->KvGet("app/s", 0, 0, alice)->data().at("v"), "1");
 }
 
 TEST_F(DirectCallsTest, KvGetOnAPlainStandbyRedirectsAsTheMessagePipeline) {
