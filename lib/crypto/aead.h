@@ -73,6 +73,17 @@ class Aes256GcmKey {
   absl::Status Open(absl::Span<const uint8_t> nonce, absl::string_view sealed,
                     absl::string_view ad, absl::Span<uint8_t> out) const;
 
+  // Open for a caller that has already sized its buffers: `out` has room
+  // for exactly sealed.size() - kTagBytes bytes (it may be null when that
+  // is 0), and `nonce` points at kNonceBytes bytes. Same results and the
+  // same wipe as Open, which checks those sizes and calls this.
+  // (Every argument travels in a register or as one 8-byte word. Open's
+  // spans go on the stack, and the compiler builds each there with two
+  // 8-byte stores read back as one 16-byte load: a store-forwarding stall
+  // of a few nanoseconds, 3% of a 64-byte barrier open.)
+  absl::Status OpenInto(absl::string_view sealed, absl::string_view ad,
+                        uint8_t* out, const uint8_t* nonce) const;
+
   // (data, size) of every buffer this object owns that holds key-derived
   // material (the expanded key), for wipe-on-destroy tests. BoringSSL's
   // context lives in such a buffer (its cleanup does not wipe the key

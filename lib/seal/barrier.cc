@@ -1023,10 +1023,10 @@ absl::Status Barrier::Impl::OpenTo(absl::string_view path,
     if (unknown_term != nullptr) *unknown_term = term > keys_->max_term;
     return absl::DataLossError("stored value names an unknown key term");
   }
+  // `out` has room for the plaintext: stored.size() - kValueOverhead.
   if (!it->second->aead()
-           .Open(absl::MakeConstSpan(p + seal::kTermBytes + 1, kNonceBytes),
-                 stored.substr(kValueHeaderBytes), path,
-                 absl::MakeSpan(out, stored.size() - kValueOverhead))
+           .OpenInto(stored.substr(kValueHeaderBytes), path, out,
+                     p + seal::kTermBytes + 1)
            .ok()) {
     return absl::DataLossError("stored value failed authentication");
   }

@@ -210,6 +210,46 @@ TEST(Aes256GcmKeyTest, InPlaceAndEmpty) {
   EXPECT_EQ(key->Open(Bytes(nonce), bad, "", {}).code(), Code::kDataLoss);
 }
 
+// OpenInto is Open without the size checks (Open calls it): the same
+// plaintext, the same refusals, the same wipe, and a null `out` for an
+// empty plaintext.
+TEST(Aes256GcmKeyTest, OpenIntoAnswersAsOpen) {
+  auto key = MakeKey(std::string(32, 'k'));
+  ASSERT_NE(key, nullptr);
+  const std::string nonce(12, 'n'), ad = "kv/meta/app/db";
+  const std::string sealed = SealOrDie(*key, nonce, "a secret value", ad);
+  const uint8_t* n = reinterpret_cast<const uint8_t*>(nonce.data());
+  std::string out(sealed.size() - kTag, '\xAA');
+  ASSERT_OK(key->OpenInto(sealed, ad, reinterpret_cast<uint8_t*>(&out[0]), n));
+  EXPECT_EQ(out, "a secret value");
+  // In place, as the barrier opens.
+  std::string buf = sealed;
+  ASSERT_OK(key->OpenInto(buf, ad, reinterpret_cast<uint8_t*>(&buf[0]), n));
+  EXPECT_EQ(buf.substr(0, sealed.size() - kTag), "a secret value");
+  for (size_t bit = 0; bit < sealed.size() * 8; ++bit) {
+    std::string bad = sealed;
+    bad[bit / 8] ^= static_cast<char>(1 << (bit % 8));
+    std::string wiped(sealed.size() - kTag, '\xAA');
+    EXPECT_EQ(
+        key->OpenInto(bad, ad, reinterpret_cast<uint8_t*>(&wiped[0]), n).code(),
+        Code::kDataLoss);
+    EXPECT_EQ(wiped, std::string(wiped.size(), '\0')) << "partial output";
+  }
+  EXPECT_EQ(
+      key->OpenInto(sealed, "other", reinterpret_cast<uint8_t*>(&out[0]), n)
+          .code(),
+      Code::kDataLoss);
+  for (size_t len = 0; len < kTag; ++len) {
+    EXPECT_EQ(key->OpenInto(sealed.substr(0, len), ad, nullptr, n).code(),
+              Code::kDataLoss);
+  }
+  const std::string empty_sealed = SealOrDie(*key, nonce, "", "");
+  EXPECT_OK(key->OpenInto(empty_sealed, "", nullptr, n));
+  std::string bad = empty_sealed;
+  bad[3] ^= 1;
+  EXPECT_EQ(key->OpenInto(bad, "", nullptr, n).code(), Code::kDataLoss);
+}
+
 TEST(Aes256GcmKeyTest, ManyThreadsOnOneKey) {
   auto key = MakeKey(std::string(32, 'k'));
   std::vector<std::thread> threads;

@@ -84,25 +84,20 @@ absl::Status Aes256GcmKey::Seal(absl::Span<const uint8_t> nonce,
   return absl::OkStatus();
 }
 
-absl::Status Aes256GcmKey::Open(absl::Span<const uint8_t> nonce,
-                                absl::string_view sealed, absl::string_view ad,
-                                absl::Span<uint8_t> out) const {
-  if (nonce.size() != kNonceBytes) {
-    return absl::InvalidArgumentError("AES-GCM nonce must be 12 bytes");
-  }
+absl::Status Aes256GcmKey::OpenInto(absl::string_view sealed,
+                                    absl::string_view ad, uint8_t* out,
+                                    const uint8_t* nonce) const {
   if (sealed.size() < kTagBytes) {
     return absl::DataLossError("AEAD ciphertext is shorter than its tag");
   }
-  if (out.size() != sealed.size() - kTagBytes) {
-    return absl::InvalidArgumentError("AEAD output buffer has the wrong size");
-  }
+  const size_t out_size = sealed.size() - kTagBytes;
   uint8_t empty[1];  // a valid pointer for an empty plaintext
   size_t out_len = 0;
-  if (!EVP_AEAD_CTX_open(state_->ctx, out.empty() ? empty : out.data(),
-                         &out_len, out.size(), nonce.data(), nonce.size(),
-                         U8(sealed), sealed.size(), U8(ad), ad.size()) ||
-      out_len != out.size()) {
-    Cleanse(out.data(), out.size());
+  if (!EVP_AEAD_CTX_open(state_->ctx, out_size == 0 ? empty : out, &out_len,
+                         out_size, nonce, kNonceBytes, U8(sealed),
+                         sealed.size(), U8(ad), ad.size()) ||
+      out_len != out_size) {
+    if (out_size != 0) Cleanse(out, out_size);
     return absl::DataLossError("AEAD ciphertext failed authentication");
   }
   return absl::OkStatus();

@@ -166,33 +166,26 @@ absl::Status Aes256GcmKey::Seal(absl::Span<const uint8_t> nonce,
   return status;
 }
 
-absl::Status Aes256GcmKey::Open(absl::Span<const uint8_t> nonce,
-                                absl::string_view sealed, absl::string_view ad,
-                                absl::Span<uint8_t> out) const {
-  if (nonce.size() != kNonceBytes) {
-    return absl::InvalidArgumentError("AES-GCM nonce must be 12 bytes");
-  }
+absl::Status Aes256GcmKey::OpenInto(absl::string_view sealed,
+                                    absl::string_view ad, uint8_t* out,
+                                    const uint8_t* nonce) const {
   if (sealed.size() < kTagBytes) {
     return absl::DataLossError("AEAD ciphertext is shorter than its tag");
-  }
-  if (out.size() != sealed.size() - kTagBytes) {
-    return absl::InvalidArgumentError("AEAD output buffer has the wrong size");
   }
   if (!FitsInt(sealed.size()) || !FitsInt(ad.size())) {
     return absl::InvalidArgumentError("AEAD input is too long");
   }
-  const size_t ct_size = out.size();
+  const size_t ct_size = sealed.size() - kTagBytes;
   // The tag is copied out first: `out` may start where `sealed` starts.
   uint8_t tag[kTagBytes];
   std::memcpy(tag, sealed.data() + ct_size, kTagBytes);
   absl::Status status = state_->open.With([&](EVP_CIPHER_CTX* ctx) {
     int len = 0, final_len = 0;
     uint8_t end[16];  // Final writes nothing for GCM; a valid pointer anyway
-    if (EVP_DecryptInit_ex2(ctx, nullptr, nullptr, nonce.data(), nullptr) !=
-            1 ||
+    if (EVP_DecryptInit_ex2(ctx, nullptr, nullptr, nonce, nullptr) != 1 ||
         (!ad.empty() && EVP_DecryptUpdate(ctx, nullptr, &len, U8(ad),
                                           static_cast<int>(ad.size())) != 1) ||
-        (ct_size != 0 && (EVP_DecryptUpdate(ctx, out.data(), &len, U8(sealed),
+        (ct_size != 0 && (EVP_DecryptUpdate(ctx, out, &len, U8(sealed),
                                             static_cast<int>(ct_size)) != 1 ||
                           static_cast<size_t>(len) != ct_size)) ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kTagBytes, tag) != 1) {
@@ -205,7 +198,7 @@ absl::Status Aes256GcmKey::Open(absl::Span<const uint8_t> nonce,
     return absl::OkStatus();
   });
   // Update already wrote unauthenticated plaintext: never hand it out.
-  if (!status.ok()) Cleanse(out.data(), out.size());
+  if (!status.ok() && ct_size != 0) Cleanse(out, ct_size);
   return status;
 }
 
