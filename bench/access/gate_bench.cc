@@ -273,6 +273,15 @@ void BM_Store_Policy100(benchmark::State& state) {
 }
 BENCHMARK(BM_Store_Policy100)->MeasureProcessCPUTime()->UseRealTime();
 
+// Two threads reading as callers with policies (the compiled set's cache is
+// looked up on every request): requests per second, beside the one-thread
+// rate of the same benchmark (items_per_second).
+void BM_Store_Policy100_Threads(benchmark::State& state) {
+  Wired(state, Fixture::Get().wired_policy());
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Store_Policy100_Threads)->Threads(1)->Threads(2)->UseRealTime();
+
 void BM_Store_Policy100_FileSink(benchmark::State& state) {
   Wired(state, Fixture::Get().wired_file());
 }

@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "lib/util/status_macros.h"
 
 namespace strongbox::access {
@@ -24,10 +23,14 @@ constexpr uint64_t kNoGeneration = ~uint64_t{0};
 
 void StoredPolicies::DropLocked() {
   policies_.clear();
-  sets_.clear();
   validated_ = false;
   trusted_fence_ = kNoFence;
   ++generation_;
+  {
+    WriterLock lock(&sets_mu_);
+    sets_.clear();
+    sets_generation_ = generation_;
+  }
   PublishLocked();
 }
 
@@ -211,11 +214,10 @@ StoredPolicies::Compiled(absl::Span<const std::string> names,
                    Validate(active_fence, &validated_from_memory));
   // A set compiled now reads storage only when some policy exists.
   if (from_memory != nullptr) *from_memory = validated_from_memory && !v.any;
-  const std::string key = absl::StrJoin(names, "\n");
   {
-    MutexLock lock(&mu_);
-    if (v.generation == generation_) {
-      auto it = sets_.find(key);
+    ReaderLock lock(&sets_mu_);
+    if (v.generation == sets_generation_) {
+      auto it = sets_.find(names);
       if (it != sets_.end()) {
         if (from_memory != nullptr) *from_memory = validated_from_memory;
         return it->second;
@@ -237,10 +239,12 @@ StoredPolicies::Compiled(absl::Span<const std::string> names,
       policy::CompiledPolicySet::Compile(chosen));
   MutexLock lock(&mu_);
   if (v.generation == generation_) {
+    WriterLock sets_lock(&sets_mu_);
     // Callers' policy lists are few in practice; a host that invents a new
     // list per request must not grow this without bound.
     if (sets_.size() >= kMaxCachedSets) sets_.clear();
-    sets_.insert_or_assign(key, set);
+    sets_.insert_or_assign(std::vector<std::string>(names.begin(), names.end()),
+                           set);
   }
   return set;
 }

@@ -43,8 +43,10 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "lib/access/request_gate.h"
 #include "lib/policy/policy.h"
 #include "lib/policy/policy_set.h"
@@ -136,10 +138,34 @@ class StoredPolicies : public PolicySource {
   // Parsed policies of this generation; null: absent from storage.
   absl::flat_hash_map<std::string, std::shared_ptr<const policy::Policy>>
       policies_ ABSL_GUARDED_BY(mu_);
-  // Compiled sets of this generation, by names joined with '\n'.
-  absl::flat_hash_map<std::string,
-                      std::shared_ptr<const policy::CompiledPolicySet>>
-      sets_ ABSL_GUARDED_BY(mu_);
+
+  // Compiled sets by the caller's list of policy names, looked up with the
+  // caller's own list (no key built per request). Hashes and compares a
+  // list as a span, so a stored vector and a caller's span meet.
+  struct NamesHash {
+    using is_transparent = void;
+    size_t operator()(absl::Span<const std::string> names) const {
+      return absl::Hash<absl::Span<const std::string>>()(names);
+    }
+  };
+  struct NamesEq {
+    using is_transparent = void;
+    bool operator()(absl::Span<const std::string> a,
+                    absl::Span<const std::string> b) const {
+      return a == b;
+    }
+  };
+  // The compiled sets have a lock of their own, a reader lock sharded per
+  // thread: every request of a caller with policies looks one up, and
+  // under mu_ all of them would take one mutex. Lock order: mu_, then
+  // sets_mu_. sets_generation_ is generation_, copied by DropLocked; sets_
+  // holds sets of that generation only.
+  SharedMutex sets_mu_;
+  uint64_t sets_generation_ ABSL_GUARDED_BY(sets_mu_) = 0;
+  absl::flat_hash_map<std::vector<std::string>,
+                      std::shared_ptr<const policy::CompiledPolicySet>,
+                      NamesHash, NamesEq>
+      sets_ ABSL_GUARDED_BY(sets_mu_);
 };
 
 }  // namespace strongbox::access
