@@ -48,6 +48,7 @@ endfunction()
 strongbox_test(tests/util fork_generation_test)
 strongbox_test(tests/util status_macros_test)
 strongbox_test(tests/util utf8_test)
+strongbox_test(tests/util shared_mutex_test)
 strongbox_test(tests/crypto crypto_test)
 target_compile_definitions(crypto_test PRIVATE
   STRONGBOX_EXPECTED_PROVIDER="${STRONGBOX_CRYPTO}")

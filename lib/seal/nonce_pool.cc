@@ -124,7 +124,7 @@ absl::Status NoncePool::Refill(Shard& shard, uint64_t generation) {
 }
 
 absl::Status NoncePool::Draw(uint8_t* out) {
-  return DrawFrom(shards_[ThisThreadIndex() % kShards], out);
+  return DrawFrom(shards_[CurrentShardIndex() % kShards], out);
 }
 
 absl::Status NoncePool::DrawFromShardForTesting(int shard, uint8_t* out) {

@@ -46,8 +46,9 @@ namespace strongbox::seal {
 class NoncePool {
  public:
   static constexpr size_t kNonceBytes = 12;
-  // Threads draw from the shard of their thread index, so two threads on
-  // two cores do not contend for one lock. Each shard is one page.
+  // Threads draw from the shard of the CPU they run on
+  // (CurrentShardIndex), so two threads on two cores do not contend for one
+  // lock. Each shard is one page.
   static constexpr int kShards = 8;
 
   NoncePool();

@@ -12,6 +12,8 @@
 #ifndef STRONGBOX_LIB_UTIL_MUTEX_H_
 #define STRONGBOX_LIB_UTIL_MUTEX_H_
 
+#include <sched.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -90,13 +92,30 @@ inline int ThisThreadIndex() {
   return index;
 }
 
+// Which of a set of shards of per-CPU state (lock shards, nonce pools,
+// provider contexts) the calling thread should use now: its CPU's
+// (sched_getcpu, a read of the kernel's rseq area, ≈ 2 ns), so threads
+// running at the same moment on different CPUs never pick the same shard
+// while there are at least as many shards as CPUs. (Picking by
+// ThisThreadIndex() did not ensure that: two threads whose indices met
+// modulo the shard count shared a shard for life. gate_bench's two reader
+// threads, made anew for each run, met often: a third of their time went
+// to the three reader locks' cache line.) A thread can move to another CPU
+// at any moment, so a caller that must come back to the same shard
+// remembers it. Where the CPU is unknown, the thread's index.
+inline int CurrentShardIndex() {
+  const int cpu = sched_getcpu();
+  return cpu >= 0 ? cpu : ThisThreadIndex();
+}
+
 // A reader/writer lock for read-mostly state on hot paths (the perf-standby
 // read path takes several per request).
 //
 // Readers scale across cores: the lock is split into kShards
 // cache-line-sized std::shared_mutex shards, a reader takes only the shard
-// of its thread, and a writer takes every shard in order. An uncontended
-// reader costs what one std::shared_mutex costs, and two reader threads
+// of the CPU it runs on (CurrentShardIndex) and unlocks that one, and a
+// writer takes every shard in order. An uncontended reader costs what one
+// std::shared_mutex costs, and two readers running at once on two CPUs
 // never write the same cache line; a writer costs kShards lock operations,
 // which read-mostly state can afford.
 class ABSL_LOCKABLE SharedMutex {
@@ -125,12 +144,16 @@ class ABSL_LOCKABLE SharedMutex {
   void Unlock() ABSL_UNLOCK_FUNCTION() {
     for (int i = kShards - 1; i >= 0; --i) shards_[i].mu.unlock();
   }
-  void ReaderLock() ABSL_SHARED_LOCK_FUNCTION() {
-    std::shared_mutex& mu = shards_[ThreadShard()].mu;
+  // Returns the shard it locked, for ReaderUnlock (the thread may have
+  // moved to another CPU by then).
+  int ReaderLock() ABSL_SHARED_LOCK_FUNCTION() {
+    const int shard = CurrentShardIndex() % kShards;
+    std::shared_mutex& mu = shards_[shard].mu;
     if (!Spin([&mu] { return mu.try_lock_shared(); })) mu.lock_shared();
+    return shard;
   }
-  void ReaderUnlock() ABSL_UNLOCK_FUNCTION() {
-    shards_[ThreadShard()].mu.unlock_shared();
+  void ReaderUnlock(int shard) ABSL_UNLOCK_FUNCTION() {
+    shards_[shard].mu.unlock_shared();
   }
 
  private:
@@ -138,9 +161,6 @@ class ABSL_LOCKABLE SharedMutex {
   struct alignas(64) Shard {
     std::shared_mutex mu;
   };
-
-  // A thread keeps its shard for life, so it unlocks the shard it locked.
-  static int ThreadShard() { return ThisThreadIndex() % kShards; }
 
   // kSpinFirst: tries `try_lock` a bounded number of times before the
   // caller blocks. The holder of such a lock (on another core) is about to
@@ -190,15 +210,15 @@ class ABSL_SCOPED_LOCKABLE WriterLock {
 
 class ABSL_SCOPED_LOCKABLE ReaderLock {
  public:
-  explicit ReaderLock(SharedMutex* mu) ABSL_SHARED_LOCK_FUNCTION(mu) : mu_(mu) {
-    mu_->ReaderLock();
-  }
-  ~ReaderLock() ABSL_UNLOCK_FUNCTION() { mu_->ReaderUnlock(); }
+  explicit ReaderLock(SharedMutex* mu) ABSL_SHARED_LOCK_FUNCTION(mu)
+      : mu_(mu), shard_(mu->ReaderLock()) {}
+  ~ReaderLock() ABSL_UNLOCK_FUNCTION() { mu_->ReaderUnlock(shard_); }
   ReaderLock(const ReaderLock&) = delete;
   ReaderLock& operator=(const ReaderLock&) = delete;
 
  private:
   SharedMutex* const mu_;
+  const int shard_;
 };
 
 }  // namespace strongbox

@@ -69,7 +69,7 @@ class Direction {
   // Runs `fn(ctx)` on a keyed context no other thread is using.
   template <typename Fn>
   absl::Status With(Fn fn) const {
-    Slot& slot = slots_[ThisThreadIndex() % kSlots];
+    Slot& slot = slots_[CurrentShardIndex() % kSlots];
     MutexLock lock(&slot.mu);
     if (slot.ctx == nullptr) {
       CtxPtr copy(EVP_CIPHER_CTX_new());
