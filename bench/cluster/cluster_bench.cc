@@ -177,7 +177,11 @@ class Cluster {
   std::string ciphertext_;
 };
 
-struct ThreadResult {
+// One per client thread, each on cache lines of its own: they were
+// adjacent in a vector, and every operation's count and latency went to a
+// line another client wrote too (false sharing, counted against every
+// mix's scaling).
+struct alignas(64) ThreadResult {
   uint64_t ops = 0;
   uint64_t errors = 0;
   std::vector<uint32_t> latency_ns;
