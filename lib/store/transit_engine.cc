@@ -554,9 +554,32 @@ absl::Status TransitEngine::Impl::ExecuteOne(
   if (call.barrier->sealed()) {
     return absl::FailedPreconditionError("barrier is sealed");
   }
+  const bool decrypt = op == store::Request::kTransitDecrypt;
+  // The hot path: an encrypt or decrypt with a key the cache trusts under
+  // this call's fence and, for an encrypt, a claim from the block already
+  // reserved, all on the cached entry without a counted reference
+  // (WithTrusted). Anything else (a block used up, a key to load or
+  // re-validate, a rewrap, a refusal to explain) takes the path below,
+  // which answers as before.
+  if (op != store::Request::kTransitRewrap && ValidateName(name).ok() &&
+      (decrypt ||
+       (MayReserve(call) && input.size() <= options_.max_plaintext_bytes))) {
+    const bool served =
+        cache_.WithTrusted(name, call, [&](const CachedKey& key) {
+          if (!decrypt && (key.latest_usage == nullptr ||
+                           !ClaimFromBlock(*key.latest_usage))) {
+            return false;
+          }
+          uint32_t version = 0;
+          *item_status = decrypt ? OpenOne(key, input, context, out, &version)
+                                 : SealOne(key, input, context, out);
+          if (!item_status->ok()) out->clear();  // OpenOne wiped it
+          return true;
+        });
+    if (served) return absl::OkStatus();
+  }
   ASSIGN_OR_RETURN(std::shared_ptr<const CachedKey> key,
                    BeginData(op, name, 1, call));
-  const bool decrypt = op == store::Request::kTransitDecrypt;
   std::string rewrapped;
   uint32_t version = 0;
   return DataItem(op, call, &key, input, context, decrypt ? nullptr : out,

@@ -163,6 +163,28 @@ class TransitKeyCache {
   absl::StatusOr<std::shared_ptr<const CachedKey>> Lookup(
       absl::string_view name, const EngineCall& call);
 
+  // The hot path of a data request: runs `fn(key)` on the cached entry for
+  // `name` under this cache's reader lock, taking no reference, when the
+  // entry is trusted under call.active_fence (as Lookup would return it
+  // without reading storage), and returns what `fn` returns; false, with
+  // `fn` not run, otherwise (the caller then takes the Lookup path).
+  // A reference's count is one cache line that every thread writes twice
+  // per request; the reader lock is sharded per CPU. `fn` may do AEAD work
+  // under the lock (installs wait for it), and must not call into this
+  // cache.
+  template <typename Fn>
+  bool WithTrusted(absl::string_view name, const EngineCall& call, Fn&& fn) {
+    if (call.active_fence == kNoFence) return false;
+    ReaderLock lock(&mu_);
+    auto it = cache_.find(name);
+    if (it == cache_.end() ||
+        it->second->trusted_fence.load(std::memory_order_acquire) !=
+            call.active_fence) {
+      return false;
+    }
+    return fn(static_cast<const CachedKey&>(*it->second));
+  }
+
   // The cached entry for `name` as it is (nullptr: none), trusted or not.
   std::shared_ptr<const CachedKey> Peek(const std::string& name);
 
@@ -192,8 +214,9 @@ class TransitKeyCache {
   void InstallLocked(std::shared_ptr<CachedKey> key, uint64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Readers (every encrypt/decrypt) take it shared; installs take it
-  // exclusively, never across backend I/O or AEAD work.
+  // Readers (every encrypt/decrypt) take it shared, WithTrusted's across
+  // the AEAD work of one item; installs take it exclusively, never across
+  // backend I/O or AEAD work.
   SharedMutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<CachedKey>> cache_
       ABSL_GUARDED_BY(mu_);

@@ -10,7 +10,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/store/transit_engine.h"
@@ -498,6 +501,144 @@ TEST_F(TransitCountingTest, ConcurrentEncryptionsStayWithinTheStoredMarks) {
       EXPECT_EQ(item.code(), 0) << item.error();
     }
   }
+}
+
+// ExecuteOne (SecretStore's direct path for one item) serves a trusted key
+// and a claim from the reserved block without a counted reference to the
+// key; a used-up block, a rotation and a refusal go through the same
+// path as a batch. It counts exactly as batches do.
+
+// The key version a ciphertext names ("strongbox:v<N>:..."), 0 if none.
+uint32_t VersionOf(absl::string_view ciphertext) {
+  constexpr absl::string_view kPrefix = "strongbox:v";
+  if (!absl::ConsumePrefix(&ciphertext, kPrefix)) return 0;
+  uint32_t version = 0;
+  const size_t colon = ciphertext.find(':');
+  if (colon == absl::string_view::npos ||
+      !absl::SimpleAtoi(ciphertext.substr(0, colon), &version)) {
+    return 0;
+  }
+  return version;
+}
+
+// One item through ExecuteOne: the ciphertext's version (0 on failure;
+// *status gets the request's or the item's failure).
+uint32_t EncryptOne(TransitEngine& engine, const EngineCall& call,
+                    absl::string_view plaintext, std::string* ciphertext,
+                    absl::Status* status) {
+  absl::Status item;
+  *status = engine.ExecuteOne(store::Request::kTransitEncrypt, "k", plaintext,
+                              "", call, ciphertext, &item);
+  if (status->ok()) *status = item;
+  return status->ok() ? VersionOf(*ciphertext) : 0;
+}
+
+TEST_F(TransitCountingTest, SingleItemCallsRotateAtTheLimitAsBatchesDo) {
+  TransitEngine engine(Limits(3, 100));  // the block is capped at 3
+  store::Response r;
+  ASSERT_TRUE(engine.Execute(KeyOp(false, "k"), active_, &r).ok());
+  std::vector<std::string> cts;
+  V versions;
+  for (const char* p : {"a", "b", "c", "d", "e", "f", "g"}) {
+    std::string ct;
+    absl::Status s;
+    versions.push_back(EncryptOne(engine, active_, p, &ct, &s));
+    EXPECT_TRUE(s.ok()) << s;
+    cts.push_back(ct);
+  }
+  EXPECT_EQ(versions, (V{1, 1, 1, 2, 2, 2, 3}));
+  EXPECT_EQ(Mark(1), 3u);
+  EXPECT_EQ(Mark(2), 3u);
+  EXPECT_EQ(Mark(3), 3u);
+  const char* want[] = {"a", "b", "c", "d", "e", "f", "g"};
+  for (int i = 0; i < 7; ++i) {
+    std::string plain;
+    absl::Status item;
+    ASSERT_TRUE(engine
+                    .ExecuteOne(store::Request::kTransitDecrypt, "k", cts[i],
+                                "", active_, &plain, &item)
+                    .ok());
+    EXPECT_TRUE(item.ok()) << item;
+    EXPECT_EQ(plain, want[i]);
+  }
+  // A tampered ciphertext is the item's failure, with nothing handed out.
+  std::string bad = cts[0];
+  bad.back() = bad.back() == 'A' ? 'B' : 'A';
+  std::string plain = "left over";
+  absl::Status item;
+  ASSERT_TRUE(engine
+                  .ExecuteOne(store::Request::kTransitDecrypt, "k", bad, "",
+                              active_, &plain, &item)
+                  .ok());
+  EXPECT_EQ(item.code(), Code::kInvalidArgument) << item;
+  EXPECT_TRUE(plain.empty());
+}
+
+TEST_F(TransitCountingTest, SingleItemCallsRefuseAtTheLimitAsBatchesDo) {
+  TransitOptions o = Limits(2, 2);
+  o.rotate_at_limit = false;
+  TransitEngine engine(o);
+  store::Response r;
+  ASSERT_TRUE(engine.Execute(KeyOp(false, "k"), active_, &r).ok());
+  std::string ct;
+  absl::Status s;
+  EXPECT_EQ(EncryptOne(engine, active_, "x", &ct, &s), 1u);
+  EXPECT_EQ(EncryptOne(engine, active_, "y", &ct, &s), 1u);
+  EXPECT_EQ(EncryptOne(engine, active_, "z", &ct, &s), 0u);
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_THAT(s.message(),
+              HasSubstr("version 1 reached its limit of 2 encryptions; "
+                        "rotate the key"));
+  EXPECT_TRUE(ct.empty());
+  EXPECT_EQ(Stored().latest_version(), 1u);
+}
+
+TEST_F(TransitCountingTest, ConcurrentSingleItemCallsStayWithinTheMarks) {
+  TransitEngine engine(Limits(40, 3));
+  store::Response r;
+  ASSERT_TRUE(engine.Execute(KeyOp(false, "k"), active_, &r).ok());
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 120;
+  Mutex mu;
+  std::map<uint32_t, int> per_version;  // guarded by mu
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string ct;
+        absl::Status s;
+        uint32_t version = 0;
+        // UNAVAILABLE means "retry" (see the batch test above).
+        for (int round = 0; round < 50; ++round) {
+          version =
+              EncryptOne(engine, active_, absl::StrCat(t, "-", i), &ct, &s);
+          if (s.code() != Code::kUnavailable) break;
+        }
+        if (version == 0) {
+          ++failures;
+          ADD_FAILURE() << s;
+          continue;
+        }
+        MutexLock lock(&mu);
+        ++per_version[version];
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  store::TransitKeyRecord record = Stored();
+  int total = 0;
+  MutexLock lock(&mu);
+  for (const auto& [version, count] : per_version) {
+    ASSERT_LE(version, static_cast<uint32_t>(record.versions_size()));
+    const uint64_t mark = record.versions(version - 1).reserved_encryptions();
+    EXPECT_LE(static_cast<uint64_t>(count), mark) << "version " << version;
+    EXPECT_LE(mark, 40u);
+    total += count;
+  }
+  EXPECT_EQ(total, kThreads * kPerThread);
+  EXPECT_GE(record.latest_version(), 12u);  // 480 / 40
 }
 
 }  // namespace
