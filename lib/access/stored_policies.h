@@ -156,7 +156,7 @@ class StoredPolicies : public PolicySource {
     }
   };
   // The compiled sets have a lock of their own, a reader lock sharded per
-  // thread: every request of a caller with policies looks one up, and
+  // CPU: every request of a caller with policies looks one up, and
   // under mu_ all of them would take one mutex. Lock order: mu_, then
   // sets_mu_. sets_generation_ is generation_, copied by DropLocked; sets_
   // holds sets of that generation only.

@@ -29,7 +29,8 @@
 //     fork); nothing short of the hypervisor's generation id sees that.
 //     The atfork handlers also hold every shard's lock across fork(), so
 //     the child never inherits a shard locked by a thread it does not have.
-// Thread-safe (a lock per shard of threads, held for a 12-byte copy).
+// Thread-safe (a lock per shard, one shard per CPU up to kShards, held for
+// a 12-byte copy).
 #ifndef STRONGBOX_LIB_SEAL_NONCE_POOL_H_
 #define STRONGBOX_LIB_SEAL_NONCE_POOL_H_
 

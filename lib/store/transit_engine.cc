@@ -173,6 +173,10 @@ class TransitEngine::Impl {
 
 namespace {
 
+// The largest input (plaintext, or ciphertext text) a one-item call serves
+// under the key cache's reader lock (ExecuteOne).
+constexpr size_t kUncountedMaxInputBytes = 4096;
+
 // Claims one encryption from `usage` (false: its block is used up).
 bool ClaimFromBlock(VersionUsage& usage) {
   uint64_t used = usage.used.load(std::memory_order_relaxed);
@@ -555,13 +559,18 @@ absl::Status TransitEngine::Impl::ExecuteOne(
     return absl::FailedPreconditionError("barrier is sealed");
   }
   const bool decrypt = op == store::Request::kTransitDecrypt;
-  // The hot path: an encrypt or decrypt with a key the cache trusts under
-  // this call's fence and, for an encrypt, a claim from the block already
-  // reserved, all on the cached entry without a counted reference
-  // (WithTrusted). Anything else (a block used up, a key to load or
+  // The hot path: an encrypt or decrypt of at most kUncountedMaxInputBytes
+  // with a key the cache trusts under this call's fence and, for an
+  // encrypt, a claim from the block already reserved, all on the cached
+  // entry without a counted reference (WithTrusted), so under the cache's
+  // reader lock: the size bound keeps that to a few microseconds, which
+  // the cache's writers (a reservation, a seal's Clear) wait at most.
+  // Anything else (a larger input, a block used up, a key to load or
   // re-validate, a rewrap, a refusal to explain) takes the path below,
   // which answers as before.
-  if (op != store::Request::kTransitRewrap && ValidateName(name).ok() &&
+  if (op != store::Request::kTransitRewrap &&
+      input.size() <= kUncountedMaxInputBytes &&
+      options_.max_batch_items >= 1 && ValidateName(name).ok() &&
       (decrypt ||
        (MayReserve(call) && input.size() <= options_.max_plaintext_bytes))) {
     const bool served =

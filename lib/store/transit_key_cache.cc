@@ -11,6 +11,8 @@
 namespace strongbox {
 namespace transit {
 
+thread_local uint64_t TransitKeyCache::served_on_this_thread_ = 0;
+
 absl::StatusOr<std::shared_ptr<CachedKey>> DecodeKey(
     const store::TransitKeyRecord& record, uint64_t record_version) {
   auto key = std::make_shared<CachedKey>();

@@ -182,7 +182,14 @@ class TransitKeyCache {
             call.active_fence) {
       return false;
     }
-    return fn(static_cast<const CachedKey&>(*it->second));
+    const bool served = fn(static_cast<const CachedKey&>(*it->second));
+    if (served) ++served_on_this_thread_;
+    return served;
+  }
+  // How many calls WithTrusted served on the calling thread, for tests
+  // (a plain thread-local count: nothing shared on the hot path).
+  static uint64_t ServedOnThisThreadForTesting() {
+    return served_on_this_thread_;
   }
 
   // The cached entry for `name` as it is (nullptr: none), trusted or not.
@@ -213,6 +220,8 @@ class TransitKeyCache {
   // cleared since `generation` was read.
   void InstallLocked(std::shared_ptr<CachedKey> key, uint64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  static thread_local uint64_t served_on_this_thread_;
 
   // Readers (every encrypt/decrypt) take it shared, WithTrusted's across
   // the AEAD work of one item; installs take it exclusively, never across

@@ -116,8 +116,13 @@ inline int CurrentShardIndex() {
 // of the CPU it runs on (CurrentShardIndex) and unlocks that one, and a
 // writer takes every shard in order. An uncontended reader costs what one
 // std::shared_mutex costs, and two readers running at once on two CPUs
-// never write the same cache line; a writer costs kShards lock operations,
-// which read-mostly state can afford.
+// never write the same cache line while there are at most kShards CPUs; a
+// writer costs kShards lock operations, which read-mostly state can
+// afford.
+//
+// Never take a reader lock on a SharedMutex whose reader lock this thread
+// already holds: the thread may have moved CPU, so the second one may be
+// another shard, which a writer waiting on the first already holds.
 class ABSL_LOCKABLE SharedMutex {
  public:
   // kSpinFirst: for a lock whose holders never block while holding it and

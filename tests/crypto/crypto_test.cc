@@ -226,15 +226,35 @@ TEST(Aes256GcmKeyTest, OpenIntoAnswersAsOpen) {
   std::string buf = sealed;
   ASSERT_OK(key->OpenInto(buf, ad, reinterpret_cast<uint8_t*>(&buf[0]), n));
   EXPECT_EQ(buf.substr(0, sealed.size() - kTag), "a secret value");
+  // Every failure wipes the output through Cleanse (checked with its test
+  // observer: BoringSSL zero-fills a failed open's output itself, so the
+  // bytes alone would not show a missing wipe).
+  struct Wipes {
+    const uint8_t* out = nullptr;
+    size_t size = 0;
+    int count = 0;
+  } wipes;
+  SetCleanseObserverForTesting(
+      [](const uint8_t* data, size_t size, void* arg) {
+        Wipes* w = static_cast<Wipes*>(arg);
+        if (data == w->out && size == w->size) ++w->count;
+      },
+      &wipes);
+  int failures = 0;
   for (size_t bit = 0; bit < sealed.size() * 8; ++bit) {
     std::string bad = sealed;
     bad[bit / 8] ^= static_cast<char>(1 << (bit % 8));
     std::string wiped(sealed.size() - kTag, '\xAA');
+    wipes.out = reinterpret_cast<const uint8_t*>(wiped.data());
+    wipes.size = wiped.size();
     EXPECT_EQ(
         key->OpenInto(bad, ad, reinterpret_cast<uint8_t*>(&wiped[0]), n).code(),
         Code::kDataLoss);
+    ++failures;
     EXPECT_EQ(wiped, std::string(wiped.size(), '\0')) << "partial output";
+    EXPECT_EQ(wipes.count, failures) << "no Cleanse of the output";
   }
+  SetCleanseObserverForTesting(nullptr, nullptr);
   EXPECT_EQ(
       key->OpenInto(sealed, "other", reinterpret_cast<uint8_t*>(&out[0]), n)
           .code(),

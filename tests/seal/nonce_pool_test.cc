@@ -24,6 +24,7 @@
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
 #include "lib/crypto/random.h"
+#include "tests/seal/pinned_cpu.h"
 
 namespace strongbox::seal {
 namespace {
@@ -53,12 +54,22 @@ bool MakeMadviseALie() {
          prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
 }
 
-// From a process that has drawn from `pool` (so it holds buffered nonces):
-// forks with `fork_fn`; the child draws kCount nonces and sends them back;
-// this process draws kCount too. Returns how many the two share, or -1 if
-// the child failed.
+// Draws once from `pool` (so the shard of the CPU this thread is pinned to
+// holds buffered nonces), forks with `fork_fn`; the child, pinned to the
+// same CPU and so drawing from the same shard, draws kCount nonces and
+// sends them back; this process draws kCount too. Returns how many the two
+// share, or -1 if the child failed. (Unpinned, the child would usually run
+// on the other CPU and draw from a shard the parent never filled, and the
+// count would be 0 whatever the pool did.)
 template <typename ForkFn>
 int OverlapsWithChild(NoncePool& pool, ForkFn fork_fn) {
+  PinnedToThisCpu pin;
+  if (!pin.pinned()) {
+    ADD_FAILURE() << "could not pin the test to one CPU";
+    return -1;
+  }
+  uint8_t first[12];
+  if (!pool.Draw(first).ok()) return -1;
   int fds[2];
   if (pipe(fds) != 0) return -1;
   const pid_t pid = fork_fn();
@@ -190,8 +201,8 @@ TEST(NoncePoolForkTest, ForkFromAThreadWhileAnotherDraws) {
   NoncePool pool;
   std::atomic<bool> stop{false};
   std::atomic<bool> failed{false};
-  // Drawers on several shards, so that a fork often finds one of them
-  // inside Draw.
+  // Drawers on several threads (on as many shards as there are CPUs), so
+  // that a fork often finds one of them inside Draw.
   constexpr int kDrawers = 3;
   // Fixed capacity: the drawers never allocate (see above).
   constexpr size_t kKept = 200000;

@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "lib/seal/nonce_pool.h"
 #include "strongbox/testing/secret_bytes_wipe_observer.h"
+#include "tests/seal/pinned_cpu.h"
 
 namespace strongbox {
 namespace {
@@ -135,6 +136,10 @@ TEST(NoncePoolTest, NoRepeatsAcrossManyRefills) {
 }
 
 TEST(NoncePoolTest, ForkedChildNeverReusesParentNonces) {
+  // Parent and child on one CPU draw from one shard, the one the first
+  // draw filled (shards are per CPU).
+  PinnedToThisCpu pin;
+  ASSERT_TRUE(pin.pinned());
   seal::NoncePool pool;
   uint8_t first[12];
   ASSERT_TRUE(pool.Draw(first).ok());  // the pool now holds buffered nonces

@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/store/transit_engine.h"
+#include "lib/store/transit_key_cache.h"
 #include "lib/store/transit_records.pb.h"
 #include "lib/util/mutex.h"
 #include "strongbox/barrier.h"
@@ -552,6 +553,8 @@ TEST_F(TransitCountingTest, SingleItemCallsRotateAtTheLimitAsBatchesDo) {
   ASSERT_TRUE(engine.Execute(KeyOp(false, "k"), active_, &r).ok());
   std::vector<std::string> cts;
   V versions;
+  const uint64_t served_before =
+      transit::TransitKeyCache::ServedOnThisThreadForTesting();
   for (const char* p : {"a", "b", "c", "d", "e", "f", "g"}) {
     std::string ct;
     absl::Status s;
@@ -563,6 +566,32 @@ TEST_F(TransitCountingTest, SingleItemCallsRotateAtTheLimitAsBatchesDo) {
   EXPECT_EQ(Mark(1), 3u);
   EXPECT_EQ(Mark(2), 3u);
   EXPECT_EQ(Mark(3), 3u);
+  // The uncounted path served the calls with a claim left in a trusted
+  // entry: at least the second and third of each version's three.
+  EXPECT_GE(
+      transit::TransitKeyCache::ServedOnThisThreadForTesting() - served_before,
+      4u);
+  // An input above the uncounted path's bound takes the counted one, and
+  // counts the same (the third version's block has two left).
+  const uint64_t served_small =
+      transit::TransitKeyCache::ServedOnThisThreadForTesting();
+  std::string big_ct;
+  absl::Status big;
+  EXPECT_EQ(EncryptOne(engine, active_, std::string(5000, 'x'), &big_ct, &big),
+            3u);
+  EXPECT_TRUE(big.ok()) << big;
+  EXPECT_EQ(transit::TransitKeyCache::ServedOnThisThreadForTesting(),
+            served_small);
+  std::string big_plain;
+  absl::Status big_item;
+  ASSERT_TRUE(engine
+                  .ExecuteOne(store::Request::kTransitDecrypt, "k", big_ct, "",
+                              active_, &big_plain, &big_item)
+                  .ok());
+  EXPECT_TRUE(big_item.ok()) << big_item;
+  EXPECT_EQ(big_plain, std::string(5000, 'x'));
+  EXPECT_EQ(transit::TransitKeyCache::ServedOnThisThreadForTesting(),
+            served_small);
   const char* want[] = {"a", "b", "c", "d", "e", "f", "g"};
   for (int i = 0; i < 7; ++i) {
     std::string plain;
