@@ -108,8 +108,11 @@ class TransitEngine::Impl {
   // ---- The data path (encrypt, decrypt, rewrap), shared by Execute's
   // batches and ExecuteOne.
   // The checks before any item, in order (a bad name, a bad item count, a
-  // call that may not encrypt), then the key. `op`: kTransitEncrypt,
-  // kTransitDecrypt or kTransitRewrap.
+  // call that may not encrypt). `op`: kTransitEncrypt, kTransitDecrypt or
+  // kTransitRewrap.
+  absl::Status CheckData(store::Request::OpCase op, absl::string_view name,
+                         size_t items, const EngineCall& call);
+  // CheckData, then the key.
   absl::StatusOr<std::shared_ptr<const CachedKey>> BeginData(
       store::Request::OpCase op, absl::string_view name, size_t items,
       const EngineCall& call);
@@ -455,9 +458,10 @@ absl::Status TransitEngine::Impl::OpenOne(const CachedKey& key,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<const CachedKey>> TransitEngine::Impl::BeginData(
-    store::Request::OpCase op, absl::string_view name, size_t items,
-    const EngineCall& call) {
+absl::Status TransitEngine::Impl::CheckData(store::Request::OpCase op,
+                                            absl::string_view name,
+                                            size_t items,
+                                            const EngineCall& call) {
   if (absl::Status s = ValidateName(name); !s.ok()) return s;
   if (items == 0) return absl::InvalidArgumentError("batch has no items");
   if (items > options_.max_batch_items) {
@@ -468,6 +472,13 @@ absl::StatusOr<std::shared_ptr<const CachedKey>> TransitEngine::Impl::BeginData(
   if (op != store::Request::kTransitDecrypt && !MayReserve(call)) {
     return NoReservationError();
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const CachedKey>> TransitEngine::Impl::BeginData(
+    store::Request::OpCase op, absl::string_view name, size_t items,
+    const EngineCall& call) {
+  RETURN_IF_ERROR(CheckData(op, name, items, call));
   return cache_.Lookup(name, call);
 }
 
@@ -560,19 +571,19 @@ absl::Status TransitEngine::Impl::ExecuteOne(
   }
   const bool decrypt = op == store::Request::kTransitDecrypt;
   // The hot path: an encrypt or decrypt of at most kUncountedMaxInputBytes
-  // with a key the cache trusts under this call's fence and, for an
-  // encrypt, a claim from the block already reserved, all on the cached
-  // entry without a counted reference (WithTrusted), so under the cache's
-  // reader lock: the size bound keeps that to a few microseconds, which
-  // the cache's writers (a reservation, a seal's Clear) wait at most.
-  // Anything else (a larger input, a block used up, a key to load or
-  // re-validate, a rewrap, a refusal to explain) takes the path below,
-  // which answers as before.
+  // that passes the data path's checks (CheckData; for an encrypt, also
+  // the plaintext limit DataItem checks), with a key the cache trusts under
+  // this call's fence and, for an encrypt, a claim from the block already
+  // reserved, all on the cached entry without a counted reference
+  // (WithTrusted), so under the cache's reader lock: the size bound keeps
+  // that to a few microseconds, which the cache's writers (a reservation,
+  // a seal's Clear) wait at most. Anything else (a larger input, a block
+  // used up, a key to load or re-validate, a rewrap, a refusal to explain)
+  // takes the path below, which answers as before.
   if (op != store::Request::kTransitRewrap &&
       input.size() <= kUncountedMaxInputBytes &&
-      options_.max_batch_items >= 1 && ValidateName(name).ok() &&
-      (decrypt ||
-       (MayReserve(call) && input.size() <= options_.max_plaintext_bytes))) {
+      (decrypt || input.size() <= options_.max_plaintext_bytes) &&
+      CheckData(op, name, 1, call).ok()) {
     const bool served =
         cache_.WithTrusted(name, call, [&](const CachedKey& key) {
           if (!decrypt && (key.latest_usage == nullptr ||
