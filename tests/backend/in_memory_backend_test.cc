@@ -1,5 +1,12 @@
 #include "strongbox/in_memory_backend.h"
 
+#include <algorithm>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "strongbox/testing/backend_conformance.h"
 #include "strongbox/testing/fake_clock.h"
@@ -17,6 +24,136 @@ INSTANTIATE_TEST_SUITE_P(InMemory, BackendConformanceTest,
                                return NewInMemoryBackend(options);
                              }}),
                          BackendFactoryName);
+
+// Past 64 entries the backend finds keys through a hash index beside its
+// ordered map, built and dropped as the map grows and shrinks. A random
+// history of batches (puts, deletes, checks with preconditions, some
+// refused) takes it across that size both ways, twice; after every batch
+// each key's Get, and now and then the listing, must answer as a plain
+// ordered map of the same history does.
+TEST(InMemoryBackendTest, AnswersAsAnOrderedMapAcrossTheIndexThreshold) {
+  std::unique_ptr<Backend> backend = NewInMemoryBackend();
+  struct Stored {
+    std::string value;
+    uint64_t version;
+  };
+  std::map<std::string, Stored> model;
+  std::vector<std::string> keys;
+  for (int i = 0; i < 300; ++i) {
+    // Long shared prefixes, as the store's keys have.
+    keys.push_back(absl::StrCat("kv/meta/team/service/secret-", i));
+  }
+  std::mt19937 random(20261204);
+  auto pick = [&]() { return keys[random() % keys.size()]; };
+  // A key the model holds (deletes mostly name one), else any.
+  auto pick_present = [&]() {
+    if (model.empty() || random() % 10 == 0) return pick();
+    auto it = model.begin();
+    std::advance(it, random() % model.size());
+    return it->first;
+  };
+  // Phases: grow past the threshold, shrink under half of it, grow again,
+  // shrink to nothing.
+  const std::vector<int> phases = {200, 8, 250, 0};
+  uint64_t revision = 0;
+  int refused = 0;
+  for (const int target : phases) {
+    for (int step = 0; step < 400; ++step) {
+      const bool growing = static_cast<int>(model.size()) < target;
+      const int put_percent = growing ? 85 : 15;
+      std::vector<WriteOp> ops;
+      std::map<std::string, bool> named;  // a batch names a key once
+      const int size = 1 + static_cast<int>(random() % 4);
+      bool will_refuse = false;
+      for (int j = 0; j < size; ++j) {
+        const bool put = static_cast<int>(random() % 100) < put_percent;
+        std::string key = put ? pick() : pick_present();
+        if (!named.emplace(key, true).second) continue;
+        const auto found = model.find(key);
+        WriteOp op = put ? WriteOp::Put(key, absl::StrCat("v", step, "-", j))
+                         : WriteOp::Delete(key);
+        switch (random() % 6) {
+          case 0:  // a precondition that holds
+            if (found == model.end()) {
+              op.IfAbsent();
+            } else {
+              op.IfVersion(found->second.version);
+            }
+            break;
+          case 1:  // one that fails (rarely: the batch is refused)
+            if (random() % 4 == 0) {
+              if (found == model.end()) {
+                op.IfVersion(revision + 1);
+              } else {
+                op.IfAbsent();
+              }
+              will_refuse = true;
+            }
+            break;
+          case 2:
+            op.kind = WriteOp::Kind::kCheck;
+            if (found == model.end()) {
+              op.IfAbsent();
+            } else {
+              op.IfVersion(found->second.version);
+            }
+            break;
+          default:
+            break;
+        }
+        ops.push_back(std::move(op));
+      }
+      absl::StatusOr<uint64_t> committed = backend->Commit(ops);
+      if (will_refuse) {
+        ASSERT_EQ(committed.status().code(), absl::StatusCode::kAborted)
+            << committed.status();
+        ++refused;
+      } else {
+        ASSERT_OK(committed);
+        bool writes = false;
+        for (const WriteOp& op : ops) {
+          writes = writes || op.kind != WriteOp::Kind::kCheck;
+        }
+        if (writes) ++revision;
+        ASSERT_EQ(*committed, revision);
+        for (const WriteOp& op : ops) {
+          if (op.kind == WriteOp::Kind::kPut) {
+            model[op.key] = Stored{op.value, revision};
+          } else if (op.kind == WriteOp::Kind::kDelete) {
+            model.erase(op.key);
+          }
+        }
+      }
+      for (const std::string& key : keys) {
+        absl::StatusOr<Entry> got = backend->Get(key);
+        const auto want = model.find(key);
+        if (want == model.end()) {
+          ASSERT_EQ(got.status().code(), absl::StatusCode::kNotFound)
+              << key << " at step " << step;
+        } else {
+          ASSERT_OK(got);
+          ASSERT_EQ(got->value, want->second.value) << key;
+          ASSERT_EQ(got->version, want->second.version) << key;
+        }
+      }
+      if (step % 50 == 0) {
+        absl::StatusOr<std::vector<std::string>> listed =
+            backend->List("kv/meta/team/service/");
+        ASSERT_OK(listed);
+        std::vector<std::string> want;
+        for (const auto& [key, stored] : model) {
+          want.push_back(
+              key.substr(std::string("kv/meta/team/service/").size()));
+        }
+        std::sort(want.begin(), want.end());
+        ASSERT_EQ(*listed, want);
+      }
+    }
+    // Each phase reached its size (the threshold is crossed both ways).
+    EXPECT_NEAR(static_cast<double>(model.size()), target, 30) << target;
+  }
+  EXPECT_GT(refused, 0);
+}
 
 TEST(InMemoryBackendTest, ConfiguredValueLimitIsEnforced) {
   InMemoryBackendOptions options;
