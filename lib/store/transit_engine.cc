@@ -74,7 +74,8 @@ class TransitEngine::Impl {
             std::min(std::max<uint64_t>(options.encryption_reservation, 1),
                      max_encryptions_)),
         block_policy_{max_encryptions_, reservation_block_,
-                      options.rotate_at_limit} {}
+                      options.rotate_at_limit},
+        claim_batch_(std::clamp<uint64_t>(reservation_block_ / 4096, 1, 64)) {}
 
   absl::Status Execute(const store::Request& request, const EngineCall& call,
                        store::Response* response);
@@ -160,6 +161,12 @@ class TransitEngine::Impl {
   const uint64_t max_encryptions_;    // >= 1
   const uint64_t reservation_block_;  // 1..max_encryptions_
   const transit::BlockPolicy block_policy_;
+  // Encryptions a claim takes from the block at once, kept as its CPU's
+  // credits (VersionUsage::Claim): a block's 1/4096th, from 1 (blocks
+  // under 8,192: every claim is made, as tests with small limits expect)
+  // to 64 (the default block of 1,048,576: at most 7 * 63 encryptions of a
+  // version are left unmade when it is retired).
+  const uint64_t claim_batch_;
   seal::NoncePool nonces_;
 
   // Serializes the writes that store a block (a reservation, one per
@@ -180,16 +187,6 @@ namespace {
 // under the key cache's reader lock (ExecuteOne).
 constexpr size_t kUncountedMaxInputBytes = 4096;
 
-// Claims one encryption from `usage` (false: its block is used up).
-bool ClaimFromBlock(VersionUsage& usage) {
-  uint64_t used = usage.used.load(std::memory_order_relaxed);
-  do {
-    if (used >= usage.reserved.load(std::memory_order_acquire)) return false;
-  } while (!usage.used.compare_exchange_weak(used, used + 1,
-                                             std::memory_order_relaxed));
-  return true;
-}
-
 }  // namespace
 
 absl::Status TransitEngine::Impl::ClaimEncryption(
@@ -200,7 +197,7 @@ absl::Status TransitEngine::Impl::ClaimEncryption(
     // The claim is made on the snapshot the value is sealed with, so the
     // count and the version agree.
     if ((*key)->latest_usage != nullptr &&
-        ClaimFromBlock(*(*key)->latest_usage)) {
+        (*key)->latest_usage->Claim(claim_batch_)) {
       return absl::OkStatus();
     }
     // Never ABORTED (Reserve answers UNAVAILABLE for a lost race).
@@ -587,7 +584,7 @@ absl::Status TransitEngine::Impl::ExecuteOne(
     const bool served =
         cache_.WithTrusted(name, call, [&](const CachedKey& key) {
           if (!decrypt && (key.latest_usage == nullptr ||
-                           !ClaimFromBlock(*key.latest_usage))) {
+                           !key.latest_usage->Claim(claim_batch_))) {
             return false;
           }
           uint32_t version = 0;

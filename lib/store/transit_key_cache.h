@@ -111,9 +111,56 @@ class VersionCipher {
 // a block (create, rotate, reserve; all under the engine's reserve lock)
 // moves both, and only forward: the new block starts at or above
 // `reserved`, so `used` never decreases and no count is handed out twice.
+//
+// Claims are taken from `used` in batches (Claim's `batch`) and kept as
+// credits of the CPU the claiming thread runs on, which later claims on
+// that CPU use first: one compare-exchange on a line of that CPU's instead
+// of one on `used`, a line every CPU's encryptions wrote (at two threads,
+// a tenth of a Transit encrypt's time went to moving it between cores).
+// A credit is an encryption counted in `used`, so every encryption made
+// is still within a stored block: encryptions <= `used` <= `reserved`.
+// What credits a version still has when it is retired (a rotation, a
+// restart) are encryptions never made, at most (kCreditShards - 1) *
+// (batch - 1): the marks stay an upper bound, and a rotation at the limit
+// may come that many encryptions early. Thread-safe.
 struct VersionUsage {
-  std::atomic<uint64_t> used{0};
+  static constexpr int kCreditShards = 8;
+
+  // Claims one encryption (false: the block is used up, and no credit is
+  // left on this CPU). `batch` >= 1; 1 takes claims from `used` one at a
+  // time, so every claim is made and a rotation comes exactly at the limit.
+  bool Claim(uint64_t batch) {
+    std::atomic<uint64_t>* credits = nullptr;
+    if (batch > 1) {
+      credits = &credits_[CurrentShardIndex() % kCreditShards].left;
+      uint64_t left = credits->load(std::memory_order_relaxed);
+      while (left != 0) {
+        if (credits->compare_exchange_weak(left, left - 1,
+                                           std::memory_order_relaxed)) {
+          return true;
+        }
+      }
+    }
+    uint64_t claimed = used.load(std::memory_order_relaxed);
+    uint64_t take;
+    do {
+      const uint64_t end = reserved.load(std::memory_order_acquire);
+      if (claimed >= end) return false;
+      take = end - claimed < batch ? end - claimed : batch;
+    } while (!used.compare_exchange_weak(claimed, claimed + take,
+                                         std::memory_order_relaxed));
+    if (take > 1) credits->fetch_add(take - 1, std::memory_order_relaxed);
+    return true;
+  }
+
+  alignas(64) std::atomic<uint64_t> used{0};
   std::atomic<uint64_t> reserved{0};
+
+ private:
+  struct alignas(64) Credits {
+    std::atomic<uint64_t> left{0};
+  };
+  Credits credits_[kCreditShards];
 };
 
 // A decoded key record. Everything but `trusted_fence` is constant after

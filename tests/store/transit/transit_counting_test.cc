@@ -25,6 +25,7 @@
 #include "strongbox/secret_bytes.h"
 #include "strongbox/testing/fake_clock.h"
 #include "strongbox/testing/fault_injecting_backend.h"
+#include "tests/seal/pinned_cpu.h"
 
 namespace strongbox {
 namespace {
@@ -635,30 +636,26 @@ TEST_F(TransitCountingTest, SingleItemCallsRefuseAtTheLimitAsBatchesDo) {
   EXPECT_EQ(Stored().latest_version(), 1u);
 }
 
-TEST_F(TransitCountingTest, ConcurrentSingleItemCallsStayWithinTheMarks) {
-  TransitEngine engine(Limits(40, 3));
-  store::Response r;
-  ASSERT_TRUE(engine.Execute(KeyOp(false, "k"), active_, &r).ok());
-  constexpr int kThreads = 4;
-  constexpr int kPerThread = 120;
+// One-item encrypts from `threads` threads, `per_thread` each (UNAVAILABLE
+// retried, as a host would); returns the count per key version.
+std::map<uint32_t, int> EncryptConcurrently(TransitEngine& engine,
+                                            const EngineCall& call, int threads,
+                                            int per_thread) {
   Mutex mu;
   std::map<uint32_t, int> per_version;  // guarded by mu
-  std::atomic<int> failures{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < kPerThread; ++i) {
+  std::vector<std::thread> running;
+  for (int t = 0; t < threads; ++t) {
+    running.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
         std::string ct;
         absl::Status s;
         uint32_t version = 0;
         // UNAVAILABLE means "retry" (see the batch test above).
         for (int round = 0; round < 50; ++round) {
-          version =
-              EncryptOne(engine, active_, absl::StrCat(t, "-", i), &ct, &s);
+          version = EncryptOne(engine, call, absl::StrCat(t, "-", i), &ct, &s);
           if (s.code() != Code::kUnavailable) break;
         }
         if (version == 0) {
-          ++failures;
           ADD_FAILURE() << s;
           continue;
         }
@@ -667,13 +664,89 @@ TEST_F(TransitCountingTest, ConcurrentSingleItemCallsStayWithinTheMarks) {
       }
     });
   }
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(failures.load(), 0);
+  for (auto& t : running) t.join();
   MutexLock lock(&mu);
+  return per_version;
+}
+
+TEST_F(TransitCountingTest, ConcurrentSingleItemCallsStayWithinTheMarks) {
+  TransitEngine engine(Limits(40, 3));
+  store::Response r;
+  ASSERT_TRUE(engine.Execute(KeyOp(false, "k"), active_, &r).ok());
+  const std::map<uint32_t, int> per_version =
+      EncryptConcurrently(engine, active_, 4, 120);
   const int total = CountWithinMarks(per_version, 40);
-  store::TransitKeyRecord record = Stored();
-  EXPECT_EQ(total, kThreads * kPerThread);
-  EXPECT_GE(record.latest_version(), 12u);  // 480 / 40
+  EXPECT_EQ(total, 4 * 120);
+  EXPECT_GE(Stored().latest_version(), 12u);  // 480 / 40
+}
+
+// Blocks of 16,384: claims are taken four at a time and kept as per-CPU
+// credits (VersionUsage::Claim). Every encryption is still within its
+// version's stored mark, across rotations.
+TEST_F(TransitCountingTest, BatchedClaimsStayWithinTheMarks) {
+  TransitEngine engine(Limits(20000, 16384));
+  store::Response r;
+  ASSERT_TRUE(engine.Execute(KeyOp(false, "k"), active_, &r).ok());
+  const std::map<uint32_t, int> per_version =
+      EncryptConcurrently(engine, active_, 4, 6000);
+  const int total = CountWithinMarks(per_version, 20000);
+  EXPECT_EQ(total, 4 * 6000);
+  EXPECT_GE(Stored().latest_version(), 2u);
+}
+
+// Claims in batches, on one CPU: exactly the block, never more, and a new
+// block adopted as Reserve adopts it (`used` raised first) is claimed in
+// full too.
+TEST(VersionUsageTest, BatchedClaimsOnOneCpuMakeExactlyTheBlock) {
+  PinnedToThisCpu pin;
+  if (!pin.pinned()) GTEST_SKIP() << "cannot pin this thread to one CPU";
+  for (const uint64_t batch : {1, 2, 64, 1000, 5000}) {
+    transit::VersionUsage usage;
+    usage.reserved.store(1000);
+    int claims = 0;
+    while (usage.Claim(batch)) ++claims;
+    EXPECT_EQ(claims, 1000) << batch;
+    EXPECT_EQ(usage.used.load(), 1000u) << batch;
+    usage.used.store(3000);
+    usage.reserved.store(3500);
+    claims = 0;
+    while (usage.Claim(batch)) ++claims;
+    EXPECT_EQ(claims, 500) << batch;
+  }
+}
+
+// Claims from four threads while blocks are adopted: every claim made is
+// within a block (claims <= the last block's end), and once the last
+// block is used up no thread can claim.
+TEST(VersionUsageTest, ConcurrentBatchedClaimsStayWithinTheBlocks) {
+  transit::VersionUsage usage;
+  usage.reserved.store(256);
+  std::atomic<int> claims{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      while (!stop.load()) {
+        if (usage.Claim(16)) ++claims;
+      }
+    });
+  }
+  // Twenty more blocks of 256, each above the last (Reserve's adoption).
+  uint64_t end = 256;
+  for (int b = 0; b < 20; ++b) {
+    while (claims.load() < static_cast<int>(end) - 8 * 16) {
+      std::this_thread::yield();
+    }
+    usage.used.store(end);
+    usage.reserved.store(end + 256);
+    end += 256;
+  }
+  // Let the threads use what is left, then stop them.
+  while (usage.used.load() < end) std::this_thread::yield();
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  EXPECT_LE(claims.load(), static_cast<int>(end));
+  EXPECT_FALSE(usage.Claim(1));
 }
 
 }  // namespace
