@@ -164,8 +164,8 @@ class TransitEngine::Impl {
   // Encryptions a claim takes from the block at once, kept as its CPU's
   // credits (VersionUsage::Claim): a block's 1/4096th, from 1 (blocks
   // under 8,192: every claim is made, as tests with small limits expect)
-  // to 64 (the default block of 1,048,576: at most 7 * 63 encryptions of a
-  // version are left unmade when it is retired).
+  // to 64 (the default block of 1,048,576: about 63 encryptions per CPU
+  // shard are left unmade when a version is retired).
   const uint64_t claim_batch_;
   seal::NoncePool nonces_;
 
@@ -363,9 +363,11 @@ absl::Status TransitEngine::Impl::Write(WriteKind kind, const std::string& name,
       // Adopt the stored block (under reserve_mu_). grant->first is the
       // mark stored before this write, at or above every block this
       // node adopted for the version, so raising `used` first makes
-      // every concurrent claim fail (its compare-exchange sees a changed
-      // `used`, then used >= the old `reserved`) until `reserved` is
-      // raised too. Any rest of the old block is skipped. (A block below
+      // every concurrent claim on `used` fail (its compare-exchange sees
+      // a changed `used`, then used >= the old `reserved`) until
+      // `reserved` is raised too. Any rest of the old block is skipped;
+      // credits already taken from it stay usable (they are counted
+      // below grant->first). (A block below
       // `reserved` could only come from a key of the same name this node
       // used before a delete it did not see; it stays unused.)
       usage.used.store(grant->first, std::memory_order_relaxed);

@@ -75,20 +75,22 @@ void TransitKeyCache::Clear() {
 
 void TransitKeyCache::AttachUsage(CachedKey& key) {
   MutexLock lock(&usage_mu_);
-  auto& versions = usage_[key.name];
-  std::shared_ptr<VersionUsage>& usage = versions[key.latest_version];
-  if (usage == nullptr) usage = std::make_shared<VersionUsage>();
-  key.latest_usage = usage;
-  // Versions below the latest seal nothing more: their usage goes (an
-  // entry that still holds one keeps it alive until it is dropped). Kept,
-  // they cost a VersionUsage (about 600 bytes, its CPUs' credit lines) per
-  // rotation for the life of the key. (Should an older record be decoded
-  // later, its version gets a fresh, empty usage: no claim is made from it
-  // until a new block is stored above the mark, so nothing is counted
-  // twice.)
-  for (auto it = versions.begin(); it != versions.end();) {
+  KeyUsage& usage = usage_[key.name];
+  std::shared_ptr<VersionUsage>& latest = usage.versions[key.latest_version];
+  if (latest == nullptr) latest = std::make_shared<VersionUsage>();
+  key.latest_usage = latest;
+  if (key.record_version < usage.newest_record) return;
+  usage.newest_record = key.record_version;
+  // Versions below the latest of the newest record seal nothing more:
+  // their usage goes (an entry that still holds one keeps it alive until
+  // it is dropped). Kept, they cost a VersionUsage (about 600 bytes, its
+  // CPUs' credit lines) per rotation for the life of the key. (Should an
+  // older version be attached again, from a record older still, it gets a
+  // fresh, empty usage: no claim is made from it until a new block is
+  // stored above the mark, so nothing is counted twice.)
+  for (auto it = usage.versions.begin(); it != usage.versions.end();) {
     if (it->first < key.latest_version) {
-      versions.erase(it++);
+      usage.versions.erase(it++);
     } else {
       ++it;
     }

@@ -16,7 +16,9 @@
 //   unknown (the commit may have applied with its answer lost) or the key
 //   was deleted; Lookup erases it when storage says the key is gone;
 //   Clear (the node sealed or lost leadership) drops every entry and every
-//   reservation (their rest is skipped, never reused).
+//   reservation (their rest is skipped: nothing loaded after it uses them;
+//   a call already holding an entry may still spend that entry's claims
+//   and credits, all within blocks stored).
 // - What a call trusts. An entry is used without touching storage only
 //   when call.active_fence != kNoFence and the entry was written, loaded
 //   or re-validated under that same fence while no write on this engine
@@ -42,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/optimization.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -119,17 +122,24 @@ class VersionCipher {
 // a tenth of a Transit encrypt's time went to moving it between cores).
 // A credit is an encryption counted in `used`, so every encryption made
 // is still within a stored block: encryptions <= `used` <= `reserved`.
-// What credits a version still has when it is retired (a rotation, a
-// restart) are encryptions never made, at most (kCreditShards - 1) *
-// (batch - 1): the marks stay an upper bound, and a rotation at the limit
-// may come that many encryptions early. Thread-safe.
+// Credits outlive the block they came from (a block adopted meanwhile
+// does not void them: they are counted below its start). What credits a
+// version still has when it is retired (a rotation, a restart, a seal)
+// are encryptions never made: about batch - 1 per shard a thread claimed
+// on, more when threads preempted on one CPU (or on CPUs that share a
+// shard, past kCreditShards CPUs) found it empty at once and each moved a
+// batch there. So the marks stay an upper bound, and a rotation at the
+// limit may come that many encryptions early; with the default block
+// (batch 64) a few hundred of a version's 3.9 billion. Thread-safe.
 struct VersionUsage {
   static constexpr int kCreditShards = 8;
 
   // Claims one encryption (false: the block is used up, and no credit is
-  // left on this CPU). `batch` >= 1; 1 takes claims from `used` one at a
-  // time, so every claim is made and a rotation comes exactly at the limit.
+  // left on this CPU's shard). `batch` 1 (or 0) takes claims from `used`
+  // one at a time, so every claim is made and a rotation comes exactly at
+  // the limit.
   bool Claim(uint64_t batch) {
+    if (ABSL_PREDICT_FALSE(batch == 0)) batch = 1;
     std::atomic<uint64_t>* credits = nullptr;
     if (batch > 1) {
       credits = &credits_[CurrentShardIndex() % kCreditShards].left;
@@ -287,9 +297,14 @@ class TransitKeyCache {
   // (a leadership change may hide a deleted and recreated key of the same
   // name). Taken when an entry is decoded, never on the encrypt path.
   Mutex usage_mu_;
-  absl::flat_hash_map<
-      std::string, absl::flat_hash_map<uint32_t, std::shared_ptr<VersionUsage>>>
-      usage_ ABSL_GUARDED_BY(usage_mu_);
+  struct KeyUsage {
+    // The newest record version attached: an older record decoded later (a
+    // load that read it before a write, or before a delete and re-create)
+    // prunes nothing.
+    uint64_t newest_record = 0;
+    absl::flat_hash_map<uint32_t, std::shared_ptr<VersionUsage>> versions;
+  };
+  absl::flat_hash_map<std::string, KeyUsage> usage_ ABSL_GUARDED_BY(usage_mu_);
 };
 
 }  // namespace transit

@@ -14,6 +14,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/store/transit_engine.h"
@@ -140,6 +142,13 @@ class TransitCountingTest : public ::testing::Test {
     return record.versions(version - 1).reserved_encryptions();
   }
   uint64_t RecordVersion() { return shared_->Get("transit/keys/k")->version; }
+
+  // Encrypts two-item batches from four threads, `per_thread` batches
+  // each, on an engine with these limits; checks every encryption is
+  // within its version's stored mark, at least `min_latest` versions were
+  // made, and every ciphertext opens.
+  void ConcurrentBatches(uint64_t max, uint64_t block, int per_thread,
+                         uint32_t min_latest);
 
   // Checks each version's count of encryptions against its stored mark
   // (itself at most `limit`); returns the total.
@@ -454,11 +463,25 @@ TEST_F(TransitCountingTest, ReservationFailureIsUnavailableAndSealsNothing) {
 // rotates: no version ever seals more values than its stored mark, and
 // every ciphertext opens. Run under TSan by tools/test.
 TEST_F(TransitCountingTest, ConcurrentEncryptionsStayWithinTheStoredMarks) {
-  TransitEngine engine(Limits(40, 3));
+  ConcurrentBatches(40, 3, 60, 12);  // 480 / 40
+}
+
+// The same with blocks of 14,000: claims are taken three at a time and kept
+// as per-CPU credits (VersionUsage::Claim), and no block is a multiple of
+// three.
+TEST_F(TransitCountingTest,
+       ConcurrentBatchesWithBatchedClaimsStayWithinTheMarks) {
+  ConcurrentBatches(20000, 14000, 3000, 2);
+}
+
+void TransitCountingTest::ConcurrentBatches(uint64_t max, uint64_t block,
+                                            int per_thread,
+                                            uint32_t min_latest) {
+  TransitEngine engine(Limits(max, block));
   store::Response r;
   ASSERT_TRUE(engine.Execute(KeyOp(false, "k"), active_, &r).ok());
   constexpr int kThreads = 4;
-  constexpr int kPerThread = 60;
+  const int kPerThread = per_thread;
   Mutex mu;
   std::map<uint32_t, int> per_version;  // guarded by mu
   std::vector<std::string> cts;         // guarded by mu
@@ -502,10 +525,10 @@ TEST_F(TransitCountingTest, ConcurrentEncryptionsStayWithinTheStoredMarks) {
   EXPECT_EQ(failures.load(), 0);
   RecordProperty("retried_unavailable", retried.load());
   MutexLock lock(&mu);
-  const int total = CountWithinMarks(per_version, 40);
+  const int total = CountWithinMarks(per_version, max);
   store::TransitKeyRecord record = Stored();
   EXPECT_EQ(total, kThreads * kPerThread * 2);
-  EXPECT_GE(record.latest_version(), 12u);  // 480 / 40
+  EXPECT_GE(record.latest_version(), min_latest);
   // Every ciphertext opens.
   for (size_t i = 0; i < cts.size(); i += 50) {
     std::vector<std::string> chunk(cts.begin() + i,
@@ -680,11 +703,12 @@ TEST_F(TransitCountingTest, ConcurrentSingleItemCallsStayWithinTheMarks) {
   EXPECT_GE(Stored().latest_version(), 12u);  // 480 / 40
 }
 
-// Blocks of 16,384: claims are taken four at a time and kept as per-CPU
-// credits (VersionUsage::Claim). Every encryption is still within its
-// version's stored mark, across rotations.
+// Blocks of 14,000: claims are taken three at a time and kept as per-CPU
+// credits (VersionUsage::Claim), and no block is a multiple of three.
+// Every encryption is still within its version's stored mark, across
+// rotations.
 TEST_F(TransitCountingTest, BatchedClaimsStayWithinTheMarks) {
-  TransitEngine engine(Limits(20000, 16384));
+  TransitEngine engine(Limits(20000, 14000));
   store::Response r;
   ASSERT_TRUE(engine.Execute(KeyOp(false, "k"), active_, &r).ok());
   const std::map<uint32_t, int> per_version =
@@ -715,38 +739,64 @@ TEST(VersionUsageTest, BatchedClaimsOnOneCpuMakeExactlyTheBlock) {
   }
 }
 
-// Claims from four threads while blocks are adopted: every claim made is
-// within a block (claims <= the last block's end), and once the last
-// block is used up no thread can claim.
+// Claims from four threads while blocks of 250 (not a multiple of the
+// batch) are adopted as Reserve adopts them: `used` never passes the
+// block's end, and the claims made are at most the last block's end.
 TEST(VersionUsageTest, ConcurrentBatchedClaimsStayWithinTheBlocks) {
+  constexpr uint64_t kBlock = 250;
   transit::VersionUsage usage;
-  usage.reserved.store(256);
+  usage.reserved.store(kBlock);
   std::atomic<int> claims{0};
+  std::atomic<bool> overrun{false};
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       while (!stop.load()) {
         if (usage.Claim(16)) ++claims;
+        if (usage.used.load() > usage.reserved.load()) overrun = true;
       }
     });
   }
-  // Twenty more blocks of 256, each above the last (Reserve's adoption).
-  uint64_t end = 256;
-  for (int b = 0; b < 20; ++b) {
-    while (claims.load() < static_cast<int>(end) - 8 * 16) {
+  // Each block is adopted once the last is (nearly) used up: what is left
+  // sits in credits, which the threads spend as they run on each CPU.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  uint64_t end = kBlock;
+  for (int b = 0; b < 20 && absl::Now() < deadline; ++b) {
+    while (usage.used.load() < end && absl::Now() < deadline) {
       std::this_thread::yield();
     }
     usage.used.store(end);
-    usage.reserved.store(end + 256);
-    end += 256;
+    usage.reserved.store(end + kBlock);
+    end += kBlock;
   }
-  // Let the threads use what is left, then stop them.
-  while (usage.used.load() < end) std::this_thread::yield();
+  while (usage.used.load() < end && absl::Now() < deadline) {
+    std::this_thread::yield();
+  }
   stop.store(true);
   for (auto& t : threads) t.join();
+  ASSERT_LT(absl::Now(), deadline) << "claims stopped short of the blocks";
+  EXPECT_FALSE(overrun.load());
+  EXPECT_EQ(usage.used.load(), end);
   EXPECT_LE(claims.load(), static_cast<int>(end));
-  EXPECT_FALSE(usage.Claim(1));
+}
+
+// A new record of the same latest version (a config write) keeps the
+// version's usage: the block reserved at create still serves, and no
+// second block is stored.
+TEST_F(TransitCountingTest, NewRecordsOfTheLatestVersionKeepItsBlock) {
+  TransitEngine engine(Limits(1000, 100));
+  store::Response r;
+  ASSERT_TRUE(engine.Execute(KeyOp(false, "k"), active_, &r).ok());
+  EXPECT_EQ(EncryptN(engine, active_, 1), (V{1}));
+  for (const bool allowed : {true, false}) {
+    store::Request config;
+    config.mutable_transit_config_key()->set_name("k");
+    config.mutable_transit_config_key()->set_deletion_allowed(allowed);
+    ASSERT_TRUE(engine.Execute(config, active_, &r).ok());
+  }
+  EXPECT_EQ(EncryptN(engine, active_, 10), V(10, 1));
+  EXPECT_EQ(Mark(1), 100u);
 }
 
 }  // namespace
