@@ -67,7 +67,7 @@ class KvMetadataReader {
   uint64_t current_version() const { return current_version_; }
   // The first kept version numbered `version`, or nullptr.
   const KvVersionFields* FindVersion(uint64_t version) const;
-  const absl::InlinedVector<KvVersionFields, 8>& versions() const {
+  const absl::InlinedVector<KvVersionFields, 10>& versions() const {
     return versions_;
   }
   // The current version's fields.
@@ -75,7 +75,9 @@ class KvMetadataReader {
 
  private:
   uint64_t current_version_ = 0;
-  absl::InlinedVector<KvVersionFields, 8> versions_;
+  // Ten inline: a secret keeps ten versions by default, and an eleventh
+  // here is an allocation per read.
+  absl::InlinedVector<KvVersionFields, 10> versions_;
   KvFieldsView current_data_;
 };
 

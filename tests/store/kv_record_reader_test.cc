@@ -368,5 +368,41 @@ TEST_F(KvRecordReaderTest, FindVersionFindsTheFirstOfThatNumber) {
   EXPECT_EQ(reader.FindVersion(5), nullptr);
 }
 
+// A version's fields may repeat (the last wins) and come in any order,
+// with unknown fields between, and the record's own varints (created,
+// updated: passed over, not decoded) may be up to ten bytes long: read
+// as the generated parser reads them.
+TEST_F(KvRecordReaderTest, VersionsAndSkippedFieldsReadAsProtobufReadsThem) {
+  KvMetadataRecord record;
+  auto* v = record.add_versions();
+  v->set_created_unix_micros(7);
+  v->set_version(9);
+  v->set_destroyed(true);
+  record.set_created_unix_micros(-1);  // a ten-byte varint
+  record.set_updated_unix_micros(1);
+  std::string wire = record.SerializeAsString();
+  // A second version: created_unix_micros 5, version 1, an unknown varint
+  // field (99), then version 2, which wins.
+  const std::string inner = std::string("\x10\x05\x08\x01") + "\x98\x06\x2a" +
+                            std::string("\x08\x02");
+  wire += '\x32';  // field 6, length-delimited
+  wire += static_cast<char>(inner.size());
+  wire += inner;
+  std::string why;
+  EXPECT_TRUE(AgreeOnMetadata(wire, &why)) << why;
+  KvMetadataReader reader;
+  ASSERT_TRUE(reader.Parse(wire));
+  EXPECT_EQ(reader.FindVersion(1), nullptr);
+  ASSERT_NE(reader.FindVersion(2), nullptr);
+  EXPECT_EQ(reader.FindVersion(2)->created_unix_micros, 5);
+  ASSERT_NE(reader.FindVersion(9), nullptr);
+  EXPECT_TRUE(reader.FindVersion(9)->destroyed);
+  // An eleven-byte varint where created_unix_micros is: both refuse.
+  std::string overlong = std::string("\x08") + std::string(10, '\xff') + "\x01";
+  EXPECT_TRUE(AgreeOnMetadata(overlong, &why)) << why;
+  KvMetadataReader fresh;
+  EXPECT_FALSE(fresh.Parse(overlong));
+}
+
 }  // namespace
 }  // namespace strongbox
