@@ -47,11 +47,10 @@ class KvRecordParser {
     const uint8_t* const p = p_;
     const size_t available = static_cast<size_t>(end_ - p);
 #if ABSL_IS_LITTLE_ENDIAN
+    uint64_t word;
     if (available >= 8) {
-      uint64_t word;
-      std::memcpy(&word, p, 8);
-      const uint64_t stops = ~word & 0x8080808080808080ull;
-      if (ABSL_PREDICT_TRUE(stops != 0)) {
+      if (const uint64_t stops = Stops(p, &word);
+          ABSL_PREDICT_TRUE(stops != 0)) {
         p_ = p + static_cast<size_t>(absl::countr_zero(stops)) / 8 + 1;
         return true;
       }
@@ -157,6 +156,15 @@ class KvRecordParser {
     return ReadLongVarint(max_bytes, v);
   }
 
+#if ABSL_IS_LITTLE_ENDIAN
+  // The eight bytes at p (*word, little-endian) and, of each, the high bit
+  // where it is clear: the lowest such byte ends a varint.
+  static uint64_t Stops(const uint8_t* p, uint64_t* word) {
+    std::memcpy(word, p, 8);
+    return ~*word & 0x8080808080808080ull;
+  }
+#endif
+
   // (Works on locals: a store through p_ might alias the bytes read, so a
   // loop on the member reloads and stores it every byte.)
   ABSL_ATTRIBUTE_NOINLINE bool ReadLongVarint(int max_bytes, uint64_t* v) {
@@ -168,9 +176,7 @@ class KvRecordParser {
     // before it are packed together in three steps.
     if (available >= 8) {
       uint64_t word;
-      std::memcpy(&word, p, 8);
-      const uint64_t stops = ~word & 0x8080808080808080ull;
-      if (stops != 0) {
+      if (const uint64_t stops = Stops(p, &word); stops != 0) {
         const size_t size =
             static_cast<size_t>(absl::countr_zero(stops)) / 8 + 1;
         if (size > static_cast<size_t>(max_bytes)) return false;
