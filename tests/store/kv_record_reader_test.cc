@@ -402,6 +402,18 @@ TEST_F(KvRecordReaderTest, VersionsAndSkippedFieldsReadAsProtobufReadsThem) {
   EXPECT_TRUE(AgreeOnMetadata(overlong, &why)) << why;
   KvMetadataReader fresh;
   EXPECT_FALSE(fresh.Parse(overlong));
+  // max_versions as a ten-byte varint whose last byte has high bits set
+  // (both accept it), and cas_required cut off after two bytes (both
+  // refuse it).
+  const std::string high_bits =
+      std::string("\x20") + std::string(9, '\xff') + "\x7f";
+  EXPECT_TRUE(AgreeOnMetadata(high_bits, &why)) << why;
+  KvMetadataReader third;
+  EXPECT_TRUE(third.Parse(high_bits));
+  const std::string cut = std::string("\x18\x01\x28\x80\x80");
+  EXPECT_TRUE(AgreeOnMetadata(cut, &why)) << why;
+  KvMetadataReader fourth;
+  EXPECT_FALSE(fourth.Parse(cut));
 }
 
 }  // namespace
