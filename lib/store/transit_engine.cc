@@ -579,10 +579,12 @@ absl::Status TransitEngine::Impl::ExecuteOne(
   // a seal's Clear) wait at most. Anything else (a larger input, a block
   // used up, a key to load or re-validate, a rewrap, a refusal to explain)
   // takes the path below, which answers as before.
-  if (op != store::Request::kTransitRewrap &&
+  // (The checks run once: a call the fast path does not serve goes on
+  // with their answer to the key's Lookup, as BeginData would.)
+  const absl::Status checked = CheckData(op, name, 1, call);
+  if (checked.ok() && op != store::Request::kTransitRewrap &&
       input.size() <= kUncountedMaxInputBytes &&
-      (decrypt || input.size() <= options_.max_plaintext_bytes) &&
-      CheckData(op, name, 1, call).ok()) {
+      (decrypt || input.size() <= options_.max_plaintext_bytes)) {
     const bool served =
         cache_.WithTrusted(name, call, [&](const CachedKey& key) {
           if (!decrypt && (key.latest_usage == nullptr ||
@@ -597,8 +599,9 @@ absl::Status TransitEngine::Impl::ExecuteOne(
         });
     if (served) return absl::OkStatus();
   }
+  RETURN_IF_ERROR(checked);
   ASSIGN_OR_RETURN(std::shared_ptr<const CachedKey> key,
-                   BeginData(op, name, 1, call));
+                   cache_.Lookup(name, call));
   std::string rewrapped;
   uint32_t version = 0;
   return DataItem(op, call, &key, input, context, decrypt ? nullptr : out,

@@ -149,6 +149,10 @@ class TransitCountingTest : public ::testing::Test {
   // made, and every ciphertext opens.
   void ConcurrentBatches(uint64_t max, uint64_t block, int per_thread,
                          uint32_t min_latest);
+  // The same with one-item encrypts (ExecuteOne, SecretStore's direct
+  // path): four threads, `per_thread` calls each.
+  void ConcurrentOneItemCalls(uint64_t max, uint64_t block, int per_thread,
+                              uint32_t min_latest);
 
   // Checks each version's count of encryptions against its stored mark
   // (itself at most `limit`); returns the total.
@@ -692,15 +696,21 @@ std::map<uint32_t, int> EncryptConcurrently(TransitEngine& engine,
   return per_version;
 }
 
-TEST_F(TransitCountingTest, ConcurrentSingleItemCallsStayWithinTheMarks) {
-  TransitEngine engine(Limits(40, 3));
+void TransitCountingTest::ConcurrentOneItemCalls(uint64_t max, uint64_t block,
+                                                 int per_thread,
+                                                 uint32_t min_latest) {
+  TransitEngine engine(Limits(max, block));
   store::Response r;
   ASSERT_TRUE(engine.Execute(KeyOp(false, "k"), active_, &r).ok());
   const std::map<uint32_t, int> per_version =
-      EncryptConcurrently(engine, active_, 4, 120);
-  const int total = CountWithinMarks(per_version, 40);
-  EXPECT_EQ(total, 4 * 120);
-  EXPECT_GE(Stored().latest_version(), 12u);  // 480 / 40
+      EncryptConcurrently(engine, active_, 4, per_thread);
+  const int total = CountWithinMarks(per_version, max);
+  EXPECT_EQ(total, 4 * per_thread);
+  EXPECT_GE(Stored().latest_version(), min_latest);
+}
+
+TEST_F(TransitCountingTest, ConcurrentSingleItemCallsStayWithinTheMarks) {
+  ConcurrentOneItemCalls(40, 3, 120, 12);  // 480 / 40
 }
 
 // Blocks of 14,000: claims are taken three at a time and kept as per-CPU
@@ -708,14 +718,7 @@ TEST_F(TransitCountingTest, ConcurrentSingleItemCallsStayWithinTheMarks) {
 // Every encryption is still within its version's stored mark, across
 // rotations.
 TEST_F(TransitCountingTest, BatchedClaimsStayWithinTheMarks) {
-  TransitEngine engine(Limits(20000, 14000));
-  store::Response r;
-  ASSERT_TRUE(engine.Execute(KeyOp(false, "k"), active_, &r).ok());
-  const std::map<uint32_t, int> per_version =
-      EncryptConcurrently(engine, active_, 4, 6000);
-  const int total = CountWithinMarks(per_version, 20000);
-  EXPECT_EQ(total, 4 * 6000);
-  EXPECT_GE(Stored().latest_version(), 2u);
+  ConcurrentOneItemCalls(20000, 14000, 6000, 2);
 }
 
 // Claims in batches, on one CPU: exactly the block, never more, and a new
