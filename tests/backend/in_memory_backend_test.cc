@@ -10,6 +10,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "strongbox/testing/backend_conformance.h"
 #include "strongbox/testing/fake_clock.h"
@@ -161,7 +163,11 @@ TEST(InMemoryBackendTest, AnswersAsAnOrderedMapAcrossTheIndexThreshold) {
 // Readers during commits that take the map across the index threshold
 // both ways, many times: every Get answers NOT_FOUND or the value last
 // written under that same key (a value names its key), never another
-// key's. Run under TSan by tools/test.
+// key's. Run under TSan by tools/test. The writer waits at each phase's
+// end until the readers have read there, so the readers do run during the
+// commits however the threads are scheduled (a run in which the writer
+// finished all five rounds before either reader started once passed
+// nothing but `found`'s check, which then failed).
 TEST(InMemoryBackendTest, ReadersDuringCommitsAcrossTheIndexThreshold) {
   std::unique_ptr<Backend> backend = NewInMemoryBackend();
   std::vector<std::string> keys;
@@ -171,6 +177,7 @@ TEST(InMemoryBackendTest, ReadersDuringCommitsAcrossTheIndexThreshold) {
   std::atomic<bool> stop{false};
   std::atomic<int> wrong{0};
   std::atomic<int> found{0};
+  std::atomic<int> reads{0};
   std::vector<std::thread> readers;
   for (int t = 0; t < 2; ++t) {
     readers.emplace_back([&, t] {
@@ -184,20 +191,38 @@ TEST(InMemoryBackendTest, ReadersDuringCommitsAcrossTheIndexThreshold) {
         } else if (got.status().code() != absl::StatusCode::kNotFound) {
           ++wrong;
         }
+        ++reads;
       }
     });
   }
+  // Until the readers have made `more` reads since the call (false past a
+  // deadline far beyond any scheduler's delay).
+  auto readers_read = [&reads](int more) {
+    const int target = reads.load() + more;
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (reads.load() < target) {
+      if (absl::Now() > deadline) return false;
+      std::this_thread::yield();
+    }
+    return true;
+  };
   // Grow to all 120 keys (past 64), shrink to 10 (under 32), five times.
-  for (int round = 0; round < 5; ++round) {
+  // With all 120 stored and no commit running, the readers' reads find
+  // their keys, so `found` counts at least the reads of round 0's wait.
+  bool waited = true;
+  for (int round = 0; round < 5 && waited; ++round) {
     for (size_t i = 0; i < keys.size(); ++i) {
       ASSERT_OK(backend->Put(keys[i], absl::StrCat(keys[i], "=", round)));
     }
+    waited = readers_read(100);
     for (size_t i = 10; i < keys.size(); ++i) {
       ASSERT_OK(backend->Delete(keys[i]));
     }
+    waited = waited && readers_read(100);
   }
   stop.store(true);
   for (std::thread& r : readers) r.join();
+  EXPECT_TRUE(waited) << "the readers made no progress for a minute";
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_GT(found.load(), 0);
 }
