@@ -10,12 +10,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "strongbox/testing/backend_conformance.h"
 #include "strongbox/testing/fake_clock.h"
 #include "strongbox/testing/status_matchers.h"
+#include "tests/util/wait_for.h"
 
 namespace strongbox {
 namespace {
@@ -195,16 +194,10 @@ TEST(InMemoryBackendTest, ReadersDuringCommitsAcrossTheIndexThreshold) {
       }
     });
   }
-  // Until the readers have made `more` reads since the call (false past a
-  // deadline far beyond any scheduler's delay).
+  // Until the readers have made `more` reads since the call.
   auto readers_read = [&reads](int more) {
     const int target = reads.load() + more;
-    const absl::Time deadline = absl::Now() + absl::Seconds(60);
-    while (reads.load() < target) {
-      if (absl::Now() > deadline) return false;
-      std::this_thread::yield();
-    }
-    return true;
+    return WaitFor([&] { return reads.load() >= target; });
   };
   // Grow to all 120 keys (past 64), shrink to 10 (under 32), five times.
   // With all 120 stored and no commit running, the readers' reads find

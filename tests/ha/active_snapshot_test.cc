@@ -9,6 +9,7 @@
 
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/util/wait_for.h"
 
 namespace strongbox {
 namespace ha_internal {
@@ -63,6 +64,7 @@ TEST(ActiveSnapshotTest, ReadersNeverSeeHalfAWrite) {
       }
     });
   }
+  bool readers_ran = true;
   for (FenceToken f = 1; f <= 200000; ++f) {
     ActiveSnapshot::View v;
     v.fence = f;
@@ -72,9 +74,15 @@ TEST(ActiveSnapshotTest, ReadersNeverSeeHalfAWrite) {
     if (f % 7 == 0) snapshot.Clear();
     // Let readers in now and then on a machine with fewer cores.
     if (f % 1000 == 0) std::this_thread::yield();
+    // Halfway, until the readers have read whole snapshots: they then
+    // race the second half's writes however the threads are scheduled.
+    if (f == 100000) {
+      readers_ran = WaitFor([&] { return whole.load() >= 100; });
+    }
   }
   done.store(true, std::memory_order_release);
   for (auto& t : readers) t.join();
+  EXPECT_TRUE(readers_ran) << "the readers read nothing for a minute";
   EXPECT_EQ(torn.load(), 0);
   EXPECT_GT(whole.load(), 0);
 }

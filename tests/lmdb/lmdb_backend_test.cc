@@ -31,6 +31,7 @@
 #include "lib/lmdb/test_hooks.h"
 #include "strongbox/testing/fake_clock.h"
 #include "tests/lmdb/test_support.h"
+#include "tests/util/wait_for.h"
 
 namespace strongbox {
 namespace {
@@ -285,13 +286,22 @@ TEST(LmdbMapTest, ReadersRunWhileTheMapGrows) {
       }
     });
   }
-  for (int i = 0; i < 40; ++i) {
+  bool readers_ran = true;
+  for (int i = 0; i < 40 && readers_ran; ++i) {
     ASSERT_TRUE(
         backend->Put(absl::StrCat("grow/", i), std::string(256 << 10, 'g'))
             .ok());
+    // Every tenth put, until the readers have read since the last wait:
+    // they then read between the map's growths however the threads are
+    // scheduled.
+    if (i % 10 == 9) {
+      const int target = reads.load() + 10;
+      readers_ran = WaitFor([&] { return reads.load() >= target; });
+    }
   }
   done.store(true);
   for (std::thread& t : readers) t.join();
+  EXPECT_TRUE(readers_ran) << "the readers read nothing for a minute";
   EXPECT_GT(reads.load(), 0);
 }
 
